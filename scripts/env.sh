@@ -1,0 +1,12 @@
+# Sourced by the build, run and test scripts: the paths of the set-up's tools, and the
+# variables that keep wrangler and workerd from contacting anything but loopback.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${EDGEVIDEO_CACHE:-$HOME/.cache/edgevideo}
+export PATH="$ROOT/node_modules/.bin:$CACHE/tools/bin:$PATH"
+export WASM_BINDGEN_BIN="$CACHE/tools/bin/wasm-bindgen"
+export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
+export ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+# wrangler: no telemetry, no error reports, no update check banner, no request-metadata fetch.
+export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false DO_NOT_TRACK=1
+export WRANGLER_HIDE_BANNER=true CLOUDFLARE_CF_FETCH_ENABLED=false
+export CI=${CI:-true}

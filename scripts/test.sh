@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up (if needed) and runs every test: formatting and lints, the Rust unit and
+# integration tests, the worker build, and the end-to-end tests in the real Workers runtime.
+# The build and the tests run in a network namespace with only loopback when the machine
+# allows it, which proves that nothing is downloaded at build or run time.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[ "${EDGEVIDEO_OFFLINE:-}" = 1 ] || bash "$ROOT/scripts/setup.sh"
+
+if [ "${EDGEVIDEO_OFFLINE:-}" != 1 ] && [ "${EDGEVIDEO_NO_NETNS:-}" != 1 ] \
+   && unshare -n true 2>/dev/null; then
+  echo "[test] running offline: network namespace with loopback only"
+  exec unshare -n env EDGEVIDEO_OFFLINE=1 bash -c 'ip link set lo up && exec bash "$0"' "$0"
+fi
+
+source "$ROOT/scripts/env.sh"
+cd "$ROOT"
+step() { printf '\n\033[1m[test] %s\033[0m\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (native, all targets)"
+cargo clippy --offline --workspace --all-targets --quiet -- -D warnings
+step "cargo test"
+cargo test --offline --workspace --quiet
+step "build the worker"
+bash scripts/build-worker.sh
+step "end-to-end tests in wrangler dev (workerd)"
+"$CACHE/venv/bin/pytest" -q tests/e2e "$@"

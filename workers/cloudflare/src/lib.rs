@@ -1,0 +1,89 @@
+//! Cloudflare Workers host of edgevideo.
+//!
+//! Thin by design: [`platform::CloudflarePlatform`] adapts the bindings (KV, D1, R2, Durable
+//! Objects, Queues) to the core's ports, and the entry points below convert between the
+//! Workers types and the core's `http` types. Every decision lives in `edgevideo-core`.
+//!
+//! Modules, top-down: [`bindings`] (binding names, mirrored in `wrangler.toml`), [`convert`]
+//! (request/response conversion), [`platform`] and the adapters [`kv`], [`d1`], [`r2`],
+//! [`rooms`], [`queue`], then [`channel_room`] (the Durable Object class).
+
+pub mod bindings;
+pub mod channel_room;
+pub mod convert;
+pub mod d1;
+pub mod kv;
+pub mod platform;
+pub mod queue;
+pub mod r2;
+pub mod rooms;
+
+use worker::{event, Context, Env, MessageBatch, MessageExt};
+
+use crate::platform::CloudflarePlatform;
+
+pub use channel_room::ChannelRoom;
+
+/// Installs a panic hook that logs the panic to the Workers console. Panics are bugs (all
+/// input errors are `Result`s), but if one happens its message must reach the logs.
+#[event(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        worker::console_error!("edgevideo panicked: {info}");
+    }));
+}
+
+/// The HTTP entry point: build the platform, convert, call the core, convert back.
+#[event(fetch)]
+async fn fetch(
+    request: worker::Request,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<worker::Response> {
+    let platform = match CloudflarePlatform::from_env(&env) {
+        Ok(platform) => platform,
+        Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
+    };
+    let request = match convert::to_core_request(request).await {
+        Ok(request) => request,
+        Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
+    };
+    let response = edgevideo_core::handle(&platform, request).await;
+    convert::to_worker_response(response)
+}
+
+/// The queue consumer: each message is a core job; failures that may pass on a later try
+/// are retried by the queue, the others are acknowledged and logged.
+#[event(queue)]
+async fn queue(
+    batch: MessageBatch<serde_json::Value>,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<()> {
+    let platform = match CloudflarePlatform::from_env(&env) {
+        Ok(platform) => platform,
+        Err(err) => {
+            worker::console_error!("queue consumer cannot start: {err}");
+            batch.retry_all();
+            return Ok(());
+        }
+    };
+    for message in batch.messages()? {
+        let outcome = match edgevideo_core::jobs::decode(message.body().clone()) {
+            Ok(job) => edgevideo_core::jobs::run(&platform, job).await,
+            Err(err) => Err(err),
+        };
+        match outcome {
+            Ok(()) => message.ack(),
+            Err(err) if err.is_retryable() => {
+                worker::console_warn!("job {} will be retried: {err}", message.id());
+                message.retry();
+            }
+            Err(err) => {
+                worker::console_error!("job {} dropped: {err}", message.id());
+                message.ack();
+            }
+        }
+    }
+    Ok(())
+}

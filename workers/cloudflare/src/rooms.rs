@@ -1,0 +1,40 @@
+//! [`Live`] over the `ChannelRoom` Durable Object namespace: one object per room name, called
+//! with the core's [`RoomRequest`] as JSON.
+
+use edgevideo_core::platform::Live;
+use edgevideo_core::room::{RoomRequest, RoomResponse};
+use edgevideo_core::StoreError;
+use worker::{Method, ObjectNamespace, Request, RequestInit};
+
+/// The live-room port over Durable Objects.
+pub struct DurableRooms(pub ObjectNamespace);
+
+fn do_error(err: impl std::fmt::Display) -> StoreError {
+    StoreError::backend("durable_object", err)
+}
+
+/// The internal URL rooms are called on; only the path matters to the object.
+pub const ROOM_CALL_URL: &str = "https://room.internal/call";
+
+impl Live for DurableRooms {
+    async fn call(&self, room: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
+        let stub = self
+            .0
+            .id_from_name(room)
+            .and_then(|id| id.get_stub())
+            .map_err(do_error)?;
+        let body = serde_json::to_string(request).map_err(do_error)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.into()));
+        let request = Request::new_with_init(ROOM_CALL_URL, &init).map_err(do_error)?;
+        let mut response = stub.fetch_with_request(request).await.map_err(do_error)?;
+        if response.status_code() != 200 {
+            let text = response.text().await.unwrap_or_default();
+            return Err(do_error(format!(
+                "room answered {}: {text}",
+                response.status_code()
+            )));
+        }
+        response.json().await.map_err(do_error)
+    }
+}

@@ -1,0 +1,69 @@
+//! HTTP plumbing shared by the handlers: the request and response types the core speaks,
+//! JSON bodies in and out, and the rendering of [`ApiError`]s.
+
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// A request as the core sees it: the whole body in memory.
+pub type Request = http::Request<Vec<u8>>;
+/// A response as the core produces it.
+pub type Response = http::Response<Vec<u8>>;
+
+/// Largest JSON request body accepted, in bytes.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// A JSON response with `status`. Serialization of our own types cannot fail; if it ever
+/// did, the answer is a 500 rather than a panic.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_body(status, "application/json", body),
+        Err(e) => error(&ApiError::Internal(format!("response encoding: {e}"))),
+    }
+}
+
+/// A response with the given content type and body, not cacheable.
+pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The response for an error: its status, `{"error":{"code","message"}}`, and `Allow` on 405.
+pub fn error(err: &ApiError) -> Response {
+    let body = serde_json::to_vec(&err.body()).unwrap_or_default();
+    let mut response = with_body(err.status(), "application/json", body);
+    if let ApiError::MethodNotAllowed(methods) = err {
+        let allow = methods
+            .iter()
+            .map(http::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(ALLOW, value);
+        }
+    }
+    response
+}
+
+/// Parses the request body as JSON into `T`.
+///
+/// # Errors
+/// 413 above [`MAX_JSON_BODY`]; 400 `invalid_json` with the parser's message otherwise.
+pub fn parse_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let body = request.body();
+    if body.len() > MAX_JSON_BODY {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "JSON body is {} bytes; the limit is {MAX_JSON_BODY}",
+            body.len()
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}

@@ -1,0 +1,175 @@
+//! The error model: [`StoreError`] for everything a storage port can report, [`ApiError`] for
+//! everything a request can end with. Only [`ApiError`] knows about HTTP status codes; it is
+//! rendered as `{"error":{"code","message"}}` at the edge of the router.
+
+use http::StatusCode;
+use serde_json::json;
+
+/// An error reported by a storage port (KV, SQL, blobs, live rooms, jobs). Host errors are
+/// converted into it by the host adapters.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    /// The addressed item does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The item exists already and the operation required it not to.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// A precondition of the operation (a version, a state) did not hold.
+    #[error("precondition failed: {0}")]
+    Precondition(String),
+    /// The backend failed; `backend` names it (`kv`, `d1`, `r2`, ...).
+    #[error("{backend} failed: {message}")]
+    Backend {
+        /// Which backend failed.
+        backend: &'static str,
+        /// What it said.
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// A [`StoreError::Backend`] for `backend` with the display text of `err`.
+    pub fn backend(backend: &'static str, err: impl std::fmt::Display) -> Self {
+        StoreError::Backend {
+            backend,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The outcome of a failed request, mapped to a status code and a stable snake_case code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the input is malformed; `code` says which rule it broke.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// 401: no credentials, or credentials that do not verify.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: valid credentials without the right to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the path exists but not with this method; carries the allowed methods.
+    #[error("method not allowed")]
+    MethodNotAllowed(Vec<http::Method>),
+    /// 409: the request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 422: well-formed but invalid content (for example media that is not MPEG-TS).
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// 429: a rate limit was hit.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// 503: the deployment is misconfigured (missing binding, unsafe secret).
+    #[error("{0}")]
+    Misconfigured(String),
+    /// 500: a real fault in a backend or in our code.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 with the given code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Misconfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable snake_case code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Unprocessable { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests(_) => "rate_limited",
+            ApiError::Misconfigured(_) => "misconfigured",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON body `{"error":{"code","message"}}` of this error.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code(), "message": self.to_string() } })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(what) => ApiError::NotFound(format!("not found: {what}")),
+            StoreError::AlreadyExists(what) => {
+                ApiError::Conflict(format!("already exists: {what}"))
+            }
+            StoreError::Precondition(what) => ApiError::Conflict(what),
+            StoreError::Backend { .. } => ApiError::Internal(err.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_fitting_statuses() {
+        let cases = [
+            (StoreError::NotFound("x".into()), 404),
+            (StoreError::AlreadyExists("x".into()), 409),
+            (StoreError::Precondition("x".into()), 409),
+            (StoreError::backend("d1", "boom"), 500),
+        ];
+        for (store, status) in cases {
+            assert_eq!(ApiError::from(store).status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn body_has_code_and_message() {
+        let err = ApiError::bad_request("invalid_json", "expected value at line 1");
+        assert_eq!(
+            err.body(),
+            json!({"error": {"code": "invalid_json", "message": "expected value at line 1"}})
+        );
+    }
+}

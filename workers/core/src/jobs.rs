@@ -1,0 +1,67 @@
+//! Background jobs: the messages the worker puts on its queue and the consumer that runs
+//! them ([`run`]). The host's queue handler decodes each message into a [`Job`], calls
+//! [`run`], and acknowledges or retries it as [`JobError::is_retryable`] says.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::platform::{Kv as _, Platform};
+
+/// A queued job. The JSON form (`{"kind": ..., ...}`) is the queue's message format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Round-trip probe of the queue: the consumer records that it ran `id`.
+    Probe {
+        /// Caller-chosen identifier.
+        id: String,
+    },
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A storage port failed; worth retrying.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The message cannot be run (bad shape); retrying will not help.
+    #[error("invalid job: {0}")]
+    Invalid(String),
+}
+
+impl JobError {
+    /// Whether the queue should deliver the message again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, JobError::Store(StoreError::Backend { .. }))
+    }
+}
+
+/// Decodes a queue message body into a [`Job`].
+///
+/// # Errors
+/// [`JobError::Invalid`] when the JSON is not a known job.
+pub fn decode(body: serde_json::Value) -> Result<Job, JobError> {
+    serde_json::from_value(body).map_err(|e| JobError::Invalid(e.to_string()))
+}
+
+/// The KV key where a probe job records that it ran.
+pub fn probe_key(id: &str) -> String {
+    format!("diag:probe:{id}")
+}
+
+/// Runs one job.
+///
+/// # Errors
+/// [`JobError::Store`] when a port fails (retryable).
+pub async fn run<P: Platform>(platform: &P, job: Job) -> Result<(), JobError> {
+    match job {
+        Job::Probe { id } => {
+            let handled_at = platform.clock().now_ms().to_string();
+            platform
+                .kv()
+                .put(&probe_key(&id), handled_at.as_bytes(), Some(3600))
+                .await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! In-memory adapters of the ports, for unit tests and examples. They hold the same
+//! contracts as the real backends (see [`crate::conformance`]) except [`UnavailableSql`]:
+//! the core carries no SQL engine, so SQL is tested in the real runtimes.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::jobs::Job;
+use crate::platform::{
+    Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Platform, RoomStore, Row,
+    Sql, Statement,
+};
+use crate::room::{self, RoomRequest, RoomResponse};
+
+/// [`Kv`] over a map. TTLs are accepted and ignored.
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    entries: RefCell<BTreeMap<String, Vec<u8>>>,
+}
+
+impl Kv for MemoryKv {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.entries.borrow().get(key).cloned())
+    }
+    async fn put(&self, key: &str, value: &[u8], _ttl: Option<u64>) -> Result<(), StoreError> {
+        self.entries
+            .borrow_mut()
+            .insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.entries.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
+/// [`Blobs`] over a map.
+#[derive(Debug, Default)]
+pub struct MemoryBlobs {
+    objects: RefCell<BTreeMap<String, (String, Vec<u8>)>>,
+}
+
+/// The bytes of `data` that `range` selects (clamped to the data).
+pub fn slice_range(data: &[u8], range: Option<ByteRange>) -> &[u8] {
+    let len = data.len() as u64;
+    let (start, end) = match range {
+        None => (0, len),
+        Some(ByteRange::From { offset, length }) => {
+            let start = offset.min(len);
+            let end = length.map_or(len, |l| start.saturating_add(l).min(len));
+            (start, end)
+        }
+        Some(ByteRange::Suffix(n)) => (len.saturating_sub(n), len),
+    };
+    // Both bounds are clamped to `len`, which came from a usize.
+    &data[start as usize..end as usize]
+}
+
+impl Blobs for MemoryBlobs {
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+        self.objects
+            .borrow_mut()
+            .insert(key.to_owned(), (content_type.to_owned(), bytes));
+        Ok(())
+    }
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<Option<Blob>, StoreError> {
+        let objects = self.objects.borrow();
+        Ok(objects.get(key).map(|(ct, data)| Blob {
+            meta: meta(ct, data),
+            bytes: slice_range(data, range).to_vec(),
+        }))
+    }
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {
+        Ok(self
+            .objects
+            .borrow()
+            .get(key)
+            .map(|(ct, data)| meta(ct, data)))
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.objects.borrow_mut().remove(key);
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .objects
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+fn meta(content_type: &str, data: &[u8]) -> BlobMeta {
+    BlobMeta {
+        size: data.len() as u64,
+        content_type: Some(content_type.to_owned()),
+        etag: format!("\"{}\"", data.len()),
+    }
+}
+
+/// [`RoomStore`] over a map.
+#[derive(Debug, Default)]
+pub struct MemoryRoomStore {
+    values: RefCell<BTreeMap<String, serde_json::Value>>,
+}
+
+impl RoomStore for MemoryRoomStore {
+    async fn load(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self.values.borrow().get(key).cloned())
+    }
+    async fn save(&self, key: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        self.values
+            .borrow_mut()
+            .insert(key.to_owned(), value.clone());
+        Ok(())
+    }
+}
+
+/// [`Live`] that runs each room's logic in process, one [`MemoryRoomStore`] per room.
+#[derive(Debug, Default)]
+pub struct MemoryLive {
+    rooms: RefCell<BTreeMap<String, std::rc::Rc<MemoryRoomStore>>>,
+}
+
+impl Live for MemoryLive {
+    async fn call(&self, name: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
+        let store = self
+            .rooms
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default()
+            .clone();
+        room::handle(store.as_ref(), request.clone()).await
+    }
+}
+
+/// [`Jobs`] that records what was enqueued.
+#[derive(Debug, Default)]
+pub struct MemoryJobs {
+    /// The jobs enqueued so far, oldest first.
+    pub enqueued: RefCell<Vec<Job>>,
+}
+
+impl Jobs for MemoryJobs {
+    async fn enqueue(&self, job: &Job) -> Result<(), StoreError> {
+        self.enqueued.borrow_mut().push(job.clone());
+        Ok(())
+    }
+}
+
+/// [`Sql`] that fails every call: the in-memory platform has no SQL engine.
+#[derive(Debug, Default)]
+pub struct UnavailableSql;
+
+impl UnavailableSql {
+    fn error() -> StoreError {
+        StoreError::backend("sql", "the in-memory platform has no SQL engine")
+    }
+}
+
+impl Sql for UnavailableSql {
+    async fn query(&self, _: &Statement) -> Result<Vec<Row>, StoreError> {
+        Err(Self::error())
+    }
+    async fn execute(&self, _: &Statement) -> Result<u64, StoreError> {
+        Err(Self::error())
+    }
+    async fn batch(&self, _: &[Statement]) -> Result<(), StoreError> {
+        Err(Self::error())
+    }
+}
+
+/// A [`Clock`] that only moves when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    /// Milliseconds since the epoch.
+    pub now_ms: Cell<u64>,
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+}
+
+/// Deterministic, NOT secure bytes for tests: a counter.
+#[derive(Debug, Default)]
+pub struct CountingEntropy {
+    next: Cell<u8>,
+}
+
+impl Entropy for CountingEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next.get();
+            self.next.set(self.next.get().wrapping_add(1));
+        }
+    }
+}
+
+/// A whole [`Platform`] in memory.
+#[derive(Debug)]
+pub struct MemoryPlatform {
+    /// Configuration.
+    pub config: Config,
+    /// Key-value store.
+    pub kv: MemoryKv,
+    /// SQL (always failing).
+    pub sql: UnavailableSql,
+    /// Blob store.
+    pub blobs: MemoryBlobs,
+    /// Live rooms.
+    pub live: MemoryLive,
+    /// Job queue.
+    pub jobs: MemoryJobs,
+    /// Clock.
+    pub clock: ManualClock,
+    /// Randomness.
+    pub entropy: CountingEntropy,
+}
+
+impl MemoryPlatform {
+    /// An empty platform with `config`.
+    pub fn new(config: Config) -> Self {
+        MemoryPlatform {
+            config,
+            kv: MemoryKv::default(),
+            sql: UnavailableSql,
+            blobs: MemoryBlobs::default(),
+            live: MemoryLive::default(),
+            jobs: MemoryJobs::default(),
+            clock: ManualClock::default(),
+            entropy: CountingEntropy::default(),
+        }
+    }
+}
+
+impl Platform for MemoryPlatform {
+    type Kv = MemoryKv;
+    type Sql = UnavailableSql;
+    type Blobs = MemoryBlobs;
+    type Live = MemoryLive;
+    type Jobs = MemoryJobs;
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn kv(&self) -> &MemoryKv {
+        &self.kv
+    }
+    fn sql(&self) -> &UnavailableSql {
+        &self.sql
+    }
+    fn blobs(&self) -> &MemoryBlobs {
+        &self.blobs
+    }
+    fn live(&self) -> &MemoryLive {
+        &self.live
+    }
+    fn jobs(&self) -> &MemoryJobs {
+        &self.jobs
+    }
+    fn clock(&self) -> &dyn Clock {
+        &self.clock
+    }
+    fn entropy(&self) -> &dyn Entropy {
+        &self.entropy
+    }
+}

@@ -1,0 +1,277 @@
+//! The one route table and the dispatcher.
+//!
+//! [`ROUTES`] lists every route with its method, path pattern and the access it needs; a path
+//! that matches no entry is a 404, a path that matches with another method a 405. The access
+//! check runs before any handler, so a route cannot exist without an access rule.
+
+use http::Method;
+
+use crate::api::{self, Request, Response};
+use crate::error::ApiError;
+use crate::platform::Platform;
+use crate::routes;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// Development deployments with diagnostics on; 404 everywhere else.
+    Diagnostics,
+}
+
+/// Names of the routes; the dispatcher matches on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteName {
+    /// `GET /api/health`: version and a check of every binding.
+    Health,
+    /// `GET /api/_diag/kv/{key}`.
+    DiagKvGet,
+    /// `PUT /api/_diag/kv/{key}`.
+    DiagKvPut,
+    /// `POST /api/_diag/counters/{name}`: increments a counter row in SQL.
+    DiagCounterIncrement,
+    /// `GET /api/_diag/counters/{name}`.
+    DiagCounterGet,
+    /// `PUT /api/_diag/blobs/{key}`.
+    DiagBlobPut,
+    /// `GET /api/_diag/blobs/{key}`.
+    DiagBlobGet,
+    /// `POST /api/_diag/rooms/{name}/ping`.
+    DiagRoomPing,
+    /// `POST /api/_diag/jobs/{id}`: enqueues a probe job.
+    DiagJobEnqueue,
+    /// `GET /api/_diag/jobs/{id}`: whether the consumer ran it.
+    DiagJobStatus,
+    /// `GET /api/_diag/conformance`: the port conformance suites against the real bindings.
+    DiagConformance,
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// The handler.
+    pub name: RouteName,
+    /// The method.
+    pub method: Method,
+    /// The path pattern; `{x}` matches one non-empty segment.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+}
+
+const fn route(name: RouteName, method: Method, path: &'static str, access: Access) -> RouteSpec {
+    RouteSpec {
+        name,
+        method,
+        path,
+        access,
+    }
+}
+
+/// Every route of the API.
+pub const ROUTES: &[RouteSpec] = &[
+    route(
+        RouteName::Health,
+        Method::GET,
+        "/api/health",
+        Access::Public,
+    ),
+    route(
+        RouteName::DiagKvGet,
+        Method::GET,
+        "/api/_diag/kv/{key}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagKvPut,
+        Method::PUT,
+        "/api/_diag/kv/{key}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagCounterIncrement,
+        Method::POST,
+        "/api/_diag/counters/{name}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagCounterGet,
+        Method::GET,
+        "/api/_diag/counters/{name}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagBlobPut,
+        Method::PUT,
+        "/api/_diag/blobs/{key}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagBlobGet,
+        Method::GET,
+        "/api/_diag/blobs/{key}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagRoomPing,
+        Method::POST,
+        "/api/_diag/rooms/{name}/ping",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagJobEnqueue,
+        Method::POST,
+        "/api/_diag/jobs/{id}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagJobStatus,
+        Method::GET,
+        "/api/_diag/jobs/{id}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagConformance,
+        Method::GET,
+        "/api/_diag/conformance",
+        Access::Diagnostics,
+    ),
+];
+
+/// Matches `path` against `pattern`, returning the `{x}` segments in order.
+fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
+    let mut params = Vec::new();
+    let mut pattern_parts = pattern.split('/');
+    let mut path_parts = path.split('/');
+    loop {
+        match (pattern_parts.next(), path_parts.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') => {
+                if s.is_empty() {
+                    return None;
+                }
+                params.push(s.to_owned());
+            }
+            (Some(p), Some(s)) if p == s => {}
+            _ => return None,
+        }
+    }
+}
+
+/// A matched route and its path parameters.
+#[derive(Debug)]
+pub struct Matched {
+    /// The route table entry.
+    pub spec: &'static RouteSpec,
+    /// The `{x}` segments, in order.
+    pub params: Vec<String>,
+}
+
+/// Finds the route for `method` and `path`.
+///
+/// # Errors
+/// 404 when no pattern matches the path; 405 (with the allowed methods) when patterns match
+/// only with other methods.
+pub fn resolve(method: &Method, path: &str) -> Result<Matched, ApiError> {
+    let mut allowed = Vec::new();
+    for spec in ROUTES {
+        if let Some(params) = match_path(spec.path, path) {
+            if spec.method == *method || (*method == Method::HEAD && spec.method == Method::GET) {
+                return Ok(Matched { spec, params });
+            }
+            allowed.push(spec.method.clone());
+        }
+    }
+    if allowed.is_empty() {
+        Err(ApiError::NotFound(format!("no route for {path}")))
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
+    }
+}
+
+/// Handles one request: resolves the route, checks its access rule, runs the handler, and
+/// renders any error as JSON. Never panics on input.
+pub async fn handle<P: Platform>(platform: &P, request: Request) -> Response {
+    match dispatch(platform, request).await {
+        Ok(response) => response,
+        Err(err) => api::error(&err),
+    }
+}
+
+async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Response, ApiError> {
+    let path = request.uri().path().to_owned();
+    let matched = resolve(request.method(), &path)?;
+    match matched.spec.access {
+        Access::Public => {}
+        Access::Diagnostics => {
+            if !platform.config().diagnostics {
+                return Err(ApiError::NotFound(format!("no route for {path}")));
+            }
+        }
+    }
+    let params = &matched.params;
+    match matched.spec.name {
+        RouteName::Health => Ok(routes::health::get(platform).await),
+        RouteName::DiagKvGet => routes::diag::kv_get(platform, &params[0]).await,
+        RouteName::DiagKvPut => routes::diag::kv_put(platform, &params[0], &request).await,
+        RouteName::DiagCounterIncrement => {
+            routes::diag::counter_increment(platform, &params[0]).await
+        }
+        RouteName::DiagCounterGet => routes::diag::counter_get(platform, &params[0]).await,
+        RouteName::DiagBlobPut => routes::diag::blob_put(platform, &params[0], request).await,
+        RouteName::DiagBlobGet => routes::diag::blob_get(platform, &params[0]).await,
+        RouteName::DiagRoomPing => routes::diag::room_ping(platform, &params[0]).await,
+        RouteName::DiagJobEnqueue => routes::diag::job_enqueue(platform, &params[0]).await,
+        RouteName::DiagJobStatus => routes::diag::job_status(platform, &params[0]).await,
+        RouteName::DiagConformance => Ok(routes::diag::conformance(platform).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_capture_segments() {
+        assert_eq!(
+            match_path("/api/_diag/rooms/{name}/ping", "/api/_diag/rooms/r1/ping"),
+            Some(vec!["r1".to_owned()])
+        );
+        assert_eq!(match_path("/api/_diag/kv/{key}", "/api/_diag/kv/"), None);
+        assert_eq!(match_path("/api/health", "/api/health/extra"), None);
+        assert_eq!(match_path("/api/health", "/api"), None);
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        assert!(matches!(
+            resolve(&Method::GET, "/nope"),
+            Err(ApiError::NotFound(_))
+        ));
+        match resolve(&Method::DELETE, "/api/_diag/kv/a") {
+            Err(ApiError::MethodNotAllowed(allowed)) => {
+                assert_eq!(allowed, vec![Method::GET, Method::PUT]);
+            }
+            other => panic!("expected 405, got {other:?}"),
+        }
+        assert_eq!(
+            resolve(&Method::HEAD, "/api/health").unwrap().spec.name,
+            RouteName::Health
+        );
+    }
+
+    #[test]
+    fn every_route_pattern_is_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    !(a.method == b.method && a.path == b.path),
+                    "duplicate route {} {}",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+}
