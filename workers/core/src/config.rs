@@ -14,7 +14,29 @@ pub mod names {
     pub const URL_SIGNING_SECRET: &str = "URL_SIGNING_SECRET";
     /// `on` exposes the binding diagnostics under `/api/_diag/` (development only).
     pub const DIAGNOSTICS: &str = "DIAGNOSTICS";
+    /// Comma-separated email domains whose users become broadcasters at signup.
+    pub const BROADCASTER_DOMAINS: &str = "BROADCASTER_DOMAINS";
+    /// Comma-separated emails that are admins.
+    pub const ADMIN_EMAILS: &str = "ADMIN_EMAILS";
+    /// PBKDF2 iteration count for new password hashes.
+    pub const PASSWORD_ITERATIONS: &str = "PASSWORD_ITERATIONS";
+    /// Lifetime of session tokens, in seconds.
+    pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
+    /// Login attempts allowed per email per window.
+    pub const LOGIN_LIMIT_PER_EMAIL: &str = "LOGIN_LIMIT_PER_EMAIL";
+    /// Login attempts allowed per client IP per window.
+    pub const LOGIN_LIMIT_PER_IP: &str = "LOGIN_LIMIT_PER_IP";
 }
+
+/// Default PBKDF2-HMAC-SHA256 iteration count: the most Workers' own WebCrypto PBKDF2 accepts,
+/// and about 0.1 s of CPU per login in Wasm (see the README for the measured figure).
+pub const DEFAULT_PASSWORD_ITERATIONS: u32 = 100_000;
+/// Default session lifetime: 7 days.
+pub const DEFAULT_SESSION_TTL_SECONDS: u64 = 7 * 24 * 3600;
+/// The `iss` claim of our session tokens.
+pub const TOKEN_ISSUER: &str = "edgevideo";
+/// Length of a login rate-limit window, in seconds.
+pub const LOGIN_WINDOW_SECONDS: u64 = 900;
 
 /// Prefix that marks a secret as a development default; production refuses it.
 pub const DEV_SECRET_PREFIX: &str = "dev-only-";
@@ -58,6 +80,20 @@ pub struct Config {
     pub url_signing_secret: String,
     /// Whether `/api/_diag/` routes are served.
     pub diagnostics: bool,
+    /// The `iss` claim of session tokens.
+    pub token_issuer: String,
+    /// Lifetime of session tokens, in seconds.
+    pub session_ttl_s: u64,
+    /// PBKDF2 iterations for new password hashes.
+    pub password_iterations: u32,
+    /// Email domains (lower-case) whose users become broadcasters at signup.
+    pub broadcaster_domains: Vec<String>,
+    /// Emails (lower-case) that are admins.
+    pub admin_emails: Vec<String>,
+    /// Login attempts allowed per email per window.
+    pub login_limit_per_email: u64,
+    /// Login attempts allowed per client IP per window.
+    pub login_limit_per_ip: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -67,7 +103,9 @@ impl std::fmt::Debug for Config {
             .field("session_secret", &"<redacted>")
             .field("url_signing_secret", &"<redacted>")
             .field("diagnostics", &self.diagnostics)
-            .finish()
+            .field("password_iterations", &self.password_iterations)
+            .field("broadcaster_domains", &self.broadcaster_domains)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,11 +149,54 @@ impl Config {
                 reason: "diagnostics routes are for development only".into(),
             });
         }
+        let number = |name: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match lookup(name).as_deref().map(str::trim) {
+                None | Some("") => Ok(default),
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(v) if v >= min => Ok(v),
+                    _ => Err(ConfigError::Invalid {
+                        name,
+                        reason: format!("expected a whole number >= {min}, got {raw:?}"),
+                    }),
+                },
+            }
+        };
+        let list = |name: &str| -> Vec<String> {
+            lookup(name)
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let password_iterations = number(
+            names::PASSWORD_ITERATIONS,
+            DEFAULT_PASSWORD_ITERATIONS.into(),
+            1,
+        )?;
+        let password_iterations =
+            u32::try_from(password_iterations).map_err(|_| ConfigError::Invalid {
+                name: names::PASSWORD_ITERATIONS,
+                reason: "too large".into(),
+            })?;
+        if environment == Environment::Production && password_iterations < 10_000 {
+            return Err(ConfigError::Invalid {
+                name: names::PASSWORD_ITERATIONS,
+                reason: "production needs at least 10000 iterations".into(),
+            });
+        }
         Ok(Config {
             environment,
             session_secret: secret(names::SESSION_SECRET)?,
             url_signing_secret: secret(names::URL_SIGNING_SECRET)?,
             diagnostics,
+            token_issuer: TOKEN_ISSUER.to_owned(),
+            session_ttl_s: number(names::SESSION_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, 60)?,
+            password_iterations,
+            broadcaster_domains: list(names::BROADCASTER_DOMAINS),
+            admin_emails: list(names::ADMIN_EMAILS),
+            login_limit_per_email: number(names::LOGIN_LIMIT_PER_EMAIL, 10, 1)?,
+            login_limit_per_ip: number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
         })
     }
 }
@@ -193,6 +274,31 @@ mod tests {
             ConfigError::Missing("SESSION_SECRET")
         );
         assert!(Config::from_lookup(lookup(&[("ENVIRONMENT", "staging")])).is_err());
+    }
+
+    #[test]
+    fn lists_and_numbers_are_parsed_and_checked() {
+        let config = Config::from_lookup(lookup(&[
+            ("SESSION_SECRET", STRONG),
+            ("URL_SIGNING_SECRET", STRONG),
+            ("BROADCASTER_DOMAINS", " Amazon.com, ,example.org "),
+            ("PASSWORD_ITERATIONS", "200000"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.broadcaster_domains,
+            vec!["amazon.com", "example.org"]
+        );
+        assert_eq!(config.password_iterations, 200_000);
+        assert_eq!(config.login_limit_per_email, 10);
+        for bad in ["0", "-1", "many", "1000"] {
+            let result = Config::from_lookup(lookup(&[
+                ("SESSION_SECRET", STRONG),
+                ("URL_SIGNING_SECRET", STRONG),
+                ("PASSWORD_ITERATIONS", bad),
+            ]));
+            assert!(result.is_err(), "{bad} must be refused in production");
+        }
     }
 
     #[test]

@@ -12,13 +12,17 @@
 // `Send` bounds (static dispatch through generics, never `dyn`).
 #![allow(async_fn_in_trait)]
 
+pub mod accounts;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod conformance;
 pub mod error;
+pub mod ids;
 pub mod jobs;
 pub mod memory;
 pub mod platform;
+pub mod ratelimit;
 pub mod room;
 pub mod router;
 pub mod routes;

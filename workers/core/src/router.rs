@@ -6,7 +6,9 @@
 
 use http::Method;
 
+use crate::accounts;
 use crate::api::{self, Request, Response};
+use crate::auth::{self, Principal, Role};
 use crate::error::ApiError;
 use crate::platform::Platform;
 use crate::routes;
@@ -16,6 +18,11 @@ use crate::routes;
 pub enum Access {
     /// Anyone, without credentials.
     Public,
+    /// Any signed-in user (a valid session token).
+    Authenticated,
+    /// Users whose stored role satisfies this one (admins satisfy every role). The role is
+    /// read from the catalogue, so a revoked role stops working before the token expires.
+    Role(Role),
     /// Development deployments with diagnostics on; 404 everywhere else.
     Diagnostics,
 }
@@ -25,6 +32,16 @@ pub enum Access {
 pub enum RouteName {
     /// `GET /api/health`: version and a check of every binding.
     Health,
+    /// `POST /api/auth/signup`.
+    Signup,
+    /// `POST /api/auth/login`.
+    Login,
+    /// `POST /api/auth/logout`.
+    Logout,
+    /// `GET /api/me`.
+    Me,
+    /// `PUT /api/users/{id}/role`.
+    SetUserRole,
     /// `GET /api/_diag/kv/{key}`.
     DiagKvGet,
     /// `PUT /api/_diag/kv/{key}`.
@@ -76,6 +93,31 @@ pub const ROUTES: &[RouteSpec] = &[
         Method::GET,
         "/api/health",
         Access::Public,
+    ),
+    route(
+        RouteName::Signup,
+        Method::POST,
+        "/api/auth/signup",
+        Access::Public,
+    ),
+    route(
+        RouteName::Login,
+        Method::POST,
+        "/api/auth/login",
+        Access::Public,
+    ),
+    route(
+        RouteName::Logout,
+        Method::POST,
+        "/api/auth/logout",
+        Access::Public,
+    ),
+    route(RouteName::Me, Method::GET, "/api/me", Access::Authenticated),
+    route(
+        RouteName::SetUserRole,
+        Method::PUT,
+        "/api/users/{id}/role",
+        Access::Role(Role::Admin),
     ),
     route(
         RouteName::DiagKvGet,
@@ -202,17 +244,21 @@ pub async fn handle<P: Platform>(platform: &P, request: Request) -> Response {
 async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_owned();
     let matched = resolve(request.method(), &path)?;
-    match matched.spec.access {
-        Access::Public => {}
-        Access::Diagnostics => {
-            if !platform.config().diagnostics {
-                return Err(ApiError::NotFound(format!("no route for {path}")));
-            }
-        }
-    }
+    let principal = authorize(platform, &request, matched.spec.access, &path).await?;
     let params = &matched.params;
+    // Routes with Access::Authenticated or Access::Role always have a principal.
+    let who = || {
+        principal
+            .as_ref()
+            .ok_or_else(|| ApiError::Unauthorized("a session token is required".into()))
+    };
     match matched.spec.name {
         RouteName::Health => Ok(routes::health::get(platform).await),
+        RouteName::Signup => routes::auth::signup(platform, &request).await,
+        RouteName::Login => routes::auth::login(platform, &request).await,
+        RouteName::Logout => Ok(routes::auth::logout()),
+        RouteName::Me => routes::auth::me(platform, who()?).await,
+        RouteName::SetUserRole => routes::auth::set_role(platform, &params[0], &request).await,
         RouteName::DiagKvGet => routes::diag::kv_get(platform, &params[0]).await,
         RouteName::DiagKvPut => routes::diag::kv_put(platform, &params[0], &request).await,
         RouteName::DiagCounterIncrement => {
@@ -225,6 +271,44 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::DiagJobEnqueue => routes::diag::job_enqueue(platform, &params[0]).await,
         RouteName::DiagJobStatus => routes::diag::job_status(platform, &params[0]).await,
         RouteName::DiagConformance => Ok(routes::diag::conformance(platform).await),
+    }
+}
+
+/// Applies a route's access rule: returns the caller for routes that need one.
+///
+/// # Errors
+/// 401 without a valid session; 403 when the stored role does not satisfy the route's;
+/// 404 for diagnostics routes when diagnostics are off.
+pub async fn authorize<P: Platform>(
+    platform: &P,
+    request: &Request,
+    access: Access,
+    path: &str,
+) -> Result<Option<Principal>, ApiError> {
+    let now_s = platform.clock().now_ms() / 1000;
+    match access {
+        Access::Public => Ok(None),
+        Access::Diagnostics if platform.config().diagnostics => Ok(None),
+        Access::Diagnostics => Err(ApiError::NotFound(format!("no route for {path}"))),
+        Access::Authenticated => {
+            auth::principal_from_request(request, platform.config(), now_s).map(Some)
+        }
+        Access::Role(required) => {
+            let mut principal = auth::principal_from_request(request, platform.config(), now_s)?;
+            let stored = accounts::by_id(platform.sql(), &principal.user_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("the session's user no longer exists".into())
+                })?;
+            if !stored.role.satisfies(required) {
+                return Err(ApiError::Forbidden(format!(
+                    "this needs the {} role",
+                    required.as_str()
+                )));
+            }
+            principal.role = stored.role;
+            Ok(Some(principal))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Request handlers, one module per area of the API. Each handler takes the platform and
 //! already-resolved path parameters and returns a response or an [`crate::ApiError`].
 
+pub mod auth;
 pub mod diag;
 pub mod health;

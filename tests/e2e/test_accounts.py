@@ -1,0 +1,193 @@
+"""Accounts, roles and session tokens in the real Workers runtime. Tokens are checked with
+PyJWT, a JWT library nobody here wrote, in both directions."""
+
+import secrets
+import statistics
+import time
+
+import jwt  # PyJWT
+import pytest
+
+from conftest import ROOT
+
+DEV_ENV = dict(
+    line.split("=", 1)
+    for line in (ROOT / "config" / "dev.env").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+SECRET = DEV_ENV["SESSION_SECRET"]
+PASSWORD = "correct horse battery staple"
+
+
+def email(domain="example.com"):
+    return f"user-{secrets.token_hex(5)}@{domain}"
+
+
+def signup(api, address, password=PASSWORD):
+    r = api.post("/api/auth/signup", json={"email": address, "password": password})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def bearer(token):
+    return {"authorization": f"Bearer {token}"}
+
+
+def pyjwt_token(claims, key=SECRET, algorithm="HS256"):
+    now = int(time.time())
+    base = {"sub": "usr_nobodynobody", "email": "x@example.com", "role": "admin",
+            "iat": now, "exp": now + 600, "iss": "edgevideo"}
+    return jwt.encode({**base, **claims}, key, algorithm=algorithm)
+
+
+def test_signup_returns_a_token_that_pyjwt_verifies(api):
+    address = email()
+    r = api.post("/api/auth/signup", json={"email": "  " + address.upper() + " ", "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["user"]["email"] == address, "emails are normalised"
+    assert body["user"]["role"] == "viewer"
+    assert "password" not in r.text and "pbkdf2" not in r.text
+    claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"], issuer="edgevideo",
+                        options={"require": ["sub", "email", "role", "iat", "exp", "iss"]})
+    assert claims["sub"] == body["user"]["id"]
+    assert claims["email"] == address and claims["role"] == "viewer"
+    assert jwt.get_unverified_header(body["token"])["alg"] == "HS256"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith("ev_session=" + body["token"])
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"]:
+        assert attribute in cookie
+
+
+def test_signup_rejects_duplicates_bad_emails_and_weak_passwords(api):
+    address = email()
+    signup(api, address)
+    r = api.post("/api/auth/signup", json={"email": address.upper(), "password": PASSWORD})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    r = api.post("/api/auth/signup", json={"email": "not-an-email", "password": PASSWORD})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_email"
+    r = api.post("/api/auth/signup", json={"email": email(), "password": "short"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "weak_password"
+    r = api.post("/api/auth/signup", json={"email": email()})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def test_login_and_me_with_bearer_and_cookie(api):
+    address = email()
+    user = signup(api, address)["user"]
+    r = api.post("/api/auth/login", json={"email": address, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    token = r.json()["token"]
+    me = api.get("/api/me", headers=bearer(token))
+    assert me.status_code == 200 and me.json()["user"]["id"] == user["id"]
+    api.cookies.clear()
+    me = api.get("/api/me", headers={"cookie": f"ev_session={token}"})
+    assert me.status_code == 200 and me.json()["user"]["email"] == address
+
+
+def test_wrong_password_and_unknown_email_get_the_same_401(api):
+    address = email()
+    signup(api, address)
+    wrong = api.post("/api/auth/login", json={"email": address, "password": "wrong password!"})
+    unknown = api.post("/api/auth/login", json={"email": email(), "password": PASSWORD})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json()
+
+
+def test_no_token_and_bad_tokens_are_401(api):
+    api.cookies.clear()
+    assert api.get("/api/me").status_code == 401
+    now = int(time.time())
+    bad_tokens = {
+        "garbage": "not.a.token",
+        "other secret": pyjwt_token({}, key="another-secret-another-secret-123"),
+        "expired": pyjwt_token({"iat": now - 7200, "exp": now - 3600}),
+        "future": pyjwt_token({"iat": now + 3600, "exp": now + 7200}),
+        "wrong issuer": pyjwt_token({"iss": "someone-else"}),
+        "alg none": jwt.encode({"sub": "usr_x", "email": "x@example.com", "role": "admin", "iat": now,
+                                "exp": now + 600, "iss": "edgevideo"}, None, algorithm="none"),
+        "HS512": pyjwt_token({}, algorithm="HS512"),
+    }
+    for name, token in bad_tokens.items():
+        r = api.get("/api/me", headers=bearer(token))
+        assert r.status_code == 401, f"{name}: {r.status_code} {r.text}"
+        assert r.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_pyjwt_token_with_our_secret_is_accepted(api):
+    user = signup(api, email())["user"]
+    token = pyjwt_token({"sub": user["id"], "email": user["email"], "role": "viewer"})
+    r = api.get("/api/me", headers=bearer(token))
+    assert r.status_code == 200 and r.json()["user"]["id"] == user["id"]
+
+
+def test_broadcaster_domain_and_admin_grants(api):
+    broadcaster = signup(api, email("broadcast.test"))
+    assert broadcaster["user"]["role"] == "broadcaster"
+    viewer = signup(api, email())
+    admin_login = api.post("/api/auth/login", json={"email": "admin@edgevideo.test", "password": PASSWORD})
+    if admin_login.status_code == 401:
+        admin = signup(api, "admin@edgevideo.test")
+    else:
+        admin = admin_login.json()
+    assert admin["user"]["role"] == "admin"
+
+    # A viewer may not grant roles.
+    r = api.put(f"/api/users/{broadcaster['user']['id']}/role", json={"role": "admin"},
+                headers=bearer(viewer["token"]))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    # No token: 401.
+    api.cookies.clear()
+    assert api.put(f"/api/users/{viewer['user']['id']}/role", json={"role": "admin"}).status_code == 401
+
+    # The admin grants developer; it shows in the stored user at once and in the next token.
+    r = api.put(f"/api/users/{viewer['user']['id']}/role", json={"role": "developer"},
+                headers=bearer(admin["token"]))
+    assert r.status_code == 200 and r.json()["user"]["role"] == "developer"
+    me = api.get("/api/me", headers=bearer(viewer["token"])).json()
+    assert me["user"]["role"] == "developer" and me["token_role"] == "viewer"
+    again = api.post("/api/auth/login", json={"email": viewer["user"]["email"], "password": PASSWORD}).json()
+    assert jwt.decode(again["token"], SECRET, algorithms=["HS256"], issuer="edgevideo")["role"] == "developer"
+
+    r = api.put(f"/api/users/{viewer['user']['id']}/role", json={"role": "root"}, headers=bearer(admin["token"]))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_role"
+    r = api.put("/api/users/usr_doesnotexist0/role", json={"role": "viewer"}, headers=bearer(admin["token"]))
+    assert r.status_code == 404
+
+
+def test_a_revoked_role_stops_working_before_the_token_expires(api):
+    admin = api.post("/api/auth/login", json={"email": "admin@edgevideo.test", "password": PASSWORD})
+    admin = admin.json() if admin.status_code == 200 else signup(api, "admin@edgevideo.test")
+    deputy = signup(api, email())
+    api.put(f"/api/users/{deputy['user']['id']}/role", json={"role": "admin"}, headers=bearer(admin["token"]))
+    deputy_admin = api.post("/api/auth/login", json={"email": deputy["user"]["email"], "password": PASSWORD}).json()
+    target = signup(api, email())["user"]["id"]
+    ok = api.put(f"/api/users/{target}/role", json={"role": "broadcaster"}, headers=bearer(deputy_admin["token"]))
+    assert ok.status_code == 200
+    api.put(f"/api/users/{deputy['user']['id']}/role", json={"role": "viewer"}, headers=bearer(admin["token"]))
+    denied = api.put(f"/api/users/{target}/role", json={"role": "admin"}, headers=bearer(deputy_admin["token"]))
+    assert denied.status_code == 403, "a token carries no more rights than the stored user"
+
+
+def test_login_attempts_are_rate_limited_per_email(api):
+    address = email()
+    signup(api, address)
+    statuses = [api.post("/api/auth/login", json={"email": address, "password": "wrong password!"}).status_code
+                for _ in range(10)]
+    assert statuses == [401] * 10
+    r = api.post("/api/auth/login", json={"email": address, "password": PASSWORD})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited"
+
+
+def test_login_latency_at_the_default_iteration_count(api, capsys):
+    address = email()
+    signup(api, address)
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        r = api.post("/api/auth/login", json={"email": address, "password": PASSWORD})
+        samples.append((time.perf_counter() - t0) * 1000)
+        assert r.status_code == 200
+    with capsys.disabled():
+        print(f"\n[figure] login latency (PBKDF2 {DEV_ENV.get('PASSWORD_ITERATIONS', '100000')} iterations): "
+              f"median {statistics.median(samples):.0f} ms, min {min(samples):.0f} ms over {len(samples)}")

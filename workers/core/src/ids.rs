@@ -1,0 +1,45 @@
+//! Identifiers: a type prefix and 96 random bits in base64url (`usr_9x3Kq...`), unguessable
+//! and safe in URLs and R2 keys.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::platform::Entropy;
+
+/// A new identifier `"{prefix}_{16 base64url chars}"`.
+pub fn new_id(entropy: &dyn Entropy, prefix: &str) -> String {
+    let mut bytes = [0u8; 12];
+    entropy.fill(&mut bytes);
+    format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Whether `raw` looks like an identifier with `prefix` (so it can be used in keys safely).
+pub fn is_id(raw: &str, prefix: &str) -> bool {
+    raw.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|rest| {
+            (8..=64).contains(&rest.len())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::CountingEntropy;
+
+    #[test]
+    fn ids_have_the_prefix_and_validate() {
+        let entropy = CountingEntropy::default();
+        let a = new_id(&entropy, "usr");
+        let b = new_id(&entropy, "usr");
+        assert_ne!(a, b);
+        assert!(a.starts_with("usr_") && a.len() == 20);
+        assert!(is_id(&a, "usr"));
+        assert!(!is_id(&a, "ch"));
+        assert!(!is_id("usr_../../etc", "usr"));
+        assert!(!is_id("usr_", "usr"));
+    }
+}
