@@ -28,7 +28,8 @@ CREATE TABLE broadcasts (
     ended_at       INTEGER,
     end_reason     TEXT,                          -- 'endlist', 'timeout', 'replaced'
     segment_count  INTEGER NOT NULL DEFAULT 0,
-    duration_ms    INTEGER NOT NULL DEFAULT 0
+    duration_ms    INTEGER NOT NULL DEFAULT 0,
+    segments       TEXT NOT NULL DEFAULT '[]'     -- JSON: [{seq, file, duration_ms, size, program_date_ms}]
 );
 CREATE INDEX broadcasts_channel ON broadcasts(channel_id, started_at);
 

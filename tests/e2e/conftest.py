@@ -1,10 +1,17 @@
-"""End-to-end harness: runs the built worker in the real Workers runtime (`wrangler dev`,
-workerd) on a free loopback port with a fresh state directory, and stops it afterwards.
+"""End-to-end harness: runs the built worker on a free loopback port with a fresh state
+directory, and stops it afterwards. The same scenarios run against either host:
 
-A failure to start fails the tests with the runtime's own log."""
+- `--host cloudflare` (the default): the real Workers runtime (`wrangler dev`, workerd);
+- `--host spin`: the Spin component in the Spin test host (`tests/spin-host`, wasmtime with
+  Spin's key-value, SQLite and variables interfaces; a test harness, not Spin itself).
+
+`EDGEVIDEO_E2E_HOST` sets the default. Tests that only make sense on one host carry the
+marker `cloudflare` or `spin` and are skipped on the other. A failure to start fails the
+tests with the runtime's own log."""
 
 import os
 import pathlib
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,7 +22,38 @@ import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
+SPIN_MANIFEST = ROOT / "spin.toml"
+SPIN_HOST = pathlib.Path(os.environ.get(
+    "EDGEVIDEO_SPIN_HOST", ROOT / "target" / "spin-host" / "release" / "edgevideo-spin-host"))
+HOSTS = ("cloudflare", "spin")
 START_TIMEOUT_S = 60
+# The host the session runs against; set from --host in pytest_configure.
+HOST = os.environ.get("EDGEVIDEO_E2E_HOST", "cloudflare")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--host", choices=HOSTS, default=None,
+                     help="which host runs the worker (default: $EDGEVIDEO_E2E_HOST or cloudflare)")
+
+
+def pytest_configure(config):
+    global HOST
+    HOST = config.getoption("--host") or HOST
+    if HOST not in HOSTS:
+        raise pytest.UsageError(f"unknown host {HOST!r}; expected one of {HOSTS}")
+    for host in HOSTS:
+        config.addinivalue_line("markers", f"{host}: runs only against the {host} host")
+
+
+def pytest_report_header(config):
+    return f"edgevideo host: {HOST}"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        others = [h for h in HOSTS if h != HOST and item.get_closest_marker(h)]
+        if others:
+            item.add_marker(pytest.mark.skip(reason=f"{others[0]} only; running against {HOST}"))
 
 
 def free_port() -> int:
@@ -24,14 +62,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Worker:
-    """A running `wrangler dev` with its URL, state directory and log."""
+def Worker(state_dir: pathlib.Path, extra_vars: dict[str, str] | None = None):
+    """A worker on the selected host (not started yet): `.start()`, `.url`, `.log()`, `.stop()`.
+    `extra_vars` override configuration variables by their core names (`ENVIRONMENT`, ...)."""
+    host_class = SpinWorker if HOST == "spin" else WranglerWorker
+    return host_class(state_dir, extra_vars)
+
+
+class ProcessWorker:
+    """A worker process started in its own process group, answered on /api/health."""
+
+    name = "worker"
 
     def __init__(self, state_dir: pathlib.Path, extra_vars: dict[str, str] | None = None):
         self.state_dir = state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = state_dir / "wrangler.log"
+        self.log_path = state_dir / f"{self.name.split()[0]}.log"
         self.extra_vars = extra_vars or {}
         self.process: subprocess.Popen | None = None
         self.started_in_s: float | None = None
@@ -39,28 +86,24 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def start(self) -> "Worker":
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def prepare(self, env: dict[str, str]) -> None:
+        """Runs before the process starts (e.g. local migrations)."""
+
+    def start(self):
         env = dict(os.environ)
-        subprocess.run(
-            [str(WRANGLER), "d1", "migrations", "apply", "DB", "--local", "--persist-to", str(self.state_dir)],
-            cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
-        )
-        args = [
-            str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(self.port),
-            "--inspector-ip", "127.0.0.1", "--inspector-port", str(free_port()),
-            "--show-interactive-dev-session=false", "--persist-to", str(self.state_dir),
-            "--env-file", str(ROOT / "config" / "dev.env"), "--log-level", "info",
-        ]
-        for name, value in self.extra_vars.items():
-            args += ["--var", f"{name}:{value}"]
+        self.prepare(env)
         log = open(self.log_path, "wb")
         t0 = time.monotonic()
-        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(self.command(), cwd=ROOT, env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        start_new_session=True)
         deadline = t0 + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                pytest.fail(f"wrangler dev exited with {self.process.returncode}:\n{self.log()}")
+                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
             try:
                 requests.get(self.url + "/api/health", timeout=1)
                 self.started_in_s = time.monotonic() - t0
@@ -68,7 +111,7 @@ class Worker:
             except requests.RequestException:
                 time.sleep(0.2)
         self.stop()
-        pytest.fail(f"wrangler dev did not answer within {START_TIMEOUT_S} s:\n{self.log()}")
+        pytest.fail(f"{self.name} did not answer within {START_TIMEOUT_S} s:\n{self.log()}")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -81,26 +124,104 @@ class Worker:
             self.process.wait(timeout=10)
 
 
+class SpinWorker(ProcessWorker):
+    """The Spin component in the Spin test host (wasmtime; not Spin itself), configured from
+    `spin.toml` and `config/dev.env` like `spin up` with a dotenv variables provider."""
+
+    name = "spin test host"
+
+    def command(self) -> list[str]:
+        if not SPIN_HOST.exists():
+            pytest.fail(f"{SPIN_HOST} is missing: build it with `make build-spin`")
+        args = [str(SPIN_HOST), "--manifest", str(SPIN_MANIFEST), "--state", str(self.state_dir),
+                "--listen", f"127.0.0.1:{self.port}", "--env-file", str(ROOT / "config" / "dev.env")]
+        for name, value in self.extra_vars.items():
+            args += ["--var", f"{name.lower()}={value}"]
+        return args
+
+
+class WranglerWorker(ProcessWorker):
+    """The worker in the real Workers runtime: `wrangler dev` (workerd)."""
+
+    name = "wrangler dev"
+
+    def prepare(self, env: dict[str, str]) -> None:
+        subprocess.run(
+            [str(WRANGLER), "d1", "migrations", "apply", "DB", "--local", "--persist-to", str(self.state_dir)],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
+        )
+
+    def command(self) -> list[str]:
+        args = [
+            str(WRANGLER), "dev", "--ip", "127.0.0.1", "--port", str(self.port),
+            "--inspector-ip", "127.0.0.1", "--inspector-port", str(free_port()),
+            "--show-interactive-dev-session=false", "--persist-to", str(self.state_dir),
+            "--env-file", str(ROOT / "config" / "dev.env"), "--log-level", "info",
+        ]
+        if self.extra_vars:
+            # A later --env-file overrides an earlier one (wrangler's --var does not override
+            # values that come from an env file).
+            overrides = self.state_dir / "test.env"
+            overrides.write_text("".join(f"{k}={v}\n" for k, v in self.extra_vars.items()))
+            args += ["--env-file", str(overrides)]
+        return args
+
+
+# Session-wide settings that keep the tests fast: silent broadcasts end after a few seconds,
+# and the segment size limit is low enough to test with a small body.
+TEST_VARS = {"LIVE_IDLE_TIMEOUT_SECONDS": "6", "MAX_SEGMENT_BYTES": str(4 * 1024 * 1024)}
+
+
 @pytest.fixture(scope="session")
 def worker(tmp_path_factory):
     """The worker, started once for the whole session with development configuration."""
-    w = Worker(tmp_path_factory.mktemp("wrangler-state")).start()
-    print(f"\nwrangler dev answered after {w.started_in_s:.2f} s")
+    w = Worker(tmp_path_factory.mktemp(f"{HOST}-state"), extra_vars=TEST_VARS).start()
+    print(f"\n{w.name} answered after {w.started_in_s:.2f} s")
     yield w
     w.stop()
 
 
+class Api(requests.Session):
+    """A `requests` session bound to a base URL: Api(url).get("/api/health")."""
+
+    def __init__(self, base_url: str):
+        super().__init__()
+        self.base_url = base_url
+
+    def request(self, method, url, *args, **kwargs):
+        kwargs.setdefault("timeout", 15)
+        if url.startswith("/"):
+            url = self.base_url + url
+        return super().request(method, url, *args, **kwargs)
+
+
 @pytest.fixture
 def api(worker):
-    """A `requests` session bound to the worker's URL: api.get("/api/health")."""
-
-    class Api(requests.Session):
-        def request(self, method, url, *args, **kwargs):
-            kwargs.setdefault("timeout", 15)
-            return super().request(method, worker.url + url, *args, **kwargs)
-
-    with Api() as session:
+    """An [Api] session bound to the worker's URL."""
+    with Api(worker.url) as session:
         yield session
+
+
+DEV_ENV = dict(
+    line.split("=", 1)
+    for line in (ROOT / "config" / "dev.env").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+PASSWORD = "correct horse battery staple"
+
+
+def new_email(domain: str = "example.com") -> str:
+    return f"user-{secrets.token_hex(5)}@{domain}"
+
+
+def signup(api, address: str, password: str = PASSWORD) -> dict:
+    r = api.post("/api/auth/signup", json={"email": address, "password": password})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def bearer(token: str) -> dict:
+    return {"authorization": f"Bearer {token}"}
 
 
 def wait_until(predicate, timeout_s: float = 15.0, interval_s: float = 0.2):

@@ -1,36 +1,16 @@
 """Accounts, roles and session tokens in the real Workers runtime. Tokens are checked with
 PyJWT, a JWT library nobody here wrote, in both directions."""
 
-import secrets
 import statistics
 import time
 
 import jwt  # PyJWT
 import pytest
 
-from conftest import ROOT
+from conftest import DEV_ENV, PASSWORD, bearer, signup
+from conftest import new_email as email
 
-DEV_ENV = dict(
-    line.split("=", 1)
-    for line in (ROOT / "config" / "dev.env").read_text().splitlines()
-    if line and not line.startswith("#")
-)
 SECRET = DEV_ENV["SESSION_SECRET"]
-PASSWORD = "correct horse battery staple"
-
-
-def email(domain="example.com"):
-    return f"user-{secrets.token_hex(5)}@{domain}"
-
-
-def signup(api, address, password=PASSWORD):
-    r = api.post("/api/auth/signup", json={"email": address, "password": password})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def bearer(token):
-    return {"authorization": f"Bearer {token}"}
 
 
 def pyjwt_token(claims, key=SECRET, algorithm="HS256"):

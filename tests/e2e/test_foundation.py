@@ -5,6 +5,8 @@ import os
 import secrets
 import subprocess
 
+import pytest
+
 from conftest import ROOT, WRANGLER, Worker, wait_until
 
 
@@ -114,6 +116,7 @@ def test_production_refuses_development_secrets(tmp_path):
         prod.stop()
 
 
+@pytest.mark.cloudflare
 def test_wrangler_deploy_dry_run_accepts_config_and_build(tmp_path):
     out = subprocess.run(
         [str(WRANGLER), "deploy", "--dry-run", "--outdir", str(tmp_path)],

@@ -1,57 +1,225 @@
-//! The `ChannelRoom` Durable Object class (SQLite-backed): one instance per channel. It only
-//! adapts: requests are decoded into the core's [`RoomRequest`] and handled by
-//! [`edgevideo_core::room::handle`] over the object's own storage.
+//! The `ChannelRoom` Durable Object class (SQLite-backed): one instance per channel, plus the
+//! lobby. It only adapts: JSON requests are decoded into the core's [`RoomRequest`] and
+//! handled by [`edgevideo_core::room`] over the object's storage and its hibernatable
+//! WebSockets; the alarm ends silent broadcasts and records them with
+//! [`edgevideo_core::live::broadcast_ended`].
 
-use edgevideo_core::platform::RoomStore;
+use edgevideo_core::platform::{RoomSockets, RoomStore};
 use edgevideo_core::room::{self, RoomRequest};
 use edgevideo_core::{ApiError, StoreError};
-use worker::{durable_object, DurableObject, Env, Request, Response, State, Storage};
+use worker::{
+    durable_object, DurableObject, Env, ListOptions, Request, Response, State, Storage, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
 
-/// The Durable Object holding one channel's live state.
+use crate::platform::CloudflarePlatform;
+
+/// The Durable Object holding one channel's live state and viewers.
 #[durable_object]
 pub struct ChannelRoom {
     state: State,
+    env: Env,
 }
 
-/// [`RoomStore`] over the object's transactional storage.
+/// [`RoomStore`] over the object's transactional storage and alarm.
 pub struct DurableRoomStore(pub Storage);
+
+fn storage_error(e: worker::Error) -> StoreError {
+    StoreError::backend("durable_object_storage", e)
+}
 
 impl RoomStore for DurableRoomStore {
     async fn load(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
-        self.0
-            .get(key)
-            .await
-            .map_err(|e| StoreError::backend("durable_object_storage", e))
+        self.0.get(key).await.map_err(storage_error)
     }
 
     async fn save(&self, key: &str, value: &serde_json::Value) -> Result<(), StoreError> {
-        self.0
-            .put(key, value)
+        self.0.put(key, value).await.map_err(storage_error)
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        // The storage API deletes at most 128 keys per call.
+        for chunk in keys.chunks(128) {
+            self.0
+                .delete_multiple(chunk.to_vec())
+                .await
+                .map_err(storage_error)?;
+        }
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let map = self
+            .0
+            .list_with_options(ListOptions::new().prefix(prefix))
             .await
-            .map_err(|e| StoreError::backend("durable_object_storage", e))
+            .map_err(storage_error)?;
+        let mut entries = Vec::new();
+        for entry in map.entries() {
+            let pair: js_sys::Array = entry.map_err(|e| storage_error(e.into()))?.into();
+            let key = pair.get(0).as_string().unwrap_or_default();
+            let value = serde_wasm_bindgen::from_value(pair.get(1))
+                .map_err(|e| StoreError::backend("durable_object_storage", e))?;
+            entries.push((key, value));
+        }
+        Ok(entries)
+    }
+
+    async fn set_alarm(&self, at_ms: u64) -> Result<(), StoreError> {
+        let offset_ms = at_ms as i64 - worker::Date::now().as_millis() as i64;
+        self.0
+            .set_alarm(offset_ms.max(0))
+            .await
+            .map_err(storage_error)
+    }
+}
+
+/// [`RoomSockets`] over the object's accepted WebSockets; `leaving` is left out of the count
+/// and the sends (it is closing).
+pub struct DurableSockets<'a> {
+    state: &'a State,
+    leaving: Option<&'a WebSocket>,
+}
+
+impl DurableSockets<'_> {
+    fn open(&self) -> Vec<WebSocket> {
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter(|ws| self.leaving != Some(ws))
+            .collect()
+    }
+}
+
+impl RoomSockets for DurableSockets<'_> {
+    fn count(&self) -> usize {
+        self.open().len()
+    }
+
+    fn send_all(&self, message: &str) {
+        for ws in self.open() {
+            // A socket that cannot take a message is going away; its close event follows.
+            let _ = ws.send_with_str(message);
+        }
+    }
+}
+
+fn error_response(err: &ApiError) -> worker::Result<Response> {
+    Response::from_json(&err.body()).map(|r| r.with_status(err.status().as_u16()))
+}
+
+impl ChannelRoom {
+    fn sockets<'a>(&'a self, leaving: Option<&'a WebSocket>) -> DurableSockets<'a> {
+        DurableSockets {
+            state: &self.state,
+            leaving,
+        }
+    }
+
+    async fn join(&self) -> worker::Result<Response> {
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        let store = DurableRoomStore(self.state.storage());
+        let now_ms = worker::Date::now().as_millis();
+        match room::on_join(&store, &self.sockets(None), now_ms).await {
+            Ok(hello) => {
+                let _ = pair.server.send_with_str(hello);
+            }
+            Err(e) => worker::console_error!("room join: {e}"),
+        }
+        Response::from_websocket(pair.client)
+    }
+
+    fn leave(&self, ws: &WebSocket) {
+        let _ = ws.close(Some(1000), Some("bye"));
+        room::on_leave(&self.sockets(Some(ws)));
     }
 }
 
 impl DurableObject for ChannelRoom {
-    fn new(state: State, _env: Env) -> Self {
-        ChannelRoom { state }
+    fn new(state: State, env: Env) -> Self {
+        ChannelRoom { state, env }
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
+        let upgrade = request.headers().get("upgrade")?.unwrap_or_default();
+        if upgrade.eq_ignore_ascii_case("websocket") {
+            return self.join().await;
+        }
         let request: RoomRequest = match request.json().await {
             Ok(r) => r,
             Err(e) => {
-                let err = ApiError::bad_request("invalid_room_request", e.to_string());
-                return Response::from_json(&err.body()).map(|r| r.with_status(400));
+                return error_response(&ApiError::bad_request(
+                    "invalid_room_request",
+                    e.to_string(),
+                ))
             }
         };
         let store = DurableRoomStore(self.state.storage());
-        match room::handle(&store, request).await {
+        match room::handle(&store, &self.sockets(None), request).await {
             Ok(answer) => Response::from_json(&answer),
+            Err(e) => error_response(&ApiError::from(e)),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        let store = DurableRoomStore(self.state.storage());
+        let now_ms = worker::Date::now().as_millis();
+        let ended = match room::alarm(&store, &self.sockets(None), now_ms).await {
+            Ok(Some(ended)) => ended,
+            Ok(None) => return Response::ok("idle"),
             Err(e) => {
-                let err = ApiError::from(e);
-                Response::from_json(&err.body()).map(|r| r.with_status(err.status().as_u16()))
+                worker::console_error!("room alarm: {e}");
+                return Response::ok("error");
+            }
+        };
+        let recorded = match CloudflarePlatform::from_env(&self.env) {
+            Ok(platform) => edgevideo_core::live::broadcast_ended(&platform, &ended)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match recorded {
+            Ok(()) => {
+                let finished = RoomRequest::Finished {
+                    broadcast_id: ended.broadcast_id.clone(),
+                };
+                if let Err(e) = room::handle(&store, &self.sockets(None), finished).await {
+                    worker::console_error!("room finish: {e}");
+                }
+            }
+            // The room keeps the broadcast and its alarm announces it again.
+            Err(e) => worker::console_error!("recording broadcast {}: {e}", ended.broadcast_id),
+        }
+        Response::ok("ended")
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        if let WebSocketIncomingMessage::String(text) = message {
+            if text == "ping" {
+                let _ = ws.send_with_str(r#"{"type":"pong"}"#);
             }
         }
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> worker::Result<()> {
+        self.leave(&ws);
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        self.leave(&ws);
+        Ok(())
     }
 }

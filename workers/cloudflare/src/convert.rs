@@ -8,22 +8,19 @@ fn method(method: &Method) -> http::Method {
     http::Method::from_bytes(method.as_ref().as_bytes()).unwrap_or(http::Method::GET)
 }
 
-/// Reads a Workers request, body included, into the core's request type.
+/// Reads a Workers request, body included, into the core's request type (with the absolute
+/// URL, so the core can hand out absolute URLs). GET and HEAD bodies are not read, so such a
+/// request can still be forwarded afterwards (WebSocket upgrades).
 ///
 /// # Errors
 /// 400 when the URL or a header cannot be represented, or the body cannot be read.
-pub async fn to_core_request(mut request: worker::Request) -> Result<Request, ApiError> {
+pub async fn to_core_request(request: &mut worker::Request) -> Result<Request, ApiError> {
     let url = request
         .url()
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
-    let mut path_and_query = url.path().to_owned();
-    if let Some(query) = url.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(query);
-    }
     let mut builder = http::Request::builder()
         .method(method(&request.method()))
-        .uri(path_and_query);
+        .uri(url.as_str());
     for (name, value) in request.headers().entries() {
         builder = builder.header(name, value);
     }

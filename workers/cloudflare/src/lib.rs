@@ -20,6 +20,8 @@ pub mod rooms;
 
 use worker::{event, Context, Env, MessageBatch, MessageExt};
 
+use edgevideo_core::api::RoomUpgrade;
+
 use crate::platform::CloudflarePlatform;
 
 pub use channel_room::ChannelRoom;
@@ -33,10 +35,12 @@ fn start() {
     }));
 }
 
-/// The HTTP entry point: build the platform, convert, call the core, convert back.
+/// The HTTP entry point: build the platform, convert, call the core, convert back. A
+/// response marked [`RoomUpgrade`] hands the original request to the room's Durable Object,
+/// which accepts the WebSocket.
 #[event(fetch)]
 async fn fetch(
-    request: worker::Request,
+    mut request: worker::Request,
     env: Env,
     _ctx: Context,
 ) -> worker::Result<worker::Response> {
@@ -44,11 +48,19 @@ async fn fetch(
         Ok(platform) => platform,
         Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
     };
-    let request = match convert::to_core_request(request).await {
-        Ok(request) => request,
+    let core_request = match convert::to_core_request(&mut request).await {
+        Ok(core_request) => core_request,
         Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
     };
-    let response = edgevideo_core::handle(&platform, request).await;
+    let response = edgevideo_core::handle(&platform, core_request).await;
+    if let Some(upgrade) = response.extensions().get::<RoomUpgrade>() {
+        return match rooms::connect(&env, &upgrade.room, request).await {
+            Ok(response) => Ok(response),
+            Err(err) => convert::to_worker_response(edgevideo_core::api::error(
+                &edgevideo_core::ApiError::from(err),
+            )),
+        };
+    }
     convert::to_worker_response(response)
 }
 

@@ -4,7 +4,9 @@
 use edgevideo_core::platform::Live;
 use edgevideo_core::room::{RoomRequest, RoomResponse};
 use edgevideo_core::StoreError;
-use worker::{Method, ObjectNamespace, Request, RequestInit};
+use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Response};
+
+use crate::bindings;
 
 /// The live-room port over Durable Objects.
 pub struct DurableRooms(pub ObjectNamespace);
@@ -15,6 +17,24 @@ fn do_error(err: impl std::fmt::Display) -> StoreError {
 
 /// The internal URL rooms are called on; only the path matters to the object.
 pub const ROOM_CALL_URL: &str = "https://room.internal/call";
+
+/// Forwards a WebSocket upgrade request to the room's Durable Object and returns its answer
+/// (101 with the client end of the socket).
+///
+/// # Errors
+/// `Backend` when the namespace or the object cannot be reached.
+pub async fn connect(env: &Env, room: &str, request: Request) -> Result<Response, StoreError> {
+    let namespace = env
+        .durable_object(bindings::CHANNEL_ROOM)
+        .map_err(do_error)?;
+    namespace
+        .id_from_name(room)
+        .and_then(|id| id.get_stub())
+        .map_err(do_error)?
+        .fetch_with_request(request)
+        .await
+        .map_err(do_error)
+}
 
 impl Live for DurableRooms {
     async fn call(&self, room: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {

@@ -39,6 +39,13 @@ pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) 
 pub fn error(err: &ApiError) -> Response {
     let body = serde_json::to_vec(&err.body()).unwrap_or_default();
     let mut response = with_body(err.status(), "application/json", body);
+    if let ApiError::RangeNotSatisfiable(size) = err {
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_RANGE, value);
+        }
+    }
     if let ApiError::MethodNotAllowed(methods) = err {
         let allow = methods
             .iter()
@@ -66,4 +73,28 @@ pub fn parse_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError>
     }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+/// The request's origin (`scheme://host[:port]`) for absolute URLs we hand out; empty when
+/// the request carries neither an absolute URI nor a `Host` header.
+pub fn origin(request: &Request) -> String {
+    let uri = request.uri();
+    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+        return format!("{scheme}://{authority}");
+    }
+    request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| format!("https://{host}"))
+        .unwrap_or_default()
+}
+
+/// Marks a response as "hand this WebSocket upgrade to the room named `room`": the host
+/// forwards the original request to the room (a Durable Object on Cloudflare) and returns
+/// the room's answer instead of this response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomUpgrade {
+    /// The room to connect to.
+    pub room: String,
 }

@@ -26,6 +26,16 @@ pub mod names {
     pub const LOGIN_LIMIT_PER_EMAIL: &str = "LOGIN_LIMIT_PER_EMAIL";
     /// Login attempts allowed per client IP per window.
     pub const LOGIN_LIMIT_PER_IP: &str = "LOGIN_LIMIT_PER_IP";
+    /// Seconds without a segment after which a live broadcast ends.
+    pub const LIVE_IDLE_TIMEOUT_SECONDS: &str = "LIVE_IDLE_TIMEOUT_SECONDS";
+    /// Largest segment accepted, in bytes.
+    pub const MAX_SEGMENT_BYTES: &str = "MAX_SEGMENT_BYTES";
+    /// Lifetime of signed ingest URLs, in seconds.
+    pub const INGEST_URL_TTL_SECONDS: &str = "INGEST_URL_TTL_SECONDS";
+    /// Lifetime of signed playback URLs, in seconds.
+    pub const PLAYBACK_URL_TTL_SECONDS: &str = "PLAYBACK_URL_TTL_SECONDS";
+    /// Segments in the live playlist's window.
+    pub const LIVE_WINDOW_SEGMENTS: &str = "LIVE_WINDOW_SEGMENTS";
 }
 
 /// Default PBKDF2-HMAC-SHA256 iteration count: the most Workers' own WebCrypto PBKDF2 accepts,
@@ -94,6 +104,16 @@ pub struct Config {
     pub login_limit_per_email: u64,
     /// Login attempts allowed per client IP per window.
     pub login_limit_per_ip: u64,
+    /// Silence after which a live broadcast ends, in seconds.
+    pub live_idle_timeout_s: u64,
+    /// Largest segment accepted, in bytes.
+    pub max_segment_bytes: u64,
+    /// Lifetime of signed ingest URLs, in seconds.
+    pub ingest_url_ttl_s: u64,
+    /// Lifetime of signed playback URLs, in seconds.
+    pub playback_url_ttl_s: u64,
+    /// Segments in the live playlist's window.
+    pub live_window_segments: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -197,6 +217,11 @@ impl Config {
             admin_emails: list(names::ADMIN_EMAILS),
             login_limit_per_email: number(names::LOGIN_LIMIT_PER_EMAIL, 10, 1)?,
             login_limit_per_ip: number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
+            live_idle_timeout_s: number(names::LIVE_IDLE_TIMEOUT_SECONDS, 30, 1)?,
+            max_segment_bytes: number(names::MAX_SEGMENT_BYTES, 32 * 1024 * 1024, 188)?,
+            ingest_url_ttl_s: number(names::INGEST_URL_TTL_SECONDS, 24 * 3600, 60)?,
+            playback_url_ttl_s: number(names::PLAYBACK_URL_TTL_SECONDS, 6 * 3600, 60)?,
+            live_window_segments: number(names::LIVE_WINDOW_SEGMENTS, 6, 3)?,
         })
     }
 }

@@ -75,6 +75,9 @@ pub enum ApiError {
         /// Human-readable explanation.
         message: String,
     },
+    /// 416: the requested byte range is outside the object; carries the object's size.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable(u64),
     /// 429: a rate limit was hit.
     #[error("{0}")]
     TooManyRequests(String),
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Misconfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -122,6 +126,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ApiError::TooManyRequests(_) => "rate_limited",
             ApiError::Misconfigured(_) => "misconfigured",
             ApiError::Internal(_) => "internal",

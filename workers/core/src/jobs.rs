@@ -16,6 +16,15 @@ pub enum Job {
         /// Caller-chosen identifier.
         id: String,
     },
+    /// Stitch a finished broadcast's segments into one MP4 (handled by the transcoder).
+    Transcode {
+        /// The video to produce.
+        video_id: String,
+        /// The channel.
+        channel_id: String,
+        /// The broadcast whose segments make the video.
+        broadcast_id: String,
+    },
 }
 
 /// Why a job failed.
@@ -61,6 +70,11 @@ pub async fn run<P: Platform>(platform: &P, job: Job) -> Result<(), JobError> {
                 .kv()
                 .put(&probe_key(&id), handled_at.as_bytes(), Some(3600))
                 .await?;
+            Ok(())
+        }
+        Job::Transcode { .. } => {
+            // Wired to the transcoder by the transcoder integration; until then the video
+            // stays `processing` and plays as VOD HLS.
             Ok(())
         }
     }

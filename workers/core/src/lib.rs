@@ -15,17 +15,23 @@
 pub mod accounts;
 pub mod api;
 pub mod auth;
+pub mod channels;
 pub mod config;
 pub mod conformance;
+pub mod counters;
 pub mod error;
+pub mod hls;
 pub mod ids;
 pub mod jobs;
+pub mod live;
 pub mod memory;
 pub mod platform;
 pub mod ratelimit;
 pub mod room;
 pub mod router;
 pub mod routes;
+pub mod signed_url;
+pub mod videos;
 
 pub use config::Config;
 pub use error::{ApiError, StoreError};

@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::jobs::Job;
 use crate::platform::{
-    Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Platform, RoomStore, Row,
-    Sql, Statement,
+    Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Platform, RoomSockets,
+    RoomStore, Row, Sql, Statement,
 };
 use crate::room::{self, RoomRequest, RoomResponse};
 
@@ -102,10 +102,12 @@ fn meta(content_type: &str, data: &[u8]) -> BlobMeta {
     }
 }
 
-/// [`RoomStore`] over a map.
+/// [`RoomStore`] over a map; the requested alarm is kept in [`MemoryRoomStore::alarm_at`].
 #[derive(Debug, Default)]
 pub struct MemoryRoomStore {
     values: RefCell<BTreeMap<String, serde_json::Value>>,
+    /// The last alarm requested, Unix ms.
+    pub alarm_at: Cell<Option<u64>>,
 }
 
 impl RoomStore for MemoryRoomStore {
@@ -118,23 +120,78 @@ impl RoomStore for MemoryRoomStore {
             .insert(key.to_owned(), value.clone());
         Ok(())
     }
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut values = self.values.borrow_mut();
+        for key in keys {
+            values.remove(key);
+        }
+        Ok(())
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        Ok(self
+            .values
+            .borrow()
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+    async fn set_alarm(&self, at_ms: u64) -> Result<(), StoreError> {
+        self.alarm_at.set(Some(at_ms));
+        Ok(())
+    }
 }
 
-/// [`Live`] that runs each room's logic in process, one [`MemoryRoomStore`] per room.
+/// [`RoomSockets`] that records what was sent; `connected` sets the count.
+#[derive(Debug, Default)]
+pub struct MemorySockets {
+    /// How many clients count as connected.
+    pub connected: Cell<usize>,
+    /// Every message sent, oldest first.
+    pub sent: RefCell<Vec<serde_json::Value>>,
+}
+
+impl RoomSockets for MemorySockets {
+    fn count(&self) -> usize {
+        self.connected.get()
+    }
+    fn send_all(&self, message: &str) {
+        let value = serde_json::from_str(message).unwrap_or(serde_json::Value::Null);
+        self.sent.borrow_mut().push(value);
+    }
+}
+
+/// One in-memory room: its storage and its sockets.
+#[derive(Debug, Default)]
+pub struct MemoryRoom {
+    /// The room's storage.
+    pub store: MemoryRoomStore,
+    /// The room's sockets.
+    pub sockets: MemorySockets,
+}
+
+/// [`Live`] that runs each room's logic in process.
 #[derive(Debug, Default)]
 pub struct MemoryLive {
-    rooms: RefCell<BTreeMap<String, std::rc::Rc<MemoryRoomStore>>>,
+    /// The rooms by name.
+    pub rooms: RefCell<BTreeMap<String, std::rc::Rc<MemoryRoom>>>,
+}
+
+impl MemoryLive {
+    /// The room named `name`, created empty on first use.
+    pub fn room(&self, name: &str) -> std::rc::Rc<MemoryRoom> {
+        self.rooms
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
 }
 
 impl Live for MemoryLive {
     async fn call(&self, name: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
-        let store = self
-            .rooms
-            .borrow_mut()
-            .entry(name.to_owned())
-            .or_default()
-            .clone();
-        room::handle(store.as_ref(), request.clone()).await
+        let room = self.room(name);
+        room::handle(&room.store, &room.sockets, request.clone()).await
     }
 }
 

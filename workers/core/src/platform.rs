@@ -232,7 +232,7 @@ pub trait Live {
     async fn call(&self, room: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError>;
 }
 
-/// Durable storage private to one room (the Durable Object's own storage).
+/// Durable storage private to one room (the Durable Object's own storage) and its alarm.
 pub trait RoomStore {
     /// Reads a JSON value; `Ok(None)` when unset.
     ///
@@ -245,6 +245,34 @@ pub trait RoomStore {
     /// # Errors
     /// `Backend` when the storage fails.
     async fn save(&self, key: &str, value: &serde_json::Value) -> Result<(), StoreError>;
+
+    /// Deletes keys; missing keys are not an error.
+    ///
+    /// # Errors
+    /// `Backend` when the storage fails.
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError>;
+
+    /// Every key under `prefix` with its value, in key order.
+    ///
+    /// # Errors
+    /// `Backend` when the storage fails.
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+
+    /// Asks the host to call the room's alarm at `at_ms` (Unix ms), replacing any earlier
+    /// request.
+    ///
+    /// # Errors
+    /// `Backend` when the alarm cannot be set.
+    async fn set_alarm(&self, at_ms: u64) -> Result<(), StoreError>;
+}
+
+/// The WebSocket connections a room holds (hibernatable on Cloudflare).
+pub trait RoomSockets {
+    /// How many clients are connected.
+    fn count(&self) -> usize;
+    /// Sends a text message to every connected client; failures to single clients are
+    /// ignored (they are gone).
+    fn send_all(&self, message: &str);
 }
 
 /// Background work: messages handled later by the job consumer ([`crate::jobs::run`]).

@@ -23,6 +23,9 @@ pub enum Access {
     /// Users whose stored role satisfies this one (admins satisfy every role). The role is
     /// read from the catalogue, so a revoked role stops working before the token expires.
     Role(Role),
+    /// Holders of a signed URL: the token in the path is verified by the handler, which
+    /// knows the scope it needs (ingest, play a channel, play a video).
+    UrlToken,
     /// Development deployments with diagnostics on; 404 everywhere else.
     Diagnostics,
 }
@@ -42,6 +45,36 @@ pub enum RouteName {
     Me,
     /// `PUT /api/users/{id}/role`.
     SetUserRole,
+    /// `POST /api/channels`.
+    CreateChannel,
+    /// `GET /api/channels/{id}`.
+    GetChannel,
+    /// `POST /api/channels/{id}/stream-key/rotate`.
+    RotateStreamKey,
+    /// `POST /api/channels/{id}/ingest`.
+    IngestUrl,
+    /// `POST /api/channels/{id}/playback`.
+    ChannelPlayback,
+    /// `GET /api/channels/{id}/ws`.
+    ChannelSocket,
+    /// `GET /api/live`.
+    LiveChannels,
+    /// `GET /api/live/ws`.
+    LobbySocket,
+    /// `POST /api/videos/{id}/playback`.
+    VideoPlayback,
+    /// `PUT /ingest/{token}/{file}`.
+    IngestPut,
+    /// `DELETE /ingest/{token}/{file}`.
+    IngestDelete,
+    /// `GET /play/{token}/live.m3u8`.
+    PlayLive,
+    /// `GET /play/{token}/index.m3u8`.
+    PlayVod,
+    /// `GET /play/{token}/video.mp4`.
+    PlayMp4,
+    /// `GET /play/{token}/seg/{broadcast}/{file}`.
+    PlaySegment,
     /// `GET /api/_diag/kv/{key}`.
     DiagKvGet,
     /// `PUT /api/_diag/kv/{key}`.
@@ -62,6 +95,8 @@ pub enum RouteName {
     DiagJobStatus,
     /// `GET /api/_diag/conformance`: the port conformance suites against the real bindings.
     DiagConformance,
+    /// `GET /api/_diag/stored/{channel}`: what the catalogue and blob store hold for a channel.
+    DiagStored,
 }
 
 /// One entry of the route table.
@@ -120,6 +155,96 @@ pub const ROUTES: &[RouteSpec] = &[
         Access::Role(Role::Admin),
     ),
     route(
+        RouteName::CreateChannel,
+        Method::POST,
+        "/api/channels",
+        Access::Role(Role::Broadcaster),
+    ),
+    route(
+        RouteName::GetChannel,
+        Method::GET,
+        "/api/channels/{id}",
+        Access::Public,
+    ),
+    route(
+        RouteName::RotateStreamKey,
+        Method::POST,
+        "/api/channels/{id}/stream-key/rotate",
+        Access::Role(Role::Broadcaster),
+    ),
+    route(
+        RouteName::IngestUrl,
+        Method::POST,
+        "/api/channels/{id}/ingest",
+        Access::Role(Role::Broadcaster),
+    ),
+    route(
+        RouteName::ChannelPlayback,
+        Method::POST,
+        "/api/channels/{id}/playback",
+        Access::Public,
+    ),
+    route(
+        RouteName::ChannelSocket,
+        Method::GET,
+        "/api/channels/{id}/ws",
+        Access::Public,
+    ),
+    route(
+        RouteName::LiveChannels,
+        Method::GET,
+        "/api/live",
+        Access::Public,
+    ),
+    route(
+        RouteName::LobbySocket,
+        Method::GET,
+        "/api/live/ws",
+        Access::Public,
+    ),
+    route(
+        RouteName::VideoPlayback,
+        Method::POST,
+        "/api/videos/{id}/playback",
+        Access::Public,
+    ),
+    route(
+        RouteName::IngestPut,
+        Method::PUT,
+        "/ingest/{token}/{file}",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::IngestDelete,
+        Method::DELETE,
+        "/ingest/{token}/{file}",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::PlayLive,
+        Method::GET,
+        "/play/{token}/live.m3u8",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::PlayVod,
+        Method::GET,
+        "/play/{token}/index.m3u8",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::PlayMp4,
+        Method::GET,
+        "/play/{token}/video.mp4",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::PlaySegment,
+        Method::GET,
+        "/play/{token}/seg/{broadcast}/{file}",
+        Access::UrlToken,
+    ),
+    route(
         RouteName::DiagKvGet,
         Method::GET,
         "/api/_diag/kv/{key}",
@@ -171,6 +296,12 @@ pub const ROUTES: &[RouteSpec] = &[
         RouteName::DiagJobStatus,
         Method::GET,
         "/api/_diag/jobs/{id}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagStored,
+        Method::GET,
+        "/api/_diag/stored/{channel}",
         Access::Diagnostics,
     ),
     route(
@@ -259,6 +390,34 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::Logout => Ok(routes::auth::logout()),
         RouteName::Me => routes::auth::me(platform, who()?).await,
         RouteName::SetUserRole => routes::auth::set_role(platform, &params[0], &request).await,
+        RouteName::CreateChannel => routes::channels::create(platform, who()?, &request).await,
+        RouteName::GetChannel => routes::channels::get(platform, &params[0]).await,
+        RouteName::RotateStreamKey => {
+            routes::channels::rotate_stream_key(platform, who()?, &params[0]).await
+        }
+        RouteName::IngestUrl => {
+            routes::channels::ingest_url(platform, who()?, &params[0], &request).await
+        }
+        RouteName::ChannelPlayback => {
+            routes::playback::channel_url(platform, &params[0], &request).await
+        }
+        RouteName::ChannelSocket => routes::channels::socket(platform, &params[0], &request).await,
+        RouteName::LiveChannels => routes::channels::live_channels(platform).await,
+        RouteName::LobbySocket => routes::channels::lobby_socket(&request),
+        RouteName::VideoPlayback => {
+            routes::playback::video_url(platform, &params[0], &request).await
+        }
+        RouteName::IngestPut => {
+            let (token, file) = (params[0].clone(), params[1].clone());
+            routes::ingest::put(platform, &token, &file, request).await
+        }
+        RouteName::IngestDelete => routes::ingest::delete(platform, &params[0]).await,
+        RouteName::PlayLive => routes::playback::live_playlist(platform, &params[0]).await,
+        RouteName::PlayVod => routes::playback::vod_playlist(platform, &params[0]).await,
+        RouteName::PlayMp4 => routes::playback::mp4(platform, &params[0], &request).await,
+        RouteName::PlaySegment => {
+            routes::playback::segment(platform, &params[0], &params[1], &params[2], &request).await
+        }
         RouteName::DiagKvGet => routes::diag::kv_get(platform, &params[0]).await,
         RouteName::DiagKvPut => routes::diag::kv_put(platform, &params[0], &request).await,
         RouteName::DiagCounterIncrement => {
@@ -271,6 +430,7 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::DiagJobEnqueue => routes::diag::job_enqueue(platform, &params[0]).await,
         RouteName::DiagJobStatus => routes::diag::job_status(platform, &params[0]).await,
         RouteName::DiagConformance => Ok(routes::diag::conformance(platform).await),
+        RouteName::DiagStored => routes::diag::stored(platform, &params[0]).await,
     }
 }
 
@@ -287,7 +447,7 @@ pub async fn authorize<P: Platform>(
 ) -> Result<Option<Principal>, ApiError> {
     let now_s = platform.clock().now_ms() / 1000;
     match access {
-        Access::Public => Ok(None),
+        Access::Public | Access::UrlToken => Ok(None),
         Access::Diagnostics if platform.config().diagnostics => Ok(None),
         Access::Diagnostics => Err(ApiError::NotFound(format!("no route for {path}"))),
         Access::Authenticated => {

@@ -118,6 +118,13 @@ pub fn principal_from_request(
     })
 }
 
+/// The caller of a public route, if it presents a valid session; an invalid or missing
+/// token makes an anonymous caller.
+pub fn optional_principal(request: &Request, config: &Config, now_s: u64) -> Option<Principal> {
+    session_token(request)?;
+    principal_from_request(request, config, now_s).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -165,10 +165,15 @@ pub async fn blob_get<P: Platform>(p: &P, key: &str) -> Result<Response, ApiErro
 /// `POST /api/_diag/rooms/{name}/ping`: the room counts pings across requests.
 pub async fn room_ping<P: Platform>(p: &P, name: &str) -> Result<Response, ApiError> {
     let name = diag_key(name)?;
-    let RoomResponse::Pong { pings } = p
+    let response = p
         .live()
         .call(&format!("diag-{name}"), &RoomRequest::Ping)
         .await?;
+    let RoomResponse::Pong { pings } = response else {
+        return Err(ApiError::Internal(format!(
+            "unexpected room answer {response:?}"
+        )));
+    };
     Ok(api::json(
         StatusCode::OK,
         &json!({ "room": name, "pings": pings }),
@@ -205,4 +210,32 @@ pub async fn conformance<P: Platform>(p: &P) -> Response {
         StatusCode::INTERNAL_SERVER_ERROR
     };
     api::json(status, &json!({ "suites": report }))
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+/// `GET /api/_diag/stored/{channel}`: the channel's broadcast and video rows and its blob
+/// keys, so tests can prove that a refused request stored nothing.
+pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, ApiError> {
+    let channel_id = diag_key(channel_id)?;
+    let count = |table: &str| {
+        Statement::new(
+            format!("SELECT count(*) AS n FROM {table} WHERE channel_id = ?1"),
+            vec![SqlValue::from(channel_id)],
+        )
+    };
+    let broadcasts: Option<Count> = p.sql().query_one(&count("broadcasts")).await?;
+    let videos: Option<Count> = p.sql().query_one(&count("videos")).await?;
+    let blobs = p.blobs().list(&format!("live/{channel_id}/")).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({
+            "broadcasts": broadcasts.map_or(0, |c| c.n),
+            "videos": videos.map_or(0, |c| c.n),
+            "blobs": blobs,
+        }),
+    ))
 }

@@ -2,5 +2,8 @@
 //! already-resolved path parameters and returns a response or an [`crate::ApiError`].
 
 pub mod auth;
+pub mod channels;
 pub mod diag;
 pub mod health;
+pub mod ingest;
+pub mod playback;

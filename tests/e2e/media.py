@@ -1,0 +1,56 @@
+"""Media helpers for the end-to-end tests: a real ffmpeg broadcaster, ffprobe, and small
+MPEG-TS bodies made by ffmpeg."""
+
+import functools
+import json
+import subprocess
+import tempfile
+import pathlib
+
+
+def push(ingest_url: str, seconds: float, size: str = "640x360") -> subprocess.Popen:
+    """Starts ffmpeg pushing a live test pattern with a tone (H.264 with B-frames + AAC,
+    2 s segments, real time) to a signed ingest URL, as a broadcaster would."""
+    args = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds),
+        "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60", "-keyint_min", "60",
+        "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000", "-b:a", "96k",
+        "-f", "hls", "-hls_time", "2", "-hls_list_size", "6", "-method", "PUT", ingest_url,
+    ]
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def probe(url: str) -> dict:
+    """ffprobe's JSON view (format and streams) of a URL."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def decode_errors(url: str) -> str:
+    """Everything ffmpeg reports while decoding the whole of `url` (empty when clean)."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", url, "-f", "null", "-"],
+        capture_output=True, text=True, timeout=120,
+    )
+    return out.stderr.strip() + ("" if out.returncode == 0 else f" (exit {out.returncode})")
+
+
+@functools.cache
+def ts_segment(seconds: float = 1.0) -> bytes:
+    """A short MPEG-TS segment made by ffmpeg."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "seg.ts"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
+             "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", str(seconds),
+             "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts", str(path)],
+            check=True, timeout=60,
+        )
+        return path.read_bytes()

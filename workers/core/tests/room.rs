@@ -1,0 +1,300 @@
+//! The channel room's live-window state machine, driven as ffmpeg drives it: segments, then
+//! rolling playlists, overlapping uploads, `ENDLIST`, silence, and a second pusher.
+
+use edgevideo_core::hls::{PushedEntry, PushedPlaylist};
+use edgevideo_core::memory::MemoryRoom;
+use edgevideo_core::room::{self, EndedBroadcast, RoomRequest, RoomResponse};
+use pollster::block_on;
+
+const IDLE_MS: u64 = 30_000;
+
+struct Pusher<'a> {
+    room: &'a MemoryRoom,
+    session: &'static str,
+    broadcast: Option<String>,
+}
+
+impl<'a> Pusher<'a> {
+    fn new(room: &'a MemoryRoom, session: &'static str) -> Self {
+        Pusher {
+            room,
+            session,
+            broadcast: None,
+        }
+    }
+
+    /// Calls the room as a host does: both messages cross a JSON boundary.
+    fn call(&self, request: RoomRequest) -> RoomResponse {
+        let request: RoomRequest =
+            serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
+        let response =
+            block_on(room::handle(&self.room.store, &self.room.sockets, request)).unwrap();
+        let json = serde_json::to_string(&response).expect("responses serialize");
+        serde_json::from_str(&json).expect("responses deserialize")
+    }
+
+    fn begin(&mut self, file: &str, now_ms: u64) -> RoomResponse {
+        let response = self.call(RoomRequest::BeginSegment {
+            channel_id: "ch_test".into(),
+            session: self.session.into(),
+            file: file.into(),
+            new_broadcast_id: format!("brd_{now_ms}"),
+            now_ms,
+            idle_timeout_ms: IDLE_MS,
+        });
+        if let RoomResponse::Began { broadcast_id, .. } = &response {
+            self.broadcast = Some(broadcast_id.clone());
+        }
+        response
+    }
+
+    fn stored(&self, file: &str, now_ms: u64) -> Option<EndedBroadcast> {
+        match self.call(RoomRequest::SegmentStored {
+            session: self.session.into(),
+            broadcast_id: self.broadcast.clone().unwrap(),
+            file: file.into(),
+            size: 1000,
+            now_ms,
+        }) {
+            RoomResponse::Stored { ended } => ended,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn segment(&mut self, file: &str, now_ms: u64) -> Option<EndedBroadcast> {
+        assert!(matches!(
+            self.begin(file, now_ms),
+            RoomResponse::Began { .. }
+        ));
+        self.stored(file, now_ms)
+    }
+
+    fn playlist(&self, first: u64, count: u64, end_list: bool, now_ms: u64) -> RoomResponse {
+        let entries = (first..first + count)
+            .map(|i| PushedEntry {
+                file: format!("index{i}.ts"),
+                duration_ms: 2000,
+                sequence: i,
+            })
+            .collect();
+        self.call(RoomRequest::Playlist {
+            session: self.session.into(),
+            playlist: PushedPlaylist {
+                entries,
+                end_list,
+                target_duration_ms: 2000,
+            },
+            now_ms,
+        })
+    }
+
+    fn window(&self) -> Vec<String> {
+        match self.call(RoomRequest::Window { max_segments: 6 }) {
+            RoomResponse::Window { window: Some(w) } => {
+                w.segments.into_iter().map(|s| s.file).collect()
+            }
+            RoomResponse::Window { window: None } => vec![],
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn ended_of(response: RoomResponse) -> Option<EndedBroadcast> {
+    match response {
+        RoomResponse::PlaylistAccepted { ended, .. } => ended,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn first_segment_starts_a_broadcast_and_playlists_list_stored_segments() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    match p.begin("index0.ts", 1_000) {
+        RoomResponse::Began {
+            started: Some(s), ..
+        } => assert_eq!(s.started_at_ms, 1_000),
+        other => panic!("expected a start, got {other:?}"),
+    }
+    assert_eq!(room.sockets.sent.borrow()[0]["type"], "live");
+    p.stored("index0.ts", 1_100);
+    assert!(p.window().is_empty(), "no duration known yet");
+    p.playlist(0, 1, false, 1_200);
+    assert_eq!(p.window(), vec!["index0.ts"]);
+    p.segment("index1.ts", 3_000);
+    p.playlist(0, 2, false, 3_100);
+    assert_eq!(p.window(), vec!["index0.ts", "index1.ts"]);
+    assert_eq!(room.store.alarm_at.get(), Some(3_000 + IDLE_MS));
+}
+
+#[test]
+fn an_overlapping_upload_is_listed_in_order_when_it_lands() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    p.segment("index0.ts", 0);
+    p.begin("index1.ts", 2_000); // upload of index1 begins but is not finished
+    p.segment("index2.ts", 4_000);
+    p.playlist(0, 3, false, 4_100);
+    assert_eq!(p.window(), vec!["index0.ts"], "index2 waits for index1");
+    p.stored("index1.ts", 4_200);
+    assert_eq!(p.window(), vec!["index0.ts", "index1.ts", "index2.ts"]);
+}
+
+#[test]
+fn endlist_ends_the_broadcast_once_every_listed_segment_is_in() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    for i in 0..3 {
+        p.segment(&format!("index{i}.ts"), i * 2000);
+        p.playlist(0, i + 1, false, i * 2000 + 10);
+    }
+    p.begin("index3.ts", 6_000);
+    assert!(
+        ended_of(p.playlist(0, 4, true, 6_010)).is_none(),
+        "index3 still uploading"
+    );
+    let ended = p
+        .stored("index3.ts", 6_020)
+        .expect("ended when the last segment lands");
+    assert_eq!(ended.reason, "endlist");
+    assert_eq!(ended.segments.len(), 4);
+    assert_eq!(
+        ended.segments.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(ended.video_id.as_deref(), Some("vid_0"));
+    assert_eq!(ended.segments[3].program_date_ms, 6_000);
+    assert_eq!(room.sockets.sent.borrow().last().unwrap()["type"], "ended");
+    // The final window ends with ENDLIST; a new pusher may start a new broadcast.
+    match p.call(RoomRequest::Window { max_segments: 6 }) {
+        RoomResponse::Window { window: Some(w) } => assert!(w.ended && w.segments.len() == 4),
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut next = Pusher::new(&room, "s2");
+    assert!(matches!(
+        next.begin("index0.ts", 9_000),
+        RoomResponse::Began {
+            started: Some(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn silence_ends_the_broadcast_from_the_alarm_with_every_stored_segment() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    p.segment("index0.ts", 0);
+    p.playlist(0, 1, false, 10);
+    // ffmpeg is killed: index1 is stored but no playlist ever lists it.
+    p.segment("index1.ts", 2_000);
+    assert_eq!(
+        block_on(room::alarm(&room.store, &room.sockets, 10_000)).unwrap(),
+        None
+    );
+    assert_eq!(room.store.alarm_at.get(), Some(2_000 + IDLE_MS));
+    let ended = block_on(room::alarm(&room.store, &room.sockets, 2_000 + IDLE_MS))
+        .unwrap()
+        .expect("ended by silence");
+    assert_eq!(ended.reason, "timeout");
+    let files: Vec<_> = ended.segments.iter().map(|s| s.file.as_str()).collect();
+    assert_eq!(
+        files,
+        vec!["index0.ts", "index1.ts"],
+        "every received segment is kept"
+    );
+    assert_eq!(
+        ended.segments[1].duration_ms, 2000,
+        "estimated from the target duration"
+    );
+    // Until the catalogue confirms, the alarm announces it again; then it forgets it.
+    let again = block_on(room::alarm(&room.store, &room.sockets, 40_000)).unwrap();
+    assert_eq!(again.map(|e| e.segments.len()), Some(2));
+    p.call(RoomRequest::Finished {
+        broadcast_id: ended.broadcast_id.clone(),
+    });
+    assert_eq!(
+        block_on(room::alarm(&room.store, &room.sockets, 80_000)).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn a_second_pusher_is_refused_without_harming_the_live_broadcast() {
+    let room = MemoryRoom::default();
+    let mut first = Pusher::new(&room, "s1");
+    first.segment("index0.ts", 0);
+    first.playlist(0, 1, false, 10);
+    let mut second = Pusher::new(&room, "s2");
+    assert!(matches!(
+        second.begin("index0.ts", 100),
+        RoomResponse::Conflict { .. }
+    ));
+    // The same URL used twice: the repeated file name gives it away.
+    let mut same_url = Pusher::new(&room, "s1");
+    assert!(matches!(
+        same_url.begin("index0.ts", 200),
+        RoomResponse::Conflict { .. }
+    ));
+    first.segment("index1.ts", 2_000);
+    first.playlist(0, 2, false, 2_010);
+    assert_eq!(first.window(), vec!["index0.ts", "index1.ts"]);
+    let status = match first.call(RoomRequest::Status { now_ms: 3_000 }) {
+        RoomResponse::Status(s) => s,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!(status.live.is_some());
+    assert!(status
+        .ingest_refused
+        .unwrap()
+        .reason
+        .contains("second encoder"));
+}
+
+#[test]
+fn a_missing_segment_stops_holding_the_window_back_after_a_while() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    p.segment("index0.ts", 0);
+    p.segment("index2.ts", 4_000); // index1 never arrives
+    p.playlist(0, 3, false, 4_010);
+    assert_eq!(p.window(), vec!["index0.ts"]);
+    p.segment("index3.ts", 16_000);
+    p.playlist(1, 3, false, 16_010);
+    assert_eq!(p.window(), vec!["index0.ts", "index2.ts", "index3.ts"]);
+}
+
+#[test]
+fn the_lobby_lists_live_channels() {
+    let room = MemoryRoom::default();
+    let p = Pusher::new(&room, "-");
+    let entry = room::LobbyEntry {
+        channel_id: "ch_a".into(),
+        name: "A".into(),
+        broadcast_id: "brd_1".into(),
+        started_at_ms: 5,
+    };
+    p.call(RoomRequest::LobbyUpdate {
+        entry: entry.clone(),
+        live: true,
+    });
+    assert_eq!(
+        p.call(RoomRequest::LobbyList),
+        RoomResponse::Lobby {
+            channels: vec![entry.clone()]
+        }
+    );
+    p.call(RoomRequest::LobbyUpdate { entry, live: false });
+    assert_eq!(
+        p.call(RoomRequest::LobbyList),
+        RoomResponse::Lobby { channels: vec![] }
+    );
+    let types: Vec<_> = room
+        .sockets
+        .sent
+        .borrow()
+        .iter()
+        .map(|m| m["type"].clone())
+        .collect();
+    assert_eq!(types, vec!["live", "ended"]);
+}
