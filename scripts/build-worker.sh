@@ -5,6 +5,17 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$CACHE/wasm-env.sh"
 cd "$ROOT/workers/cloudflare"
-worker-build --release 2>&1 | grep -vE '^\s*$' | sed 's/^/[build] /'
+# worker-build's own exit status is checked: a failed compile must not leave an old build.
+log=$(mktemp)
+if ! worker-build --release >"$log" 2>&1; then
+  cat "$log"; rm -f "$log"
+  echo "[build] worker-build failed" >&2
+  exit 1
+fi
+grep -vE '^\s*$' "$log" | sed 's/^/[build] /'; rm -f "$log"
 wasm=$ROOT/workers/cloudflare/build/index_bg.wasm
 printf '[build] worker: %s bytes raw, %s bytes gzip\n' "$(stat -c %s "$wasm")" "$(gzip -9c "$wasm" | wc -c)"
+# The web pages' player: hls.js from node_modules (package-lock.json), served by us.
+mkdir -p "$ROOT/web/vendor"
+cp "$ROOT/node_modules/hls.js/dist/hls.min.js" "$ROOT/web/vendor/hls.min.js"
+echo "[build] web assets: web/ (hls.js $(node -p 'require(process.argv[1]).version' "$ROOT/node_modules/hls.js/package.json"))"

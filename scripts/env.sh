@@ -2,7 +2,7 @@
 # variables that keep wrangler and workerd from contacting anything but loopback.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${EDGEVIDEO_CACHE:-$HOME/.cache/edgevideo}
-export PATH="$ROOT/node_modules/.bin:$CACHE/tools/bin:$PATH"
+export PATH="$ROOT/node_modules/.bin:$CACHE/tools/bin:$CACHE/venv/bin:$PATH"
 export WASM_BINDGEN_BIN="$CACHE/tools/bin/wasm-bindgen"
 export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
 export ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"

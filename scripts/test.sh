@@ -23,7 +23,8 @@ step "cargo clippy (native, all targets)"
 cargo clippy --offline --workspace --all-targets --quiet -- -D warnings
 step "cargo test"
 cargo test --offline --workspace --quiet
-step "build the worker"
+step "build the worker and the transcoder"
 bash scripts/build-worker.sh
+cargo build --offline --quiet -p edgevideo-transcoder --bin transcoder
 step "end-to-end tests in wrangler dev (workerd)"
 "$CACHE/venv/bin/pytest" -q tests/e2e "$@"

@@ -79,9 +79,20 @@ CREATE TABLE plugins (
     previous_secret_until INTEGER,
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL,
+    deleted_at  INTEGER,                          -- soft delete: tasks and deliveries keep their history
     UNIQUE (owner_id, name)
 );
 CREATE INDEX plugins_hook ON plugins(hook, enabled);
+
+-- One plugin lifecycle per video: the hook it is at, and how it ended.
+CREATE TABLE lifecycles (
+    video_id    TEXT PRIMARY KEY REFERENCES videos(id),
+    hook        TEXT NOT NULL DEFAULT 'start',    -- start, preValidate, postValidate, preMetadata, postMetadata, done
+    status      TEXT NOT NULL CHECK (status IN ('running', 'completed', 'rejected')),
+    claim       TEXT,                             -- who moved it to its hook (one mover wins)
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER
+);
 
 CREATE TABLE plugin_tasks (
     id          TEXT PRIMARY KEY,
@@ -105,6 +116,7 @@ CREATE TABLE webhook_deliveries (
     event_type  TEXT NOT NULL,
     payload     TEXT NOT NULL,                    -- JSON body as sent
     status      TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'dead')),
+    last_error  TEXT,
     attempts    INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     created_at  INTEGER NOT NULL,

@@ -168,14 +168,77 @@ class WranglerWorker(ProcessWorker):
 
 
 # Session-wide settings that keep the tests fast: silent broadcasts end after a few seconds,
-# and the segment size limit is low enough to test with a small body.
-TEST_VARS = {"LIVE_IDLE_TIMEOUT_SECONDS": "6", "MAX_SEGMENT_BYTES": str(4 * 1024 * 1024)}
+# the segment size limit is low enough to test with a small body, webhook retries start
+# after a second, and plugin tasks have a few seconds per hook.
+TEST_VARS = {
+    "LIVE_IDLE_TIMEOUT_SECONDS": "6",
+    "MAX_SEGMENT_BYTES": str(4 * 1024 * 1024),
+    "WEBHOOK_RETRY_BASE_SECONDS": "1",
+    "PLUGIN_DEADLINES_SECONDS": "8,8,8,8",
+}
+TRANSCODER = pathlib.Path(os.environ.get(
+    "EDGEVIDEO_TRANSCODER", ROOT / "target" / "debug" / "transcoder"))
+
+
+class Transcoder:
+    """`transcoder serve` as a plain local process, as `make run` starts it."""
+
+    def __init__(self, state_dir: pathlib.Path):
+        self.state_dir = state_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = state_dir / "transcoder.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Transcoder":
+        if not TRANSCODER.exists():
+            pytest.fail(f"{TRANSCODER} is missing: cargo build -p edgevideo-transcoder")
+        env = dict(os.environ, TRANSCODER_SECRET=DEV_ENV["TRANSCODER_SECRET"],
+                   TRANSCODER_STATE_DIR=str(self.state_dir / "jobs"),
+                   TRANSCODER_STORE=str(self.state_dir / "store"))
+        (self.state_dir / "store").mkdir(exist_ok=True)
+        self.process = subprocess.Popen(
+            [str(TRANSCODER), "serve", "--listen", f"127.0.0.1:{self.port}"], env=env,
+            stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"transcoder exited:\n{self.log_path.read_text(errors='replace')}")
+            try:
+                requests.get(self.url + "/healthz", timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        pytest.fail("transcoder did not answer")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
-def worker(tmp_path_factory):
-    """The worker, started once for the whole session with development configuration."""
-    w = Worker(tmp_path_factory.mktemp(f"{HOST}-state"), extra_vars=TEST_VARS).start()
+def transcoder(tmp_path_factory):
+    """The transcoder's job server, started once for the session."""
+    t = Transcoder(tmp_path_factory.mktemp("transcoder")).start()
+    yield t
+    t.stop()
+
+
+def start_worker(tmp_path_factory, transcoder) -> "ProcessWorker":
+    """A worker with the test configuration and a fresh state directory, wired to
+    `transcoder`, started."""
+    w = Worker(tmp_path_factory.mktemp(f"{HOST}-state"), extra_vars=dict(TEST_VARS))
+    w.extra_vars.update({"PUBLIC_URL": w.url, "TRANSCODER_URL": transcoder.url})
+    return w.start()
+
+
+@pytest.fixture(scope="session")
+def worker(tmp_path_factory, transcoder):
+    """The worker, started once for the whole session with development configuration, wired
+    to the session's transcoder."""
+    w = start_worker(tmp_path_factory, transcoder)
     print(f"\n{w.name} answered after {w.started_in_s:.2f} s")
     yield w
     w.stop()

@@ -54,3 +54,35 @@ def ts_segment(seconds: float = 1.0) -> bytes:
             check=True, timeout=60,
         )
         return path.read_bytes()
+
+
+@functools.cache
+def recording(seconds: int = 4) -> tuple[list[tuple[str, bytes]], bytes]:
+    """A short recording as ffmpeg's HLS muxer writes it (1 s segments, H.264 with B-frames +
+    AAC): the segments in order, and the final playlist (with ENDLIST)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
+             "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", str(seconds),
+             "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "30", "-keyint_min", "30",
+             "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
+             "-f", "hls", "-hls_time", "1", "-hls_list_size", "0",
+             "-hls_segment_filename", str(out / "index%d.ts"), str(out / "index.m3u8")],
+            check=True, timeout=120,
+        )
+        playlist = (out / "index.m3u8").read_bytes()
+        names = [line for line in playlist.decode().splitlines() if line.endswith(".ts")]
+        return [(name, (out / name).read_bytes()) for name in names], playlist
+
+
+def push_recording(session, ingest_url: str, seconds: int = 4) -> None:
+    """Pushes a short recording to an ingest URL as ffmpeg does (each segment, then the
+    playlist), as fast as the worker takes it."""
+    base = ingest_url.rsplit("/", 1)[0]
+    segments, playlist = recording(seconds)
+    for name, data in segments:
+        r = session.put(f"{base}/{name}", data=data)
+        assert r.status_code == 201, r.text
+    r = session.put(f"{base}/index.m3u8", data=playlist)
+    assert r.status_code == 200 and r.json()["ended"], r.text

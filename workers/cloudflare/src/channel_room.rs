@@ -4,7 +4,7 @@
 //! WebSockets; the alarm ends silent broadcasts and records them with
 //! [`edgevideo_core::live::broadcast_ended`].
 
-use edgevideo_core::platform::{RoomSockets, RoomStore};
+use edgevideo_core::platform::{Live as _, Platform as _, RoomSockets, RoomStore};
 use edgevideo_core::room::{self, RoomRequest};
 use edgevideo_core::{ApiError, StoreError};
 use worker::{
@@ -116,9 +116,16 @@ impl ChannelRoom {
         }
     }
 
-    async fn join(&self) -> worker::Result<Response> {
+    async fn join(&self, lobby: bool, channel_id: Option<String>) -> worker::Result<Response> {
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
+        // Per-connection state (reaction rate limit, channel) lives in the socket's
+        // attachment, which survives hibernation.
+        let _ = pair.server.serialize_attachment(room::SocketState {
+            lobby,
+            channel_id: channel_id.clone(),
+            ..room::SocketState::default()
+        });
         let store = DurableRoomStore(self.state.storage());
         let now_ms = worker::Date::now().as_millis();
         match room::on_join(&store, &self.sockets(None), now_ms).await {
@@ -127,12 +134,37 @@ impl ChannelRoom {
             }
             Err(e) => worker::console_error!("room join: {e}"),
         }
+        if let Some(channel_id) = channel_id {
+            self.tell_lobby(&channel_id, self.sockets(None).count())
+                .await;
+        }
         Response::from_websocket(pair.client)
     }
 
-    fn leave(&self, ws: &WebSocket) {
+    async fn leave(&self, ws: &WebSocket) {
         let _ = ws.close(Some(1000), Some("bye"));
-        room::on_leave(&self.sockets(Some(ws)));
+        let sockets = self.sockets(Some(ws));
+        room::on_leave(&sockets);
+        let socket_state: Option<room::SocketState> = ws.deserialize_attachment().ok().flatten();
+        if let Some(channel_id) = socket_state.and_then(|s| s.channel_id) {
+            self.tell_lobby(&channel_id, sockets.count()).await;
+        }
+    }
+
+    /// Pushes a channel's viewer count to the lobby's sockets (the home page's live list).
+    async fn tell_lobby(&self, channel_id: &str, count: usize) {
+        let told = match CloudflarePlatform::from_env(&self.env) {
+            Ok(platform) => platform
+                .live()
+                .call(room::LOBBY, &room::lobby_viewers(channel_id, count))
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = told {
+            worker::console_warn!("lobby viewer count of {channel_id}: {e}");
+        }
     }
 }
 
@@ -144,7 +176,15 @@ impl DurableObject for ChannelRoom {
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
         let upgrade = request.headers().get("upgrade")?.unwrap_or_default();
         if upgrade.eq_ignore_ascii_case("websocket") {
-            return self.join().await;
+            let path = request.path();
+            let lobby = path == "/api/live/ws";
+            // `/api/channels/{id}/ws`: the channel whose viewers the lobby hears about.
+            let channel_id = path
+                .strip_prefix("/api/channels/")
+                .and_then(|rest| rest.strip_suffix("/ws"))
+                .filter(|id| !id.contains('/'))
+                .map(str::to_owned);
+            return self.join(lobby, channel_id).await;
         }
         let request: RoomRequest = match request.json().await {
             Ok(r) => r,
@@ -199,10 +239,22 @@ impl DurableObject for ChannelRoom {
         ws: WebSocket,
         message: WebSocketIncomingMessage,
     ) -> worker::Result<()> {
-        if let WebSocketIncomingMessage::String(text) = message {
-            if text == "ping" {
-                let _ = ws.send_with_str(r#"{"type":"pong"}"#);
-            }
+        let WebSocketIncomingMessage::String(text) = message else {
+            return Ok(());
+        };
+        let mut socket_state: room::SocketState = ws
+            .deserialize_attachment()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let before = socket_state.clone();
+        let now_ms = worker::Date::now().as_millis();
+        let reply = room::on_message(&self.sockets(None), &mut socket_state, &text, now_ms);
+        if socket_state != before {
+            let _ = ws.serialize_attachment(&socket_state);
+        }
+        if let Some(reply) = reply {
+            let _ = ws.send_with_str(reply);
         }
         Ok(())
     }
@@ -214,12 +266,12 @@ impl DurableObject for ChannelRoom {
         _reason: String,
         _was_clean: bool,
     ) -> worker::Result<()> {
-        self.leave(&ws);
+        self.leave(&ws).await;
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
-        self.leave(&ws);
+        self.leave(&ws).await;
         Ok(())
     }
 }

@@ -6,13 +6,14 @@
 //!
 //! Modules, top-down: [`bindings`] (binding names, mirrored in `wrangler.toml`), [`convert`]
 //! (request/response conversion), [`platform`] and the adapters [`kv`], [`d1`], [`r2`],
-//! [`rooms`], [`queue`], then [`channel_room`] (the Durable Object class).
+//! [`rooms`], [`queue`], [`outbound`], then [`channel_room`] (the Durable Object class).
 
 pub mod bindings;
 pub mod channel_room;
 pub mod convert;
 pub mod d1;
 pub mod kv;
+pub mod outbound;
 pub mod platform;
 pub mod queue;
 pub mod r2;
@@ -21,6 +22,7 @@ pub mod rooms;
 use worker::{event, Context, Env, MessageBatch, MessageExt};
 
 use edgevideo_core::api::RoomUpgrade;
+use futures_util::future::join_all;
 
 use crate::platform::CloudflarePlatform;
 
@@ -80,11 +82,20 @@ async fn queue(
             return Ok(());
         }
     };
-    for message in batch.messages()? {
-        let outcome = match edgevideo_core::jobs::decode(message.body().clone()) {
-            Ok(job) => edgevideo_core::jobs::run(&platform, job).await,
-            Err(err) => Err(err),
-        };
+    // The messages of a batch are independent (deliveries to different plugins): run them
+    // concurrently, so one slow receiver does not hold the others back.
+    let messages = batch.messages()?;
+    let outcomes = join_all(messages.iter().map(|message| {
+        let platform = &platform;
+        async move {
+            match edgevideo_core::jobs::decode(message.body().clone()) {
+                Ok(job) => edgevideo_core::jobs::run(platform, job).await,
+                Err(err) => Err(err),
+            }
+        }
+    }))
+    .await;
+    for (message, outcome) in messages.iter().zip(outcomes) {
         match outcome {
             Ok(()) => message.ack(),
             Err(err) if err.is_retryable() => {

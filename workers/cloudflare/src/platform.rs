@@ -9,6 +9,7 @@ use worker::Env;
 use crate::bindings;
 use crate::d1::D1Sql;
 use crate::kv::WorkersKv;
+use crate::outbound::FetchOutbound;
 use crate::queue::QueueJobs;
 use crate::r2::R2Blobs;
 use crate::rooms::DurableRooms;
@@ -93,6 +94,7 @@ impl Platform for CloudflarePlatform {
     type Blobs = R2Blobs;
     type Live = DurableRooms;
     type Jobs = QueueJobs;
+    type Outbound = FetchOutbound;
 
     fn config(&self) -> &Config {
         &self.config
@@ -111,6 +113,9 @@ impl Platform for CloudflarePlatform {
     }
     fn jobs(&self) -> &QueueJobs {
         &self.jobs
+    }
+    fn outbound(&self) -> &FetchOutbound {
+        &FetchOutbound
     }
     fn clock(&self) -> &dyn Clock {
         &WorkersClock

@@ -3,15 +3,21 @@
 use edgevideo_core::jobs::Job;
 use edgevideo_core::platform::Jobs;
 use edgevideo_core::StoreError;
-use worker::Queue;
+use worker::{MessageBuilder, Queue};
 
 /// The job port over a Workers Queue.
 pub struct QueueJobs(pub Queue);
 
+/// Longest delay Queues accepts, in seconds (12 hours).
+const MAX_DELAY_S: u32 = 43_200;
+
 impl Jobs for QueueJobs {
-    async fn enqueue(&self, job: &Job) -> Result<(), StoreError> {
+    async fn enqueue_after(&self, job: &Job, delay_s: u32) -> Result<(), StoreError> {
+        let message = MessageBuilder::new(job)
+            .delay_seconds(delay_s.min(MAX_DELAY_S))
+            .build();
         self.0
-            .send(job)
+            .send(message)
             .await
             .map_err(|e| StoreError::backend("queue", e))
     }

@@ -36,6 +36,23 @@ pub mod names {
     pub const PLAYBACK_URL_TTL_SECONDS: &str = "PLAYBACK_URL_TTL_SECONDS";
     /// Segments in the live playlist's window.
     pub const LIVE_WINDOW_SEGMENTS: &str = "LIVE_WINDOW_SEGMENTS";
+    /// The public origin of this deployment (`https://...`), for URLs handed to plugins and
+    /// the transcoder outside a request.
+    pub const PUBLIC_URL: &str = "PUBLIC_URL";
+    /// `on` lets plugins and the transcoder use loopback and private addresses (local runs).
+    pub const ALLOW_PRIVATE_URLS: &str = "ALLOW_PRIVATE_URLS";
+    /// Delivery attempts per webhook before it is dead-lettered.
+    pub const WEBHOOK_MAX_ATTEMPTS: &str = "WEBHOOK_MAX_ATTEMPTS";
+    /// First retry delay of a webhook, in seconds (doubled per attempt, with jitter).
+    pub const WEBHOOK_RETRY_BASE_SECONDS: &str = "WEBHOOK_RETRY_BASE_SECONDS";
+    /// Timeout of one webhook attempt, in milliseconds.
+    pub const WEBHOOK_TIMEOUT_MS: &str = "WEBHOOK_TIMEOUT_MS";
+    /// Deadlines of plugin tasks per hook, in seconds.
+    pub const PLUGIN_DEADLINES_SECONDS: &str = "PLUGIN_DEADLINES_SECONDS";
+    /// The transcoder's job endpoint (`http://host:port`); unset: no transcoding.
+    pub const TRANSCODER_URL: &str = "TRANSCODER_URL";
+    /// The secret (`whsec_...`) signing jobs to and callbacks from the transcoder.
+    pub const TRANSCODER_SECRET: &str = "TRANSCODER_SECRET";
 }
 
 /// Default PBKDF2-HMAC-SHA256 iteration count: the most Workers' own WebCrypto PBKDF2 accepts,
@@ -114,6 +131,23 @@ pub struct Config {
     pub playback_url_ttl_s: u64,
     /// Segments in the live playlist's window.
     pub live_window_segments: u64,
+    /// The public origin, without a trailing slash.
+    pub public_url: Option<String>,
+    /// Whether plugin and transcoder URLs may point at loopback or private addresses.
+    pub allow_private_urls: bool,
+    /// Delivery attempts per webhook.
+    pub webhook_max_attempts: u32,
+    /// First retry delay of a webhook, in seconds.
+    pub webhook_retry_base_s: u32,
+    /// Timeout of one webhook attempt, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// Task deadlines per hook in lifecycle order (preValidate, postValidate, preMetadata,
+    /// postMetadata), in seconds.
+    pub plugin_deadlines_s: [u64; 4],
+    /// The transcoder's endpoint.
+    pub transcoder_url: Option<String>,
+    /// The transcoder's signing secret.
+    pub transcoder_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -222,8 +256,39 @@ impl Config {
             ingest_url_ttl_s: number(names::INGEST_URL_TTL_SECONDS, 24 * 3600, 60)?,
             playback_url_ttl_s: number(names::PLAYBACK_URL_TTL_SECONDS, 6 * 3600, 60)?,
             live_window_segments: number(names::LIVE_WINDOW_SEGMENTS, 6, 3)?,
+            public_url: lookup(names::PUBLIC_URL)
+                .map(|u| u.trim().trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+            allow_private_urls: lookup(names::ALLOW_PRIVATE_URLS).as_deref() == Some("on"),
+            webhook_max_attempts: number(names::WEBHOOK_MAX_ATTEMPTS, 5, 1)?.min(20) as u32,
+            webhook_retry_base_s: number(names::WEBHOOK_RETRY_BASE_SECONDS, 30, 1)?.min(3600)
+                as u32,
+            webhook_timeout_ms: number(names::WEBHOOK_TIMEOUT_MS, 10_000, 100)?,
+            plugin_deadlines_s: deadlines(lookup(names::PLUGIN_DEADLINES_SECONDS))?,
+            transcoder_url: lookup(names::TRANSCODER_URL)
+                .map(|u| u.trim().trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+            transcoder_secret: lookup(names::TRANSCODER_SECRET).filter(|s| !s.is_empty()),
         })
     }
+}
+
+/// Parses `PLUGIN_DEADLINES_SECONDS`: four comma-separated whole seconds in hook order;
+/// unset means the seed's 900, 30, 600, 600.
+fn deadlines(raw: Option<String>) -> Result<[u64; 4], ConfigError> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok([900, 30, 600, 600]);
+    };
+    let invalid = || ConfigError::Invalid {
+        name: names::PLUGIN_DEADLINES_SECONDS,
+        reason: format!("expected four whole seconds, e.g. 900,30,600,600; got {raw:?}"),
+    };
+    let values: Vec<u64> = raw
+        .split(',')
+        .map(|v| v.trim().parse::<u64>().ok().filter(|v| *v > 0))
+        .collect::<Option<_>>()
+        .ok_or_else(invalid)?;
+    values.try_into().map_err(|_| invalid())
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ pub fn new_id(entropy: &dyn Entropy, prefix: &str) -> String {
     format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// Encodes bytes as base64url without padding (tokens).
+pub fn encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Whether `raw` looks like an identifier with `prefix` (so it can be used in keys safely).
 pub fn is_id(raw: &str, prefix: &str) -> bool {
     raw.strip_prefix(prefix)

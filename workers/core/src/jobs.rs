@@ -16,6 +16,18 @@ pub enum Job {
         /// Caller-chosen identifier.
         id: String,
     },
+    /// Make attempt `attempt` of a webhook delivery.
+    Deliver {
+        /// The delivery.
+        delivery_id: String,
+        /// Which attempt (1 for the first); a job for an attempt already made is dropped.
+        attempt: u32,
+    },
+    /// A plugin task's deadline has come.
+    TaskDeadline {
+        /// The task.
+        task_id: String,
+    },
     /// Stitch a finished broadcast's segments into one MP4 (handled by the transcoder).
     Transcode {
         /// The video to produce.
@@ -72,10 +84,15 @@ pub async fn run<P: Platform>(platform: &P, job: Job) -> Result<(), JobError> {
                 .await?;
             Ok(())
         }
-        Job::Transcode { .. } => {
-            // Wired to the transcoder by the transcoder integration; until then the video
-            // stays `processing` and plays as VOD HLS.
-            Ok(())
-        }
+        Job::Deliver {
+            delivery_id,
+            attempt,
+        } => crate::delivery::attempt(platform, &delivery_id, attempt).await,
+        Job::TaskDeadline { task_id } => Ok(crate::lifecycle::deadline(platform, &task_id).await?),
+        Job::Transcode {
+            video_id,
+            broadcast_id,
+            ..
+        } => crate::transcode::send(platform, &video_id, &broadcast_id).await,
     }
 }

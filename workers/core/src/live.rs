@@ -8,7 +8,7 @@ use crate::channels;
 use crate::counters;
 use crate::error::StoreError;
 use crate::jobs::Job;
-use crate::platform::{Jobs as _, Live as _, Platform, Sql as _, SqlValue, Statement};
+use crate::platform::{JobsExt as _, Live as _, Platform, Sql as _, SqlValue, Statement};
 use crate::room::{EndedBroadcast, LobbyEntry, RoomRequest, StartedBroadcast, LOBBY};
 
 /// Records a started broadcast: its row, the broadcasts counter, the lobby.
@@ -126,6 +126,38 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
                 SqlValue::Integer(ended.ended_at_ms as i64),
             ],
         ));
+        // The rest of the recording's history (the catalogue's timeline), once each.
+        let bytes: u64 = ended.segments.iter().map(|s| s.size).sum();
+        for (kind, detail, at_ms) in [
+            (
+                "broadcast.started",
+                json!({ "broadcast_id": ended.broadcast_id }),
+                ended.started_at_ms,
+            ),
+            (
+                "segments.received",
+                json!({ "segments": ended.segments.len(), "bytes": bytes, "duration_ms": duration_ms }),
+                ended.ended_at_ms,
+            ),
+            (
+                "video.created",
+                json!({ "status": "processing" }),
+                ended.ended_at_ms,
+            ),
+            ("transcode.queued", json!({}), ended.ended_at_ms),
+        ] {
+            statements.push(Statement::new(
+                "INSERT INTO video_events (video_id, kind, detail, created_at) \
+                 SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS \
+                 (SELECT 1 FROM video_events WHERE video_id = ?1 AND kind = ?2)",
+                vec![
+                    SqlValue::from(video_id.as_str()),
+                    SqlValue::from(kind),
+                    SqlValue::from(detail.to_string()),
+                    SqlValue::Integer(at_ms as i64),
+                ],
+            ));
+        }
     }
     p.sql().batch(&statements).await?;
     if let Some(video_id) = &ended.video_id {

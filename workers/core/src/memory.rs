@@ -9,8 +9,8 @@ use crate::config::Config;
 use crate::error::StoreError;
 use crate::jobs::Job;
 use crate::platform::{
-    Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Platform, RoomSockets,
-    RoomStore, Row, Sql, Statement,
+    Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Outbound, OutboundError,
+    OutboundRequest, OutboundResponse, Platform, RoomSockets, RoomStore, Row, Sql, Statement,
 };
 use crate::room::{self, RoomRequest, RoomResponse};
 
@@ -200,12 +200,37 @@ impl Live for MemoryLive {
 pub struct MemoryJobs {
     /// The jobs enqueued so far, oldest first.
     pub enqueued: RefCell<Vec<Job>>,
+    /// The delay asked for each, in seconds.
+    pub delays: RefCell<Vec<u32>>,
 }
 
 impl Jobs for MemoryJobs {
-    async fn enqueue(&self, job: &Job) -> Result<(), StoreError> {
+    async fn enqueue_after(&self, job: &Job, delay_s: u32) -> Result<(), StoreError> {
         self.enqueued.borrow_mut().push(job.clone());
+        self.delays.borrow_mut().push(delay_s);
         Ok(())
+    }
+}
+
+/// [`Outbound`] that records requests and answers from a script (200 when it runs out).
+#[derive(Debug, Default)]
+pub struct MemoryOutbound {
+    /// Answers to give, first first.
+    pub script: RefCell<std::collections::VecDeque<Result<OutboundResponse, OutboundError>>>,
+    /// Requests sent so far.
+    pub sent: RefCell<Vec<OutboundRequest>>,
+}
+
+impl Outbound for MemoryOutbound {
+    async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse, OutboundError> {
+        self.sent.borrow_mut().push(request);
+        self.script
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or(Ok(OutboundResponse {
+                status: 200,
+                body: Vec::new(),
+            }))
     }
 }
 
@@ -274,6 +299,8 @@ pub struct MemoryPlatform {
     pub live: MemoryLive,
     /// Job queue.
     pub jobs: MemoryJobs,
+    /// Outgoing HTTP.
+    pub outbound: MemoryOutbound,
     /// Clock.
     pub clock: ManualClock,
     /// Randomness.
@@ -290,6 +317,7 @@ impl MemoryPlatform {
             blobs: MemoryBlobs::default(),
             live: MemoryLive::default(),
             jobs: MemoryJobs::default(),
+            outbound: MemoryOutbound::default(),
             clock: ManualClock::default(),
             entropy: CountingEntropy::default(),
         }
@@ -302,6 +330,7 @@ impl Platform for MemoryPlatform {
     type Blobs = MemoryBlobs;
     type Live = MemoryLive;
     type Jobs = MemoryJobs;
+    type Outbound = MemoryOutbound;
 
     fn config(&self) -> &Config {
         &self.config
@@ -320,6 +349,9 @@ impl Platform for MemoryPlatform {
     }
     fn jobs(&self) -> &MemoryJobs {
         &self.jobs
+    }
+    fn outbound(&self) -> &MemoryOutbound {
+        &self.outbound
     }
     fn clock(&self) -> &dyn Clock {
         &self.clock

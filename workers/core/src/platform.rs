@@ -278,11 +278,67 @@ pub trait RoomSockets {
 /// Background work: messages handled later by the job consumer ([`crate::jobs::run`]).
 /// Cloudflare: a Queue producer.
 pub trait Jobs {
-    /// Enqueues a job.
+    /// Enqueues a job, to run after `delay_s` seconds (0: as soon as possible).
     ///
     /// # Errors
     /// `Backend` when the queue refuses the message.
-    async fn enqueue(&self, job: &Job) -> Result<(), StoreError>;
+    async fn enqueue_after(&self, job: &Job, delay_s: u32) -> Result<(), StoreError>;
+}
+
+/// Helpers over [`Jobs`] for every implementation.
+pub trait JobsExt: Jobs {
+    /// Enqueues a job to run as soon as possible.
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_after`].
+    async fn enqueue(&self, job: &Job) -> Result<(), StoreError> {
+        self.enqueue_after(job, 0).await
+    }
+}
+impl<J: Jobs + ?Sized> JobsExt for J {}
+
+/// An outgoing HTTP request (webhook deliveries, transcode jobs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRequest {
+    /// The method.
+    pub method: http::Method,
+    /// The absolute URL.
+    pub url: String,
+    /// Headers to send.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// Give up after this many milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// The answer to an [`OutboundRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundResponse {
+    /// The status code.
+    pub status: u16,
+    /// The body (read up to a host-defined limit).
+    pub body: Vec<u8>,
+}
+
+/// Why an outgoing request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    /// No answer within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The connection failed or the host refused the request.
+    #[error("network error: {0}")]
+    Network(String),
+}
+
+/// Outgoing HTTP. Cloudflare: `fetch`. Spin: outbound HTTP.
+pub trait Outbound {
+    /// Sends a request and returns the answer, whatever its status.
+    ///
+    /// # Errors
+    /// [`OutboundError`] when there is no answer.
+    async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse, OutboundError>;
 }
 
 /// Wall-clock time.
@@ -310,6 +366,8 @@ pub trait Platform {
     type Live: Live;
     /// The job queue port.
     type Jobs: Jobs;
+    /// The outgoing HTTP port.
+    type Outbound: Outbound;
 
     /// The deployment's configuration.
     fn config(&self) -> &Config;
@@ -323,6 +381,8 @@ pub trait Platform {
     fn live(&self) -> &Self::Live;
     /// The job queue.
     fn jobs(&self) -> &Self::Jobs;
+    /// Outgoing HTTP.
+    fn outbound(&self) -> &Self::Outbound;
     /// The clock.
     fn clock(&self) -> &dyn Clock;
     /// The randomness source.

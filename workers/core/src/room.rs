@@ -904,3 +904,180 @@ pub async fn on_join<S: RoomStore>(
 pub fn on_leave(sockets: &dyn RoomSockets) {
     sockets.send_all(&viewers_message(sockets.count()));
 }
+
+/// The emoji a viewer may react with.
+pub const REACTIONS: [&str; 8] = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "👍", "💯"];
+/// Reactions one connection may send per [`REACTION_WINDOW_MS`]; more are refused.
+pub const REACTIONS_PER_WINDOW: u32 = 5;
+/// The reaction rate-limit window, in ms.
+pub const REACTION_WINDOW_MS: u64 = 2_000;
+/// Largest incoming socket message read, in bytes.
+const MAX_SOCKET_MESSAGE: usize = 1024;
+
+/// Per-connection state, kept with each WebSocket (its attachment on Cloudflare, so it
+/// survives hibernation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketState {
+    /// The connection is in the lobby, which relays no reactions.
+    #[serde(default)]
+    pub lobby: bool,
+    /// The channel whose room holds the connection (for the lobby's viewer counts).
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    /// Start of the current rate-limit window, Unix ms.
+    #[serde(default)]
+    pub window_start_ms: u64,
+    /// Reactions accepted in the current window.
+    #[serde(default)]
+    pub window_count: u32,
+}
+
+/// The request that tells the lobby a channel's viewer count, so that the home page's live
+/// list updates without polling: `{"type":"viewers","channel_id","count"}`.
+pub fn lobby_viewers(channel_id: &str, count: usize) -> RoomRequest {
+    RoomRequest::Notify {
+        message: json!({ "type": "viewers", "channel_id": channel_id, "count": count }),
+    }
+}
+
+fn socket_error(code: &str, message: &str) -> String {
+    json!({ "type": "error", "code": code, "message": message }).to_string()
+}
+
+/// A client sent `text`: `ping` (plain or `{"type":"ping"}`) gets a pong; a
+/// `{"type":"reaction","emoji":"🔥"}` from the allow-list ([`REACTIONS`]) goes to everyone
+/// in the room as `{"type":"reaction","emoji","at_ms"}`, at most [`REACTIONS_PER_WINDOW`]
+/// per [`REACTION_WINDOW_MS`] per connection. Returns the reply for the sender only (a
+/// pong, or an `error` message with a `code`); `state` is updated in place.
+pub fn on_message(
+    sockets: &dyn RoomSockets,
+    state: &mut SocketState,
+    text: &str,
+    now_ms: u64,
+) -> Option<String> {
+    if text == "ping" {
+        return Some(json!({ "type": "pong" }).to_string());
+    }
+    if text.len() > MAX_SOCKET_MESSAGE {
+        return Some(socket_error("invalid_message", "the message is too long"));
+    }
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Some(socket_error("invalid_message", "messages are JSON objects"));
+    };
+    match message.get("type").and_then(|t| t.as_str()) {
+        Some("ping") => Some(json!({ "type": "pong" }).to_string()),
+        Some("reaction") => {
+            if state.lobby {
+                return Some(socket_error(
+                    "invalid_message",
+                    "react on a channel, not in the lobby",
+                ));
+            }
+            let emoji = message.get("emoji").and_then(|e| e.as_str()).unwrap_or("");
+            let Some(emoji) = REACTIONS.iter().find(|r| **r == emoji) else {
+                return Some(socket_error(
+                    "invalid_reaction",
+                    &format!("reactions are one of {}", REACTIONS.join(" ")),
+                ));
+            };
+            if now_ms.saturating_sub(state.window_start_ms) >= REACTION_WINDOW_MS {
+                state.window_start_ms = now_ms;
+                state.window_count = 0;
+            }
+            if state.window_count >= REACTIONS_PER_WINDOW {
+                return Some(socket_error(
+                    "rate_limited",
+                    "too many reactions; wait a moment",
+                ));
+            }
+            state.window_count += 1;
+            sockets.send_all(
+                &json!({ "type": "reaction", "emoji": emoji, "at_ms": now_ms }).to_string(),
+            );
+            None
+        }
+        _ => Some(socket_error(
+            "invalid_message",
+            "unknown message type; expected ping or reaction",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod reaction_tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<String>>);
+
+    impl RoomSockets for Recorder {
+        fn count(&self) -> usize {
+            2
+        }
+        fn send_all(&self, message: &str) {
+            self.0.borrow_mut().push(message.to_owned());
+        }
+    }
+
+    fn code(reply: Option<String>) -> String {
+        let reply: serde_json::Value = serde_json::from_str(&reply.unwrap()).unwrap();
+        reply["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn reactions_are_relayed_allow_listed_and_rate_limited() {
+        let sockets = Recorder::default();
+        let mut state = SocketState::default();
+        let fire = r#"{"type":"reaction","emoji":"🔥"}"#;
+        for i in 0..REACTIONS_PER_WINDOW {
+            assert_eq!(
+                on_message(&sockets, &mut state, fire, 10_000 + u64::from(i)),
+                None
+            );
+        }
+        assert_eq!(sockets.0.borrow().len(), REACTIONS_PER_WINDOW as usize);
+        let sent: serde_json::Value = serde_json::from_str(&sockets.0.borrow()[0]).unwrap();
+        assert_eq!(sent["type"], "reaction");
+        assert_eq!(sent["emoji"], "🔥");
+
+        assert_eq!(
+            code(on_message(&sockets, &mut state, fire, 10_500)),
+            "rate_limited"
+        );
+        assert_eq!(sockets.0.borrow().len(), REACTIONS_PER_WINDOW as usize);
+        // A new window lets the connection react again.
+        assert_eq!(
+            on_message(&sockets, &mut state, fire, 10_000 + REACTION_WINDOW_MS),
+            None
+        );
+
+        let not_allowed = r#"{"type":"reaction","emoji":"<script>"}"#;
+        assert_eq!(
+            code(on_message(&sockets, &mut state, not_allowed, 20_000)),
+            "invalid_reaction"
+        );
+        assert_eq!(
+            code(on_message(&sockets, &mut state, "{", 20_000)),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(on_message(&sockets, &mut state, r#"{"type":"x"}"#, 20_000)),
+            "invalid_message"
+        );
+        let pong = on_message(&sockets, &mut state, "ping", 20_000).unwrap();
+        assert!(pong.contains("pong"));
+
+        let mut lobby = SocketState {
+            lobby: true,
+            ..SocketState::default()
+        };
+        let before = sockets.0.borrow().len();
+        assert_eq!(
+            code(on_message(&sockets, &mut lobby, fire, 30_000)),
+            "invalid_message"
+        );
+        assert_eq!(sockets.0.borrow().len(), before);
+    }
+}

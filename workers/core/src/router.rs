@@ -26,6 +26,12 @@ pub enum Access {
     /// Holders of a signed URL: the token in the path is verified by the handler, which
     /// knows the scope it needs (ingest, play a channel, play a video).
     UrlToken,
+    /// Plugins answering a task: the task's single-use token in the body is checked by the
+    /// handler.
+    TaskToken,
+    /// The transcoder: a Standard Webhooks signature with `TRANSCODER_SECRET`, checked by
+    /// the handler.
+    TranscoderSignature,
     /// Development deployments with diagnostics on; 404 everywhere else.
     Diagnostics,
 }
@@ -63,6 +69,22 @@ pub enum RouteName {
     LobbySocket,
     /// `POST /api/videos/{id}/playback`.
     VideoPlayback,
+    /// `GET /api/videos`: the catalogue, newest first, with filters and cursor paging.
+    ListVideos,
+    /// `GET /api/videos/preview`: the newest published videos (cached).
+    VideoPreview,
+    /// `GET /api/videos/{id}`: a video with its merged metadata.
+    GetVideo,
+    /// `DELETE /api/videos/{id}`: the owner or an admin deletes a video and its media.
+    DeleteVideo,
+    /// `GET /api/videos/{id}/history`: the video's timeline.
+    VideoHistory,
+    /// `GET /api/channels`: channels with live status and viewer counts.
+    ListChannels,
+    /// `GET /api/channels/{id}/videos`: a channel's videos.
+    ChannelVideos,
+    /// `GET /api/stats`: KPIs (the detailed part for admins).
+    Stats,
     /// `PUT /ingest/{token}/{file}`.
     IngestPut,
     /// `DELETE /ingest/{token}/{file}`.
@@ -75,6 +97,32 @@ pub enum RouteName {
     PlayMp4,
     /// `GET /play/{token}/seg/{broadcast}/{file}`.
     PlaySegment,
+    /// `POST /api/plugins`.
+    CreatePlugin,
+    /// `GET /api/plugins`.
+    ListPlugins,
+    /// `GET /api/plugins/{id}`.
+    GetPlugin,
+    /// `PATCH /api/plugins/{id}`.
+    UpdatePlugin,
+    /// `DELETE /api/plugins/{id}`.
+    DeletePlugin,
+    /// `POST /api/plugins/{id}/secret/rotate`.
+    RotatePluginSecret,
+    /// `GET /api/plugins/{id}/deliveries`.
+    PluginDeliveries,
+    /// `POST /api/plugins/{id}/deliveries/{delivery}/redeliver`.
+    Redeliver,
+    /// `POST /api/plugins/tasks/{id}/success`.
+    TaskSuccess,
+    /// `POST /api/plugins/tasks/{id}/failure`.
+    TaskFailure,
+    /// `POST /api/transcoder/callback`.
+    TranscoderCallback,
+    /// `PUT /upload/{token}`.
+    Upload,
+    /// `GET /play/{token}/poster.jpg`.
+    PlayPoster,
     /// `GET /api/_diag/kv/{key}`.
     DiagKvGet,
     /// `PUT /api/_diag/kv/{key}`.
@@ -97,6 +145,8 @@ pub enum RouteName {
     DiagConformance,
     /// `GET /api/_diag/stored/{channel}`: what the catalogue and blob store hold for a channel.
     DiagStored,
+    /// `GET /api/_diag/video/{id}`: a video's whole row and its events.
+    DiagVideo,
 }
 
 /// One entry of the route table.
@@ -209,6 +259,52 @@ pub const ROUTES: &[RouteSpec] = &[
         Access::Public,
     ),
     route(
+        RouteName::ListVideos,
+        Method::GET,
+        "/api/videos",
+        Access::Public,
+    ),
+    // Before `/api/videos/{id}`: the first matching entry wins.
+    route(
+        RouteName::VideoPreview,
+        Method::GET,
+        "/api/videos/preview",
+        Access::Public,
+    ),
+    route(
+        RouteName::GetVideo,
+        Method::GET,
+        "/api/videos/{id}",
+        Access::Public,
+    ),
+    // The handler allows the video's owner and admins (stored role); 403 for others.
+    route(
+        RouteName::DeleteVideo,
+        Method::DELETE,
+        "/api/videos/{id}",
+        Access::Authenticated,
+    ),
+    route(
+        RouteName::VideoHistory,
+        Method::GET,
+        "/api/videos/{id}/history",
+        Access::Public,
+    ),
+    route(
+        RouteName::ListChannels,
+        Method::GET,
+        "/api/channels",
+        Access::Public,
+    ),
+    route(
+        RouteName::ChannelVideos,
+        Method::GET,
+        "/api/channels/{id}/videos",
+        Access::Public,
+    ),
+    // Public headline figures; the handler adds the detailed part for admins (stored role).
+    route(RouteName::Stats, Method::GET, "/api/stats", Access::Public),
+    route(
         RouteName::IngestPut,
         Method::PUT,
         "/ingest/{token}/{file}",
@@ -242,6 +338,84 @@ pub const ROUTES: &[RouteSpec] = &[
         RouteName::PlaySegment,
         Method::GET,
         "/play/{token}/seg/{broadcast}/{file}",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::CreatePlugin,
+        Method::POST,
+        "/api/plugins",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::ListPlugins,
+        Method::GET,
+        "/api/plugins",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::TaskSuccess,
+        Method::POST,
+        "/api/plugins/tasks/{id}/success",
+        Access::TaskToken,
+    ),
+    route(
+        RouteName::TaskFailure,
+        Method::POST,
+        "/api/plugins/tasks/{id}/failure",
+        Access::TaskToken,
+    ),
+    route(
+        RouteName::GetPlugin,
+        Method::GET,
+        "/api/plugins/{id}",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::UpdatePlugin,
+        Method::PATCH,
+        "/api/plugins/{id}",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::DeletePlugin,
+        Method::DELETE,
+        "/api/plugins/{id}",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::RotatePluginSecret,
+        Method::POST,
+        "/api/plugins/{id}/secret/rotate",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::PluginDeliveries,
+        Method::GET,
+        "/api/plugins/{id}/deliveries",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::Redeliver,
+        Method::POST,
+        "/api/plugins/{id}/deliveries/{delivery}/redeliver",
+        Access::Role(Role::Developer),
+    ),
+    route(
+        RouteName::TranscoderCallback,
+        Method::POST,
+        "/api/transcoder/callback",
+        Access::TranscoderSignature,
+    ),
+    route(
+        RouteName::Upload,
+        Method::PUT,
+        "/upload/{token}",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::PlayPoster,
+        Method::GET,
+        "/play/{token}/poster.jpg",
         Access::UrlToken,
     ),
     route(
@@ -296,6 +470,12 @@ pub const ROUTES: &[RouteSpec] = &[
         RouteName::DiagJobStatus,
         Method::GET,
         "/api/_diag/jobs/{id}",
+        Access::Diagnostics,
+    ),
+    route(
+        RouteName::DiagVideo,
+        Method::GET,
+        "/api/_diag/video/{id}",
         Access::Diagnostics,
     ),
     route(
@@ -407,6 +587,19 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::VideoPlayback => {
             routes::playback::video_url(platform, &params[0], &request).await
         }
+        RouteName::ListVideos => routes::catalogue::list_videos(platform, &request).await,
+        RouteName::VideoPreview => routes::catalogue::preview(platform).await,
+        RouteName::GetVideo => routes::catalogue::get_video(platform, &params[0], &request).await,
+        RouteName::DeleteVideo => {
+            who()?;
+            routes::catalogue::delete_video(platform, &params[0], &request).await
+        }
+        RouteName::VideoHistory => routes::catalogue::history(platform, &params[0], &request).await,
+        RouteName::ListChannels => routes::catalogue::list_channels(platform, &request).await,
+        RouteName::ChannelVideos => {
+            routes::catalogue::channel_videos(platform, &params[0], &request).await
+        }
+        RouteName::Stats => routes::stats::get(platform, &request).await,
         RouteName::IngestPut => {
             let (token, file) = (params[0].clone(), params[1].clone());
             routes::ingest::put(platform, &token, &file, request).await
@@ -415,6 +608,34 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::PlayLive => routes::playback::live_playlist(platform, &params[0]).await,
         RouteName::PlayVod => routes::playback::vod_playlist(platform, &params[0]).await,
         RouteName::PlayMp4 => routes::playback::mp4(platform, &params[0], &request).await,
+        RouteName::CreatePlugin => routes::plugins::create(platform, who()?, &request).await,
+        RouteName::ListPlugins => routes::plugins::list(platform, who()?).await,
+        RouteName::GetPlugin => routes::plugins::get(platform, who()?, &params[0]).await,
+        RouteName::UpdatePlugin => {
+            routes::plugins::update(platform, who()?, &params[0], &request).await
+        }
+        RouteName::DeletePlugin => routes::plugins::delete(platform, who()?, &params[0]).await,
+        RouteName::RotatePluginSecret => {
+            routes::plugins::rotate_secret(platform, who()?, &params[0]).await
+        }
+        RouteName::PluginDeliveries => {
+            routes::plugins::deliveries(platform, who()?, &params[0]).await
+        }
+        RouteName::Redeliver => {
+            routes::plugins::redeliver(platform, who()?, &params[0], &params[1]).await
+        }
+        RouteName::TaskSuccess => {
+            routes::plugins::answer_task(platform, &params[0], true, &request).await
+        }
+        RouteName::TaskFailure => {
+            routes::plugins::answer_task(platform, &params[0], false, &request).await
+        }
+        RouteName::TranscoderCallback => routes::transcoder::callback(platform, &request).await,
+        RouteName::Upload => {
+            let token = params[0].clone();
+            routes::transcoder::upload(platform, &token, request).await
+        }
+        RouteName::PlayPoster => routes::playback::poster(platform, &params[0], &request).await,
         RouteName::PlaySegment => {
             routes::playback::segment(platform, &params[0], &params[1], &params[2], &request).await
         }
@@ -431,6 +652,7 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::DiagJobStatus => routes::diag::job_status(platform, &params[0]).await,
         RouteName::DiagConformance => Ok(routes::diag::conformance(platform).await),
         RouteName::DiagStored => routes::diag::stored(platform, &params[0]).await,
+        RouteName::DiagVideo => routes::diag::video(platform, &params[0]).await,
     }
 }
 
@@ -447,7 +669,9 @@ pub async fn authorize<P: Platform>(
 ) -> Result<Option<Principal>, ApiError> {
     let now_s = platform.clock().now_ms() / 1000;
     match access {
-        Access::Public | Access::UrlToken => Ok(None),
+        Access::Public | Access::UrlToken | Access::TaskToken | Access::TranscoderSignature => {
+            Ok(None)
+        }
         Access::Diagnostics if platform.config().diagnostics => Ok(None),
         Access::Diagnostics => Err(ApiError::NotFound(format!("no route for {path}"))),
         Access::Authenticated => {

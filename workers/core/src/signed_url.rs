@@ -4,7 +4,8 @@
 //! A token is dot-separated fields followed by a signature:
 //! `i.{channel}.{key_version}.{session}.{exp}.{sig}` (ingest),
 //! `c.{channel}.{viewer}.{exp}.{sig}` (play a channel live) and
-//! `v.{video}.{viewer}.{exp}.{sig}` (play a video), with `-` for no viewer. The signature is
+//! `v.{video}.{viewer}.{exp}.{sig}` (play a video), with `-` for no viewer, and
+//! `u.{video}.{kind}.{exp}.{sig}` (the transcoder uploads a video's MP4 or poster). The signature is
 //! HMAC-SHA256 over `edgevideo/url/v1\n` followed by everything before the last dot,
 //! base64url without padding, compared in constant time.
 
@@ -37,6 +38,13 @@ pub enum Scope {
     PlayVideo {
         /// The video.
         video_id: String,
+    },
+    /// Upload one of a video's files (the transcoder's output).
+    Upload {
+        /// The video.
+        video_id: String,
+        /// Which file: `mp4` or `poster`.
+        kind: String,
     },
 }
 
@@ -91,6 +99,7 @@ impl UrlToken {
             } => format!("i.{channel_id}.{key_version}.{session}.{}", self.exp),
             Scope::PlayChannel { channel_id } => format!("c.{channel_id}.{viewer}.{}", self.exp),
             Scope::PlayVideo { video_id } => format!("v.{video_id}.{viewer}.{}", self.exp),
+            Scope::Upload { video_id, kind } => format!("u.{video_id}.{kind}.{}", self.exp),
         }
     }
 
@@ -126,6 +135,14 @@ impl UrlToken {
                     exp: exp.parse().map_err(|_| UrlTokenError::Malformed)?,
                 }
             }
+            ["u", id, kind, exp] if is_field(id) && is_field(kind) => UrlToken {
+                scope: Scope::Upload {
+                    video_id: (*id).to_owned(),
+                    kind: (*kind).to_owned(),
+                },
+                viewer: None,
+                exp: exp.parse().map_err(|_| UrlTokenError::Malformed)?,
+            },
             [kind @ ("c" | "v"), id, viewer, exp] if is_field(id) && is_field(viewer) => {
                 let id = (*id).to_owned();
                 UrlToken {
@@ -181,7 +198,15 @@ mod tests {
             viewer: None,
             exp: 2000,
         };
-        for token in [ingest(), play, live] {
+        let upload = UrlToken {
+            scope: Scope::Upload {
+                video_id: "vid_abcdefgh".into(),
+                kind: "mp4".into(),
+            },
+            viewer: None,
+            exp: 2000,
+        };
+        for token in [ingest(), play, live, upload] {
             assert_eq!(UrlToken::verify(&token.sign(KEY), KEY, 1000), Ok(token));
         }
     }

@@ -28,12 +28,15 @@ pub struct Video {
     pub duration_ms: Option<i64>,
     /// The MP4's blob key, once transcoded.
     pub mp4_key: Option<String>,
+    /// The poster's blob key, once transcoded.
+    pub poster_key: Option<String>,
     /// Creation time, Unix ms.
     pub created_at: i64,
 }
 
 const COLUMNS: &str =
-    "id, channel_id, broadcast_id, owner_id, status, visibility, title, duration_ms, mp4_key, created_at";
+    "id, channel_id, broadcast_id, owner_id, status, visibility, title, duration_ms, mp4_key, \
+     poster_key, created_at";
 
 /// Finds a video by id.
 ///
@@ -74,4 +77,13 @@ pub async fn broadcast_segments<S: Sql>(
 /// The blob key of a live or recorded segment.
 pub fn segment_key(channel_id: &str, broadcast_id: &str, file: &str) -> String {
     format!("live/{channel_id}/{broadcast_id}/{file}")
+}
+
+/// The blob key of a video's transcoded file: `mp4` or `poster`.
+pub fn file_key(video_id: &str, kind: &str) -> Option<(String, &'static str)> {
+    match kind {
+        "mp4" => Some((format!("videos/{video_id}/video.mp4"), "video/mp4")),
+        "poster" => Some((format!("videos/{video_id}/poster.jpg"), "image/jpeg")),
+        _ => None,
+    }
 }

@@ -11,7 +11,9 @@ use crate::api::{self, Request, Response};
 use crate::conformance;
 use crate::error::ApiError;
 use crate::jobs::{probe_key, Job};
-use crate::platform::{Blobs as _, Jobs as _, Kv as _, Live as _, Platform, Sql as _, SqlExt as _};
+use crate::platform::{
+    Blobs as _, JobsExt as _, Kv as _, Live as _, Platform, Sql as _, SqlExt as _,
+};
 use crate::platform::{SqlValue, Statement};
 use crate::room::{RoomRequest, RoomResponse};
 
@@ -238,4 +240,38 @@ pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, Ap
             "blobs": blobs,
         }),
     ))
+}
+
+/// `GET /api/_diag/video/{id}`: the video's row as stored (tags and metadata decoded) and its
+/// events, for tests that check what the lifecycle wrote.
+pub async fn video<P: Platform>(p: &P, id: &str) -> Result<Response, ApiError> {
+    let id = diag_key(id)?;
+    let mut row = p
+        .sql()
+        .query(&Statement::new(
+            "SELECT * FROM videos WHERE id = ?1",
+            vec![SqlValue::from(id)],
+        ))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::NotFound(format!("no video {id}")))?;
+    for column in ["tags", "metadata"] {
+        if let Some(text) = row.get(column).and_then(|v| v.as_str()) {
+            let decoded = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+            row.insert(column.to_owned(), decoded);
+        }
+    }
+    let events = p
+        .sql()
+        .query(&Statement::new(
+            "SELECT kind, detail, created_at FROM video_events WHERE video_id = ?1 ORDER BY id",
+            vec![SqlValue::from(id)],
+        ))
+        .await?;
+    row.insert(
+        "events".to_owned(),
+        serde_json::Value::Array(events.into_iter().map(serde_json::Value::Object).collect()),
+    );
+    Ok(api::json(StatusCode::OK, &row))
 }

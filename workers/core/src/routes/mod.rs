@@ -2,8 +2,12 @@
 //! already-resolved path parameters and returns a response or an [`crate::ApiError`].
 
 pub mod auth;
+pub mod catalogue;
 pub mod channels;
 pub mod diag;
 pub mod health;
 pub mod ingest;
 pub mod playback;
+pub mod plugins;
+pub mod stats;
+pub mod transcoder;

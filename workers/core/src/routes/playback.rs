@@ -12,11 +12,12 @@ use crate::counters;
 use crate::error::ApiError;
 use crate::hls::{self, PLAYLIST_CONTENT_TYPE, SEGMENT_CONTENT_TYPE};
 use crate::ids;
-use crate::platform::{Blobs as _, ByteRange, Live as _, Platform, Sql as _};
+use crate::platform::{Blobs as _, ByteRange, Live as _, Platform};
 use crate::room::{RoomRequest, RoomResponse};
 use crate::routes::channels;
 use crate::signed_url::{Scope, UrlToken};
 use crate::videos::{self, Video};
+use crate::views;
 
 /// Cache policy of segments and MP4s: they never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -48,6 +49,15 @@ pub async fn channel_url<P: Platform>(
 ) -> Result<Response, ApiError> {
     let channel = channels::load(p, id).await?;
     let viewer = auth::optional_principal(request, p.config(), now_s(p));
+    // A live join counts once per viewer session, not per URL refresh or page reload.
+    let recorded = views::record(
+        p,
+        request,
+        viewer.as_ref(),
+        &channel.id,
+        counters::VIEWS_LIVE,
+    )
+    .await?;
     let (token, exp) = sign(
         p,
         Scope::PlayChannel {
@@ -55,16 +65,15 @@ pub async fn channel_url<P: Platform>(
         },
         viewer.as_ref(),
     );
-    p.sql()
-        .execute(&counters::bump(counters::VIEWS_LIVE, 1))
-        .await?;
-    Ok(api::json(
+    let response = api::json(
         StatusCode::OK,
         &json!({
             "url": format!("{}/play/{token}/live.m3u8", api::origin(request)),
             "expires_at": exp,
+            "view_counted": recorded.counted,
         }),
-    ))
+    );
+    Ok(views::with_cookie(response, &recorded))
 }
 
 /// Loads a video by a path id; 404 when malformed or unknown.
@@ -109,19 +118,22 @@ pub async fn video_url<P: Platform>(
         },
         viewer.as_ref(),
     );
-    p.sql()
-        .execute(&counters::bump(counters::VIEWS_VOD, 1))
-        .await?;
+    // A VOD play counts once per viewer session, not per URL refresh or page reload.
+    let recorded =
+        views::record(p, request, viewer.as_ref(), &video.id, counters::VIEWS_VOD).await?;
     let base = format!("{}/play/{token}", api::origin(request));
-    Ok(api::json(
+    let response = api::json(
         StatusCode::OK,
         &json!({
             "hls_url": format!("{base}/index.m3u8"),
             "mp4_url": video.mp4_key.as_ref().map(|_| format!("{base}/video.mp4")),
+            "poster_url": video.poster_key.as_ref().map(|_| format!("{base}/poster.jpg")),
             "status": video.status,
             "expires_at": exp,
+            "view_counted": recorded.counted,
         }),
-    ))
+    );
+    Ok(views::with_cookie(response, &recorded))
 }
 
 fn verify<P: Platform>(p: &P, token: &str) -> Result<UrlToken, ApiError> {
@@ -214,8 +226,8 @@ pub async fn segment<P: Platform>(
             }
             video.channel_id
         }
-        Scope::Ingest { .. } => {
-            return Err(ApiError::Forbidden("an ingest URL does not play".into()))
+        Scope::Ingest { .. } | Scope::Upload { .. } => {
+            return Err(ApiError::Forbidden("this URL does not play".into()))
         }
     };
     let key = videos::segment_key(&channel_id, broadcast_id, file);
@@ -234,6 +246,24 @@ pub async fn mp4<P: Platform>(p: &P, token: &str, request: &Request) -> Result<R
         .mp4_key
         .ok_or_else(|| ApiError::NotFound("the MP4 is not ready yet".into()))?;
     serve_blob(p, &key, "video/mp4", request).await
+}
+
+/// `GET /play/{token}/poster.jpg`: the video's poster (its first keyframe), once transcoded.
+pub async fn poster<P: Platform>(
+    p: &P,
+    token: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let Scope::PlayVideo { video_id } = verify(p, token)?.scope else {
+        return Err(ApiError::Forbidden(
+            "this URL plays a channel, not a video".into(),
+        ));
+    };
+    let video = load_video(p, &video_id).await?;
+    let key = video
+        .poster_key
+        .ok_or_else(|| ApiError::NotFound("the video has no poster yet".into()))?;
+    serve_blob(p, &key, "image/jpeg", request).await
 }
 
 /// Parses a single-range `Range: bytes=...` header against an object of `size` bytes.

@@ -1,0 +1,112 @@
+// Browser-test harness: the built worker in `wrangler dev` (workerd) on a free loopback port
+// with a fresh state directory, a real ffmpeg broadcaster, and Debian's Chromium driven by
+// playwright-core (no browser download).
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const SCREENSHOTS = path.join(ROOT, "target", "screenshots");
+const WRANGLER = path.join(ROOT, "node_modules", ".bin", "wrangler");
+export const CHROMIUM = process.env.EDGEVIDEO_CHROMIUM || "/usr/bin/chromium";
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `predicate` until it returns a truthy value (returned) or fails after `timeoutMs`. */
+export async function waitFor(predicate, timeoutMs = 15000, what = "condition") {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${timeoutMs} ms`);
+    await sleep(200);
+  }
+}
+
+/** Starts the worker; returns {url, stop(), log()}. */
+export async function startWorker() {
+  const state = mkdtempSync(path.join(os.tmpdir(), "edgevideo-browser-"));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const env = { ...process.env };
+  const migrate = spawnSync(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state],
+    { cwd: ROOT, env, encoding: "utf8", timeout: 120000 });
+  if (migrate.status !== 0) throw new Error(`migrations failed: ${migrate.stdout}${migrate.stderr}`);
+  const overrides = path.join(state, "test.env");
+  writeFileSync(overrides, `LIVE_IDLE_TIMEOUT_SECONDS=6\nPUBLIC_URL=${url}\n`);
+  const logPath = path.join(state, "wrangler.log");
+  const log = openSync(logPath, "w");
+  const child = spawn(WRANGLER, [
+    "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-ip", "127.0.0.1",
+    "--inspector-port", String(await freePort()), "--show-interactive-dev-session=false",
+    "--persist-to", state, "--env-file", path.join(ROOT, "config", "dev.env"), "--env-file", overrides,
+  ], { cwd: ROOT, env, stdio: ["ignore", log, log], detached: true });
+  const readLog = () => readFileSync(logPath, "utf8");
+  const stop = () => {
+    try { process.kill(-child.pid, "SIGTERM"); } catch { /* already gone */ }
+  };
+  try {
+    await waitFor(async () => {
+      if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${readLog()}`);
+      try {
+        return (await fetch(`${url}/api/health`)).status > 0;
+      } catch {
+        return false;
+      }
+    }, 60000, "wrangler dev answering");
+  } catch (e) {
+    stop();
+    throw e;
+  }
+  return { url, stop, log: readLog };
+}
+
+/** ffmpeg pushing a live test pattern with a tone to a signed ingest URL (as media.py does). */
+export function pushLive(ingestUrl, seconds) {
+  return spawn("ffmpeg", [
+    "-hide_banner", "-loglevel", "error", "-re",
+    "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-t", String(seconds),
+    "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60", "-keyint_min", "60",
+    "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000", "-b:a", "96k",
+    "-f", "hls", "-hls_time", "2", "-hls_list_size", "6", "-method", "PUT", ingestUrl,
+  ], { stdio: ["ignore", "ignore", "pipe"] });
+}
+
+/** Launches Debian's Chromium with the project's flags (see DESIGN section 5) and a fresh
+ *  profile directory: a persistent context, because Playwright takes the profile directory
+ *  as a parameter rather than as `--user-data-dir` in the arguments. */
+export async function launchChromium(chromium, viewport = { width: 1280, height: 800 }) {
+  const profile = mkdtempSync(path.join(os.tmpdir(), "edgevideo-chromium-"));
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport,
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+}
+
+export function screenshotPath(name) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return path.join(SCREENSHOTS, `${name}.png`);
+}

@@ -1,0 +1,220 @@
+"""The plugin lifecycle and signed webhook fan-out, end to end: broadcasts become videos, the
+real transcoder stitches them and calls back, plugins registered as local receivers verify
+every delivery with the official `standardwebhooks` library and answer their tasks, and the
+video is published with merged metadata (or rejected)."""
+
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, bearer, new_email, signup, start_worker, wait_until
+from media import decode_errors, probe, push_recording
+from receivers import Receiver, answer_task
+
+sys.path.insert(0, str(ROOT / "examples" / "plugins"))
+import title_and_tags  # noqa: E402  (the example plugin shipped in the repo)
+from standardwebhooks.webhooks import Webhook  # noqa: E402
+
+DUMMY_SECRET = "whsec_" + "A" * 32
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory, transcoder):
+    """Plugins apply to every video, so this module gets a worker of its own: no other
+    test's videos run through its plugins."""
+    w = start_worker(tmp_path_factory, transcoder)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def developer(api):
+    user = signup(api, new_email())
+    admin = api.post("/api/auth/login", json={"email": "admin@edgevideo.test", "password": "correct horse battery staple"})
+    admin = admin.json() if admin.status_code == 200 else signup(api, "admin@edgevideo.test")
+    r = api.put(f"/api/users/{user['user']['id']}/role", json={"role": "developer"}, headers=bearer(admin["token"]))
+    assert r.status_code == 200
+    token = api.post("/api/auth/login", json={"email": user["user"]["email"], "password": "correct horse battery staple"}).json()["token"]
+    return {"token": token, "id": user["user"]["id"]}
+
+
+@pytest.fixture
+def register(api, developer):
+    """Registers plugins for the test and deletes them afterwards (plugins are global)."""
+    created = []
+
+    def _register(name: str, hook: str, receiver) -> dict:
+        r = api.post("/api/plugins", headers=bearer(developer["token"]),
+                     json={"name": name, "hook": hook, "url": receiver.url, "description": f"test {name}"})
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["secret"].startswith("whsec_")
+        receiver.secret = body["secret"]
+        created.append(body["plugin"]["id"])
+        return body["plugin"]
+
+    yield _register
+    for plugin_id in created:
+        api.delete(f"/api/plugins/{plugin_id}", headers=bearer(developer["token"]))
+
+
+def broadcast_video(api) -> str:
+    """A broadcaster pushes a short recording; returns the video it became."""
+    user = signup(api, new_email("broadcast.test"))
+    ch = api.post("/api/channels", json={"name": "Plugin channel"}, headers=bearer(user["token"])).json()
+    url = api.post(f"/api/channels/{ch['id']}/ingest", headers=bearer(user["token"])).json()["ingest_url"]
+    push_recording(api, url)
+    return api.get(f"/api/channels/{ch['id']}").json()["last_broadcast"]["video_id"]
+
+
+def video_status(api, video_id):
+    """The video's status as its owner-independent playback answer reports it."""
+    return api.post(f"/api/videos/{video_id}/playback").json().get("status")
+
+
+def stored_video(api, video_id):
+    return api.get(f"/api/_diag/video/{video_id}").json()
+
+
+def test_full_lifecycle_publishes_with_merged_metadata(api, register):
+    validator = Receiver(on_task=lambda task, _: answer_task(task, {"valid": True}))
+    transcript = Receiver(on_task=lambda task, _: answer_task(task, {"transcript_url": "https://example.com/t.vtt", "words": 3}))
+    watcher = Receiver()
+    lifecycle_watcher = Receiver()
+    register("validator", "preValidate", validator)
+    # The shipped example plugin, run as its own server with the secret it was given.
+    example = title_and_tags.Plugin(DUMMY_SECRET)
+    example_server = title_and_tags.serve(example, 0)
+    endpoint = type("Endpoint", (), {"url": f"http://127.0.0.1:{example_server.server_address[1]}/", "secret": None})()
+    register("title-and-tags", "preMetadata", endpoint)
+    example.webhook = Webhook(endpoint.secret)
+    register("transcript", "postMetadata", transcript)
+    register("watcher", "video.published", watcher)
+    register("lifecycle-watcher", "lifecycle.completed", lifecycle_watcher)
+    try:
+        video_id = broadcast_video(api)
+        wait_until(lambda: video_status(api, video_id) == "published", timeout_s=60)
+    finally:
+        example_server.shutdown()
+        example_server.server_close()
+
+    video = stored_video(api, video_id)
+    assert video["status"] == "published"
+    assert video["title"].startswith("Plugin channel: 4 s in 320x180"), video["title"]
+    assert {"live", "sd", "180p", "short"} <= set(video["tags"])
+    assert video["metadata"]["transcript_url"] == "https://example.com/t.vtt"
+    assert video["metadata"]["plugin-validator"] == {"valid": True}
+    assert video["metadata"]["plugin-transcript"]["words"] == 3
+    assert video["width"] == 320 and video["height"] == 180
+
+    # Every delivery verified with the reference library; the hooks ran in order.
+    assert validator.rejected_signatures == 0 and transcript.rejected_signatures == 0
+    pre = validator.events("plugin.preValidate")[0]["data"]
+    post = transcript.events("plugin.postMetadata")[0]["data"]
+    assert pre["pluginData"] == {}
+    assert post["pluginData"]["plugin-validator"] == {"valid": True}
+    assert "plugin-title-and-tags" in post["pluginData"]
+    def about(receiver, kind):
+        return [e for e in receiver.events(kind) if e["data"]["video"]["id"] == video_id]
+
+    completed = wait_until(lambda: about(lifecycle_watcher, "lifecycle.completed"))[0]["data"]
+    assert set(completed["pluginData"]) == {"plugin-validator", "plugin-title-and-tags", "plugin-transcript"}
+    assert wait_until(lambda: about(watcher, "video.published"))
+
+    # The transcoder's MP4 plays, with Range support, and the poster is a JPEG.
+    playback = api.post(f"/api/videos/{video_id}/playback").json()
+    assert playback["mp4_url"] and playback["poster_url"]
+    assert decode_errors(playback["mp4_url"]) == ""
+    info = probe(playback["mp4_url"])
+    assert {s["codec_name"] for s in info["streams"]} == {"h264", "aac"}
+    assert abs(float(info["format"]["duration"]) - 4.0) < 0.2
+    r = api.get(playback["mp4_url"], headers={"range": "bytes=4-7"})
+    assert r.status_code == 206 and r.content == b"ftyp"
+    poster = api.get(playback["poster_url"])
+    assert poster.status_code == 200 and poster.content[:3] == b"\xff\xd8\xff"
+
+
+def test_prevalidate_invalid_rejects_the_video(api, register):
+    validator = Receiver(on_task=lambda task, _: answer_task(task, {"valid": False, "reason": "too short"}))
+    later = Receiver(on_task=lambda task, _: answer_task(task, {}))
+    register("strict", "preValidate", validator)
+    register("later", "postValidate", later)
+    video_id = broadcast_video(api)
+    wait_until(lambda: stored_video(api, video_id)["status"] == "rejected", timeout_s=60)
+    assert "too short" in stored_video(api, video_id)["reject_reason"]
+    time.sleep(1)
+    assert later.events("plugin.postValidate") == [], "no hook runs after a rejection"
+
+
+def test_a_failing_receiver_is_retried_until_one_success(api, register, developer):
+    flaky = Receiver(statuses=[500, 503], on_task=lambda task, _: answer_task(task, {"valid": True}))
+    plugin = register("flaky", "preValidate", flaky)
+    video_id = broadcast_video(api)
+    wait_until(lambda: video_status(api, video_id) == "published", timeout_s=60)
+    assert len(flaky.answered_2xx) == 1, "exactly one successful delivery"
+    ids = {webhook_id for webhook_id, _ in flaky.verified}
+    assert len(ids) == 1 and len(flaky.verified) == 3, "the same webhook-id on every attempt"
+    log = api.get(f"/api/plugins/{plugin['id']}/deliveries", headers=bearer(developer["token"])).json()["deliveries"]
+    delivery = next(d for d in log if d["event_type"] == "plugin.preValidate")
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 3
+    assert [a["response_status"] for a in delivery["attempt_log"]] == [500, 503, 200]
+
+    # Redelivery sends it again (same id); the plugin's answer to an answered task is 409.
+    r = api.post(f"/api/plugins/{plugin['id']}/deliveries/{delivery['id']}/redeliver", headers=bearer(developer["token"]))
+    assert r.status_code == 202
+    wait_until(lambda: len(flaky.verified) == 4)
+    assert flaky.verified[-1][0] == delivery["id"]
+
+
+def test_a_receiver_that_never_answers_takes_the_deadline_path(api, register):
+    silent = Receiver()  # acknowledges deliveries, never answers its task
+    register("silent", "postValidate", silent)
+    video_id = broadcast_video(api)
+    wait_until(lambda: silent.events("plugin.postValidate"), timeout_s=60)
+    # postValidate failures are recorded and the lifecycle goes on to publish.
+    wait_until(lambda: video_status(api, video_id) == "published", timeout_s=30)
+    history = stored_video(api, video_id)["events"]
+    assert any(e["kind"] == "plugin.timed_out" for e in history)
+
+
+def test_task_answers_are_checked(api, register):
+    tasks = []
+    holder = Receiver(on_task=lambda task, _: tasks.append(task))
+    register("holder", "preValidate", holder)
+    video_id = broadcast_video(api)
+    task = wait_until(lambda: tasks and tasks[0], timeout_s=60)
+    assert answer_task({**task, "token": "wrong"}, {"valid": True}) == 403
+    oversized = {"blob": "x" * (70 * 1024)}
+    assert answer_task(task, oversized) == 413
+    assert answer_task(task, {"valid": True}) == 200
+    assert answer_task(task, {"valid": True}) == 409, "a second answer changes nothing"
+    assert answer_task(task, error="late failure") == 409
+    wait_until(lambda: video_status(api, video_id) == "published", timeout_s=30)
+
+
+def test_registration_validates_input(api, developer):
+    headers = bearer(developer["token"])
+    bad = [
+        ({"name": "Bad Name", "hook": "preValidate", "url": "https://example.com/"}, "invalid_name"),
+        ({"name": "x", "hook": "preSomething", "url": "https://example.com/"}, "invalid_hook"),
+        ({"name": "x", "hook": "preValidate", "url": "ftp://example.com/"}, "invalid_url"),
+        ({"name": "x", "hook": "preValidate", "url": "not a url"}, "invalid_url"),
+    ]
+    for body, code in bad:
+        r = api.post("/api/plugins", json=body, headers=headers)
+        assert r.status_code == 400 and r.json()["error"]["code"] == code, (body, r.text)
+    viewer = signup(api, new_email())
+    r = api.post("/api/plugins", json={"name": "x", "hook": "preValidate", "url": "https://e.com/"}, headers=bearer(viewer["token"]))
+    assert r.status_code == 403
+    r = api.post("/api/plugins", json={"name": "dup", "hook": "video.ready", "url": "https://e.com/"}, headers=headers)
+    assert r.status_code == 201
+    plugin_id = r.json()["plugin"]["id"]
+    assert api.post("/api/plugins", json={"name": "dup", "hook": "video.ready", "url": "https://e.com/"}, headers=headers).status_code == 409
+    assert api.get(f"/api/plugins/{plugin_id}", headers=bearer(viewer["token"])).status_code == 403
+    other_dev_view = api.get(f"/api/plugins/{plugin_id}", headers=headers)
+    assert other_dev_view.status_code == 200 and "secret" not in other_dev_view.text
+    rotated = api.post(f"/api/plugins/{plugin_id}/secret/rotate", headers=headers).json()
+    assert rotated["secret"].startswith("whsec_")
+    assert api.delete(f"/api/plugins/{plugin_id}", headers=headers).status_code == 204
+    assert api.get(f"/api/plugins/{plugin_id}", headers=headers).status_code == 404

@@ -1,0 +1,26 @@
+//! edgevideo transcoder: stitches a recording's MPEG-TS segments into one progressive MP4.
+//!
+//! The pipeline is a remux (no re-encoding) in constant memory:
+//! [`ts`] (transport packets, PES) -> [`h264`] / [`adts`] (access units, frames) ->
+//! [`timeline`] (one continuous clock) -> [`demux`] (timed samples) -> [`mux`] (two passes:
+//! sample tables, then payloads) -> [`mp4`] (boxes). [`stitch`] adds input listing and atomic
+//! publishing, [`storage`] remote inputs and outputs, [`job`] and [`server`] the signed job
+//! API used by the edge worker, and [`webhook`] the Standard Webhooks signatures.
+#![deny(missing_docs)]
+
+pub mod adts;
+pub mod demux;
+pub mod h264;
+pub mod job;
+pub mod mp4;
+pub mod mux;
+pub mod poster;
+pub mod server;
+pub mod stitch;
+pub mod storage;
+pub mod timeline;
+pub mod ts;
+pub mod webhook;
+pub mod writer;
+
+pub use mux::{RemuxError, RemuxSummary};

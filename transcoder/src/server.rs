@@ -1,0 +1,392 @@
+//! `transcoder serve`: a small HTTP job server for the edge worker's queue consumer.
+//!
+//! * `POST /jobs` with a signed [`TranscodeJob`] body (Standard Webhooks headers, see
+//!   [`crate::webhook`]) answers `202` and runs the job on a worker thread; the signed
+//!   [`crate::job::TranscodeCallback`] goes to the job's `callback_url` when it ends.
+//! * `GET /jobs/{job_id}` answers the job's status and progress (0 to 1).
+//! * `GET /healthz` answers `200`.
+//!
+//! **Idempotency.** Jobs are keyed by `job_id`. Sending a known id again (the queue's
+//! at-least-once redelivery) does not run it twice: the answer is the job's current status,
+//! and a finished job's record is kept on disk (`{state_dir}/{job_id}.json`) so that this holds
+//! across restarts. A finished job whose callback could not be delivered is delivered again.
+//! The same id with a different body is refused with `409`. Errors follow the API's
+//! `{"error":{"code","message"}}` shape.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tiny_http::{Header, Method, Request, Response};
+
+use crate::job::{self, CallbackType, JobProgress, TranscodeCallback, TranscodeJob};
+use crate::storage::{Bucket, Storage};
+use crate::webhook::{unix_now, WebhookKey};
+
+/// Largest accepted job body.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8790`.
+    pub listen: String,
+    /// Key that verifies jobs and signs callbacks.
+    pub key: WebhookKey,
+    /// Store for object-key inputs and outputs.
+    pub bucket: Option<Bucket>,
+    /// Where finished jobs are recorded and inputs are staged.
+    pub state_dir: PathBuf,
+    /// Jobs run at the same time.
+    pub workers: usize,
+    /// First retry delay of callback delivery (doubles each attempt).
+    pub callback_retry_delay: Duration,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {message}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// Why.
+        message: String,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Lifecycle of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Being processed.
+    Running,
+    /// Published and reported.
+    Completed,
+    /// Failed and reported.
+    Failed,
+}
+
+/// What is kept on disk about a finished job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct JobRecord {
+    job: TranscodeJob,
+    callback: TranscodeCallback,
+    delivered: bool,
+}
+
+struct JobEntry {
+    job: TranscodeJob,
+    status: JobStatus,
+    progress: Arc<JobProgress>,
+}
+
+struct Shared {
+    config: ServerConfig,
+    jobs: Mutex<HashMap<String, JobEntry>>,
+    queue: Mutex<mpsc::Sender<String>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A worker that panicked cannot leave the map inconsistent (entries are replaced whole).
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn record_path(&self, job_id: &str) -> PathBuf {
+        self.config.state_dir.join(format!("{job_id}.json"))
+    }
+
+    fn load_record(&self, job_id: &str) -> Option<JobRecord> {
+        let text = std::fs::read(self.record_path(job_id)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn save_record(&self, record: &JobRecord) {
+        let path = self.record_path(&record.job.job_id);
+        let temp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec_pretty(record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&temp, bytes))
+            .and_then(|()| std::fs::rename(&temp, &path));
+        if let Err(e) = written {
+            eprintln!("cannot record job {}: {e}", record.job.job_id);
+        }
+    }
+}
+
+/// Runs the server until the process ends.
+///
+/// # Errors
+/// [`ServerError`] when it cannot start.
+pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| ServerError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })?;
+    let server = tiny_http::Server::http(&config.listen).map_err(|e| ServerError::Listen {
+        address: config.listen.clone(),
+        message: e.to_string(),
+    })?;
+    let (sender, receiver) = mpsc::channel::<String>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    let shared = Arc::new(Shared {
+        config,
+        jobs: Mutex::new(HashMap::new()),
+        queue: Mutex::new(sender),
+    });
+    for _ in 0..shared.config.workers.max(1) {
+        let shared = Arc::clone(&shared);
+        let receiver = Arc::clone(&receiver);
+        std::thread::spawn(move || loop {
+            let next = lock(&receiver).recv();
+            match next {
+                Ok(job_id) => run_queued(&shared, &job_id),
+                Err(_) => return,
+            }
+        });
+    }
+    eprintln!(
+        "transcoder listening on http://{}",
+        server
+            .server_addr()
+            .to_ip()
+            .map_or_else(|| shared.config.listen.clone(), |a| a.to_string())
+    );
+    for request in server.incoming_requests() {
+        handle(&shared, request);
+    }
+    Ok(())
+}
+
+fn run_queued(shared: &Shared, job_id: &str) {
+    let (job, progress) = {
+        let mut jobs = lock(&shared.jobs);
+        let Some(entry) = jobs.get_mut(job_id) else {
+            return;
+        };
+        entry.status = JobStatus::Running;
+        (entry.job.clone(), Arc::clone(&entry.progress))
+    };
+    let work_root = shared.config.state_dir.join("work");
+    let callback = match job::run_job(&job, shared.config.bucket.as_ref(), &work_root, &progress) {
+        Ok(outcome) => {
+            let summary = &outcome.summary;
+            eprintln!(
+                "job {job_id}: {} frames, {:.3} s, {} bytes",
+                summary.video_frames, summary.duration_seconds, summary.size_bytes
+            );
+            TranscodeCallback::completed(&job, summary, outcome.poster)
+        }
+        Err(e) => {
+            eprintln!("job {job_id} failed: {e}");
+            TranscodeCallback::failed(&job, &e)
+        }
+    };
+    let status = match callback.kind {
+        CallbackType::Completed => JobStatus::Completed,
+        CallbackType::Failed => JobStatus::Failed,
+    };
+    let mut record = JobRecord {
+        job,
+        callback,
+        delivered: false,
+    };
+    shared.save_record(&record);
+    if let Some(entry) = lock(&shared.jobs).get_mut(job_id) {
+        entry.status = status;
+    }
+    record.delivered = deliver(shared, &record);
+    shared.save_record(&record);
+}
+
+fn deliver(shared: &Shared, record: &JobRecord) -> bool {
+    match Storage::new() {
+        Ok(storage) => job::deliver_callback(
+            &storage,
+            &shared.config.key,
+            &record.job.callback_url,
+            &record.callback,
+            shared.config.callback_retry_delay,
+        ),
+        Err(e) => {
+            eprintln!("cannot deliver callback for {}: {e}", record.job.job_id);
+            false
+        }
+    }
+}
+
+fn json_response(status: u16, body: &serde_json::Value) -> Response<std::io::Cursor<Vec<u8>>> {
+    let mut response =
+        Response::from_data(serde_json::to_vec(body).unwrap_or_default()).with_status_code(status);
+    if let Ok(header) = Header::from_bytes("Content-Type", "application/json") {
+        response = response.with_header(header);
+    }
+    response
+}
+
+fn error_response(status: u16, code: &str, message: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    json_response(
+        status,
+        &serde_json::json!({"error": {"code": code, "message": message}}),
+    )
+}
+
+fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+fn handle(shared: &Arc<Shared>, mut request: Request) {
+    let url = request.url().split('?').next().unwrap_or("").to_string();
+    let response = match (request.method(), url.as_str()) {
+        (Method::Get, "/healthz") => json_response(200, &serde_json::json!({"status": "ok"})),
+        (Method::Post, "/jobs") => submit(shared, &mut request),
+        (Method::Get, path) if path.starts_with("/jobs/") => status(shared, &path[6..]),
+        (_, "/jobs") => error_response(405, "method_not_allowed", "use POST"),
+        _ => error_response(404, "not_found", "no such route"),
+    };
+    if let Err(e) = request.respond(response) {
+        eprintln!("cannot answer a request: {e}");
+    }
+}
+
+fn submit(shared: &Arc<Shared>, request: &mut Request) -> Response<std::io::Cursor<Vec<u8>>> {
+    let mut body = Vec::new();
+    let read = request
+        .as_reader()
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_end(&mut body);
+    if read.is_err() {
+        return error_response(400, "bad_request", "cannot read the body");
+    }
+    if body.len() as u64 > MAX_BODY_BYTES {
+        return error_response(413, "too_large", "job body is larger than 1 MiB");
+    }
+    let id = header(request, "webhook-id");
+    let timestamp = header(request, "webhook-timestamp");
+    let signature = header(request, "webhook-signature");
+    if id.is_none() && timestamp.is_none() && signature.is_none() {
+        return error_response(401, "unauthenticated", "signature headers are missing");
+    }
+    if let Err(e) = shared
+        .config
+        .key
+        .verify(id, timestamp, signature, &body, unix_now())
+    {
+        return error_response(403, "invalid_signature", &e.to_string());
+    }
+    let job: TranscodeJob = match serde_json::from_slice(&body) {
+        Ok(job) => job,
+        Err(e) => return error_response(400, "invalid_job", &e.to_string()),
+    };
+    if let Err(e) = job.validate() {
+        return error_response(400, "invalid_job", &e.to_string());
+    }
+    let job_id = job.job_id.clone();
+
+    let mut jobs = lock(&shared.jobs);
+    if let Some(entry) = jobs.get(&job_id) {
+        if entry.job != job {
+            return error_response(409, "job_conflict", "job_id was used for another job");
+        }
+        return accepted(200, &job_id, entry.status);
+    }
+    if let Some(record) = shared.load_record(&job_id) {
+        if record.job != job {
+            return error_response(409, "job_conflict", "job_id was used for another job");
+        }
+        let status = match record.callback.kind {
+            CallbackType::Completed => JobStatus::Completed,
+            CallbackType::Failed => JobStatus::Failed,
+        };
+        if !record.delivered {
+            let shared = Arc::clone(shared);
+            std::thread::spawn(move || {
+                let mut record = record;
+                record.delivered = deliver(&shared, &record);
+                shared.save_record(&record);
+            });
+        }
+        return accepted(200, &job_id, status);
+    }
+    jobs.insert(
+        job_id.clone(),
+        JobEntry {
+            job,
+            status: JobStatus::Queued,
+            progress: Arc::new(JobProgress::default()),
+        },
+    );
+    drop(jobs);
+    if lock(&shared.queue).send(job_id.clone()).is_err() {
+        return error_response(503, "unavailable", "no worker is running");
+    }
+    accepted(202, &job_id, JobStatus::Queued)
+}
+
+fn accepted(code: u16, job_id: &str, status: JobStatus) -> Response<std::io::Cursor<Vec<u8>>> {
+    json_response(
+        code,
+        &serde_json::json!({"job_id": job_id, "status": status}),
+    )
+}
+
+fn status(shared: &Shared, job_id: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    if let Some(entry) = lock(&shared.jobs).get(job_id) {
+        return json_response(
+            200,
+            &serde_json::json!({
+                "job_id": job_id,
+                "status": entry.status,
+                "progress": entry.progress.fraction(),
+            }),
+        );
+    }
+    let valid_id = !job_id.is_empty()
+        && !job_id.starts_with('.')
+        && job_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid_id {
+        if let Some(record) = shared.load_record(job_id) {
+            return json_response(
+                200,
+                &serde_json::json!({
+                    "job_id": job_id,
+                    "status": match record.callback.kind {
+                        CallbackType::Completed => JobStatus::Completed,
+                        CallbackType::Failed => JobStatus::Failed,
+                    },
+                    "progress": 1.0,
+                }),
+            );
+        }
+    }
+    error_response(404, "not_found", "unknown job")
+}
+
+/// The default state directory: `$TMPDIR/edgevideo-transcoder`.
+pub fn default_state_dir() -> PathBuf {
+    std::env::temp_dir().join("edgevideo-transcoder")
+}

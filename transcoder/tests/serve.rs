@@ -1,0 +1,264 @@
+//! `transcoder serve` end to end: signed jobs in, signed callbacks out, output in a store,
+//! idempotent re-runs (also across a restart), refused signatures.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use common::*;
+use edgevideo_transcoder::webhook::{unix_now, WebhookKey};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(store: &Path, state: &Path) -> Result<Server> {
+    let port = free_port()?;
+    let child = transcoder()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("TRANSCODER_SECRET", SECRET)
+        .env("TRANSCODER_STORE", store)
+        .env("TRANSCODER_STATE_DIR", state)
+        .env("TRANSCODER_CALLBACK_RETRY_MS", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let server = Server { child, port };
+    wait_for_port(port, Duration::from_secs(10))?;
+    Ok(server)
+}
+
+fn signed_headers(id: &str, timestamp: i64, body: &[u8]) -> Result<Vec<(&'static str, String)>> {
+    let key = WebhookKey::from_secret(SECRET)?;
+    Ok(vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", key.sign(id, timestamp, body)),
+        ("content-type", "application/json".to_string()),
+    ])
+}
+
+fn post_job(port: u16, job: &serde_json::Value) -> Result<(u16, serde_json::Value)> {
+    let body = serde_json::to_vec(job)?;
+    let headers = signed_headers("msg_job", unix_now(), &body)?;
+    let (status, body) = http(port, "POST", "/jobs", &headers, &body)?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
+/// The shared recording, generated once per test run (the tests run in parallel threads).
+fn fixture() -> &'static [PathBuf] {
+    static FIXTURE: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-fixture-8s");
+        if !dir.join(".complete").exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+            generate_segments(&dir, 8, &[]).expect("generate test media");
+            std::fs::write(dir.join(".complete"), b"").expect("mark fixture");
+        }
+        segments_in(&dir).expect("list fixture")
+    })
+}
+
+fn setup_store(store: &Path) -> Result<Vec<String>> {
+    let segs = fixture();
+    let live = store.join("live/ch1/b1");
+    std::fs::create_dir_all(&live)?;
+    let mut keys = Vec::new();
+    for seg in segs {
+        let name = seg
+            .file_name()
+            .context("name")?
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(seg, live.join(&name))?;
+        keys.push(format!("live/ch1/b1/{name}"));
+    }
+    Ok(keys)
+}
+
+#[test]
+fn signed_job_runs_once_and_calls_back_signed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = tmp.path().join("store");
+    let state = tmp.path().join("state");
+    let keys = setup_store(&store)?;
+    let source_segs: Vec<PathBuf> = keys.iter().map(|k| store.join(k)).collect();
+    let source = probe(&concat_url(&source_segs))?;
+    let receiver = Receiver::start()?;
+    let server = start_server(&store, &state)?;
+
+    let job = serde_json::json!({
+        "job_id": "job_0001",
+        "video_id": "vid_1",
+        "inputs": keys,
+        "output_key": "videos/vid_1/video.mp4",
+        "poster_key": "videos/vid_1/poster.jpg",
+        "callback_url": receiver.url(),
+    });
+    let (status, answer) = post_job(server.port, &job)?;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "queued");
+
+    let calls = receiver.wait_for(1, Duration::from_secs(60));
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    let key = WebhookKey::from_secret(SECRET)?;
+    key.verify(
+        call.header("webhook-id"),
+        call.header("webhook-timestamp"),
+        call.header("webhook-signature"),
+        &call.body,
+        unix_now(),
+    )?;
+    assert_eq!(call.header("webhook-id"), Some("transcode_job_0001"));
+    let callback: serde_json::Value = serde_json::from_slice(&call.body)?;
+    assert_eq!(callback["type"], "transcode.completed", "{callback}");
+    if !matches_schema("transcode-callback.schema.json", &callback)?
+        || !matches_schema("transcode-job.schema.json", &job)?
+    {
+        eprintln!("schema check skipped: python3 jsonschema is not installed");
+    } else {
+        let incomplete =
+            serde_json::json!({"type": "transcode.completed", "job_id": "j", "video_id": "v"});
+        assert!(matches_schema("transcode-callback.schema.json", &incomplete).is_err());
+    }
+    assert_eq!(callback["job_id"], "job_0001");
+    assert_eq!(callback["video_id"], "vid_1");
+    assert_eq!(callback["output_key"], "videos/vid_1/video.mp4");
+    assert_eq!(callback["poster"], true);
+    assert_eq!(callback["poster_key"], "videos/vid_1/poster.jpg");
+    let poster = probe(&store.join("videos/vid_1/poster.jpg").display().to_string())?;
+    assert_eq!((poster.width, poster.height), (640, 360));
+    assert_eq!(callback["width"], 640);
+    assert_eq!(callback["height"], 360);
+    assert_eq!(callback["video_frames"], source.video_frames);
+    assert_eq!(callback["audio_frames"], source.audio_frames);
+
+    let output = store.join("videos/vid_1/video.mp4");
+    assert_eq!(media_errors(&output)?, "");
+    let ours = probe(&output.display().to_string())?;
+    assert_eq!(ours.video_frames, source.video_frames);
+    assert_eq!(callback["size_bytes"], std::fs::metadata(&output)?.len());
+    let duration = callback["duration_seconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        (duration - ours.format_duration).abs() < 0.002,
+        "{duration} {ours:?}"
+    );
+    let first_bytes = std::fs::read(&output)?;
+
+    let (status, answer) = http(server.port, "GET", "/jobs/job_0001", &[], b"")?;
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    assert_eq!(answer["status"], "completed");
+
+    // Redelivery of the same job: no second run, no second callback.
+    let (status, answer) = post_job(server.port, &job)?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "completed");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(receiver.wait_for(2, Duration::from_millis(10)).len(), 1);
+
+    // The same id for another job is a conflict.
+    let mut other = job.clone();
+    other["output_key"] = "videos/other.mp4".into();
+    let (status, _) = post_job(server.port, &other)?;
+    assert_eq!(status, 409);
+
+    // After a restart the finished job is still known.
+    drop(server);
+    let server = start_server(&store, &state)?;
+    let (status, answer) = post_job(server.port, &job)?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "completed");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.wait_for(2, Duration::from_millis(10)).len(), 1);
+    assert!(std::fs::read(&output)? == first_bytes);
+
+    // A job under a new id reproduces the same bytes.
+    let mut rerun = job.clone();
+    rerun["job_id"] = "job_0002".into();
+    rerun["output_key"] = "videos/vid_1/again.mp4".into();
+    rerun["poster_key"] = "videos/vid_1/again.jpg".into();
+    assert_eq!(post_job(server.port, &rerun)?.0, 202);
+    assert_eq!(receiver.wait_for(2, Duration::from_secs(60)).len(), 2);
+    assert!(std::fs::read(store.join("videos/vid_1/again.mp4"))? == first_bytes);
+    Ok(())
+}
+
+#[test]
+fn failed_job_calls_back_with_a_reason() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = tmp.path().join("store");
+    let mut keys = setup_store(&store)?;
+    keys.insert(1, "live/ch1/b1/missing.ts".into());
+    let receiver = Receiver::start()?;
+    let server = start_server(&store, &tmp.path().join("state"))?;
+    let job = serde_json::json!({
+        "job_id": "job_missing",
+        "video_id": "vid_2",
+        "inputs": keys,
+        "output_key": "videos/vid_2/video.mp4",
+        "callback_url": receiver.url(),
+    });
+    assert_eq!(post_job(server.port, &job)?.0, 202);
+    let calls = receiver.wait_for(1, Duration::from_secs(60));
+    assert_eq!(calls.len(), 1);
+    let callback: serde_json::Value = serde_json::from_slice(&calls[0].body)?;
+    assert_eq!(callback["type"], "transcode.failed", "{callback}");
+    matches_schema("transcode-callback.schema.json", &callback)?;
+    assert_eq!(callback["error"]["code"], "input_not_found");
+    assert!(!store.join("videos/vid_2/video.mp4").exists());
+    Ok(())
+}
+
+#[test]
+fn unsigned_stale_or_tampered_jobs_are_refused() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = tmp.path().join("store");
+    let server = start_server(&store, &tmp.path().join("state"))?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "job_id": "job_x", "video_id": "v", "inputs": ["a.ts"],
+        "output_key": "o.mp4", "callback_url": "http://127.0.0.1:9/cb"
+    }))?;
+
+    let (status, answer) = http(server.port, "POST", "/jobs", &[], &body)?;
+    assert_eq!(status, 401);
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    assert_eq!(answer["error"]["code"], "unauthenticated");
+
+    let stale = signed_headers("msg_1", unix_now() - 600, &body)?;
+    assert_eq!(http(server.port, "POST", "/jobs", &stale, &body)?.0, 403);
+
+    let headers = signed_headers("msg_1", unix_now(), &body)?;
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    let (status, answer) = http(server.port, "POST", "/jobs", &headers, &tampered)?;
+    assert_eq!(status, 403);
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    assert_eq!(answer["error"]["code"], "invalid_signature");
+
+    let invalid = serde_json::to_vec(&serde_json::json!({"job_id": "x"}))?;
+    let headers = signed_headers("msg_2", unix_now(), &invalid)?;
+    assert_eq!(
+        http(server.port, "POST", "/jobs", &headers, &invalid)?.0,
+        400
+    );
+
+    assert_eq!(http(server.port, "GET", "/jobs/job_x", &[], b"")?.0, 404);
+    assert_eq!(http(server.port, "GET", "/healthz", &[], b"")?.0, 200);
+    Ok(())
+}

@@ -1,0 +1,201 @@
+// Shared helpers of the edgevideo pages: DOM building that never parses user text as HTML,
+// the JSON API client, the session, the navigation bar and small formatters.
+//
+// Every user-supplied string reaches the page through text nodes (`h()` children and
+// `textContent`), never through innerHTML, so a title like `<img src=x onerror=...>` shows
+// as text.
+
+const TOKEN_KEY = "ev_token";
+
+/** Creates an element. `attrs`: `class`, `on<event>` handlers, booleans, other attributes.
+ *  Children: strings and numbers become text nodes; nodes are appended; null is skipped. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      el.addEventListener(name.slice(2), value);
+    } else if (name === "class") {
+      el.className = value;
+    } else if (value === true) {
+      el.setAttribute(name, "");
+    } else {
+      el.setAttribute(name, String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** Replaces the children of `el`. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+/** An API error with the server's `code` and `message`. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function token() {
+  try {
+    return localStorage.getItem(TOKEN_KEY);
+  } catch {
+    return null;
+  }
+}
+
+export function setToken(value) {
+  try {
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Storage may be unavailable (private mode); the session cookie still works.
+  }
+}
+
+/** Calls the API: JSON in and out; throws ApiError on a non-2xx answer. */
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { accept: "application/json" };
+  const t = token();
+  if (t) headers.authorization = `Bearer ${t}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    throw new ApiError(response.status, error.code || "http_" + response.status,
+      error.message || response.statusText);
+  }
+  return data;
+}
+
+/** The signed-in user, or null. */
+export async function currentUser() {
+  if (!token()) return null;
+  try {
+    return (await api("/api/me")).user;
+  } catch (e) {
+    if (e.status === 401) setToken(null);
+    return null;
+  }
+}
+
+export async function signOut() {
+  try {
+    await api("/api/auth/logout", { method: "POST" });
+  } catch {
+    // Signing out locally is enough.
+  }
+  setToken(null);
+  location.href = "/";
+}
+
+/** Renders the navigation bar into `#nav` and returns the user (or null). */
+export async function nav() {
+  const user = await currentUser();
+  const here = location.pathname.replace(/\.html$/, "");
+  const link = (href, text) =>
+    h("a", { href, "aria-current": here === href ? "page" : null }, text);
+  const el = document.getElementById("nav");
+  if (el) {
+    fill(el,
+      h("a", { href: "/", class: "brand" }, "edgevideo"),
+      h("div", { class: "links" },
+        link("/", "Home"),
+        link("/broadcast", "Broadcast"),
+        link("/developer", "Developers"),
+        user
+          ? [h("span", { class: "who", title: user.role }, user.email),
+             h("button", { type: "button", class: "link", onclick: signOut }, "Sign out")]
+          : link("/login", "Sign in")));
+  }
+  return user;
+}
+
+/** A WebSocket URL on this origin. */
+export function wsUrl(path) {
+  return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+}
+
+/** Keeps a WebSocket open, reconnecting with backoff; `onMessage` gets parsed JSON. */
+export function socket(path, onMessage, onState = () => {}) {
+  let delay = 500;
+  let ws;
+  const open = () => {
+    ws = new WebSocket(wsUrl(path));
+    ws.addEventListener("open", () => { delay = 500; onState("open"); });
+    ws.addEventListener("message", (event) => {
+      try {
+        onMessage(JSON.parse(event.data));
+      } catch {
+        // Not JSON: ignore.
+      }
+    });
+    ws.addEventListener("close", () => {
+      onState("closed");
+      setTimeout(open, delay);
+      delay = Math.min(delay * 2, 10000);
+    });
+  };
+  open();
+  return { send: (message) => ws && ws.readyState === 1 && ws.send(JSON.stringify(message)) };
+}
+
+export function fmtDuration(ms) {
+  if (ms === null || ms === undefined) return "";
+  const s = Math.round(ms / 1000);
+  const m = Math.floor(s / 60);
+  return `${m}:${String(s % 60).padStart(2, "0")}`;
+}
+
+export function fmtTime(ms) {
+  if (!ms) return "";
+  return new Date(ms).toLocaleString();
+}
+
+/** Shows a message in a status region (`role=status` or `role=alert`). */
+export function say(el, text, kind = "info") {
+  if (!el) return;
+  el.className = `notice ${kind}`;
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+/** A video card for lists. */
+export function videoCard(video, extra = null) {
+  return h("li", { class: "card" },
+    h("a", { href: `/watch?v=${encodeURIComponent(video.id)}`, class: "card-link" },
+      h("span", { class: "thumb", "aria-hidden": "true" }, "▶"),
+      h("span", { class: "title" }, video.title || "Untitled")),
+    h("p", { class: "meta" },
+      video.channel_name || "", video.duration_ms ? ` · ${fmtDuration(video.duration_ms)}` : "",
+      ` · ${fmtTime(video.created_at)}`),
+    (video.tags || []).length
+      ? h("p", { class: "tags" }, (video.tags || []).map((t) => h("span", { class: "tag" }, t)))
+      : null,
+    extra);
+}

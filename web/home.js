@@ -1,0 +1,79 @@
+// The home page: live channels (kept current by the lobby WebSocket, viewer counts included),
+// newest videos with cursor paging, and search.
+import { api, fill, h, nav, say, socket, videoCard } from "/app.js";
+
+const liveList = document.getElementById("live-list");
+const liveEmpty = document.getElementById("live-empty");
+const videos = document.getElementById("videos");
+const more = document.getElementById("more");
+const status = document.getElementById("videos-status");
+const live = new Map(); // channel id -> {name, viewers}
+
+function renderLive() {
+  fill(liveList, [...live.entries()].map(([id, c]) =>
+    h("li", { "data-channel": id },
+      h("span", { class: "live-badge" }, "LIVE"),
+      h("a", { href: `/watch?c=${encodeURIComponent(id)}` }, c.name),
+      h("span", { class: "viewers", "data-viewers": c.viewers },
+        `${c.viewers} watching`))));
+  liveEmpty.hidden = live.size > 0;
+}
+
+async function loadLive() {
+  try {
+    const { channels } = await api("/api/channels?live=true");
+    live.clear();
+    for (const c of channels) live.set(c.id, { name: c.name, viewers: c.viewers });
+    renderLive();
+  } catch (e) {
+    liveEmpty.textContent = `Could not load live channels: ${e.message}`;
+  }
+}
+
+socket("/api/live/ws", (m) => {
+  if (m.type === "live") {
+    const known = live.get(m.channel_id);
+    live.set(m.channel_id, { name: m.name, viewers: known ? known.viewers : 0 });
+  } else if (m.type === "ended") {
+    live.delete(m.channel_id);
+  } else if (m.type === "viewers" && live.has(m.channel_id)) {
+    live.get(m.channel_id).viewers = m.count;
+  } else {
+    return;
+  }
+  renderLive();
+}, (state) => {
+  document.getElementById("lobby-state").textContent = state === "open" ? "" : "(reconnecting…)";
+  if (state === "open") loadLive();
+});
+
+let cursor = null;
+let query = "";
+
+async function loadVideos(reset) {
+  const params = new URLSearchParams();
+  if (query) params.set("q", query);
+  if (!reset && cursor) params.set("cursor", cursor);
+  try {
+    const page = await api("/api/videos" + (params.size ? `?${params}` : ""));
+    if (reset) videos.replaceChildren();
+    for (const v of page.videos) videos.append(videoCard(v));
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+    say(status, videos.children.length ? "" : (query ? `No videos match “${query}”.` : "No videos yet."));
+  } catch (e) {
+    say(status, `Could not load videos: ${e.message}`, "error");
+  }
+}
+
+document.getElementById("search").addEventListener("submit", (event) => {
+  event.preventDefault();
+  query = document.getElementById("q").value.trim();
+  cursor = null;
+  loadVideos(true);
+});
+more.addEventListener("click", () => loadVideos(false));
+
+nav();
+loadLive();
+loadVideos(true);

@@ -1,0 +1,133 @@
+// The watch page: `?c={channel}` plays a channel live, `?v={video}` a recorded video; both
+// with hls.js (MSE) or the browser's own HLS, the channel's viewer count and reactions over
+// the channel's WebSocket.
+import { api, fill, fmtDuration, fmtTime, h, nav, say, socket } from "/app.js";
+
+const REACTIONS = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "👍", "💯"];
+const params = new URLSearchParams(location.search);
+const channelParam = params.get("c");
+const videoParam = params.get("v");
+const video = document.getElementById("video");
+const playerStatus = document.getElementById("player-status");
+const reactStatus = document.getElementById("react-status");
+const log = document.getElementById("reaction-log");
+let hls = null;
+let room = null;
+
+function play(url) {
+  if (hls) { hls.destroy(); hls = null; }
+  const Hls = window.Hls;
+  if (Hls && Hls.isSupported()) {
+    hls = new Hls({ liveDurationInfinity: true });
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (data.fatal) {
+        say(playerStatus, `Playback error: ${data.details}`, "error");
+        document.body.dataset.playerError = data.details;
+      }
+    });
+    hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+    hls.loadSource(url);
+    hls.attachMedia(video);
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = url;
+    video.play().catch(() => {});
+  } else {
+    say(playerStatus, "This browser cannot play HLS video.", "error");
+    document.body.dataset.playerError = "no_hls";
+  }
+}
+
+video.addEventListener("error", () => {
+  const code = video.error ? video.error.code : 0;
+  say(playerStatus, `The browser could not decode this video (media error ${code}).`, "error");
+  document.body.dataset.playerError = `media_error_${code}`;
+});
+video.addEventListener("playing", () => say(playerStatus, ""));
+
+function showReaction(emoji) {
+  log.append(h("span", {}, emoji));
+  while (log.children.length > 30) log.firstChild.remove();
+  const floater = h("span", { class: "floater", style: `left:${10 + Math.random() * 80}%` }, emoji);
+  document.getElementById("floaters").append(floater);
+  setTimeout(() => floater.remove(), 2600);
+}
+
+function connect(channelId, onLive) {
+  room = socket(`/api/channels/${encodeURIComponent(channelId)}/ws`, (m) => {
+    if (m.type === "viewers") {
+      document.getElementById("viewers").textContent = `${m.count} watching`;
+      document.getElementById("viewers").dataset.count = m.count;
+    } else if (m.type === "reaction") {
+      showReaction(m.emoji);
+    } else if (m.type === "error") {
+      say(reactStatus, m.message, "warn");
+    } else if (onLive) {
+      onLive(m);
+    }
+  });
+  fill(document.getElementById("reactions"), REACTIONS.map((emoji) =>
+    h("button", { type: "button", "aria-label": `React ${emoji}`, "data-emoji": emoji,
+      onclick: () => { say(reactStatus, ""); room.send({ type: "reaction", emoji }); } }, emoji)));
+}
+
+async function watchChannel(id) {
+  const channel = await api(`/api/channels/${encodeURIComponent(id)}`);
+  document.title = `${channel.name} · edgevideo`;
+  document.getElementById("title").textContent = channel.name;
+  document.getElementById("sub").textContent = channel.description || "";
+  const state = document.getElementById("live-state");
+  const setLive = (isLive) => {
+    fill(state, isLive ? h("span", { class: "live-badge" }, "LIVE") : h("span", { class: "meta" }, "Offline"));
+    document.body.dataset.live = isLive ? "1" : "0";
+  };
+  const start = async () => {
+    const { url } = await api(`/api/channels/${encodeURIComponent(id)}/playback`, { method: "POST" });
+    play(url);
+  };
+  setLive(channel.live);
+  if (channel.live) await start();
+  else say(playerStatus, "This channel is not live right now; the page starts playing when it goes live.");
+  connect(id, (m) => {
+    if (m.type === "live") { setLive(true); say(playerStatus, ""); start(); }
+    if (m.type === "ended") {
+      setLive(false);
+      say(playerStatus, "The broadcast has ended.");
+      if (m.video_id) {
+        fill(playerStatus, "The broadcast has ended. ",
+          h("a", { href: `/watch?v=${encodeURIComponent(m.video_id)}` }, "Watch the recording"));
+      }
+    }
+  });
+}
+
+async function watchVideo(id) {
+  const v = await api(`/api/videos/${encodeURIComponent(id)}`);
+  document.title = `${v.title} · edgevideo`;
+  document.getElementById("title").textContent = v.title || "Untitled";
+  document.getElementById("sub").textContent =
+    [v.channel_name, fmtDuration(v.duration_ms), fmtTime(v.created_at), v.status].filter(Boolean).join(" · ");
+  fill(document.getElementById("tags"), (v.tags || []).map((t) => h("span", { class: "tag" }, t)));
+  document.getElementById("description").textContent = v.description || "";
+  const transcript = document.getElementById("transcript");
+  if (typeof v.transcript === "string" && v.transcript) {
+    transcript.textContent = v.transcript;
+  } else if (typeof v.transcript_url === "string" && /^https?:\/\//.test(v.transcript_url)) {
+    fill(transcript, h("a", { href: v.transcript_url, rel: "noopener" }, "Open the transcript"));
+  }
+  document.getElementById("about").hidden = false;
+  const playback = await api(`/api/videos/${encodeURIComponent(id)}/playback`, { method: "POST" });
+  play(playback.hls_url);
+  connect(v.channel_id, null);
+}
+
+nav();
+(async () => {
+  try {
+    if (channelParam) await watchChannel(channelParam);
+    else if (videoParam) await watchVideo(videoParam);
+    else throw new Error("Nothing to watch: open a channel or a video from the home page.");
+  } catch (e) {
+    document.getElementById("title").textContent = "Cannot play";
+    say(playerStatus, e.message, "error");
+  }
+})();

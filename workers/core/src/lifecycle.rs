@@ -1,0 +1,671 @@
+//! The plugin lifecycle of a video (serverlessVideo's `PluginLifecycleWorkflow`), run when a
+//! video becomes `ready`: the hooks `preValidate`, `postValidate`, `preMetadata`,
+//! `postMetadata` one after the other; all plugins of a hook in parallel, each with a task
+//! (id, single-use token, callback URL, deadline) and the outputs of earlier hooks. Plugins
+//! answer at `POST /api/plugins/tasks/{id}/success|failure`; deadlines are enforced by delayed
+//! jobs, never by waiting inside a request. A `preValidate` `{"valid": false}`, failure or
+//! timeout rejects the video; other failures are recorded and the lifecycle goes on. Results
+//! merge into the video; at the end it is `published`.
+//!
+//! Every step is a conditional update in the catalogue, so concurrent answers, retried jobs
+//! and repeated callbacks move the lifecycle exactly once.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::counters;
+use crate::delivery;
+use crate::error::{ApiError, StoreError};
+use crate::ids;
+use crate::jobs::Job;
+use crate::platform::{Jobs as _, Live as _, Platform, Sql as _, SqlExt as _, SqlValue, Statement};
+use crate::plugins::{self, Plugin, HOOKS};
+use crate::room::{RoomRequest, LOBBY};
+use crate::signed_url::{Scope, UrlToken};
+
+/// How a plugin answered its task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// `/success` with a JSON result.
+    Success(Value),
+    /// `/failure` with an error message.
+    Failure(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct VideoRow {
+    id: String,
+    channel_id: String,
+    owner_id: String,
+    status: String,
+    title: String,
+    description: String,
+    tags: String,
+    metadata: String,
+    duration_ms: Option<i64>,
+    width: Option<i64>,
+    height: Option<i64>,
+    mp4_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskRow {
+    id: String,
+    video_id: String,
+    plugin_id: String,
+    hook: String,
+    token_hash: String,
+    status: String,
+    deadline_at: i64,
+}
+
+fn now_ms<P: Platform>(p: &P) -> i64 {
+    p.clock().now_ms() as i64
+}
+
+fn public_url<P: Platform>(p: &P) -> Result<&str, StoreError> {
+    p.config()
+        .public_url
+        .as_deref()
+        .ok_or_else(|| StoreError::Precondition("PUBLIC_URL is not set".into()))
+}
+
+fn deadline_s<P: Platform>(p: &P, hook: &str) -> u64 {
+    let index = HOOKS.iter().position(|h| *h == hook).unwrap_or(0);
+    p.config().plugin_deadlines_s[index]
+}
+
+async fn video_row<P: Platform>(p: &P, video_id: &str) -> Result<VideoRow, StoreError> {
+    p.sql()
+        .query_one(&Statement::new(
+            "SELECT id, channel_id, owner_id, status, title, description, tags, metadata, \
+             duration_ms, width, height, mp4_key FROM videos WHERE id = ?1",
+            vec![SqlValue::from(video_id)],
+        ))
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("video {video_id}")))
+}
+
+/// The video as plugins see it, with signed playback URLs.
+async fn video_payload<P: Platform>(p: &P, video_id: &str) -> Result<Value, StoreError> {
+    let video = video_row(p, video_id).await?;
+    let token = UrlToken {
+        scope: Scope::PlayVideo {
+            video_id: video.id.clone(),
+        },
+        viewer: None,
+        exp: p.clock().now_ms() / 1000 + p.config().playback_url_ttl_s,
+    }
+    .sign(p.config().url_signing_secret.as_bytes());
+    let base = format!("{}/play/{token}", public_url(p)?);
+    Ok(json!({
+        "id": video.id,
+        "channel_id": video.channel_id,
+        "owner_id": video.owner_id,
+        "status": video.status,
+        "title": video.title,
+        "description": video.description,
+        "tags": serde_json::from_str::<Value>(&video.tags).unwrap_or(json!([])),
+        "metadata": serde_json::from_str::<Value>(&video.metadata).unwrap_or(json!({})),
+        "duration_ms": video.duration_ms,
+        "width": video.width,
+        "height": video.height,
+        "hls_url": format!("{base}/index.m3u8"),
+        "mp4_url": video.mp4_key.map(|_| format!("{base}/video.mp4")),
+    }))
+}
+
+/// The outputs of the video's answered tasks so far, keyed `plugin-{name}`.
+pub async fn outputs<P: Platform>(p: &P, video_id: &str) -> Result<Map<String, Value>, StoreError> {
+    #[derive(Deserialize)]
+    struct Row {
+        name: String,
+        result: Option<String>,
+    }
+    let rows: Vec<Row> = p
+        .sql()
+        .query_as(&Statement::new(
+            "SELECT p.name AS name, t.result AS result FROM plugin_tasks t \
+             JOIN plugins p ON p.id = t.plugin_id \
+             WHERE t.video_id = ?1 AND t.status = 'succeeded' ORDER BY t.created_at, t.id",
+            vec![SqlValue::from(video_id)],
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let result = r
+                .result
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(Value::Null);
+            (format!("plugin-{}", r.name), result)
+        })
+        .collect())
+}
+
+fn event(video_id: &str, kind: &str, detail: Value, at_ms: i64) -> Statement {
+    Statement::new(
+        "INSERT INTO video_events (video_id, kind, detail, created_at) VALUES (?1, ?2, ?3, ?4)",
+        vec![
+            SqlValue::from(video_id),
+            SqlValue::from(kind),
+            SqlValue::from(detail.to_string()),
+            SqlValue::Integer(at_ms),
+        ],
+    )
+}
+
+/// Starts the lifecycle of a video that has become `ready`; a second start is a no-op.
+///
+/// # Errors
+/// Whatever the ports report.
+pub async fn start<P: Platform>(p: &P, video_id: &str) -> Result<(), StoreError> {
+    let now = now_ms(p);
+    let started = p
+        .sql()
+        .execute(&Statement::new(
+            "INSERT OR IGNORE INTO lifecycles (video_id, hook, status, started_at) \
+             VALUES (?1, 'start', 'running', ?2)",
+            vec![SqlValue::from(video_id), SqlValue::Integer(now)],
+        ))
+        .await?;
+    if started == 0 {
+        return Ok(());
+    }
+    p.sql()
+        .execute(&event(video_id, "lifecycle.started", json!({}), now))
+        .await?;
+    let video = video_payload(p, video_id).await?;
+    delivery::notify(
+        p,
+        "lifecycle.started",
+        json!({ "video": video, "pluginData": {} }),
+    )
+    .await?;
+    advance(p, video_id, "start").await
+}
+
+/// Moves the lifecycle on from `current` (when its tasks are all answered): to the next hook
+/// that has plugins, or to the end. Only one caller moves it; the others do nothing.
+///
+/// # Errors
+/// Whatever the ports report.
+pub async fn advance<P: Platform>(p: &P, video_id: &str, current: &str) -> Result<(), StoreError> {
+    let position = HOOKS
+        .iter()
+        .position(|h| *h == current)
+        .map_or(0, |i| i + 1);
+    for hook in &HOOKS[position..] {
+        let hook_plugins = plugins::enabled_for(p.sql(), hook).await?;
+        if hook_plugins.is_empty() {
+            continue;
+        }
+        return run_hook(p, video_id, current, hook, &hook_plugins).await;
+    }
+    complete(p, video_id, current).await
+}
+
+async fn run_hook<P: Platform>(
+    p: &P,
+    video_id: &str,
+    current: &str,
+    hook: &str,
+    hook_plugins: &[Plugin],
+) -> Result<(), StoreError> {
+    let now = now_ms(p);
+    let claim = ids::new_id(p.entropy(), "clm");
+    let video = video_payload(p, video_id).await?;
+    let plugin_data = Value::Object(outputs(p, video_id).await?);
+    let deadline_ms = now + (deadline_s(p, hook) * 1000) as i64;
+    let claimed = |sql: &str, params: Vec<SqlValue>| {
+        let mut params = params;
+        params.push(SqlValue::from(video_id));
+        params.push(SqlValue::from(claim.as_str()));
+        let n = params.len();
+        Statement::new(
+            format!(
+                "{sql} WHERE EXISTS (SELECT 1 FROM lifecycles WHERE video_id = ?{} AND claim = ?{})",
+                n - 1,
+                n
+            ),
+            params,
+        )
+    };
+    let mut statements = vec![Statement::new(
+        "UPDATE lifecycles SET hook = ?3, claim = ?4 WHERE video_id = ?1 AND hook = ?2 \
+         AND status = 'running'",
+        vec![
+            SqlValue::from(video_id),
+            SqlValue::from(current),
+            SqlValue::from(hook),
+            SqlValue::from(claim.as_str()),
+        ],
+    )];
+    let mut jobs = Vec::new();
+    for plugin in hook_plugins {
+        let task_id = ids::new_id(p.entropy(), "tsk");
+        let mut token_bytes = [0u8; 32];
+        p.entropy().fill(&mut token_bytes);
+        let token = ids::encode(&token_bytes);
+        let token_hash = hex_sha256(token.as_bytes());
+        statements.push(claimed(
+            "INSERT INTO plugin_tasks (id, video_id, plugin_id, hook, token_hash, status, \
+             deadline_at, created_at) SELECT ?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7",
+            vec![
+                SqlValue::from(task_id.as_str()),
+                SqlValue::from(video_id),
+                SqlValue::from(plugin.id.as_str()),
+                SqlValue::from(hook),
+                SqlValue::from(token_hash),
+                SqlValue::Integer(deadline_ms),
+                SqlValue::Integer(now),
+            ],
+        ));
+        let callback_url = format!("{}/api/plugins/tasks/{task_id}", public_url(p)?);
+        let data = json!({
+            "hook": hook,
+            "video": video,
+            "task": {
+                "id": task_id,
+                "token": token,
+                "callback_url": callback_url,
+                "success_url": format!("{callback_url}/success"),
+                "failure_url": format!("{callback_url}/failure"),
+                "deadline_ms": deadline_ms,
+            },
+            "pluginData": plugin_data,
+        });
+        let new_delivery = delivery::prepare(p, plugin, &format!("plugin.{hook}"), data);
+        let insert = new_delivery.insert();
+        statements.push(claimed(&insert.sql, insert.params));
+        jobs.push(new_delivery.job());
+        jobs.push(Job::TaskDeadline { task_id });
+    }
+    statements.push(claimed(
+        "INSERT INTO video_events (video_id, kind, detail, created_at) SELECT ?1, ?2, ?3, ?4",
+        vec![
+            SqlValue::from(video_id),
+            SqlValue::from("lifecycle.hook"),
+            SqlValue::from(json!({ "hook": hook, "plugins": hook_plugins.len() }).to_string()),
+            SqlValue::Integer(now),
+        ],
+    ));
+    p.sql().batch(&statements).await?;
+    #[derive(Deserialize)]
+    struct ClaimRow {
+        claim: Option<String>,
+    }
+    let won = p
+        .sql()
+        .query_one::<ClaimRow>(&Statement::new(
+            "SELECT claim FROM lifecycles WHERE video_id = ?1",
+            vec![SqlValue::from(video_id)],
+        ))
+        .await?
+        .and_then(|r| r.claim)
+        .is_some_and(|c| c == claim);
+    if !won {
+        return Ok(());
+    }
+    let delay = u32::try_from(deadline_s(p, hook) + 1).unwrap_or(u32::MAX);
+    for job in jobs {
+        let delay_s = if matches!(job, Job::TaskDeadline { .. }) {
+            delay
+        } else {
+            0
+        };
+        p.jobs().enqueue_after(&job, delay_s).await?;
+    }
+    Ok(())
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn complete<P: Platform>(p: &P, video_id: &str, current: &str) -> Result<(), StoreError> {
+    let now = now_ms(p);
+    let changed = p
+        .sql()
+        .execute(&Statement::new(
+            "UPDATE lifecycles SET hook = 'done', status = 'completed', finished_at = ?3 \
+             WHERE video_id = ?1 AND hook = ?2 AND status = 'running'",
+            vec![
+                SqlValue::from(video_id),
+                SqlValue::from(current),
+                SqlValue::Integer(now),
+            ],
+        ))
+        .await?;
+    if changed == 0 {
+        return Ok(());
+    }
+    let outputs = outputs(p, video_id).await?;
+    p.sql()
+        .batch(&[
+            Statement::new(
+                "UPDATE videos SET status = 'published', updated_at = ?2 \
+                 WHERE id = ?1 AND status = 'ready'",
+                vec![SqlValue::from(video_id), SqlValue::Integer(now)],
+            ),
+            event(
+                video_id,
+                "lifecycle.completed",
+                json!({ "outputs": outputs }),
+                now,
+            ),
+            event(video_id, "video.published", json!({}), now),
+        ])
+        .await?;
+    // The hot lists (preview, first page) show published videos: drop their cached copies.
+    crate::catalogue::invalidate(p.kv()).await?;
+    let video = video_payload(p, video_id).await?;
+    delivery::notify(
+        p,
+        "lifecycle.completed",
+        json!({ "video": video, "status": "completed", "pluginData": outputs }),
+    )
+    .await?;
+    delivery::notify(p, "video.published", json!({ "video": video })).await?;
+    let message = json!({
+        "type": "video_published",
+        "video_id": video_id,
+        "channel_id": video["channel_id"],
+        "title": video["title"],
+    });
+    p.live()
+        .call(
+            LOBBY,
+            &RoomRequest::Notify {
+                message: message.clone(),
+            },
+        )
+        .await?;
+    if let Some(channel_id) = video["channel_id"].as_str() {
+        p.live()
+            .call(channel_id, &RoomRequest::Notify { message })
+            .await?;
+    }
+    Ok(())
+}
+
+async fn reject<P: Platform>(p: &P, video_id: &str, reason: &str) -> Result<(), StoreError> {
+    let now = now_ms(p);
+    let changed = p
+        .sql()
+        .execute(&Statement::new(
+            "UPDATE lifecycles SET hook = 'done', status = 'rejected', finished_at = ?2 \
+             WHERE video_id = ?1 AND status = 'running'",
+            vec![SqlValue::from(video_id), SqlValue::Integer(now)],
+        ))
+        .await?;
+    if changed == 0 {
+        return Ok(());
+    }
+    let outputs = outputs(p, video_id).await?;
+    p.sql()
+        .batch(&[
+            Statement::new(
+                "UPDATE videos SET status = 'rejected', reject_reason = ?2, updated_at = ?3 \
+                 WHERE id = ?1",
+                vec![
+                    SqlValue::from(video_id),
+                    SqlValue::from(reason),
+                    SqlValue::Integer(now),
+                ],
+            ),
+            event(
+                video_id,
+                "lifecycle.completed",
+                json!({ "status": "rejected", "reason": reason, "outputs": outputs }),
+                now,
+            ),
+        ])
+        .await?;
+    let video = video_payload(p, video_id).await?;
+    delivery::notify(
+        p,
+        "lifecycle.completed",
+        json!({ "video": video, "status": "rejected", "reason": reason, "pluginData": outputs }),
+    )
+    .await
+}
+
+/// The statements that merge a plugin's result into its video: `title`, `description`,
+/// `tags` (union), `transcript`/`transcript_url` into the metadata, and the whole result
+/// under `plugin-{name}` in the metadata. Each is one atomic update, so concurrent results
+/// of one hook do not overwrite each other.
+fn merge(video_id: &str, plugin_name: &str, result: &Value, now: i64) -> Vec<Statement> {
+    let id = || SqlValue::from(video_id);
+    let mut statements = vec![Statement::new(
+        "UPDATE videos SET metadata = json_set(metadata, ?2, json(?3)), updated_at = ?4 WHERE id = ?1",
+        vec![
+            id(),
+            SqlValue::from(format!("$.\"plugin-{plugin_name}\"")),
+            SqlValue::from(result.to_string()),
+            SqlValue::Integer(now),
+        ],
+    )];
+    for field in ["title", "description"] {
+        if let Some(text) = result.get(field).and_then(Value::as_str) {
+            let text: String = text
+                .chars()
+                .take(if field == "title" { 200 } else { 5000 })
+                .collect();
+            statements.push(Statement::new(
+                format!("UPDATE videos SET {field} = ?2 WHERE id = ?1"),
+                vec![id(), SqlValue::from(text)],
+            ));
+        }
+    }
+    if let Some(tags) = result.get("tags").and_then(Value::as_array) {
+        let tags: Vec<String> = tags
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|t| t.trim().to_lowercase())
+            .filter(|t| !t.is_empty() && t.len() <= 50)
+            .take(50)
+            .collect();
+        statements.push(Statement::new(
+            "UPDATE videos SET tags = (SELECT json_group_array(value) FROM \
+             (SELECT value FROM json_each(videos.tags) UNION SELECT value FROM json_each(?2))) \
+             WHERE id = ?1",
+            vec![id(), SqlValue::from(json!(tags).to_string())],
+        ));
+    }
+    for field in ["transcript", "transcript_url"] {
+        if let Some(value) = result.get(field).filter(|v| v.is_string()) {
+            statements.push(Statement::new(
+                "UPDATE videos SET metadata = json_set(metadata, ?2, json(?3)) WHERE id = ?1",
+                vec![
+                    id(),
+                    SqlValue::from(format!("$.{field}")),
+                    SqlValue::from(value.to_string()),
+                ],
+            ));
+        }
+    }
+    statements
+}
+
+async fn task<P: Platform>(p: &P, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
+    p.sql()
+        .query_one(&Statement::new(
+            "SELECT id, video_id, plugin_id, hook, token_hash, status, deadline_at \
+             FROM plugin_tasks WHERE id = ?1",
+            vec![SqlValue::from(task_id)],
+        ))
+        .await
+}
+
+/// Records a plugin's answer to its task and moves the lifecycle on when the hook is done.
+///
+/// # Errors
+/// 404 for an unknown task, 403 for a wrong token, 409 when the task was already answered
+/// (or timed out); nothing changes then.
+pub async fn answer<P: Platform>(
+    p: &P,
+    task_id: &str,
+    token: &str,
+    answer: Answer,
+) -> Result<(), ApiError> {
+    let task = task(p, task_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no task {task_id}")))?;
+    let presented = hex_sha256(token.as_bytes());
+    if !bool::from(presented.as_bytes().ct_eq(task.token_hash.as_bytes())) {
+        return Err(ApiError::Forbidden("the task token does not match".into()));
+    }
+    if task.status != "pending" {
+        return Err(ApiError::Conflict(format!(
+            "the task is already {}",
+            task.status
+        )));
+    }
+    let now = now_ms(p);
+    let (status, result, error) = match &answer {
+        Answer::Success(result) => ("succeeded", Some(result.to_string()), None),
+        Answer::Failure(error) => ("failed", None, Some(error.clone())),
+    };
+    let changed = p
+        .sql()
+        .execute(&Statement::new(
+            "UPDATE plugin_tasks SET status = ?2, result = ?3, error = ?4, finished_at = ?5 \
+             WHERE id = ?1 AND status = 'pending'",
+            vec![
+                SqlValue::from(task.id.as_str()),
+                SqlValue::from(status),
+                SqlValue::from(result),
+                SqlValue::from(error.clone()),
+                SqlValue::Integer(now),
+            ],
+        ))
+        .await?;
+    if changed == 0 {
+        return Err(ApiError::Conflict("the task is already answered".into()));
+    }
+    let plugin_name = plugins::by_id_any(p.sql(), &task.plugin_id)
+        .await?
+        .map(|(plugin, _)| plugin.name)
+        .unwrap_or_default();
+    let mut statements = vec![
+        counters::bump(&format!("plugins.{}.{status}", task.hook), 1),
+        event(
+            &task.video_id,
+            &format!("plugin.{status}"),
+            json!({
+                "task_id": task.id,
+                "plugin": plugin_name,
+                "hook": task.hook,
+                "latency_ms": now - (task.deadline_at - (deadline_s(p, &task.hook) * 1000) as i64),
+                "result": match &answer { Answer::Success(r) => r.clone(), Answer::Failure(_) => Value::Null },
+                "error": error,
+            }),
+            now,
+        ),
+    ];
+    if let Answer::Success(result) = &answer {
+        statements.extend(merge(&task.video_id, &plugin_name, result, now));
+    }
+    p.sql().batch(&statements).await?;
+    let rejection = match (&answer, task.hook.as_str()) {
+        (Answer::Failure(e), "preValidate") => Some(format!("plugin {plugin_name} failed: {e}")),
+        (Answer::Success(r), "preValidate") if r.get("valid") == Some(&Value::Bool(false)) => {
+            let reason = r
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("not valid");
+            Some(format!("plugin {plugin_name}: {reason}"))
+        }
+        _ => None,
+    };
+    match rejection {
+        Some(reason) => reject(p, &task.video_id, &reason).await?,
+        None => hook_answered(p, &task.video_id, &task.hook).await?,
+    }
+    Ok(())
+}
+
+async fn hook_answered<P: Platform>(p: &P, video_id: &str, hook: &str) -> Result<(), StoreError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let pending = p
+        .sql()
+        .query_one::<Count>(&Statement::new(
+            "SELECT count(*) AS n FROM plugin_tasks WHERE video_id = ?1 AND hook = ?2 \
+             AND status = 'pending'",
+            vec![SqlValue::from(video_id), SqlValue::from(hook)],
+        ))
+        .await?
+        .map_or(0, |c| c.n);
+    if pending == 0 {
+        advance(p, video_id, hook).await?;
+    }
+    Ok(())
+}
+
+/// A task's deadline has come: an unanswered task times out (a `preValidate` timeout rejects
+/// the video) and the lifecycle moves on.
+///
+/// # Errors
+/// Whatever the ports report.
+pub async fn deadline<P: Platform>(p: &P, task_id: &str) -> Result<(), StoreError> {
+    let Some(task) = task(p, task_id).await? else {
+        return Ok(());
+    };
+    let now = now_ms(p);
+    if task.status != "pending" {
+        return Ok(());
+    }
+    if now < task.deadline_at {
+        // Early (clock skew between the queue and us): look again at the deadline.
+        let delay = u32::try_from((task.deadline_at - now) / 1000 + 1).unwrap_or(u32::MAX);
+        return p
+            .jobs()
+            .enqueue_after(&Job::TaskDeadline { task_id: task.id }, delay)
+            .await;
+    }
+    let changed = p
+        .sql()
+        .execute(&Statement::new(
+            "UPDATE plugin_tasks SET status = 'timed_out', error = 'deadline passed', \
+             finished_at = ?2 WHERE id = ?1 AND status = 'pending'",
+            vec![SqlValue::from(task.id.as_str()), SqlValue::Integer(now)],
+        ))
+        .await?;
+    if changed == 0 {
+        return Ok(());
+    }
+    let plugin_name = plugins::by_id_any(p.sql(), &task.plugin_id)
+        .await?
+        .map(|(plugin, _)| plugin.name)
+        .unwrap_or_default();
+    p.sql()
+        .batch(&[
+            counters::bump(&format!("plugins.{}.failed", task.hook), 1),
+            event(
+                &task.video_id,
+                "plugin.timed_out",
+                json!({ "task_id": task.id, "plugin": plugin_name, "hook": task.hook }),
+                now,
+            ),
+        ])
+        .await?;
+    if task.hook == "preValidate" {
+        reject(
+            p,
+            &task.video_id,
+            &format!("plugin {plugin_name} did not answer in time"),
+        )
+        .await
+    } else {
+        hook_answered(p, &task.video_id, &task.hook).await
+    }
+}

@@ -1,0 +1,205 @@
+//! `POST /api/transcoder/callback`: the transcoder reports a finished job, signed with the
+//! Standard Webhooks scheme and `TRANSCODER_SECRET`. A completed job makes the video `ready`
+//! (MP4 key, duration, dimensions, size, poster) and starts its plugin lifecycle; a failed
+//! one marks it `failed`. Repeated callbacks change nothing.
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{self, Request, Response};
+use crate::delivery;
+use crate::error::ApiError;
+use crate::lifecycle;
+use crate::platform::Blobs as _;
+use crate::platform::{Live as _, Platform, Sql as _, SqlValue, Statement};
+use crate::room::RoomRequest;
+use crate::signed_url::{Scope, UrlToken};
+use crate::videos;
+use crate::webhooks;
+
+/// Largest upload accepted, in bytes (a Worker holds the body in memory; large recordings
+/// should let the transcoder write to the bucket itself).
+pub const MAX_UPLOAD_BYTES: usize = 96 * 1024 * 1024;
+
+/// `PUT /upload/{token}`: the transcoder's output (MP4 or poster) for a video. The host has
+/// read the whole body before this runs, so an interrupted upload stores nothing.
+pub async fn upload<P: Platform>(
+    p: &P,
+    token: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let now_s = p.clock().now_ms() / 1000;
+    let token = UrlToken::verify(token, p.config().url_signing_secret.as_bytes(), now_s)
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    let Scope::Upload { video_id, kind } = token.scope else {
+        return Err(ApiError::Forbidden(
+            "this URL does not allow uploads".into(),
+        ));
+    };
+    let (key, content_type) = videos::file_key(&video_id, &kind)
+        .ok_or_else(|| ApiError::Forbidden("unknown upload kind".into()))?;
+    let body = request.into_body();
+    if body.is_empty() {
+        return Err(ApiError::bad_request("empty_upload", "the upload is empty"));
+    }
+    if body.len() > MAX_UPLOAD_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "upload is {} bytes; the limit is {MAX_UPLOAD_BYTES}",
+            body.len()
+        )));
+    }
+    let size = body.len();
+    p.blobs().put(&key, body, content_type).await?;
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "key": key, "size": size }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(rename = "type")]
+    kind: String,
+    video_id: String,
+    output_key: Option<String>,
+    poster_key: Option<String>,
+    poster: Option<bool>,
+    duration_seconds: Option<f64>,
+    width: Option<i64>,
+    height: Option<i64>,
+    size_bytes: Option<i64>,
+    video_frames: Option<i64>,
+    error: Option<serde_json::Value>,
+}
+
+/// Handles the transcoder's callback.
+pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let secret = p
+        .config()
+        .transcoder_secret
+        .as_deref()
+        .ok_or_else(|| ApiError::Misconfigured("TRANSCODER_SECRET is not set".into()))?;
+    let key = webhooks::secret_key(secret)
+        .map_err(|_| ApiError::Misconfigured("TRANSCODER_SECRET is not a whsec_ secret".into()))?;
+    let now_s = p.clock().now_ms() / 1000;
+    webhooks::verify(request.headers(), request.body(), &key, now_s)
+        .map_err(|e| ApiError::Forbidden(format!("callback signature: {e}")))?;
+    let body: Callback = api::parse_json(request)?;
+    let now = p.clock().now_ms() as i64;
+    match body.kind.as_str() {
+        "transcode.completed" => {
+            // Jobs we send upload through `output_url`/`poster_url` to the keys of
+            // `videos::file_key`; a transcoder writing to the bucket itself names its keys.
+            let output_key = body
+                .output_key
+                .or_else(|| videos::file_key(&body.video_id, "mp4").map(|(k, _)| k));
+            let poster_key = body.poster_key.or_else(|| {
+                body.poster
+                    .unwrap_or(false)
+                    .then(|| videos::file_key(&body.video_id, "poster").map(|(k, _)| k))
+                    .flatten()
+            });
+            let duration_ms = body.duration_seconds.map(|s| (s * 1000.0).round() as i64);
+            let changed = p
+                .sql()
+                .execute(&Statement::new(
+                    "UPDATE videos SET status = 'ready', mp4_key = ?2, poster_key = ?3, \
+                     duration_ms = coalesce(?4, duration_ms), width = ?5, height = ?6, \
+                     size_bytes = ?7, updated_at = ?8 WHERE id = ?1 AND status = 'processing'",
+                    vec![
+                        SqlValue::from(body.video_id.as_str()),
+                        SqlValue::from(output_key),
+                        SqlValue::from(poster_key),
+                        SqlValue::from(duration_ms),
+                        SqlValue::from(body.width),
+                        SqlValue::from(body.height),
+                        SqlValue::from(body.size_bytes),
+                        SqlValue::Integer(now),
+                    ],
+                ))
+                .await?;
+            if changed == 1 {
+                let detail = json!({
+                    "duration_ms": duration_ms,
+                    "width": body.width,
+                    "height": body.height,
+                    "size_bytes": body.size_bytes,
+                    "video_frames": body.video_frames,
+                });
+                p.sql()
+                    .execute(&Statement::new(
+                        "INSERT INTO video_events (video_id, kind, detail, created_at) \
+                         VALUES (?1, 'transcode.finished', ?2, ?3)",
+                        vec![
+                            SqlValue::from(body.video_id.as_str()),
+                            SqlValue::from(detail.to_string()),
+                            SqlValue::Integer(now),
+                        ],
+                    ))
+                    .await?;
+                delivery::notify(
+                    p,
+                    "video.ready",
+                    json!({ "video_id": body.video_id, "mp4": detail }),
+                )
+                .await?;
+                notify_channel(p, &body.video_id).await?;
+            }
+            // A repeated callback finds the video past `processing`; starting is idempotent.
+            lifecycle::start(p, &body.video_id).await?;
+        }
+        "transcode.failed" => {
+            p.sql()
+                .batch(&[
+                    Statement::new(
+                        "UPDATE videos SET status = 'failed', updated_at = ?2 \
+                         WHERE id = ?1 AND status = 'processing'",
+                        vec![
+                            SqlValue::from(body.video_id.as_str()),
+                            SqlValue::Integer(now),
+                        ],
+                    ),
+                    Statement::new(
+                        "INSERT INTO video_events (video_id, kind, detail, created_at) \
+                         VALUES (?1, 'transcode.failed', ?2, ?3)",
+                        vec![
+                            SqlValue::from(body.video_id.as_str()),
+                            SqlValue::from(body.error.unwrap_or_default().to_string()),
+                            SqlValue::Integer(now),
+                        ],
+                    ),
+                ])
+                .await?;
+        }
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_callback",
+                format!("unknown callback type {other}"),
+            ))
+        }
+    }
+    Ok(api::json(StatusCode::OK, &json!({ "ok": true })))
+}
+
+async fn notify_channel<P: Platform>(p: &P, video_id: &str) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        channel_id: String,
+    }
+    let row: Option<Row> = crate::platform::SqlExt::query_one(
+        p.sql(),
+        &Statement::new(
+            "SELECT channel_id FROM videos WHERE id = ?1",
+            vec![SqlValue::from(video_id)],
+        ),
+    )
+    .await?;
+    if let Some(row) = row {
+        let message = json!({ "type": "video_ready", "video_id": video_id });
+        p.live()
+            .call(&row.channel_id, &RoomRequest::Notify { message })
+            .await?;
+    }
+    Ok(())
+}
