@@ -34,6 +34,10 @@ command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v curl >/dev/null || missing+=(curl)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
+# The browser tests: Debian's Chromium (driven by playwright-core; no browser download) and
+# a colour emoji font so that reactions render in the screenshots.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing+=(fonts-noto-color-emoji)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # --- 2. Wasm toolchain ----------------------------------------------------------------------
@@ -42,18 +46,25 @@ command -v unshare >/dev/null || missing+=(util-linux)
 # which the build sources.
 WASM_ENV=$CACHE/wasm-env.sh
 choice=${EDGEVIDEO_WASM_TOOLCHAIN:-auto}
-has_rustup_target() { command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; }
+# Targets: wasm32-unknown-unknown (Cloudflare) and wasm32-wasip2 (the Spin component).
+WASM_TARGETS=(wasm32-unknown-unknown wasm32-wasip2)
+has_rustup_target() {
+  command -v rustup >/dev/null || return 1
+  local installed; installed=$(rustup target list --installed 2>/dev/null)
+  for t in "${WASM_TARGETS[@]}"; do grep -qx "$t" <<<"$installed" || return 1; done
+}
 if [ "$choice" = auto ] && ! has_rustup_target && command -v rustup >/dev/null; then
-  say "rustup target add wasm32-unknown-unknown"
-  timeout 180 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || say "rustup could not add the target; using Debian's toolchain"
+  say "rustup target add ${WASM_TARGETS[*]}"
+  timeout 180 rustup target add "${WASM_TARGETS[@]}" >/dev/null 2>&1 || say "rustup could not add the targets; using Debian's toolchain"
 fi
 if [ "$choice" = auto ] && has_rustup_target; then
-  echo "# Wasm builds use the rustup toolchain's wasm32-unknown-unknown target." > "$WASM_ENV"
+  echo "# Wasm builds use the rustup toolchain's ${WASM_TARGETS[*]} targets." > "$WASM_ENV"
 else
   # Debian route: rustc-web + rust-web-src, std built with -Zbuild-std, a private sysroot so
   # that `rustc --target wasm32-unknown-unknown --print target-libdir` exists (worker-build
   # checks it), nothing under /usr/lib/rustlib changed.
-  debian_pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22)
+  # wasi-libc: the C library of the WASI targets (wasm32-wasip2, for Spin).
+  debian_pkgs=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc)
   dpkg -s "${debian_pkgs[@]}" >/dev/null 2>&1 || apt_install "${debian_pkgs[@]}"
   src=$(ls -d /usr/src/rustc-1.* | sort -V | tail -1)
   sysroot=$CACHE/debian-sysroot
@@ -61,6 +72,11 @@ else
   ln -sfn /usr/lib/rustlib/x86_64-unknown-linux-gnu "$sysroot/lib/rustlib/x86_64-unknown-linux-gnu"
   ln -sfn /usr/lib/rustlib/etc "$sysroot/lib/rustlib/etc"
   ln -sfn "$src" "$sysroot/lib/rustlib/src/rust"
+  # wasm32-wasip2 (Spin): std from source too, Debian's wasi-libc as its self-contained libc.
+  mkdir -p "$sysroot/lib/rustlib/wasm32-wasip2/lib/self-contained"
+  for f in /usr/lib/wasm32-wasi/*.a /usr/lib/wasm32-wasi/*.o; do
+    ln -sfn "$f" "$sysroot/lib/rustlib/wasm32-wasip2/lib/self-contained/"
+  done
   printf '#!/bin/sh\nexec /usr/bin/rustc --sysroot %s "$@"\n' "$sysroot" > "$CACHE/debian-bin/rustc"
   chmod +x "$CACHE/debian-bin/rustc"
   cat > "$WASM_ENV" <<ENV

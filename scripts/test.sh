@@ -27,4 +27,6 @@ step "build the worker and the transcoder"
 bash scripts/build-worker.sh
 cargo build --offline --quiet -p edgevideo-transcoder --bin transcoder
 step "end-to-end tests in wrangler dev (workerd)"
-"$CACHE/venv/bin/pytest" -q tests/e2e "$@"
+"$CACHE/venv/bin/pytest" -q tests/e2e --host cloudflare "$@"
+step "browser tests: the web pages in Chromium (playwright-core) against wrangler dev"
+node --test --test-reporter=spec tests/browser/*.test.mjs

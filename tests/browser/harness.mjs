@@ -2,7 +2,7 @@
 // with a fresh state directory, a real ffmpeg broadcaster, and Debian's Chromium driven by
 // playwright-core (no browser download).
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -27,6 +27,19 @@ export async function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Temporary directories (worker state, browser profiles) removed by `cleanup()`.
+const temporary = [];
+function tempDir(prefix) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  temporary.push(dir);
+  return dir;
+}
+
+/** Removes the temporary directories, once the worker and the browsers are stopped. */
+export function cleanup() {
+  for (const dir of temporary.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
 /** Polls `predicate` until it returns a truthy value (returned) or fails after `timeoutMs`. */
 export async function waitFor(predicate, timeoutMs = 15000, what = "condition") {
   const deadline = Date.now() + timeoutMs;
@@ -40,7 +53,7 @@ export async function waitFor(predicate, timeoutMs = 15000, what = "condition") 
 
 /** Starts the worker; returns {url, stop(), log()}. */
 export async function startWorker() {
-  const state = mkdtempSync(path.join(os.tmpdir(), "edgevideo-browser-"));
+  const state = tempDir("edgevideo-browser-");
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const env = { ...process.env };
@@ -93,7 +106,7 @@ export function pushLive(ingestUrl, seconds) {
  *  profile directory: a persistent context, because Playwright takes the profile directory
  *  as a parameter rather than as `--user-data-dir` in the arguments. */
 export async function launchChromium(chromium, viewport = { width: 1280, height: 800 }) {
-  const profile = mkdtempSync(path.join(os.tmpdir(), "edgevideo-chromium-"));
+  const profile = tempDir("edgevideo-chromium-");
   return chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,

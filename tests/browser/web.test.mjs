@@ -9,7 +9,9 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
-import { launchChromium, pushLive, screenshotPath, startWorker, waitFor } from "./harness.mjs";
+import {
+  cleanup, launchChromium, pushLive, screenshotPath, sleep, startWorker, waitFor,
+} from "./harness.mjs";
 
 // A channel name that would run script if any page parsed it as HTML.
 const HOSTILE = "<img src=x onerror=alert(1)>";
@@ -45,6 +47,8 @@ after(async () => {
   await broadcasterBrowser?.close();
   await viewerBrowser?.close();
   worker?.stop();
+  await sleep(1000);
+  cleanup();
 });
 
 test("a broadcaster signs up and creates a channel", async () => {
@@ -147,8 +151,9 @@ test("two viewers watch: the video plays, the count reaches 2, reactions reach t
       { timeout: 10000 });
     assert.equal(await first.textContent("h1"), HOSTILE);
     assert.ok(await noInjectedImages(first) && await noInjectedImages(second));
-    await first.screenshot({ path: screenshotPath("04-watch-first") });
-    await second.screenshot({ path: screenshotPath("05-watch-second") });
+    await first.evaluate(() => window.scrollTo(0, 0));
+    await first.screenshot({ path: screenshotPath("04-watch-first"), fullPage: true });
+    await second.screenshot({ path: screenshotPath("05-watch-second"), fullPage: true });
     await state.home.screenshot({ path: screenshotPath("06-home-two-viewers"), fullPage: true });
 
     await second.close();
@@ -175,6 +180,34 @@ test("the recording shows on the broadcaster page with its status and history, a
     await page.screenshot({ path: screenshotPath("07-broadcast-videos"), fullPage: true });
   });
 
+test("a developer registers a plugin, sees its secret once and its deliveries", async () => {
+  // The first admin of this fresh deployment (ADMIN_EMAILS in config/dev.env); admins hold
+  // every role, the developer role included.
+  const page = watchDialogs(await broadcasterBrowser.newPage());
+  await page.goto(`${worker.url}/login?next=/developer`);
+  await page.fill("#signup-email", "admin@edgevideo.test");
+  await page.fill("#signup-password", PASSWORD);
+  await page.click("#signup button[type=submit]");
+  await page.waitForURL(`${worker.url}/developer`);
+  await page.waitForSelector("#content:not([hidden])");
+  await page.fill("#name", `watcher-${Date.now()}`);
+  await page.selectOption("#hook", "postMetadata");
+  await page.fill("#url", "http://127.0.0.1:9/hook");
+  await page.fill("#description", HOSTILE);
+  await page.click("#register button[type=submit]");
+  const secret = await page.waitForSelector(".plugin-secret");
+  assert.match(await secret.textContent(), /^whsec_/);
+  const item = await page.waitForSelector("#plugins li[data-plugin]");
+  await item.$eval("button", (b) => b.click());
+  await page.waitForSelector("#plugins li[data-plugin] p.meta, #plugins li[data-plugin] table");
+  await page.screenshot({ path: screenshotPath("08-developer"), fullPage: true });
+  // A reload shows the plugin but never its secret again.
+  await page.reload();
+  await page.waitForSelector("#plugins li[data-plugin]");
+  assert.equal(await page.isVisible(".plugin-secret"), false);
+  assert.ok(await noInjectedImages(page));
+});
+
 test("pages work at mobile width", async () => {
   const page = watchDialogs(await viewerBrowser.newPage());
   await page.setViewportSize({ width: 375, height: 740 });
@@ -182,9 +215,9 @@ test("pages work at mobile width", async () => {
   await page.waitForSelector("#videos-status, #videos li", { state: "attached" });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   assert.equal(overflow, false, "no horizontal scrolling at 375 px");
-  await page.screenshot({ path: screenshotPath("08-home-mobile"), fullPage: true });
+  await page.screenshot({ path: screenshotPath("09-home-mobile"), fullPage: true });
   await page.goto(`${worker.url}/developer`);
   await page.waitForSelector("#status:not([hidden])");
-  await page.screenshot({ path: screenshotPath("09-developer-mobile"), fullPage: true });
+  await page.screenshot({ path: screenshotPath("10-developer-mobile"), fullPage: true });
   assert.deepEqual(dialogs, [], "no page ever ran injected script");
 });

@@ -10,3 +10,5 @@ pub const BLOBS: &str = "BLOBS";
 pub const CHANNEL_ROOM: &str = "CHANNEL_ROOM";
 /// Queue producer for background jobs (the same queue is consumed by this worker).
 pub const JOBS: &str = "JOBS";
+/// Durable Object namespace of [`crate::TranscoderContainer`] (production, optional).
+pub const TRANSCODER: &str = "TRANSCODER";

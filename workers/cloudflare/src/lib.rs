@@ -18,6 +18,7 @@ pub mod platform;
 pub mod queue;
 pub mod r2;
 pub mod rooms;
+pub mod transcoder_container;
 
 use worker::{event, Context, Env, MessageBatch, MessageExt};
 
@@ -27,6 +28,7 @@ use futures_util::future::join_all;
 use crate::platform::CloudflarePlatform;
 
 pub use channel_room::ChannelRoom;
+pub use transcoder_container::TranscoderContainer;
 
 /// Installs a panic hook that logs the panic to the Workers console. Panics are bugs (all
 /// input errors are `Result`s), but if one happens its message must reach the logs.

@@ -1,16 +1,28 @@
-//! [`Outbound`] over the runtime's `fetch`, with a timeout that aborts the request.
+//! [`Outbound`] over the runtime's `fetch`, with a timeout that aborts the request. URLs
+//! `container://transcoder/...` go to the transcoder container's Durable Object instead
+//! (production; see [`crate::transcoder_container`]).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use edgevideo_core::platform::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 use futures_util::future::{select, Either};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, ObjectNamespace, Request, RequestInit, Response,
+};
 
 /// Largest response body read, in bytes; receivers' answers are small JSON.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// The outgoing HTTP port over `fetch`.
-pub struct FetchOutbound;
+/// The scheme and host that name the transcoder container.
+pub const TRANSCODER_CONTAINER: &str = "container://transcoder";
+
+/// The outgoing HTTP port over `fetch`; `transcoder` is the container's namespace, when bound.
+pub struct FetchOutbound {
+    /// The `TRANSCODER` Durable Object namespace, if the deployment has one.
+    pub transcoder: Option<ObjectNamespace>,
+}
 
 fn network(e: impl std::fmt::Display) -> OutboundError {
     OutboundError::Network(e.to_string())
@@ -29,11 +41,31 @@ impl Outbound for FetchOutbound {
             let body = js_sys::Uint8Array::from(request.body.as_slice());
             init.with_body(Some(body.into()));
         }
-        let outgoing = Request::new_with_init(&request.url, &init).map_err(network)?;
         let controller = AbortController::default();
         let signal = controller.signal();
-        let fetch = Fetch::Request(outgoing);
-        let sending = Box::pin(fetch.send_with_signal(&signal));
+        let sending: Pin<Box<dyn Future<Output = worker::Result<Response>>>> = match request
+            .url
+            .strip_prefix(TRANSCODER_CONTAINER)
+        {
+            Some(path) => {
+                let namespace = self
+                    .transcoder
+                    .as_ref()
+                    .ok_or_else(|| network("no TRANSCODER binding for container URLs"))?;
+                let stub = namespace
+                    .id_from_name("transcoder")
+                    .and_then(|id| id.get_stub())
+                    .map_err(network)?;
+                let url = format!("https://transcoder.internal{path}");
+                let outgoing = Request::new_with_init(&url, &init).map_err(network)?;
+                Box::pin(async move { stub.fetch_with_request(outgoing).await })
+            }
+            None => {
+                let outgoing = Request::new_with_init(&request.url, &init).map_err(network)?;
+                let signal = signal.clone();
+                Box::pin(async move { Fetch::Request(outgoing).send_with_signal(&signal).await })
+            }
+        };
         let timeout = Delay::from(Duration::from_millis(request.timeout_ms));
         let mut response = match select(sending, timeout).await {
             Either::Left((result, _)) => result.map_err(network)?,

@@ -22,6 +22,7 @@ pub struct CloudflarePlatform {
     blobs: R2Blobs,
     live: DurableRooms,
     jobs: QueueJobs,
+    outbound: FetchOutbound,
 }
 
 fn missing(binding: &str, err: worker::Error) -> ApiError {
@@ -57,6 +58,10 @@ impl CloudflarePlatform {
                 env.queue(bindings::JOBS)
                     .map_err(|e| missing(bindings::JOBS, e))?,
             ),
+            // Optional: only deployments that run the transcoder as a container bind it.
+            outbound: FetchOutbound {
+                transcoder: env.durable_object(bindings::TRANSCODER).ok(),
+            },
         })
     }
 }
@@ -115,7 +120,7 @@ impl Platform for CloudflarePlatform {
         &self.jobs
     }
     fn outbound(&self) -> &FetchOutbound {
-        &FetchOutbound
+        &self.outbound
     }
     fn clock(&self) -> &dyn Clock {
         &WorkersClock

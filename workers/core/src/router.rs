@@ -41,6 +41,10 @@ pub enum Access {
 pub enum RouteName {
     /// `GET /api/health`: version and a check of every binding.
     Health,
+    /// `GET /api/version`: the version alone, touching no binding (the benchmarks' baseline).
+    Version,
+    /// `GET /api/_diag/routes`: this route table, for the authorization matrix test.
+    DiagRoutes,
     /// `POST /api/auth/signup`.
     Signup,
     /// `POST /api/auth/login`.
@@ -178,6 +182,13 @@ pub const ROUTES: &[RouteSpec] = &[
         Method::GET,
         "/api/health",
         Access::Public,
+    ),
+    route(RouteName::Version, Method::GET, "/api/version", Access::Public),
+    route(
+        RouteName::DiagRoutes,
+        Method::GET,
+        "/api/_diag/routes",
+        Access::Diagnostics,
     ),
     route(
         RouteName::Signup,
@@ -565,6 +576,11 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
     };
     match matched.spec.name {
         RouteName::Health => Ok(routes::health::get(platform).await),
+        RouteName::Version => Ok(api::json(
+            http::StatusCode::OK,
+            &serde_json::json!({ "version": crate::VERSION }),
+        )),
+        RouteName::DiagRoutes => Ok(api::json(http::StatusCode::OK, &route_table())),
         RouteName::Signup => routes::auth::signup(platform, &request).await,
         RouteName::Login => routes::auth::login(platform, &request).await,
         RouteName::Logout => Ok(routes::auth::logout()),
@@ -654,6 +670,32 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::DiagStored => routes::diag::stored(platform, &params[0]).await,
         RouteName::DiagVideo => routes::diag::video(platform, &params[0]).await,
     }
+}
+
+/// The route table as JSON: `[{name, method, path, access}]`, with `access` one of
+/// `public`, `authenticated`, `role:{role}`, `url_token`, `task_token`,
+/// `transcoder_signature`, `diagnostics`.
+pub fn route_table() -> serde_json::Value {
+    ROUTES
+        .iter()
+        .map(|r| {
+            let access = match r.access {
+                Access::Public => "public".to_owned(),
+                Access::Authenticated => "authenticated".to_owned(),
+                Access::Role(role) => format!("role:{}", role.as_str()),
+                Access::UrlToken => "url_token".to_owned(),
+                Access::TaskToken => "task_token".to_owned(),
+                Access::TranscoderSignature => "transcoder_signature".to_owned(),
+                Access::Diagnostics => "diagnostics".to_owned(),
+            };
+            serde_json::json!({
+                "name": format!("{:?}", r.name),
+                "method": r.method.as_str(),
+                "path": r.path,
+                "access": access,
+            })
+        })
+        .collect()
 }
 
 /// Applies a route's access rule: returns the caller for routes that need one.
