@@ -3,9 +3,11 @@ real transcoder stitches them and calls back, plugins registered as local receiv
 every delivery with the official `standardwebhooks` library and answer their tasks, and the
 video is published with merged metadata (or rejected)."""
 
+import json
 import sys
 import time
 
+import jsonschema
 import pytest
 
 from conftest import ROOT, bearer, new_email, signup, start_worker, wait_until
@@ -108,8 +110,13 @@ def test_full_lifecycle_publishes_with_merged_metadata(api, register):
     assert video["metadata"]["plugin-transcript"]["words"] == 3
     assert video["width"] == 320 and video["height"] == 180
 
-    # Every delivery verified with the reference library; the hooks ran in order.
+    # Every delivery verified with the reference library and matches the published schema;
+    # the hooks ran in order.
     assert validator.rejected_signatures == 0 and transcript.rejected_signatures == 0
+    schema = json.loads((ROOT / "schema" / "webhook-event.schema.json").read_text())
+    for receiver in (validator, transcript, watcher, lifecycle_watcher):
+        for _, event in receiver.verified:
+            jsonschema.validate(event, schema)
     pre = validator.events("plugin.preValidate")[0]["data"]
     post = transcript.events("plugin.postMetadata")[0]["data"]
     assert pre["pluginData"] == {}

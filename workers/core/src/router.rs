@@ -183,7 +183,12 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/health",
         Access::Public,
     ),
-    route(RouteName::Version, Method::GET, "/api/version", Access::Public),
+    route(
+        RouteName::Version,
+        Method::GET,
+        "/api/version",
+        Access::Public,
+    ),
     route(
         RouteName::DiagRoutes,
         Method::GET,
