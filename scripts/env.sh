@@ -10,3 +10,6 @@ export ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
 export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false DO_NOT_TRACK=1
 export WRANGLER_HIDE_BANNER=true CLOUDFLARE_CF_FETCH_ENABLED=false
 export CI=${CI:-true}
+# The Spin test host (wasmtime) is a large native build: keep its artifacts in the cache so
+# fresh clones on the same machine do not rebuild it.
+export SPIN_HOST_TARGET_DIR=${SPIN_HOST_TARGET_DIR:-$CACHE/spin-host-target}

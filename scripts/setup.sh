@@ -122,4 +122,6 @@ ln -sfn "$venv" "$CACHE/venv"
 
 # --- 6. crates, so that everything after this runs without a network -------------------------
 (cd "$ROOT" && cargo fetch --quiet)
+# The Spin test host is its own workspace (native, kept out of the Wasm size profile).
+(cd "$ROOT/tests/spin-host" && cargo fetch --quiet --locked)
 say "ready"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up (if needed) and runs every test: formatting and lints, the Rust unit and
-# integration tests, the worker build, and the end-to-end tests in the real Workers runtime.
+# integration tests, the worker build, and the end-to-end tests in the real Workers runtime,
+# then the Spin component build and the same end-to-end tests in the Spin test host.
 # The build and the tests run in a network namespace with only loopback when the machine
 # allows it, which proves that nothing is downloaded at build or run time.
 set -euo pipefail
@@ -26,7 +27,13 @@ cargo test --offline --workspace --quiet
 step "build the worker and the transcoder"
 bash scripts/build-worker.sh
 cargo build --offline --quiet -p edgevideo-transcoder --bin transcoder
+step "build the Spin component and the Spin test host"
+make --no-print-directory spin-component spin-host
+step "Spin test host: cargo fmt --check, cargo clippy"
+make --no-print-directory spin-check
 step "end-to-end tests in wrangler dev (workerd)"
 "$CACHE/venv/bin/pytest" -q tests/e2e --host cloudflare "$@"
 step "browser tests: the web pages in Chromium (playwright-core) against wrangler dev"
 node --test --test-reporter=spec tests/browser/*.test.mjs
+step "the same end-to-end tests on the Spin component (Spin test host: wasmtime, not Spin)"
+"$CACHE/venv/bin/pytest" -q tests/e2e --host spin "$@"

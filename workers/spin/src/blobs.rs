@@ -1,0 +1,218 @@
+//! [`Blobs`] in the Spin key-value store, for small deployments.
+//!
+//! An object is a metadata entry `blob:meta:{key}` (JSON: size, content type, ETag, chunk
+//! count and size, version) and its bytes in chunks `blob:data:{version}:{index}` of at most
+//! [`CHUNK_SIZE`] bytes, since hosted key-value stores limit value sizes. A put writes the new
+//! chunks under a fresh version first and the metadata last, so readers see the old object or
+//! the new one, never a mix; the old chunks are deleted afterwards. Range reads fetch only the
+//! chunks they need. Listing scans the store's keys (`get-keys`), which suits small stores;
+//! large deployments need an S3/R2 adapter over outbound HTTP with SigV4 (not built yet).
+
+use std::rc::Rc;
+
+use edgevideo_core::memory::slice_range;
+use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange};
+use edgevideo_core::StoreError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spin_sdk::key_value::Store;
+
+use crate::kv::kv_error;
+use crate::platform::random_hex;
+
+/// Largest chunk stored in one key-value entry, in bytes.
+pub const CHUNK_SIZE: usize = 512 * 1024;
+
+const META_PREFIX: &str = "blob:meta:";
+
+/// The stored description of one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    size: u64,
+    content_type: String,
+    etag: String,
+    chunks: u64,
+    chunk_size: u64,
+    version: String,
+}
+
+/// The blob port over a Spin key-value store.
+pub struct KvBlobs {
+    store: Rc<Store>,
+}
+
+impl KvBlobs {
+    /// The port over an opened store.
+    pub fn new(store: Rc<Store>) -> Self {
+        KvBlobs { store }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<Meta>, StoreError> {
+        let Some(raw) = self
+            .store
+            .get(&format!("{META_PREFIX}{key}"))
+            .map_err(kv_error)?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| StoreError::backend("spin_key_value", format!("blob metadata: {e}")))
+    }
+
+    fn delete_chunks(&self, meta: &Meta) -> Result<(), StoreError> {
+        for index in 0..meta.chunks {
+            self.store
+                .delete(&chunk_key(&meta.version, index))
+                .map_err(kv_error)?;
+        }
+        Ok(())
+    }
+}
+
+fn chunk_key(version: &str, index: u64) -> String {
+    format!("blob:data:{version}:{index}")
+}
+
+fn public_meta(meta: &Meta) -> BlobMeta {
+    BlobMeta {
+        size: meta.size,
+        content_type: Some(meta.content_type.clone()),
+        etag: meta.etag.clone(),
+    }
+}
+
+/// The byte span `start..end` of an object of `size` bytes that `range` selects.
+fn span(size: u64, range: Option<ByteRange>) -> (u64, u64) {
+    match range {
+        None => (0, size),
+        Some(ByteRange::From { offset, length }) => {
+            let start = offset.min(size);
+            (
+                start,
+                length.map_or(size, |l| start.saturating_add(l).min(size)),
+            )
+        }
+        Some(ByteRange::Suffix(n)) => (size.saturating_sub(n), size),
+    }
+}
+
+impl Blobs for KvBlobs {
+    async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
+        let previous = self.meta(key)?;
+        let version = random_hex(8);
+        let mut chunks = 0u64;
+        for chunk in bytes.chunks(CHUNK_SIZE) {
+            self.store
+                .set(&chunk_key(&version, chunks), chunk)
+                .map_err(kv_error)?;
+            chunks += 1;
+        }
+        let digest = Sha256::digest(&bytes);
+        let etag: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let meta = Meta {
+            size: bytes.len() as u64,
+            content_type: content_type.to_owned(),
+            etag: format!("\"{etag}\""),
+            chunks,
+            chunk_size: CHUNK_SIZE as u64,
+            version,
+        };
+        let encoded = serde_json::to_vec(&meta)
+            .map_err(|e| StoreError::backend("spin_key_value", format!("blob metadata: {e}")))?;
+        self.store
+            .set(&format!("{META_PREFIX}{key}"), &encoded)
+            .map_err(kv_error)?;
+        if let Some(previous) = previous {
+            self.delete_chunks(&previous)?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<Option<Blob>, StoreError> {
+        let Some(meta) = self.meta(key)? else {
+            return Ok(None);
+        };
+        let (start, end) = span(meta.size, range);
+        let chunk_size = meta.chunk_size.max(1);
+        let mut bytes = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+        if start < end {
+            let first = start / chunk_size;
+            let last = (end - 1) / chunk_size;
+            let mut joined = Vec::new();
+            for index in first..=last {
+                let chunk = self
+                    .store
+                    .get(&chunk_key(&meta.version, index))
+                    .map_err(kv_error)?
+                    .ok_or_else(|| {
+                        StoreError::backend(
+                            "spin_key_value",
+                            format!(
+                                "blob {key}: chunk {index} is missing (overwritten meanwhile?)"
+                            ),
+                        )
+                    })?;
+                joined.extend_from_slice(&chunk);
+            }
+            let offset = first * chunk_size;
+            bytes.extend_from_slice(slice_range(
+                &joined,
+                Some(ByteRange::From {
+                    offset: start - offset,
+                    length: Some(end - start),
+                }),
+            ));
+        }
+        Ok(Some(Blob {
+            meta: public_meta(&meta),
+            bytes,
+        }))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, StoreError> {
+        Ok(self.meta(key)?.as_ref().map(public_meta))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let Some(meta) = self.meta(key)? else {
+            return Ok(());
+        };
+        self.store
+            .delete(&format!("{META_PREFIX}{key}"))
+            .map_err(kv_error)?;
+        self.delete_chunks(&meta)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let wanted = format!("{META_PREFIX}{prefix}");
+        let mut keys: Vec<String> = self
+            .store
+            .get_keys()
+            .map_err(kv_error)?
+            .into_iter()
+            .filter_map(|k| {
+                k.starts_with(&wanted)
+                    .then(|| k[META_PREFIX.len()..].to_owned())
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_clamp_like_the_memory_adapter() {
+        assert_eq!(span(3000, None), (0, 3000));
+        let from = |offset, length| Some(ByteRange::From { offset, length });
+        assert_eq!(span(3000, from(100, Some(10))), (100, 110));
+        assert_eq!(span(3000, from(2990, None)), (2990, 3000));
+        assert_eq!(span(3000, from(5000, Some(10))), (3000, 3000));
+        assert_eq!(span(3000, Some(ByteRange::Suffix(5))), (2995, 3000));
+        assert_eq!(span(3, Some(ByteRange::Suffix(5))), (0, 3));
+    }
+}

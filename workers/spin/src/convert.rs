@@ -1,0 +1,124 @@
+//! Conversion between Spin's `wasi:http` types and the core's `http` types.
+
+use edgevideo_core::api::{Request, Response, RoomUpgrade};
+use edgevideo_core::ApiError;
+use futures::StreamExt as _;
+use spin_sdk::http::{
+    Headers, IncomingRequest, Method, OutgoingResponse, ResponseOutparam, Scheme,
+};
+
+/// Largest request body read into memory, in bytes: Workers' own limit (100 MB); the routes
+/// apply their smaller limits after reading.
+pub const MAX_BODY: usize = 100 * 1024 * 1024;
+
+fn method(method: Method) -> Result<http::Method, ApiError> {
+    Ok(match method {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Patch => http::Method::PATCH,
+        Method::Options => http::Method::OPTIONS,
+        Method::Connect => http::Method::CONNECT,
+        Method::Trace => http::Method::TRACE,
+        Method::Other(other) => http::Method::from_bytes(other.as_bytes())
+            .map_err(|e| ApiError::bad_request("invalid_method", e.to_string()))?,
+    })
+}
+
+/// Reads a Spin request, body included, into the core's request type.
+///
+/// # Errors
+/// 400 when the method, path or a header cannot be represented or the body cannot be read;
+/// 413 when the body is larger than [`MAX_BODY`].
+pub async fn to_core_request(request: IncomingRequest) -> Result<Request, ApiError> {
+    let path = request.path_with_query().unwrap_or_else(|| "/".to_owned());
+    // An absolute URI when the host gives the scheme and authority (the `Host` header is
+    // not passed to components), so that the core can build absolute URLs.
+    let uri = match (request.scheme(), request.authority()) {
+        (Some(scheme), Some(authority)) if path.starts_with('/') => {
+            let scheme = match &scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+                Scheme::Other(other) => other.as_str(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        _ => path,
+    };
+    let mut builder = http::Request::builder()
+        .method(method(request.method())?)
+        .uri(uri);
+    for (name, value) in request.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let mut body = Vec::new();
+    // The body is consumed exactly once, here (the SDK's stream expects that).
+    let mut stream = std::pin::pin!(request.into_body_stream());
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("{e:?}")))?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "request body is larger than {MAX_BODY} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    builder
+        .body(body)
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))
+}
+
+/// Turns the core's response into Spin's, with its body.
+fn outgoing(response: Response) -> Result<(OutgoingResponse, Vec<u8>), String> {
+    let (parts, body) = response.into_parts();
+    let headers: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let fields = Headers::from_list(&headers).map_err(|e| format!("headers: {e:?}"))?;
+    let outgoing = OutgoingResponse::new(fields);
+    outgoing
+        .set_status_code(parts.status.as_u16())
+        .map_err(|()| format!("status {} refused", parts.status))?;
+    Ok((outgoing, body))
+}
+
+/// Sends the core's response through Spin's response out-parameter; a response the host
+/// refuses (a forbidden header, say) is replaced by a JSON 500 saying why.
+///
+/// # Errors
+/// The host's message when even that cannot be sent.
+pub async fn send(out: ResponseOutparam, response: Response) -> Result<(), String> {
+    let (outgoing, body) = match outgoing(response) {
+        Ok(pair) => pair,
+        Err(err) => {
+            let fallback = ApiError::Internal(format!("the response was refused: {err}"));
+            outgoing(edgevideo_core::api::error(&fallback))?
+        }
+    };
+    out.set_with_body(outgoing, body)
+        .await
+        .map_err(|e| format!("body: {e:?}"))
+}
+
+/// Spin has no WebSockets: a response the core marked as a room upgrade
+/// ([`RoomUpgrade`]) becomes a 501 that points clients to polling.
+pub fn without_room_upgrade(response: Response) -> Response {
+    match response.extensions().get::<RoomUpgrade>() {
+        Some(upgrade) => edgevideo_core::api::json(
+            http::StatusCode::NOT_IMPLEMENTED,
+            &serde_json::json!({ "error": {
+                "code": "websockets_unsupported",
+                "message": format!(
+                    "WebSockets are not available on Spin; poll the status instead (room {})",
+                    upgrade.room
+                ),
+            }}),
+        ),
+        None => response,
+    }
+}
