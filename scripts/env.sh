@@ -13,3 +13,5 @@ export CI=${CI:-true}
 # The Spin test host (wasmtime) is a large native build: keep its artifacts in the cache so
 # fresh clones on the same machine do not rebuild it.
 export SPIN_HOST_TARGET_DIR=${SPIN_HOST_TARGET_DIR:-$CACHE/spin-host-target}
+# The fuzz targets' instrumented build (the transcoder's whole dependency tree) is cached too.
+export FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$CACHE/fuzz-target}

@@ -37,6 +37,14 @@ echo "[fuzz] building ${targets[*]}"
 for target in "${targets[@]}"; do
   cargo fuzz build --sanitizer "$SANITIZER" "$target"
 done
+# Transport stream seeds are made by ffmpeg (H.264 with B-frames + AAC, like a broadcast)
+# rather than kept in the repository.
+if command -v ffmpeg >/dev/null && [ ! -s corpus/ts_demux/seed-ffmpeg.ts ]; then
+  mkdir -p corpus/ts_demux corpus/ts_packets
+  ffmpeg -v error -y -f lavfi -i testsrc2=size=160x90:rate=30 -f lavfi -i sine=sample_rate=48000 \
+    -t 1 -c:v libx264 -preset ultrafast -bf 2 -g 15 -c:a aac -f mpegts corpus/ts_demux/seed-ffmpeg.ts
+  cp corpus/ts_demux/seed-ffmpeg.ts corpus/ts_packets/seed-ffmpeg.ts
+fi
 for target in "${targets[@]}"; do
   corpus="corpus/$target"
   mkdir -p "$corpus" "artifacts/$target"

@@ -124,4 +124,7 @@ ln -sfn "$venv" "$CACHE/venv"
 (cd "$ROOT" && cargo fetch --quiet)
 # The Spin test host is its own workspace (native, kept out of the Wasm size profile).
 (cd "$ROOT/tests/spin-host" && cargo fetch --quiet --locked)
+# Fuzzing only when asked for (EDGEVIDEO_FUZZ=1, or `make fuzz`): cargo-fuzz pinned into
+# $CACHE/tools (about 1.5 minutes once) and the fuzz workspace's crates.
+if [ "${EDGEVIDEO_FUZZ:-}" = 1 ]; then bash "$ROOT/scripts/fuzz.sh" --install-only; fi
 say "ready"

@@ -24,6 +24,14 @@ step "cargo clippy (native, all targets)"
 cargo clippy --offline --workspace --all-targets --quiet -- -D warnings
 step "cargo test"
 cargo test --offline --workspace --quiet
+# A short fuzz smoke run, only where cargo-fuzz is installed (`make fuzz` or EDGEVIDEO_FUZZ=1
+# once); the longer runs are `make fuzz FUZZ_SECONDS=600` (see fuzz/README.md).
+if [ -x "$CACHE/tools/bin/cargo-fuzz" ]; then
+  step "fuzz smoke run (${FUZZ_SECONDS:-20} s per target)"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} bash scripts/fuzz.sh
+else
+  step "fuzz smoke run skipped: cargo-fuzz is not installed (EDGEVIDEO_FUZZ=1 make setup)"
+fi
 step "build the worker and the transcoder"
 bash scripts/build-worker.sh
 cargo build --offline --quiet -p edgevideo-transcoder --bin transcoder

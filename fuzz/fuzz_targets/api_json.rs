@@ -26,14 +26,30 @@ const ROUTES: &[(Method, &str, bool)] = &[
     (Method::POST, "/api/auth/signup", false),
     (Method::POST, "/api/auth/login", false),
     (Method::PUT, "/api/_diag/kv/fuzz", false),
-    (Method::POST, "/api/plugins/tasks/tsk_0123456789abcdef/success", false),
-    (Method::POST, "/api/plugins/tasks/tsk_0123456789abcdef/failure", false),
+    (
+        Method::POST,
+        "/api/plugins/tasks/tsk_0123456789abcdef/success",
+        false,
+    ),
+    (
+        Method::POST,
+        "/api/plugins/tasks/tsk_0123456789abcdef/failure",
+        false,
+    ),
     (Method::POST, "/api/transcoder/callback", false),
     (Method::POST, "/api/channels", true),
     (Method::POST, "/api/plugins", true),
     (Method::PUT, "/api/users/usr_0123456789abcdef/role", true),
-    (Method::POST, "/api/channels/ch_0123456789abcdef/playback", false),
-    (Method::POST, "/api/videos/vid_0123456789abcdef/playback", true),
+    (
+        Method::POST,
+        "/api/channels/ch_0123456789abcdef/playback",
+        false,
+    ),
+    (
+        Method::POST,
+        "/api/videos/vid_0123456789abcdef/playback",
+        true,
+    ),
     (Method::DELETE, "/api/videos/vid_0123456789abcdef", true),
 ];
 
@@ -78,7 +94,8 @@ fuzz_target!(|data: &[u8]| {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     if *path == "/api/transcoder/callback" {
-        for (name, value) in webhooks::headers(&[TRANSCODER_KEY.to_vec()], "msg_fuzz", NOW_S, body) {
+        for (name, value) in webhooks::headers(&[TRANSCODER_KEY.to_vec()], "msg_fuzz", NOW_S, body)
+        {
             request = request.header(name, value);
         }
     }

@@ -9,7 +9,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(playlist) = hls::parse_pushed(data) {
         for entry in &playlist.entries {
-            assert!(hls::is_segment_name(&entry.file), "accepted {:?}", entry.file);
+            assert!(
+                hls::is_segment_name(&entry.file),
+                "accepted {:?}",
+                entry.file
+            );
         }
     }
 });

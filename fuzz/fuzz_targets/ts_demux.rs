@@ -24,10 +24,17 @@ impl SampleSink for Checks {
         self.last_video_dts = Some(s.dts);
         let mut size = 0u64;
         for &(start, end) in s.nals {
-            assert!(start <= end && end <= s.data.len(), "NAL range out of bounds");
+            assert!(
+                start <= end && end <= s.data.len(),
+                "NAL range out of bounds"
+            );
             size += 4 + (end - start) as u64;
         }
-        assert_eq!(u64::from(s.size), size, "sample size disagrees with its NAL units");
+        assert_eq!(
+            u64::from(s.size),
+            size,
+            "sample size disagrees with its NAL units"
+        );
         Ok(())
     }
 

@@ -27,7 +27,7 @@ class Receiver:
     """A plugin endpoint. `statuses` is the script of HTTP answers (then 200); `on_task`
     is called in a thread with each task delivered after a 2xx answer."""
 
-    def __init__(self, statuses=None, on_task=None, delay_s: float = 0.0):
+    def __init__(self, statuses=None, on_task=None, delay_s: float = 0.0, port: int = 0):
         self.statuses = list(statuses or [])
         self.on_task = on_task
         self.delay_s = delay_s
@@ -50,7 +50,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -21,4 +21,23 @@ impl Jobs for QueueJobs {
             .await
             .map_err(|e| StoreError::backend("queue", e))
     }
+
+    async fn enqueue_many(&self, jobs: &[(Job, u32)]) -> Result<(), StoreError> {
+        // Queues takes at most 100 messages per batch.
+        for chunk in jobs.chunks(100) {
+            let messages: Vec<_> = chunk
+                .iter()
+                .map(|(job, delay_s)| {
+                    MessageBuilder::new(job.clone())
+                        .delay_seconds((*delay_s).min(MAX_DELAY_S))
+                        .build()
+                })
+                .collect();
+            self.0
+                .send_batch(messages)
+                .await
+                .map_err(|e| StoreError::backend("queue", e))?;
+        }
+        Ok(())
+    }
 }

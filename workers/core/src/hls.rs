@@ -109,10 +109,16 @@ pub fn parse_pushed(bytes: &[u8]) -> Result<PushedPlaylist, MediaError> {
                     segment.uri
                 )));
             }
+            // MEDIA-SEQUENCE is the pusher's u64: near its maximum the entries' numbers
+            // would overflow (a panic in debug builds, a silent wrap in release ones).
+            let sequence = playlist
+                .media_sequence
+                .checked_add(i as u64)
+                .ok_or_else(|| MediaError::BadPlaylist("media sequence out of range".into()))?;
             Ok(PushedEntry {
                 file: file.to_owned(),
                 duration_ms: (f64::from(segment.duration) * 1000.0).round() as u64,
-                sequence: playlist.media_sequence + i as u64,
+                sequence,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -247,6 +253,25 @@ mod tests {
         assert!(parse_pushed(evil.as_bytes()).is_err());
         assert!(is_segment_name("index12.ts"));
         assert!(!is_segment_name(".ts") && !is_segment_name("a.b.ts") && !is_segment_name("a.mp4"));
+    }
+
+    #[test]
+    fn refuses_a_media_sequence_that_would_overflow() {
+        // Found with the fuzz target `pushed_playlist`: this panicked with "attempt to add
+        // with overflow" (and wrapped to sequence 0 in release builds).
+        let last = format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{}\n#EXTINF:2,\na.ts\n#EXTINF:2,\nb.ts\n",
+            u64::MAX
+        );
+        assert!(matches!(
+            parse_pushed(last.as_bytes()),
+            Err(MediaError::BadPlaylist(m)) if m.contains("media sequence")
+        ));
+        let fits = last.replace("b.ts\n", "");
+        assert_eq!(
+            parse_pushed(fits.as_bytes()).unwrap().entries[0].sequence,
+            u64::MAX
+        );
     }
 
     fn listed(seq: u64, ms: u64) -> ListedSegment {

@@ -310,15 +310,18 @@ async fn run_hook<P: Platform>(
         return Ok(());
     }
     let delay = u32::try_from(deadline_s(p, hook) + 1).unwrap_or(u32::MAX);
-    for job in jobs {
-        let delay_s = if matches!(job, Job::TaskDeadline { .. }) {
-            delay
-        } else {
-            0
-        };
-        p.jobs().enqueue_after(&job, delay_s).await?;
-    }
-    Ok(())
+    let jobs: Vec<(Job, u32)> = jobs
+        .into_iter()
+        .map(|job| {
+            let delay_s = if matches!(job, Job::TaskDeadline { .. }) {
+                delay
+            } else {
+                0
+            };
+            (job, delay_s)
+        })
+        .collect();
+    p.jobs().enqueue_many(&jobs).await
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {

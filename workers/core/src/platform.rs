@@ -283,6 +283,19 @@ pub trait Jobs {
     /// # Errors
     /// `Backend` when the queue refuses the message.
     async fn enqueue_after(&self, job: &Job, delay_s: u32) -> Result<(), StoreError>;
+
+    /// Enqueues several jobs, each with its delay in seconds. Hosts with a batch API send
+    /// them in one call (a hook's whole fan-out lands in one consumer batch); the default
+    /// sends them one by one.
+    ///
+    /// # Errors
+    /// As [`Jobs::enqueue_after`]; jobs before the failing one may have been enqueued.
+    async fn enqueue_many(&self, jobs: &[(Job, u32)]) -> Result<(), StoreError> {
+        for (job, delay_s) in jobs {
+            self.enqueue_after(job, *delay_s).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Helpers over [`Jobs`] for every implementation.
