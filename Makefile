@@ -1,9 +1,13 @@
 # edgevideo: the two commands of the README, and the steps behind them.
-.PHONY: run test test-browser setup build check deploy-dry-run clean build-spin run-spin spin-component spin-host spin-check fuzz
+.PHONY: run test bench test-browser setup build check deploy-dry-run clean build-spin run-spin spin-component spin-host spin-check fuzz
 
 ## Set up (if needed), build, apply the D1 migrations locally and start on 127.0.0.1.
 run: build
 	bash scripts/dev.sh
+
+## Every benchmark, one table (see README "Performance").
+bench:
+	bash bench/run.sh
 
 ## Set up (if needed) and run all tests.
 test:

@@ -179,7 +179,10 @@ def bench_ingest(tmp, _seconds):
         def poll():
             poller = requests.Session()
             while not stop.is_set():
-                text = poller.get(live, timeout=5).text
+                try:
+                    text = poller.get(live, timeout=5).text
+                except requests.RequestException:
+                    return  # the worker is stopping
                 now = time.perf_counter()
                 for name in re.findall(r"(seg\d+\.ts)", text):
                     seen.setdefault(name, now)

@@ -36,14 +36,32 @@ pub async fn broadcast_started<P: Platform>(
             counters::bump(counters::BROADCASTS, 1),
         ])
         .await?;
+    update_lobby(
+        p,
+        channel,
+        &started.broadcast_id,
+        started.started_at_ms,
+        true,
+    )
+    .await
+}
+
+/// Tells the lobby that a channel's broadcast went live or ended.
+async fn update_lobby<P: Platform>(
+    p: &P,
+    channel: crate::channels::Channel,
+    broadcast_id: &str,
+    started_at_ms: u64,
+    live: bool,
+) -> Result<(), StoreError> {
     let entry = LobbyEntry {
         channel_id: channel.id,
         name: channel.name,
-        broadcast_id: started.broadcast_id.clone(),
-        started_at_ms: started.started_at_ms,
+        broadcast_id: broadcast_id.to_owned(),
+        started_at_ms,
     };
     p.live()
-        .call(LOBBY, &RoomRequest::LobbyUpdate { entry, live: true })
+        .call(LOBBY, &RoomRequest::LobbyUpdate { entry, live })
         .await?;
     Ok(())
 }
@@ -169,16 +187,7 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
             })
             .await?;
     }
-    let entry = LobbyEntry {
-        channel_id: channel.id,
-        name: channel.name,
-        broadcast_id: ended.broadcast_id.clone(),
-        started_at_ms: ended.started_at_ms,
-    };
-    p.live()
-        .call(LOBBY, &RoomRequest::LobbyUpdate { entry, live: false })
-        .await?;
-    Ok(())
+    update_lobby(p, channel, &ended.broadcast_id, ended.started_at_ms, false).await
 }
 
 /// Records an ended broadcast and confirms it to its room (the worker's path; the room's own
