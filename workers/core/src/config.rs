@@ -268,9 +268,30 @@ impl Config {
             transcoder_url: lookup(names::TRANSCODER_URL)
                 .map(|u| u.trim().trim_end_matches('/').to_owned())
                 .filter(|u| !u.is_empty()),
-            transcoder_secret: lookup(names::TRANSCODER_SECRET).filter(|s| !s.is_empty()),
+            transcoder_secret: transcoder_secret(lookup(names::TRANSCODER_SECRET), environment)?,
         })
     }
+}
+
+/// Checks `TRANSCODER_SECRET`: a `whsec_` secret, and in production not the development
+/// default (whose key starts with the development prefix).
+fn transcoder_secret(
+    raw: Option<String>,
+    environment: Environment,
+) -> Result<Option<String>, ConfigError> {
+    let Some(secret) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: names::TRANSCODER_SECRET,
+        reason: reason.to_owned(),
+    };
+    let key =
+        crate::webhooks::secret_key(&secret).map_err(|_| invalid("expected whsec_<base64>"))?;
+    if environment == Environment::Production && key.starts_with(DEV_SECRET_PREFIX.as_bytes()) {
+        return Err(invalid("production refuses the development default"));
+    }
+    Ok(Some(secret))
 }
 
 /// Parses `PLUGIN_DEADLINES_SECONDS`: four comma-separated whole seconds in hook order;
@@ -389,6 +410,24 @@ mod tests {
             ]));
             assert!(result.is_err(), "{bad} must be refused in production");
         }
+    }
+
+    #[test]
+    fn transcoder_secret_is_checked() {
+        let dev_key = "whsec_ZGV2LW9ubHktdHJhbnNjb2Rlci1zZWNyZXQtMDEyMzQ1Njc4OQ==";
+        let with = |env: &'static str, secret: &'static str| {
+            Config::from_lookup(lookup(&[
+                ("ENVIRONMENT", env),
+                ("SESSION_SECRET", STRONG),
+                ("URL_SIGNING_SECRET", STRONG),
+                ("PASSWORD_ITERATIONS", "100000"),
+                ("TRANSCODER_SECRET", secret),
+            ]))
+        };
+        assert!(with("development", dev_key).is_ok());
+        assert!(with("production", dev_key).is_err());
+        assert!(with("production", "not-a-whsec").is_err());
+        assert!(with("production", "whsec_c3Ryb25nLXByb2R1Y3Rpb24ta2V5LTEyMzQ=").is_ok());
     }
 
     #[test]
