@@ -87,7 +87,13 @@ def serve(plugin: Plugin, port: int, host: str = "127.0.0.1") -> ThreadingHTTPSe
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    class Server(ThreadingHTTPServer):
+        # A hook's deliveries can arrive together: a listen backlog of 5 (the default) would
+        # drop connection attempts and make the platform retry them.
+        request_queue_size = 128
+        daemon_threads = True
+
+    server = Server((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 

@@ -144,10 +144,16 @@ class WranglerWorker(ProcessWorker):
     """The worker in the real Workers runtime: `wrangler dev` (workerd)."""
 
     name = "wrangler dev"
+    # Another wrangler configuration than the repository's (the benchmarks vary the queue's).
+    config: pathlib.Path | None = None
+
+    def config_args(self) -> list[str]:
+        return ["--config", str(self.config)] if self.config else []
 
     def prepare(self, env: dict[str, str]) -> None:
         subprocess.run(
-            [str(WRANGLER), "d1", "migrations", "apply", "DB", "--local", "--persist-to", str(self.state_dir)],
+            [str(WRANGLER), "d1", "migrations", "apply", "DB", "--local", "--persist-to", str(self.state_dir),
+             *self.config_args()],
             cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
         )
 
@@ -157,6 +163,7 @@ class WranglerWorker(ProcessWorker):
             "--inspector-ip", "127.0.0.1", "--inspector-port", str(free_port()),
             "--show-interactive-dev-session=false", "--persist-to", str(self.state_dir),
             "--env-file", str(ROOT / "config" / "dev.env"), "--log-level", "info",
+            *self.config_args(),
         ]
         if self.extra_vars:
             # A later --env-file overrides an earlier one (wrangler's --var does not override

@@ -6,6 +6,7 @@ video is published with merged metadata (or rejected)."""
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
 import pytest
@@ -198,6 +199,28 @@ def test_task_answers_are_checked(api, register):
     assert answer_task(task, {"valid": True}) == 409, "a second answer changes nothing"
     assert answer_task(task, error="late failure") == 409
     wait_until(lambda: video_status(api, video_id) == "published", timeout_s=30)
+
+
+def test_racing_answers_record_one_result(api, register):
+    """Eight answers to one task at once: one is recorded (status, event, merged result),
+    the others get 409 and change nothing."""
+    tasks = []
+    holder = Receiver(on_task=lambda task, _: tasks.append(task))
+    register("racer", "preValidate", holder)
+    video_id = broadcast_video(api)
+    task = wait_until(lambda: tasks and tasks[0], timeout_s=60)
+    results = [{"valid": True, "title": f"race {i}", "tags": [f"race{i}"]} for i in range(8)]
+    with ThreadPoolExecutor(len(results)) as pool:
+        statuses = list(pool.map(lambda result: answer_task(task, result), results))
+    assert sorted(statuses) == [200] + [409] * 7, statuses
+    wait_until(lambda: video_status(api, video_id) == "published", timeout_s=30)
+    video = stored_video(api, video_id)
+    winner = results[statuses.index(200)]
+    assert video["title"] == winner["title"]
+    assert [t for t in video["tags"] if t.startswith("race")] == winner["tags"]
+    assert video["metadata"]["plugin-racer"] == winner
+    recorded = [e for e in video["events"] if e["kind"] == "plugin.succeeded"]
+    assert len(recorded) == 1, recorded
 
 
 def test_registration_validates_input(api, developer):

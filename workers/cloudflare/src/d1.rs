@@ -31,6 +31,20 @@ fn store_error(err: worker::Error) -> StoreError {
     }
 }
 
+/// D1's JSON rows as the port's rows.
+fn rows(values: Vec<serde_json::Value>) -> Result<Vec<Row>, StoreError> {
+    values
+        .into_iter()
+        .map(|row| match row {
+            serde_json::Value::Object(map) => Ok(map),
+            other => Err(StoreError::backend(
+                "d1",
+                format!("row is not an object: {other}"),
+            )),
+        })
+        .collect()
+}
+
 impl D1Sql {
     fn prepare(&self, statement: &Statement) -> Result<D1PreparedStatement, StoreError> {
         let params: Vec<JsValue> = statement.params.iter().map(bind).collect();
@@ -44,16 +58,7 @@ impl D1Sql {
 impl Sql for D1Sql {
     async fn query(&self, statement: &Statement) -> Result<Vec<Row>, StoreError> {
         let result = self.prepare(statement)?.all().await.map_err(store_error)?;
-        let rows: Vec<serde_json::Value> = result.results().map_err(store_error)?;
-        rows.into_iter()
-            .map(|row| match row {
-                serde_json::Value::Object(map) => Ok(map),
-                other => Err(StoreError::backend(
-                    "d1",
-                    format!("row is not an object: {other}"),
-                )),
-            })
-            .collect()
+        rows(result.results().map_err(store_error)?)
     }
 
     async fn execute(&self, statement: &Statement) -> Result<u64, StoreError> {
@@ -66,13 +71,16 @@ impl Sql for D1Sql {
         Ok(changes as u64)
     }
 
-    async fn batch(&self, statements: &[Statement]) -> Result<(), StoreError> {
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>, StoreError> {
         let prepared = statements
             .iter()
             .map(|s| self.prepare(s))
             .collect::<Result<Vec<_>, _>>()?;
         // D1 runs a batch as one transaction: a failing statement rolls back the others.
-        self.0.batch(prepared).await.map_err(store_error)?;
-        Ok(())
+        let results = self.0.batch(prepared).await.map_err(store_error)?;
+        results
+            .into_iter()
+            .map(|result| rows(result.results().map_err(store_error)?))
+            .collect()
     }
 }

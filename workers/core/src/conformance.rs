@@ -202,8 +202,8 @@ pub async fn blobs<B: Blobs>(blobs: &B, scope: &str) -> SuiteReport {
 }
 
 /// The [`Sql`] contract, on the `counters` table of the first migration: parameters bind,
-/// `execute` counts changed rows, a duplicate key is `AlreadyExists`, a failing batch applies
-/// nothing.
+/// `execute` counts changed rows, a duplicate key is `AlreadyExists`, a batch returns each
+/// statement's rows and sees its own writes, a failing batch applies nothing.
 pub async fn sql<S: Sql>(sql: &S, scope: &str) -> SuiteReport {
     let mut c = Checker { passed: 0 };
     let a = format!("{scope}.a");
@@ -238,6 +238,28 @@ pub async fn sql<S: Sql>(sql: &S, scope: &str) -> SuiteReport {
             matches!(duplicate, Err(StoreError::AlreadyExists(_))),
             "duplicate key is AlreadyExists",
         )?;
+        let results = sql
+            .batch(&[insert(&b, 7), select(&b)])
+            .await
+            .map_err(fail("batch"))?;
+        c.check(
+            results.len() == 2 && results[0].is_empty(),
+            "a batch returns one (empty) row set per write",
+        )?;
+        c.check(
+            results[1]
+                .first()
+                .and_then(|r| r.get("value"))
+                .and_then(|v| v.as_i64())
+                == Some(7),
+            "a batch's select sees the batch's writes",
+        )?;
+        sql.execute(&Statement::new(
+            "DELETE FROM counters WHERE name = ?1",
+            vec![SqlValue::from(b.as_str())],
+        ))
+        .await
+        .map_err(fail("delete"))?;
         let batch = sql.batch(&[insert(&b, 1), insert(&a, 2)]).await;
         c.check(batch.is_err(), "a batch with a failing statement fails")?;
         let rows = sql.query(&select(&b)).await.map_err(fail("select"))?;

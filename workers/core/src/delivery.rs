@@ -53,11 +53,17 @@ pub struct Attempt {
     pub created_at: i64,
 }
 
+/// A delivery with what sending it needs: its payload and, when the plugin is enabled and
+/// not deleted, the plugin's endpoint and secrets (one query for the job consumer).
 #[derive(Deserialize)]
 struct DeliveryRow {
     #[serde(flatten)]
     delivery: Delivery,
     payload: String,
+    target_url: Option<String>,
+    target_secret: Option<String>,
+    target_previous_secret: Option<String>,
+    target_previous_secret_until: Option<i64>,
 }
 
 fn rfc3339(ms: u64) -> String {
@@ -168,8 +174,14 @@ pub async fn attempt<P: Platform>(p: &P, delivery_id: &str, attempt: u32) -> Res
     let Some(row) = p
         .sql()
         .query_one::<DeliveryRow>(&Statement::new(
-            "SELECT id, plugin_id, event_type, status, attempts, last_error, created_at, \
-             updated_at, payload FROM webhook_deliveries WHERE id = ?1",
+            "SELECT d.id AS id, d.plugin_id AS plugin_id, d.event_type AS event_type, \
+             d.status AS status, d.attempts AS attempts, d.last_error AS last_error, \
+             d.created_at AS created_at, d.updated_at AS updated_at, d.payload AS payload, \
+             p.url AS target_url, p.secret AS target_secret, \
+             p.previous_secret AS target_previous_secret, \
+             p.previous_secret_until AS target_previous_secret_until \
+             FROM webhook_deliveries d LEFT JOIN plugins p ON p.id = d.plugin_id \
+             AND p.enabled = 1 AND p.deleted_at IS NULL WHERE d.id = ?1",
             vec![SqlValue::from(delivery_id)],
         ))
         .await?
@@ -181,28 +193,29 @@ pub async fn attempt<P: Platform>(p: &P, delivery_id: &str, attempt: u32) -> Res
         return Ok(());
     }
     let config = p.config();
-    let plugin = match plugins::by_id_any(p.sql(), &delivery.plugin_id).await? {
-        Some((plugin, false)) if plugin.enabled != 0 => plugin,
-        _ => {
-            finish(
-                p,
-                &delivery,
-                attempt,
-                "failed",
-                Some("the plugin is disabled or deleted".into()),
-                None,
-                None,
-            )
-            .await?;
-            return Ok(());
-        }
+    let (Some(url), Some(secret)) = (row.target_url, row.target_secret) else {
+        finish(
+            p,
+            &delivery,
+            attempt,
+            "failed",
+            Some("the plugin is disabled or deleted".into()),
+            None,
+            None,
+        )
+        .await?;
+        return Ok(());
     };
     let now_ms = p.clock().now_ms();
-    let keys: Vec<Vec<u8>> = plugin
-        .signing_secrets(now_ms as i64)
-        .into_iter()
-        .filter_map(|s| webhooks::secret_key(s).ok())
-        .collect();
+    let keys: Vec<Vec<u8>> = plugins::signing_secrets(
+        &secret,
+        row.target_previous_secret.as_deref(),
+        row.target_previous_secret_until,
+        now_ms as i64,
+    )
+    .into_iter()
+    .filter_map(|s| webhooks::secret_key(s).ok())
+    .collect();
     let body = row.payload.into_bytes();
     let mut headers: Vec<(String, String)> =
         webhooks::headers(&keys, &delivery.id, now_ms / 1000, &body)
@@ -213,7 +226,7 @@ pub async fn attempt<P: Platform>(p: &P, delivery_id: &str, attempt: u32) -> Res
     headers.push(("user-agent".into(), "edgevideo-webhooks/1".into()));
     let request = OutboundRequest {
         method: http::Method::POST,
-        url: plugin.url.clone(),
+        url,
         headers,
         body,
         timeout_ms: config.webhook_timeout_ms,
@@ -333,6 +346,7 @@ async fn finish<P: Platform>(
             ),
         ])
         .await
+        .map(drop)
 }
 
 /// A plugin's deliveries, newest first, with their attempts.

@@ -15,7 +15,6 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::counters;
 use crate::delivery;
 use crate::error::{ApiError, StoreError};
 use crate::ids;
@@ -50,15 +49,17 @@ struct VideoRow {
     mp4_key: Option<String>,
 }
 
+/// A task with the name of its plugin (results are keyed by it).
 #[derive(Debug, Deserialize)]
 struct TaskRow {
     id: String,
     video_id: String,
-    plugin_id: String,
     hook: String,
     token_hash: String,
     status: String,
     deadline_at: i64,
+    created_at: i64,
+    plugin_name: Option<String>,
 }
 
 fn now_ms<P: Platform>(p: &P) -> i64 {
@@ -243,7 +244,9 @@ async fn run_hook<P: Platform>(
             SqlValue::from(claim.as_str()),
         ],
     )];
-    let mut jobs = Vec::new();
+    let deadline_delay_s = u32::try_from(deadline_s(p, hook) + 1).unwrap_or(u32::MAX);
+    let mut jobs = Vec::with_capacity(hook_plugins.len() * 2);
+    let mut deadlines = Vec::with_capacity(hook_plugins.len());
     for plugin in hook_plugins {
         let task_id = ids::new_id(p.entropy(), "tsk");
         let mut token_bytes = [0u8; 32];
@@ -280,9 +283,11 @@ async fn run_hook<P: Platform>(
         let new_delivery = delivery::prepare(p, plugin, &format!("plugin.{hook}"), data);
         let insert = new_delivery.insert();
         statements.push(claimed(&insert.sql, insert.params));
-        jobs.push(new_delivery.job());
-        jobs.push(Job::TaskDeadline { task_id });
+        jobs.push((new_delivery.job(), 0));
+        deadlines.push((Job::TaskDeadline { task_id }, deadline_delay_s));
     }
+    // Deliveries first, so that a hook's whole fan-out goes out in one queue message batch.
+    jobs.extend(deadlines);
     statements.push(claimed(
         "INSERT INTO video_events (video_id, kind, detail, created_at) SELECT ?1, ?2, ?3, ?4",
         vec![
@@ -309,18 +314,6 @@ async fn run_hook<P: Platform>(
     if !won {
         return Ok(());
     }
-    let delay = u32::try_from(deadline_s(p, hook) + 1).unwrap_or(u32::MAX);
-    let jobs: Vec<(Job, u32)> = jobs
-        .into_iter()
-        .map(|job| {
-            let delay_s = if matches!(job, Job::TaskDeadline { .. }) {
-                delay
-            } else {
-                0
-            };
-            (job, delay_s)
-        })
-        .collect();
     p.jobs().enqueue_many(&jobs).await
 }
 
@@ -442,11 +435,13 @@ async fn reject<P: Platform>(p: &P, video_id: &str, reason: &str) -> Result<(), 
 /// The statements that merge a plugin's result into its video: `title`, `description`,
 /// `tags` (union), `transcript`/`transcript_url` into the metadata, and the whole result
 /// under `plugin-{name}` in the metadata. Each is one atomic update, so concurrent results
-/// of one hook do not overwrite each other.
+/// of one hook do not overwrite each other. Each `WHERE` ends with the `{answered}` guard
+/// that [`finish_task`] fills in.
 fn merge(video_id: &str, plugin_name: &str, result: &Value, now: i64) -> Vec<Statement> {
     let id = || SqlValue::from(video_id);
     let mut statements = vec![Statement::new(
-        "UPDATE videos SET metadata = json_set(metadata, ?2, json(?3)), updated_at = ?4 WHERE id = ?1",
+        "UPDATE videos SET metadata = json_set(metadata, ?2, json(?3)), updated_at = ?4 \
+         WHERE id = ?1 AND {answered}",
         vec![
             id(),
             SqlValue::from(format!("$.\"plugin-{plugin_name}\"")),
@@ -461,7 +456,7 @@ fn merge(video_id: &str, plugin_name: &str, result: &Value, now: i64) -> Vec<Sta
                 .take(if field == "title" { 200 } else { 5000 })
                 .collect();
             statements.push(Statement::new(
-                format!("UPDATE videos SET {field} = ?2 WHERE id = ?1"),
+                format!("UPDATE videos SET {field} = ?2 WHERE id = ?1 AND {{answered}}"),
                 vec![id(), SqlValue::from(text)],
             ));
         }
@@ -477,14 +472,15 @@ fn merge(video_id: &str, plugin_name: &str, result: &Value, now: i64) -> Vec<Sta
         statements.push(Statement::new(
             "UPDATE videos SET tags = (SELECT json_group_array(value) FROM \
              (SELECT value FROM json_each(videos.tags) UNION SELECT value FROM json_each(?2))) \
-             WHERE id = ?1",
+             WHERE id = ?1 AND {answered}",
             vec![id(), SqlValue::from(json!(tags).to_string())],
         ));
     }
     for field in ["transcript", "transcript_url"] {
         if let Some(value) = result.get(field).filter(|v| v.is_string()) {
             statements.push(Statement::new(
-                "UPDATE videos SET metadata = json_set(metadata, ?2, json(?3)) WHERE id = ?1",
+                "UPDATE videos SET metadata = json_set(metadata, ?2, json(?3)) \
+                 WHERE id = ?1 AND {answered}",
                 vec![
                     id(),
                     SqlValue::from(format!("$.{field}")),
@@ -499,11 +495,126 @@ fn merge(video_id: &str, plugin_name: &str, result: &Value, now: i64) -> Vec<Sta
 async fn task<P: Platform>(p: &P, task_id: &str) -> Result<Option<TaskRow>, StoreError> {
     p.sql()
         .query_one(&Statement::new(
-            "SELECT id, video_id, plugin_id, hook, token_hash, status, deadline_at \
-             FROM plugin_tasks WHERE id = ?1",
+            "SELECT t.id AS id, t.video_id AS video_id, t.hook AS hook, \
+             t.token_hash AS token_hash, t.status AS status, t.deadline_at AS deadline_at, \
+             t.created_at AS created_at, p.name AS plugin_name \
+             FROM plugin_tasks t LEFT JOIN plugins p ON p.id = t.plugin_id WHERE t.id = ?1",
             vec![SqlValue::from(task_id)],
         ))
         .await
+}
+
+/// How a task ended.
+enum Ending<'a> {
+    /// The plugin answered.
+    Answered(&'a Answer),
+    /// Its deadline passed first.
+    TimedOut,
+}
+
+/// Finishes a pending task in one round trip: a batch whose first statement moves the task out
+/// of `pending` and stamps it with a fresh answer id, whose other statements (counter, event,
+/// merged results) apply only if that stamp is there, and whose last statement reads whether
+/// it is and how many tasks of the hook are still pending. Returns that number, or `None`
+/// when another answer or the deadline finished the task first (then nothing changed).
+async fn finish_task<P: Platform>(
+    p: &P,
+    task: &TaskRow,
+    ending: &Ending<'_>,
+) -> Result<Option<i64>, StoreError> {
+    let now = now_ms(p);
+    let answer_id = ids::new_id(p.entropy(), "ans");
+    let plugin_name = task.plugin_name.as_deref().unwrap_or_default();
+    let (status, result, error) = match ending {
+        Ending::Answered(Answer::Success(result)) => ("succeeded", Some(result), None),
+        Ending::Answered(Answer::Failure(error)) => ("failed", None, Some(error.as_str())),
+        Ending::TimedOut => ("timed_out", None, Some("deadline passed")),
+    };
+    let (kind, detail) = match ending {
+        Ending::Answered(_) => (
+            format!("plugin.{status}"),
+            json!({
+                "task_id": task.id,
+                "plugin": plugin_name,
+                "hook": task.hook,
+                "latency_ms": now - task.created_at,
+                "result": result,
+                "error": error,
+            }),
+        ),
+        Ending::TimedOut => (
+            "plugin.timed_out".to_owned(),
+            json!({ "task_id": task.id, "plugin": plugin_name, "hook": task.hook }),
+        ),
+    };
+    let counter = if status == "succeeded" {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let guarded = |statement: Statement| {
+        let mut params = statement.params;
+        let n = params.len();
+        params.push(SqlValue::from(task.id.as_str()));
+        params.push(SqlValue::from(answer_id.as_str()));
+        let guard = format!(
+            "EXISTS (SELECT 1 FROM plugin_tasks WHERE id = ?{} AND answer_id = ?{})",
+            n + 1,
+            n + 2
+        );
+        Statement::new(statement.sql.replace("{answered}", &guard), params)
+    };
+    let mut statements = vec![
+        Statement::new(
+            "UPDATE plugin_tasks SET status = ?2, result = ?3, error = ?4, finished_at = ?5, \
+             answer_id = ?6 WHERE id = ?1 AND status = 'pending'",
+            vec![
+                SqlValue::from(task.id.as_str()),
+                SqlValue::from(status),
+                SqlValue::from(result.map(Value::to_string)),
+                SqlValue::from(error.map(str::to_owned)),
+                SqlValue::Integer(now),
+                SqlValue::from(answer_id.as_str()),
+            ],
+        ),
+        guarded(Statement::new(
+            "INSERT INTO counters (name, value) SELECT ?1, 1 WHERE {answered} \
+             ON CONFLICT(name) DO UPDATE SET value = value + 1",
+            vec![SqlValue::from(format!("plugins.{}.{counter}", task.hook))],
+        )),
+        guarded(Statement::new(
+            "INSERT INTO video_events (video_id, kind, detail, created_at) \
+             SELECT ?1, ?2, ?3, ?4 WHERE {answered}",
+            vec![
+                SqlValue::from(task.video_id.as_str()),
+                SqlValue::from(kind),
+                SqlValue::from(detail.to_string()),
+                SqlValue::Integer(now),
+            ],
+        )),
+    ];
+    if let Some(result) = result {
+        statements.extend(
+            merge(&task.video_id, plugin_name, result, now)
+                .into_iter()
+                .map(guarded),
+        );
+    }
+    statements.push(Statement::new(
+        "SELECT answer_id = ?2 AS won, (SELECT count(*) FROM plugin_tasks \
+         WHERE video_id = ?3 AND hook = ?4 AND status = 'pending') AS pending \
+         FROM plugin_tasks WHERE id = ?1",
+        vec![
+            SqlValue::from(task.id.as_str()),
+            SqlValue::from(answer_id.as_str()),
+            SqlValue::from(task.video_id.as_str()),
+            SqlValue::from(task.hook.as_str()),
+        ],
+    ));
+    let results = p.sql().batch(&statements).await?;
+    let state = results.last().and_then(|rows| rows.first());
+    let field = |name: &str| state.and_then(|row| row.get(name)).and_then(Value::as_i64);
+    Ok((field("won") == Some(1)).then(|| field("pending").unwrap_or(0)))
 }
 
 /// Records a plugin's answer to its task and moves the lifecycle on when the hook is done.
@@ -530,52 +641,10 @@ pub async fn answer<P: Platform>(
             task.status
         )));
     }
-    let now = now_ms(p);
-    let (status, result, error) = match &answer {
-        Answer::Success(result) => ("succeeded", Some(result.to_string()), None),
-        Answer::Failure(error) => ("failed", None, Some(error.clone())),
-    };
-    let changed = p
-        .sql()
-        .execute(&Statement::new(
-            "UPDATE plugin_tasks SET status = ?2, result = ?3, error = ?4, finished_at = ?5 \
-             WHERE id = ?1 AND status = 'pending'",
-            vec![
-                SqlValue::from(task.id.as_str()),
-                SqlValue::from(status),
-                SqlValue::from(result),
-                SqlValue::from(error.clone()),
-                SqlValue::Integer(now),
-            ],
-        ))
-        .await?;
-    if changed == 0 {
+    let Some(pending) = finish_task(p, &task, &Ending::Answered(&answer)).await? else {
         return Err(ApiError::Conflict("the task is already answered".into()));
-    }
-    let plugin_name = plugins::by_id_any(p.sql(), &task.plugin_id)
-        .await?
-        .map(|(plugin, _)| plugin.name)
-        .unwrap_or_default();
-    let mut statements = vec![
-        counters::bump(&format!("plugins.{}.{status}", task.hook), 1),
-        event(
-            &task.video_id,
-            &format!("plugin.{status}"),
-            json!({
-                "task_id": task.id,
-                "plugin": plugin_name,
-                "hook": task.hook,
-                "latency_ms": now - (task.deadline_at - (deadline_s(p, &task.hook) * 1000) as i64),
-                "result": match &answer { Answer::Success(r) => r.clone(), Answer::Failure(_) => Value::Null },
-                "error": error,
-            }),
-            now,
-        ),
-    ];
-    if let Answer::Success(result) = &answer {
-        statements.extend(merge(&task.video_id, &plugin_name, result, now));
-    }
-    p.sql().batch(&statements).await?;
+    };
+    let plugin_name = task.plugin_name.as_deref().unwrap_or_default();
     let rejection = match (&answer, task.hook.as_str()) {
         (Answer::Failure(e), "preValidate") => Some(format!("plugin {plugin_name} failed: {e}")),
         (Answer::Success(r), "preValidate") if r.get("valid") == Some(&Value::Bool(false)) => {
@@ -589,33 +658,16 @@ pub async fn answer<P: Platform>(
     };
     match rejection {
         Some(reason) => reject(p, &task.video_id, &reason).await?,
-        None => hook_answered(p, &task.video_id, &task.hook).await?,
-    }
-    Ok(())
-}
-
-async fn hook_answered<P: Platform>(p: &P, video_id: &str, hook: &str) -> Result<(), StoreError> {
-    #[derive(Deserialize)]
-    struct Count {
-        n: i64,
-    }
-    let pending = p
-        .sql()
-        .query_one::<Count>(&Statement::new(
-            "SELECT count(*) AS n FROM plugin_tasks WHERE video_id = ?1 AND hook = ?2 \
-             AND status = 'pending'",
-            vec![SqlValue::from(video_id), SqlValue::from(hook)],
-        ))
-        .await?
-        .map_or(0, |c| c.n);
-    if pending == 0 {
-        advance(p, video_id, hook).await?;
+        None if pending == 0 => advance(p, &task.video_id, &task.hook).await?,
+        None => {}
     }
     Ok(())
 }
 
 /// A task's deadline has come: an unanswered task times out (a `preValidate` timeout rejects
-/// the video) and the lifecycle moves on.
+/// the video) and the lifecycle moves on. For an answered task it is a safety net: if the
+/// answer that completed the hook could not move the lifecycle on (the database failed after
+/// recording it), this does.
 ///
 /// # Errors
 /// Whatever the ports report.
@@ -623,10 +675,10 @@ pub async fn deadline<P: Platform>(p: &P, task_id: &str) -> Result<(), StoreErro
     let Some(task) = task(p, task_id).await? else {
         return Ok(());
     };
-    let now = now_ms(p);
     if task.status != "pending" {
-        return Ok(());
+        return resume_stalled(p, &task.video_id, &task.hook).await;
     }
+    let now = now_ms(p);
     if now < task.deadline_at {
         // Early (clock skew between the queue and us): look again at the deadline.
         let delay = u32::try_from((task.deadline_at - now) / 1000 + 1).unwrap_or(u32::MAX);
@@ -635,40 +687,37 @@ pub async fn deadline<P: Platform>(p: &P, task_id: &str) -> Result<(), StoreErro
             .enqueue_after(&Job::TaskDeadline { task_id: task.id }, delay)
             .await;
     }
-    let changed = p
-        .sql()
-        .execute(&Statement::new(
-            "UPDATE plugin_tasks SET status = 'timed_out', error = 'deadline passed', \
-             finished_at = ?2 WHERE id = ?1 AND status = 'pending'",
-            vec![SqlValue::from(task.id.as_str()), SqlValue::Integer(now)],
-        ))
-        .await?;
-    if changed == 0 {
+    let Some(pending) = finish_task(p, &task, &Ending::TimedOut).await? else {
         return Ok(());
-    }
-    let plugin_name = plugins::by_id_any(p.sql(), &task.plugin_id)
-        .await?
-        .map(|(plugin, _)| plugin.name)
-        .unwrap_or_default();
-    p.sql()
-        .batch(&[
-            counters::bump(&format!("plugins.{}.failed", task.hook), 1),
-            event(
-                &task.video_id,
-                "plugin.timed_out",
-                json!({ "task_id": task.id, "plugin": plugin_name, "hook": task.hook }),
-                now,
-            ),
-        ])
-        .await?;
+    };
     if task.hook == "preValidate" {
+        let plugin_name = task.plugin_name.as_deref().unwrap_or_default();
         reject(
             p,
             &task.video_id,
             &format!("plugin {plugin_name} did not answer in time"),
         )
         .await
+    } else if pending == 0 {
+        advance(p, &task.video_id, &task.hook).await
     } else {
-        hook_answered(p, &task.video_id, &task.hook).await
+        Ok(())
     }
+}
+
+/// Moves on a lifecycle that still sits at `hook` although none of its tasks is pending.
+async fn resume_stalled<P: Platform>(p: &P, video_id: &str, hook: &str) -> Result<(), StoreError> {
+    let stalled = p
+        .sql()
+        .query(&Statement::new(
+            "SELECT 1 AS stalled FROM lifecycles WHERE video_id = ?1 AND hook = ?2 \
+             AND status = 'running' AND NOT EXISTS (SELECT 1 FROM plugin_tasks \
+             WHERE video_id = ?1 AND hook = ?2 AND status = 'pending')",
+            vec![SqlValue::from(video_id), SqlValue::from(hook)],
+        ))
+        .await?;
+    if stalled.is_empty() {
+        return Ok(());
+    }
+    advance(p, video_id, hook).await
 }

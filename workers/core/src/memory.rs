@@ -251,7 +251,7 @@ impl Sql for UnavailableSql {
     async fn execute(&self, _: &Statement) -> Result<u64, StoreError> {
         Err(Self::error())
     }
-    async fn batch(&self, _: &[Statement]) -> Result<(), StoreError> {
+    async fn batch(&self, _: &[Statement]) -> Result<Vec<Vec<Row>>, StoreError> {
         Err(Self::error())
     }
 }

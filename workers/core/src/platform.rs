@@ -114,11 +114,12 @@ pub trait Sql {
     /// `AlreadyExists` when a UNIQUE or PRIMARY KEY constraint fails; `Backend` otherwise.
     async fn execute(&self, statement: &Statement) -> Result<u64, StoreError>;
 
-    /// Runs statements atomically: all of them or none.
+    /// Runs statements atomically, all of them or none, and returns the rows each one
+    /// returned (empty for writes), so a batch can end with a `SELECT` that sees its writes.
     ///
     /// # Errors
     /// As [`Sql::execute`]; on error nothing was applied.
-    async fn batch(&self, statements: &[Statement]) -> Result<(), StoreError>;
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>, StoreError>;
 }
 
 /// Helpers over [`Sql`] for every implementation.

@@ -84,18 +84,21 @@ impl From<&Plugin> for PluginView {
     }
 }
 
-impl Plugin {
-    /// The secrets that sign a delivery at `now_ms`: the current one, and the previous one
-    /// during its grace period.
-    pub fn signing_secrets(&self, now_ms: i64) -> Vec<&str> {
-        let mut secrets = vec![self.secret.as_str()];
-        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_until) {
-            if now_ms < until {
-                secrets.push(previous);
-            }
+/// The secrets that sign a delivery at `now_ms`: the current one, and the previous one until
+/// the end of its grace period.
+pub fn signing_secrets<'a>(
+    current: &'a str,
+    previous: Option<&'a str>,
+    previous_until: Option<i64>,
+    now_ms: i64,
+) -> Vec<&'a str> {
+    let mut secrets = vec![current];
+    if let (Some(previous), Some(until)) = (previous, previous_until) {
+        if now_ms < until {
+            secrets.push(previous);
         }
-        secrets
     }
+    secrets
 }
 
 /// Why a plugin URL is refused.
@@ -185,26 +188,6 @@ pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<Plugin>, StoreErr
     .await
 }
 
-/// A plugin by id, deleted ones included (deliveries outlive their plugin's registration).
-///
-/// # Errors
-/// `Backend` when the query fails.
-pub async fn by_id_any<S: Sql>(sql: &S, id: &str) -> Result<Option<(Plugin, bool)>, StoreError> {
-    #[derive(Deserialize)]
-    struct Row {
-        #[serde(flatten)]
-        plugin: Plugin,
-        deleted_at: Option<i64>,
-    }
-    let row: Option<Row> = sql
-        .query_one(&Statement::new(
-            format!("SELECT {COLUMNS}, deleted_at FROM plugins WHERE id = ?1"),
-            vec![SqlValue::from(id)],
-        ))
-        .await?;
-    Ok(row.map(|r| (r.plugin, r.deleted_at.is_some())))
-}
-
 /// Plugins of one owner, or of everyone for `None`, newest first.
 ///
 /// # Errors
@@ -288,20 +271,12 @@ mod tests {
 
     #[test]
     fn previous_secret_signs_during_its_grace_only() {
-        let plugin = Plugin {
-            id: "plg_x".into(),
-            owner_id: "usr_x".into(),
-            name: "n".into(),
-            hook: "preValidate".into(),
-            url: "https://e.com".into(),
-            description: String::new(),
-            enabled: 1,
-            secret: "whsec_new".into(),
-            previous_secret: Some("whsec_old".into()),
-            previous_secret_until: Some(1000),
-            created_at: 0,
-        };
-        assert_eq!(plugin.signing_secrets(999), vec!["whsec_new", "whsec_old"]);
-        assert_eq!(plugin.signing_secrets(1000), vec!["whsec_new"]);
+        let at = |now| signing_secrets("whsec_new", Some("whsec_old"), Some(1000), now);
+        assert_eq!(at(999), vec!["whsec_new", "whsec_old"]);
+        assert_eq!(at(1000), vec!["whsec_new"]);
+        assert_eq!(
+            signing_secrets("whsec_new", None, None, 0),
+            vec!["whsec_new"]
+        );
     }
 }

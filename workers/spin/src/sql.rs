@@ -244,13 +244,13 @@ impl Sql for SpinSql {
         self.db.execute_counted(statement)
     }
 
-    async fn batch(&self, statements: &[Statement]) -> Result<(), StoreError> {
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<Vec<Row>>, StoreError> {
         self.db.ensure_migrated()?;
         self.db.transaction(|| {
-            for statement in statements {
-                self.db.execute_counted(statement)?;
-            }
-            Ok(())
+            statements
+                .iter()
+                .map(|statement| self.db.query_rows(statement))
+                .collect()
         })
     }
 }
