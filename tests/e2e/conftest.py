@@ -9,6 +9,9 @@ directory, and stops it afterwards. The same scenarios run against either host:
 marker `cloudflare` or `spin` and are skipped on the other. A failure to start fails the
 tests with the runtime's own log."""
 
+import base64
+import hashlib
+import hmac
 import os
 import pathlib
 import secrets
@@ -176,10 +179,12 @@ class WranglerWorker(ProcessWorker):
 
 # Session-wide settings that keep the tests fast: silent broadcasts end after a few seconds,
 # the segment size limit is low enough to test with a small body, webhook retries start
-# after a second, and plugin tasks have a few seconds per hook.
+# after a second, plugin tasks have a few seconds per hook, and MP4s over 5 MiB (the smallest
+# part R2 takes) come back from the transcoder in parts.
 TEST_VARS = {
     "LIVE_IDLE_TIMEOUT_SECONDS": "6",
     "MAX_SEGMENT_BYTES": str(4 * 1024 * 1024),
+    "UPLOAD_PART_BYTES": str(5 * 1024 * 1024),
     "WEBHOOK_RETRY_BASE_SECONDS": "1",
     "PLUGIN_DEADLINES_SECONDS": "8,8,8,8",
 }
@@ -278,6 +283,17 @@ DEV_ENV = dict(
     if line and not line.startswith("#")
 )
 PASSWORD = "correct horse battery staple"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def sign_url(unsigned: str, key: str = DEV_ENV["URL_SIGNING_SECRET"]) -> str:
+    """A URL token (`{unsigned}.{mac}`) signed as the worker signs them, with the development
+    URL signing secret unless `key` is given."""
+    mac = hmac.new(key.encode(), b"edgevideo/url/v1\n" + unsigned.encode(), hashlib.sha256).digest()
+    return f"{unsigned}.{b64url(mac)}"
 
 
 def new_email(domain: str = "example.com") -> str:

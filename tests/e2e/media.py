@@ -57,14 +57,16 @@ def ts_segment(seconds: float = 1.0) -> bytes:
 
 
 @functools.cache
-def recording(seconds: int = 4) -> tuple[list[tuple[str, bytes]], bytes]:
+def recording(seconds: int = 4, heavy: bool = False) -> tuple[list[tuple[str, bytes]], bytes]:
     """A short recording as ffmpeg's HLS muxer writes it (1 s segments, H.264 with B-frames +
-    AAC): the segments in order, and the final playlist (with ENDLIST)."""
+    AAC): the segments in order, and the final playlist (with ENDLIST). `heavy`: 640x360 with
+    noise that does not compress, about 3 MB per second."""
+    size, noise = ("640x360", ["-vf", "noise=alls=30:allf=t"]) if heavy else ("320x180", [])
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp)
         subprocess.run(
-            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
-             "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", str(seconds),
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30",
+             "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", str(seconds), *noise,
              "-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "30", "-keyint_min", "30",
              "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
              "-f", "hls", "-hls_time", "1", "-hls_list_size", "0",
@@ -76,11 +78,11 @@ def recording(seconds: int = 4) -> tuple[list[tuple[str, bytes]], bytes]:
         return [(name, (out / name).read_bytes()) for name in names], playlist
 
 
-def push_recording(session, ingest_url: str, seconds: int = 4) -> None:
+def push_recording(session, ingest_url: str, seconds: int = 4, heavy: bool = False) -> None:
     """Pushes a short recording to an ingest URL as ffmpeg does (each segment, then the
     playlist), as fast as the worker takes it."""
     base = ingest_url.rsplit("/", 1)[0]
-    segments, playlist = recording(seconds)
+    segments, playlist = recording(seconds, heavy)
     for name, data in segments:
         r = session.put(f"{base}/{name}", data=data)
         assert r.status_code == 201, r.text

@@ -104,6 +104,11 @@ RULES: dict[str, Rule] = {
                         valid=lambda w: [w["video_token"], w["broadcast"], w["segment"]]),
     "PlayPoster": Rule("url_token", missing=404, garbage=403, valid=lambda w: [w["video_token"]]),
     "Upload": Rule("url_token", missing=404, garbage=403, valid=lambda w: [w["upload_token"]]),
+    # Without its token, POST /upload/parts is the single-PUT route's path: 405.
+    "UploadBegin": Rule("url_token", missing=405, garbage=403, valid=lambda w: [w["upload_token"]]),
+    "UploadPart": Rule("url_token", params=lambda w, c: ["1"], missing=404, garbage=403,
+                       valid=lambda w: [w["upload_token"], "1"]),
+    "UploadComplete": Rule("url_token", missing=404, garbage=403, valid=lambda w: [w["upload_token"]]),
     # Developers see and manage their own plugins; someone else's is a 404 (not revealed).
     "CreatePlugin": Rule("role:developer", body=lambda w, c: {
         "name": f"matrix-{c}", "hook": "broadcast.ended", "url": w["receiver"].url}),

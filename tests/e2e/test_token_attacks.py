@@ -7,8 +7,6 @@ recorded task answer. Each attack family ends with the genuine credential being 
 the refusals are not a route that refuses everything."""
 
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import threading
@@ -21,12 +19,11 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import DEV_ENV, Api, bearer, new_email, signup, start_worker, wait_until
+from conftest import DEV_ENV, Api, b64url, bearer, new_email, sign_url, signup, start_worker, wait_until
 from media import push_recording, ts_segment
 from receivers import Receiver, answer_task
 
 SESSION_KEY = DEV_ENV["SESSION_SECRET"]
-URL_KEY = DEV_ENV["URL_SIGNING_SECRET"]
 TRANSCODER_SECRET = DEV_ENV["TRANSCODER_SECRET"]
 ISSUER = "edgevideo"
 # The development secret is shorter than PyJWT recommends for HS384; that is the point.
@@ -66,15 +63,6 @@ def worker(tmp_path_factory):
     yield w
     w.stop()
     fake.server.shutdown()
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def sign_url(unsigned: str, key: str = URL_KEY) -> str:
-    mac = hmac.new(key.encode(), b"edgevideo/url/v1\n" + unsigned.encode(), hashlib.sha256).digest()
-    return f"{unsigned}.{b64url(mac)}"
 
 
 def flip(s: str, index: int = -1) -> str:

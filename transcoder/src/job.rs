@@ -46,6 +46,10 @@ pub struct TranscodeJob {
     /// Signed `PUT` URL for that JPEG (optional, instead of `poster_key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poster_url: Option<String>,
+    /// An MP4 larger than this many bytes goes to `output_url` in parts (see
+    /// [`crate::storage::Storage::upload_url`]); without it, in one `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_part_bytes: Option<u64>,
 }
 
 /// Why a job was refused before running.
@@ -349,7 +353,7 @@ pub fn run_job(
     let summary = stitch::stitch_files(&staged, &output, progress)?;
     match (&job.output_key, &job.output_url, bucket) {
         (Some(key), _, Some(bucket)) => storage.upload_object(&output, bucket, key)?,
-        (None, Some(url), _) => storage.upload_url(&output, url)?,
+        (None, Some(url), _) => storage.upload_url(&output, url, job.upload_part_bytes)?,
         _ => return Err(JobError::NoStore),
     }
     let poster = if job.poster_key.is_some() || job.poster_url.is_some() {
@@ -360,7 +364,9 @@ pub fn run_job(
                 (Some(key), _, Some(bucket)) => storage
                     .upload_object(&jpeg, bucket, key)
                     .map_err(|e| e.to_string()),
-                (None, Some(url), _) => storage.upload_url(&jpeg, url).map_err(|e| e.to_string()),
+                (None, Some(url), _) => storage
+                    .upload_url(&jpeg, url, None)
+                    .map_err(|e| e.to_string()),
                 _ => Err("no store for the poster".to_string()),
             });
         if let Err(e) = &published {
@@ -437,6 +443,7 @@ mod tests {
             callback_url: "http://127.0.0.1:1/cb".into(),
             poster_key: None,
             poster_url: None,
+            upload_part_bytes: None,
         }
     }
 

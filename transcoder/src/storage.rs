@@ -390,47 +390,86 @@ impl Storage {
         })
     }
 
-    /// Uploads the local file `src` with one `PUT` to a signed URL, streaming the body.
+    /// Uploads the local file `src` to a signed upload URL, streaming the body: with one `PUT`,
+    /// or, when the file is larger than `part_threshold`, in parts (`POST {url}/parts`, then
+    /// `PUT {url}/parts/{n}?upload_id=...` for each part of the size the server names, then
+    /// `POST {url}/parts/complete`), since one request to the Worker carries at most 96 MiB.
     ///
     /// # Errors
-    /// [`StorageError::Http`] when the request fails or is refused.
-    pub fn upload_url(&self, src: &Path, url: &str) -> Result<(), StorageError> {
-        let io_error = |source| StorageError::Io {
-            path: src.to_path_buf(),
-            source,
-        };
-        let file = std::fs::File::open(src).map_err(io_error)?;
-        let size = file.metadata().map_err(io_error)?.len();
+    /// [`StorageError::Http`] when a request fails or is refused; [`StorageError::Io`] when
+    /// the file cannot be read.
+    pub fn upload_url(
+        &self,
+        src: &Path,
+        url: &str,
+        part_threshold: Option<u64>,
+    ) -> Result<(), StorageError> {
+        let size = std::fs::metadata(src)
+            .map_err(|source| StorageError::Io {
+                path: src.to_path_buf(),
+                source,
+            })?
+            .len();
         let http_error = |message: String| StorageError::Http {
             url: redact_url(url),
             message,
         };
-        let chunks = futures_util::stream::unfold(Some(file), |state| async move {
-            let mut file = state?;
-            let mut buf = vec![0u8; IO_CHUNK];
-            match read_some(&mut file, &mut buf) {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), Some(file)))
-                }
-                Err(e) => Some((Err(e), None)),
-            }
-        });
         self.runtime.block_on(async {
-            let response = self
+            if part_threshold.is_none_or(|limit| size <= limit) {
+                let response = self
+                    .http
+                    .put(url)
+                    .header(reqwest::header::CONTENT_LENGTH, size)
+                    .header(reqwest::header::CONTENT_TYPE, "video/mp4")
+                    .body(file_body(src, 0, size)?)
+                    .send()
+                    .await
+                    .map_err(|e| http_error(e.without_url().to_string()))?;
+                return expect_status(response, &[200, 201]).await.map(drop);
+            }
+            let begin = self
                 .http
-                .put(url)
-                .header(reqwest::header::CONTENT_LENGTH, size)
-                .header(reqwest::header::CONTENT_TYPE, "video/mp4")
-                .body(reqwest::Body::wrap_stream(chunks))
+                .post(format!("{url}/parts"))
                 .send()
                 .await
                 .map_err(|e| http_error(e.without_url().to_string()))?;
-            if !response.status().is_success() {
-                return Err(http_error(format!("status {}", response.status())));
+            let begin: BegunUpload = expect_json(begin, 201).await?;
+            if begin.part_bytes == 0 {
+                return Err(http_error("the server named a part size of 0".into()));
             }
-            Ok(())
+            let mut parts = Vec::new();
+            let mut offset = 0;
+            while offset < size {
+                let length = begin.part_bytes.min(size - offset);
+                let number = parts.len() + 1;
+                let mut part_url = reqwest::Url::parse(&format!("{url}/parts/{number}"))
+                    .map_err(|e| http_error(e.to_string()))?;
+                part_url
+                    .query_pairs_mut()
+                    .append_pair("upload_id", &begin.upload_id);
+                let response = self
+                    .http
+                    .put(part_url)
+                    .header(reqwest::header::CONTENT_LENGTH, length)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(file_body(src, offset, length)?)
+                    .send()
+                    .await
+                    .map_err(|e| http_error(e.without_url().to_string()))?;
+                parts.push(expect_json::<serde_json::Value>(response, 200).await?);
+                offset += length;
+            }
+            let completion =
+                serde_json::json!({ "upload_id": begin.upload_id, "parts": parts }).to_string();
+            let response = self
+                .http
+                .post(format!("{url}/parts/complete"))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(completion)
+                .send()
+                .await
+                .map_err(|e| http_error(e.without_url().to_string()))?;
+            expect_status(response, &[201]).await.map(drop)
         })
     }
 
@@ -461,6 +500,82 @@ impl Storage {
             Ok(response.status().as_u16())
         })
     }
+}
+
+/// The server's answer to `POST {url}/parts`.
+#[derive(serde::Deserialize)]
+struct BegunUpload {
+    upload_id: String,
+    part_bytes: u64,
+}
+
+/// `length` bytes of the file at `path` from `offset`, as a streamed request body.
+fn file_body(path: &Path, offset: u64, length: u64) -> Result<reqwest::Body, StorageError> {
+    use std::io::Seek;
+    let io_error = |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .map_err(io_error)?;
+    let chunks = futures_util::stream::unfold(Some((file, length)), |state| async move {
+        let (mut file, left) = state?;
+        if left == 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; IO_CHUNK.min(usize::try_from(left).unwrap_or(IO_CHUNK))];
+        match read_some(&mut file, &mut buf) {
+            Ok(0) => Some((
+                Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                None,
+            )),
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some((file, left - n as u64))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok(reqwest::Body::wrap_stream(chunks))
+}
+
+/// The response when its status is one of `expected`; an error naming the status and the
+/// start of the body otherwise.
+async fn expect_status(
+    response: reqwest::Response,
+    expected: &[u16],
+) -> Result<reqwest::Response, StorageError> {
+    let status = response.status().as_u16();
+    if expected.contains(&status) {
+        return Ok(response);
+    }
+    let url = redact_url(response.url().as_str());
+    let body = response.text().await.unwrap_or_default();
+    Err(StorageError::Http {
+        url,
+        message: format!(
+            "status {status}: {}",
+            body.chars().take(300).collect::<String>()
+        ),
+    })
+}
+
+/// The response's JSON body when its status is `expected`.
+async fn expect_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    expected: u16,
+) -> Result<T, StorageError> {
+    let response = expect_status(response, &[expected]).await?;
+    let url = redact_url(response.url().as_str());
+    let body = response.bytes().await.map_err(|e| StorageError::Http {
+        url: url.clone(),
+        message: e.without_url().to_string(),
+    })?;
+    serde_json::from_slice(&body).map_err(|e| StorageError::Http {
+        url,
+        message: format!("unexpected answer: {e}"),
+    })
 }
 
 fn create_file(path: &Path) -> Result<std::fs::File, StorageError> {

@@ -1,6 +1,6 @@
 //! [`Blobs`] over an R2 bucket.
 
-use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange};
+use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange, UploadedPart};
 use edgevideo_core::StoreError;
 use worker::{Bucket, HttpMetadata, Object, Range};
 
@@ -105,5 +105,78 @@ impl Blobs for R2Blobs {
         }
         keys.sort();
         Ok(keys)
+    }
+
+    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let upload = self
+            .0
+            .create_multipart_upload(key)
+            .http_metadata(HttpMetadata {
+                content_type: Some(content_type.to_owned()),
+                ..HttpMetadata::default()
+            })
+            .execute()
+            .await
+            .map_err(r2_error)?;
+        Ok(upload.upload_id().await)
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        bytes: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError> {
+        let upload = self
+            .0
+            .resume_multipart_upload(key, upload_id)
+            .map_err(r2_error)?;
+        let part = upload
+            .upload_part(number, bytes)
+            .await
+            .map_err(upload_error)?;
+        Ok(UploadedPart {
+            number,
+            etag: part.etag(),
+        })
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), StoreError> {
+        let upload = self
+            .0
+            .resume_multipart_upload(key, upload_id)
+            .map_err(r2_error)?;
+        upload
+            .complete(
+                parts
+                    .iter()
+                    .map(|p| worker::UploadedPart::new(p.number, p.etag.clone())),
+            )
+            .await
+            .map_err(upload_error)?;
+        Ok(())
+    }
+}
+
+/// R2's multipart errors: an unknown or finished upload is `NotFound`, parts that do not
+/// match what was stored (`completeMultipartUpload: One or more of the specified parts could
+/// not be found`) or are too small are a `Precondition`.
+fn upload_error(err: worker::Error) -> StoreError {
+    let message = err.to_string();
+    if message.contains("NoSuchUpload") || message.contains("does not exist") {
+        StoreError::NotFound(message)
+    } else if message.contains("could not be found")
+        || message.contains("InvalidPart")
+        || message.contains("EntityTooSmall")
+    {
+        StoreError::Precondition(message)
+    } else {
+        StoreError::backend("r2", message)
     }
 }

@@ -30,6 +30,8 @@ pub mod names {
     pub const LIVE_IDLE_TIMEOUT_SECONDS: &str = "LIVE_IDLE_TIMEOUT_SECONDS";
     /// Largest segment accepted, in bytes.
     pub const MAX_SEGMENT_BYTES: &str = "MAX_SEGMENT_BYTES";
+    /// Part size of the transcoder's multipart uploads (MP4s larger than one part), in bytes.
+    pub const UPLOAD_PART_BYTES: &str = "UPLOAD_PART_BYTES";
     /// Lifetime of signed ingest URLs, in seconds.
     pub const INGEST_URL_TTL_SECONDS: &str = "INGEST_URL_TTL_SECONDS";
     /// Lifetime of signed playback URLs, in seconds.
@@ -54,6 +56,14 @@ pub mod names {
     /// The secret (`whsec_...`) signing jobs to and callbacks from the transcoder.
     pub const TRANSCODER_SECRET: &str = "TRANSCODER_SECRET";
 }
+
+/// Largest upload request the Worker accepts, in bytes (a Worker holds the body in memory and
+/// Cloudflare caps request bodies at 100 MB on most plans): one PUT of a poster or a small
+/// MP4, or one part of a multipart upload.
+pub const MAX_UPLOAD_BYTES: usize = 96 * 1024 * 1024;
+
+/// Default part size of multipart uploads.
+pub const DEFAULT_UPLOAD_PART_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Default PBKDF2-HMAC-SHA256 iteration count: the most Workers' own WebCrypto PBKDF2 accepts,
 /// and about 0.1 s of CPU per login in Wasm (see the README for the measured figure).
@@ -125,6 +135,8 @@ pub struct Config {
     pub live_idle_timeout_s: u64,
     /// Largest segment accepted, in bytes.
     pub max_segment_bytes: u64,
+    /// Part size of the transcoder's multipart uploads, in bytes.
+    pub upload_part_bytes: u64,
     /// Lifetime of signed ingest URLs, in seconds.
     pub ingest_url_ttl_s: u64,
     /// Lifetime of signed playback URLs, in seconds.
@@ -239,6 +251,17 @@ impl Config {
                 reason: "production needs at least 10000 iterations".into(),
             });
         }
+        let upload_part_bytes = number(
+            names::UPLOAD_PART_BYTES,
+            DEFAULT_UPLOAD_PART_BYTES,
+            crate::platform::MIN_PART_BYTES,
+        )?;
+        if upload_part_bytes > MAX_UPLOAD_BYTES as u64 {
+            return Err(ConfigError::Invalid {
+                name: names::UPLOAD_PART_BYTES,
+                reason: format!("at most {MAX_UPLOAD_BYTES} bytes (one request)"),
+            });
+        }
         Ok(Config {
             environment,
             session_secret: secret(names::SESSION_SECRET)?,
@@ -253,6 +276,7 @@ impl Config {
             login_limit_per_ip: number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
             live_idle_timeout_s: number(names::LIVE_IDLE_TIMEOUT_SECONDS, 30, 1)?,
             max_segment_bytes: number(names::MAX_SEGMENT_BYTES, 32 * 1024 * 1024, 188)?,
+            upload_part_bytes,
             ingest_url_ttl_s: number(names::INGEST_URL_TTL_SECONDS, 24 * 3600, 60)?,
             playback_url_ttl_s: number(names::PLAYBACK_URL_TTL_SECONDS, 6 * 3600, 60)?,
             live_window_segments: number(names::LIVE_WINDOW_SEGMENTS, 6, 3)?,

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::platform::{Blobs, ByteRange, Kv, Platform, Sql, SqlValue, Statement};
+use crate::platform::{Blobs, ByteRange, Kv, Platform, Sql, SqlValue, Statement, MIN_PART_BYTES};
 
 /// The outcome of one suite.
 #[derive(Debug, Serialize)]
@@ -192,6 +192,48 @@ pub async fn blobs<B: Blobs>(blobs: &B, scope: &str) -> SuiteReport {
             "delete removes",
         )?;
         blobs.delete(&a).await.map_err(fail("second delete"))?;
+        // A multipart upload: a minimum-size first part and a short last one.
+        let m = format!("{prefix}multipart");
+        let first: Vec<u8> = (0..MIN_PART_BYTES).map(|i| (i % 241) as u8).collect();
+        let last = b"the end".to_vec();
+        let upload = blobs
+            .begin_upload(&m, "video/mp4")
+            .await
+            .map_err(fail("begin upload"))?;
+        let part2 = blobs
+            .put_part(&m, &upload, 2, last.clone())
+            .await
+            .map_err(fail("put part 2"))?;
+        let part1 = blobs
+            .put_part(&m, &upload, 1, first.clone())
+            .await
+            .map_err(fail("put part 1"))?;
+        c.check(
+            blobs.head(&m).await.map_err(fail("head"))?.is_none(),
+            "an upload is invisible before it completes",
+        )?;
+        blobs
+            .complete_upload(&m, &upload, &[part1, part2])
+            .await
+            .map_err(fail("complete upload"))?;
+        let whole = blobs.get(&m, None).await.map_err(fail("get"))?;
+        c.check(
+            whole.as_ref().map(|b| b.meta.size) == Some(MIN_PART_BYTES + last.len() as u64),
+            "a completed upload has the parts' size",
+        )?;
+        c.check(
+            whole.as_ref().is_some_and(|b| {
+                b.bytes[..first.len()] == first[..] && b.bytes[first.len()..] == last[..]
+            }),
+            "a completed upload is its parts in order",
+        )?;
+        c.check(
+            whole.and_then(|b| b.meta.content_type).as_deref() == Some("video/mp4"),
+            "a completed upload keeps its content type",
+        )?;
+        let stray = blobs.put_part(&m, "no-such-upload", 1, last.clone()).await;
+        c.check(stray.is_err(), "a part of an unknown upload is refused")?;
+        blobs.delete(&m).await.map_err(fail("delete"))?;
         c.check(
             blobs.list(&prefix).await.map_err(fail("list"))?.is_empty(),
             "nothing left",

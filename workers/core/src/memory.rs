@@ -11,6 +11,7 @@ use crate::jobs::Job;
 use crate::platform::{
     Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Outbound, OutboundError,
     OutboundRequest, OutboundResponse, Platform, RoomSockets, RoomStore, Row, Sql, Statement,
+    UploadedPart,
 };
 use crate::room::{self, RoomRequest, RoomResponse};
 
@@ -40,6 +41,25 @@ impl Kv for MemoryKv {
 #[derive(Debug, Default)]
 pub struct MemoryBlobs {
     objects: RefCell<BTreeMap<String, (String, Vec<u8>)>>,
+    uploads: RefCell<BTreeMap<String, MemoryUpload>>,
+    next_upload: Cell<u64>,
+}
+
+/// A multipart upload in progress: its key, content type and parts by number.
+#[derive(Debug)]
+struct MemoryUpload {
+    key: String,
+    content_type: String,
+    parts: BTreeMap<u16, Vec<u8>>,
+}
+
+fn part_tag(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The bytes of `data` that `range` selects (clamped to the data).
@@ -91,6 +111,64 @@ impl Blobs for MemoryBlobs {
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect())
+    }
+    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let id = format!("upload-{}", self.next_upload.get());
+        self.next_upload.set(self.next_upload.get() + 1);
+        self.uploads.borrow_mut().insert(
+            id.clone(),
+            MemoryUpload {
+                key: key.to_owned(),
+                content_type: content_type.to_owned(),
+                parts: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        bytes: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError> {
+        let mut uploads = self.uploads.borrow_mut();
+        let upload = uploads
+            .get_mut(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| StoreError::NotFound(format!("upload {upload_id}")))?;
+        let etag = part_tag(&bytes);
+        upload.parts.insert(number, bytes);
+        Ok(UploadedPart { number, etag })
+    }
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), StoreError> {
+        let mut uploads = self.uploads.borrow_mut();
+        let upload = uploads
+            .get(upload_id)
+            .filter(|u| u.key == key)
+            .ok_or_else(|| StoreError::NotFound(format!("upload {upload_id}")))?;
+        let mut bytes = Vec::new();
+        for part in parts {
+            let stored = upload
+                .parts
+                .get(&part.number)
+                .filter(|b| part_tag(b) == part.etag)
+                .ok_or_else(|| {
+                    StoreError::Precondition(format!("part {} does not match", part.number))
+                })?;
+            bytes.extend_from_slice(stored);
+        }
+        let content_type = upload.content_type.clone();
+        uploads.remove(upload_id);
+        self.objects
+            .borrow_mut()
+            .insert(key.to_owned(), (content_type, bytes));
+        Ok(())
     }
 }
 

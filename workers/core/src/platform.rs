@@ -189,8 +189,21 @@ pub struct Blob {
     pub bytes: Vec<u8>,
 }
 
-/// An object store for media (segments, MP4s, posters). Cloudflare: R2. Spin: S3/R2 over
-/// outbound HTTP.
+/// Smallest part of a multipart upload but the last, in bytes (R2's and S3's minimum).
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+
+/// A stored part of a multipart upload: its number and the store's tag for it, both needed
+/// to complete the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedPart {
+    /// 1-based position of the part in the object.
+    pub number: u16,
+    /// The store's tag for the part's bytes.
+    pub etag: String,
+}
+
+/// An object store for media (segments, MP4s, posters). Cloudflare: R2. Spin: chunks in the
+/// key-value store.
 pub trait Blobs {
     /// Stores `bytes` under `key`, replacing any previous object.
     ///
@@ -221,6 +234,39 @@ pub trait Blobs {
     /// # Errors
     /// `Backend` when the listing fails.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Starts a multipart upload to `key`, for objects larger than one request can carry;
+    /// returns the upload's id. Every part but the last must have the same size, at least
+    /// [`MIN_PART_BYTES`]. Nothing is visible under `key` before [`Blobs::complete_upload`].
+    ///
+    /// # Errors
+    /// `Backend` when the store refuses.
+    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError>;
+
+    /// Stores part `number` (1-based) of an upload begun with [`Blobs::begin_upload`].
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown upload; `Backend` when the store refuses.
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        bytes: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError>;
+
+    /// Completes an upload: the object under `key` becomes `parts` in order, replacing any
+    /// previous object.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown upload; `Precondition` when the parts do not match what was
+    /// stored; `Backend` when the store refuses.
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), StoreError>;
 }
 
 /// The live rooms: one stateful, single-threaded object per channel that keeps the live

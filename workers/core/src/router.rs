@@ -125,6 +125,12 @@ pub enum RouteName {
     TranscoderCallback,
     /// `PUT /upload/{token}`.
     Upload,
+    /// `POST /upload/{token}/parts`.
+    UploadBegin,
+    /// `PUT /upload/{token}/parts/{number}`.
+    UploadPart,
+    /// `POST /upload/{token}/parts/complete`.
+    UploadComplete,
     /// `GET /play/{token}/poster.jpg`.
     PlayPoster,
     /// `GET /api/_diag/kv/{key}`.
@@ -429,6 +435,24 @@ pub const ROUTES: &[RouteSpec] = &[
         Access::UrlToken,
     ),
     route(
+        RouteName::UploadBegin,
+        Method::POST,
+        "/upload/{token}/parts",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::UploadPart,
+        Method::PUT,
+        "/upload/{token}/parts/{number}",
+        Access::UrlToken,
+    ),
+    route(
+        RouteName::UploadComplete,
+        Method::POST,
+        "/upload/{token}/parts/complete",
+        Access::UrlToken,
+    ),
+    route(
         RouteName::PlayPoster,
         Method::GET,
         "/play/{token}/poster.jpg",
@@ -655,6 +679,14 @@ async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Respons
         RouteName::Upload => {
             let token = params[0].clone();
             routes::transcoder::upload(platform, &token, request).await
+        }
+        RouteName::UploadBegin => routes::transcoder::begin_parts(platform, &params[0]).await,
+        RouteName::UploadPart => {
+            let (token, number) = (params[0].clone(), params[1].clone());
+            routes::transcoder::put_part(platform, &token, &number, request).await
+        }
+        RouteName::UploadComplete => {
+            routes::transcoder::complete_parts(platform, &params[0], &request).await
         }
         RouteName::PlayPoster => routes::playback::poster(platform, &params[0], &request).await,
         RouteName::PlaySegment => {

@@ -1,7 +1,8 @@
 //! Sending a finished recording to the transcoder: the queue consumer turns a
 //! [`Job::Transcode`](crate::jobs::Job::Transcode) into a signed job for `transcoder serve`
 //! (`schema/transcode-job.schema.json`). Inputs are signed segment URLs on this deployment;
-//! the MP4 and poster come back through signed upload URLs (`PUT /upload/{token}`), because
+//! the MP4 and poster come back through signed upload URLs (`PUT /upload/{token}`, or in parts
+//! through `/upload/{token}/parts` above `UPLOAD_PART_BYTES`), because
 //! locally R2 lives inside the Workers runtime. The transcoder's answer to a job id it has
 //! seen is idempotent, so a retried job never runs twice.
 
@@ -65,6 +66,7 @@ pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Res
         "inputs": inputs,
         "output_url": upload("mp4"),
         "poster_url": upload("poster"),
+        "upload_part_bytes": config.upload_part_bytes,
         "callback_url": format!("{public_url}/api/transcoder/callback"),
     });
     let body = body.to_string().into_bytes();

@@ -7,11 +7,16 @@
 //! the new one, never a mix; the old chunks are deleted afterwards. Range reads fetch only the
 //! chunks they need. Listing scans the store's keys (`get-keys`), which suits small stores;
 //! large deployments need an S3/R2 adapter over outbound HTTP with SigV4 (not built yet).
+//!
+//! A multipart upload is a record `blob:upload:{id}` (key, content type), each part's chunks
+//! under the version `{id}.{number}` with a record `blob:upload:{id}:{number}`; completing it
+//! re-chunks the parts in order into a fresh version (one chunk in memory at a time) and then
+//! writes the metadata, as a put does.
 
 use std::rc::Rc;
 
 use edgevideo_core::memory::slice_range;
-use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange};
+use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange, UploadedPart};
 use edgevideo_core::StoreError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -24,6 +29,40 @@ use crate::platform::random_hex;
 pub const CHUNK_SIZE: usize = 512 * 1024;
 
 const META_PREFIX: &str = "blob:meta:";
+const UPLOAD_PREFIX: &str = "blob:upload:";
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct UploadRecord {
+    key: String,
+    content_type: String,
+}
+
+/// A stored part of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PartRecord {
+    size: u64,
+    etag: String,
+    chunks: u64,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value)
+        .map_err(|e| StoreError::backend("spin_key_value", format!("blob record: {e}")))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(raw: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(raw)
+        .map_err(|e| StoreError::backend("spin_key_value", format!("blob record: {e}")))
+}
+
+fn part_version(upload_id: &str, number: u16) -> String {
+    format!("{upload_id}.{number}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The stored description of one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +97,29 @@ impl KvBlobs {
         serde_json::from_slice(&raw)
             .map(Some)
             .map_err(|e| StoreError::backend("spin_key_value", format!("blob metadata: {e}")))
+    }
+
+    fn upload(&self, key: &str, upload_id: &str) -> Result<UploadRecord, StoreError> {
+        let raw = self
+            .store
+            .get(&format!("{UPLOAD_PREFIX}{upload_id}"))
+            .map_err(kv_error)?;
+        raw.map(|raw| decode::<UploadRecord>(&raw))
+            .transpose()?
+            .filter(|u| u.key == key)
+            .ok_or_else(|| StoreError::NotFound(format!("upload {upload_id}")))
+    }
+
+    fn chunk(&self, version: &str, index: u64) -> Result<Vec<u8>, StoreError> {
+        self.store
+            .get(&chunk_key(version, index))
+            .map_err(kv_error)?
+            .ok_or_else(|| {
+                StoreError::backend(
+                    "spin_key_value",
+                    format!("chunk {index} of {version} is missing"),
+                )
+            })
     }
 
     fn delete_chunks(&self, meta: &Meta) -> Result<(), StoreError> {
@@ -198,6 +260,131 @@ impl Blobs for KvBlobs {
             .collect();
         keys.sort();
         Ok(keys)
+    }
+
+    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, StoreError> {
+        let upload_id = random_hex(12);
+        let record = UploadRecord {
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+        };
+        self.store
+            .set(&format!("{UPLOAD_PREFIX}{upload_id}"), &encode(&record)?)
+            .map_err(kv_error)?;
+        Ok(upload_id)
+    }
+
+    async fn put_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        bytes: Vec<u8>,
+    ) -> Result<UploadedPart, StoreError> {
+        self.upload(key, upload_id)?;
+        let version = part_version(upload_id, number);
+        let mut chunks = 0u64;
+        for chunk in bytes.chunks(CHUNK_SIZE) {
+            self.store
+                .set(&chunk_key(&version, chunks), chunk)
+                .map_err(kv_error)?;
+            chunks += 1;
+        }
+        let record = PartRecord {
+            size: bytes.len() as u64,
+            etag: hex(&Sha256::digest(&bytes)[..16]),
+            chunks,
+        };
+        self.store
+            .set(
+                &format!("{UPLOAD_PREFIX}{upload_id}:{number}"),
+                &encode(&record)?,
+            )
+            .map_err(kv_error)?;
+        Ok(UploadedPart {
+            number,
+            etag: record.etag,
+        })
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), StoreError> {
+        let upload = self.upload(key, upload_id)?;
+        let mut records = Vec::with_capacity(parts.len());
+        for part in parts {
+            let record = self
+                .store
+                .get(&format!("{UPLOAD_PREFIX}{upload_id}:{}", part.number))
+                .map_err(kv_error)?
+                .map(|raw| decode::<PartRecord>(&raw))
+                .transpose()?
+                .filter(|r| r.etag == part.etag)
+                .ok_or_else(|| {
+                    StoreError::Precondition(format!("part {} does not match", part.number))
+                })?;
+            records.push((part.number, record));
+        }
+        let previous = self.meta(key)?;
+        let version = random_hex(8);
+        let mut digest = Sha256::new();
+        let mut pending: Vec<u8> = Vec::with_capacity(2 * CHUNK_SIZE);
+        let (mut size, mut chunks) = (0u64, 0u64);
+        for (number, record) in &records {
+            let part = part_version(upload_id, *number);
+            for index in 0..record.chunks {
+                let bytes = self.chunk(&part, index)?;
+                digest.update(&bytes);
+                size += bytes.len() as u64;
+                pending.extend_from_slice(&bytes);
+                while pending.len() >= CHUNK_SIZE {
+                    self.store
+                        .set(&chunk_key(&version, chunks), &pending[..CHUNK_SIZE])
+                        .map_err(kv_error)?;
+                    pending.drain(..CHUNK_SIZE);
+                    chunks += 1;
+                }
+            }
+        }
+        if !pending.is_empty() {
+            self.store
+                .set(&chunk_key(&version, chunks), &pending)
+                .map_err(kv_error)?;
+            chunks += 1;
+        }
+        let meta = Meta {
+            size,
+            content_type: upload.content_type,
+            etag: format!("\"{}\"", hex(&digest.finalize()[..16])),
+            chunks,
+            chunk_size: CHUNK_SIZE as u64,
+            version,
+        };
+        self.store
+            .set(&format!("{META_PREFIX}{key}"), &encode(&meta)?)
+            .map_err(kv_error)?;
+        // The object is complete; what follows only frees space.
+        for (number, record) in &records {
+            let part = part_version(upload_id, *number);
+            for index in 0..record.chunks {
+                self.store
+                    .delete(&chunk_key(&part, index))
+                    .map_err(kv_error)?;
+            }
+            self.store
+                .delete(&format!("{UPLOAD_PREFIX}{upload_id}:{number}"))
+                .map_err(kv_error)?;
+        }
+        self.store
+            .delete(&format!("{UPLOAD_PREFIX}{upload_id}"))
+            .map_err(kv_error)?;
+        if let Some(previous) = previous {
+            self.delete_chunks(&previous)?;
+        }
+        Ok(())
     }
 }
 

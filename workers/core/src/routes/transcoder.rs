@@ -8,27 +8,22 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::{self, Request, Response};
+use crate::config::MAX_UPLOAD_BYTES;
 use crate::delivery;
 use crate::error::ApiError;
 use crate::lifecycle;
-use crate::platform::Blobs as _;
+use crate::platform::{Blobs as _, UploadedPart};
 use crate::platform::{Live as _, Platform, Sql as _, SqlValue, Statement};
 use crate::room::RoomRequest;
 use crate::signed_url::{Scope, UrlToken};
 use crate::videos;
 use crate::webhooks;
 
-/// Largest upload accepted, in bytes (a Worker holds the body in memory; large recordings
-/// should let the transcoder write to the bucket itself).
-pub const MAX_UPLOAD_BYTES: usize = 96 * 1024 * 1024;
+/// Most parts in one multipart upload (R2's and S3's limit).
+const MAX_PARTS: u16 = 10_000;
 
-/// `PUT /upload/{token}`: the transcoder's output (MP4 or poster) for a video. The host has
-/// read the whole body before this runs, so an interrupted upload stores nothing.
-pub async fn upload<P: Platform>(
-    p: &P,
-    token: &str,
-    request: Request,
-) -> Result<Response, ApiError> {
+/// The object an upload URL may write: its key and content type.
+fn upload_target<P: Platform>(p: &P, token: &str) -> Result<(String, &'static str), ApiError> {
     let now_s = p.clock().now_ms() / 1000;
     let token = UrlToken::verify(token, p.config().url_signing_secret.as_bytes(), now_s)
         .map_err(|e| ApiError::Forbidden(e.to_string()))?;
@@ -37,20 +32,113 @@ pub async fn upload<P: Platform>(
             "this URL does not allow uploads".into(),
         ));
     };
-    let (key, content_type) = videos::file_key(&video_id, &kind)
-        .ok_or_else(|| ApiError::Forbidden("unknown upload kind".into()))?;
+    videos::file_key(&video_id, &kind)
+        .ok_or_else(|| ApiError::Forbidden("unknown upload kind".into()))
+}
+
+/// The body of an upload request or part: not empty, at most one request's worth.
+fn upload_body(request: Request) -> Result<Vec<u8>, ApiError> {
     let body = request.into_body();
     if body.is_empty() {
         return Err(ApiError::bad_request("empty_upload", "the upload is empty"));
     }
     if body.len() > MAX_UPLOAD_BYTES {
         return Err(ApiError::PayloadTooLarge(format!(
-            "upload is {} bytes; the limit is {MAX_UPLOAD_BYTES}",
+            "upload is {} bytes; the limit is {MAX_UPLOAD_BYTES} (larger files go in parts: \
+             POST /upload/{{token}}/parts)",
             body.len()
         )));
     }
+    Ok(body)
+}
+
+/// `PUT /upload/{token}`: the transcoder's output (MP4 or poster) for a video, in one request.
+/// The host has read the whole body before this runs, so an interrupted upload stores
+/// nothing.
+pub async fn upload<P: Platform>(
+    p: &P,
+    token: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (key, content_type) = upload_target(p, token)?;
+    let body = upload_body(request)?;
     let size = body.len();
     p.blobs().put(&key, body, content_type).await?;
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "key": key, "size": size }),
+    ))
+}
+
+/// `POST /upload/{token}/parts`: starts a multipart upload of the URL's object, for files
+/// larger than one request. Answers the upload id and the part size to use: every part but
+/// the last has exactly that size.
+pub async fn begin_parts<P: Platform>(p: &P, token: &str) -> Result<Response, ApiError> {
+    let (key, content_type) = upload_target(p, token)?;
+    let upload_id = p.blobs().begin_upload(&key, content_type).await?;
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "upload_id": upload_id, "part_bytes": p.config().upload_part_bytes }),
+    ))
+}
+
+/// `PUT /upload/{token}/parts/{number}?upload_id=...`: stores one part (1-based). Answers
+/// the part's `etag`, which completing the upload needs.
+pub async fn put_part<P: Platform>(
+    p: &P,
+    token: &str,
+    number: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (key, _) = upload_target(p, token)?;
+    let number = number
+        .parse::<u16>()
+        .ok()
+        .filter(|n| (1..=MAX_PARTS).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_part_number",
+                format!("part numbers are 1 to {MAX_PARTS}"),
+            )
+        })?;
+    let upload_id = super::catalogue::query_params(&request)?
+        .into_iter()
+        .find_map(|(name, value)| (name == "upload_id" && !value.is_empty()).then_some(value))
+        .ok_or_else(|| ApiError::bad_request("missing_upload_id", "upload_id is required"))?;
+    let body = upload_body(request)?;
+    let part = p.blobs().put_part(&key, &upload_id, number, body).await?;
+    Ok(api::json(StatusCode::OK, &part))
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    upload_id: String,
+    parts: Vec<UploadedPart>,
+}
+
+/// `POST /upload/{token}/parts/complete` with `{"upload_id", "parts": [{"number", "etag"}]}`:
+/// the object becomes the parts, in ascending order.
+pub async fn complete_parts<P: Platform>(
+    p: &P,
+    token: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (key, _) = upload_target(p, token)?;
+    let completion: Completion = api::parse_json(request)?;
+    let ascending = completion
+        .parts
+        .windows(2)
+        .all(|w| w[0].number < w[1].number);
+    if completion.parts.is_empty() || !ascending {
+        return Err(ApiError::bad_request(
+            "invalid_parts",
+            "parts must be listed once each, in ascending order",
+        ));
+    }
+    p.blobs()
+        .complete_upload(&key, &completion.upload_id, &completion.parts)
+        .await?;
+    let size = p.blobs().head(&key).await?.map_or(0, |m| m.size);
     Ok(api::json(
         StatusCode::CREATED,
         &json!({ "key": key, "size": size }),
