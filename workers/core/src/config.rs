@@ -62,8 +62,9 @@ pub mod names {
 /// MP4, or one part of a multipart upload.
 pub const MAX_UPLOAD_BYTES: usize = 96 * 1024 * 1024;
 
-/// Default part size of multipart uploads.
-pub const DEFAULT_UPLOAD_PART_BYTES: u64 = 64 * 1024 * 1024;
+/// Default part size of multipart uploads: small enough that a part and its copies fit in a
+/// Worker isolate's 128 MB with room to spare, large enough for 160 GB in R2's 10,000 parts.
+pub const DEFAULT_UPLOAD_PART_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Default PBKDF2-HMAC-SHA256 iteration count: the most Workers' own WebCrypto PBKDF2 accepts,
 /// and about 0.1 s of CPU per login in Wasm (see the README for the measured figure).
