@@ -22,8 +22,24 @@ use crate::webhooks;
 /// Most parts in one multipart upload (R2's and S3's limit).
 const MAX_PARTS: u16 = 10_000;
 
-/// The object an upload URL may write: its key and content type.
-fn upload_target<P: Platform>(p: &P, token: &str) -> Result<(String, &'static str), ApiError> {
+/// Whether the video's row exists (a deleted video's row is gone).
+async fn video_exists<P: Platform>(p: &P, video_id: &str) -> Result<bool, ApiError> {
+    let rows = p
+        .sql()
+        .query(&Statement::new(
+            "SELECT 1 AS found FROM videos WHERE id = ?1",
+            vec![SqlValue::from(video_id)],
+        ))
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// The object an upload URL may write: its key and content type. 404 when the video was
+/// deleted meanwhile, so nothing is stored for it.
+async fn upload_target<P: Platform>(
+    p: &P,
+    token: &str,
+) -> Result<(String, &'static str), ApiError> {
     let now_s = p.clock().now_ms() / 1000;
     let token = UrlToken::verify(token, p.config().url_signing_secret.as_bytes(), now_s)
         .map_err(|e| ApiError::Forbidden(e.to_string()))?;
@@ -32,8 +48,14 @@ fn upload_target<P: Platform>(p: &P, token: &str) -> Result<(String, &'static st
             "this URL does not allow uploads".into(),
         ));
     };
-    videos::file_key(&video_id, &kind)
-        .ok_or_else(|| ApiError::Forbidden("unknown upload kind".into()))
+    let target = videos::file_key(&video_id, &kind)
+        .ok_or_else(|| ApiError::Forbidden("unknown upload kind".into()))?;
+    if !video_exists(p, &video_id).await? {
+        return Err(ApiError::NotFound(format!(
+            "no video {video_id} (deleted?)"
+        )));
+    }
+    Ok(target)
 }
 
 /// The body of an upload request or part: not empty, at most one request's worth.
@@ -60,7 +82,7 @@ pub async fn upload<P: Platform>(
     token: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (key, content_type) = upload_target(p, token)?;
+    let (key, content_type) = upload_target(p, token).await?;
     let body = upload_body(request)?;
     let size = body.len();
     p.blobs().put(&key, body, content_type).await?;
@@ -74,7 +96,7 @@ pub async fn upload<P: Platform>(
 /// larger than one request. Answers the upload id and the part size to use: every part but
 /// the last has exactly that size.
 pub async fn begin_parts<P: Platform>(p: &P, token: &str) -> Result<Response, ApiError> {
-    let (key, content_type) = upload_target(p, token)?;
+    let (key, content_type) = upload_target(p, token).await?;
     let upload_id = p.blobs().begin_upload(&key, content_type).await?;
     Ok(api::json(
         StatusCode::CREATED,
@@ -90,7 +112,7 @@ pub async fn put_part<P: Platform>(
     number: &str,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (key, _) = upload_target(p, token)?;
+    let (key, _) = upload_target(p, token).await?;
     let number = number
         .parse::<u16>()
         .ok()
@@ -123,7 +145,7 @@ pub async fn complete_parts<P: Platform>(
     token: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let (key, _) = upload_target(p, token)?;
+    let (key, _) = upload_target(p, token).await?;
     let completion: Completion = api::parse_json(request)?;
     let ascending = completion
         .parts
@@ -175,6 +197,25 @@ pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response,
         .map_err(|e| ApiError::Forbidden(format!("callback signature: {e}")))?;
     let body: Callback = api::parse_json(request)?;
     let now = p.clock().now_ms() as i64;
+    let known = matches!(
+        body.kind.as_str(),
+        "transcode.completed" | "transcode.failed"
+    );
+    if known && !video_exists(p, &body.video_id).await? {
+        // Deleted while it was being transcoded: drop what the job uploaded (the delete
+        // already removed the video's files), change nothing else.
+        let keys = p
+            .blobs()
+            .list(&format!("videos/{}/", body.video_id))
+            .await?;
+        for key in &keys {
+            p.blobs().delete(key).await?;
+        }
+        return Ok(api::json(
+            StatusCode::OK,
+            &json!({ "ok": true, "video": "deleted", "objects_removed": keys.len() }),
+        ));
+    }
     match body.kind.as_str() {
         "transcode.completed" => {
             // Jobs we send upload through `output_url`/`poster_url` to the keys of
