@@ -2,8 +2,9 @@
 """edgevideo benchmarks: one run, one table of figures and ratios measured in that run.
 
 Sections (all by default; pick with --only):
-  routes     edge routes under wrk in `wrangler dev`: requests/s, p50/p99, errors, as a
-             ratio to the trivial route (/api/version)
+  routes     edge routes under wrk in `wrangler dev`: requests/s, p50/p99, errors and the
+             runtime's CPU per request, as a ratio to the trivial route (/api/version);
+             first the same for a JavaScript hello-world Worker, the runtime's own floor
   size       the Worker's Wasm, raw and gzip
   ingest     ingest-to-playlist latency: end of a segment PUT to the segment listed in the
              live playlist (the pusher sends the playlist right after, as ffmpeg does)
@@ -116,8 +117,11 @@ def push(stack: Stack, base: str, segments, count: int, end: bool, pace_s: float
 
 
 def wrk(url: str, seconds: int) -> dict:
+    """One wrk run against `url`; with the runtime's CPU time per request it answered."""
+    cpu0 = workerd_cpu_s()
     out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
+    cpu = workerd_cpu_s() - cpu0
 
     def ms(label):
         m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -130,11 +134,37 @@ def wrk(url: str, seconds: int) -> dict:
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     socket = re.search(r"Socket errors:.*?(\d+).*?(\d+).*?(\d+).*?(\d+)", out)
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)
-    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "errors": errors}
+    requests_done = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "errors": errors,
+            "cpu_ms": cpu * 1000 / max(requests_done, 1)}
+
+
+class HelloWorker(conftest.WranglerWorker):
+    """bench/hello-worker, the smallest JavaScript Worker, in `wrangler dev`: the runtime's
+    own cost per request, for reading the routes' figures against."""
+
+    def prepare(self, env):
+        pass  # no database
+
+
+def bench_runtime_floor(tmp: pathlib.Path, seconds: int) -> None:
+    """The hello-world Worker under the same wrk run as the routes."""
+    (tmp / "hello").mkdir(parents=True, exist_ok=True)
+    worker = HelloWorker(tmp / "hello")
+    worker.config = ROOT / "bench" / "hello-worker" / "wrangler.toml"
+    worker.start()
+    try:
+        r = wrk(worker.url + "/", seconds)
+        row("runtime floor: a JavaScript hello-world Worker",
+            f"{r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['errors']} errors, "
+            f"workerd CPU {r['cpu_ms']:.2f} ms/request", "")
+    finally:
+        worker.stop()
 
 
 def bench_routes(tmp, seconds):
     print("routes (wrk -t2 -c16, %d s each)" % seconds)
+    bench_runtime_floor(tmp, seconds)
     s = Stack(tmp, "routes")
     try:
         segments, _ = recording(4)
@@ -157,8 +187,8 @@ def bench_routes(tmp, seconds):
                 continue
             r = wrk(url, seconds)
             base_rps = base_rps or r["rps"]
-            row(name, f"{r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['errors']} errors",
-                f"{r['rps'] / base_rps:.2f}x")
+            row(name, f"{r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['errors']} errors, "
+                f"workerd CPU {r['cpu_ms']:.2f} ms/request", f"{r['rps'] / base_rps:.2f}x")
     finally:
         s.stop()
 
