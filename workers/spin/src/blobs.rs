@@ -87,16 +87,11 @@ impl KvBlobs {
     }
 
     fn meta(&self, key: &str) -> Result<Option<Meta>, StoreError> {
-        let Some(raw) = self
-            .store
+        self.store
             .get(&format!("{META_PREFIX}{key}"))
             .map_err(kv_error)?
-        else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&raw)
-            .map(Some)
-            .map_err(|e| StoreError::backend("spin_key_value", format!("blob metadata: {e}")))
+            .map(|raw| decode(&raw))
+            .transpose()
     }
 
     fn upload(&self, key: &str, upload_id: &str) -> Result<UploadRecord, StoreError> {
@@ -122,13 +117,36 @@ impl KvBlobs {
             })
     }
 
-    fn delete_chunks(&self, meta: &Meta) -> Result<(), StoreError> {
-        for index in 0..meta.chunks {
+    fn set_chunk(&self, version: &str, index: u64, bytes: &[u8]) -> Result<(), StoreError> {
+        self.store
+            .set(&chunk_key(version, index), bytes)
+            .map_err(kv_error)
+    }
+
+    /// Stores `bytes` as the chunks of `version`; returns how many there are.
+    fn write_chunks(&self, version: &str, bytes: &[u8]) -> Result<u64, StoreError> {
+        let mut chunks = 0u64;
+        for chunk in bytes.chunks(CHUNK_SIZE) {
+            self.set_chunk(version, chunks, chunk)?;
+            chunks += 1;
+        }
+        Ok(chunks)
+    }
+
+    fn delete_chunks(&self, version: &str, chunks: u64) -> Result<(), StoreError> {
+        for index in 0..chunks {
             self.store
-                .delete(&chunk_key(&meta.version, index))
+                .delete(&chunk_key(version, index))
                 .map_err(kv_error)?;
         }
         Ok(())
+    }
+
+    /// Makes `meta` the object under `key`.
+    fn set_meta(&self, key: &str, meta: &Meta) -> Result<(), StoreError> {
+        self.store
+            .set(&format!("{META_PREFIX}{key}"), &encode(meta)?)
+            .map_err(kv_error)
     }
 }
 
@@ -163,30 +181,18 @@ impl Blobs for KvBlobs {
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
         let previous = self.meta(key)?;
         let version = random_hex(8);
-        let mut chunks = 0u64;
-        for chunk in bytes.chunks(CHUNK_SIZE) {
-            self.store
-                .set(&chunk_key(&version, chunks), chunk)
-                .map_err(kv_error)?;
-            chunks += 1;
-        }
-        let digest = Sha256::digest(&bytes);
-        let etag: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let chunks = self.write_chunks(&version, &bytes)?;
         let meta = Meta {
             size: bytes.len() as u64,
             content_type: content_type.to_owned(),
-            etag: format!("\"{etag}\""),
+            etag: format!("\"{}\"", hex(&Sha256::digest(&bytes)[..16])),
             chunks,
             chunk_size: CHUNK_SIZE as u64,
             version,
         };
-        let encoded = serde_json::to_vec(&meta)
-            .map_err(|e| StoreError::backend("spin_key_value", format!("blob metadata: {e}")))?;
-        self.store
-            .set(&format!("{META_PREFIX}{key}"), &encoded)
-            .map_err(kv_error)?;
+        self.set_meta(key, &meta)?;
         if let Some(previous) = previous {
-            self.delete_chunks(&previous)?;
+            self.delete_chunks(&previous.version, previous.chunks)?;
         }
         Ok(())
     }
@@ -243,7 +249,7 @@ impl Blobs for KvBlobs {
         self.store
             .delete(&format!("{META_PREFIX}{key}"))
             .map_err(kv_error)?;
-        self.delete_chunks(&meta)
+        self.delete_chunks(&meta.version, meta.chunks)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -282,14 +288,7 @@ impl Blobs for KvBlobs {
         bytes: Vec<u8>,
     ) -> Result<UploadedPart, StoreError> {
         self.upload(key, upload_id)?;
-        let version = part_version(upload_id, number);
-        let mut chunks = 0u64;
-        for chunk in bytes.chunks(CHUNK_SIZE) {
-            self.store
-                .set(&chunk_key(&version, chunks), chunk)
-                .map_err(kv_error)?;
-            chunks += 1;
-        }
+        let chunks = self.write_chunks(&part_version(upload_id, number), &bytes)?;
         let record = PartRecord {
             size: bytes.len() as u64,
             etag: hex(&Sha256::digest(&bytes)[..16]),
@@ -341,18 +340,14 @@ impl Blobs for KvBlobs {
                 size += bytes.len() as u64;
                 pending.extend_from_slice(&bytes);
                 while pending.len() >= CHUNK_SIZE {
-                    self.store
-                        .set(&chunk_key(&version, chunks), &pending[..CHUNK_SIZE])
-                        .map_err(kv_error)?;
+                    self.set_chunk(&version, chunks, &pending[..CHUNK_SIZE])?;
                     pending.drain(..CHUNK_SIZE);
                     chunks += 1;
                 }
             }
         }
         if !pending.is_empty() {
-            self.store
-                .set(&chunk_key(&version, chunks), &pending)
-                .map_err(kv_error)?;
+            self.set_chunk(&version, chunks, &pending)?;
             chunks += 1;
         }
         let meta = Meta {
@@ -363,17 +358,10 @@ impl Blobs for KvBlobs {
             chunk_size: CHUNK_SIZE as u64,
             version,
         };
-        self.store
-            .set(&format!("{META_PREFIX}{key}"), &encode(&meta)?)
-            .map_err(kv_error)?;
+        self.set_meta(key, &meta)?;
         // The object is complete; what follows only frees space.
         for (number, record) in &records {
-            let part = part_version(upload_id, *number);
-            for index in 0..record.chunks {
-                self.store
-                    .delete(&chunk_key(&part, index))
-                    .map_err(kv_error)?;
-            }
+            self.delete_chunks(&part_version(upload_id, *number), record.chunks)?;
             self.store
                 .delete(&format!("{UPLOAD_PREFIX}{upload_id}:{number}"))
                 .map_err(kv_error)?;
@@ -382,7 +370,7 @@ impl Blobs for KvBlobs {
             .delete(&format!("{UPLOAD_PREFIX}{upload_id}"))
             .map_err(kv_error)?;
         if let Some(previous) = previous {
-            self.delete_chunks(&previous)?;
+            self.delete_chunks(&previous.version, previous.chunks)?;
         }
         Ok(())
     }
