@@ -2,7 +2,7 @@
 
 use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange, UploadedPart};
 use edgevideo_core::StoreError;
-use worker::{Bucket, HttpMetadata, Object, Range};
+use worker::{Bucket, HttpMetadata, MultipartUpload, Object, Range};
 
 /// The blob port over R2.
 pub struct R2Blobs(pub Bucket);
@@ -50,14 +50,28 @@ fn range(range: ByteRange) -> Result<Range, StoreError> {
     })
 }
 
+impl R2Blobs {
+    /// Reopens a multipart upload begun by `begin_upload` (R2 keeps no handle between requests).
+    fn resume_upload(&self, key: &str, upload_id: &str) -> Result<MultipartUpload, StoreError> {
+        self.0
+            .resume_multipart_upload(key, upload_id)
+            .map_err(r2_error)
+    }
+}
+
+/// An object's HTTP metadata carrying only its content type.
+fn content_type_metadata(content_type: &str) -> HttpMetadata {
+    HttpMetadata {
+        content_type: Some(content_type.to_owned()),
+        ..HttpMetadata::default()
+    }
+}
+
 impl Blobs for R2Blobs {
     async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), StoreError> {
         self.0
             .put(key, bytes)
-            .http_metadata(HttpMetadata {
-                content_type: Some(content_type.to_owned()),
-                ..HttpMetadata::default()
-            })
+            .http_metadata(content_type_metadata(content_type))
             .execute()
             .await
             .map_err(r2_error)?;
@@ -111,10 +125,7 @@ impl Blobs for R2Blobs {
         let upload = self
             .0
             .create_multipart_upload(key)
-            .http_metadata(HttpMetadata {
-                content_type: Some(content_type.to_owned()),
-                ..HttpMetadata::default()
-            })
+            .http_metadata(content_type_metadata(content_type))
             .execute()
             .await
             .map_err(r2_error)?;
@@ -128,10 +139,7 @@ impl Blobs for R2Blobs {
         number: u16,
         bytes: Vec<u8>,
     ) -> Result<UploadedPart, StoreError> {
-        let upload = self
-            .0
-            .resume_multipart_upload(key, upload_id)
-            .map_err(r2_error)?;
+        let upload = self.resume_upload(key, upload_id)?;
         let part = upload
             .upload_part(number, bytes)
             .await
@@ -148,10 +156,7 @@ impl Blobs for R2Blobs {
         upload_id: &str,
         parts: &[UploadedPart],
     ) -> Result<(), StoreError> {
-        let upload = self
-            .0
-            .resume_multipart_upload(key, upload_id)
-            .map_err(r2_error)?;
+        let upload = self.resume_upload(key, upload_id)?;
         upload
             .complete(
                 parts
