@@ -264,12 +264,7 @@ impl Storage {
             message,
         };
         self.runtime.block_on(async {
-            let mut response = self
-                .http
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| http_error(e.without_url().to_string()))?;
+            let mut response = send(self.http.get(url), url).await?;
             let status = response.status();
             if status == reqwest::StatusCode::NOT_FOUND {
                 return Err(StorageError::NotFound(redact_url(url)));
@@ -416,23 +411,18 @@ impl Storage {
         };
         self.runtime.block_on(async {
             if part_threshold.is_none_or(|limit| size <= limit) {
-                let response = self
-                    .http
-                    .put(url)
-                    .header(reqwest::header::CONTENT_LENGTH, size)
-                    .header(reqwest::header::CONTENT_TYPE, "video/mp4")
-                    .body(file_body(src, 0, size)?)
-                    .send()
-                    .await
-                    .map_err(|e| http_error(e.without_url().to_string()))?;
+                let response = send(
+                    self.http
+                        .put(url)
+                        .header(reqwest::header::CONTENT_LENGTH, size)
+                        .header(reqwest::header::CONTENT_TYPE, "video/mp4")
+                        .body(file_body(src, 0, size)?),
+                    url,
+                )
+                .await?;
                 return expect_status(response, &[200, 201]).await.map(drop);
             }
-            let begin = self
-                .http
-                .post(format!("{url}/parts"))
-                .send()
-                .await
-                .map_err(|e| http_error(e.without_url().to_string()))?;
+            let begin = send(self.http.post(format!("{url}/parts")), url).await?;
             let begin: BegunUpload = expect_json(begin, 201).await?;
             if begin.part_bytes == 0 {
                 return Err(http_error("the server named a part size of 0".into()));
@@ -447,28 +437,28 @@ impl Storage {
                 part_url
                     .query_pairs_mut()
                     .append_pair("upload_id", &begin.upload_id);
-                let response = self
-                    .http
-                    .put(part_url)
-                    .header(reqwest::header::CONTENT_LENGTH, length)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(file_body(src, offset, length)?)
-                    .send()
-                    .await
-                    .map_err(|e| http_error(e.without_url().to_string()))?;
+                let response = send(
+                    self.http
+                        .put(part_url)
+                        .header(reqwest::header::CONTENT_LENGTH, length)
+                        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                        .body(file_body(src, offset, length)?),
+                    url,
+                )
+                .await?;
                 parts.push(expect_json::<serde_json::Value>(response, 200).await?);
                 offset += length;
             }
             let completion =
                 serde_json::json!({ "upload_id": begin.upload_id, "parts": parts }).to_string();
-            let response = self
-                .http
-                .post(format!("{url}/parts/complete"))
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(completion)
-                .send()
-                .await
-                .map_err(|e| http_error(e.without_url().to_string()))?;
+            let response = send(
+                self.http
+                    .post(format!("{url}/parts/complete"))
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(completion),
+                url,
+            )
+            .await?;
             expect_status(response, &[201]).await.map(drop)
         })
     }
@@ -493,10 +483,7 @@ impl Storage {
             for (name, value) in headers {
                 request = request.header(*name, value);
             }
-            let response = request.send().await.map_err(|e| StorageError::Http {
-                url: redact_url(url),
-                message: e.without_url().to_string(),
-            })?;
+            let response = send(request, url).await?;
             Ok(response.status().as_u16())
         })
     }
@@ -538,6 +525,17 @@ fn file_body(path: &Path, offset: u64, length: u64) -> Result<reqwest::Body, Sto
         }
     });
     Ok(reqwest::Body::wrap_stream(chunks))
+}
+
+/// Sends `request`; a failure to get any response is an error naming `url` (redacted).
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &str,
+) -> Result<reqwest::Response, StorageError> {
+    request.send().await.map_err(|e| StorageError::Http {
+        url: redact_url(url),
+        message: e.without_url().to_string(),
+    })
 }
 
 /// The response when its status is one of `expected`; an error naming the status and the
