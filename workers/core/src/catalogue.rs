@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, StoreError};
 use crate::platform::{Blobs, Kv, Sql, SqlExt as _, SqlValue, Statement};
+use crate::videos;
 
 /// Videos per page when the request does not say.
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -546,7 +547,7 @@ pub async fn delete_media<B: Blobs>(
                 .await?,
         );
     }
-    keys.extend(blobs.list(&format!("videos/{}/", video.id)).await?);
+    keys.extend(blobs.list(&videos::files_prefix(&video.id)).await?);
     keys.extend(video.mp4_key.iter().cloned());
     keys.extend(video.poster_key.iter().cloned());
     keys.sort();

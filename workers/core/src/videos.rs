@@ -79,11 +79,17 @@ pub fn segment_key(channel_id: &str, broadcast_id: &str, file: &str) -> String {
     format!("live/{channel_id}/{broadcast_id}/{file}")
 }
 
+/// The blob prefix under which a video's own files (MP4, poster) are stored.
+pub fn files_prefix(video_id: &str) -> String {
+    format!("videos/{video_id}/")
+}
+
 /// The blob key of a video's transcoded file: `mp4` or `poster`.
 pub fn file_key(video_id: &str, kind: &str) -> Option<(String, &'static str)> {
-    match kind {
-        "mp4" => Some((format!("videos/{video_id}/video.mp4"), "video/mp4")),
-        "poster" => Some((format!("videos/{video_id}/poster.jpg"), "image/jpeg")),
-        _ => None,
-    }
+    let (name, content_type) = match kind {
+        "mp4" => ("video.mp4", "video/mp4"),
+        "poster" => ("poster.jpg", "image/jpeg"),
+        _ => return None,
+    };
+    Some((format!("{}{name}", files_prefix(video_id)), content_type))
 }

@@ -206,7 +206,7 @@ pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response,
         // already removed the video's files), change nothing else.
         let keys = p
             .blobs()
-            .list(&format!("videos/{}/", body.video_id))
+            .list(&videos::files_prefix(&body.video_id))
             .await?;
         for key in &keys {
             p.blobs().delete(key).await?;
