@@ -11,7 +11,8 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use edgevideo_core::auth::{session, Role};
+use edgevideo_core::api::auth::session;
+use edgevideo_core::model::role::Role;
 use edgevideo_core::config::Config;
 use edgevideo_core::memory::MemoryPlatform;
 use edgevideo_core::webhooks;

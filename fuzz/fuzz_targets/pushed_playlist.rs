@@ -1,9 +1,9 @@
-//! The core's parser of the playlists ffmpeg pushes (`edgevideo_core::hls::parse_pushed`):
+//! The core's parser of the playlists ffmpeg pushes (`edgevideo_core::model::hls::parse_pushed`):
 //! arbitrary bytes give a playlist or a `MediaError`, never a panic, and an accepted
 //! playlist names only segment files ingest would accept.
 #![no_main]
 
-use edgevideo_core::hls;
+use edgevideo_core::model::hls;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,10 +2,11 @@
 //! lobby. It only adapts: JSON requests are decoded into the core's [`RoomRequest`] and
 //! handled by [`edgevideo_core::room`] over the object's storage and its hibernatable
 //! WebSockets; the alarm ends silent broadcasts and records them with
-//! [`edgevideo_core::live::broadcast_ended`].
+//! [`edgevideo_core::services::broadcasts::broadcast_ended`].
 
-use edgevideo_core::platform::{Live as _, Platform as _, RoomSockets, RoomStore};
-use edgevideo_core::room::{self, RoomRequest};
+use edgevideo_core::model::room::{RoomRequest, LOBBY};
+use edgevideo_core::ports::{Live as _, Platform as _, RoomSockets, RoomStore};
+use edgevideo_core::room;
 use edgevideo_core::{ApiError, StoreError};
 use worker::{
     durable_object, DurableObject, Env, ListOptions, Request, Response, State, Storage, WebSocket,
@@ -156,7 +157,7 @@ impl ChannelRoom {
         let told = match CloudflarePlatform::from_env(&self.env) {
             Ok(platform) => platform
                 .live()
-                .call(room::LOBBY, &room::lobby_viewers(channel_id, count))
+                .call(LOBBY, &room::lobby_viewers(channel_id, count))
                 .await
                 .map(drop)
                 .map_err(|e| e.to_string()),
@@ -214,9 +215,11 @@ impl DurableObject for ChannelRoom {
             }
         };
         let recorded = match CloudflarePlatform::from_env(&self.env) {
-            Ok(platform) => edgevideo_core::live::broadcast_ended(&platform, &ended)
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(platform) => {
+                edgevideo_core::services::broadcasts::broadcast_ended(&platform, &ended)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
             Err(e) => Err(e.to_string()),
         };
         match recorded {

@@ -1,6 +1,6 @@
 //! [`Sql`] over a D1 database.
 
-use edgevideo_core::platform::{Row, Sql, SqlValue, Statement};
+use edgevideo_core::ports::{Row, Sql, SqlValue, Statement};
 use edgevideo_core::StoreError;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement};

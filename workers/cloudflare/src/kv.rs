@@ -1,6 +1,6 @@
 //! [`Kv`] over a Workers KV namespace.
 
-use edgevideo_core::platform::Kv;
+use edgevideo_core::ports::Kv;
 use edgevideo_core::StoreError;
 use worker::kv::KvStore;
 

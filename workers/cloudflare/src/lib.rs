@@ -90,8 +90,8 @@ async fn queue(
     let outcomes = join_all(messages.iter().map(|message| {
         let platform = &platform;
         async move {
-            match edgevideo_core::jobs::decode(message.body().clone()) {
-                Ok(job) => edgevideo_core::jobs::run(platform, job).await,
+            match edgevideo_core::model::job::decode(message.body().clone()) {
+                Ok(job) => edgevideo_core::queue::run(platform, job).await,
                 Err(err) => Err(err),
             }
         }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use edgevideo_core::platform::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
+use edgevideo_core::ports::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 use futures_util::future::{select, Either};
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, ObjectNamespace, Request, RequestInit, Response,

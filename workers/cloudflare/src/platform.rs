@@ -1,7 +1,7 @@
 //! [`CloudflarePlatform`]: the core's [`Platform`] built from a Worker's `Env`.
 
 use edgevideo_core::config::{Config, ConfigError};
-use edgevideo_core::platform::{Clock, Entropy, Platform};
+use edgevideo_core::ports::{Clock, Entropy, Platform};
 use edgevideo_core::ApiError;
 use wasm_bindgen::prelude::wasm_bindgen;
 use worker::Env;

@@ -1,7 +1,7 @@
 //! [`Jobs`] over a Queue producer.
 
-use edgevideo_core::jobs::Job;
-use edgevideo_core::platform::Jobs;
+use edgevideo_core::model::job::Job;
+use edgevideo_core::ports::Jobs;
 use edgevideo_core::StoreError;
 use worker::{MessageBuilder, Queue};
 

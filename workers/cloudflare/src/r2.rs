@@ -1,6 +1,6 @@
 //! [`Blobs`] over an R2 bucket.
 
-use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange, UploadedPart};
+use edgevideo_core::ports::{Blob, BlobMeta, Blobs, ByteRange, UploadedPart};
 use edgevideo_core::StoreError;
 use worker::{Bucket, HttpMetadata, MultipartUpload, Object, Range};
 

@@ -1,8 +1,8 @@
 //! [`Live`] over the `ChannelRoom` Durable Object namespace: one object per room name, called
 //! with the core's [`RoomRequest`] as JSON.
 
-use edgevideo_core::platform::Live;
-use edgevideo_core::room::{RoomRequest, RoomResponse};
+use edgevideo_core::model::room::{RoomRequest, RoomResponse};
+use edgevideo_core::ports::Live;
 use edgevideo_core::StoreError;
 use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Response};
 

@@ -57,6 +57,9 @@ pub mod names {
     pub const TRANSCODER_SECRET: &str = "TRANSCODER_SECRET";
 }
 
+/// Smallest part of a multipart upload but the last, in bytes (R2's and S3's minimum).
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+
 /// Largest upload request the Worker accepts, in bytes (a Worker holds the body in memory and
 /// Cloudflare caps request bodies at 100 MB on most plans): one PUT of a poster or a small
 /// MP4, or one part of a multipart upload.
@@ -255,7 +258,7 @@ impl Config {
         let upload_part_bytes = number(
             names::UPLOAD_PART_BYTES,
             DEFAULT_UPLOAD_PART_BYTES,
-            crate::platform::MIN_PART_BYTES,
+            MIN_PART_BYTES,
         )?;
         if upload_part_bytes > MAX_UPLOAD_BYTES as u64 {
             return Err(ConfigError::Invalid {

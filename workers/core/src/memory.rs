@@ -1,5 +1,5 @@
 //! In-memory adapters of the ports, for unit tests and examples. They hold the same
-//! contracts as the real backends (see [`crate::conformance`]) except [`UnavailableSql`]:
+//! contracts as the real backends (see [`crate::ports::conformance`]) except [`UnavailableSql`]:
 //! the core carries no SQL engine, so SQL is tested in the real runtimes.
 
 use std::cell::{Cell, RefCell};
@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::error::StoreError;
-use crate::jobs::Job;
-use crate::platform::{
+use crate::model::job::Job;
+use crate::model::room::{RoomRequest, RoomResponse};
+use crate::ports::{
     Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Outbound, OutboundError,
     OutboundRequest, OutboundResponse, Platform, RoomSockets, RoomStore, Row, Sql, Statement,
     UploadedPart,
 };
-use crate::room::{self, RoomRequest, RoomResponse};
+use crate::room;
 
 /// [`Kv`] over a map. TTLs are accepted and ignored.
 #[derive(Debug, Default)]

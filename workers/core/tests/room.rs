@@ -1,9 +1,10 @@
 //! The channel room's live-window state machine, driven as ffmpeg drives it: segments, then
 //! rolling playlists, overlapping uploads, `ENDLIST`, silence, and a second pusher.
 
-use edgevideo_core::hls::{PushedEntry, PushedPlaylist};
 use edgevideo_core::memory::MemoryRoom;
-use edgevideo_core::room::{self, EndedBroadcast, RoomRequest, RoomResponse};
+use edgevideo_core::model::hls::{PushedEntry, PushedPlaylist};
+use edgevideo_core::model::room::{EndedBroadcast, RoomRequest, RoomResponse};
+use edgevideo_core::room;
 use pollster::block_on;
 
 const IDLE_MS: u64 = 30_000;
@@ -268,7 +269,7 @@ fn a_missing_segment_stops_holding_the_window_back_after_a_while() {
 fn the_lobby_lists_live_channels() {
     let room = MemoryRoom::default();
     let p = Pusher::new(&room, "-");
-    let entry = room::LobbyEntry {
+    let entry = edgevideo_core::model::room::LobbyEntry {
         channel_id: "ch_a".into(),
         name: "A".into(),
         broadcast_id: "brd_1".into(),

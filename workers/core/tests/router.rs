@@ -2,9 +2,11 @@
 //! diagnostics are hidden unless enabled, and the memory adapters pass the conformance suites.
 
 use edgevideo_core::config::Config;
-use edgevideo_core::jobs::{self, Job};
+use edgevideo_core::handle;
 use edgevideo_core::memory::MemoryPlatform;
-use edgevideo_core::{conformance, handle};
+use edgevideo_core::model::job::{self, Job};
+use edgevideo_core::ports::conformance;
+use edgevideo_core::queue;
 use http::{Method, Request, StatusCode};
 use serde_json::Value;
 
@@ -115,10 +117,10 @@ fn probe_jobs_are_enqueued_and_run() {
     let job = p.jobs.enqueued.borrow()[0].clone();
     assert_eq!(job, Job::Probe { id: "j1".into() });
     let body = serde_json::to_value(&job).unwrap();
-    pollster::block_on(jobs::run(&p, jobs::decode(body).unwrap())).unwrap();
+    pollster::block_on(queue::run(&p, job::decode(body).unwrap())).unwrap();
     let status = pollster::block_on(handle(&p, request(Method::GET, "/api/_diag/jobs/j1", b"")));
     assert_eq!(json(status.body())["handled"], true);
-    assert!(jobs::decode(serde_json::json!({"kind": "nope"})).is_err());
+    assert!(job::decode(serde_json::json!({"kind": "nope"})).is_err());
 }
 
 #[test]

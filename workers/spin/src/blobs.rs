@@ -16,7 +16,7 @@
 use std::rc::Rc;
 
 use edgevideo_core::memory::slice_range;
-use edgevideo_core::platform::{Blob, BlobMeta, Blobs, ByteRange, UploadedPart};
+use edgevideo_core::ports::{Blob, BlobMeta, Blobs, ByteRange, UploadedPart};
 use edgevideo_core::StoreError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -1,6 +1,6 @@
 //! [`Jobs`] without a queue: jobs are rows of the host-private SQLite table `_edgevideo_jobs`
 //! (JSON body, due time, attempts), and every request runs the due ones after its response
-//! has been sent ([`run_due`]), through the core's consumer ([`edgevideo_core::jobs::run`]).
+//! has been sent ([`run_due`]), through the core's consumer ([`edgevideo_core::queue::run`]).
 //!
 //! So a job enqueued without delay runs right after the response of the request that
 //! enqueued it; a delayed or retried job runs after the first response once it is due (Spin
@@ -11,8 +11,9 @@
 
 use std::rc::Rc;
 
-use edgevideo_core::jobs::{self, Job};
-use edgevideo_core::platform::{Jobs, Platform, Statement};
+use edgevideo_core::model::job::{self, Job, JobError};
+use edgevideo_core::ports::{Jobs, Platform, Statement};
+use edgevideo_core::queue;
 use edgevideo_core::StoreError;
 
 use crate::platform::now_ms;
@@ -129,11 +130,11 @@ pub async fn run_due<P: Platform<Jobs = SqlJobs>>(platform: &P) -> usize {
             }
         };
         let outcome = match serde_json::from_str(&body) {
-            Ok(value) => match jobs::decode(value) {
-                Ok(job) => jobs::run(platform, job).await,
+            Ok(value) => match job::decode(value) {
+                Ok(job) => queue::run(platform, job).await,
                 Err(err) => Err(err),
             },
-            Err(err) => Err(jobs::JobError::Invalid(err.to_string())),
+            Err(err) => Err(JobError::Invalid(err.to_string())),
         };
         let settled = match outcome {
             Ok(()) => {

@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use edgevideo_core::platform::Kv;
+use edgevideo_core::ports::Kv;
 use edgevideo_core::StoreError;
 use spin_sdk::key_value::Store;
 

@@ -6,14 +6,15 @@
 //!   concurrent requests are serialized, as a Durable Object serializes them.
 //! - Spin has no timers: due alarms run after the response of the next request to the
 //!   component ([`run_due_alarms`]), then record an ended broadcast as the Cloudflare room's
-//!   alarm does ([`edgevideo_core::live::confirm_ended`]).
+//!   alarm does ([`edgevideo_core::services::broadcasts::confirm_ended`]).
 //! - Spin has no WebSockets: rooms hold no sockets ([`NoSockets`], zero viewers, pushes
 //!   dropped), the WebSocket routes answer 501, and clients poll `GET /api/channels/{id}`.
 
 use std::rc::Rc;
 
-use edgevideo_core::platform::{Live, Platform, RoomSockets, RoomStore, Statement};
-use edgevideo_core::room::{self, RoomRequest, RoomResponse};
+use edgevideo_core::model::room::{RoomRequest, RoomResponse};
+use edgevideo_core::ports::{Live, Platform, RoomSockets, RoomStore, Statement};
+use edgevideo_core::room;
 use edgevideo_core::StoreError;
 
 use crate::platform::now_ms;
@@ -141,7 +142,7 @@ impl SqlLive {
         &self,
         room: &str,
         now_ms: u64,
-    ) -> Result<Option<room::EndedBroadcast>, StoreError> {
+    ) -> Result<Option<edgevideo_core::model::room::EndedBroadcast>, StoreError> {
         self.db.begin()?;
         let result = async {
             let cleared = self.db.execute_counted(&Statement::new(
@@ -195,7 +196,9 @@ pub async fn run_due_alarms<P: Platform<Live = SqlLive>>(platform: &P) -> usize 
         match live.fire(&room, now).await {
             Ok(Some(ended)) => {
                 ran += 1;
-                if let Err(err) = edgevideo_core::live::confirm_ended(platform, &ended).await {
+                if let Err(err) =
+                    edgevideo_core::services::broadcasts::confirm_ended(platform, &ended).await
+                {
                     eprintln!(
                         "edgevideo: recording broadcast {}: {err}",
                         ended.broadcast_id

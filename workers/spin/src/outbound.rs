@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use edgevideo_core::platform::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
+use edgevideo_core::ports::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 use futures::future::{select, Either};
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{Method, Request, Response};

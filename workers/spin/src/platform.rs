@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use edgevideo_core::config::Config;
-use edgevideo_core::platform::{Clock, Entropy, Platform};
+use edgevideo_core::ports::{Clock, Entropy, Platform};
 use edgevideo_core::ApiError;
 use spin_sdk::key_value::Store;
 

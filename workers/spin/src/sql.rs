@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use edgevideo_core::platform::{Row, Sql, SqlValue, Statement};
+use edgevideo_core::ports::{Row, Sql, SqlValue, Statement};
 use edgevideo_core::StoreError;
 use spin_sdk::sqlite3::{Connection, Error, Value};
 

@@ -1,0 +1,234 @@
+//! Session tokens: JSON Web Tokens signed with HMAC-SHA256 (`alg: HS256`), claims `sub`,
+//! `email`, `role`, `iat`, `exp`, `iss`. Any standard JWT library verifies them given the
+//! secret. Verification accepts exactly HS256 (so `alg: none` and key-confusion tricks fail),
+//! compares signatures in constant time, and rejects expired, future-dated and foreign tokens.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::model::role::Role;
+
+/// Clock skew tolerated on `iat`, in seconds.
+pub const LEEWAY_S: u64 = 60;
+
+/// The claims of a session token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user's id.
+    pub sub: String,
+    /// The user's email.
+    pub email: String,
+    /// The user's role when the token was issued.
+    pub role: Role,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Expires at, Unix seconds.
+    pub exp: u64,
+    /// Issuer.
+    pub iss: String,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url parts of JSON.
+    #[error("malformed token")]
+    Malformed,
+    /// The header names another algorithm than HS256.
+    #[error("unsupported algorithm")]
+    Algorithm,
+    /// The signature does not verify with our key.
+    #[error("bad signature")]
+    Signature,
+    /// `exp` has passed.
+    #[error("expired")]
+    Expired,
+    /// `iat` lies in the future.
+    #[error("issued in the future")]
+    NotYetValid,
+    /// `iss` is not ours.
+    #[error("wrong issuer")]
+    Issuer,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
+}
+
+fn mac(key: &[u8], signing_input: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(signing_input);
+    mac
+}
+
+/// Signs `claims` with `key` into a compact JWT.
+pub fn sign(claims: &Claims, key: &[u8]) -> String {
+    let header = Header {
+        alg: "HS256".into(),
+        typ: Some("JWT".into()),
+    };
+    // Serializing these plain structs cannot fail.
+    let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+    let signing_input = format!("{header}.{payload}");
+    let signature = mac(key, signing_input.as_bytes()).finalize().into_bytes();
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Verifies a compact JWT and returns its claims.
+///
+/// # Errors
+/// A [`TokenError`] saying why the token is refused.
+pub fn verify(token: &str, key: &[u8], issuer: &str, now_s: u64) -> Result<Claims, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header: Header = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or(TokenError::Malformed)?;
+    if header.alg != "HS256" {
+        return Err(TokenError::Algorithm);
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature_b64)
+        .map_err(|_| TokenError::Malformed)?;
+    let signing_input_len = header_b64.len() + 1 + payload_b64.len();
+    mac(key, &token.as_bytes()[..signing_input_len])
+        .verify_slice(&signature)
+        .map_err(|_| TokenError::Signature)?;
+    let claims: Claims = URL_SAFE_NO_PAD
+        .decode(payload_b64)
+        .ok()
+        .and_then(|p| serde_json::from_slice(&p).ok())
+        .ok_or(TokenError::Malformed)?;
+    if claims.iss != issuer {
+        return Err(TokenError::Issuer);
+    }
+    if claims.exp <= now_s {
+        return Err(TokenError::Expired);
+    }
+    if claims.iat > now_s + LEEWAY_S {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"test-key-0123456789abcdef0123456789";
+    const NOW: u64 = 1_800_000_000;
+
+    fn claims() -> Claims {
+        Claims {
+            sub: "usr_1".into(),
+            email: "a@example.com".into(),
+            role: Role::Broadcaster,
+            iat: NOW,
+            exp: NOW + 3600,
+            iss: "edgevideo".into(),
+        }
+    }
+
+    fn b64(json: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    #[test]
+    fn round_trips() {
+        let token = sign(&claims(), KEY);
+        assert_eq!(verify(&token, KEY, "edgevideo", NOW + 10), Ok(claims()));
+    }
+
+    #[test]
+    fn matches_the_rfc_7515_hs256_example_signature() {
+        // RFC 7515 appendix A.1: the same header, payload and key give the same signature.
+        let key = URL_SAFE_NO_PAD
+            .decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow")
+            .unwrap();
+        let input = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+        let sig = mac(&key, input.as_bytes()).finalize().into_bytes();
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(sig),
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        );
+    }
+
+    #[test]
+    fn rejects_expired_future_and_foreign_tokens() {
+        let token = sign(&claims(), KEY);
+        assert_eq!(
+            verify(&token, KEY, "edgevideo", NOW + 3600),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(verify(&token, KEY, "other", NOW), Err(TokenError::Issuer));
+        let future = Claims {
+            iat: NOW + 600,
+            exp: NOW + 7200,
+            ..claims()
+        };
+        assert_eq!(
+            verify(&sign(&future, KEY), KEY, "edgevideo", NOW),
+            Err(TokenError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_key_and_tampering() {
+        let token = sign(&claims(), KEY);
+        assert_eq!(
+            verify(&token, b"other-key", "edgevideo", NOW),
+            Err(TokenError::Signature)
+        );
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let (header, _) = input.split_once('.').unwrap();
+        let admin = serde_json::to_string(&Claims {
+            role: Role::Admin,
+            ..claims()
+        })
+        .unwrap();
+        let forged = format!("{header}.{}.{sig}", b64(&admin));
+        assert_eq!(
+            verify(&forged, KEY, "edgevideo", NOW),
+            Err(TokenError::Signature)
+        );
+        // A truncated signature is either undecodable or wrong; never accepted.
+        assert!(verify(&token[..token.len() - 2], KEY, "edgevideo", NOW).is_err());
+        assert_eq!(
+            verify("a.b", KEY, "edgevideo", NOW),
+            Err(TokenError::Malformed)
+        );
+        assert_eq!(
+            verify("", KEY, "edgevideo", NOW),
+            Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn rejects_alg_none_and_other_algorithms() {
+        let payload = b64(&serde_json::to_string(&claims()).unwrap());
+        let none = format!("{}.{payload}.", b64(r#"{"alg":"none","typ":"JWT"}"#));
+        assert_eq!(
+            verify(&none, KEY, "edgevideo", NOW),
+            Err(TokenError::Algorithm)
+        );
+        let rs = format!("{}.{payload}.c2ln", b64(r#"{"alg":"RS256"}"#));
+        assert_eq!(
+            verify(&rs, KEY, "edgevideo", NOW),
+            Err(TokenError::Algorithm)
+        );
+    }
+}

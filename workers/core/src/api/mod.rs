@@ -1,0 +1,106 @@
+//! The HTTP layer: the one route table and dispatcher ([`router`]), the handlers ([`routes`]),
+//! how callers are authenticated ([`auth`]), and here the plumbing the handlers share: the
+//! request and response types the core speaks, JSON bodies in and out, and the rendering of
+//! [`ApiError`]s.
+
+pub mod auth;
+pub mod router;
+pub mod routes;
+
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// A request as the core sees it: the whole body in memory.
+pub type Request = http::Request<Vec<u8>>;
+/// A response as the core produces it.
+pub type Response = http::Response<Vec<u8>>;
+
+/// Largest JSON request body accepted, in bytes.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// A JSON response with `status`. Serialization of our own types cannot fail; if it ever
+/// did, the answer is a 500 rather than a panic.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => with_body(status, "application/json", body),
+        Err(e) => error(&ApiError::Internal(format!("response encoding: {e}"))),
+    }
+}
+
+/// A response with the given content type and body, not cacheable.
+pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The response for an error: its status, `{"error":{"code","message"}}`, and `Allow` on 405.
+pub fn error(err: &ApiError) -> Response {
+    let body = serde_json::to_vec(&err.body()).unwrap_or_default();
+    let mut response = with_body(err.status(), "application/json", body);
+    if let ApiError::RangeNotSatisfiable(size) = err {
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_RANGE, value);
+        }
+    }
+    if let ApiError::MethodNotAllowed(methods) = err {
+        let allow = methods
+            .iter()
+            .map(http::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Ok(value) = HeaderValue::from_str(&allow) {
+            response.headers_mut().insert(ALLOW, value);
+        }
+    }
+    response
+}
+
+/// Parses the request body as JSON into `T`.
+///
+/// # Errors
+/// 413 above [`MAX_JSON_BODY`]; 400 `invalid_json` with the parser's message otherwise.
+pub fn parse_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let body = request.body();
+    if body.len() > MAX_JSON_BODY {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "JSON body is {} bytes; the limit is {MAX_JSON_BODY}",
+            body.len()
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON body: {e}")))
+}
+
+/// The request's origin (`scheme://host[:port]`) for absolute URLs we hand out; empty when
+/// the request carries neither an absolute URI nor a `Host` header.
+pub fn origin(request: &Request) -> String {
+    let uri = request.uri();
+    if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+        return format!("{scheme}://{authority}");
+    }
+    request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|host| format!("https://{host}"))
+        .unwrap_or_default()
+}
+
+/// Marks a response as "hand this WebSocket upgrade to the room named `room`": the host
+/// forwards the original request to the room (a Durable Object on Cloudflare) and returns
+/// the room's answer instead of this response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomUpgrade {
+    /// The room to connect to.
+    pub room: String,
+}

@@ -1,0 +1,198 @@
+//! Accounts: `POST /api/auth/signup`, `POST /api/auth/login`, `POST /api/auth/logout`,
+//! `GET /api/me`, and `PUT /api/users/{id}/role` for admins.
+
+use http::header::SET_COOKIE;
+use http::{HeaderValue, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::auth::{password, session, SESSION_COOKIE};
+use crate::api::{self, Request, Response};
+use crate::config::LOGIN_WINDOW_SECONDS;
+use crate::error::{ApiError, StoreError};
+use crate::model::ids;
+use crate::model::role::{Principal, Role};
+use crate::ports::Platform;
+use crate::services::accounts::{self, User, UserView};
+use crate::services::ratelimit;
+
+/// Body of signup and login.
+#[derive(Deserialize)]
+pub struct Credentials {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+fn now_s<P: Platform>(p: &P) -> u64 {
+    p.clock().now_ms() / 1000
+}
+
+/// A `{token, user}` response with the session cookie set.
+fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Response {
+    let config = p.config();
+    let iat = now_s(p);
+    let claims = session::Claims {
+        sub: user.id.clone(),
+        email: user.email.clone(),
+        role: user.role,
+        iat,
+        exp: iat + config.session_ttl_s,
+        iss: config.token_issuer.clone(),
+    };
+    let token = session::sign(&claims, config.session_secret.as_bytes());
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
+        config.session_ttl_s
+    );
+    let mut response = api::json(
+        status,
+        &json!({ "token": token, "expires_at": claims.exp, "user": UserView::from(user) }),
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /api/auth/signup {email, password}`: 201 `{token, user}`; 409 when the email is
+/// taken; 400 for an invalid email or a password outside the policy.
+pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let body: Credentials = api::parse_json(request)?;
+    let email = accounts::normalise_email(&body.email)
+        .map_err(|m| ApiError::bad_request("invalid_email", m))?;
+    password::check_policy(&body.password)
+        .map_err(|m| ApiError::bad_request("weak_password", m))?;
+    let mut salt = [0u8; password::SALT_LEN];
+    p.entropy().fill(&mut salt);
+    let user = User {
+        id: p.entropy().new_id("usr"),
+        role: accounts::role_for_email(p.config(), &email),
+        email,
+        password_hash: password::hash(&body.password, &salt, p.config().password_iterations),
+        created_at: i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX),
+    };
+    match accounts::create(p.sql(), &user).await {
+        Ok(()) => Ok(session_response(p, StatusCode::CREATED, &user)),
+        Err(StoreError::AlreadyExists(_)) => Err(ApiError::Conflict(
+            "an account with this email exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn client_ip(request: &Request) -> &str {
+    request
+        .headers()
+        .get("cf-connecting-ip")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown")
+}
+
+/// `POST /api/auth/login {email, password}`: 200 `{token, user}`; the same 401 for an
+/// unknown email and a wrong password; 429 past the per-email or per-IP attempt limit.
+pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let body: Credentials = api::parse_json(request)?;
+    let config = p.config();
+    let email = body.email.trim().to_ascii_lowercase();
+    let now = now_s(p);
+    let by_ip = ratelimit::hit(
+        p.kv(),
+        &format!("login-ip:{}", client_ip(request)),
+        config.login_limit_per_ip,
+        LOGIN_WINDOW_SECONDS,
+        now,
+    )
+    .await?;
+    let by_email = ratelimit::hit(
+        p.kv(),
+        &format!("login-email:{email}"),
+        config.login_limit_per_email,
+        LOGIN_WINDOW_SECONDS,
+        now,
+    )
+    .await?;
+    if !(by_ip && by_email) {
+        return Err(ApiError::TooManyRequests(
+            "too many login attempts; try again later".into(),
+        ));
+    }
+    let invalid = || ApiError::Unauthorized("invalid email or password".into());
+    if body.password.len() > password::MAX_PASSWORD_LEN {
+        return Err(invalid());
+    }
+    let Some(mut user) = accounts::by_email(p.sql(), &email).await? else {
+        // Spend the same work as a real check, so timing does not reveal unknown emails.
+        let _ = password::hash(
+            &body.password,
+            &[0; password::SALT_LEN],
+            config.password_iterations,
+        );
+        return Err(invalid());
+    };
+    if !password::verify(&body.password, &user.password_hash) {
+        return Err(invalid());
+    }
+    // Emails listed in ADMIN_EMAILS become admins at their next login.
+    if user.role != Role::Admin && accounts::role_for_email(config, &user.email) == Role::Admin {
+        let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+        accounts::set_role(p.sql(), &user.id, Role::Admin, now_ms).await?;
+        user.role = Role::Admin;
+    }
+    Ok(session_response(p, StatusCode::OK, &user))
+}
+
+/// `POST /api/auth/logout`: clears the session cookie (tokens themselves expire).
+pub fn logout() -> Response {
+    let mut response = api::json(StatusCode::OK, &json!({ "ok": true }));
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(SET_COOKIE, value);
+    }
+    response
+}
+
+/// `GET /api/me`: the stored user behind the session.
+pub async fn me<P: Platform>(p: &P, principal: &Principal) -> Result<Response, ApiError> {
+    let user = accounts::by_id(p.sql(), &principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the session's user no longer exists".into()))?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "user": UserView::from(&user), "token_role": principal.role }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RoleBody {
+    role: String,
+}
+
+/// `PUT /api/users/{id}/role {role}` (admin): grants or revokes a role. It takes effect with
+/// the user's next token; routes that need a role also check the stored one.
+pub async fn set_role<P: Platform>(
+    p: &P,
+    user_id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    if !ids::is_id(user_id, "usr") {
+        return Err(ApiError::NotFound(format!("no user {user_id}")));
+    }
+    let body: RoleBody = api::parse_json(request)?;
+    let role = Role::parse(&body.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_role",
+            "role is one of viewer, broadcaster, developer, admin",
+        )
+    })?;
+    let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+    accounts::set_role(p.sql(), user_id, role, now_ms).await?;
+    let user = accounts::by_id(p.sql(), user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {user_id}")))?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "user": UserView::from(&user) }),
+    ))
+}

@@ -1,0 +1,459 @@
+//! Catalogue routes: video listings (all, by channel, by tag, search, by status) with cursor
+//! paging, the unauthenticated preview, video detail, history and deletion, and the channel
+//! list with live status and viewer counts. The rules live in [`crate::services::catalogue`].
+
+use http::header::HeaderName;
+use http::{HeaderValue, StatusCode};
+use serde_json::{json, Value};
+
+use crate::api::auth;
+use crate::api::routes::channels;
+use crate::api::{self, Request, Response};
+use crate::error::ApiError;
+use crate::model::ids;
+use crate::model::role::{Principal, Role};
+use crate::model::room::{RoomRequest, RoomResponse, LOBBY};
+use crate::ports::{Kv as _, Live as _, Platform, Sql as _, SqlExt as _, SqlValue, Statement};
+use crate::services::accounts;
+use crate::services::catalogue::{
+    self, Position, VideoDetailRow, VideoFilter, Viewer, DEFAULT_LIMIT, FIRST_PAGE_CACHE_KEY,
+    HOT_TTL_S, MAX_LIMIT, PREVIEW_CACHE_KEY, PREVIEW_SIZE,
+};
+use crate::services::channels::Channel;
+
+/// Response header saying whether a hot list came from the KV cache (`hit`) or not (`miss`).
+pub const CACHE_HEADER: &str = "x-edgevideo-cache";
+/// Most channels per page.
+const MAX_CHANNELS: u32 = 50;
+
+/// Decodes `%XX` escapes and `+` (form encoding) of one query component.
+fn percent_decode(raw: &str) -> Result<String, ApiError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request("invalid_query", "bad percent-encoding in the query")
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| ApiError::bad_request("invalid_query", "the query is not UTF-8"))
+}
+
+/// The request's query parameters, decoded, in order.
+///
+/// # Errors
+/// 400 `invalid_query` on bad percent-encoding or non-UTF-8 text.
+pub fn query_params(request: &Request) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(query) = request.uri().query() else {
+        return Ok(Vec::new());
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(name)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn flag(params: &[(String, String)], name: &str) -> Result<bool, ApiError> {
+    match param(params, name) {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_filter",
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+/// The caller as the catalogue sees it: anonymous, a user, or an admin by the stored role
+/// (a revoked admin stops seeing everything at once).
+///
+/// # Errors
+/// What the catalogue reports.
+pub async fn viewer<P: Platform>(
+    p: &P,
+    request: &Request,
+) -> Result<(Viewer, Option<Principal>), ApiError> {
+    let now_s = p.clock().now_ms() / 1000;
+    let Some(principal) = auth::optional_principal(request, p.config(), now_s) else {
+        return Ok((Viewer::default(), None));
+    };
+    let Some(user) = accounts::by_id(p.sql(), &principal.user_id).await? else {
+        return Ok((Viewer::default(), None));
+    };
+    let viewer = Viewer {
+        user_id: Some(user.id.clone()),
+        admin: user.role == Role::Admin,
+    };
+    Ok((viewer, Some(principal)))
+}
+
+fn with_cache_header(mut response: Response, hit: bool) -> Response {
+    response.headers_mut().insert(
+        HeaderName::from_static(CACHE_HEADER),
+        HeaderValue::from_static(if hit { "hit" } else { "miss" }),
+    );
+    response
+}
+
+/// A JSON body served from the KV cache under `key`, or built by `build` and cached.
+async fn cached<P: Platform>(
+    p: &P,
+    key: &str,
+    build: impl std::future::Future<Output = Result<Value, ApiError>>,
+) -> Result<Response, ApiError> {
+    if let Some(bytes) = p.kv().get(key).await? {
+        if serde_json::from_slice::<Value>(&bytes).is_ok() {
+            let response = api::with_body(StatusCode::OK, "application/json", bytes);
+            return Ok(with_cache_header(response, true));
+        }
+    }
+    let body = build.await?;
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    p.kv().put(key, &bytes, Some(HOT_TTL_S)).await?;
+    Ok(with_cache_header(
+        api::with_body(StatusCode::OK, "application/json", bytes),
+        false,
+    ))
+}
+
+async fn page<P: Platform>(
+    p: &P,
+    viewer: &Viewer,
+    filter: &VideoFilter,
+    params: &[(String, String)],
+) -> Result<Value, ApiError> {
+    filter.validate()?;
+    let limit = catalogue::parse_limit(param(params, "limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let key = p.config().url_signing_secret.as_bytes();
+    let fingerprint = filter.fingerprint(viewer);
+    let after = param(params, "cursor")
+        .map(|c| catalogue::decode_cursor(c, &fingerprint, key))
+        .transpose()?;
+    let (rows, next) =
+        catalogue::list_videos(p.sql(), viewer, filter, after.as_ref(), limit).await?;
+    Ok(json!({
+        "videos": rows.iter().map(catalogue::VideoRow::to_json).collect::<Vec<_>>(),
+        "next_cursor": next.map(|n: Position| catalogue::encode_cursor(&n, &fingerprint, key)),
+    }))
+}
+
+fn filter_from(
+    params: &[(String, String)],
+    principal: Option<&Principal>,
+) -> Result<VideoFilter, ApiError> {
+    let text = |name: &str| param(params, name).map(str::to_owned);
+    let owner_id = if flag(params, "mine")? {
+        Some(
+            principal
+                .ok_or_else(|| ApiError::Unauthorized("sign in to list your own videos".into()))?
+                .user_id
+                .clone(),
+        )
+    } else {
+        None
+    };
+    Ok(VideoFilter {
+        status: text("status"),
+        channel_id: text("channel"),
+        tag: text("tag"),
+        q: text("q"),
+        owner_id,
+    })
+}
+
+/// `GET /api/videos?status=&channel=&tag=&q=&mine=&limit=&cursor=`: videos newest first.
+/// Anonymous callers and viewers see published public videos; signed-in users also see all
+/// of their own; admins see everything. `next_cursor` continues the same listing.
+pub async fn list_videos<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let params = query_params(request)?;
+    let (viewer, principal) = viewer(p, request).await?;
+    let filter = filter_from(&params, principal.as_ref())?;
+    let hot = principal.is_none() && filter.is_empty() && params.is_empty();
+    if hot {
+        let empty = VideoFilter::default();
+        return cached(
+            p,
+            FIRST_PAGE_CACHE_KEY,
+            page(p, &Viewer::default(), &empty, &[]),
+        )
+        .await;
+    }
+    let body = page(p, &viewer, &filter, &params).await?;
+    Ok(api::json(StatusCode::OK, &body))
+}
+
+/// `GET /api/channels/{id}/videos`: the channel's videos, with the same filters and paging
+/// as [`list_videos`].
+pub async fn channel_videos<P: Platform>(
+    p: &P,
+    id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let channel = channels::load(p, id).await?;
+    let params = query_params(request)?;
+    let (viewer, principal) = viewer(p, request).await?;
+    let mut filter = filter_from(&params, principal.as_ref())?;
+    filter.channel_id = Some(channel.id);
+    let body = page(p, &viewer, &filter, &params).await?;
+    Ok(api::json(StatusCode::OK, &body))
+}
+
+/// `GET /api/videos/preview`: the newest published videos, for anyone (cached in KV).
+pub async fn preview<P: Platform>(p: &P) -> Result<Response, ApiError> {
+    cached(p, PREVIEW_CACHE_KEY, async {
+        let filter = VideoFilter {
+            status: Some("published".into()),
+            ..VideoFilter::default()
+        };
+        let (rows, _) =
+            catalogue::list_videos(p.sql(), &Viewer::default(), &filter, None, PREVIEW_SIZE)
+                .await?;
+        Ok(json!({ "videos": rows.iter().map(catalogue::VideoRow::to_json).collect::<Vec<_>>() }))
+    })
+    .await
+}
+
+async fn visible_video<P: Platform>(
+    p: &P,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<VideoDetailRow, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no video {id}"));
+    if !ids::is_id(id, "vid") {
+        return Err(not_found());
+    }
+    let video = catalogue::video_detail(p.sql(), id)
+        .await?
+        .ok_or_else(not_found)?;
+    // Videos the caller may not see do not exist for them.
+    if !viewer.may_see(&video.owner_id, &video.status, &video.visibility) {
+        return Err(not_found());
+    }
+    Ok(video)
+}
+
+/// `GET /api/videos/{id}`: the video with its tags, metadata merged from plugins and
+/// transcript; 404 for videos the caller may not see.
+pub async fn get_video<P: Platform>(
+    p: &P,
+    id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (viewer, _) = viewer(p, request).await?;
+    let video = visible_video(p, &viewer, id).await?;
+    let mut body = video.to_json();
+    body["may_manage"] = Value::Bool(viewer.may_manage(&video.owner_id));
+    Ok(api::json(StatusCode::OK, &body))
+}
+
+/// `GET /api/videos/{id}/history`: everything that happened to the video, oldest first
+/// (broadcast, transcode, each plugin task with hook, result and latency, status changes).
+pub async fn history<P: Platform>(
+    p: &P,
+    id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (viewer, _) = viewer(p, request).await?;
+    let video = visible_video(p, &viewer, id).await?;
+    let events = catalogue::history(p.sql(), &video.id).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "video_id": video.id, "status": video.status, "events": events }),
+    ))
+}
+
+/// `DELETE /api/videos/{id}` (the owner or an admin): removes the video's media (segments,
+/// MP4, poster) and then its catalogue rows; 403 for anyone else, with nothing removed.
+pub async fn delete_video<P: Platform>(
+    p: &P,
+    id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (viewer, principal) = viewer(p, request).await?;
+    if principal.is_none() {
+        return Err(ApiError::Unauthorized("a session token is required".into()));
+    }
+    if !ids::is_id(id, "vid") {
+        return Err(ApiError::NotFound(format!("no video {id}")));
+    }
+    let video = catalogue::video_detail(p.sql(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no video {id}")))?;
+    if !viewer.may_manage(&video.owner_id) {
+        if viewer.may_see(&video.owner_id, &video.status, &video.visibility) {
+            return Err(ApiError::Forbidden(
+                "only the video's owner or an admin may delete it".into(),
+            ));
+        }
+        return Err(ApiError::NotFound(format!("no video {id}")));
+    }
+    let removed = catalogue::delete_media(p.blobs(), &video).await?;
+    p.sql()
+        .batch(&catalogue::delete_statements(&video.id))
+        .await?;
+    catalogue::invalidate(p.kv()).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "deleted": video.id, "objects_removed": removed }),
+    ))
+}
+
+fn channel_json(channel: &Channel, live: Option<Value>, viewers: u64) -> Value {
+    json!({
+        "id": channel.id,
+        "owner_id": channel.owner_id,
+        "name": channel.name,
+        "description": channel.description,
+        "created_at": channel.created_at,
+        "live": live.is_some(),
+        "broadcast": live,
+        "viewers": viewers,
+    })
+}
+
+/// `GET /api/channels?live=&mine=&limit=&cursor=`: channels newest first with their live
+/// status and viewer count; `live=true` lists only the channels live now (no paging).
+pub async fn list_channels<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let params = query_params(request)?;
+    let (viewer, principal) = viewer(p, request).await?;
+    let owner = if flag(&params, "mine")? {
+        Some(
+            principal
+                .ok_or_else(|| ApiError::Unauthorized("sign in to list your own channels".into()))?
+                .user_id,
+        )
+    } else {
+        None
+    };
+    let limit = catalogue::parse_limit(param(&params, "limit"), DEFAULT_LIMIT, MAX_CHANNELS)?;
+    let key = p.config().url_signing_secret.as_bytes();
+    // Channel cursors are bound to the owner filter, like video cursors to theirs.
+    let fingerprint = VideoFilter {
+        owner_id: owner.clone(),
+        status: Some("channels".into()),
+        ..VideoFilter::default()
+    }
+    .fingerprint(&viewer);
+    let (listed, next) = if flag(&params, "live")? {
+        (live_channels(p, owner.as_deref()).await?, None)
+    } else {
+        let after = param(&params, "cursor")
+            .map(|c| catalogue::decode_cursor(c, &fingerprint, key))
+            .transpose()?;
+        let mut rows: Vec<Channel> = p
+            .sql()
+            .query_as(&Statement::new(
+                "SELECT id, owner_id, name, description, stream_key_version, created_at \
+                 FROM channels WHERE (?1 IS NULL OR owner_id = ?1) \
+                 AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
+                 ORDER BY created_at DESC, id DESC LIMIT ?4",
+                vec![
+                    SqlValue::from(owner.clone()),
+                    after
+                        .as_ref()
+                        .map_or(SqlValue::Null, |a| SqlValue::Integer(a.created_at)),
+                    SqlValue::from(after.as_ref().map(|a| a.id.clone())),
+                    SqlValue::Integer(i64::from(limit) + 1),
+                ],
+            ))
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = rows.last().filter(|_| more).map(|c| Position {
+            created_at: c.created_at,
+            id: c.id.clone(),
+        });
+        (rows, next)
+    };
+    let mut out = Vec::with_capacity(listed.len());
+    for channel in &listed {
+        let status = channels::status(p, &channel.id).await?;
+        let live = status
+            .live
+            .as_ref()
+            .and_then(|l| serde_json::to_value(l).ok());
+        out.push(channel_json(channel, live, status.viewers));
+    }
+    let next_cursor = next.map(|n| catalogue::encode_cursor(&n, &fingerprint, key));
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "channels": out, "next_cursor": next_cursor }),
+    ))
+}
+
+/// The channels live now (from the lobby), newest first, optionally only `owner`'s.
+async fn live_channels<P: Platform>(p: &P, owner: Option<&str>) -> Result<Vec<Channel>, ApiError> {
+    let RoomResponse::Lobby { channels: entries } =
+        p.live().call(LOBBY, &RoomRequest::LobbyList).await?
+    else {
+        return Err(ApiError::Internal("unexpected lobby answer".into()));
+    };
+    let mut listed = Vec::new();
+    for entry in entries {
+        if let Some(channel) = crate::services::channels::by_id(p.sql(), &entry.channel_id).await? {
+            if owner.is_none_or(|o| o == channel.owner_id) {
+                listed.push(channel);
+            }
+        }
+    }
+    listed.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+    Ok(listed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> Request {
+        http::Request::builder().uri(uri).body(Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let params = query_params(&request("/api/videos?q=hello+w%C3%B6rld&tag=a%26b&x")).unwrap();
+        assert_eq!(param(&params, "q"), Some("hello wörld"));
+        assert_eq!(param(&params, "tag"), Some("a&b"));
+        assert_eq!(param(&params, "x"), Some(""));
+        assert!(query_params(&request("/api/videos?q=%zz")).is_err());
+        assert!(query_params(&request("/api/videos?q=%ff")).is_err());
+    }
+
+    #[test]
+    fn mine_needs_a_signed_in_caller() {
+        let params = query_params(&request("/api/videos?mine=true")).unwrap();
+        assert!(matches!(
+            filter_from(&params, None),
+            Err(ApiError::Unauthorized(_))
+        ));
+        let params = query_params(&request("/api/videos?mine=maybe")).unwrap();
+        assert!(matches!(
+            filter_from(&params, None),
+            Err(ApiError::BadRequest { .. })
+        ));
+    }
+}

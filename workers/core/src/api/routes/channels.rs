@@ -1,0 +1,229 @@
+//! Channels and going live: create, read (with live status and viewers), rotate the stream
+//! key, issue a signed ingest URL with the exact ffmpeg command, list live channels, and
+//! connect to a channel's (or the lobby's) WebSocket.
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{self, Request, Response, RoomUpgrade};
+use crate::error::ApiError;
+use crate::model::ids;
+use crate::model::role::{Principal, Role};
+use crate::model::room::{RoomRequest, RoomResponse, RoomStatus, LOBBY};
+use crate::model::signed_url::{Scope, UrlToken};
+use crate::ports::{Live as _, Platform};
+use crate::services::channels::{self, Channel};
+
+#[derive(Deserialize)]
+struct CreateChannel {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+fn now_ms<P: Platform>(p: &P) -> u64 {
+    p.clock().now_ms()
+}
+
+/// Loads a channel by a path id; 404 when the id is malformed or unknown.
+///
+/// # Errors
+/// 404, or what the catalogue reports.
+pub async fn load<P: Platform>(p: &P, id: &str) -> Result<Channel, ApiError> {
+    if !ids::is_id(id, "ch") {
+        return Err(ApiError::NotFound(format!("no channel {id}")));
+    }
+    channels::by_id(p.sql(), id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no channel {id}")))
+}
+
+fn require_owner(principal: &Principal, channel: &Channel) -> Result<(), ApiError> {
+    if channel.owner_id == principal.user_id || principal.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "only the channel's owner may do this".into(),
+        ))
+    }
+}
+
+/// The channel's live status from its room.
+///
+/// # Errors
+/// What the room reports.
+pub async fn status<P: Platform>(p: &P, channel_id: &str) -> Result<RoomStatus, ApiError> {
+    let now_ms = now_ms(p);
+    match p
+        .live()
+        .call(channel_id, &RoomRequest::Status { now_ms })
+        .await?
+    {
+        RoomResponse::Status(status) => Ok(status),
+        other => Err(ApiError::Internal(format!(
+            "unexpected room answer {other:?}"
+        ))),
+    }
+}
+
+fn channel_json(channel: &Channel, status: &RoomStatus) -> serde_json::Value {
+    json!({
+        "id": channel.id,
+        "owner_id": channel.owner_id,
+        "name": channel.name,
+        "description": channel.description,
+        "created_at": channel.created_at,
+        "live": status.live.is_some(),
+        "broadcast": status.live,
+        "viewers": status.viewers,
+        "ingest_refused": status.ingest_refused,
+        "last_broadcast": status.last_broadcast,
+    })
+}
+
+/// `POST /api/channels {name, description?}` (broadcaster): 201 with the channel.
+pub async fn create<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let body: CreateChannel = api::parse_json(request)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "a channel name has 1 to 100 characters",
+        ));
+    }
+    if body.description.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "descriptions have at most 2000 characters",
+        ));
+    }
+    let channel = Channel {
+        id: p.entropy().new_id("ch"),
+        owner_id: principal.user_id.clone(),
+        name: name.to_owned(),
+        description: body.description.trim().to_owned(),
+        stream_key_version: 1,
+        created_at: now_ms(p) as i64,
+    };
+    channels::create(p.sql(), &channel).await?;
+    let status = RoomStatus {
+        live: None,
+        viewers: 0,
+        ingest_refused: None,
+        last_broadcast: None,
+    };
+    Ok(api::json(
+        StatusCode::CREATED,
+        &channel_json(&channel, &status),
+    ))
+}
+
+/// `GET /api/channels/{id}`: the channel with its live status, viewers and any recent
+/// ingest refusal.
+pub async fn get<P: Platform>(p: &P, id: &str) -> Result<Response, ApiError> {
+    let channel = load(p, id).await?;
+    let status = status(p, &channel.id).await?;
+    Ok(api::json(StatusCode::OK, &channel_json(&channel, &status)))
+}
+
+/// `POST /api/channels/{id}/stream-key/rotate` (owner): invalidates every ingest URL issued
+/// so far.
+pub async fn rotate_stream_key<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let channel = load(p, id).await?;
+    require_owner(principal, &channel)?;
+    let version = channels::rotate_stream_key(p.sql(), &channel.id).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "stream_key_version": version }),
+    ))
+}
+
+/// `POST /api/channels/{id}/ingest` (owner): a signed ingest URL and the ffmpeg command
+/// that pushes to it.
+pub async fn ingest_url<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let channel = load(p, id).await?;
+    require_owner(principal, &channel)?;
+    let exp = now_ms(p) / 1000 + p.config().ingest_url_ttl_s;
+    let token = UrlToken {
+        scope: Scope::Ingest {
+            channel_id: channel.id.clone(),
+            key_version: channel.stream_key_version,
+            session: p.entropy().new_id("ses"),
+        },
+        viewer: None,
+        exp,
+    }
+    .sign(p.config().url_signing_secret.as_bytes());
+    let url = format!("{}/ingest/{token}/index.m3u8", api::origin(request));
+    let command = format!(
+        "ffmpeg -re -i INPUT -c:v libx264 -preset veryfast -tune zerolatency -g 60 -keyint_min 60 \
+         -sc_threshold 0 -c:a aac -ar 48000 -b:a 128k -f hls -hls_time 2 -hls_list_size 6 \
+         -method PUT '{url}'"
+    );
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "ingest_url": url, "expires_at": exp, "ffmpeg_command": command }),
+    ))
+}
+
+/// `GET /api/live`: the live channels with their viewer counts.
+pub async fn live_channels<P: Platform>(p: &P) -> Result<Response, ApiError> {
+    let RoomResponse::Lobby { channels } = p.live().call(LOBBY, &RoomRequest::LobbyList).await?
+    else {
+        return Err(ApiError::Internal("unexpected lobby answer".into()));
+    };
+    let mut out = Vec::with_capacity(channels.len());
+    for entry in channels {
+        let viewers = status(p, &entry.channel_id).await?.viewers;
+        out.push(json!({
+            "channel_id": entry.channel_id,
+            "name": entry.name,
+            "broadcast_id": entry.broadcast_id,
+            "started_at_ms": entry.started_at_ms,
+            "viewers": viewers,
+        }));
+    }
+    Ok(api::json(StatusCode::OK, &json!({ "channels": out })))
+}
+
+fn upgrade(request: &Request, room: String) -> Result<Response, ApiError> {
+    let is_websocket = request
+        .headers()
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !is_websocket {
+        return Err(ApiError::bad_request(
+            "websocket_required",
+            "this route upgrades to a WebSocket",
+        ));
+    }
+    let mut response = api::json(StatusCode::SWITCHING_PROTOCOLS, &json!({ "room": room }));
+    response.extensions_mut().insert(RoomUpgrade { room });
+    Ok(response)
+}
+
+/// `GET /api/channels/{id}/ws`: joins the channel's room (viewer count, live/ended pushes).
+pub async fn socket<P: Platform>(p: &P, id: &str, request: &Request) -> Result<Response, ApiError> {
+    let channel = load(p, id).await?;
+    upgrade(request, channel.id)
+}
+
+/// `GET /api/live/ws`: joins the lobby (channels going live and ending).
+pub fn lobby_socket(request: &Request) -> Result<Response, ApiError> {
+    upgrade(request, LOBBY.to_owned())
+}

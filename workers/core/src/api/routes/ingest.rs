@@ -1,0 +1,214 @@
+//! Ingest: what `ffmpeg -f hls -method PUT` sends to a signed ingest URL. Segments (`*.ts`)
+//! are checked (MPEG-TS, size) and stored under `live/{channel}/{broadcast}/{file}`; the
+//! rolling playlist (`*.m3u8`) is parsed with `m3u8-rs` and moves the room's live window.
+//! A refused request stores nothing. ffmpeg ignores 401/403, so refusals the broadcaster can
+//! be told about are also recorded in the channel's status.
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::api::{self, Request, Response};
+use crate::error::ApiError;
+use crate::model::hls::{self, SEGMENT_CONTENT_TYPE};
+use crate::model::room::{RoomRequest, RoomResponse};
+use crate::model::signed_url::{Scope, UrlToken, UrlTokenError};
+use crate::ports::{Blobs as _, Live as _, Platform};
+use crate::services::broadcasts;
+use crate::services::channels;
+use crate::services::videos;
+
+/// Largest pushed playlist accepted, in bytes.
+const MAX_PLAYLIST_BYTES: usize = 256 * 1024;
+
+/// A verified ingest request's channel and session.
+struct Ingest {
+    channel_id: String,
+    session: String,
+}
+
+async fn record_refusal<P: Platform>(p: &P, channel_id: &str, reason: &str) {
+    let request = RoomRequest::IngestRefused {
+        reason: reason.to_owned(),
+        now_ms: p.clock().now_ms(),
+    };
+    // Best effort: the refusal itself is the answer; the status note is a courtesy.
+    let _ = p.live().call(channel_id, &request).await;
+}
+
+/// Verifies the token of an ingest URL.
+async fn authorize<P: Platform>(p: &P, token: &str) -> Result<Ingest, ApiError> {
+    let now_s = p.clock().now_ms() / 1000;
+    let token = match UrlToken::verify(token, p.config().url_signing_secret.as_bytes(), now_s) {
+        Ok(token) => token,
+        Err(UrlTokenError::Expired(token)) => {
+            if let Scope::Ingest { channel_id, .. } = token.scope {
+                record_refusal(p, &channel_id, "the ingest URL expired; request a new one").await;
+            }
+            return Err(ApiError::Forbidden("the ingest URL expired".into()));
+        }
+        Err(e) => return Err(ApiError::Forbidden(e.to_string())),
+    };
+    let Scope::Ingest {
+        channel_id,
+        key_version,
+        session,
+    } = token.scope
+    else {
+        return Err(ApiError::Forbidden("this URL does not allow ingest".into()));
+    };
+    let channel = channels::by_id(p.sql(), &channel_id)
+        .await?
+        .ok_or_else(|| ApiError::Forbidden("the channel no longer exists".into()))?;
+    if channel.stream_key_version != key_version {
+        let reason = "the stream key was rotated; request a new ingest URL";
+        record_refusal(p, &channel_id, reason).await;
+        return Err(ApiError::Forbidden(reason.into()));
+    }
+    Ok(Ingest {
+        channel_id,
+        session,
+    })
+}
+
+/// `PUT /ingest/{token}/{file}`: a segment or the playlist.
+pub async fn put<P: Platform>(
+    p: &P,
+    token: &str,
+    file: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let ingest = authorize(p, token).await?;
+    if file.ends_with(".ts") {
+        put_segment(p, &ingest, file, request.into_body()).await
+    } else if file.ends_with(".m3u8") {
+        put_playlist(p, &ingest, request.body()).await
+    } else {
+        Err(ApiError::bad_request(
+            "unsupported_file",
+            "ingest accepts .ts segments and the .m3u8 playlist",
+        ))
+    }
+}
+
+/// `DELETE /ingest/{token}/{file}` (ffmpeg's `delete_segments`): accepted and ignored,
+/// because segments belong to the recording.
+pub async fn delete<P: Platform>(p: &P, token: &str) -> Result<Response, ApiError> {
+    authorize(p, token).await?;
+    Ok(api::with_body(
+        StatusCode::NO_CONTENT,
+        "application/json",
+        Vec::new(),
+    ))
+}
+
+async fn put_segment<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    file: &str,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    if !hls::is_segment_name(file) {
+        return Err(ApiError::bad_request(
+            "invalid_segment_name",
+            "segment names are 1 to 64 of A-Z a-z 0-9 _ - followed by .ts",
+        ));
+    }
+    let limit = p.config().max_segment_bytes;
+    if body.len() as u64 > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "segment is {} bytes; the limit is {limit}",
+            body.len()
+        )));
+    }
+    hls::check_transport_stream(&body).map_err(|e| ApiError::Unprocessable {
+        code: "invalid_media",
+        message: e.to_string(),
+    })?;
+    let now_ms = p.clock().now_ms();
+    let begin = RoomRequest::BeginSegment {
+        channel_id: ingest.channel_id.clone(),
+        session: ingest.session.clone(),
+        file: file.to_owned(),
+        new_broadcast_id: p.entropy().new_id("brd"),
+        now_ms,
+        idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
+    };
+    let (broadcast_id, started) = match p.live().call(&ingest.channel_id, &begin).await? {
+        RoomResponse::Began {
+            broadcast_id,
+            started,
+        } => (broadcast_id, started),
+        RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unexpected room answer {other:?}"
+            )))
+        }
+    };
+    let size = body.len() as u64;
+    let key = videos::segment_key(&ingest.channel_id, &broadcast_id, file);
+    p.blobs().put(&key, body, SEGMENT_CONTENT_TYPE).await?;
+    let stored = RoomRequest::SegmentStored {
+        session: ingest.session.clone(),
+        broadcast_id: broadcast_id.clone(),
+        file: file.to_owned(),
+        size,
+        now_ms: p.clock().now_ms(),
+    };
+    let ended = match p.live().call(&ingest.channel_id, &stored).await? {
+        RoomResponse::Stored { ended } => ended,
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unexpected room answer {other:?}"
+            )))
+        }
+    };
+    if let Some(started) = started {
+        broadcasts::broadcast_started(p, &started).await?;
+    }
+    if let Some(ended) = ended {
+        broadcasts::confirm_ended(p, &ended).await?;
+    }
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "broadcast_id": broadcast_id, "file": file, "size": size }),
+    ))
+}
+
+async fn put_playlist<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_PLAYLIST_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "playlist is {} bytes; the limit is {MAX_PLAYLIST_BYTES}",
+            body.len()
+        )));
+    }
+    let playlist = hls::parse_pushed(body).map_err(|e| ApiError::Unprocessable {
+        code: "invalid_playlist",
+        message: e.to_string(),
+    })?;
+    let request = RoomRequest::Playlist {
+        session: ingest.session.clone(),
+        playlist,
+        now_ms: p.clock().now_ms(),
+    };
+    let (listed, ended) = match p.live().call(&ingest.channel_id, &request).await? {
+        RoomResponse::PlaylistAccepted { listed, ended } => (listed, ended),
+        RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unexpected room answer {other:?}"
+            )))
+        }
+    };
+    if let Some(ended) = &ended {
+        broadcasts::confirm_ended(p, ended).await?;
+    }
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "listed": listed, "ended": ended.is_some() }),
+    ))
+}

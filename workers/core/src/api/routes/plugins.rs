@@ -1,0 +1,309 @@
+//! Plugins: the registry (`/api/plugins`, developers manage their own, admins see all), the
+//! delivery log and redelivery, secret rotation, and the task callbacks plugins answer at
+//! (`/api/plugins/tasks/{id}/success|failure`, authorised by the task's single-use token).
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::{self, Request, Response};
+use crate::error::{ApiError, StoreError};
+use crate::model::ids;
+use crate::model::role::{Principal, Role};
+use crate::ports::{Platform, Sql as _, SqlValue, Statement};
+use crate::services::delivery;
+use crate::services::lifecycle::{self, Answer};
+use crate::services::plugins::{self, Plugin, PluginView, EVENTS, HOOKS, ROTATION_GRACE_MS};
+use crate::store::counters;
+use crate::webhooks;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePlugin {
+    name: String,
+    hook: String,
+    url: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdatePlugin {
+    url: Option<String>,
+    description: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn now_ms<P: Platform>(p: &P) -> i64 {
+    p.clock().now_ms() as i64
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_name",
+            "plugin names are 1 to 40 of a-z 0-9 -",
+        ))
+    }
+}
+
+fn check_url<P: Platform>(p: &P, url: &str) -> Result<(), ApiError> {
+    plugins::check_url(url, p.config().allow_private_urls)
+        .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))
+}
+
+/// The caller's plugin `id`; 404 for someone else's (admins see all).
+async fn owned<P: Platform>(p: &P, principal: &Principal, id: &str) -> Result<Plugin, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no plugin {id}"));
+    if !ids::is_id(id, "plg") {
+        return Err(not_found());
+    }
+    let plugin = plugins::by_id(p.sql(), id).await?.ok_or_else(not_found)?;
+    if plugin.owner_id != principal.user_id && principal.role != Role::Admin {
+        return Err(not_found());
+    }
+    Ok(plugin)
+}
+
+/// `POST /api/plugins {name, hook, url, description?}` (developer): 201 with the plugin and
+/// its signing secret, shown this once.
+pub async fn create<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let body: CreatePlugin = api::parse_json(request)?;
+    check_name(&body.name)?;
+    if !HOOKS.contains(&body.hook.as_str()) && !EVENTS.contains(&body.hook.as_str()) {
+        return Err(ApiError::bad_request(
+            "invalid_hook",
+            format!(
+                "hook is one of {} or an event: {}",
+                HOOKS.join(", "),
+                EVENTS.join(", ")
+            ),
+        ));
+    }
+    check_url(p, &body.url)?;
+    if body.description.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "descriptions have at most 2000 characters",
+        ));
+    }
+    let plugin = Plugin {
+        id: p.entropy().new_id("plg"),
+        owner_id: principal.user_id.clone(),
+        name: body.name,
+        hook: body.hook,
+        url: body.url,
+        description: body.description,
+        enabled: 1,
+        secret: new_secret(p),
+        previous_secret: None,
+        previous_secret_until: None,
+        created_at: now_ms(p),
+    };
+    match plugins::create(p.sql(), &plugin).await {
+        Err(StoreError::AlreadyExists(_)) => {
+            return Err(ApiError::Conflict(format!(
+                "you have a plugin named {}",
+                plugin.name
+            )))
+        }
+        other => other?,
+    }
+    p.sql().execute(&counters::bump("plugins.added", 1)).await?;
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "plugin": PluginView::from(&plugin), "secret": plugin.secret }),
+    ))
+}
+
+/// `GET /api/plugins`: the caller's plugins (admins: all).
+pub async fn list<P: Platform>(p: &P, principal: &Principal) -> Result<Response, ApiError> {
+    let owner = (principal.role != Role::Admin).then_some(principal.user_id.as_str());
+    let list: Vec<PluginView> = plugins::list(p.sql(), owner)
+        .await?
+        .iter()
+        .map(PluginView::from)
+        .collect();
+    Ok(api::json(StatusCode::OK, &json!({ "plugins": list })))
+}
+
+/// `GET /api/plugins/{id}`.
+pub async fn get<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "plugin": PluginView::from(&plugin) }),
+    ))
+}
+
+/// `PATCH /api/plugins/{id} {url?, description?, enabled?}`.
+pub async fn update<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    let body: UpdatePlugin = api::parse_json(request)?;
+    if let Some(url) = &body.url {
+        check_url(p, url)?;
+    }
+    p.sql()
+        .execute(&Statement::new(
+            "UPDATE plugins SET url = ?2, description = ?3, enabled = ?4, updated_at = ?5 WHERE id = ?1",
+            vec![
+                SqlValue::from(plugin.id.as_str()),
+                SqlValue::from(body.url.unwrap_or(plugin.url)),
+                SqlValue::from(body.description.unwrap_or(plugin.description)),
+                SqlValue::Integer(i64::from(body.enabled.unwrap_or(plugin.enabled != 0))),
+                SqlValue::Integer(now_ms(p)),
+            ],
+        ))
+        .await?;
+    get(p, principal, id).await
+}
+
+/// `DELETE /api/plugins/{id}`: no more deliveries; its history stays.
+pub async fn delete<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    p.sql()
+        .execute(&Statement::new(
+            "UPDATE plugins SET deleted_at = ?2, enabled = 0 WHERE id = ?1",
+            vec![
+                SqlValue::from(plugin.id.as_str()),
+                SqlValue::Integer(now_ms(p)),
+            ],
+        ))
+        .await?;
+    Ok(api::with_body(
+        StatusCode::NO_CONTENT,
+        "application/json",
+        Vec::new(),
+    ))
+}
+
+/// `POST /api/plugins/{id}/secret/rotate`: a new secret, shown once; the old one keeps
+/// signing (both signatures are sent) for a day.
+pub async fn rotate_secret<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    let secret = new_secret(p);
+    let until = now_ms(p) + ROTATION_GRACE_MS;
+    p.sql()
+        .execute(&Statement::new(
+            "UPDATE plugins SET previous_secret = secret, previous_secret_until = ?3, secret = ?2, \
+             updated_at = ?4 WHERE id = ?1",
+            vec![
+                SqlValue::from(plugin.id.as_str()),
+                SqlValue::from(secret.as_str()),
+                SqlValue::Integer(until),
+                SqlValue::Integer(now_ms(p)),
+            ],
+        ))
+        .await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "secret": secret, "previous_secret_valid_until_ms": until }),
+    ))
+}
+
+/// `GET /api/plugins/{id}/deliveries`: the last 100 deliveries with every attempt.
+pub async fn deliveries<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    let log = delivery::log(p, &plugin.id, 100).await?;
+    Ok(api::json(StatusCode::OK, &json!({ "deliveries": log })))
+}
+
+/// `POST /api/plugins/{id}/deliveries/{delivery_id}/redeliver`: 202, the delivery is sent
+/// again now.
+pub async fn redeliver<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+    delivery_id: &str,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    if !delivery::redeliver(p, &plugin.id, delivery_id).await? {
+        return Err(ApiError::NotFound(format!("no delivery {delivery_id}")));
+    }
+    Ok(api::json(
+        StatusCode::ACCEPTED,
+        &json!({ "delivery_id": delivery_id }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct TaskAnswer {
+    token: String,
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `POST /api/plugins/tasks/{id}/success {token, result}` and `.../failure {token, error}`:
+/// 200 once; 409 for a second answer; 403 for a wrong token; 413 for a result over 64 KiB.
+pub async fn answer_task<P: Platform>(
+    p: &P,
+    task_id: &str,
+    success: bool,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    if !ids::is_id(task_id, "tsk") {
+        return Err(ApiError::NotFound(format!("no task {task_id}")));
+    }
+    let body: TaskAnswer = api::parse_json(request)?;
+    let answer = if success {
+        let result = body.result.unwrap_or(Value::Object(Default::default()));
+        if !result.is_object() {
+            return Err(ApiError::bad_request(
+                "invalid_result",
+                "result is a JSON object",
+            ));
+        }
+        Answer::Success(result)
+    } else {
+        let mut error = body.error.unwrap_or_else(|| "failed".into());
+        error.truncate(2000);
+        Answer::Failure(error)
+    };
+    lifecycle::answer(p, task_id, &body.token, answer).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "task_id": task_id, "recorded": true }),
+    ))
+}
+
+/// A new signing secret for a plugin.
+fn new_secret<P: Platform>(p: &P) -> String {
+    let mut key = [0u8; 32];
+    p.entropy().fill(&mut key);
+    webhooks::new_secret(&key)
+}

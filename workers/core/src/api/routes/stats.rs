@@ -1,0 +1,143 @@
+//! `GET /api/stats`: the platform's KPIs (after serverlessVideo's dashboards). Everyone gets
+//! the headline figures (broadcasts, views, plugins added, published videos, hours of
+//! video); admins also get the detailed part (videos by status, per-hook plugin
+//! success/failure, every raw counter).
+
+use std::collections::BTreeMap;
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::api::routes::catalogue;
+use crate::api::{Request, Response};
+use crate::error::ApiError;
+use crate::ports::{Platform, SqlExt as _, Statement};
+use crate::store::counters;
+
+/// The plugin hooks, in lifecycle order.
+pub const HOOKS: [&str; 4] = ["preValidate", "postValidate", "preMetadata", "postMetadata"];
+
+#[derive(Deserialize)]
+struct CounterRow {
+    name: String,
+    value: i64,
+}
+
+#[derive(Deserialize)]
+struct StatusRow {
+    status: String,
+    n: i64,
+    ms: Option<i64>,
+}
+
+/// Per-hook plugin outcomes from counters named `plugins.{hook}.{outcome}`: every hook of
+/// [`HOOKS`] with `succeeded` and `failed` (0 when never counted), plus any other hook or
+/// outcome that was counted.
+pub fn plugin_outcomes(counters: &BTreeMap<String, i64>) -> Value {
+    let mut hooks: BTreeMap<String, Map<String, Value>> = HOOKS
+        .iter()
+        .map(|h| {
+            let mut m = Map::new();
+            m.insert("succeeded".into(), json!(0));
+            m.insert("failed".into(), json!(0));
+            ((*h).to_owned(), m)
+        })
+        .collect();
+    for (name, value) in counters {
+        let Some(rest) = name.strip_prefix("plugins.") else {
+            continue;
+        };
+        if let Some((hook, outcome)) = rest.split_once('.') {
+            hooks
+                .entry(hook.to_owned())
+                .or_default()
+                .insert(outcome.to_owned(), json!(value));
+        }
+    }
+    json!(hooks)
+}
+
+/// `GET /api/stats` (public; the `detail` part for admins only).
+pub async fn get<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let (viewer, _) = catalogue::viewer(p, request).await?;
+    let counters: BTreeMap<String, i64> = p
+        .sql()
+        .query_as::<CounterRow>(&Statement::new("SELECT name, value FROM counters", vec![]))
+        .await?
+        .into_iter()
+        .map(|r| (r.name, r.value))
+        .collect();
+    let statuses: Vec<StatusRow> = p
+        .sql()
+        .query_as(&Statement::new(
+            "SELECT status, count(*) AS n, sum(duration_ms) AS ms FROM videos GROUP BY status",
+            vec![],
+        ))
+        .await?;
+    let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+    let (live, vod) = (counter(counters::VIEWS_LIVE), counter(counters::VIEWS_VOD));
+    let count_of = |status: &str| {
+        statuses
+            .iter()
+            .find(|s| s.status == status)
+            .map_or(0, |s| s.n)
+    };
+    // Hours of video in the catalogue: everything recorded that was not rejected or failed.
+    let video_ms: i64 = statuses
+        .iter()
+        .filter(|s| matches!(s.status.as_str(), "processing" | "ready" | "published"))
+        .map(|s| s.ms.unwrap_or(0))
+        .sum();
+    let mut body = json!({
+        "broadcasts": counter(counters::BROADCASTS),
+        "views": { "live": live, "vod": vod, "total": live + vod },
+        "plugins_added": counter("plugins.added"),
+        "videos_published": count_of("published"),
+        "hours_of_video": (video_ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0,
+    });
+    if viewer.admin {
+        let by_status: Map<String, Value> = crate::services::catalogue::STATUSES
+            .iter()
+            .map(|s| ((*s).to_owned(), json!(count_of(s))))
+            .collect();
+        body["detail"] = json!({
+            "videos_by_status": by_status,
+            "plugins": plugin_outcomes(&counters),
+            "counters": counters,
+        });
+    }
+    Ok(crate::api::json(StatusCode::OK, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_outcomes_cover_every_hook() {
+        let counters: BTreeMap<String, i64> = [
+            ("plugins.added".to_owned(), 3),
+            ("plugins.preValidate.succeeded".to_owned(), 2),
+            ("plugins.preValidate.failed".to_owned(), 1),
+            ("plugins.postMetadata.timed_out".to_owned(), 4),
+            ("views.live".to_owned(), 9),
+        ]
+        .into_iter()
+        .collect();
+        let outcomes = plugin_outcomes(&counters);
+        assert_eq!(
+            outcomes["preValidate"],
+            json!({"succeeded": 2, "failed": 1})
+        );
+        assert_eq!(
+            outcomes["postValidate"],
+            json!({"succeeded": 0, "failed": 0})
+        );
+        assert_eq!(outcomes["postMetadata"]["timed_out"], json!(4));
+        assert!(
+            outcomes.get("added").is_none(),
+            "plugins.added is not a hook"
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! `POST /api/transcoder/callback`: the transcoder reports a finished job, signed with the
+//! Standard Webhooks scheme and `TRANSCODER_SECRET`. A completed job makes the video `ready`
+//! (MP4 key, duration, dimensions, size, poster) and starts its plugin lifecycle; a failed
+//! one marks it `failed`. Repeated callbacks change nothing.
+
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{self, Request, Response};
+use crate::config::MAX_UPLOAD_BYTES;
+use crate::error::ApiError;
+use crate::model::room::RoomRequest;
+use crate::model::signed_url::{Scope, UrlToken};
+use crate::ports::{Blobs as _, UploadedPart};
+use crate::ports::{Live as _, Platform, Sql as _, SqlValue, Statement};
+use crate::services::delivery;
+use crate::services::lifecycle;
+use crate::services::videos;
+use crate::webhooks;
+
+/// Most parts in one multipart upload (R2's and S3's limit).
+const MAX_PARTS: u16 = 10_000;
+
+/// Whether the video's row exists (a deleted video's row is gone).
+async fn video_exists<P: Platform>(p: &P, video_id: &str) -> Result<bool, ApiError> {
+    let rows = p
+        .sql()
+        .query(&Statement::new(
+            "SELECT 1 AS found FROM videos WHERE id = ?1",
+            vec![SqlValue::from(video_id)],
+        ))
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+/// The object an upload URL may write: its key and content type. 404 when the video was
+/// deleted meanwhile, so nothing is stored for it.
+async fn upload_target<P: Platform>(
+    p: &P,
+    token: &str,
+) -> Result<(String, &'static str), ApiError> {
+    let now_s = p.clock().now_ms() / 1000;
+    let token = UrlToken::verify(token, p.config().url_signing_secret.as_bytes(), now_s)
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    let Scope::Upload { video_id, kind } = token.scope else {
+        return Err(ApiError::Forbidden(
+            "this URL does not allow uploads".into(),
+        ));
+    };
+    let target = videos::file_key(&video_id, &kind)
+        .ok_or_else(|| ApiError::Forbidden("unknown upload kind".into()))?;
+    if !video_exists(p, &video_id).await? {
+        return Err(ApiError::NotFound(format!(
+            "no video {video_id} (deleted?)"
+        )));
+    }
+    Ok(target)
+}
+
+/// The body of an upload request or part: not empty, at most one request's worth.
+fn upload_body(request: Request) -> Result<Vec<u8>, ApiError> {
+    let body = request.into_body();
+    if body.is_empty() {
+        return Err(ApiError::bad_request("empty_upload", "the upload is empty"));
+    }
+    if body.len() > MAX_UPLOAD_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "upload is {} bytes; the limit is {MAX_UPLOAD_BYTES} (larger files go in parts: \
+             POST /upload/{{token}}/parts)",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// `PUT /upload/{token}`: the transcoder's output (MP4 or poster) for a video, in one request.
+/// The host has read the whole body before this runs, so an interrupted upload stores
+/// nothing.
+pub async fn upload<P: Platform>(
+    p: &P,
+    token: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (key, content_type) = upload_target(p, token).await?;
+    let body = upload_body(request)?;
+    let size = body.len();
+    p.blobs().put(&key, body, content_type).await?;
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "key": key, "size": size }),
+    ))
+}
+
+/// `POST /upload/{token}/parts`: starts a multipart upload of the URL's object, for files
+/// larger than one request. Answers the upload id and the part size to use: every part but
+/// the last has exactly that size.
+pub async fn begin_parts<P: Platform>(p: &P, token: &str) -> Result<Response, ApiError> {
+    let (key, content_type) = upload_target(p, token).await?;
+    let upload_id = p.blobs().begin_upload(&key, content_type).await?;
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "upload_id": upload_id, "part_bytes": p.config().upload_part_bytes }),
+    ))
+}
+
+/// `PUT /upload/{token}/parts/{number}?upload_id=...`: stores one part (1-based). Answers
+/// the part's `etag`, which completing the upload needs.
+pub async fn put_part<P: Platform>(
+    p: &P,
+    token: &str,
+    number: &str,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (key, _) = upload_target(p, token).await?;
+    let number = number
+        .parse::<u16>()
+        .ok()
+        .filter(|n| (1..=MAX_PARTS).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_part_number",
+                format!("part numbers are 1 to {MAX_PARTS}"),
+            )
+        })?;
+    let upload_id = super::catalogue::query_params(&request)?
+        .into_iter()
+        .find_map(|(name, value)| (name == "upload_id" && !value.is_empty()).then_some(value))
+        .ok_or_else(|| ApiError::bad_request("missing_upload_id", "upload_id is required"))?;
+    let body = upload_body(request)?;
+    let part = p.blobs().put_part(&key, &upload_id, number, body).await?;
+    Ok(api::json(StatusCode::OK, &part))
+}
+
+#[derive(Deserialize)]
+struct Completion {
+    upload_id: String,
+    parts: Vec<UploadedPart>,
+}
+
+/// `POST /upload/{token}/parts/complete` with `{"upload_id", "parts": [{"number", "etag"}]}`:
+/// the object becomes the parts, in ascending order.
+pub async fn complete_parts<P: Platform>(
+    p: &P,
+    token: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (key, _) = upload_target(p, token).await?;
+    let completion: Completion = api::parse_json(request)?;
+    let ascending = completion
+        .parts
+        .windows(2)
+        .all(|w| w[0].number < w[1].number);
+    if completion.parts.is_empty() || !ascending {
+        return Err(ApiError::bad_request(
+            "invalid_parts",
+            "parts must be listed once each, in ascending order",
+        ));
+    }
+    p.blobs()
+        .complete_upload(&key, &completion.upload_id, &completion.parts)
+        .await?;
+    let size = p.blobs().head(&key).await?.map_or(0, |m| m.size);
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "key": key, "size": size }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(rename = "type")]
+    kind: String,
+    video_id: String,
+    output_key: Option<String>,
+    poster_key: Option<String>,
+    poster: Option<bool>,
+    duration_seconds: Option<f64>,
+    width: Option<i64>,
+    height: Option<i64>,
+    size_bytes: Option<i64>,
+    video_frames: Option<i64>,
+    error: Option<serde_json::Value>,
+}
+
+/// Handles the transcoder's callback.
+pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let secret = p
+        .config()
+        .transcoder_secret
+        .as_deref()
+        .ok_or_else(|| ApiError::Misconfigured("TRANSCODER_SECRET is not set".into()))?;
+    let key = webhooks::secret_key(secret)
+        .map_err(|_| ApiError::Misconfigured("TRANSCODER_SECRET is not a whsec_ secret".into()))?;
+    let now_s = p.clock().now_ms() / 1000;
+    webhooks::verify(request.headers(), request.body(), &key, now_s)
+        .map_err(|e| ApiError::Forbidden(format!("callback signature: {e}")))?;
+    let body: Callback = api::parse_json(request)?;
+    let now = p.clock().now_ms() as i64;
+    let known = matches!(
+        body.kind.as_str(),
+        "transcode.completed" | "transcode.failed"
+    );
+    if known && !video_exists(p, &body.video_id).await? {
+        // Deleted while it was being transcoded: drop what the job uploaded (the delete
+        // already removed the video's files), change nothing else.
+        let keys = p
+            .blobs()
+            .list(&videos::files_prefix(&body.video_id))
+            .await?;
+        for key in &keys {
+            p.blobs().delete(key).await?;
+        }
+        return Ok(api::json(
+            StatusCode::OK,
+            &json!({ "ok": true, "video": "deleted", "objects_removed": keys.len() }),
+        ));
+    }
+    match body.kind.as_str() {
+        "transcode.completed" => {
+            // Jobs we send upload through `output_url`/`poster_url` to the keys of
+            // `videos::file_key`; a transcoder writing to the bucket itself names its keys.
+            let output_key = body
+                .output_key
+                .or_else(|| videos::file_key(&body.video_id, "mp4").map(|(k, _)| k));
+            let poster_key = body.poster_key.or_else(|| {
+                body.poster
+                    .unwrap_or(false)
+                    .then(|| videos::file_key(&body.video_id, "poster").map(|(k, _)| k))
+                    .flatten()
+            });
+            let duration_ms = body.duration_seconds.map(|s| (s * 1000.0).round() as i64);
+            let changed = p
+                .sql()
+                .execute(&Statement::new(
+                    "UPDATE videos SET status = 'ready', mp4_key = ?2, poster_key = ?3, \
+                     duration_ms = coalesce(?4, duration_ms), width = ?5, height = ?6, \
+                     size_bytes = ?7, updated_at = ?8 WHERE id = ?1 AND status = 'processing'",
+                    vec![
+                        SqlValue::from(body.video_id.as_str()),
+                        SqlValue::from(output_key),
+                        SqlValue::from(poster_key),
+                        SqlValue::from(duration_ms),
+                        SqlValue::from(body.width),
+                        SqlValue::from(body.height),
+                        SqlValue::from(body.size_bytes),
+                        SqlValue::Integer(now),
+                    ],
+                ))
+                .await?;
+            if changed == 1 {
+                let detail = json!({
+                    "duration_ms": duration_ms,
+                    "width": body.width,
+                    "height": body.height,
+                    "size_bytes": body.size_bytes,
+                    "video_frames": body.video_frames,
+                });
+                p.sql()
+                    .execute(&Statement::new(
+                        "INSERT INTO video_events (video_id, kind, detail, created_at) \
+                         VALUES (?1, 'transcode.finished', ?2, ?3)",
+                        vec![
+                            SqlValue::from(body.video_id.as_str()),
+                            SqlValue::from(detail.to_string()),
+                            SqlValue::Integer(now),
+                        ],
+                    ))
+                    .await?;
+                delivery::notify(
+                    p,
+                    "video.ready",
+                    json!({ "video_id": body.video_id, "mp4": detail }),
+                )
+                .await?;
+                notify_channel(p, &body.video_id).await?;
+            }
+            // A repeated callback finds the video past `processing`; starting is idempotent.
+            lifecycle::start(p, &body.video_id).await?;
+        }
+        "transcode.failed" => {
+            p.sql()
+                .batch(&[
+                    Statement::new(
+                        "UPDATE videos SET status = 'failed', updated_at = ?2 \
+                         WHERE id = ?1 AND status = 'processing'",
+                        vec![
+                            SqlValue::from(body.video_id.as_str()),
+                            SqlValue::Integer(now),
+                        ],
+                    ),
+                    Statement::new(
+                        "INSERT INTO video_events (video_id, kind, detail, created_at) \
+                         VALUES (?1, 'transcode.failed', ?2, ?3)",
+                        vec![
+                            SqlValue::from(body.video_id.as_str()),
+                            SqlValue::from(body.error.unwrap_or_default().to_string()),
+                            SqlValue::Integer(now),
+                        ],
+                    ),
+                ])
+                .await?;
+        }
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_callback",
+                format!("unknown callback type {other}"),
+            ))
+        }
+    }
+    Ok(api::json(StatusCode::OK, &json!({ "ok": true })))
+}
+
+async fn notify_channel<P: Platform>(p: &P, video_id: &str) -> Result<(), ApiError> {
+    #[derive(Deserialize)]
+    struct Row {
+        channel_id: String,
+    }
+    let row: Option<Row> = crate::ports::SqlExt::query_one(
+        p.sql(),
+        &Statement::new(
+            "SELECT channel_id FROM videos WHERE id = ?1",
+            vec![SqlValue::from(video_id)],
+        ),
+    )
+    .await?;
+    if let Some(row) = row {
+        let message = json!({ "type": "video_ready", "video_id": video_id });
+        p.live()
+            .call(&row.channel_id, &RoomRequest::Notify { message })
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The queue's message: what the worker puts on its queue ([`Job`]) and why running one
+//! failed ([`JobError`]). The consumer that runs them is [`crate::queue`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+/// A queued job. The JSON form (`{"kind": ..., ...}`) is the queue's message format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Round-trip probe of the queue: the consumer records that it ran `id`.
+    Probe {
+        /// Caller-chosen identifier.
+        id: String,
+    },
+    /// Make attempt `attempt` of a webhook delivery.
+    Deliver {
+        /// The delivery.
+        delivery_id: String,
+        /// Which attempt (1 for the first); a job for an attempt already made is dropped.
+        attempt: u32,
+    },
+    /// A plugin task's deadline has come.
+    TaskDeadline {
+        /// The task.
+        task_id: String,
+    },
+    /// Stitch a finished broadcast's segments into one MP4 (handled by the transcoder).
+    Transcode {
+        /// The video to produce.
+        video_id: String,
+        /// The channel.
+        channel_id: String,
+        /// The broadcast whose segments make the video.
+        broadcast_id: String,
+    },
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A storage port failed; worth retrying.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The message cannot be run (bad shape); retrying will not help.
+    #[error("invalid job: {0}")]
+    Invalid(String),
+}
+
+impl JobError {
+    /// Whether the queue should deliver the message again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, JobError::Store(StoreError::Backend { .. }))
+    }
+}
+
+/// Decodes a queue message body into a [`Job`].
+///
+/// # Errors
+/// [`JobError::Invalid`] when the JSON is not a known job.
+pub fn decode(body: serde_json::Value) -> Result<Job, JobError> {
+    serde_json::from_value(body).map_err(|e| JobError::Invalid(e.to_string()))
+}
+
+/// The KV key where a probe job records that it ran.
+pub fn probe_key(id: &str) -> String {
+    format!("diag:probe:{id}")
+}

@@ -1,0 +1,242 @@
+//! The messages a live room answers (the [`crate::ports::Live`] port carries them): what the
+//! worker asks a channel's room or the lobby ([`RoomRequest`]) and what it answers
+//! ([`RoomResponse`]), with the broadcasts and statuses they carry.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::hls::{ListedSegment, PushedPlaylist};
+
+/// The name of the lobby room.
+pub const LOBBY: &str = "lobby";
+
+/// A request to a room, sent by the worker as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RoomRequest {
+    /// Liveness probe: the room counts the pings it has answered, across requests.
+    Ping,
+    /// A segment upload begins: starts a broadcast if none is live, refuses another pusher.
+    BeginSegment {
+        /// The channel.
+        channel_id: String,
+        /// The ingest session of the pusher.
+        session: String,
+        /// The segment's file name.
+        file: String,
+        /// The id to use if this starts a broadcast.
+        new_broadcast_id: String,
+        /// Now, Unix ms.
+        now_ms: u64,
+        /// Silence after which the broadcast ends, in ms.
+        idle_timeout_ms: u64,
+    },
+    /// A segment is stored in the blob store.
+    SegmentStored {
+        /// The ingest session.
+        session: String,
+        /// The broadcast it belongs to.
+        broadcast_id: String,
+        /// The segment's file name.
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// The pusher sent its playlist.
+    Playlist {
+        /// The ingest session.
+        session: String,
+        /// The parsed playlist.
+        playlist: PushedPlaylist,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// An ingest request for this channel was refused; shown in the status and pushed.
+    IngestRefused {
+        /// Why.
+        reason: String,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// The catalogue has recorded the ended broadcast; its segment list may be dropped.
+    Finished {
+        /// The broadcast.
+        broadcast_id: String,
+    },
+    /// The channel's live status and viewer count.
+    Status {
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// The live window for the live playlist.
+    Window {
+        /// Most segments to return.
+        max_segments: usize,
+    },
+    /// Pushes a message to every connected client.
+    Notify {
+        /// The message.
+        message: serde_json::Value,
+    },
+    /// Lobby: a channel went live or ended.
+    LobbyUpdate {
+        /// The channel.
+        entry: LobbyEntry,
+        /// Whether it is live now.
+        live: bool,
+    },
+    /// Lobby: the live channels.
+    LobbyList,
+}
+
+/// A room's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RoomResponse {
+    /// Answer to [`RoomRequest::Ping`].
+    Pong {
+        /// Pings answered by this room, this one included.
+        pings: u64,
+    },
+    /// The segment may be stored under this broadcast.
+    Began {
+        /// The live broadcast.
+        broadcast_id: String,
+        /// Set when this segment started the broadcast.
+        started: Option<StartedBroadcast>,
+    },
+    /// The request conflicts with the live broadcast (a second pusher); nothing changed.
+    Conflict {
+        /// Why.
+        reason: String,
+    },
+    /// The segment is recorded; `ended` is set when it completed an ending broadcast.
+    Stored {
+        /// The broadcast that ended, if any.
+        ended: Option<EndedBroadcast>,
+    },
+    /// The playlist is applied.
+    PlaylistAccepted {
+        /// Segments listed in the live window so far.
+        listed: u64,
+        /// The broadcast that ended, if any.
+        ended: Option<EndedBroadcast>,
+    },
+    /// The channel status.
+    Status(RoomStatus),
+    /// The live window, if the channel has one.
+    Window {
+        /// The window; `None` when the channel has never been live.
+        window: Option<LiveWindow>,
+    },
+    /// Done.
+    Done,
+    /// The live channels.
+    Lobby {
+        /// One entry per live channel.
+        channels: Vec<LobbyEntry>,
+    },
+}
+
+/// A broadcast that has just started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartedBroadcast {
+    /// The channel.
+    pub channel_id: String,
+    /// The broadcast.
+    pub broadcast_id: String,
+    /// Start, Unix ms.
+    pub started_at_ms: u64,
+}
+
+/// A broadcast that has ended, with its whole recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedBroadcast {
+    /// The channel.
+    pub channel_id: String,
+    /// The broadcast.
+    pub broadcast_id: String,
+    /// The video made of it (`None` when no segment was received).
+    pub video_id: Option<String>,
+    /// Start, Unix ms.
+    pub started_at_ms: u64,
+    /// End, Unix ms.
+    pub ended_at_ms: u64,
+    /// `endlist` (the pusher said so) or `timeout` (silence).
+    pub reason: String,
+    /// Every stored segment, in order.
+    pub segments: Vec<ListedSegment>,
+}
+
+/// A channel's status as the room knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomStatus {
+    /// The live broadcast, if any.
+    pub live: Option<LiveSummary>,
+    /// Connected viewers.
+    pub viewers: u64,
+    /// The last ingest refusal, if recent.
+    pub ingest_refused: Option<Refusal>,
+    /// The last ended broadcast.
+    pub last_broadcast: Option<LastSummary>,
+}
+
+/// The live broadcast in a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSummary {
+    /// The broadcast.
+    pub broadcast_id: String,
+    /// Start, Unix ms.
+    pub started_at_ms: u64,
+    /// Segments listed so far.
+    pub segments: u64,
+    /// Duration listed so far, ms.
+    pub duration_ms: u64,
+}
+
+/// The last ended broadcast in a status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSummary {
+    /// The broadcast.
+    pub broadcast_id: String,
+    /// Its video.
+    pub video_id: Option<String>,
+    /// End, Unix ms.
+    pub ended_at_ms: u64,
+    /// Why it ended.
+    pub reason: String,
+}
+
+/// A refused ingest request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Why.
+    pub reason: String,
+    /// When, Unix ms.
+    pub at_ms: u64,
+}
+
+/// The segments a live playlist lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveWindow {
+    /// The broadcast.
+    pub broadcast_id: String,
+    /// The last segments, in order.
+    pub segments: Vec<ListedSegment>,
+    /// Whether the broadcast has ended (the playlist gets `ENDLIST`).
+    pub ended: bool,
+}
+
+/// A live channel in the lobby.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyEntry {
+    /// The channel.
+    pub channel_id: String,
+    /// Its name.
+    pub name: String,
+    /// The live broadcast.
+    pub broadcast_id: String,
+    /// Start, Unix ms.
+    pub started_at_ms: u64,
+}

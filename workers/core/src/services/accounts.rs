@@ -1,0 +1,209 @@
+//! Users in the catalogue: creation with a derived role, look-up, and role changes. Emails
+//! are normalised (trimmed, lower-cased) before they are stored or compared.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::model::role::Role;
+use crate::ports::{Sql, SqlExt as _, SqlValue, Statement};
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct User {
+    /// Identifier (`usr_...`).
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// PBKDF2 hash (never sent).
+    pub password_hash: String,
+    /// Stored role.
+    pub role: Role,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
+/// The public view of a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserView {
+    /// Identifier.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Role.
+    pub role: Role,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            role: u.role,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// Normalises and validates an email address.
+///
+/// # Errors
+/// A message for the user when it is not a plausible address.
+pub fn normalise_email(raw: &str) -> Result<String, String> {
+    let email = raw.trim().to_ascii_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains("..")
+            }
+            None => false,
+        };
+    if valid {
+        Ok(email)
+    } else {
+        Err("a valid email address is required".into())
+    }
+}
+
+/// The role a new user with `email` gets: admin for `ADMIN_EMAILS`, broadcaster for an
+/// email domain in `BROADCASTER_DOMAINS`, viewer otherwise.
+pub fn role_for_email(config: &Config, email: &str) -> Role {
+    if config.admin_emails.iter().any(|a| a == email) {
+        return Role::Admin;
+    }
+    let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+    if config.broadcaster_domains.iter().any(|d| d == domain) {
+        Role::Broadcaster
+    } else {
+        Role::Viewer
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, password_hash, role, created_at";
+
+/// Inserts a user.
+///
+/// # Errors
+/// `AlreadyExists` when the email is taken.
+pub async fn create<S: Sql>(sql: &S, user: &User) -> Result<(), StoreError> {
+    sql.execute(&Statement::new(
+        "INSERT INTO users (id, email, password_hash, role, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        vec![
+            SqlValue::from(user.id.as_str()),
+            SqlValue::from(user.email.as_str()),
+            SqlValue::from(user.password_hash.as_str()),
+            SqlValue::from(user.role.as_str()),
+            SqlValue::Integer(user.created_at),
+        ],
+    ))
+    .await
+    .map(drop)
+}
+
+/// Finds a user by normalised email.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn by_email<S: Sql>(sql: &S, email: &str) -> Result<Option<User>, StoreError> {
+    sql.query_one(&Statement::new(
+        format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+        vec![SqlValue::from(email)],
+    ))
+    .await
+}
+
+/// Finds a user by id.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<User>, StoreError> {
+    sql.query_one(&Statement::new(
+        format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+        vec![SqlValue::from(id)],
+    ))
+    .await
+}
+
+/// Sets a user's role.
+///
+/// # Errors
+/// `NotFound` when there is no such user.
+pub async fn set_role<S: Sql>(
+    sql: &S,
+    id: &str,
+    role: Role,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = sql
+        .execute(&Statement::new(
+            "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
+            vec![
+                SqlValue::from(id),
+                SqlValue::from(role.as_str()),
+                SqlValue::Integer(now_ms),
+            ],
+        ))
+        .await?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("user {id}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalised_and_validated() {
+        assert_eq!(
+            normalise_email("  Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "a@b@c.com",
+            "ann@.example.com",
+            "ann@example..com",
+        ] {
+            assert!(normalise_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn roles_derive_from_config() {
+        let config = Config::from_lookup(|name| match name {
+            "ENVIRONMENT" => Some("development".into()),
+            "SESSION_SECRET" | "URL_SIGNING_SECRET" => Some("dev-only-x".into()),
+            "BROADCASTER_DOMAINS" => Some("amazon.com".into()),
+            "ADMIN_EMAILS" => Some("boss@example.com".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            role_for_email(&config, "jeff@amazon.com"),
+            Role::Broadcaster
+        );
+        assert_eq!(role_for_email(&config, "jeff@notamazon.com"), Role::Viewer);
+        assert_eq!(
+            role_for_email(&config, "jeff@amazon.com.evil.org"),
+            Role::Viewer
+        );
+        assert_eq!(role_for_email(&config, "boss@example.com"), Role::Admin);
+    }
+}

@@ -1,0 +1,685 @@
+//! The catalogue: who sees which videos, newest-first listings with filters and free-text
+//! search, keyset paging with tamper-evident cursors, video detail with the metadata merged
+//! from plugins, a video's history, deletion with its media, and the hot lists cached in KV.
+//!
+//! Every statement here is fixed SQL text with `?N` placeholders: filters and search strings
+//! are bound as parameters, never spliced into SQL. Paging is keyset paging on
+//! `(created_at, id)` descending, so pages neither repeat nor skip videos while new ones
+//! arrive (new videos are newer than every cursor handed out before).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, StoreError};
+use crate::ports::{Blobs, Kv, Sql, SqlExt as _, SqlValue, Statement};
+use crate::services::videos;
+
+/// Videos per page when the request does not say.
+pub const DEFAULT_LIMIT: u32 = 20;
+/// Most videos (or channels) per page.
+pub const MAX_LIMIT: u32 = 100;
+/// Videos in the unauthenticated preview.
+pub const PREVIEW_SIZE: u32 = 12;
+/// How long a cached hot list may be served, in seconds (also the bound on staleness when an
+/// invalidation is missed; Workers KV's minimum).
+pub const HOT_TTL_S: u64 = 60;
+/// KV key of the cached preview.
+pub const PREVIEW_CACHE_KEY: &str = "cache/catalogue/preview";
+/// KV key of the cached first page of the anonymous listing.
+pub const FIRST_PAGE_CACHE_KEY: &str = "cache/catalogue/first-page";
+/// The statuses a video may have.
+pub const STATUSES: [&str; 5] = ["processing", "ready", "published", "rejected", "failed"];
+
+const CURSOR_DOMAIN: &[u8] = b"edgevideo/cursor/v1\n";
+
+/// Why catalogue input was refused. Every variant is a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogueError {
+    /// The cursor was not issued by us, was altered, or belongs to other filters.
+    #[error("the cursor is invalid: {0}")]
+    InvalidCursor(&'static str),
+    /// `limit` is not a number from 1 to [`MAX_LIMIT`].
+    #[error("limit must be a whole number from 1 to {MAX_LIMIT}")]
+    InvalidLimit,
+    /// `status` is not one of [`STATUSES`].
+    #[error("status must be one of processing, ready, published, rejected, failed")]
+    InvalidStatus,
+    /// A filter value is empty or too long.
+    #[error("{0}")]
+    InvalidFilter(String),
+}
+
+impl From<CatalogueError> for ApiError {
+    fn from(err: CatalogueError) -> Self {
+        let code = match err {
+            CatalogueError::InvalidCursor(_) => "invalid_cursor",
+            CatalogueError::InvalidLimit => "invalid_limit",
+            CatalogueError::InvalidStatus => "invalid_status",
+            CatalogueError::InvalidFilter(_) => "invalid_filter",
+        };
+        ApiError::bad_request(code, err.to_string())
+    }
+}
+
+/// Who is asking: decides which videos are visible.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Viewer {
+    /// The signed-in user, if any.
+    pub user_id: Option<String>,
+    /// Whether the stored role is admin (sees everything).
+    pub admin: bool,
+}
+
+impl Viewer {
+    /// Whether this viewer may see `video` (owner id, status, visibility): published public
+    /// videos for everyone, every video for its owner and for admins.
+    pub fn may_see(&self, owner_id: &str, status: &str, visibility: &str) -> bool {
+        self.admin
+            || self.user_id.as_deref() == Some(owner_id)
+            || (status == "published" && visibility == "public")
+    }
+
+    /// Whether this viewer may change or delete a video owned by `owner_id`.
+    pub fn may_manage(&self, owner_id: &str) -> bool {
+        self.admin || self.user_id.as_deref() == Some(owner_id)
+    }
+}
+
+/// Filters of a video listing; all of them must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VideoFilter {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this channel's videos.
+    pub channel_id: Option<String>,
+    /// Only videos carrying this tag (exact match).
+    pub tag: Option<String>,
+    /// Free text, matched case-insensitively (ASCII) inside title, description and tags.
+    pub q: Option<String>,
+    /// Only this owner's videos.
+    pub owner_id: Option<String>,
+}
+
+impl VideoFilter {
+    /// Checks the filter values.
+    ///
+    /// # Errors
+    /// [`CatalogueError::InvalidStatus`] for an unknown status, `InvalidFilter` for empty or
+    /// over-long values.
+    pub fn validate(&self) -> Result<(), CatalogueError> {
+        if let Some(status) = &self.status {
+            if !STATUSES.contains(&status.as_str()) {
+                return Err(CatalogueError::InvalidStatus);
+            }
+        }
+        for (name, value, max) in [
+            ("tag", &self.tag, 100),
+            ("q", &self.q, 200),
+            ("channel", &self.channel_id, 80),
+        ] {
+            if let Some(value) = value {
+                if value.trim().is_empty() || value.chars().count() > max {
+                    return Err(CatalogueError::InvalidFilter(format!(
+                        "{name} must have 1 to {max} characters"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A short digest of the filters and the viewer, bound into cursors so that a cursor
+    /// only continues the listing it came from.
+    pub fn fingerprint(&self, viewer: &Viewer) -> String {
+        let canonical = json!({
+            "filter": self,
+            "viewer": viewer.user_id,
+            "admin": viewer.admin,
+        });
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        URL_SAFE_NO_PAD.encode(&digest[..9])
+    }
+
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        *self == VideoFilter::default()
+    }
+}
+
+/// A position in a newest-first listing: the last item of a page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// `created_at` of the last item, Unix ms.
+    #[serde(rename = "t")]
+    pub created_at: i64,
+    /// `id` of the last item.
+    #[serde(rename = "i")]
+    pub id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CursorBody {
+    #[serde(flatten)]
+    position: Position,
+    /// The listing's fingerprint.
+    #[serde(rename = "f")]
+    fingerprint: String,
+}
+
+fn cursor_mac(key: &[u8], payload: &str) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(CURSOR_DOMAIN);
+    mac.update(payload.as_bytes());
+    mac
+}
+
+/// Encodes `position` of the listing `fingerprint` as an opaque cursor:
+/// `base64url(json).base64url(HMAC-SHA256)`.
+pub fn encode_cursor(position: &Position, fingerprint: &str, key: &[u8]) -> String {
+    let body = CursorBody {
+        position: position.clone(),
+        fingerprint: fingerprint.to_owned(),
+    };
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default());
+    let tag = cursor_mac(key, &payload).finalize().into_bytes();
+    format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag))
+}
+
+/// Decodes a cursor issued by [`encode_cursor`] for the listing `fingerprint`.
+///
+/// # Errors
+/// [`CatalogueError::InvalidCursor`] when it is malformed, its signature does not verify
+/// (compared in constant time), or it belongs to another listing.
+pub fn decode_cursor(raw: &str, fingerprint: &str, key: &[u8]) -> Result<Position, CatalogueError> {
+    if raw.len() > 512 {
+        return Err(CatalogueError::InvalidCursor("too long"));
+    }
+    let (payload, tag) = raw
+        .split_once('.')
+        .ok_or(CatalogueError::InvalidCursor("malformed"))?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| CatalogueError::InvalidCursor("malformed"))?;
+    cursor_mac(key, payload)
+        .verify_slice(&tag)
+        .map_err(|_| CatalogueError::InvalidCursor("signature does not verify"))?;
+    let body: CursorBody = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or(CatalogueError::InvalidCursor("malformed"))?;
+    if body.fingerprint != fingerprint {
+        return Err(CatalogueError::InvalidCursor(
+            "it belongs to a listing with other filters",
+        ));
+    }
+    Ok(body.position)
+}
+
+/// Parses a `limit` parameter.
+///
+/// # Errors
+/// [`CatalogueError::InvalidLimit`] unless it is a whole number from 1 to `max`.
+pub fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, CatalogueError> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or(CatalogueError::InvalidLimit),
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern and wraps it in `%`.
+pub fn like_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.trim().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A video as listings show it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VideoRow {
+    /// Identifier.
+    pub id: String,
+    /// Channel.
+    pub channel_id: String,
+    /// The channel's name.
+    pub channel_name: Option<String>,
+    /// Owner.
+    pub owner_id: String,
+    /// Status.
+    pub status: String,
+    /// `public` or `private`.
+    pub visibility: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Tags, as stored JSON text.
+    pub tags: String,
+    /// Duration, ms.
+    pub duration_ms: Option<i64>,
+    /// Width in pixels, once transcoded.
+    pub width: Option<i64>,
+    /// Height in pixels, once transcoded.
+    pub height: Option<i64>,
+    /// Whether a poster exists.
+    pub has_poster: Option<i64>,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
+
+impl VideoRow {
+    /// The listing's JSON for this video.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "channel_id": self.channel_id,
+            "channel_name": self.channel_name,
+            "owner_id": self.owner_id,
+            "status": self.status,
+            "visibility": self.visibility,
+            "title": self.title,
+            "description": self.description,
+            "tags": parse_json_or(&self.tags, json!([])),
+            "duration_ms": self.duration_ms,
+            "width": self.width,
+            "height": self.height,
+            "has_poster": self.has_poster.unwrap_or(0) != 0,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+
+    fn position(&self) -> Position {
+        Position {
+            created_at: self.created_at,
+            id: self.id.clone(),
+        }
+    }
+}
+
+fn parse_json_or(text: &str, fallback: Value) -> Value {
+    serde_json::from_str(text).unwrap_or(fallback)
+}
+
+const LIST_SQL: &str = "SELECT v.id, v.channel_id, c.name AS channel_name, v.owner_id, v.status, \
+     v.visibility, v.title, v.description, v.tags, v.duration_ms, v.width, v.height, \
+     (v.poster_key IS NOT NULL) AS has_poster, v.created_at, v.updated_at \
+     FROM videos v LEFT JOIN channels c ON c.id = v.channel_id \
+     WHERE (?1 = 1 OR (v.status = 'published' AND v.visibility = 'public') OR v.owner_id = ?2) \
+     AND (?3 IS NULL OR v.status = ?3) \
+     AND (?4 IS NULL OR v.channel_id = ?4) \
+     AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(v.tags) t WHERE t.value = ?5)) \
+     AND (?6 IS NULL OR v.title LIKE ?6 ESCAPE '\\' OR v.description LIKE ?6 ESCAPE '\\' \
+          OR EXISTS (SELECT 1 FROM json_each(v.tags) t WHERE t.value LIKE ?6 ESCAPE '\\')) \
+     AND (?7 IS NULL OR v.owner_id = ?7) \
+     AND (?8 IS NULL OR v.created_at < ?8 OR (v.created_at = ?8 AND v.id < ?9)) \
+     ORDER BY v.created_at DESC, v.id DESC LIMIT ?10";
+
+/// The statement of one page of a listing (fixed SQL; everything user-supplied is bound).
+pub fn list_statement(
+    viewer: &Viewer,
+    filter: &VideoFilter,
+    after: Option<&Position>,
+    fetch: u32,
+) -> Statement {
+    let text = |v: &Option<String>| SqlValue::from(v.as_ref().map(|s| s.trim().to_owned()));
+    Statement::new(
+        LIST_SQL,
+        vec![
+            SqlValue::Integer(i64::from(viewer.admin)),
+            SqlValue::from(viewer.user_id.clone()),
+            text(&filter.status),
+            text(&filter.channel_id),
+            text(&filter.tag),
+            SqlValue::from(filter.q.as_deref().map(like_pattern)),
+            text(&filter.owner_id),
+            after.map_or(SqlValue::Null, |p| SqlValue::Integer(p.created_at)),
+            SqlValue::from(after.map(|p| p.id.clone())),
+            SqlValue::Integer(i64::from(fetch)),
+        ],
+    )
+}
+
+/// One page of a newest-first listing and the position after it, if there is more.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn list_videos<S: Sql>(
+    sql: &S,
+    viewer: &Viewer,
+    filter: &VideoFilter,
+    after: Option<&Position>,
+    limit: u32,
+) -> Result<(Vec<VideoRow>, Option<Position>), StoreError> {
+    let mut rows: Vec<VideoRow> = sql
+        .query_as(&list_statement(viewer, filter, after, limit + 1))
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(VideoRow::position)
+    } else {
+        None
+    };
+    Ok((rows, next))
+}
+
+/// Every column of a video, for its detail page.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VideoDetailRow {
+    /// Identifier.
+    pub id: String,
+    /// Channel.
+    pub channel_id: String,
+    /// The channel's name.
+    pub channel_name: Option<String>,
+    /// The broadcast it records.
+    pub broadcast_id: Option<String>,
+    /// Owner.
+    pub owner_id: String,
+    /// Status.
+    pub status: String,
+    /// `public` or `private`.
+    pub visibility: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Tags (JSON text).
+    pub tags: String,
+    /// Metadata merged from plugins (JSON text).
+    pub metadata: String,
+    /// Duration, ms.
+    pub duration_ms: Option<i64>,
+    /// Width.
+    pub width: Option<i64>,
+    /// Height.
+    pub height: Option<i64>,
+    /// MP4 size.
+    pub size_bytes: Option<i64>,
+    /// MP4 blob key.
+    pub mp4_key: Option<String>,
+    /// Poster blob key.
+    pub poster_key: Option<String>,
+    /// Why a plugin rejected it.
+    pub reject_reason: Option<String>,
+    /// Creation, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
+
+impl VideoDetailRow {
+    /// The detail JSON: the stored columns with tags and metadata parsed, and the
+    /// transcript (text or URL) lifted out of the metadata.
+    pub fn to_json(&self) -> Value {
+        let metadata = parse_json_or(&self.metadata, json!({}));
+        let transcript = metadata.get("transcript").cloned().unwrap_or(Value::Null);
+        let transcript_url = metadata
+            .get("transcript_url")
+            .cloned()
+            .unwrap_or(Value::Null);
+        json!({
+            "id": self.id,
+            "channel_id": self.channel_id,
+            "channel_name": self.channel_name,
+            "broadcast_id": self.broadcast_id,
+            "owner_id": self.owner_id,
+            "status": self.status,
+            "visibility": self.visibility,
+            "title": self.title,
+            "description": self.description,
+            "tags": parse_json_or(&self.tags, json!([])),
+            "metadata": metadata,
+            "transcript": transcript,
+            "transcript_url": transcript_url,
+            "duration_ms": self.duration_ms,
+            "width": self.width,
+            "height": self.height,
+            "size_bytes": self.size_bytes,
+            "has_mp4": self.mp4_key.is_some(),
+            "has_poster": self.poster_key.is_some(),
+            "reject_reason": self.reject_reason,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// Loads every column of a video.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn video_detail<S: Sql>(sql: &S, id: &str) -> Result<Option<VideoDetailRow>, StoreError> {
+    sql.query_one(&Statement::new(
+        "SELECT v.id, v.channel_id, c.name AS channel_name, v.broadcast_id, v.owner_id, \
+         v.status, v.visibility, v.title, v.description, v.tags, v.metadata, v.duration_ms, \
+         v.width, v.height, v.size_bytes, v.mp4_key, v.poster_key, v.reject_reason, \
+         v.created_at, v.updated_at \
+         FROM videos v LEFT JOIN channels c ON c.id = v.channel_id WHERE v.id = ?1",
+        vec![SqlValue::from(id)],
+    ))
+    .await
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    id: i64,
+    kind: String,
+    detail: String,
+    created_at: i64,
+}
+
+/// The history of a video, oldest first: every `video_events` row with its detail parsed.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<Value>, StoreError> {
+    let rows: Vec<EventRow> = sql
+        .query_as(&Statement::new(
+            "SELECT id, kind, detail, created_at FROM video_events WHERE video_id = ?1 \
+             ORDER BY created_at, id",
+            vec![SqlValue::from(video_id)],
+        ))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "kind": r.kind,
+                "at_ms": r.created_at,
+                "detail": parse_json_or(&r.detail, Value::String(r.detail.clone())),
+            })
+        })
+        .collect())
+}
+
+/// The statements that remove a video's catalogue rows (its events, plugin tasks, lifecycle
+/// and view sessions first, for the foreign keys), as one batch.
+pub fn delete_statements(video_id: &str) -> Vec<Statement> {
+    [
+        "DELETE FROM video_events WHERE video_id = ?1",
+        "DELETE FROM plugin_tasks WHERE video_id = ?1",
+        "DELETE FROM lifecycles WHERE video_id = ?1",
+        "DELETE FROM view_sessions WHERE scope = ?1",
+        "DELETE FROM videos WHERE id = ?1",
+    ]
+    .into_iter()
+    .map(|sql| Statement::new(sql, vec![SqlValue::from(video_id)]))
+    .collect()
+}
+
+/// Deletes a video's media: its recording's segments (`live/{channel}/{broadcast}/`), its
+/// MP4 and poster, and anything else under `videos/{id}/`. Returns how many objects went.
+/// Deleting twice is harmless.
+///
+/// # Errors
+/// `Backend` when the blob store fails; nothing in the catalogue has changed yet then.
+pub async fn delete_media<B: Blobs>(
+    blobs: &B,
+    video: &VideoDetailRow,
+) -> Result<usize, StoreError> {
+    let mut keys: Vec<String> = Vec::new();
+    if let Some(broadcast_id) = &video.broadcast_id {
+        keys.extend(
+            blobs
+                .list(&format!("live/{}/{broadcast_id}/", video.channel_id))
+                .await?,
+        );
+    }
+    keys.extend(blobs.list(&videos::files_prefix(&video.id)).await?);
+    keys.extend(video.mp4_key.iter().cloned());
+    keys.extend(video.poster_key.iter().cloned());
+    keys.sort();
+    keys.dedup();
+    for key in &keys {
+        blobs.delete(key).await?;
+    }
+    Ok(keys.len())
+}
+
+/// Drops the cached hot lists; call after any change to what they show (a video published,
+/// changed or deleted).
+///
+/// # Errors
+/// `Backend` when KV fails.
+pub async fn invalidate<K: Kv>(kv: &K) -> Result<(), StoreError> {
+    kv.delete(PREVIEW_CACHE_KEY).await?;
+    kv.delete(FIRST_PAGE_CACHE_KEY).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"test-key-test-key-test-key-12345";
+
+    fn position() -> Position {
+        Position {
+            created_at: 1_700_000_000_123,
+            id: "vid_abcdefgh12345678".into(),
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_tampering() {
+        let cursor = encode_cursor(&position(), "fp1", KEY);
+        assert_eq!(decode_cursor(&cursor, "fp1", KEY).unwrap(), position());
+
+        // Another listing's filters, another key, a flipped character, garbage: all refused.
+        assert!(matches!(
+            decode_cursor(&cursor, "fp2", KEY),
+            Err(CatalogueError::InvalidCursor(_))
+        ));
+        assert!(decode_cursor(&cursor, "fp1", b"another-key-another-key-123456789").is_err());
+        let (payload, tag) = cursor.split_once('.').unwrap();
+        let forged_body =
+            URL_SAFE_NO_PAD.encode(br#"{"t":9999999999999,"i":"vid_zzzzzzzzzzzzzzzz","f":"fp1"}"#);
+        assert!(decode_cursor(&format!("{forged_body}.{tag}"), "fp1", KEY).is_err());
+        let mut flipped = payload.as_bytes().to_vec();
+        flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+        let flipped = format!("{}.{tag}", String::from_utf8(flipped).unwrap());
+        assert!(decode_cursor(&flipped, "fp1", KEY).is_err());
+        for bad in ["", ".", "abc", "a.b", &"x".repeat(600)] {
+            assert!(decode_cursor(bad, "fp1", KEY).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fingerprints_depend_on_filters_and_viewer() {
+        let anonymous = Viewer::default();
+        let user = Viewer {
+            user_id: Some("usr_1".into()),
+            admin: false,
+        };
+        let all = VideoFilter::default();
+        let tagged = VideoFilter {
+            tag: Some("cats".into()),
+            ..VideoFilter::default()
+        };
+        assert_eq!(all.fingerprint(&anonymous), all.fingerprint(&anonymous));
+        assert_ne!(all.fingerprint(&anonymous), tagged.fingerprint(&anonymous));
+        assert_ne!(all.fingerprint(&anonymous), all.fingerprint(&user));
+    }
+
+    #[test]
+    fn limits_and_filters_are_checked() {
+        assert_eq!(parse_limit(None, 20, 100), Ok(20));
+        assert_eq!(parse_limit(Some("5"), 20, 100), Ok(5));
+        for bad in ["0", "101", "-1", "x", "1.5", ""] {
+            assert_eq!(
+                parse_limit(Some(bad), 20, 100),
+                Err(CatalogueError::InvalidLimit)
+            );
+        }
+        let bad_status = VideoFilter {
+            status: Some("deleted".into()),
+            ..VideoFilter::default()
+        };
+        assert_eq!(bad_status.validate(), Err(CatalogueError::InvalidStatus));
+        let blank = VideoFilter {
+            q: Some("  ".into()),
+            ..VideoFilter::default()
+        };
+        assert!(matches!(
+            blank.validate(),
+            Err(CatalogueError::InvalidFilter(_))
+        ));
+    }
+
+    #[test]
+    fn search_text_is_a_bound_like_pattern() {
+        assert_eq!(like_pattern(" cats "), "%cats%");
+        assert_eq!(like_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
+        let filter = VideoFilter {
+            q: Some("'; DROP TABLE videos; --".into()),
+            ..VideoFilter::default()
+        };
+        let statement = list_statement(&Viewer::default(), &filter, None, 21);
+        assert_eq!(statement.sql, LIST_SQL, "the SQL text never changes");
+        assert_eq!(
+            statement.params[5],
+            SqlValue::Text("%'; DROP TABLE videos; --%".into())
+        );
+    }
+
+    #[test]
+    fn visibility_rules() {
+        let anonymous = Viewer::default();
+        let owner = Viewer {
+            user_id: Some("usr_o".into()),
+            admin: false,
+        };
+        let admin = Viewer {
+            user_id: Some("usr_a".into()),
+            admin: true,
+        };
+        assert!(anonymous.may_see("usr_o", "published", "public"));
+        assert!(!anonymous.may_see("usr_o", "ready", "public"));
+        assert!(!anonymous.may_see("usr_o", "published", "private"));
+        assert!(owner.may_see("usr_o", "rejected", "private"));
+        assert!(admin.may_see("usr_o", "processing", "public"));
+        assert!(owner.may_manage("usr_o") && admin.may_manage("usr_o"));
+        assert!(!anonymous.may_manage("usr_o"));
+    }
+}

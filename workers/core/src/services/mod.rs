@@ -1,0 +1,15 @@
+//! The services: the platform's workflows over the ports and the store, one module per area.
+//! Handlers in [`crate::http`] and the queue consumer ([`crate::queue`]) call them; they never
+//! see an HTTP request.
+
+pub mod accounts;
+pub mod broadcasts;
+pub mod catalogue;
+pub mod channels;
+pub mod delivery;
+pub mod lifecycle;
+pub mod plugins;
+pub mod ratelimit;
+pub mod transcode;
+pub mod videos;
+pub mod views;

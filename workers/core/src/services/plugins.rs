@@ -1,0 +1,282 @@
+//! The plugin registry: developers register webhook endpoints for a lifecycle hook or an
+//! event, with a signing secret shown once; secrets rotate with a grace period during which
+//! the old and new both sign.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::ports::{Sql, SqlExt as _, SqlValue, Statement};
+
+/// The lifecycle hooks, in the order they run.
+pub const HOOKS: [&str; 4] = ["preValidate", "postValidate", "preMetadata", "postMetadata"];
+/// Events plugins may subscribe to for plain notifications.
+pub const EVENTS: [&str; 6] = [
+    "broadcast.started",
+    "broadcast.ended",
+    "video.ready",
+    "video.published",
+    "lifecycle.started",
+    "lifecycle.completed",
+];
+/// How long a rotated-out secret keeps signing, in ms.
+pub const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
+
+/// A stored plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Plugin {
+    /// Identifier (`plg_...`).
+    pub id: String,
+    /// The developer who owns it.
+    pub owner_id: String,
+    /// Name, unique per owner; results are keyed `plugin-{name}`.
+    pub name: String,
+    /// A hook of [`HOOKS`] or an event of [`EVENTS`].
+    pub hook: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// Description.
+    pub description: String,
+    /// 1 when deliveries are sent.
+    pub enabled: i64,
+    /// The current signing secret.
+    pub secret: String,
+    /// The previous secret, while it still signs.
+    pub previous_secret: Option<String>,
+    /// Until when the previous secret signs, Unix ms.
+    pub previous_secret_until: Option<i64>,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
+/// The public view of a plugin (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginView {
+    /// Identifier.
+    pub id: String,
+    /// Owner.
+    pub owner_id: String,
+    /// Name.
+    pub name: String,
+    /// Hook or event.
+    pub hook: String,
+    /// Endpoint.
+    pub url: String,
+    /// Description.
+    pub description: String,
+    /// Whether deliveries are sent.
+    pub enabled: bool,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
+impl From<&Plugin> for PluginView {
+    fn from(p: &Plugin) -> Self {
+        PluginView {
+            id: p.id.clone(),
+            owner_id: p.owner_id.clone(),
+            name: p.name.clone(),
+            hook: p.hook.clone(),
+            url: p.url.clone(),
+            description: p.description.clone(),
+            enabled: p.enabled != 0,
+            created_at: p.created_at,
+        }
+    }
+}
+
+/// The secrets that sign a delivery at `now_ms`: the current one, and the previous one until
+/// the end of its grace period.
+pub fn signing_secrets<'a>(
+    current: &'a str,
+    previous: Option<&'a str>,
+    previous_until: Option<i64>,
+    now_ms: i64,
+) -> Vec<&'a str> {
+    let mut secrets = vec![current];
+    if let (Some(previous), Some(until)) = (previous, previous_until) {
+        if now_ms < until {
+            secrets.push(previous);
+        }
+    }
+    secrets
+}
+
+/// Why a plugin URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not an absolute http(s) URL with a host.
+    #[error("plugin URLs are absolute http or https URLs with a host")]
+    NotHttp,
+    /// Loopback, private or link-local, and the deployment does not allow them.
+    #[error("plugin URLs may not point at loopback or private addresses")]
+    Private,
+}
+
+fn is_private_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") {
+        return true;
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified();
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv6Addr>() {
+        let first = ip.segments()[0];
+        return ip.is_loopback()
+            || ip.is_unspecified()
+            || (first & 0xfe00) == 0xfc00
+            || (first & 0xffc0) == 0xfe80;
+    }
+    false
+}
+
+/// Checks a plugin (or transcoder) URL. Host names that resolve to private addresses cannot
+/// be caught here; the edge runtime's own egress rules apply to them.
+///
+/// # Errors
+/// [`UrlError`] saying why it is refused.
+pub fn check_url(raw: &str, allow_private: bool) -> Result<(), UrlError> {
+    let uri: http::Uri = raw.parse().map_err(|_| UrlError::NotHttp)?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || raw.len() > 2048 {
+        return Err(UrlError::NotHttp);
+    }
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or(UrlError::NotHttp)?;
+    if !allow_private && is_private_host(host) {
+        return Err(UrlError::Private);
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, owner_id, name, hook, url, description, enabled, secret, \
+                       previous_secret, previous_secret_until, created_at";
+
+/// Inserts a plugin.
+///
+/// # Errors
+/// `AlreadyExists` when the owner has a plugin with this name.
+pub async fn create<S: Sql>(sql: &S, plugin: &Plugin) -> Result<(), StoreError> {
+    sql.execute(&Statement::new(
+        "INSERT INTO plugins (id, owner_id, name, hook, url, description, enabled, secret, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8)",
+        vec![
+            SqlValue::from(plugin.id.as_str()),
+            SqlValue::from(plugin.owner_id.as_str()),
+            SqlValue::from(plugin.name.as_str()),
+            SqlValue::from(plugin.hook.as_str()),
+            SqlValue::from(plugin.url.as_str()),
+            SqlValue::from(plugin.description.as_str()),
+            SqlValue::from(plugin.secret.as_str()),
+            SqlValue::Integer(plugin.created_at),
+        ],
+    ))
+    .await
+    .map(drop)
+}
+
+/// A plugin by id (deleted ones are not found).
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<Plugin>, StoreError> {
+    sql.query_one(&Statement::new(
+        format!("SELECT {COLUMNS} FROM plugins WHERE id = ?1 AND deleted_at IS NULL"),
+        vec![SqlValue::from(id)],
+    ))
+    .await
+}
+
+/// Plugins of one owner, or of everyone for `None`, newest first.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn list<S: Sql>(sql: &S, owner_id: Option<&str>) -> Result<Vec<Plugin>, StoreError> {
+    let statement = match owner_id {
+        Some(owner) => Statement::new(
+            format!(
+                "SELECT {COLUMNS} FROM plugins WHERE owner_id = ?1 AND deleted_at IS NULL \
+                 ORDER BY created_at DESC, id DESC"
+            ),
+            vec![SqlValue::from(owner)],
+        ),
+        None => Statement::new(
+            format!(
+                "SELECT {COLUMNS} FROM plugins WHERE deleted_at IS NULL \
+                 ORDER BY created_at DESC, id DESC"
+            ),
+            vec![],
+        ),
+    };
+    sql.query_as(&statement).await
+}
+
+/// The enabled plugins of a hook or event, oldest first.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn enabled_for<S: Sql>(sql: &S, hook: &str) -> Result<Vec<Plugin>, StoreError> {
+    sql.query_as(&Statement::new(
+        format!(
+            "SELECT {COLUMNS} FROM plugins WHERE hook = ?1 AND enabled = 1 AND deleted_at IS NULL \
+             ORDER BY created_at, id"
+        ),
+        vec![SqlValue::from(hook)],
+    ))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http_with_a_host() {
+        assert!(check_url("https://plugins.example.com/hook", false).is_ok());
+        assert!(check_url("http://example.com:8080/x?y=1", false).is_ok());
+        for bad in [
+            "ftp://example.com/",
+            "example.com/hook",
+            "https://",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(check_url(bad, true), Err(UrlError::NotHttp), "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_targets_need_the_local_setting() {
+        for private in [
+            "http://127.0.0.1:9000/",
+            "http://localhost/",
+            "http://10.1.2.3/",
+            "http://192.168.0.1/",
+            "http://172.16.5.5/",
+            "http://169.254.169.254/latest",
+            "http://[::1]:80/",
+            "http://[fd00::1]/",
+            "http://0.0.0.0/",
+        ] {
+            assert_eq!(
+                check_url(private, false),
+                Err(UrlError::Private),
+                "{private}"
+            );
+            assert!(check_url(private, true).is_ok(), "{private}");
+        }
+        assert!(check_url("http://172.32.0.1/", false).is_ok());
+    }
+
+    #[test]
+    fn previous_secret_signs_during_its_grace_only() {
+        let at = |now| signing_secrets("whsec_new", Some("whsec_old"), Some(1000), now);
+        assert_eq!(at(999), vec!["whsec_new", "whsec_old"]);
+        assert_eq!(at(1000), vec!["whsec_new"]);
+        assert_eq!(
+            signing_secrets("whsec_new", None, None, 0),
+            vec!["whsec_new"]
+        );
+    }
+}

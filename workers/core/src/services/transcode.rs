@@ -1,0 +1,100 @@
+//! Sending a finished recording to the transcoder: the queue consumer turns a
+//! [`Job::Transcode`](crate::model::job::Job::Transcode) into a signed job for `transcoder serve`
+//! (`schema/transcode-job.schema.json`). Inputs are signed segment URLs on this deployment;
+//! the MP4 and poster come back through signed upload URLs (`PUT /upload/{token}`, or in parts
+//! through `/upload/{token}/parts` above `UPLOAD_PART_BYTES`), because
+//! locally R2 lives inside the Workers runtime. The transcoder's answer to a job id it has
+//! seen is idempotent, so a retried job never runs twice.
+
+use serde_json::json;
+
+use crate::error::StoreError;
+use crate::model::job::JobError;
+use crate::model::signed_url::{Scope, UrlToken};
+use crate::ports::{Outbound as _, OutboundRequest, Platform};
+use crate::services::videos;
+use crate::webhooks;
+
+/// Lifetime of the URLs handed to the transcoder, in seconds.
+const JOB_URL_TTL_S: u64 = 6 * 3600;
+
+/// Sends the transcode job of `video_id` (the recording of `broadcast_id`).
+///
+/// # Errors
+/// [`JobError::Invalid`] when the transcoder refuses the job or nothing is configured to
+/// take it; [`JobError::Store`] (retried) when it cannot be reached.
+pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Result<(), JobError> {
+    let config = p.config();
+    let (Some(transcoder_url), Some(secret)) = (&config.transcoder_url, &config.transcoder_secret)
+    else {
+        // No transcoder: the video stays `processing` and plays as VOD HLS.
+        return Ok(());
+    };
+    let key = webhooks::secret_key(secret)
+        .map_err(|_| JobError::Invalid("TRANSCODER_SECRET is not a whsec_ secret".into()))?;
+    let public_url = config
+        .public_url
+        .as_deref()
+        .ok_or_else(|| JobError::Invalid("PUBLIC_URL is not set".into()))?;
+    let segments = videos::broadcast_segments(p.sql(), broadcast_id).await?;
+    let now_s = p.clock().now_ms() / 1000;
+    let sign = |scope: Scope| {
+        UrlToken {
+            scope,
+            viewer: None,
+            exp: now_s + JOB_URL_TTL_S,
+        }
+        .sign(config.url_signing_secret.as_bytes())
+    };
+    let play = sign(Scope::PlayVideo {
+        video_id: video_id.to_owned(),
+    });
+    let inputs: Vec<String> = segments
+        .iter()
+        .map(|s| format!("{public_url}/play/{play}/seg/{broadcast_id}/{}", s.file))
+        .collect();
+    let upload = |kind: &str| {
+        let token = sign(Scope::Upload {
+            video_id: video_id.to_owned(),
+            kind: kind.to_owned(),
+        });
+        format!("{public_url}/upload/{token}")
+    };
+    let body = json!({
+        "job_id": format!("tr_{}", video_id.trim_start_matches("vid_")),
+        "video_id": video_id,
+        "inputs": inputs,
+        "output_url": upload("mp4"),
+        "poster_url": upload("poster"),
+        "upload_part_bytes": config.upload_part_bytes,
+        "callback_url": format!("{public_url}/api/transcoder/callback"),
+    });
+    let body = body.to_string().into_bytes();
+    let message_id = format!("job_{}", video_id.trim_start_matches("vid_"));
+    let mut headers: Vec<(String, String)> = webhooks::headers(&[key], &message_id, now_s, &body)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    headers.push(("content-type".into(), "application/json".into()));
+    let response = p
+        .outbound()
+        .send(OutboundRequest {
+            method: http::Method::POST,
+            url: format!("{transcoder_url}/jobs"),
+            headers,
+            body,
+            timeout_ms: 10_000,
+        })
+        .await
+        .map_err(|e| StoreError::backend("transcoder", e))?;
+    match response.status {
+        200..=299 => Ok(()),
+        408 | 429 | 500..=599 => {
+            Err(StoreError::backend("transcoder", format!("answered {}", response.status)).into())
+        }
+        status => Err(JobError::Invalid(format!(
+            "the transcoder refused the job ({status}): {}",
+            String::from_utf8_lossy(&response.body)
+        ))),
+    }
+}

@@ -1,0 +1,6 @@
+//! The store: every SQL statement of the core, one module per group of tables. Functions
+//! either run their statements over the [`crate::ports::Sql`] port and return model types,
+//! or build [`crate::ports::Statement`]s for a service to run in one batch. No SQL text exists
+//! outside this module (checked by `tests/layers.rs`).
+
+pub mod counters;
