@@ -104,6 +104,17 @@ pub struct Session {
     pub email: String,
 }
 
+/// A registered plugin: its id, its endpoint and its signing secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredPlugin {
+    /// The plugin's id.
+    pub id: String,
+    /// Where its deliveries go (answered by [`crate::platform::ScriptedOutbound`]).
+    pub url: String,
+    /// Its `whsec_` signing secret.
+    pub secret: String,
+}
+
 /// 188 bytes per MPEG-TS packet.
 const TS_PACKET: usize = 188;
 
@@ -173,7 +184,12 @@ impl TestPlatform {
             None,
             Some(&json!({ "email": email, "password": PASSWORD })),
         );
-        assert_eq!(reply.status, StatusCode::CREATED, "signup: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "signup: {}",
+            reply.text()
+        );
         let body = reply.json();
         Session {
             token: body["token"].as_str().unwrap_or_default().to_owned(),
@@ -233,7 +249,12 @@ impl TestPlatform {
             Some(&user.token),
             Some(&json!({ "name": name })),
         );
-        assert_eq!(reply.status, StatusCode::CREATED, "channel: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "channel: {}",
+            reply.text()
+        );
         let channel_id = reply.json()["id"].as_str().unwrap_or_default().to_owned();
         (user, channel_id)
     }
@@ -288,12 +309,21 @@ impl TestPlatform {
         let files: Vec<String> = (0..segments).map(|i| format!("index{i}.ts")).collect();
         for file in &files {
             let reply = self.push_segment(&url, file);
-            assert_eq!(reply.status, StatusCode::CREATED, "segment: {}", reply.text());
+            assert_eq!(
+                reply.status,
+                StatusCode::CREATED,
+                "segment: {}",
+                reply.text()
+            );
             self.advance_ms(1000);
         }
         let reply = self.push_playlist(&url, &files, true);
         assert_eq!(reply.status, StatusCode::OK, "playlist: {}", reply.text());
-        assert_eq!(reply.json()["ended"], true, "the ENDLIST ends the broadcast");
+        assert_eq!(
+            reply.json()["ended"],
+            true,
+            "the ENDLIST ends the broadcast"
+        );
         let channel = self.get(&format!("/api/channels/{channel_id}")).json();
         channel["last_broadcast"]["video_id"]
             .as_str()
@@ -313,7 +343,12 @@ impl TestPlatform {
         self.entropy.fill(&mut id);
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let mut request = raw_request(Method::POST, "/api/transcoder/callback", None, bytes);
-        for (name, value) in webhooks::headers(&[key], &format!("cb_{id}"), self.now_ms() / 1000, request.body()) {
+        for (name, value) in webhooks::headers(
+            &[key],
+            &format!("cb_{id}"),
+            self.now_ms() / 1000,
+            request.body(),
+        ) {
             if let Ok(value) = http::HeaderValue::from_str(&value) {
                 request.headers_mut().insert(name, value);
             }
@@ -355,5 +390,74 @@ impl TestPlatform {
     /// The video's whole stored row and events (`GET /api/_diag/video/{id}`).
     pub fn stored_video(&self, video_id: &str) -> Value {
         self.get(&format!("/api/_diag/video/{video_id}")).json()
+    }
+
+    /// Registers a plugin named `name` for `hook` (a hook or an event) as `developer`, at
+    /// `https://plugins.test/{name}`.
+    ///
+    /// # Panics
+    /// When the registration is refused.
+    pub fn register_plugin(&self, developer: &Session, name: &str, hook: &str) -> RegisteredPlugin {
+        let url = format!("https://plugins.test/{name}");
+        let reply = self.call(
+            Method::POST,
+            "/api/plugins",
+            Some(&developer.token),
+            Some(&json!({ "name": name, "hook": hook, "url": url })),
+        );
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "plugin: {}",
+            reply.text()
+        );
+        let body = reply.json();
+        RegisteredPlugin {
+            id: body["plugin"]["id"].as_str().unwrap_or_default().to_owned(),
+            url,
+            secret: body["secret"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
+    /// The events delivered to `url` so far (the JSON bodies sent), oldest first.
+    pub fn delivered_to(&self, url: &str) -> Vec<Value> {
+        self.outbound
+            .sent_to(url)
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// The tasks delivered to `url` so far (`data.task` of each lifecycle delivery).
+    pub fn tasks_of(&self, url: &str) -> Vec<Value> {
+        self.delivered_to(url)
+            .into_iter()
+            .filter_map(|event| event["data"].get("task").cloned())
+            .collect()
+    }
+
+    /// The request answering `task` with success and `result`, as a plugin sends it.
+    pub fn success_request(task: &Value, result: &Value) -> Request<Vec<u8>> {
+        request(
+            Method::POST,
+            task["success_url"].as_str().unwrap_or_default(),
+            None,
+            Some(&json!({ "token": task["token"], "result": result })),
+        )
+    }
+
+    /// Answers `task` with success and `result`.
+    pub fn answer_task(&self, task: &Value, result: &Value) -> Reply {
+        self.send(Self::success_request(task, result))
+    }
+
+    /// Answers `task` with a failure.
+    pub fn fail_task(&self, task: &Value, error: &str) -> Reply {
+        self.call(
+            Method::POST,
+            task["failure_url"].as_str().unwrap_or_default(),
+            None,
+            Some(&json!({ "token": task["token"], "error": error })),
+        )
     }
 }

@@ -304,8 +304,8 @@ mod tests {
 
     #[test]
     fn a_broken_migration_is_reported_with_its_name() {
-        let err = SqliteSql::open_with(&[("0001_bad.sql".into(), "CREATE TABLE (".into())])
-            .unwrap_err();
+        let err =
+            SqliteSql::open_with(&[("0001_bad.sql".into(), "CREATE TABLE (".into())]).unwrap_err();
         assert!(err.to_string().starts_with("0001_bad.sql:"), "{err}");
     }
 
@@ -337,7 +337,10 @@ mod tests {
             "{missing:?}"
         );
         let arity = block_on(sql.query(&Statement::new("SELECT ?1, ?2", vec![SqlValue::Null])));
-        assert!(matches!(arity, Err(StoreError::Backend { .. })), "{arity:?}");
+        assert!(
+            matches!(arity, Err(StoreError::Backend { .. })),
+            "{arity:?}"
+        );
         // A video needs its channel and owner: foreign keys are enforced, as on D1.
         let orphan = block_on(sql.execute(&Statement::new(
             "INSERT INTO videos (id, channel_id, owner_id, status, created_at, updated_at) \
