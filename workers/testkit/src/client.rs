@@ -83,7 +83,7 @@ pub fn raw_request(
         .unwrap_or_else(|e| panic!("bad test request {path_or_url}: {e}"))
 }
 
-/// Runs a response future of [`edgevideo_core::handle`] into a [`Reply`].
+/// A response of [`edgevideo_core::handle`] as a [`Reply`].
 pub fn reply(response: http::Response<Vec<u8>>) -> Reply {
     let (parts, body) = response.into_parts();
     Reply {
