@@ -1,0 +1,229 @@
+//! Webhook deliveries in process: the queue consumer sends each delivery through the
+//! platform's outgoing HTTP, signed with the plugin's secret; a delivery without a 2xx answer
+//! is retried with backoff, then dead-lettered; the delivery log shows every attempt; the
+//! owner can redeliver. Scenarios of `tests/e2e/test_plugins.py`.
+
+use edgevideo_core::jobs::Job;
+use edgevideo_core::platform::{OutboundError, OutboundRequest};
+use edgevideo_core::webhooks;
+use edgevideo_testkit::client::RegisteredPlugin;
+use edgevideo_testkit::{Session, TestPlatform};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::Value;
+
+/// A developer's plugin subscribed to `video.ready`, and a video whose transcode completed
+/// (which notifies it); the first attempt has been made.
+fn notified(p: &TestPlatform, statuses: &[u16]) -> (Session, RegisteredPlugin) {
+    let dev = p.developer();
+    let plugin = p.register_plugin(&dev, "ready-watcher", "video.ready");
+    p.outbound.script_statuses(&plugin.url, statuses);
+    let (owner, channel) = p.broadcaster("Delivery channel");
+    let video = p.record_video(&owner, &channel, 2);
+    p.settle();
+    assert_eq!(p.transcode_completed(&video).status, StatusCode::OK);
+    p.settle();
+    (dev, plugin)
+}
+
+fn log(p: &TestPlatform, dev: &Session, plugin: &RegisteredPlugin) -> Vec<Value> {
+    let reply = p.call(
+        Method::GET,
+        &format!("/api/plugins/{}/deliveries", plugin.id),
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply.json()["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn attempt_statuses(delivery: &Value) -> Vec<Value> {
+    delivery["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["response_status"].clone())
+        .collect()
+}
+
+/// The retry waiting in the queue: its attempt number and delay.
+fn waiting_retry(p: &TestPlatform) -> Option<(u32, u32)> {
+    p.jobs.waiting().into_iter().find_map(|j| match j.job {
+        Job::Deliver { attempt, .. } => Some((attempt, j.delay_s)),
+        _ => None,
+    })
+}
+
+/// Checks the Standard Webhooks signature of a sent request with `secret`; returns its id.
+fn verify(p: &TestPlatform, request: &OutboundRequest, secret: &str) -> String {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let key = webhooks::secret_key(secret).unwrap();
+    webhooks::verify(&headers, &request.body, &key, p.now_ms() / 1000)
+        .unwrap_or_else(|e| panic!("delivery signature: {e}"))
+}
+
+#[test]
+fn a_failing_receiver_is_retried_with_backoff_until_it_answers() {
+    let p = TestPlatform::new();
+    let (dev, plugin) = notified(&p, &[500, 503]);
+    assert_eq!(p.outbound.sent_to(&plugin.url).len(), 1);
+    // Attempt 2 after the base delay (30 s) with jitter in [0.5, 1.5).
+    let (attempt, delay) = waiting_retry(&p).expect("a retry is queued");
+    assert_eq!(attempt, 2);
+    assert!((15..45).contains(&delay), "first retry after {delay} s");
+    p.advance_ms(u64::from(delay) * 1000 - 1000);
+    p.settle();
+    assert_eq!(
+        p.outbound.sent_to(&plugin.url).len(),
+        1,
+        "not before its time"
+    );
+    p.advance_ms(1000);
+    p.settle();
+    assert_eq!(p.outbound.sent_to(&plugin.url).len(), 2);
+    // Attempt 3 after twice the base.
+    let (attempt, delay) = waiting_retry(&p).expect("a second retry is queued");
+    assert_eq!(attempt, 3);
+    assert!((30..90).contains(&delay), "second retry after {delay} s");
+    p.advance_ms(u64::from(delay) * 1000);
+    p.settle();
+    assert_eq!(waiting_retry(&p), None, "delivered: no more retries");
+
+    let sent = p.outbound.sent_to(&plugin.url);
+    assert_eq!(sent.len(), 3);
+    let ids: Vec<String> = sent.iter().map(|r| verify(&p, r, &plugin.secret)).collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one webhook-id: {ids:?}"
+    );
+    let delivery = log(&p, &dev, &plugin)
+        .into_iter()
+        .find(|d| d["event_type"] == "video.ready")
+        .expect("the delivery is logged");
+    assert_eq!(delivery["id"], ids[0].as_str());
+    assert_eq!(delivery["status"], "delivered");
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(attempt_statuses(&delivery), [500, 503, 200]);
+}
+
+#[test]
+fn a_delivery_without_a_2xx_is_dead_lettered_after_the_configured_attempts_then_redelivered() {
+    let p = TestPlatform::with_vars(&[("WEBHOOK_MAX_ATTEMPTS", "3")]).unwrap();
+    let (dev, plugin) = notified(&p, &[500]);
+    p.outbound.script(
+        &plugin.url,
+        [
+            Err(OutboundError::Timeout),
+            Err(OutboundError::Network("connection reset".into())),
+        ],
+    );
+    for _ in 0..2 {
+        let (_, delay) = waiting_retry(&p).expect("a retry is queued");
+        p.advance_ms(u64::from(delay) * 1000);
+        p.settle();
+    }
+    assert_eq!(p.outbound.sent_to(&plugin.url).len(), 3);
+    assert_eq!(waiting_retry(&p), None, "no fourth attempt");
+    p.advance_ms(24 * 3600 * 1000);
+    p.settle();
+    assert_eq!(p.outbound.sent_to(&plugin.url).len(), 3);
+    let delivery = log(&p, &dev, &plugin).remove(0);
+    assert_eq!(delivery["status"], "dead");
+    assert_eq!(delivery["attempts"], 3);
+    assert_eq!(
+        attempt_statuses(&delivery),
+        [Value::from(500), Value::Null, Value::Null]
+    );
+    let errors: Vec<&str> = delivery["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["error"].as_str())
+        .collect();
+    assert_eq!(errors.len(), 3);
+    assert!(
+        errors[1].contains("timed out") && errors[2].contains("connection reset"),
+        "{errors:?}"
+    );
+
+    // The owner redelivers: sent again now, with the same webhook-id.
+    let delivery_id = delivery["id"].as_str().unwrap();
+    let reply = p.call(
+        Method::POST,
+        &format!(
+            "/api/plugins/{}/deliveries/{delivery_id}/redeliver",
+            plugin.id
+        ),
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    p.settle();
+    let sent = p.outbound.sent_to(&plugin.url);
+    assert_eq!(sent.len(), 4);
+    assert_eq!(verify(&p, &sent[3], &plugin.secret), delivery_id);
+    let delivery = log(&p, &dev, &plugin).remove(0);
+    assert_eq!(delivery["status"], "delivered");
+    assert_eq!(delivery["attempts"], 4);
+    assert_eq!(
+        attempt_statuses(&delivery),
+        [Value::from(500), Value::Null, Value::Null, Value::from(200)]
+    );
+}
+
+#[test]
+fn a_refusal_is_not_retried_and_only_the_owner_sees_the_log() {
+    let p = TestPlatform::new();
+    let (dev, plugin) = notified(&p, &[410]);
+    assert_eq!(waiting_retry(&p), None);
+    let delivery = log(&p, &dev, &plugin).remove(0);
+    assert_eq!(delivery["status"], "failed");
+    assert_eq!(attempt_statuses(&delivery), [410]);
+
+    let other = p.developer();
+    let path = format!("/api/plugins/{}/deliveries", plugin.id);
+    assert_eq!(
+        p.call(Method::GET, &path, Some(&other.token), None).status,
+        StatusCode::NOT_FOUND
+    );
+    let redeliver = format!("{path}/msg_AAAAAAAAAAAAAAAA/redeliver");
+    assert_eq!(
+        p.call(Method::POST, &redeliver, Some(&dev.token), None)
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[test]
+fn a_rotated_secret_signs_alongside_the_new_one() {
+    let p = TestPlatform::new();
+    let dev = p.developer();
+    let plugin = p.register_plugin(&dev, "rotating", "video.ready");
+    let reply = p.call(
+        Method::POST,
+        &format!("/api/plugins/{}/secret/rotate", plugin.id),
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(reply.status, StatusCode::OK);
+    let new_secret = reply.json()["secret"].as_str().unwrap().to_owned();
+    let (owner, channel) = p.broadcaster("Rotation channel");
+    let video = p.record_video(&owner, &channel, 1);
+    p.settle();
+    p.transcode_completed(&video);
+    p.settle();
+    let sent = p.outbound.sent_to(&plugin.url);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        verify(&p, &sent[0], &plugin.secret),
+        verify(&p, &sent[0], &new_secret)
+    );
+}

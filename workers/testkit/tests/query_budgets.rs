@@ -1,0 +1,205 @@
+//! Query budgets of the hot live routes: how many SQL statements (and round trips) one
+//! request may cost. The bounds are today's numbers, measured with this test; a route that
+//! starts making more queries fails here. The edge-delivery work is to lower them: lower the
+//! bounds with it, never raise them without a reason in the commit.
+
+use edgevideo_testkit::{QueryCounts, TestPlatform};
+use http::{Method, StatusCode};
+
+/// A route's budget: at most this many statements, of which this many writes, in this many
+/// round trips.
+struct Budget {
+    statements: u64,
+    writes: u64,
+    round_trips: u64,
+}
+
+fn within(route: &str, counts: QueryCounts, budget: &Budget) {
+    println!("{route}: {counts:?}");
+    assert!(
+        counts.statements <= budget.statements
+            && counts.writes <= budget.writes
+            && counts.round_trips <= budget.round_trips,
+        "{route} made {counts:?}; its budget is {} statements, {} writes, {} round trips",
+        budget.statements,
+        budget.writes,
+        budget.round_trips
+    );
+}
+
+/// A channel that is live with two segments listed: its ingest URL and id.
+fn live_channel(p: &TestPlatform) -> (String, String) {
+    let (owner, channel) = p.broadcaster("Budget channel");
+    let ingest = p.ingest_url(&owner, &channel);
+    let files: Vec<String> = (0..2).map(|i| format!("index{i}.ts")).collect();
+    for file in &files {
+        assert_eq!(p.push_segment(&ingest, file).status, StatusCode::CREATED);
+    }
+    assert_eq!(
+        p.push_playlist(&ingest, &files, false).status,
+        StatusCode::OK
+    );
+    p.settle();
+    (ingest, channel)
+}
+
+#[test]
+fn hot_live_routes_stay_within_their_query_budgets() {
+    let p = TestPlatform::new();
+    let (ingest, channel) = live_channel(&p);
+
+    // An ingest segment PUT of a broadcast that is already live.
+    p.sql.reset_counts();
+    let reply = p.push_segment(&ingest, "index2.ts");
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let broadcast = reply.json()["broadcast_id"].as_str().unwrap().to_owned();
+    // Today: the channel's row (stream key version).
+    within(
+        "PUT /ingest/{token}/{segment}",
+        p.sql.counts(),
+        &Budget {
+            statements: 1,
+            writes: 0,
+            round_trips: 1,
+        },
+    );
+
+    // The rolling playlist ffmpeg pushes after each segment.
+    let files: Vec<String> = (0..3).map(|i| format!("index{i}.ts")).collect();
+    p.sql.reset_counts();
+    let reply = p.push_playlist(&ingest, &files, false);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    // Today: the channel's row (stream key version).
+    within(
+        "PUT /ingest/{token}/index.m3u8",
+        p.sql.counts(),
+        &Budget {
+            statements: 1,
+            writes: 0,
+            round_trips: 1,
+        },
+    );
+
+    // A viewer joins: a signed playback URL, the view counted once.
+    p.sql.reset_counts();
+    let join = p.call(
+        Method::POST,
+        &format!("/api/channels/{channel}/playback"),
+        None,
+        None,
+    );
+    assert_eq!(join.status, StatusCode::OK, "{}", join.text());
+    assert_eq!(join.json()["view_counted"], true);
+    let url = join.json()["url"].as_str().unwrap().to_owned();
+    // Today: the channel's row, the viewer session, the views counter.
+    within(
+        "POST /api/channels/{id}/playback",
+        p.sql.counts(),
+        &Budget {
+            statements: 3,
+            writes: 2,
+            round_trips: 3,
+        },
+    );
+
+    // The live playlist: from the room alone.
+    p.sql.reset_counts();
+    let playlist = p.get(&url);
+    assert_eq!(playlist.status, StatusCode::OK, "{}", playlist.text());
+    assert!(playlist.text().contains("index2.ts"), "{}", playlist.text());
+    within(
+        "GET /play/{token}/live.m3u8",
+        p.sql.counts(),
+        &Budget {
+            statements: 0,
+            writes: 0,
+            round_trips: 0,
+        },
+    );
+
+    // A segment of it.
+    let segment_url = url.replace("live.m3u8", &format!("seg/{broadcast}/index2.ts"));
+    p.sql.reset_counts();
+    let segment = p.get(&segment_url);
+    assert_eq!(segment.status, StatusCode::OK, "{}", segment.text());
+    assert_eq!(segment.body.len(), 4 * 188);
+    within(
+        "GET /play/{token}/seg/{broadcast}/{file}",
+        p.sql.counts(),
+        &Budget {
+            statements: 0,
+            writes: 0,
+            round_trips: 0,
+        },
+    );
+}
+
+#[test]
+fn hot_on_demand_routes_stay_within_their_query_budgets() {
+    let p = TestPlatform::new();
+    let (owner, channel) = p.broadcaster("Budget channel");
+    let video = p.published_video(&owner, &channel);
+
+    // A viewer opens a video: signed URLs, the view counted once.
+    p.sql.reset_counts();
+    let join = p.call(
+        Method::POST,
+        &format!("/api/videos/{video}/playback"),
+        None,
+        None,
+    );
+    assert_eq!(join.status, StatusCode::OK, "{}", join.text());
+    let hls = join.json()["hls_url"].as_str().unwrap().to_owned();
+    // Today: the video's row, the viewer session, the views counter.
+    within(
+        "POST /api/videos/{id}/playback",
+        p.sql.counts(),
+        &Budget {
+            statements: 3,
+            writes: 2,
+            round_trips: 3,
+        },
+    );
+
+    // Its VOD playlist.
+    p.sql.reset_counts();
+    let playlist = p.get(&hls);
+    assert_eq!(playlist.status, StatusCode::OK, "{}", playlist.text());
+    // Today: the video's row, the broadcast's segment list.
+    within(
+        "GET /play/{token}/index.m3u8",
+        p.sql.counts(),
+        &Budget {
+            statements: 2,
+            writes: 0,
+            round_trips: 2,
+        },
+    );
+
+    // The catalogue's first page: built once, then served from the KV cache.
+    p.sql.reset_counts();
+    let miss = p.get("/api/videos");
+    assert_eq!(miss.headers["x-edgevideo-cache"], "miss");
+    within(
+        "GET /api/videos (cache miss)",
+        p.sql.counts(),
+        &Budget {
+            statements: 1,
+            writes: 0,
+            round_trips: 1,
+        },
+    );
+    p.sql.reset_counts();
+    let hit = p.get("/api/videos");
+    assert_eq!(hit.headers["x-edgevideo-cache"], "hit");
+    assert_eq!(hit.json(), miss.json());
+    within(
+        "GET /api/videos (cache hit)",
+        p.sql.counts(),
+        &Budget {
+            statements: 0,
+            writes: 0,
+            round_trips: 0,
+        },
+    );
+}

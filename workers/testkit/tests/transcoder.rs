@@ -1,0 +1,188 @@
+//! The transcoder's side in process: the queue consumer sends a signed job for a finished
+//! broadcast, and the signed `POST /api/transcoder/callback` makes the video `ready` and starts
+//! its lifecycle, marks it `failed`, or cleans up after a deleted video; a bad signature
+//! changes nothing.
+
+use edgevideo_core::jobs::Job;
+use edgevideo_core::platform::Blobs as _;
+use edgevideo_core::webhooks;
+use edgevideo_testkit::exec::block_on;
+use edgevideo_testkit::platform::{TRANSCODER_SECRET, TRANSCODER_URL};
+use edgevideo_testkit::{Session, TestPlatform};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+
+/// A broadcaster's recording, its transcode job run: `processing`.
+fn processing_video(p: &TestPlatform) -> (Session, String) {
+    let (owner, channel) = p.broadcaster("Transcode channel");
+    let video = p.record_video(&owner, &channel, 3);
+    p.settle();
+    (owner, video)
+}
+
+fn events(p: &TestPlatform, video: &str) -> Vec<String> {
+    p.stored_video(video)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_finished_broadcast_sends_a_signed_transcode_job() {
+    let p = TestPlatform::new();
+    let (_, video) = processing_video(&p);
+    assert!(p
+        .jobs
+        .history
+        .borrow()
+        .iter()
+        .any(|(job, _)| matches!(job, Job::Transcode { video_id, .. } if *video_id == video)));
+    let sent: Vec<_> = p
+        .outbound
+        .sent
+        .borrow()
+        .iter()
+        .filter(|r| r.url.starts_with(TRANSCODER_URL))
+        .cloned()
+        .collect();
+    assert_eq!(sent.len(), 1);
+    let mut headers = HeaderMap::new();
+    for (name, value) in &sent[0].headers {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let key = webhooks::secret_key(TRANSCODER_SECRET).unwrap();
+    webhooks::verify(&headers, &sent[0].body, &key, p.now_ms() / 1000).expect("signed job");
+    let job: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(job["video_id"], video.as_str());
+    assert_eq!(job["inputs"].as_array().map(Vec::len), Some(3), "{job}");
+    assert_eq!(p.stored_video(&video)["status"], "processing");
+}
+
+#[test]
+fn a_signed_completion_makes_the_video_ready_and_starts_the_lifecycle() {
+    let p = TestPlatform::new();
+    let dev = p.developer();
+    let validator = p.register_plugin(&dev, "validator", "preValidate");
+    let watcher = p.register_plugin(&dev, "ready-watcher", "video.ready");
+    let (_, video) = processing_video(&p);
+    let reply = p.transcode_completed(&video);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json(), json!({ "ok": true }));
+    p.settle();
+    let stored = p.stored_video(&video);
+    assert_eq!(stored["status"], "ready", "{stored}");
+    assert_eq!(stored["duration_ms"], 4000);
+    assert_eq!(stored["width"], 320);
+    assert_eq!(stored["height"], 180);
+    assert_eq!(stored["size_bytes"], 123_456);
+    assert_eq!(stored["mp4_key"], format!("videos/{video}/video.mp4"));
+    assert!(stored["poster_key"].is_string(), "{stored}");
+    let kinds = events(&p, &video);
+    assert!(
+        kinds.contains(&"transcode.finished".to_owned()),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"lifecycle.started".to_owned()), "{kinds:?}");
+    // The lifecycle's first hook got its task; the subscriber heard of the video.
+    assert_eq!(p.tasks_of(&validator.url).len(), 1);
+    let ready = p.delivered_to(&watcher.url);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(ready[0]["data"]["video_id"], video.as_str());
+    assert_eq!(ready[0]["data"]["mp4"]["width"], 320);
+
+    // A repeated callback changes nothing.
+    assert_eq!(p.transcode_completed(&video).status, StatusCode::OK);
+    p.settle();
+    let again = events(&p, &video);
+    assert_eq!(again, kinds);
+    assert_eq!(p.tasks_of(&validator.url).len(), 1);
+    assert_eq!(p.delivered_to(&watcher.url).len(), 1);
+}
+
+#[test]
+fn a_bad_signature_is_refused_and_nothing_changes() {
+    let p = TestPlatform::new();
+    let (_, video) = processing_video(&p);
+    let before = p.stored_video(&video);
+    let jobs_before = p.jobs.history.borrow().len();
+    let body = json!({ "type": "transcode.completed", "video_id": video, "width": 1, "height": 1 });
+    p.sql.reset_counts();
+    let forged = p.transcoder_callback(&body, Some("whsec_Zm9yZ2VkLXNlY3JldC1mb3JnZWQtc2VjcmV0"));
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text());
+    assert_eq!(forged.error_code().as_deref(), Some("forbidden"));
+    let unsigned = p.call(Method::POST, "/api/transcoder/callback", None, Some(&body));
+    assert_eq!(unsigned.status, StatusCode::FORBIDDEN);
+    assert_eq!(p.sql.counts().statements, 0, "refused before any SQL");
+    p.settle();
+    assert_eq!(p.stored_video(&video), before);
+    assert_eq!(p.jobs.history.borrow().len(), jobs_before);
+}
+
+#[test]
+fn a_callback_for_a_deleted_video_removes_its_uploads_and_changes_nothing_else() {
+    let p = TestPlatform::new();
+    let (owner, video) = processing_video(&p);
+    let reply = p.call(
+        Method::DELETE,
+        &format!("/api/videos/{video}"),
+        Some(&owner.token),
+        None,
+    );
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["deleted"], video.as_str());
+    // The transcoder uploaded its MP4 while the video was being deleted.
+    let key = format!("videos/{video}/video.mp4");
+    block_on(p.blobs.put(&key, b"mp4".to_vec(), "video/mp4")).unwrap();
+    let reply = p.transcode_completed(&video);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(body["video"], "deleted");
+    assert_eq!(body["objects_removed"], 1);
+    assert_eq!(block_on(p.blobs.head(&key)).unwrap(), None);
+    assert_eq!(p.stored_video(&video)["error"]["code"], "not_found");
+    p.settle();
+}
+
+#[test]
+fn a_failed_transcode_marks_the_video_failed() {
+    let p = TestPlatform::new();
+    let (owner, video) = processing_video(&p);
+    let reply = p.transcoder_callback(
+        &json!({ "type": "transcode.failed", "video_id": video, "error": { "message": "bad input" } }),
+        None,
+    );
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let stored = p.stored_video(&video);
+    assert_eq!(stored["status"], "failed");
+    let failed = stored["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "transcode.failed")
+        .cloned()
+        .expect("a transcode.failed event");
+    assert!(failed["detail"].as_str().unwrap().contains("bad input"));
+    // The owner still sees it; the public does not.
+    let mine = p.call(
+        Method::GET,
+        &format!("/api/videos/{video}"),
+        Some(&owner.token),
+        None,
+    );
+    assert_eq!(mine.json()["status"], "failed");
+    assert!(p
+        .get(&format!("/api/videos/{video}"))
+        .status
+        .is_client_error());
+    let unknown = p.transcoder_callback(
+        &json!({ "type": "transcode.exploded", "video_id": video }),
+        None,
+    );
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.error_code().as_deref(), Some("invalid_callback"));
+}
