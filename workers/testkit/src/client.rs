@@ -3,7 +3,7 @@
 //! accounts, channels, a recording pushed as ffmpeg pushes it, the transcoder's signed
 //! callback. Every step goes through the public routes.
 
-use edgevideo_core::platform::Entropy as _;
+use edgevideo_core::ports::Entropy as _;
 use edgevideo_core::webhooks;
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! Native test support for the edgevideo core: the core's [`Sql`](edgevideo_core::platform::Sql)
+//! Native test support for the edgevideo core: the core's [`Sql`](edgevideo_core::ports::Sql)
 //! port over SQLite, so that the lifecycle, deliveries, the transcoder callback and the
 //! catalogue run in `cargo test` against a real SQL engine and the shared migrations.
 //!

@@ -2,18 +2,19 @@
 //! [`SqliteSql`], a job queue that keeps each job's due time ([`ScheduledJobs`]), outgoing
 //! HTTP answered from per-URL scripts ([`ScriptedOutbound`]), a manual clock and seeded
 //! randomness. Requests go through [`edgevideo_core::handle`] and jobs through
-//! [`edgevideo_core::jobs::run`], the entry points the hosts call.
+//! [`edgevideo_core::queue::run`], the entry points the hosts call.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use edgevideo_core::config::{Config, ConfigError};
-use edgevideo_core::jobs::{self, Job};
 use edgevideo_core::memory::{ManualClock, MemoryBlobs, MemoryKv, MemoryLive};
-use edgevideo_core::platform::{
+use edgevideo_core::model::job::Job;
+use edgevideo_core::ports::{
     Clock, Entropy, Jobs, Outbound, OutboundError, OutboundRequest, OutboundResponse, Platform,
 };
+use edgevideo_core::queue;
 use edgevideo_core::StoreError;
 
 use crate::exec::block_on;
@@ -301,13 +302,13 @@ impl TestPlatform {
         self.clock.now_ms.set(self.now_ms() + ms);
     }
 
-    /// Runs the due jobs through the core's consumer ([`jobs::run`]) one by one, earliest
+    /// Runs the due jobs through the core's consumer ([`queue::run`]) one by one, earliest
     /// first, including those they enqueue that are due at once, until none is due. A failed
     /// job is not retried (its outcome says why).
     pub fn run_due_jobs(&self) -> Vec<JobRun> {
         let mut runs = Vec::new();
         while let Some(next) = self.jobs.take_due(self.now_ms()) {
-            let result = block_on(jobs::run(self, next.job.clone())).map_err(|e| e.to_string());
+            let result = block_on(queue::run(self, next.job.clone())).map_err(|e| e.to_string());
             runs.push(JobRun {
                 job: next.job,
                 result,

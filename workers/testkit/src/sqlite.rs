@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use edgevideo_core::platform::{Row, Sql, SqlValue, Statement};
+use edgevideo_core::ports::{Row, Sql, SqlValue, Statement};
 use edgevideo_core::StoreError;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;

@@ -1,7 +1,7 @@
 //! The SQLite adapter holds the contract of the core's `Sql` port (the suite every host's
 //! adapter passes in its runtime), and the router sees a healthy platform.
 
-use edgevideo_core::conformance;
+use edgevideo_core::ports::conformance;
 use edgevideo_testkit::exec::block_on;
 use edgevideo_testkit::TestPlatform;
 use http::StatusCode;

@@ -3,8 +3,8 @@
 //! is retried with backoff, then dead-lettered; the delivery log shows every attempt; the
 //! owner can redeliver. Scenarios of `tests/e2e/test_plugins.py`.
 
-use edgevideo_core::jobs::Job;
-use edgevideo_core::platform::{OutboundError, OutboundRequest};
+use edgevideo_core::model::job::Job;
+use edgevideo_core::ports::{OutboundError, OutboundRequest};
 use edgevideo_core::webhooks;
 use edgevideo_testkit::client::RegisteredPlugin;
 use edgevideo_testkit::{Session, TestPlatform};

@@ -3,7 +3,7 @@
 //! it `ready`, plugins get their tasks hook by hook and answer them, and the video is
 //! published with the merged results (or rejected).
 
-use edgevideo_core::platform::{Sql as _, Statement};
+use edgevideo_core::ports::{Sql as _, Statement};
 use edgevideo_testkit::client::RegisteredPlugin;
 use edgevideo_testkit::exec::{block_on, join_all};
 use edgevideo_testkit::{Session, TestPlatform};

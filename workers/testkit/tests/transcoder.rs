@@ -3,8 +3,8 @@
 //! its lifecycle, marks it `failed`, or cleans up after a deleted video; a bad signature
 //! changes nothing.
 
-use edgevideo_core::jobs::Job;
-use edgevideo_core::platform::Blobs as _;
+use edgevideo_core::model::job::Job;
+use edgevideo_core::ports::Blobs as _;
 use edgevideo_core::webhooks;
 use edgevideo_testkit::exec::block_on;
 use edgevideo_testkit::platform::{TRANSCODER_SECRET, TRANSCODER_URL};
