@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes schema/openapi.yaml from the worker's route table (the one in
-workers/core/src/router.rs, served in development at GET /api/_diag/routes), so the API
+workers/core/src/api/router.rs, served in development at GET /api/_diag/routes), so the API
 description cannot drift from the routes: tests/e2e/test_openapi.py checks they agree.
 
     python3 schema/openapi.py http://127.0.0.1:8787 > schema/openapi.yaml"""

@@ -186,118 +186,164 @@ impl Config {
     /// [`ConfigError::Missing`] for an unset secret; [`ConfigError::Invalid`] for an unknown
     /// environment, or, in production, a development or too short secret, or diagnostics on.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let environment = match lookup(names::ENVIRONMENT).as_deref().map(str::trim) {
-            None | Some("") | Some("production") => Environment::Production,
-            Some("development") => Environment::Development,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: names::ENVIRONMENT,
-                    reason: format!("expected development or production, got {other:?}"),
-                })
-            }
+        let environment = environment(lookup(names::ENVIRONMENT))?;
+        let vars = Vars {
+            lookup,
+            environment,
         };
-        let secret = |name: &'static str| -> Result<String, ConfigError> {
-            let value = lookup(name)
-                .filter(|v| !v.is_empty())
-                .ok_or(ConfigError::Missing(name))?;
-            if environment == Environment::Production
-                && (value.starts_with(DEV_SECRET_PREFIX) || value.len() < MIN_SECRET_LEN)
-            {
-                return Err(ConfigError::Invalid {
-                    name,
-                    reason: format!(
-                        "production needs a secret of at least {MIN_SECRET_LEN} bytes that is not a development default"
-                    ),
-                });
-            }
-            Ok(value)
-        };
-        let diagnostics = lookup(names::DIAGNOSTICS).as_deref() == Some("on");
+        let diagnostics = vars.flag(names::DIAGNOSTICS);
         if diagnostics && environment == Environment::Production {
             return Err(ConfigError::Invalid {
                 name: names::DIAGNOSTICS,
                 reason: "diagnostics routes are for development only".into(),
             });
         }
-        let number = |name: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            match lookup(name).as_deref().map(str::trim) {
-                None | Some("") => Ok(default),
-                Some(raw) => match raw.parse::<u64>() {
-                    Ok(v) if v >= min => Ok(v),
-                    _ => Err(ConfigError::Invalid {
-                        name,
-                        reason: format!("expected a whole number >= {min}, got {raw:?}"),
-                    }),
-                },
-            }
-        };
-        let list = |name: &str| -> Vec<String> {
-            lookup(name)
-                .unwrap_or_default()
-                .split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect()
-        };
-        let password_iterations = number(
+        Ok(Config {
+            environment,
+            session_secret: vars.secret(names::SESSION_SECRET)?,
+            url_signing_secret: vars.secret(names::URL_SIGNING_SECRET)?,
+            diagnostics,
+            token_issuer: TOKEN_ISSUER.to_owned(),
+            session_ttl_s: vars.number(
+                names::SESSION_TTL_SECONDS,
+                DEFAULT_SESSION_TTL_SECONDS,
+                60,
+            )?,
+            password_iterations: vars.password_iterations()?,
+            broadcaster_domains: vars.list(names::BROADCASTER_DOMAINS),
+            admin_emails: vars.list(names::ADMIN_EMAILS),
+            login_limit_per_email: vars.number(names::LOGIN_LIMIT_PER_EMAIL, 10, 1)?,
+            login_limit_per_ip: vars.number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
+            live_idle_timeout_s: vars.number(names::LIVE_IDLE_TIMEOUT_SECONDS, 30, 1)?,
+            max_segment_bytes: vars.number(names::MAX_SEGMENT_BYTES, 32 * 1024 * 1024, 188)?,
+            upload_part_bytes: vars.upload_part_bytes()?,
+            ingest_url_ttl_s: vars.number(names::INGEST_URL_TTL_SECONDS, 24 * 3600, 60)?,
+            playback_url_ttl_s: vars.number(names::PLAYBACK_URL_TTL_SECONDS, 6 * 3600, 60)?,
+            live_window_segments: vars.number(names::LIVE_WINDOW_SEGMENTS, 6, 3)?,
+            public_url: vars.url(names::PUBLIC_URL),
+            allow_private_urls: vars.flag(names::ALLOW_PRIVATE_URLS),
+            webhook_max_attempts: vars.number(names::WEBHOOK_MAX_ATTEMPTS, 5, 1)?.min(20) as u32,
+            webhook_retry_base_s: vars
+                .number(names::WEBHOOK_RETRY_BASE_SECONDS, 30, 1)?
+                .min(3600) as u32,
+            webhook_timeout_ms: vars.number(names::WEBHOOK_TIMEOUT_MS, 10_000, 100)?,
+            plugin_deadlines_s: deadlines((vars.lookup)(names::PLUGIN_DEADLINES_SECONDS))?,
+            transcoder_url: vars.url(names::TRANSCODER_URL),
+            transcoder_secret: transcoder_secret(
+                (vars.lookup)(names::TRANSCODER_SECRET),
+                environment,
+            )?,
+        })
+    }
+}
+
+/// Parses `ENVIRONMENT` (unset means production).
+fn environment(raw: Option<String>) -> Result<Environment, ConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") | Some("production") => Ok(Environment::Production),
+        Some("development") => Ok(Environment::Development),
+        Some(other) => Err(ConfigError::Invalid {
+            name: names::ENVIRONMENT,
+            reason: format!("expected development or production, got {other:?}"),
+        }),
+    }
+}
+
+/// The variables of one deployment, read by kind.
+struct Vars<L> {
+    lookup: L,
+    environment: Environment,
+}
+
+impl<L: Fn(&str) -> Option<String>> Vars<L> {
+    /// A required secret; production refuses development defaults and short secrets.
+    fn secret(&self, name: &'static str) -> Result<String, ConfigError> {
+        let value = (self.lookup)(name)
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Missing(name))?;
+        if self.environment == Environment::Production
+            && (value.starts_with(DEV_SECRET_PREFIX) || value.len() < MIN_SECRET_LEN)
+        {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!(
+                    "production needs a secret of at least {MIN_SECRET_LEN} bytes that is not a development default"
+                ),
+            });
+        }
+        Ok(value)
+    }
+
+    /// A whole number of at least `min`, `default` when unset.
+    fn number(&self, name: &'static str, default: u64, min: u64) -> Result<u64, ConfigError> {
+        match (self.lookup)(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(v) if v >= min => Ok(v),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("expected a whole number >= {min}, got {raw:?}"),
+                }),
+            },
+        }
+    }
+
+    /// A comma-separated list, lower-cased, empty items dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        (self.lookup)(name)
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    /// `on` or anything else.
+    fn flag(&self, name: &str) -> bool {
+        (self.lookup)(name).as_deref() == Some("on")
+    }
+
+    /// An origin or base URL without its trailing slash; `None` when unset or empty.
+    fn url(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+    }
+
+    /// `PASSWORD_ITERATIONS`: at least 10,000 in production.
+    fn password_iterations(&self) -> Result<u32, ConfigError> {
+        let raw = self.number(
             names::PASSWORD_ITERATIONS,
             DEFAULT_PASSWORD_ITERATIONS.into(),
             1,
         )?;
-        let password_iterations =
-            u32::try_from(password_iterations).map_err(|_| ConfigError::Invalid {
-                name: names::PASSWORD_ITERATIONS,
-                reason: "too large".into(),
-            })?;
-        if environment == Environment::Production && password_iterations < 10_000 {
+        let iterations = u32::try_from(raw).map_err(|_| ConfigError::Invalid {
+            name: names::PASSWORD_ITERATIONS,
+            reason: "too large".into(),
+        })?;
+        if self.environment == Environment::Production && iterations < 10_000 {
             return Err(ConfigError::Invalid {
                 name: names::PASSWORD_ITERATIONS,
                 reason: "production needs at least 10000 iterations".into(),
             });
         }
-        let upload_part_bytes = number(
+        Ok(iterations)
+    }
+
+    /// `UPLOAD_PART_BYTES`: between the multipart minimum and what one request carries.
+    fn upload_part_bytes(&self) -> Result<u64, ConfigError> {
+        let bytes = self.number(
             names::UPLOAD_PART_BYTES,
             DEFAULT_UPLOAD_PART_BYTES,
             MIN_PART_BYTES,
         )?;
-        if upload_part_bytes > MAX_UPLOAD_BYTES as u64 {
+        if bytes > MAX_UPLOAD_BYTES as u64 {
             return Err(ConfigError::Invalid {
                 name: names::UPLOAD_PART_BYTES,
                 reason: format!("at most {MAX_UPLOAD_BYTES} bytes (one request)"),
             });
         }
-        Ok(Config {
-            environment,
-            session_secret: secret(names::SESSION_SECRET)?,
-            url_signing_secret: secret(names::URL_SIGNING_SECRET)?,
-            diagnostics,
-            token_issuer: TOKEN_ISSUER.to_owned(),
-            session_ttl_s: number(names::SESSION_TTL_SECONDS, DEFAULT_SESSION_TTL_SECONDS, 60)?,
-            password_iterations,
-            broadcaster_domains: list(names::BROADCASTER_DOMAINS),
-            admin_emails: list(names::ADMIN_EMAILS),
-            login_limit_per_email: number(names::LOGIN_LIMIT_PER_EMAIL, 10, 1)?,
-            login_limit_per_ip: number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
-            live_idle_timeout_s: number(names::LIVE_IDLE_TIMEOUT_SECONDS, 30, 1)?,
-            max_segment_bytes: number(names::MAX_SEGMENT_BYTES, 32 * 1024 * 1024, 188)?,
-            upload_part_bytes,
-            ingest_url_ttl_s: number(names::INGEST_URL_TTL_SECONDS, 24 * 3600, 60)?,
-            playback_url_ttl_s: number(names::PLAYBACK_URL_TTL_SECONDS, 6 * 3600, 60)?,
-            live_window_segments: number(names::LIVE_WINDOW_SEGMENTS, 6, 3)?,
-            public_url: lookup(names::PUBLIC_URL)
-                .map(|u| u.trim().trim_end_matches('/').to_owned())
-                .filter(|u| !u.is_empty()),
-            allow_private_urls: lookup(names::ALLOW_PRIVATE_URLS).as_deref() == Some("on"),
-            webhook_max_attempts: number(names::WEBHOOK_MAX_ATTEMPTS, 5, 1)?.min(20) as u32,
-            webhook_retry_base_s: number(names::WEBHOOK_RETRY_BASE_SECONDS, 30, 1)?.min(3600)
-                as u32,
-            webhook_timeout_ms: number(names::WEBHOOK_TIMEOUT_MS, 10_000, 100)?,
-            plugin_deadlines_s: deadlines(lookup(names::PLUGIN_DEADLINES_SECONDS))?,
-            transcoder_url: lookup(names::TRANSCODER_URL)
-                .map(|u| u.trim().trim_end_matches('/').to_owned())
-                .filter(|u| !u.is_empty()),
-            transcoder_secret: transcoder_secret(lookup(names::TRANSCODER_SECRET), environment)?,
-        })
+        Ok(bytes)
     }
 }
 

@@ -102,84 +102,8 @@ pub async fn blobs<B: Blobs>(blobs: &B, scope: &str) -> SuiteReport {
     let b = format!("{prefix}b.bin");
     let data: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
     let result = async {
-        c.check(
-            blobs
-                .get(&a, None)
-                .await
-                .map_err(fail("get missing"))?
-                .is_none(),
-            "missing object reads as None",
-        )?;
-        c.check(
-            blobs
-                .head(&a)
-                .await
-                .map_err(fail("head missing"))?
-                .is_none(),
-            "missing object heads as None",
-        )?;
-        blobs
-            .put(&a, data.clone(), "video/mp2t")
-            .await
-            .map_err(fail("put"))?;
-        blobs
-            .put(&b, b"b".to_vec(), "text/plain")
-            .await
-            .map_err(fail("put"))?;
-        let whole = blobs.get(&a, None).await.map_err(fail("get"))?;
-        c.check(
-            whole.as_ref().map(|w| w.bytes == data) == Some(true),
-            "bytes round-trip",
-        )?;
-        let meta = blobs.head(&a).await.map_err(fail("head"))?;
-        c.check(
-            meta.as_ref().map(|m| m.size) == Some(3000),
-            "head reports the size",
-        )?;
-        c.check(
-            meta.and_then(|m| m.content_type).as_deref() == Some("video/mp2t"),
-            "content type is kept",
-        )?;
-        let range = blobs
-            .get(
-                &a,
-                Some(ByteRange::From {
-                    offset: 100,
-                    length: Some(10),
-                }),
-            )
-            .await
-            .map_err(fail("range get"))?;
-        c.check(
-            range.as_ref().map(|r| r.bytes == data[100..110]) == Some(true),
-            "range reads the right bytes",
-        )?;
-        c.check(
-            range.map(|r| r.meta.size) == Some(3000),
-            "range reports the whole size",
-        )?;
-        let open = blobs
-            .get(
-                &a,
-                Some(ByteRange::From {
-                    offset: 2990,
-                    length: None,
-                }),
-            )
-            .await
-            .map_err(fail("open range get"))?;
-        c.check(
-            open.map(|r| r.bytes == data[2990..]) == Some(true),
-            "open range reads to the end",
-        )?;
-        let suffix = blobs
-            .get(&a, Some(ByteRange::Suffix(5)))
-            .await
-            .map_err(fail("suffix get"))?;
-        c.check(
-            suffix.map(|r| r.bytes == data[2995..]) == Some(true),
-            "suffix reads the last bytes",
-        )?;
+        blob_objects(blobs, &mut c, &a, &b, &data).await?;
+        blob_ranges(blobs, &mut c, &a, &data).await?;
         let keys = blobs.list(&prefix).await.map_err(fail("list"))?;
         c.check(
             keys == vec![a.clone(), b.clone()],
@@ -192,55 +116,154 @@ pub async fn blobs<B: Blobs>(blobs: &B, scope: &str) -> SuiteReport {
             "delete removes",
         )?;
         blobs.delete(&a).await.map_err(fail("second delete"))?;
-        // A multipart upload: a minimum-size first part and a short last one.
-        let m = format!("{prefix}multipart");
-        let first: Vec<u8> = (0..MIN_PART_BYTES).map(|i| (i % 241) as u8).collect();
-        let last = b"the end".to_vec();
-        let upload = blobs
-            .begin_upload(&m, "video/mp4")
-            .await
-            .map_err(fail("begin upload"))?;
-        let part2 = blobs
-            .put_part(&m, &upload, 2, last.clone())
-            .await
-            .map_err(fail("put part 2"))?;
-        let part1 = blobs
-            .put_part(&m, &upload, 1, first.clone())
-            .await
-            .map_err(fail("put part 1"))?;
-        c.check(
-            blobs.head(&m).await.map_err(fail("head"))?.is_none(),
-            "an upload is invisible before it completes",
-        )?;
-        blobs
-            .complete_upload(&m, &upload, &[part1, part2])
-            .await
-            .map_err(fail("complete upload"))?;
-        let whole = blobs.get(&m, None).await.map_err(fail("get"))?;
-        c.check(
-            whole.as_ref().map(|b| b.meta.size) == Some(MIN_PART_BYTES + last.len() as u64),
-            "a completed upload has the parts' size",
-        )?;
-        c.check(
-            whole.as_ref().is_some_and(|b| {
-                b.bytes[..first.len()] == first[..] && b.bytes[first.len()..] == last[..]
-            }),
-            "a completed upload is its parts in order",
-        )?;
-        c.check(
-            whole.and_then(|b| b.meta.content_type).as_deref() == Some("video/mp4"),
-            "a completed upload keeps its content type",
-        )?;
-        let stray = blobs.put_part(&m, "no-such-upload", 1, last.clone()).await;
-        c.check(stray.is_err(), "a part of an unknown upload is refused")?;
-        blobs.delete(&m).await.map_err(fail("delete"))?;
-        c.check(
-            blobs.list(&prefix).await.map_err(fail("list"))?.is_empty(),
-            "nothing left",
-        )
+        blob_multipart(blobs, &mut c, &prefix).await
     }
     .await;
     report("blobs", c.passed, result)
+}
+
+/// Missing objects, a round trip with the content type, `head`.
+async fn blob_objects<B: Blobs>(
+    blobs: &B,
+    c: &mut Checker,
+    a: &str,
+    b: &str,
+    data: &[u8],
+) -> Result<(), String> {
+    c.check(
+        blobs
+            .get(a, None)
+            .await
+            .map_err(fail("get missing"))?
+            .is_none(),
+        "missing object reads as None",
+    )?;
+    c.check(
+        blobs.head(a).await.map_err(fail("head missing"))?.is_none(),
+        "missing object heads as None",
+    )?;
+    blobs
+        .put(a, data.to_vec(), "video/mp2t")
+        .await
+        .map_err(fail("put"))?;
+    blobs
+        .put(b, b"b".to_vec(), "text/plain")
+        .await
+        .map_err(fail("put"))?;
+    let whole = blobs.get(a, None).await.map_err(fail("get"))?;
+    c.check(
+        whole.as_ref().map(|w| w.bytes == data) == Some(true),
+        "bytes round-trip",
+    )?;
+    let meta = blobs.head(a).await.map_err(fail("head"))?;
+    c.check(
+        meta.as_ref().map(|m| m.size) == Some(3000),
+        "head reports the size",
+    )?;
+    c.check(
+        meta.and_then(|m| m.content_type).as_deref() == Some("video/mp2t"),
+        "content type is kept",
+    )?;
+    Ok(())
+}
+
+/// Ranges: a slice, an open range to the end, a suffix.
+async fn blob_ranges<B: Blobs>(
+    blobs: &B,
+    c: &mut Checker,
+    a: &str,
+    data: &[u8],
+) -> Result<(), String> {
+    let range = blobs
+        .get(
+            a,
+            Some(ByteRange::From {
+                offset: 100,
+                length: Some(10),
+            }),
+        )
+        .await
+        .map_err(fail("range get"))?;
+    c.check(
+        range.as_ref().map(|r| r.bytes == data[100..110]) == Some(true),
+        "range reads the right bytes",
+    )?;
+    c.check(
+        range.map(|r| r.meta.size) == Some(3000),
+        "range reports the whole size",
+    )?;
+    let open = blobs
+        .get(
+            a,
+            Some(ByteRange::From {
+                offset: 2990,
+                length: None,
+            }),
+        )
+        .await
+        .map_err(fail("open range get"))?;
+    c.check(
+        open.map(|r| r.bytes == data[2990..]) == Some(true),
+        "open range reads to the end",
+    )?;
+    let suffix = blobs
+        .get(a, Some(ByteRange::Suffix(5)))
+        .await
+        .map_err(fail("suffix get"))?;
+    c.check(
+        suffix.map(|r| r.bytes == data[2995..]) == Some(true),
+        "suffix reads the last bytes",
+    )?;
+    Ok(())
+}
+
+/// A multipart upload: a minimum-size first part and a short last one.
+async fn blob_multipart<B: Blobs>(blobs: &B, c: &mut Checker, prefix: &str) -> Result<(), String> {
+    let m = format!("{prefix}multipart");
+    let first: Vec<u8> = (0..MIN_PART_BYTES).map(|i| (i % 241) as u8).collect();
+    let last = b"the end".to_vec();
+    let upload = blobs
+        .begin_upload(&m, "video/mp4")
+        .await
+        .map_err(fail("begin upload"))?;
+    let part2 = blobs
+        .put_part(&m, &upload, 2, last.clone())
+        .await
+        .map_err(fail("put part 2"))?;
+    let part1 = blobs
+        .put_part(&m, &upload, 1, first.clone())
+        .await
+        .map_err(fail("put part 1"))?;
+    c.check(
+        blobs.head(&m).await.map_err(fail("head"))?.is_none(),
+        "an upload is invisible before it completes",
+    )?;
+    blobs
+        .complete_upload(&m, &upload, &[part1, part2])
+        .await
+        .map_err(fail("complete upload"))?;
+    let whole = blobs.get(&m, None).await.map_err(fail("get"))?;
+    c.check(
+        whole.as_ref().map(|b| b.meta.size) == Some(MIN_PART_BYTES + last.len() as u64),
+        "a completed upload has the parts' size",
+    )?;
+    c.check(
+        whole.as_ref().is_some_and(|b| {
+            b.bytes[..first.len()] == first[..] && b.bytes[first.len()..] == last[..]
+        }),
+        "a completed upload is its parts in order",
+    )?;
+    c.check(
+        whole.and_then(|b| b.meta.content_type).as_deref() == Some("video/mp4"),
+        "a completed upload keeps its content type",
+    )?;
+    let stray = blobs.put_part(&m, "no-such-upload", 1, last.clone()).await;
+    c.check(stray.is_err(), "a part of an unknown upload is refused")?;
+    blobs.delete(&m).await.map_err(fail("delete"))?;
+    c.check(
+        blobs.list(prefix).await.map_err(fail("list"))?.is_empty(),
+        "nothing left",
+    )
 }
 
 /// The [`Sql`] contract, on the `counters` table of the first migration: parameters bind,
