@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes schema/openapi.yaml from the worker's route table (the one in
-workers/core/src/api/router.rs, served in development at GET /api/_diag/routes), so the API
+workers/core/src/api/table.rs, served in development at GET /api/_diag/routes), so the API
 description cannot drift from the routes: tests/e2e/test_openapi.py checks they agree.
 
     python3 schema/openapi.py http://127.0.0.1:8787 > schema/openapi.yaml"""
@@ -66,7 +66,10 @@ def render(routes: list[dict]) -> str:
             out.append(f"    {r['method'].lower()}:")
             out.append(f"      operationId: {r['name'][0].lower() + r['name'][1:]}")
             out.append(f"      summary: {words(r['name'])}")
-            out.append(f"      description: \"Access: {description}\"")
+            if r.get("summary"):
+                out.append(f"      description: {json.dumps(r['summary'] + ' Access: ' + description)}")
+            else:
+                out.append(f"      description: \"Access: {description}\"")
             out.append(f"      x-edgevideo-access: {r['access']}")
             out.append(f"      security: {json.dumps(security)}")
             if params:

@@ -1,4 +1,5 @@
-//! The HTTP layer: the one route table and dispatcher ([`router`]), the handlers ([`routes`]),
+//! The HTTP layer: the one route table ([`table`]), the router that applies it ([`router`]),
+//! the handlers ([`routes`]),
 //! how callers are authenticated ([`auth`]), and here the plumbing the handlers share: the
 //! request and response types the core speaks, JSON bodies in and out, and the rendering of
 //! [`ApiError`]s.
@@ -6,6 +7,7 @@
 pub mod auth;
 pub mod router;
 pub mod routes;
+pub mod table;
 
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, StatusCode};

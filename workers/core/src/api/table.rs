@@ -1,0 +1,256 @@
+//! The route table: every route of the API in one place. An entry names the route, its
+//! method and path pattern, who may call it and the handler it runs; the macro below turns
+//! the entries into [`RouteName`], [`ROUTES`] (which the router matches in order and which
+//! `GET /api/_diag/routes` serves, so `schema/openapi.yaml` and the authorization matrix test
+//! follow it) and the dispatch to the handlers. Adding a route is adding one entry.
+//!
+//! An entry: doc lines (the route's summary), then
+//! `Name: METHOD "/path/{param}", Access => handler expression;`, where the expression sees
+//! `platform`, `request` (owned), `params` (the `{param}` segments in order) and `who()`
+//! (the caller, for routes whose access needs a session).
+
+use http::Method;
+
+use crate::api::{self, routes, Request, Response};
+use crate::error::ApiError;
+use crate::model::role::{Principal, Role};
+use crate::ports::Platform;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// Any signed-in user (a valid session token).
+    Authenticated,
+    /// Users whose stored role satisfies this one (admins satisfy every role). The role is
+    /// read from the catalogue, so a revoked role stops working before the token expires.
+    Role(Role),
+    /// Holders of a signed URL: the token in the path is verified by the handler, which
+    /// knows the scope it needs (ingest, play a channel, play a video).
+    UrlToken,
+    /// Plugins answering a task: the task's single-use token in the body is checked by the
+    /// handler.
+    TaskToken,
+    /// The transcoder: a Standard Webhooks signature with `TRANSCODER_SECRET`, checked by
+    /// the handler.
+    TranscoderSignature,
+    /// Development deployments with diagnostics on; 404 everywhere else.
+    Diagnostics,
+}
+
+/// One entry of the route table.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// The handler.
+    pub name: RouteName,
+    /// The method.
+    pub method: Method,
+    /// The path pattern; `{x}` matches one non-empty segment.
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    /// What it does, from its doc lines in the table.
+    pub summary: &'static str,
+}
+
+macro_rules! route_table {
+    (
+        ($platform:ident, $request:ident, $params:ident, $who:ident)
+        $(
+            $(#[doc = $doc:literal])*
+            $name:ident : $method:ident $path:literal, $access:ident $(($role:ident))? => $handler:expr;
+        )*
+    ) => {
+        /// Names of the routes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum RouteName {
+            $(
+                #[doc = concat!("`", stringify!($method), " ", $path, "`.")]
+                $(#[doc = $doc])*
+                $name,
+            )*
+        }
+
+        /// Every route of the API, in the order the router tries them (the first match wins).
+        pub const ROUTES: &[RouteSpec] = &[
+            $(
+                RouteSpec {
+                    name: RouteName::$name,
+                    method: Method::$method,
+                    path: $path,
+                    access: Access::$access $((Role::$role))?,
+                    summary: concat!($($doc),*),
+                },
+            )*
+        ];
+
+        /// Runs the handler of route `name` with its path parameters, after its access rule
+        /// passed (`principal` is the caller for routes that need a session).
+        pub(super) async fn run<P: Platform>(
+            name: RouteName,
+            $platform: &P,
+            $request: Request,
+            $params: &[String],
+            principal: Option<Principal>,
+        ) -> Result<Response, ApiError> {
+            let $who = || {
+                principal
+                    .as_ref()
+                    .ok_or_else(|| ApiError::Unauthorized("a session token is required".into()))
+            };
+            match name {
+                $( RouteName::$name => $handler, )*
+            }
+        }
+    };
+}
+
+route_table! {
+    (platform, request, params, who)
+    /// Version and a check of every binding.
+    Health: GET "/api/health", Public => Ok(routes::health::get(platform).await);
+    /// The version alone, touching no binding (the benchmarks' baseline).
+    Version: GET "/api/version", Public => Ok(api::json(
+        http::StatusCode::OK,
+        &serde_json::json!({ "version": crate::VERSION }),
+    ));
+    /// This route table, for the authorization matrix test.
+    DiagRoutes: GET "/api/_diag/routes", Diagnostics => Ok(api::json(http::StatusCode::OK, &route_table()));
+    Signup: POST "/api/auth/signup", Public => routes::auth::signup(platform, &request).await;
+    Login: POST "/api/auth/login", Public => routes::auth::login(platform, &request).await;
+    Logout: POST "/api/auth/logout", Public => Ok(routes::auth::logout());
+    Me: GET "/api/me", Authenticated => routes::auth::me(platform, who()?).await;
+    SetUserRole: PUT "/api/users/{id}/role", Role(Admin) => routes::auth::set_role(platform, &params[0], &request).await;
+    CreateChannel: POST "/api/channels", Role(Broadcaster) => routes::channels::create(platform, who()?, &request).await;
+    GetChannel: GET "/api/channels/{id}", Public => routes::channels::get(platform, &params[0]).await;
+    RotateStreamKey: POST "/api/channels/{id}/stream-key/rotate", Role(Broadcaster) => {
+        routes::channels::rotate_stream_key(platform, who()?, &params[0]).await
+    };
+    IngestUrl: POST "/api/channels/{id}/ingest", Role(Broadcaster) => {
+        routes::channels::ingest_url(platform, who()?, &params[0], &request).await
+    };
+    ChannelPlayback: POST "/api/channels/{id}/playback", Public => {
+        routes::playback::channel_url(platform, &params[0], &request).await
+    };
+    ChannelSocket: GET "/api/channels/{id}/ws", Public => routes::channels::socket(platform, &params[0], &request).await;
+    LiveChannels: GET "/api/live", Public => routes::channels::live_channels(platform).await;
+    LobbySocket: GET "/api/live/ws", Public => routes::channels::lobby_socket(&request);
+    VideoPlayback: POST "/api/videos/{id}/playback", Public => {
+        routes::playback::video_url(platform, &params[0], &request).await
+    };
+    /// The catalogue, newest first, with filters and cursor paging.
+    ListVideos: GET "/api/videos", Public => routes::catalogue::list_videos(platform, &request).await;
+    /// Before `/api/videos/{id}`: the first matching entry wins.
+    /// The newest published videos (cached).
+    VideoPreview: GET "/api/videos/preview", Public => routes::catalogue::preview(platform).await;
+    /// A video with its merged metadata.
+    GetVideo: GET "/api/videos/{id}", Public => routes::catalogue::get_video(platform, &params[0], &request).await;
+    /// The handler allows the video's owner and admins (stored role); 403 for others.
+    /// The owner or an admin deletes a video and its media.
+    DeleteVideo: DELETE "/api/videos/{id}", Authenticated => {
+        who()?;
+        routes::catalogue::delete_video(platform, &params[0], &request).await
+    };
+    /// The video's timeline.
+    VideoHistory: GET "/api/videos/{id}/history", Public => routes::catalogue::history(platform, &params[0], &request).await;
+    /// Channels with live status and viewer counts.
+    ListChannels: GET "/api/channels", Public => routes::catalogue::list_channels(platform, &request).await;
+    /// A channel's videos.
+    ChannelVideos: GET "/api/channels/{id}/videos", Public => {
+        routes::catalogue::channel_videos(platform, &params[0], &request).await
+    };
+    /// Public headline figures; the handler adds the detailed part for admins (stored role).
+    /// KPIs (the detailed part for admins).
+    Stats: GET "/api/stats", Public => routes::stats::get(platform, &request).await;
+    IngestPut: PUT "/ingest/{token}/{file}", UrlToken => {
+        routes::ingest::put(platform, &params[0], &params[1], request).await
+    };
+    IngestDelete: DELETE "/ingest/{token}/{file}", UrlToken => routes::ingest::delete(platform, &params[0]).await;
+    PlayLive: GET "/play/{token}/live.m3u8", UrlToken => routes::playback::live_playlist(platform, &params[0]).await;
+    PlayVod: GET "/play/{token}/index.m3u8", UrlToken => routes::playback::vod_playlist(platform, &params[0]).await;
+    PlayMp4: GET "/play/{token}/video.mp4", UrlToken => routes::playback::mp4(platform, &params[0], &request).await;
+    PlaySegment: GET "/play/{token}/seg/{broadcast}/{file}", UrlToken => {
+        routes::playback::segment(platform, &params[0], &params[1], &params[2], &request).await
+    };
+    CreatePlugin: POST "/api/plugins", Role(Developer) => routes::plugins::create(platform, who()?, &request).await;
+    ListPlugins: GET "/api/plugins", Role(Developer) => routes::plugins::list(platform, who()?).await;
+    TaskSuccess: POST "/api/plugins/tasks/{id}/success", TaskToken => {
+        routes::plugins::answer_task(platform, &params[0], true, &request).await
+    };
+    TaskFailure: POST "/api/plugins/tasks/{id}/failure", TaskToken => {
+        routes::plugins::answer_task(platform, &params[0], false, &request).await
+    };
+    GetPlugin: GET "/api/plugins/{id}", Role(Developer) => routes::plugins::get(platform, who()?, &params[0]).await;
+    UpdatePlugin: PATCH "/api/plugins/{id}", Role(Developer) => {
+        routes::plugins::update(platform, who()?, &params[0], &request).await
+    };
+    DeletePlugin: DELETE "/api/plugins/{id}", Role(Developer) => routes::plugins::delete(platform, who()?, &params[0]).await;
+    RotatePluginSecret: POST "/api/plugins/{id}/secret/rotate", Role(Developer) => {
+        routes::plugins::rotate_secret(platform, who()?, &params[0]).await
+    };
+    PluginDeliveries: GET "/api/plugins/{id}/deliveries", Role(Developer) => {
+        routes::plugins::deliveries(platform, who()?, &params[0]).await
+    };
+    Redeliver: POST "/api/plugins/{id}/deliveries/{delivery}/redeliver", Role(Developer) => {
+        routes::plugins::redeliver(platform, who()?, &params[0], &params[1]).await
+    };
+    TranscoderCallback: POST "/api/transcoder/callback", TranscoderSignature => routes::transcoder::callback(platform, &request).await;
+    Upload: PUT "/upload/{token}", UrlToken => routes::transcoder::upload(platform, &params[0], request).await;
+    UploadBegin: POST "/upload/{token}/parts", UrlToken => routes::transcoder::begin_parts(platform, &params[0]).await;
+    UploadPart: PUT "/upload/{token}/parts/{number}", UrlToken => {
+        routes::transcoder::put_part(platform, &params[0], &params[1], request).await
+    };
+    UploadComplete: POST "/upload/{token}/parts/complete", UrlToken => {
+        routes::transcoder::complete_parts(platform, &params[0], &request).await
+    };
+    PlayPoster: GET "/play/{token}/poster.jpg", UrlToken => routes::playback::poster(platform, &params[0], &request).await;
+    DiagKvGet: GET "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_get(platform, &params[0]).await;
+    DiagKvPut: PUT "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_put(platform, &params[0], &request).await;
+    /// Increments a counter row in SQL.
+    DiagCounterIncrement: POST "/api/_diag/counters/{name}", Diagnostics => {
+        routes::diag::counter_increment(platform, &params[0]).await
+    };
+    DiagCounterGet: GET "/api/_diag/counters/{name}", Diagnostics => routes::diag::counter_get(platform, &params[0]).await;
+    DiagBlobPut: PUT "/api/_diag/blobs/{key}", Diagnostics => routes::diag::blob_put(platform, &params[0], request).await;
+    DiagBlobGet: GET "/api/_diag/blobs/{key}", Diagnostics => routes::diag::blob_get(platform, &params[0]).await;
+    DiagRoomPing: POST "/api/_diag/rooms/{name}/ping", Diagnostics => routes::diag::room_ping(platform, &params[0]).await;
+    /// Enqueues a probe job.
+    DiagJobEnqueue: POST "/api/_diag/jobs/{id}", Diagnostics => routes::diag::job_enqueue(platform, &params[0]).await;
+    /// Whether the consumer ran it.
+    DiagJobStatus: GET "/api/_diag/jobs/{id}", Diagnostics => routes::diag::job_status(platform, &params[0]).await;
+    /// A video's whole row and its events.
+    DiagVideo: GET "/api/_diag/video/{id}", Diagnostics => routes::diag::video(platform, &params[0]).await;
+    /// What the catalogue and blob store hold for a channel.
+    DiagStored: GET "/api/_diag/stored/{channel}", Diagnostics => routes::diag::stored(platform, &params[0]).await;
+    /// The port conformance suites against the real bindings.
+    DiagConformance: GET "/api/_diag/conformance", Diagnostics => Ok(routes::diag::conformance(platform).await);
+
+}
+
+/// The route table as JSON: `[{name, method, path, access}]`, with `access` one of
+/// `public`, `authenticated`, `role:{role}`, `url_token`, `task_token`,
+/// `transcoder_signature`, `diagnostics`.
+pub fn route_table() -> serde_json::Value {
+    ROUTES
+        .iter()
+        .map(|r| {
+            let access = match r.access {
+                Access::Public => "public".to_owned(),
+                Access::Authenticated => "authenticated".to_owned(),
+                Access::Role(role) => format!("role:{}", role.as_str()),
+                Access::UrlToken => "url_token".to_owned(),
+                Access::TaskToken => "task_token".to_owned(),
+                Access::TranscoderSignature => "transcoder_signature".to_owned(),
+                Access::Diagnostics => "diagnostics".to_owned(),
+            };
+            serde_json::json!({
+                "name": format!("{:?}", r.name),
+                "method": r.method.as_str(),
+                "path": r.path,
+                "access": access,
+                "summary": r.summary.trim(),
+            })
+        })
+        .collect()
+}
