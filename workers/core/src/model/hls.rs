@@ -4,6 +4,8 @@
 use m3u8_rs::{MediaPlaylist, MediaPlaylistType, MediaSegment, Playlist};
 use serde::{Deserialize, Serialize};
 
+use crate::model::text;
+
 /// The MIME type of HLS playlists.
 pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 /// The MIME type of MPEG-TS segments.
@@ -91,9 +93,7 @@ pub fn parse_pushed(bytes: &[u8]) -> Result<PushedPlaylist, MediaError> {
             ))
         }
         Err(e) => {
-            let mut message = e.to_string();
-            message.truncate(200);
-            return Err(MediaError::BadPlaylist(message));
+            return Err(MediaError::BadPlaylist(text::truncate(e.to_string(), 200)));
         }
     };
     let entries = playlist

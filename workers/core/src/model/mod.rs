@@ -11,3 +11,4 @@ pub mod job;
 pub mod role;
 pub mod room;
 pub mod signed_url;
+pub mod text;
