@@ -10,9 +10,9 @@
 //! Every step is a conditional update in the catalogue ([`crate::store::lifecycles`]), so
 //! concurrent answers, retried jobs and repeated callbacks move the lifecycle exactly once:
 //! - [`start`] creates the lifecycle once and calls [`advance`];
-//! - [`advance`] finds the next hook with plugins and runs it ([`run_hook`]: one claimed
-//!   batch of tasks and deliveries), or completes the lifecycle ([`complete`]);
-//! - [`answer`] and [`deadline`] finish a task ([`finish_task`]: one batch guarded on the
+//! - [`advance`] finds the next hook with plugins and runs it (`run_hook`: one claimed
+//!   batch of tasks and deliveries), or completes the lifecycle (`complete`);
+//! - [`answer`] and [`deadline`] finish a task (`finish_task`: one batch guarded on the
 //!   answer id), then reject the video or advance when the hook is done.
 
 use serde_json::{json, Map, Value};
@@ -347,7 +347,7 @@ async fn reject<P: Platform>(p: &P, video_id: &str, reason: &str) -> Result<(), 
 /// `tags` (union), `transcript`/`transcript_url` into the metadata, and the whole result
 /// under `plugin-{name}` in the metadata. Each is one atomic update, so concurrent results
 /// of one hook do not overwrite each other; each waits for the answer guard that
-/// [`finish_task`] fills in.
+/// `finish_task` fills in.
 fn merge(video_id: &str, plugin_name: &str, result: &Value, now: i64) -> Vec<Statement> {
     let mut statements = vec![videos::merge_metadata(
         video_id,
@@ -411,23 +411,21 @@ impl Ending<'_> {
     /// The video event that records the ending: its kind and detail.
     fn event(&self, task: &Task, plugin_name: &str, now: i64) -> (String, Value) {
         let (status, result, error) = self.outcome();
-        match self {
-            Ending::Answered(_) => (
-                format!("plugin.{}", status.as_str()),
-                json!({
-                    "task_id": task.id,
-                    "plugin": plugin_name,
-                    "hook": task.hook,
-                    "latency_ms": now - task.created_at,
-                    "result": result,
-                    "error": error,
-                }),
-            ),
-            Ending::TimedOut => (
-                "plugin.timed_out".to_owned(),
-                json!({ "task_id": task.id, "plugin": plugin_name, "hook": task.hook }),
-            ),
-        }
+        let kind = format!("plugin.{}", status.as_str());
+        let detail = match self {
+            Ending::Answered(_) => json!({
+                "task_id": task.id,
+                "plugin": plugin_name,
+                "hook": task.hook,
+                "latency_ms": now - task.created_at,
+                "result": result,
+                "error": error,
+            }),
+            Ending::TimedOut => {
+                json!({ "task_id": task.id, "plugin": plugin_name, "hook": task.hook })
+            }
+        };
+        (kind, detail)
     }
 }
 
