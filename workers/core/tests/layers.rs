@@ -35,17 +35,11 @@ const SQL_PENDING: &[&str] = &[
     "api/routes/catalogue.rs",
     "api/routes/diag.rs",
     "api/routes/health.rs",
-    "api/routes/plugins.rs",
     "api/routes/stats.rs",
-    "api/routes/transcoder.rs",
     "services/accounts.rs",
     "services/broadcasts.rs",
     "services/catalogue.rs",
     "services/channels.rs",
-    "services/delivery.rs",
-    "services/lifecycle.rs",
-    "services/plugins.rs",
-    "services/videos.rs",
     "services/views.rs",
 ];
 

@@ -1,14 +1,17 @@
 //! The vocabulary every layer shares: plain data and pure functions, no I/O.
 //!
 //! Identifiers ([`ids`]), roles ([`role`]), the queue's message ([`job`]), the messages a live
-//! room answers ([`room`]), HLS playlists as ingest reads and viewers get them ([`hls`]) and
-//! signed URL tokens ([`signed_url`]). Nothing here imports another layer of the core except
+//! room answers ([`room`]), videos and their statuses ([`video`]), the plugin lifecycle's
+//! hooks and events ([`hook`]), HLS playlists as ingest reads and viewers get them ([`hls`]) and
+//! signed URL tokens ([`signed_url`]), text helpers ([`text`]). Nothing here imports another layer of the core except
 //! [`crate::error`].
 
 pub mod hls;
+pub mod hook;
 pub mod ids;
 pub mod job;
 pub mod role;
 pub mod room;
 pub mod signed_url;
 pub mod text;
+pub mod video;

@@ -1,52 +1,14 @@
 //! The plugin registry: developers register webhook endpoints for a lifecycle hook or an
 //! event, with a signing secret shown once; secrets rotate with a grace period during which
-//! the old and new both sign.
+//! the old and new both sign. Plugins are stored by [`crate::store::plugins`]; the hooks and
+//! events they subscribe to are [`crate::model::hook`]'s.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::StoreError;
-use crate::ports::{Sql, SqlExt as _, SqlValue, Statement};
+pub use crate::store::plugins::Plugin;
 
-/// The lifecycle hooks, in the order they run.
-pub const HOOKS: [&str; 4] = ["preValidate", "postValidate", "preMetadata", "postMetadata"];
-/// Events plugins may subscribe to for plain notifications.
-pub const EVENTS: [&str; 6] = [
-    "broadcast.started",
-    "broadcast.ended",
-    "video.ready",
-    "video.published",
-    "lifecycle.started",
-    "lifecycle.completed",
-];
 /// How long a rotated-out secret keeps signing, in ms.
 pub const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
-
-/// A stored plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Plugin {
-    /// Identifier (`plg_...`).
-    pub id: String,
-    /// The developer who owns it.
-    pub owner_id: String,
-    /// Name, unique per owner; results are keyed `plugin-{name}`.
-    pub name: String,
-    /// A hook of [`HOOKS`] or an event of [`EVENTS`].
-    pub hook: String,
-    /// Where deliveries go.
-    pub url: String,
-    /// Description.
-    pub description: String,
-    /// 1 when deliveries are sent.
-    pub enabled: i64,
-    /// The current signing secret.
-    pub secret: String,
-    /// The previous secret, while it still signs.
-    pub previous_secret: Option<String>,
-    /// Until when the previous secret signs, Unix ms.
-    pub previous_secret_until: Option<i64>,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
-}
 
 /// The public view of a plugin (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,83 +110,6 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<(), UrlError> {
         return Err(UrlError::Private);
     }
     Ok(())
-}
-
-const COLUMNS: &str = "id, owner_id, name, hook, url, description, enabled, secret, \
-                       previous_secret, previous_secret_until, created_at";
-
-/// Inserts a plugin.
-///
-/// # Errors
-/// `AlreadyExists` when the owner has a plugin with this name.
-pub async fn create<S: Sql>(sql: &S, plugin: &Plugin) -> Result<(), StoreError> {
-    sql.execute(&Statement::new(
-        "INSERT INTO plugins (id, owner_id, name, hook, url, description, enabled, secret, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8)",
-        vec![
-            SqlValue::from(plugin.id.as_str()),
-            SqlValue::from(plugin.owner_id.as_str()),
-            SqlValue::from(plugin.name.as_str()),
-            SqlValue::from(plugin.hook.as_str()),
-            SqlValue::from(plugin.url.as_str()),
-            SqlValue::from(plugin.description.as_str()),
-            SqlValue::from(plugin.secret.as_str()),
-            SqlValue::Integer(plugin.created_at),
-        ],
-    ))
-    .await
-    .map(drop)
-}
-
-/// A plugin by id (deleted ones are not found).
-///
-/// # Errors
-/// `Backend` when the query fails.
-pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<Plugin>, StoreError> {
-    sql.query_one(&Statement::new(
-        format!("SELECT {COLUMNS} FROM plugins WHERE id = ?1 AND deleted_at IS NULL"),
-        vec![SqlValue::from(id)],
-    ))
-    .await
-}
-
-/// Plugins of one owner, or of everyone for `None`, newest first.
-///
-/// # Errors
-/// `Backend` when the query fails.
-pub async fn list<S: Sql>(sql: &S, owner_id: Option<&str>) -> Result<Vec<Plugin>, StoreError> {
-    let statement = match owner_id {
-        Some(owner) => Statement::new(
-            format!(
-                "SELECT {COLUMNS} FROM plugins WHERE owner_id = ?1 AND deleted_at IS NULL \
-                 ORDER BY created_at DESC, id DESC"
-            ),
-            vec![SqlValue::from(owner)],
-        ),
-        None => Statement::new(
-            format!(
-                "SELECT {COLUMNS} FROM plugins WHERE deleted_at IS NULL \
-                 ORDER BY created_at DESC, id DESC"
-            ),
-            vec![],
-        ),
-    };
-    sql.query_as(&statement).await
-}
-
-/// The enabled plugins of a hook or event, oldest first.
-///
-/// # Errors
-/// `Backend` when the query fails.
-pub async fn enabled_for<S: Sql>(sql: &S, hook: &str) -> Result<Vec<Plugin>, StoreError> {
-    sql.query_as(&Statement::new(
-        format!(
-            "SELECT {COLUMNS} FROM plugins WHERE hook = ?1 AND enabled = 1 AND deleted_at IS NULL \
-             ORDER BY created_at, id"
-        ),
-        vec![SqlValue::from(hook)],
-    ))
-    .await
 }
 
 #[cfg(test)]

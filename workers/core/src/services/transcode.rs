@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::model::job::JobError;
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{Outbound as _, OutboundRequest, Platform};
-use crate::services::videos;
+use crate::store::videos;
 use crate::webhooks;
 
 /// Lifetime of the URLs handed to the transcoder, in seconds.
@@ -36,39 +36,8 @@ pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Res
         .public_url
         .as_deref()
         .ok_or_else(|| JobError::Invalid("PUBLIC_URL is not set".into()))?;
-    let segments = videos::broadcast_segments(p.sql(), broadcast_id).await?;
     let now_s = p.clock().now_ms() / 1000;
-    let sign = |scope: Scope| {
-        UrlToken {
-            scope,
-            viewer: None,
-            exp: now_s + JOB_URL_TTL_S,
-        }
-        .sign(config.url_signing_secret.as_bytes())
-    };
-    let play = sign(Scope::PlayVideo {
-        video_id: video_id.to_owned(),
-    });
-    let inputs: Vec<String> = segments
-        .iter()
-        .map(|s| format!("{public_url}/play/{play}/seg/{broadcast_id}/{}", s.file))
-        .collect();
-    let upload = |kind: &str| {
-        let token = sign(Scope::Upload {
-            video_id: video_id.to_owned(),
-            kind: kind.to_owned(),
-        });
-        format!("{public_url}/upload/{token}")
-    };
-    let body = json!({
-        "job_id": format!("tr_{}", video_id.trim_start_matches("vid_")),
-        "video_id": video_id,
-        "inputs": inputs,
-        "output_url": upload("mp4"),
-        "poster_url": upload("poster"),
-        "upload_part_bytes": config.upload_part_bytes,
-        "callback_url": format!("{public_url}/api/transcoder/callback"),
-    });
+    let body = job_body(p, public_url, video_id, broadcast_id, now_s).await?;
     let body = body.to_string().into_bytes();
     let message_id = format!("job_{}", video_id.trim_start_matches("vid_"));
     let mut headers: Vec<(String, String)> = webhooks::headers(&[key], &message_id, now_s, &body)
@@ -97,4 +66,48 @@ pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Res
             String::from_utf8_lossy(&response.body)
         ))),
     }
+}
+
+/// The job: signed URLs of the recorded segments, signed upload URLs for the MP4 and the
+/// poster, and where to call back.
+async fn job_body<P: Platform>(
+    p: &P,
+    public_url: &str,
+    video_id: &str,
+    broadcast_id: &str,
+    now_s: u64,
+) -> Result<serde_json::Value, StoreError> {
+    let config = p.config();
+    let segments = videos::recording(p.sql(), broadcast_id).await?;
+    let sign = |scope: Scope| {
+        UrlToken {
+            scope,
+            viewer: None,
+            exp: now_s + JOB_URL_TTL_S,
+        }
+        .sign(config.url_signing_secret.as_bytes())
+    };
+    let play = sign(Scope::PlayVideo {
+        video_id: video_id.to_owned(),
+    });
+    let inputs: Vec<String> = segments
+        .iter()
+        .map(|s| format!("{public_url}/play/{play}/seg/{broadcast_id}/{}", s.file))
+        .collect();
+    let upload = |kind: &str| {
+        let token = sign(Scope::Upload {
+            video_id: video_id.to_owned(),
+            kind: kind.to_owned(),
+        });
+        format!("{public_url}/upload/{token}")
+    };
+    Ok(json!({
+        "job_id": format!("tr_{}", video_id.trim_start_matches("vid_")),
+        "video_id": video_id,
+        "inputs": inputs,
+        "output_url": upload("mp4"),
+        "poster_url": upload("poster"),
+        "upload_part_bytes": config.upload_part_bytes,
+        "callback_url": format!("{public_url}/api/transcoder/callback"),
+    }))
 }

@@ -4,3 +4,8 @@
 //! outside this module (checked by `tests/layers.rs`).
 
 pub mod counters;
+pub mod deliveries;
+pub mod events;
+pub mod lifecycles;
+pub mod plugins;
+pub mod videos;

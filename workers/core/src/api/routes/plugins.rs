@@ -8,13 +8,15 @@ use serde_json::{json, Value};
 
 use crate::api::{self, Request, Response};
 use crate::error::{ApiError, StoreError};
+use crate::model::hook::{Event, Hook};
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
-use crate::ports::{Platform, Sql as _, SqlValue, Statement};
+use crate::ports::{Platform, Sql as _};
 use crate::services::delivery;
 use crate::services::lifecycle::{self, Answer};
-use crate::services::plugins::{self, Plugin, PluginView, EVENTS, HOOKS, ROTATION_GRACE_MS};
+use crate::services::plugins::{self, Plugin, PluginView, ROTATION_GRACE_MS};
 use crate::store::counters;
+use crate::store::plugins::{self as stored, PluginChange};
 use crate::webhooks;
 
 #[derive(Deserialize)]
@@ -55,6 +57,23 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A plugin subscribes to a [`Hook`] or an [`Event`].
+fn check_hook(hook: &str) -> Result<(), ApiError> {
+    if Hook::parse(hook).is_some() || Event::parse(hook).is_some() {
+        return Ok(());
+    }
+    let hooks: Vec<&str> = Hook::ALL.iter().map(|h| h.as_str()).collect();
+    let events: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+    Err(ApiError::bad_request(
+        "invalid_hook",
+        format!(
+            "hook is one of {} or an event: {}",
+            hooks.join(", "),
+            events.join(", ")
+        ),
+    ))
+}
+
 fn check_url<P: Platform>(p: &P, url: &str) -> Result<(), ApiError> {
     plugins::check_url(url, p.config().allow_private_urls)
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))
@@ -66,7 +85,7 @@ async fn owned<P: Platform>(p: &P, principal: &Principal, id: &str) -> Result<Pl
     if !ids::is_id(id, "plg") {
         return Err(not_found());
     }
-    let plugin = plugins::by_id(p.sql(), id).await?.ok_or_else(not_found)?;
+    let plugin = stored::by_id(p.sql(), id).await?.ok_or_else(not_found)?;
     if plugin.owner_id != principal.user_id && principal.role != Role::Admin {
         return Err(not_found());
     }
@@ -82,16 +101,7 @@ pub async fn create<P: Platform>(
 ) -> Result<Response, ApiError> {
     let body: CreatePlugin = api::parse_json(request)?;
     check_name(&body.name)?;
-    if !HOOKS.contains(&body.hook.as_str()) && !EVENTS.contains(&body.hook.as_str()) {
-        return Err(ApiError::bad_request(
-            "invalid_hook",
-            format!(
-                "hook is one of {} or an event: {}",
-                HOOKS.join(", "),
-                EVENTS.join(", ")
-            ),
-        ));
-    }
+    check_hook(&body.hook)?;
     check_url(p, &body.url)?;
     if body.description.chars().count() > 2000 {
         return Err(ApiError::bad_request(
@@ -112,7 +122,7 @@ pub async fn create<P: Platform>(
         previous_secret_until: None,
         created_at: now_ms(p),
     };
-    match plugins::create(p.sql(), &plugin).await {
+    match stored::create(p.sql(), &plugin).await {
         Err(StoreError::AlreadyExists(_)) => {
             return Err(ApiError::Conflict(format!(
                 "you have a plugin named {}",
@@ -131,7 +141,7 @@ pub async fn create<P: Platform>(
 /// `GET /api/plugins`: the caller's plugins (admins: all).
 pub async fn list<P: Platform>(p: &P, principal: &Principal) -> Result<Response, ApiError> {
     let owner = (principal.role != Role::Admin).then_some(principal.user_id.as_str());
-    let list: Vec<PluginView> = plugins::list(p.sql(), owner)
+    let list: Vec<PluginView> = stored::list(p.sql(), owner)
         .await?
         .iter()
         .map(PluginView::from)
@@ -164,18 +174,12 @@ pub async fn update<P: Platform>(
     if let Some(url) = &body.url {
         check_url(p, url)?;
     }
-    p.sql()
-        .execute(&Statement::new(
-            "UPDATE plugins SET url = ?2, description = ?3, enabled = ?4, updated_at = ?5 WHERE id = ?1",
-            vec![
-                SqlValue::from(plugin.id.as_str()),
-                SqlValue::from(body.url.unwrap_or(plugin.url)),
-                SqlValue::from(body.description.unwrap_or(plugin.description)),
-                SqlValue::Integer(i64::from(body.enabled.unwrap_or(plugin.enabled != 0))),
-                SqlValue::Integer(now_ms(p)),
-            ],
-        ))
-        .await?;
+    let change = PluginChange {
+        url: body.url.as_deref().unwrap_or(&plugin.url),
+        description: body.description.as_deref().unwrap_or(&plugin.description),
+        enabled: body.enabled.unwrap_or(plugin.enabled != 0),
+    };
+    stored::update(p.sql(), &plugin.id, &change, now_ms(p)).await?;
     get(p, principal, id).await
 }
 
@@ -186,15 +190,7 @@ pub async fn delete<P: Platform>(
     id: &str,
 ) -> Result<Response, ApiError> {
     let plugin = owned(p, principal, id).await?;
-    p.sql()
-        .execute(&Statement::new(
-            "UPDATE plugins SET deleted_at = ?2, enabled = 0 WHERE id = ?1",
-            vec![
-                SqlValue::from(plugin.id.as_str()),
-                SqlValue::Integer(now_ms(p)),
-            ],
-        ))
-        .await?;
+    stored::delete(p.sql(), &plugin.id, now_ms(p)).await?;
     Ok(api::with_body(
         StatusCode::NO_CONTENT,
         "application/json",
@@ -212,18 +208,7 @@ pub async fn rotate_secret<P: Platform>(
     let plugin = owned(p, principal, id).await?;
     let secret = new_secret(p);
     let until = now_ms(p) + ROTATION_GRACE_MS;
-    p.sql()
-        .execute(&Statement::new(
-            "UPDATE plugins SET previous_secret = secret, previous_secret_until = ?3, secret = ?2, \
-             updated_at = ?4 WHERE id = ?1",
-            vec![
-                SqlValue::from(plugin.id.as_str()),
-                SqlValue::from(secret.as_str()),
-                SqlValue::Integer(until),
-                SqlValue::Integer(now_ms(p)),
-            ],
-        ))
-        .await?;
+    stored::rotate_secret(p.sql(), &plugin.id, &secret, until, now_ms(p)).await?;
     Ok(api::json(
         StatusCode::OK,
         &json!({ "secret": secret, "previous_secret_valid_until_ms": until }),

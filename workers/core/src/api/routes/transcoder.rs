@@ -10,29 +10,21 @@ use serde_json::json;
 use crate::api::{self, Request, Response};
 use crate::config::MAX_UPLOAD_BYTES;
 use crate::error::ApiError;
+use crate::model::hook::Event;
 use crate::model::room::RoomRequest;
 use crate::model::signed_url::{Scope, UrlToken};
+use crate::model::video::Transcoded;
 use crate::ports::{Blobs as _, UploadedPart};
-use crate::ports::{Live as _, Platform, Sql as _, SqlValue, Statement};
+use crate::ports::{Live as _, Platform, Sql as _};
 use crate::services::delivery;
 use crate::services::lifecycle;
 use crate::services::videos;
+use crate::store::events;
+use crate::store::videos as stored_videos;
 use crate::webhooks;
 
 /// Most parts in one multipart upload (R2's and S3's limit).
 const MAX_PARTS: u16 = 10_000;
-
-/// Whether the video's row exists (a deleted video's row is gone).
-async fn video_exists<P: Platform>(p: &P, video_id: &str) -> Result<bool, ApiError> {
-    let rows = p
-        .sql()
-        .query(&Statement::new(
-            "SELECT 1 AS found FROM videos WHERE id = ?1",
-            vec![SqlValue::from(video_id)],
-        ))
-        .await?;
-    Ok(!rows.is_empty())
-}
 
 /// The object an upload URL may write: its key and content type. 404 when the video was
 /// deleted meanwhile, so nothing is stored for it.
@@ -50,7 +42,7 @@ async fn upload_target<P: Platform>(
     };
     let target = videos::file_key(&video_id, &kind)
         .ok_or_else(|| ApiError::Forbidden("unknown upload kind".into()))?;
-    if !video_exists(p, &video_id).await? {
+    if !stored_videos::exists(p.sql(), &video_id).await? {
         return Err(ApiError::NotFound(format!(
             "no video {video_id} (deleted?)"
         )));
@@ -201,103 +193,17 @@ pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response,
         body.kind.as_str(),
         "transcode.completed" | "transcode.failed"
     );
-    if known && !video_exists(p, &body.video_id).await? {
-        // Deleted while it was being transcoded: drop what the job uploaded (the delete
-        // already removed the video's files), change nothing else.
-        let keys = p
-            .blobs()
-            .list(&videos::files_prefix(&body.video_id))
-            .await?;
-        for key in &keys {
-            p.blobs().delete(key).await?;
-        }
-        return Ok(api::json(
-            StatusCode::OK,
-            &json!({ "ok": true, "video": "deleted", "objects_removed": keys.len() }),
-        ));
+    if known && !stored_videos::exists(p.sql(), &body.video_id).await? {
+        return drop_uploads(p, &body.video_id).await;
     }
     match body.kind.as_str() {
-        "transcode.completed" => {
-            // Jobs we send upload through `output_url`/`poster_url` to the keys of
-            // `videos::file_key`; a transcoder writing to the bucket itself names its keys.
-            let output_key = body
-                .output_key
-                .or_else(|| videos::file_key(&body.video_id, "mp4").map(|(k, _)| k));
-            let poster_key = body.poster_key.or_else(|| {
-                body.poster
-                    .unwrap_or(false)
-                    .then(|| videos::file_key(&body.video_id, "poster").map(|(k, _)| k))
-                    .flatten()
-            });
-            let duration_ms = body.duration_seconds.map(|s| (s * 1000.0).round() as i64);
-            let changed = p
-                .sql()
-                .execute(&Statement::new(
-                    "UPDATE videos SET status = 'ready', mp4_key = ?2, poster_key = ?3, \
-                     duration_ms = coalesce(?4, duration_ms), width = ?5, height = ?6, \
-                     size_bytes = ?7, updated_at = ?8 WHERE id = ?1 AND status = 'processing'",
-                    vec![
-                        SqlValue::from(body.video_id.as_str()),
-                        SqlValue::from(output_key),
-                        SqlValue::from(poster_key),
-                        SqlValue::from(duration_ms),
-                        SqlValue::from(body.width),
-                        SqlValue::from(body.height),
-                        SqlValue::from(body.size_bytes),
-                        SqlValue::Integer(now),
-                    ],
-                ))
-                .await?;
-            if changed == 1 {
-                let detail = json!({
-                    "duration_ms": duration_ms,
-                    "width": body.width,
-                    "height": body.height,
-                    "size_bytes": body.size_bytes,
-                    "video_frames": body.video_frames,
-                });
-                p.sql()
-                    .execute(&Statement::new(
-                        "INSERT INTO video_events (video_id, kind, detail, created_at) \
-                         VALUES (?1, 'transcode.finished', ?2, ?3)",
-                        vec![
-                            SqlValue::from(body.video_id.as_str()),
-                            SqlValue::from(detail.to_string()),
-                            SqlValue::Integer(now),
-                        ],
-                    ))
-                    .await?;
-                delivery::notify(
-                    p,
-                    "video.ready",
-                    json!({ "video_id": body.video_id, "mp4": detail }),
-                )
-                .await?;
-                notify_channel(p, &body.video_id).await?;
-            }
-            // A repeated callback finds the video past `processing`; starting is idempotent.
-            lifecycle::start(p, &body.video_id).await?;
-        }
+        "transcode.completed" => completed(p, body, now).await?,
         "transcode.failed" => {
+            let error = body.error.unwrap_or_default();
             p.sql()
                 .batch(&[
-                    Statement::new(
-                        "UPDATE videos SET status = 'failed', updated_at = ?2 \
-                         WHERE id = ?1 AND status = 'processing'",
-                        vec![
-                            SqlValue::from(body.video_id.as_str()),
-                            SqlValue::Integer(now),
-                        ],
-                    ),
-                    Statement::new(
-                        "INSERT INTO video_events (video_id, kind, detail, created_at) \
-                         VALUES (?1, 'transcode.failed', ?2, ?3)",
-                        vec![
-                            SqlValue::from(body.video_id.as_str()),
-                            SqlValue::from(body.error.unwrap_or_default().to_string()),
-                            SqlValue::Integer(now),
-                        ],
-                    ),
+                    stored_videos::mark_failed(&body.video_id, now),
+                    events::record(&body.video_id, "transcode.failed", &error, now),
                 ])
                 .await?;
         }
@@ -311,23 +217,75 @@ pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response,
     Ok(api::json(StatusCode::OK, &json!({ "ok": true })))
 }
 
-async fn notify_channel<P: Platform>(p: &P, video_id: &str) -> Result<(), ApiError> {
-    #[derive(Deserialize)]
-    struct Row {
-        channel_id: String,
+/// A callback for a video deleted while it was being transcoded: drop what the job uploaded
+/// (the delete already removed the video's files), change nothing else.
+async fn drop_uploads<P: Platform>(p: &P, video_id: &str) -> Result<Response, ApiError> {
+    let keys = p.blobs().list(&videos::files_prefix(video_id)).await?;
+    for key in &keys {
+        p.blobs().delete(key).await?;
     }
-    let row: Option<Row> = crate::ports::SqlExt::query_one(
-        p.sql(),
-        &Statement::new(
-            "SELECT channel_id FROM videos WHERE id = ?1",
-            vec![SqlValue::from(video_id)],
-        ),
-    )
-    .await?;
-    if let Some(row) = row {
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "ok": true, "video": "deleted", "objects_removed": keys.len() }),
+    ))
+}
+
+/// A completed job: the video becomes `ready` (once), subscribers and its channel are told,
+/// and its lifecycle starts.
+async fn completed<P: Platform>(p: &P, body: Callback, now: i64) -> Result<(), ApiError> {
+    // Jobs we send upload through `output_url`/`poster_url` to the keys of
+    // `videos::file_key`; a transcoder writing to the bucket itself names its keys.
+    let mp4_key = body
+        .output_key
+        .or_else(|| videos::file_key(&body.video_id, "mp4").map(|(k, _)| k));
+    let poster_key = body.poster_key.or_else(|| {
+        body.poster
+            .unwrap_or(false)
+            .then(|| videos::file_key(&body.video_id, "poster").map(|(k, _)| k))
+            .flatten()
+    });
+    let files = Transcoded {
+        mp4_key,
+        poster_key,
+        duration_ms: body.duration_seconds.map(|s| (s * 1000.0).round() as i64),
+        width: body.width,
+        height: body.height,
+        size_bytes: body.size_bytes,
+    };
+    if stored_videos::mark_ready(p.sql(), &body.video_id, &files, now).await? {
+        let detail = json!({
+            "duration_ms": files.duration_ms,
+            "width": files.width,
+            "height": files.height,
+            "size_bytes": files.size_bytes,
+            "video_frames": body.video_frames,
+        });
+        p.sql()
+            .execute(&events::record(
+                &body.video_id,
+                "transcode.finished",
+                &detail,
+                now,
+            ))
+            .await?;
+        delivery::notify(
+            p,
+            Event::VideoReady.as_str(),
+            json!({ "video_id": body.video_id, "mp4": detail }),
+        )
+        .await?;
+        notify_channel(p, &body.video_id).await?;
+    }
+    // A repeated callback finds the video past `processing`; starting is idempotent.
+    lifecycle::start(p, &body.video_id).await?;
+    Ok(())
+}
+
+async fn notify_channel<P: Platform>(p: &P, video_id: &str) -> Result<(), ApiError> {
+    if let Some(channel_id) = stored_videos::channel_of(p.sql(), video_id).await? {
         let message = json!({ "type": "video_ready", "video_id": video_id });
         p.live()
-            .call(&row.channel_id, &RoomRequest::Notify { message })
+            .call(&channel_id, &RoomRequest::Notify { message })
             .await?;
     }
     Ok(())

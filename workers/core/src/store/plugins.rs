@@ -1,0 +1,184 @@
+//! The `plugins` table: registered webhook endpoints, their secrets and their hook or event.
+
+use serde::Deserialize;
+
+use crate::error::StoreError;
+use crate::ports::{Sql, SqlExt as _, SqlValue, Statement};
+
+/// A stored plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Plugin {
+    /// Identifier (`plg_...`).
+    pub id: String,
+    /// The developer who owns it.
+    pub owner_id: String,
+    /// Name, unique per owner; results are keyed `plugin-{name}`.
+    pub name: String,
+    /// A [`crate::model::hook::Hook`] or [`crate::model::hook::Event`] name.
+    pub hook: String,
+    /// Where deliveries go.
+    pub url: String,
+    /// Description.
+    pub description: String,
+    /// 1 when deliveries are sent.
+    pub enabled: i64,
+    /// The current signing secret.
+    pub secret: String,
+    /// The previous secret, while it still signs.
+    pub previous_secret: Option<String>,
+    /// Until when the previous secret signs, Unix ms.
+    pub previous_secret_until: Option<i64>,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, owner_id, name, hook, url, description, enabled, secret, \
+                       previous_secret, previous_secret_until, created_at";
+
+/// Inserts a plugin.
+///
+/// # Errors
+/// `AlreadyExists` when the owner has a plugin with this name.
+pub async fn create<S: Sql>(sql: &S, plugin: &Plugin) -> Result<(), StoreError> {
+    sql.execute(&Statement::new(
+        "INSERT INTO plugins (id, owner_id, name, hook, url, description, enabled, secret, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8)",
+        vec![
+            SqlValue::from(plugin.id.as_str()),
+            SqlValue::from(plugin.owner_id.as_str()),
+            SqlValue::from(plugin.name.as_str()),
+            SqlValue::from(plugin.hook.as_str()),
+            SqlValue::from(plugin.url.as_str()),
+            SqlValue::from(plugin.description.as_str()),
+            SqlValue::from(plugin.secret.as_str()),
+            SqlValue::Integer(plugin.created_at),
+        ],
+    ))
+    .await
+    .map(drop)
+}
+
+/// A plugin by id (deleted ones are not found).
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<Plugin>, StoreError> {
+    sql.query_one(&Statement::new(
+        format!("SELECT {COLUMNS} FROM plugins WHERE id = ?1 AND deleted_at IS NULL"),
+        vec![SqlValue::from(id)],
+    ))
+    .await
+}
+
+/// Plugins of one owner, or of everyone for `None`, newest first.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn list<S: Sql>(sql: &S, owner_id: Option<&str>) -> Result<Vec<Plugin>, StoreError> {
+    let statement = match owner_id {
+        Some(owner) => Statement::new(
+            format!(
+                "SELECT {COLUMNS} FROM plugins WHERE owner_id = ?1 AND deleted_at IS NULL \
+                 ORDER BY created_at DESC, id DESC"
+            ),
+            vec![SqlValue::from(owner)],
+        ),
+        None => Statement::new(
+            format!(
+                "SELECT {COLUMNS} FROM plugins WHERE deleted_at IS NULL \
+                 ORDER BY created_at DESC, id DESC"
+            ),
+            vec![],
+        ),
+    };
+    sql.query_as(&statement).await
+}
+
+/// The enabled plugins of a hook or event, oldest first.
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn enabled_for<S: Sql>(sql: &S, hook: &str) -> Result<Vec<Plugin>, StoreError> {
+    sql.query_as(&Statement::new(
+        format!(
+            "SELECT {COLUMNS} FROM plugins WHERE hook = ?1 AND enabled = 1 AND deleted_at IS NULL \
+             ORDER BY created_at, id"
+        ),
+        vec![SqlValue::from(hook)],
+    ))
+    .await
+}
+
+/// What an owner may change of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginChange<'a> {
+    /// Endpoint.
+    pub url: &'a str,
+    /// Description.
+    pub description: &'a str,
+    /// Whether deliveries are sent.
+    pub enabled: bool,
+}
+
+/// Updates a plugin's URL, description and switch.
+///
+/// # Errors
+/// `Backend` when the statement fails.
+pub async fn update<S: Sql>(
+    sql: &S,
+    id: &str,
+    change: &PluginChange<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sql.execute(&Statement::new(
+        "UPDATE plugins SET url = ?2, description = ?3, enabled = ?4, updated_at = ?5 WHERE id = ?1",
+        vec![
+            SqlValue::from(id),
+            SqlValue::from(change.url),
+            SqlValue::from(change.description),
+            SqlValue::Integer(i64::from(change.enabled)),
+            SqlValue::Integer(now_ms),
+        ],
+    ))
+    .await
+    .map(drop)
+}
+
+/// Deletes a plugin softly: disabled and marked deleted, its history stays.
+///
+/// # Errors
+/// `Backend` when the statement fails.
+pub async fn delete<S: Sql>(sql: &S, id: &str, now_ms: i64) -> Result<(), StoreError> {
+    sql.execute(&Statement::new(
+        "UPDATE plugins SET deleted_at = ?2, enabled = 0 WHERE id = ?1",
+        vec![SqlValue::from(id), SqlValue::Integer(now_ms)],
+    ))
+    .await
+    .map(drop)
+}
+
+/// Makes `secret` the plugin's signing secret; the current one becomes the previous one,
+/// signing until `previous_until_ms`.
+///
+/// # Errors
+/// `Backend` when the statement fails.
+pub async fn rotate_secret<S: Sql>(
+    sql: &S,
+    id: &str,
+    secret: &str,
+    previous_until_ms: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sql.execute(&Statement::new(
+        "UPDATE plugins SET previous_secret = secret, previous_secret_until = ?3, secret = ?2, \
+         updated_at = ?4 WHERE id = ?1",
+        vec![
+            SqlValue::from(id),
+            SqlValue::from(secret),
+            SqlValue::Integer(previous_until_ms),
+            SqlValue::Integer(now_ms),
+        ],
+    ))
+    .await
+    .map(drop)
+}
