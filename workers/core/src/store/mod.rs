@@ -3,4 +3,11 @@
 //! or build [`crate::ports::Statement`]s for a service to run in one batch. No SQL text exists
 //! outside this module (checked by `tests/layers.rs`).
 
+pub mod broadcasts;
+pub mod catalogue;
+pub mod channels;
 pub mod counters;
+pub mod diag;
+pub mod stats;
+pub mod users;
+pub mod views;
