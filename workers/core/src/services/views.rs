@@ -1,8 +1,9 @@
 //! Views, counted once per viewer session: a live join or a VOD play counts when a viewer
 //! (a signed-in user, or an anonymous browser recognised by the [`VIEWER_COOKIE`]) starts
 //! watching something, not on every playback-URL refresh or page reload within
-//! [`SESSION_MS`]. Sessions are rows of `view_sessions` ([`crate::store::views`]); the upsert that opens one tells
-//! whether it was new, in the same statement, so concurrent requests count once.
+//! [`SESSION_MS`]. Sessions are rows of `view_sessions` ([`crate::store::views`]); the
+//! upsert that opens one tells whether it was new, in the same statement, so concurrent
+//! requests count once.
 
 use crate::error::StoreError;
 use crate::model::role::Principal;
