@@ -2,8 +2,8 @@
 //! search, keyset paging with tamper-evident cursors, video detail with the metadata merged
 //! from plugins, a video's history, deletion with its media, and the hot lists cached in KV.
 //!
-//! Every statement here is fixed SQL text with `?N` placeholders: filters and search strings
-//! are bound as parameters, never spliced into SQL. Paging is keyset paging on
+//! The statements are [`crate::store::catalogue`]'s: fixed SQL text where filters and search
+//! strings are bound as parameters, never spliced into SQL. Paging is keyset paging on
 //! `(created_at, id)` descending, so pages neither repeat nor skip videos while new ones
 //! arrive (new videos are newer than every cursor handed out before).
 
@@ -15,8 +15,12 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, StoreError};
-use crate::ports::{Blobs, Kv, Sql, SqlExt as _, SqlValue, Statement};
+use crate::ports::{Blobs, Kv, Sql};
 use crate::services::videos;
+use crate::store::catalogue::{self as store, ListFilter};
+pub use crate::store::catalogue::{
+    delete_video as delete_rows, video_detail, Position, VideoDetailRow, VideoRow,
+};
 
 /// Videos per page when the request does not say.
 pub const DEFAULT_LIMIT: u32 = 20;
@@ -150,21 +154,14 @@ impl VideoFilter {
     }
 }
 
-/// A position in a newest-first listing: the last item of a page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    /// `created_at` of the last item, Unix ms.
-    #[serde(rename = "t")]
-    pub created_at: i64,
-    /// `id` of the last item.
-    #[serde(rename = "i")]
-    pub id: String,
-}
-
 #[derive(Serialize, Deserialize)]
 struct CursorBody {
-    #[serde(flatten)]
-    position: Position,
+    /// `created_at` of the position.
+    #[serde(rename = "t")]
+    created_at: i64,
+    /// `id` of the position.
+    #[serde(rename = "i")]
+    id: String,
     /// The listing's fingerprint.
     #[serde(rename = "f")]
     fingerprint: String,
@@ -183,7 +180,8 @@ fn cursor_mac(key: &[u8], payload: &str) -> Hmac<Sha256> {
 /// `base64url(json).base64url(HMAC-SHA256)`.
 pub fn encode_cursor(position: &Position, fingerprint: &str, key: &[u8]) -> String {
     let body = CursorBody {
-        position: position.clone(),
+        created_at: position.created_at,
+        id: position.id.clone(),
         fingerprint: fingerprint.to_owned(),
     };
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default());
@@ -219,7 +217,10 @@ pub fn decode_cursor(raw: &str, fingerprint: &str, key: &[u8]) -> Result<Positio
             "it belongs to a listing with other filters",
         ));
     }
-    Ok(body.position)
+    Ok(Position {
+        created_at: body.created_at,
+        id: body.id,
+    })
 }
 
 /// Parses a `limit` parameter.
@@ -235,55 +236,6 @@ pub fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, Cat
             .filter(|n| (1..=max).contains(n))
             .ok_or(CatalogueError::InvalidLimit),
     }
-}
-
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern and wraps it in `%`.
-pub fn like_pattern(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('%');
-    for c in text.trim().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
-/// A video as listings show it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct VideoRow {
-    /// Identifier.
-    pub id: String,
-    /// Channel.
-    pub channel_id: String,
-    /// The channel's name.
-    pub channel_name: Option<String>,
-    /// Owner.
-    pub owner_id: String,
-    /// Status.
-    pub status: String,
-    /// `public` or `private`.
-    pub visibility: String,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Tags, as stored JSON text.
-    pub tags: String,
-    /// Duration, ms.
-    pub duration_ms: Option<i64>,
-    /// Width in pixels, once transcoded.
-    pub width: Option<i64>,
-    /// Height in pixels, once transcoded.
-    pub height: Option<i64>,
-    /// Whether a poster exists.
-    pub has_poster: Option<i64>,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
-    /// Last change, Unix ms.
-    pub updated_at: i64,
 }
 
 impl VideoRow {
@@ -320,43 +272,18 @@ fn parse_json_or(text: &str, fallback: Value) -> Value {
     serde_json::from_str(text).unwrap_or(fallback)
 }
 
-const LIST_SQL: &str = "SELECT v.id, v.channel_id, c.name AS channel_name, v.owner_id, v.status, \
-     v.visibility, v.title, v.description, v.tags, v.duration_ms, v.width, v.height, \
-     (v.poster_key IS NOT NULL) AS has_poster, v.created_at, v.updated_at \
-     FROM videos v LEFT JOIN channels c ON c.id = v.channel_id \
-     WHERE (?1 = 1 OR (v.status = 'published' AND v.visibility = 'public') OR v.owner_id = ?2) \
-     AND (?3 IS NULL OR v.status = ?3) \
-     AND (?4 IS NULL OR v.channel_id = ?4) \
-     AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(v.tags) t WHERE t.value = ?5)) \
-     AND (?6 IS NULL OR v.title LIKE ?6 ESCAPE '\\' OR v.description LIKE ?6 ESCAPE '\\' \
-          OR EXISTS (SELECT 1 FROM json_each(v.tags) t WHERE t.value LIKE ?6 ESCAPE '\\')) \
-     AND (?7 IS NULL OR v.owner_id = ?7) \
-     AND (?8 IS NULL OR v.created_at < ?8 OR (v.created_at = ?8 AND v.id < ?9)) \
-     ORDER BY v.created_at DESC, v.id DESC LIMIT ?10";
-
-/// The statement of one page of a listing (fixed SQL; everything user-supplied is bound).
-pub fn list_statement(
-    viewer: &Viewer,
-    filter: &VideoFilter,
-    after: Option<&Position>,
-    fetch: u32,
-) -> Statement {
-    let text = |v: &Option<String>| SqlValue::from(v.as_ref().map(|s| s.trim().to_owned()));
-    Statement::new(
-        LIST_SQL,
-        vec![
-            SqlValue::Integer(i64::from(viewer.admin)),
-            SqlValue::from(viewer.user_id.clone()),
-            text(&filter.status),
-            text(&filter.channel_id),
-            text(&filter.tag),
-            SqlValue::from(filter.q.as_deref().map(like_pattern)),
-            text(&filter.owner_id),
-            after.map_or(SqlValue::Null, |p| SqlValue::Integer(p.created_at)),
-            SqlValue::from(after.map(|p| p.id.clone())),
-            SqlValue::Integer(i64::from(fetch)),
-        ],
-    )
+/// The store's listing filter for `viewer` and `filter` (text values trimmed).
+fn list_filter<'a>(viewer: &'a Viewer, filter: &'a VideoFilter) -> ListFilter<'a> {
+    let text = |v: &'a Option<String>| v.as_deref().map(str::trim);
+    ListFilter {
+        admin: viewer.admin,
+        user_id: viewer.user_id.as_deref(),
+        status: text(&filter.status),
+        channel_id: text(&filter.channel_id),
+        tag: text(&filter.tag),
+        q: filter.q.as_deref(),
+        owner_id: text(&filter.owner_id),
+    }
 }
 
 /// One page of a newest-first listing and the position after it, if there is more.
@@ -370,9 +297,7 @@ pub async fn list_videos<S: Sql>(
     after: Option<&Position>,
     limit: u32,
 ) -> Result<(Vec<VideoRow>, Option<Position>), StoreError> {
-    let mut rows: Vec<VideoRow> = sql
-        .query_as(&list_statement(viewer, filter, after, limit + 1))
-        .await?;
+    let mut rows = store::list(sql, &list_filter(viewer, filter), after, limit + 1).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next = if more {
@@ -381,51 +306,6 @@ pub async fn list_videos<S: Sql>(
         None
     };
     Ok((rows, next))
-}
-
-/// Every column of a video, for its detail page.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct VideoDetailRow {
-    /// Identifier.
-    pub id: String,
-    /// Channel.
-    pub channel_id: String,
-    /// The channel's name.
-    pub channel_name: Option<String>,
-    /// The broadcast it records.
-    pub broadcast_id: Option<String>,
-    /// Owner.
-    pub owner_id: String,
-    /// Status.
-    pub status: String,
-    /// `public` or `private`.
-    pub visibility: String,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Tags (JSON text).
-    pub tags: String,
-    /// Metadata merged from plugins (JSON text).
-    pub metadata: String,
-    /// Duration, ms.
-    pub duration_ms: Option<i64>,
-    /// Width.
-    pub width: Option<i64>,
-    /// Height.
-    pub height: Option<i64>,
-    /// MP4 size.
-    pub size_bytes: Option<i64>,
-    /// MP4 blob key.
-    pub mp4_key: Option<String>,
-    /// Poster blob key.
-    pub poster_key: Option<String>,
-    /// Why a plugin rejected it.
-    pub reject_reason: Option<String>,
-    /// Creation, Unix ms.
-    pub created_at: i64,
-    /// Last change, Unix ms.
-    pub updated_at: i64,
 }
 
 impl VideoDetailRow {
@@ -465,42 +345,12 @@ impl VideoDetailRow {
     }
 }
 
-/// Loads every column of a video.
-///
-/// # Errors
-/// `Backend` when the query fails.
-pub async fn video_detail<S: Sql>(sql: &S, id: &str) -> Result<Option<VideoDetailRow>, StoreError> {
-    sql.query_one(&Statement::new(
-        "SELECT v.id, v.channel_id, c.name AS channel_name, v.broadcast_id, v.owner_id, \
-         v.status, v.visibility, v.title, v.description, v.tags, v.metadata, v.duration_ms, \
-         v.width, v.height, v.size_bytes, v.mp4_key, v.poster_key, v.reject_reason, \
-         v.created_at, v.updated_at \
-         FROM videos v LEFT JOIN channels c ON c.id = v.channel_id WHERE v.id = ?1",
-        vec![SqlValue::from(id)],
-    ))
-    .await
-}
-
-#[derive(Deserialize)]
-struct EventRow {
-    id: i64,
-    kind: String,
-    detail: String,
-    created_at: i64,
-}
-
 /// The history of a video, oldest first: every `video_events` row with its detail parsed.
 ///
 /// # Errors
 /// `Backend` when the query fails.
 pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<Value>, StoreError> {
-    let rows: Vec<EventRow> = sql
-        .query_as(&Statement::new(
-            "SELECT id, kind, detail, created_at FROM video_events WHERE video_id = ?1 \
-             ORDER BY created_at, id",
-            vec![SqlValue::from(video_id)],
-        ))
-        .await?;
+    let rows = store::history(sql, video_id).await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -512,21 +362,6 @@ pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<Value>, Stor
             })
         })
         .collect())
-}
-
-/// The statements that remove a video's catalogue rows (its events, plugin tasks, lifecycle
-/// and view sessions first, for the foreign keys), as one batch.
-pub fn delete_statements(video_id: &str) -> Vec<Statement> {
-    [
-        "DELETE FROM video_events WHERE video_id = ?1",
-        "DELETE FROM plugin_tasks WHERE video_id = ?1",
-        "DELETE FROM lifecycles WHERE video_id = ?1",
-        "DELETE FROM view_sessions WHERE scope = ?1",
-        "DELETE FROM videos WHERE id = ?1",
-    ]
-    .into_iter()
-    .map(|sql| Statement::new(sql, vec![SqlValue::from(video_id)]))
-    .collect()
 }
 
 /// Deletes a video's media: its recording's segments (`live/{channel}/{broadcast}/`), its
@@ -571,6 +406,7 @@ pub async fn invalidate<K: Kv>(kv: &K) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::SqlValue;
 
     const KEY: &[u8] = b"test-key-test-key-test-key-12345";
 
@@ -648,19 +484,27 @@ mod tests {
     }
 
     #[test]
-    fn search_text_is_a_bound_like_pattern() {
-        assert_eq!(like_pattern(" cats "), "%cats%");
-        assert_eq!(like_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
+    fn listings_bind_trimmed_filters_into_one_fixed_statement() {
+        let viewer = Viewer {
+            user_id: Some("usr_1".into()),
+            admin: false,
+        };
         let filter = VideoFilter {
-            q: Some("'; DROP TABLE videos; --".into()),
+            tag: Some(" cats ".into()),
+            q: Some(" dogs ".into()),
             ..VideoFilter::default()
         };
-        let statement = list_statement(&Viewer::default(), &filter, None, 21);
-        assert_eq!(statement.sql, LIST_SQL, "the SQL text never changes");
-        assert_eq!(
-            statement.params[5],
-            SqlValue::Text("%'; DROP TABLE videos; --%".into())
+        let bound = store::list_statement(&list_filter(&viewer, &filter), None, 21);
+        let plain = store::list_statement(
+            &list_filter(&Viewer::default(), &VideoFilter::default()),
+            None,
+            21,
         );
+        assert_eq!(bound.sql, plain.sql, "the SQL text never changes");
+        assert_eq!(bound.params[1], SqlValue::Text("usr_1".into()));
+        assert_eq!(bound.params[4], SqlValue::Text("cats".into()));
+        assert_eq!(bound.params[5], SqlValue::Text("%dogs%".into()));
+        assert_eq!(plain.params[4], SqlValue::Null);
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Views, counted once per viewer session: a live join or a VOD play counts when a viewer
 //! (a signed-in user, or an anonymous browser recognised by the [`VIEWER_COOKIE`]) starts
 //! watching something, not on every playback-URL refresh or page reload within
-//! [`SESSION_MS`]. Sessions are rows of `view_sessions`; the upsert that opens one tells
-//! whether it was new, in the same statement, so concurrent requests count once.
+//! [`SESSION_MS`]. Sessions are rows of `view_sessions` ([`crate::store::views`]); the
+//! upsert that opens one tells whether it was new, in the same statement, so concurrent
+//! requests count once.
 
 use crate::error::StoreError;
 use crate::model::role::Principal;
-use crate::ports::{Platform, Sql as _, SqlValue, Statement};
-use crate::store::counters;
+use crate::ports::{Platform, Sql as _};
+use crate::store::{counters, views};
 
 /// How long one viewer session lasts, in ms: watching the same thing again within it is not
 /// another view.
@@ -16,23 +17,6 @@ pub const SESSION_MS: u64 = 30 * 60 * 1000;
 pub const VIEWER_COOKIE: &str = "ev_viewer";
 /// Lifetime of the viewer cookie, in seconds.
 const VIEWER_COOKIE_MAX_AGE_S: u64 = 365 * 24 * 3600;
-
-/// The statement that opens a session of `viewer` on `scope` at `now_ms` unless one is
-/// open: it changes one row when a session starts (counts) and none otherwise.
-pub fn open_session(scope: &str, viewer: &str, now_ms: u64) -> Statement {
-    let now = now_ms as i64;
-    Statement::new(
-        "INSERT INTO view_sessions (scope, viewer, started_at) VALUES (?1, ?2, ?3) \
-         ON CONFLICT(scope, viewer) DO UPDATE SET started_at = excluded.started_at \
-         WHERE view_sessions.started_at <= ?4",
-        vec![
-            SqlValue::from(scope),
-            SqlValue::from(viewer),
-            SqlValue::Integer(now),
-            SqlValue::Integer(now - SESSION_MS as i64),
-        ],
-    )
-}
 
 /// What [`record`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +51,15 @@ pub async fn record<P: Platform>(
             (id, Some(cookie))
         }
     };
-    let now_ms = p.clock().now_ms();
-    let opened = p
-        .sql()
-        .execute(&open_session(scope, &viewer_id, now_ms))
-        .await?;
-    let counted = opened > 0;
+    let now_ms = p.clock().now_ms() as i64;
+    let counted = views::open_session(
+        p.sql(),
+        scope,
+        &viewer_id,
+        now_ms,
+        now_ms - SESSION_MS as i64,
+    )
+    .await?;
     if counted {
         p.sql().execute(&counters::bump(counter, 1)).await?;
     }

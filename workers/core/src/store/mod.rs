@@ -3,9 +3,16 @@
 //! or build [`crate::ports::Statement`]s for a service to run in one batch. No SQL text exists
 //! outside this module (checked by `tests/layers.rs`).
 
+pub mod broadcasts;
+pub mod catalogue;
+pub mod channels;
 pub mod counters;
 pub mod deliveries;
+pub mod diag;
 pub mod events;
 pub mod lifecycles;
 pub mod plugins;
+pub mod stats;
+pub mod users;
 pub mod videos;
+pub mod views;

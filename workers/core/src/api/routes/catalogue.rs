@@ -13,13 +13,13 @@ use crate::error::ApiError;
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse, LOBBY};
-use crate::ports::{Kv as _, Live as _, Platform, Sql as _, SqlExt as _, SqlValue, Statement};
-use crate::services::accounts;
+use crate::ports::{Kv as _, Live as _, Platform};
 use crate::services::catalogue::{
     self, Position, VideoDetailRow, VideoFilter, Viewer, DEFAULT_LIMIT, FIRST_PAGE_CACHE_KEY,
     HOT_TTL_S, MAX_LIMIT, PREVIEW_CACHE_KEY, PREVIEW_SIZE,
 };
 use crate::services::channels::Channel;
+use crate::services::{self, accounts};
 
 /// Response header saying whether a hot list came from the KV cache (`hit`) or not (`miss`).
 pub const CACHE_HEADER: &str = "x-edgevideo-cache";
@@ -313,9 +313,7 @@ pub async fn delete_video<P: Platform>(
         return Err(ApiError::NotFound(format!("no video {id}")));
     }
     let removed = catalogue::delete_media(p.blobs(), &video).await?;
-    p.sql()
-        .batch(&catalogue::delete_statements(&video.id))
-        .await?;
+    catalogue::delete_rows(p.sql(), &video.id).await?;
     catalogue::invalidate(p.kv()).await?;
     Ok(api::json(
         StatusCode::OK,
@@ -365,23 +363,8 @@ pub async fn list_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
         let after = param(&params, "cursor")
             .map(|c| catalogue::decode_cursor(c, &fingerprint, key))
             .transpose()?;
-        let mut rows: Vec<Channel> = p
-            .sql()
-            .query_as(&Statement::new(
-                "SELECT id, owner_id, name, description, stream_key_version, created_at \
-                 FROM channels WHERE (?1 IS NULL OR owner_id = ?1) \
-                 AND (?2 IS NULL OR created_at < ?2 OR (created_at = ?2 AND id < ?3)) \
-                 ORDER BY created_at DESC, id DESC LIMIT ?4",
-                vec![
-                    SqlValue::from(owner.clone()),
-                    after
-                        .as_ref()
-                        .map_or(SqlValue::Null, |a| SqlValue::Integer(a.created_at)),
-                    SqlValue::from(after.as_ref().map(|a| a.id.clone())),
-                    SqlValue::Integer(i64::from(limit) + 1),
-                ],
-            ))
-            .await?;
+        let mut rows =
+            services::channels::page(p.sql(), owner.as_deref(), after.as_ref(), limit + 1).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = rows.last().filter(|_| more).map(|c| Position {
@@ -415,7 +398,7 @@ async fn live_channels<P: Platform>(p: &P, owner: Option<&str>) -> Result<Vec<Ch
     };
     let mut listed = Vec::new();
     for entry in entries {
-        if let Some(channel) = crate::services::channels::by_id(p.sql(), &entry.channel_id).await? {
+        if let Some(channel) = services::channels::by_id(p.sql(), &entry.channel_id).await? {
             if owner.is_none_or(|o| o == channel.owner_id) {
                 listed.push(channel);
             }

@@ -12,8 +12,8 @@ use crate::error::ApiError;
 use crate::model::job::{probe_key, Job};
 use crate::model::room::{RoomRequest, RoomResponse};
 use crate::ports::conformance;
-use crate::ports::{Blobs as _, JobsExt as _, Kv as _, Live as _, Platform, Sql as _, SqlExt as _};
-use crate::ports::{SqlValue, Statement};
+use crate::ports::{Blobs as _, JobsExt as _, Kv as _, Live as _, Platform};
+use crate::store::diag;
 
 /// Largest blob the diagnostics accept, in bytes.
 const MAX_DIAG_BLOB: usize = 8 * 1024 * 1024;
@@ -72,32 +72,14 @@ pub async fn kv_get<P: Platform>(p: &P, key: &str) -> Result<Response, ApiError>
     ))
 }
 
-#[derive(Deserialize)]
-struct CounterRow {
-    value: i64,
-}
-
 async fn read_counter<P: Platform>(p: &P, name: &str) -> Result<Option<i64>, ApiError> {
-    let row: Option<CounterRow> = p
-        .sql()
-        .query_one(&Statement::new(
-            "SELECT value FROM counters WHERE name = ?1",
-            vec![SqlValue::from(name)],
-        ))
-        .await?;
-    Ok(row.map(|r| r.value))
+    Ok(diag::counter(p.sql(), name).await?)
 }
 
 /// `POST /api/_diag/counters/{name}`: increments the `counters` row `diag.{name}`.
 pub async fn counter_increment<P: Platform>(p: &P, name: &str) -> Result<Response, ApiError> {
     let name = format!("diag.{}", diag_key(name)?);
-    p.sql()
-        .execute(&Statement::new(
-            "INSERT INTO counters (name, value) VALUES (?1, 1) \
-             ON CONFLICT(name) DO UPDATE SET value = value + 1",
-            vec![SqlValue::from(name.as_str())],
-        ))
-        .await?;
+    diag::increment(p.sql(), &name).await?;
     let value = read_counter(p, &name).await?.unwrap_or(0);
     Ok(api::json(
         StatusCode::OK,
@@ -212,29 +194,17 @@ pub async fn conformance<P: Platform>(p: &P) -> Response {
     api::json(status, &json!({ "suites": report }))
 }
 
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
-}
-
 /// `GET /api/_diag/stored/{channel}`: the channel's broadcast and video rows and its blob
 /// keys, so tests can prove that a refused request stored nothing.
 pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, ApiError> {
     let channel_id = diag_key(channel_id)?;
-    let count = |table: &str| {
-        Statement::new(
-            format!("SELECT count(*) AS n FROM {table} WHERE channel_id = ?1"),
-            vec![SqlValue::from(channel_id)],
-        )
-    };
-    let broadcasts: Option<Count> = p.sql().query_one(&count("broadcasts")).await?;
-    let videos: Option<Count> = p.sql().query_one(&count("videos")).await?;
+    let (broadcasts, videos) = diag::channel_rows(p.sql(), channel_id).await?;
     let blobs = p.blobs().list(&format!("live/{channel_id}/")).await?;
     Ok(api::json(
         StatusCode::OK,
         &json!({
-            "broadcasts": broadcasts.map_or(0, |c| c.n),
-            "videos": videos.map_or(0, |c| c.n),
+            "broadcasts": broadcasts,
+            "videos": videos,
             "blobs": blobs,
         }),
     ))
@@ -244,15 +214,8 @@ pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, Ap
 /// events, for tests that check what the lifecycle wrote.
 pub async fn video<P: Platform>(p: &P, id: &str) -> Result<Response, ApiError> {
     let id = diag_key(id)?;
-    let mut row = p
-        .sql()
-        .query(&Statement::new(
-            "SELECT * FROM videos WHERE id = ?1",
-            vec![SqlValue::from(id)],
-        ))
+    let mut row = diag::video_row(p.sql(), id)
         .await?
-        .into_iter()
-        .next()
         .ok_or_else(|| ApiError::NotFound(format!("no video {id}")))?;
     for column in ["tags", "metadata"] {
         if let Some(text) = row.get(column).and_then(|v| v.as_str()) {
@@ -260,13 +223,7 @@ pub async fn video<P: Platform>(p: &P, id: &str) -> Result<Response, ApiError> {
             row.insert(column.to_owned(), decoded);
         }
     }
-    let events = p
-        .sql()
-        .query(&Statement::new(
-            "SELECT kind, detail, created_at FROM video_events WHERE video_id = ?1 ORDER BY id",
-            vec![SqlValue::from(id)],
-        ))
-        .await?;
+    let events = diag::video_events(p.sql(), id).await?;
     row.insert(
         "events".to_owned(),
         serde_json::Value::Array(events.into_iter().map(serde_json::Value::Object).collect()),

@@ -7,7 +7,8 @@ use crate::api::{self, Response};
 use crate::config::Environment;
 use crate::error::StoreError;
 use crate::model::room::RoomRequest;
-use crate::ports::{Blobs as _, Clock, Kv as _, Live as _, Platform, Sql as _, Statement};
+use crate::ports::{Blobs as _, Clock, Kv as _, Live as _, Platform};
+use crate::store::diag;
 
 /// The outcome of one binding check.
 #[derive(Debug, Serialize)]
@@ -59,14 +60,7 @@ pub async fn get<P: Platform>(platform: &P) -> Response {
         })
         .await,
     );
-    checks.insert(
-        "sql",
-        timed(clock, async {
-            let statement = Statement::new("SELECT 1 AS ok", vec![]);
-            platform.sql().query(&statement).await.map(drop)
-        })
-        .await,
-    );
+    checks.insert("sql", timed(clock, diag::probe(platform.sql())).await);
     checks.insert(
         "blobs",
         timed(clock, async {

@@ -6,30 +6,16 @@
 use std::collections::BTreeMap;
 
 use http::StatusCode;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::routes::catalogue;
 use crate::api::{Request, Response};
 use crate::error::ApiError;
-use crate::ports::{Platform, SqlExt as _, Statement};
-use crate::store::counters;
+use crate::ports::Platform;
+use crate::store::{counters, stats};
 
 /// The plugin hooks, in lifecycle order.
 pub const HOOKS: [&str; 4] = ["preValidate", "postValidate", "preMetadata", "postMetadata"];
-
-#[derive(Deserialize)]
-struct CounterRow {
-    name: String,
-    value: i64,
-}
-
-#[derive(Deserialize)]
-struct StatusRow {
-    status: String,
-    n: i64,
-    ms: Option<i64>,
-}
 
 /// Per-hook plugin outcomes from counters named `plugins.{hook}.{outcome}`: every hook of
 /// [`HOOKS`] with `succeeded` and `failed` (0 when never counted), plus any other hook or
@@ -61,33 +47,21 @@ pub fn plugin_outcomes(counters: &BTreeMap<String, i64>) -> Value {
 /// `GET /api/stats` (public; the `detail` part for admins only).
 pub async fn get<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let (viewer, _) = catalogue::viewer(p, request).await?;
-    let counters: BTreeMap<String, i64> = p
-        .sql()
-        .query_as::<CounterRow>(&Statement::new("SELECT name, value FROM counters", vec![]))
-        .await?
-        .into_iter()
-        .map(|r| (r.name, r.value))
-        .collect();
-    let statuses: Vec<StatusRow> = p
-        .sql()
-        .query_as(&Statement::new(
-            "SELECT status, count(*) AS n, sum(duration_ms) AS ms FROM videos GROUP BY status",
-            vec![],
-        ))
-        .await?;
+    let counters = stats::counters(p.sql()).await?;
+    let statuses = stats::videos_by_status(p.sql()).await?;
     let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
     let (live, vod) = (counter(counters::VIEWS_LIVE), counter(counters::VIEWS_VOD));
     let count_of = |status: &str| {
         statuses
             .iter()
             .find(|s| s.status == status)
-            .map_or(0, |s| s.n)
+            .map_or(0, |s| s.count)
     };
     // Hours of video in the catalogue: everything recorded that was not rejected or failed.
     let video_ms: i64 = statuses
         .iter()
         .filter(|s| matches!(s.status.as_str(), "processing" | "ready" | "published"))
-        .map(|s| s.ms.unwrap_or(0))
+        .map(|s| s.duration_ms.unwrap_or(0))
         .sum();
     let mut body = json!({
         "broadcasts": counter(counters::BROADCASTS),
