@@ -21,6 +21,7 @@ use crate::model::job::Job;
 use crate::model::room::{RoomRequest, LOBBY};
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{Jobs as _, Live as _, Platform, Sql as _, SqlExt as _, SqlValue, Statement};
+use crate::room::ServerMessage;
 use crate::services::delivery;
 use crate::services::plugins::{self, Plugin, HOOKS};
 
@@ -368,12 +369,12 @@ async fn complete<P: Platform>(p: &P, video_id: &str, current: &str) -> Result<(
     )
     .await?;
     delivery::notify(p, "video.published", json!({ "video": video })).await?;
-    let message = json!({
-        "type": "video_published",
-        "video_id": video_id,
-        "channel_id": video["channel_id"],
-        "title": video["title"],
-    });
+    let message = ServerMessage::VideoPublished {
+        video_id: video_id.to_owned(),
+        channel_id: video["channel_id"].as_str().unwrap_or_default().to_owned(),
+        title: video["title"].as_str().unwrap_or_default().to_owned(),
+    }
+    .to_value();
     p.live()
         .call(
             LOBBY,

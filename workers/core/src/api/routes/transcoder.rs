@@ -14,6 +14,7 @@ use crate::model::room::RoomRequest;
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{Blobs as _, UploadedPart};
 use crate::ports::{Live as _, Platform, Sql as _, SqlValue, Statement};
+use crate::room::ServerMessage;
 use crate::services::delivery;
 use crate::services::lifecycle;
 use crate::services::videos;
@@ -325,7 +326,10 @@ async fn notify_channel<P: Platform>(p: &P, video_id: &str) -> Result<(), ApiErr
     )
     .await?;
     if let Some(row) = row {
-        let message = json!({ "type": "video_ready", "video_id": video_id });
+        let message = ServerMessage::VideoReady {
+            video_id: video_id.to_owned(),
+        }
+        .to_value();
         p.live()
             .call(&row.channel_id, &RoomRequest::Notify { message })
             .await?;
