@@ -26,6 +26,7 @@ use crate::model::job::Job;
 use crate::model::room::{RoomRequest, LOBBY};
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{Jobs as _, Live as _, Platform, Sql as _, Statement};
+use crate::room::ServerMessage;
 use crate::services::delivery;
 use crate::services::plugins::Plugin;
 use crate::store::lifecycles::{self, NewTask, Task, TaskEnd};
@@ -297,12 +298,12 @@ async fn announce_published<P: Platform>(
     video_id: &str,
     video: &Value,
 ) -> Result<(), StoreError> {
-    let message = json!({
-        "type": "video_published",
-        "video_id": video_id,
-        "channel_id": video["channel_id"],
-        "title": video["title"],
-    });
+    let message = ServerMessage::VideoPublished {
+        video_id: video_id.to_owned(),
+        channel_id: video["channel_id"].as_str().unwrap_or_default().to_owned(),
+        title: video["title"].as_str().unwrap_or_default().to_owned(),
+    }
+    .to_value();
     p.live()
         .call(
             LOBBY,

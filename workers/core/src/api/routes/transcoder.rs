@@ -16,6 +16,7 @@ use crate::model::signed_url::{Scope, UrlToken};
 use crate::model::video::Transcoded;
 use crate::ports::{Blobs as _, UploadedPart};
 use crate::ports::{Live as _, Platform, Sql as _};
+use crate::room::ServerMessage;
 use crate::services::delivery;
 use crate::services::lifecycle;
 use crate::services::videos;
@@ -283,7 +284,10 @@ async fn completed<P: Platform>(p: &P, body: Callback, now: i64) -> Result<(), A
 
 async fn notify_channel<P: Platform>(p: &P, video_id: &str) -> Result<(), ApiError> {
     if let Some(channel_id) = stored_videos::channel_of(p.sql(), video_id).await? {
-        let message = json!({ "type": "video_ready", "video_id": video_id });
+        let message = ServerMessage::VideoReady {
+            video_id: video_id.to_owned(),
+        }
+        .to_value();
         p.live()
             .call(&channel_id, &RoomRequest::Notify { message })
             .await?;
