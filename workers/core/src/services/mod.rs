@@ -1,5 +1,5 @@
 //! The services: the platform's workflows over the ports and the store, one module per area.
-//! Handlers in [`crate::http`] and the queue consumer ([`crate::queue`]) call them; they never
+//! Handlers in [`crate::api`] and the queue consumer ([`crate::queue`]) call them; they never
 //! see an HTTP request.
 
 pub mod accounts;
