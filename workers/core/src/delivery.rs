@@ -207,14 +207,14 @@ pub async fn attempt<P: Platform>(p: &P, delivery_id: &str, attempt: u32) -> Res
         return Ok(());
     };
     let now_ms = p.clock().now_ms();
-    let keys: Vec<Vec<u8>> = plugins::signing_secrets(
+    let keys: Vec<webhooks::WebhookKey> = plugins::signing_secrets(
         &secret,
         row.target_previous_secret.as_deref(),
         row.target_previous_secret_until,
         now_ms as i64,
     )
     .into_iter()
-    .filter_map(|s| webhooks::secret_key(s).ok())
+    .filter_map(|s| webhooks::WebhookKey::from_secret(s).ok())
     .collect();
     let body = row.payload.into_bytes();
     let mut headers: Vec<(String, String)> =
