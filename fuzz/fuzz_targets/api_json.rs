@@ -95,8 +95,8 @@ fuzz_target!(|data: &[u8]| {
         request = request.header("authorization", format!("Bearer {token}"));
     }
     if *path == "/api/transcoder/callback" {
-        for (name, value) in webhooks::headers(&[TRANSCODER_KEY.to_vec()], "msg_fuzz", NOW_S, body)
-        {
+        let key = webhooks::WebhookKey::new(TRANSCODER_KEY).expect("a non-empty key");
+        for (name, value) in webhooks::headers(&[key], "msg_fuzz", NOW_S, body) {
             request = request.header(name, value);
         }
     }

@@ -14,12 +14,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jsonschema
 import jwt
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import DEV_ENV, Api, b64url, bearer, new_email, sign_url, signup, start_worker, wait_until
+from conftest import DEV_ENV, ROOT, Api, b64url, bearer, new_email, sign_url, signup, start_worker, wait_until
 from media import push_recording, ts_segment
 from receivers import Receiver, answer_task
 
@@ -234,7 +235,10 @@ def signed_callback(body: dict, secret=TRANSCODER_SECRET, msg_id=None, at=None, 
 def test_forged_transcoder_callbacks_and_task_tokens_are_refused(broadcast, worker):
     api = broadcast["api"]
     video = broadcast.get("video") or pytest.skip("needs the recording of the ingest test")
-    assert wait_until(lambda: worker.fake_transcoder.jobs, timeout_s=20)[0]["video_id"] == video
+    job = wait_until(lambda: worker.fake_transcoder.jobs, timeout_s=20)[0]
+    assert job["video_id"] == video
+    schema = json.loads((ROOT / "schema" / "transcode-job.schema.json").read_text())
+    jsonschema.validate(job, schema)
     admin = signup(api, "admin@edgevideo.test")
     developer = signup(api, new_email())
     assert api.put(f"/api/users/{developer['user']['id']}/role", json={"role": "developer"},
@@ -248,8 +252,12 @@ def test_forged_transcoder_callbacks_and_task_tokens_are_refused(broadcast, work
         assert r.status_code == 201, r.text
         receivers[name].secret = r.json()["secret"]
 
-    completed = {"type": "transcode.completed", "video_id": video, "duration_seconds": 4.0,
-                 "width": 320, "height": 180, "size_bytes": 1000, "video_frames": 120}
+    # A callback as the transcoder sends it (schema/transcode-callback.schema.json).
+    completed = {"type": "transcode.completed", "job_id": "tr_" + video.removeprefix("vid_"),
+                 "video_id": video, "duration_seconds": 4.0, "width": 320, "height": 180,
+                 "size_bytes": 1000, "video_frames": 120, "audio_frames": 188}
+    schema = json.loads((ROOT / "schema" / "transcode-callback.schema.json").read_text())
+    jsonschema.validate(completed, schema)
     url = f"{worker.url}/api/transcoder/callback"
     headers, payload = signed_callback(completed)
     old = datetime.now(timezone.utc) - timedelta(minutes=10)

@@ -5,7 +5,8 @@
 //! [`timeline`] (one continuous clock) -> [`demux`] (timed samples) -> [`mux`] (two passes:
 //! sample tables, then payloads) -> [`mp4`] (boxes). [`stitch`] adds input listing and atomic
 //! publishing, [`storage`] remote inputs and outputs, [`job`] and [`server`] the signed job
-//! API used by the edge worker, and [`webhook`] the Standard Webhooks signatures.
+//! API used by the edge worker. The job and callback messages and their Standard Webhooks
+//! signatures are the `edgevideo_protocol` crate's, shared with the worker.
 #![deny(missing_docs)]
 
 pub mod adts;
@@ -20,7 +21,6 @@ pub mod stitch;
 pub mod storage;
 pub mod timeline;
 pub mod ts;
-pub mod webhook;
 pub mod writer;
 
 pub use mux::{RemuxError, RemuxSummary};

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use edgevideo_protocol::webhooks::WebhookKey;
 use edgevideo_transcoder::demux::ReadProgress;
 use edgevideo_transcoder::mux::Progress;
 use edgevideo_transcoder::server::{self, ServerConfig};
 use edgevideo_transcoder::storage::{Bucket, Source, Storage};
-use edgevideo_transcoder::webhook::WebhookKey;
 use edgevideo_transcoder::{poster, stitch};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -236,7 +236,7 @@ fn upload_if_remote(local: &Path, target: &str) -> anyhow::Result<()> {
 fn run_serve(listen: String) -> anyhow::Result<()> {
     let secret = std::env::var("TRANSCODER_SECRET")
         .context("TRANSCODER_SECRET (whsec_...) must be set to verify jobs and sign callbacks")?;
-    let key = WebhookKey::from_secret(&secret)?;
+    let key = WebhookKey::from_secret(secret.trim())?;
     let bucket = match std::env::var("TRANSCODER_STORE") {
         Ok(spec) if !spec.is_empty() => Some(Bucket::open(&spec)?),
         _ => None,

@@ -1,8 +1,8 @@
 //! `transcoder serve`: a small HTTP job server for the edge worker's queue consumer.
 //!
 //! * `POST /jobs` with a signed [`TranscodeJob`] body (Standard Webhooks headers, see
-//!   [`crate::webhook`]) answers `202` and runs the job on a worker thread; the signed
-//!   [`crate::job::TranscodeCallback`] goes to the job's `callback_url` when it ends.
+//!   [`edgevideo_protocol::webhooks`]) answers `202` and runs the job on a worker thread; the
+//!   signed [`TranscodeCallback`] goes to the job's `callback_url` when it ends.
 //! * `GET /jobs/{job_id}` answers the job's status and progress (0 to 1).
 //! * `GET /healthz` answers `200`.
 //!
@@ -23,9 +23,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tiny_http::{Header, Method, Request, Response};
 
-use crate::job::{self, CallbackType, JobProgress, TranscodeCallback, TranscodeJob};
+use edgevideo_protocol::transcode::{
+    is_valid_job_id, CallbackType, TranscodeCallback, TranscodeJob,
+};
+use edgevideo_protocol::webhooks::{WebhookKey, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+
+use crate::job::{self, unix_now, JobProgress};
 use crate::storage::{Bucket, Storage};
-use crate::webhook::{unix_now, WebhookKey};
 
 /// Largest accepted job body.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -193,11 +197,11 @@ fn run_queued(shared: &Shared, job_id: &str) {
                 "job {job_id}: {} frames, {:.3} s, {} bytes",
                 summary.video_frames, summary.duration_seconds, summary.size_bytes
             );
-            TranscodeCallback::completed(&job, summary, outcome.poster)
+            TranscodeCallback::completed(&job, &job::mp4_facts(summary), outcome.poster)
         }
         Err(e) => {
             eprintln!("job {job_id} failed: {e}");
-            TranscodeCallback::failed(&job, &e)
+            job::failed_callback(&job, &e)
         }
     };
     let status = match callback.kind {
@@ -283,16 +287,14 @@ fn submit(shared: &Arc<Shared>, request: &mut Request) -> Response<std::io::Curs
     if body.len() as u64 > MAX_BODY_BYTES {
         return error_response(413, "too_large", "job body is larger than 1 MiB");
     }
-    let id = header(request, "webhook-id");
-    let timestamp = header(request, "webhook-timestamp");
-    let signature = header(request, "webhook-signature");
-    if id.is_none() && timestamp.is_none() && signature.is_none() {
+    let signed = [HEADER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE];
+    if signed.iter().all(|name| header(request, name).is_none()) {
         return error_response(401, "unauthenticated", "signature headers are missing");
     }
     if let Err(e) = shared
         .config
         .key
-        .verify(id, timestamp, signature, &body, unix_now())
+        .verify(|name| header(request, name), &body, unix_now())
     {
         return error_response(403, "invalid_signature", &e.to_string());
     }
@@ -363,12 +365,7 @@ fn status(shared: &Shared, job_id: &str) -> Response<std::io::Cursor<Vec<u8>>> {
             }),
         );
     }
-    let valid_id = !job_id.is_empty()
-        && !job_id.starts_with('.')
-        && job_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if valid_id {
+    if is_valid_job_id(job_id) {
         if let Some(record) = shared.load_record(job_id) {
             return json_response(
                 200,

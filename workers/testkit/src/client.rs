@@ -337,7 +337,9 @@ impl TestPlatform {
         let secret = secret
             .or(self.config.transcoder_secret.as_deref())
             .unwrap_or_default();
-        let key = webhooks::secret_key(secret).unwrap_or_default();
+        let key = webhooks::WebhookKey::from_secret(secret)
+            .or_else(|_| webhooks::WebhookKey::new(b"not a whsec_ secret"))
+            .expect("a non-empty key");
         let bytes = body.to_string().into_bytes();
         let mut id = [0u8; 8];
         self.entropy.fill(&mut id);
@@ -361,6 +363,7 @@ impl TestPlatform {
         self.transcoder_callback(
             &json!({
                 "type": "transcode.completed",
+                "job_id": job_id(video_id),
                 "video_id": video_id,
                 "duration_seconds": 4.0,
                 "width": 320,
@@ -460,4 +463,10 @@ impl TestPlatform {
             Some(&json!({ "token": task["token"], "error": error })),
         )
     }
+}
+
+/// The id of the transcode job the worker sends for `video_id` (`tr_` and the video's
+/// random part), as callbacks carry it.
+pub fn job_id(video_id: &str) -> String {
+    format!("tr_{}", video_id.trim_start_matches("vid_"))
 }

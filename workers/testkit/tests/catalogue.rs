@@ -2,7 +2,7 @@
 //! newest first with cursors that neither repeat nor skip, filters by tag and free text, and
 //! lists only published public videos to the public (owners also see their others).
 
-use edgevideo_testkit::client::RegisteredPlugin;
+use edgevideo_testkit::client::{job_id, RegisteredPlugin};
 use edgevideo_testkit::{Session, TestPlatform};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -126,7 +126,7 @@ fn paging_filters_and_visibility_over_many_videos() {
     let failed = p.record_video(&cook, &cooking, 1);
     p.settle();
     p.transcoder_callback(
-        &json!({ "type": "transcode.failed", "video_id": failed }),
+        &json!({ "type": "transcode.failed", "job_id": job_id(&failed), "video_id": failed }),
         None,
     );
     assert_eq!(p.stored_video(&failed)["status"], "failed");

@@ -65,9 +65,14 @@ fn verify(p: &TestPlatform, request: &OutboundRequest, secret: &str) -> String {
             HeaderValue::from_str(value).unwrap(),
         );
     }
-    let key = webhooks::secret_key(secret).unwrap();
-    webhooks::verify(&headers, &request.body, &key, p.now_ms() / 1000)
-        .unwrap_or_else(|e| panic!("delivery signature: {e}"))
+    let key = webhooks::WebhookKey::from_secret(secret).unwrap();
+    key.verify(
+        |name| headers.get(name)?.to_str().ok(),
+        &request.body,
+        p.now_ms() / 1000,
+    )
+    .map(str::to_owned)
+    .unwrap_or_else(|e| panic!("delivery signature: {e}"))
 }
 
 #[test]

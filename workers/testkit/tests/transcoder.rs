@@ -6,6 +6,7 @@
 use edgevideo_core::model::job::Job;
 use edgevideo_core::ports::Blobs as _;
 use edgevideo_core::webhooks;
+use edgevideo_testkit::client::job_id;
 use edgevideo_testkit::exec::block_on;
 use edgevideo_testkit::platform::{TRANSCODER_SECRET, TRANSCODER_URL};
 use edgevideo_testkit::{Session, TestPlatform};
@@ -55,8 +56,13 @@ fn a_finished_broadcast_sends_a_signed_transcode_job() {
             HeaderValue::from_str(value).unwrap(),
         );
     }
-    let key = webhooks::secret_key(TRANSCODER_SECRET).unwrap();
-    webhooks::verify(&headers, &sent[0].body, &key, p.now_ms() / 1000).expect("signed job");
+    let key = webhooks::WebhookKey::from_secret(TRANSCODER_SECRET).unwrap();
+    key.verify(
+        |name| headers.get(name)?.to_str().ok(),
+        &sent[0].body,
+        p.now_ms() / 1000,
+    )
+    .expect("signed job");
     let job: Value = serde_json::from_slice(&sent[0].body).unwrap();
     assert_eq!(job["video_id"], video.as_str());
     assert_eq!(job["inputs"].as_array().map(Vec::len), Some(3), "{job}");
@@ -110,7 +116,7 @@ fn a_bad_signature_is_refused_and_nothing_changes() {
     let (_, video) = processing_video(&p);
     let before = p.stored_video(&video);
     let jobs_before = p.jobs.history.borrow().len();
-    let body = json!({ "type": "transcode.completed", "video_id": video, "width": 1, "height": 1 });
+    let body = json!({ "type": "transcode.completed", "job_id": job_id(&video), "video_id": video, "width": 1, "height": 1 });
     p.sql.reset_counts();
     let forged = p.transcoder_callback(&body, Some("whsec_Zm9yZ2VkLXNlY3JldC1mb3JnZWQtc2VjcmV0"));
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text());
@@ -153,7 +159,12 @@ fn a_failed_transcode_marks_the_video_failed() {
     let p = TestPlatform::new();
     let (owner, video) = processing_video(&p);
     let reply = p.transcoder_callback(
-        &json!({ "type": "transcode.failed", "video_id": video, "error": { "message": "bad input" } }),
+        &json!({
+            "type": "transcode.failed",
+            "job_id": job_id(&video),
+            "video_id": video,
+            "error": { "code": "invalid_media", "message": "bad input" },
+        }),
         None,
     );
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -184,5 +195,6 @@ fn a_failed_transcode_marks_the_video_failed() {
         None,
     );
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
-    assert_eq!(unknown.error_code().as_deref(), Some("invalid_callback"));
+    // The callback is a typed message (edgevideo-protocol): an unknown type does not parse.
+    assert_eq!(unknown.error_code().as_deref(), Some("invalid_json"));
 }

@@ -153,14 +153,14 @@ fn signed_request<P: Platform>(p: &P, row: &Outgoing, now_ms: u64) -> Option<Out
     let (Some(url), Some(secret)) = (&row.target_url, &row.target_secret) else {
         return None;
     };
-    let keys: Vec<Vec<u8>> = plugins::signing_secrets(
+    let keys: Vec<webhooks::WebhookKey> = plugins::signing_secrets(
         secret,
         row.target_previous_secret.as_deref(),
         row.target_previous_secret_until,
         now_ms as i64,
     )
     .into_iter()
-    .filter_map(|s| webhooks::secret_key(s).ok())
+    .filter_map(|s| webhooks::WebhookKey::from_secret(s).ok())
     .collect();
     let body = row.payload.clone().into_bytes();
     let mut headers: Vec<(String, String)> =

@@ -1,12 +1,12 @@
 //! Sending a finished recording to the transcoder: the queue consumer turns a
-//! [`Job::Transcode`](crate::model::job::Job::Transcode) into a signed job for `transcoder serve`
-//! (`schema/transcode-job.schema.json`). Inputs are signed segment URLs on this deployment;
-//! the MP4 and poster come back through signed upload URLs (`PUT /upload/{token}`, or in parts
-//! through `/upload/{token}/parts` above `UPLOAD_PART_BYTES`), because
-//! locally R2 lives inside the Workers runtime. The transcoder's answer to a job id it has
+//! [`Job::Transcode`](crate::model::job::Job::Transcode) into a signed [`TranscodeJob`] for
+//! `transcoder serve` (`schema/transcode-job.schema.json`). Inputs are signed segment URLs on
+//! this deployment; the MP4 and poster come back through signed upload URLs (`PUT
+//! /upload/{token}`, or in parts through `/upload/{token}/parts` above `UPLOAD_PART_BYTES`),
+//! because locally R2 lives inside the Workers runtime. The transcoder's answer to a job id it has
 //! seen is idempotent, so a retried job never runs twice.
 
-use serde_json::json;
+use edgevideo_protocol::transcode::TranscodeJob;
 
 use crate::error::StoreError;
 use crate::model::job::JobError;
@@ -30,15 +30,18 @@ pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Res
         // No transcoder: the video stays `processing` and plays as VOD HLS.
         return Ok(());
     };
-    let key = webhooks::secret_key(secret)
+    let key = webhooks::WebhookKey::from_secret(secret)
         .map_err(|_| JobError::Invalid("TRANSCODER_SECRET is not a whsec_ secret".into()))?;
     let public_url = config
         .public_url
         .as_deref()
         .ok_or_else(|| JobError::Invalid("PUBLIC_URL is not set".into()))?;
     let now_s = p.clock().now_ms() / 1000;
-    let body = job_body(p, public_url, video_id, broadcast_id, now_s).await?;
-    let body = body.to_string().into_bytes();
+    let job = job(p, public_url, video_id, broadcast_id, now_s).await?;
+    job.validate()
+        .map_err(|e| JobError::Invalid(format!("the transcode job is invalid: {e}")))?;
+    let body = serde_json::to_vec(&job)
+        .map_err(|e| JobError::Invalid(format!("cannot encode the job: {e}")))?;
     let message_id = format!("job_{}", video_id.trim_start_matches("vid_"));
     let mut headers: Vec<(String, String)> = webhooks::headers(&[key], &message_id, now_s, &body)
         .into_iter()
@@ -70,13 +73,13 @@ pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Res
 
 /// The job: signed URLs of the recorded segments, signed upload URLs for the MP4 and the
 /// poster, and where to call back.
-async fn job_body<P: Platform>(
+async fn job<P: Platform>(
     p: &P,
     public_url: &str,
     video_id: &str,
     broadcast_id: &str,
     now_s: u64,
-) -> Result<serde_json::Value, StoreError> {
+) -> Result<TranscodeJob, StoreError> {
     let config = p.config();
     let segments = videos::recording(p.sql(), broadcast_id).await?;
     let sign = |scope: Scope| {
@@ -101,13 +104,15 @@ async fn job_body<P: Platform>(
         });
         format!("{public_url}/upload/{token}")
     };
-    Ok(json!({
-        "job_id": format!("tr_{}", video_id.trim_start_matches("vid_")),
-        "video_id": video_id,
-        "inputs": inputs,
-        "output_url": upload("mp4"),
-        "poster_url": upload("poster"),
-        "upload_part_bytes": config.upload_part_bytes,
-        "callback_url": format!("{public_url}/api/transcoder/callback"),
-    }))
+    Ok(TranscodeJob {
+        job_id: format!("tr_{}", video_id.trim_start_matches("vid_")),
+        video_id: video_id.to_owned(),
+        inputs,
+        output_key: None,
+        output_url: Some(upload("mp4")),
+        callback_url: format!("{public_url}/api/transcoder/callback"),
+        poster_key: None,
+        poster_url: Some(upload("poster")),
+        upload_part_bytes: Some(config.upload_part_bytes),
+    })
 }

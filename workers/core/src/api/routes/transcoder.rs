@@ -3,6 +3,7 @@
 //! (MP4 key, duration, dimensions, size, poster) and starts its plugin lifecycle; a failed
 //! one marks it `failed`. Repeated callbacks change nothing.
 
+use edgevideo_protocol::transcode::{CallbackType, TranscodeCallback};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -160,22 +161,6 @@ pub async fn complete_parts<P: Platform>(
     ))
 }
 
-#[derive(Deserialize)]
-struct Callback {
-    #[serde(rename = "type")]
-    kind: String,
-    video_id: String,
-    output_key: Option<String>,
-    poster_key: Option<String>,
-    poster: Option<bool>,
-    duration_seconds: Option<f64>,
-    width: Option<i64>,
-    height: Option<i64>,
-    size_bytes: Option<i64>,
-    video_frames: Option<i64>,
-    error: Option<serde_json::Value>,
-}
-
 /// Handles the transcoder's callback.
 pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let secret = p
@@ -183,36 +168,27 @@ pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response,
         .transcoder_secret
         .as_deref()
         .ok_or_else(|| ApiError::Misconfigured("TRANSCODER_SECRET is not set".into()))?;
-    let key = webhooks::secret_key(secret)
+    let key = webhooks::WebhookKey::from_secret(secret)
         .map_err(|_| ApiError::Misconfigured("TRANSCODER_SECRET is not a whsec_ secret".into()))?;
     let now_s = p.clock().now_ms() / 1000;
-    webhooks::verify(request.headers(), request.body(), &key, now_s)
+    let header = |name: &'static str| request.headers().get(name)?.to_str().ok();
+    key.verify(header, request.body(), now_s)
         .map_err(|e| ApiError::Forbidden(format!("callback signature: {e}")))?;
-    let body: Callback = api::parse_json(request)?;
+    let body: TranscodeCallback = api::parse_json(request)?;
     let now = p.clock().now_ms() as i64;
-    let known = matches!(
-        body.kind.as_str(),
-        "transcode.completed" | "transcode.failed"
-    );
-    if known && !stored_videos::exists(p.sql(), &body.video_id).await? {
+    if !stored_videos::exists(p.sql(), &body.video_id).await? {
         return drop_uploads(p, &body.video_id).await;
     }
-    match body.kind.as_str() {
-        "transcode.completed" => completed(p, body, now).await?,
-        "transcode.failed" => {
-            let error = body.error.unwrap_or_default();
+    match body.kind {
+        CallbackType::Completed => completed(p, body, now).await?,
+        CallbackType::Failed => {
+            let error = serde_json::to_value(&body.error).unwrap_or_default();
             p.sql()
                 .batch(&[
                     stored_videos::mark_failed(&body.video_id, now),
                     events::record(&body.video_id, "transcode.failed", &error, now),
                 ])
                 .await?;
-        }
-        other => {
-            return Err(ApiError::bad_request(
-                "invalid_callback",
-                format!("unknown callback type {other}"),
-            ))
         }
     }
     Ok(api::json(StatusCode::OK, &json!({ "ok": true })))
@@ -233,7 +209,7 @@ async fn drop_uploads<P: Platform>(p: &P, video_id: &str) -> Result<Response, Ap
 
 /// A completed job: the video becomes `ready` (once), subscribers and its channel are told,
 /// and its lifecycle starts.
-async fn completed<P: Platform>(p: &P, body: Callback, now: i64) -> Result<(), ApiError> {
+async fn completed<P: Platform>(p: &P, body: TranscodeCallback, now: i64) -> Result<(), ApiError> {
     // Jobs we send upload through `output_url`/`poster_url` to the keys of
     // `videos::file_key`; a transcoder writing to the bucket itself names its keys.
     let mp4_key = body
@@ -249,9 +225,9 @@ async fn completed<P: Platform>(p: &P, body: Callback, now: i64) -> Result<(), A
         mp4_key,
         poster_key,
         duration_ms: body.duration_seconds.map(|s| (s * 1000.0).round() as i64),
-        width: body.width,
-        height: body.height,
-        size_bytes: body.size_bytes,
+        width: body.width.map(i64::from),
+        height: body.height.map(i64::from),
+        size_bytes: body.size_bytes.and_then(|n| i64::try_from(n).ok()),
     };
     if stored_videos::mark_ready(p.sql(), &body.video_id, &files, now).await? {
         let detail = json!({
