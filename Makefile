@@ -1,5 +1,7 @@
 # edgevideo: the two commands of the README, and the steps behind them.
-.PHONY: run test bench test-browser setup build check deploy-dry-run clean build-spin run-spin spin-component spin-host spin-check fuzz
+.PHONY: run test bench test-browser setup build build-worker check deploy-dry-run clean build-spin run-spin spin-component spin-host spin-check fuzz
+# Recipes source scripts/env.sh, which is bash.
+SHELL := bash
 
 ## Set up (if needed), build, apply the D1 migrations locally and start on 127.0.0.1.
 run: build
@@ -14,14 +16,18 @@ test:
 	bash scripts/test.sh
 
 ## Only the browser tests (Chromium + playwright-core against wrangler dev).
-test-browser: build
+test-browser: build-worker
 	. scripts/env.sh && node --test --test-reporter=spec tests/browser/*.test.mjs
 
+## The set-up; skipped under `make test`'s offline run (EDGEVIDEO_OFFLINE=1), which did it first.
 setup:
-	bash scripts/setup.sh
+	[ "$${EDGEVIDEO_OFFLINE:-}" = 1 ] || bash scripts/setup.sh
 
-build: setup
+## The Cloudflare worker (workers/cloudflare/build) and the web assets.
+build-worker: setup
 	bash scripts/build-worker.sh
+
+build: build-worker
 	cargo build --release --quiet -p edgevideo-transcoder --bin transcoder
 
 check: setup
@@ -33,8 +39,10 @@ check: setup
 fuzz:
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-30} bash scripts/fuzz.sh $(FUZZ_TARGETS)
 
-deploy-dry-run: build
-	. scripts/env.sh && wrangler deploy --dry-run --containers-rollout=none --outdir target/deploy-dry-run
+## `wrangler deploy --dry-run` of the configuration and the built worker, into DRY_RUN_OUT.
+DRY_RUN_OUT ?= target/deploy-dry-run
+deploy-dry-run: build-worker
+	. scripts/env.sh && wrangler deploy --dry-run --containers-rollout=none --outdir $(DRY_RUN_OUT)
 
 clean:
 	rm -rf target workers/cloudflare/build .wrangler
@@ -64,20 +72,23 @@ spin-component:
 	printf "[build] spin component: %s bytes raw, %s bytes gzip\n" \
 	  "$$(stat -c %s $(SPIN_WASM))" "$$(gzip -9c $(SPIN_WASM) | wc -c)"'
 
-## The Spin test host (native; its own workspace and lockfile, built into target/spin-host).
+## The Spin test host (native; its own workspace and lockfile). Built in the cache
+## (SPIN_HOST_TARGET_DIR, set by scripts/env.sh) so that clones share it, and linked at
+## $(SPIN_HOST).
 spin-host:
-	cd $(SPIN_HOST_DIR) && cargo build --quiet --release --locked \
-	  --target-dir "$${SPIN_HOST_TARGET_DIR:-$(CURDIR)/target/spin-host}"
-	@if [ -n "$${SPIN_HOST_TARGET_DIR:-}" ]; then mkdir -p target/spin-host/release && \
-	  ln -sfn "$$SPIN_HOST_TARGET_DIR/release/edgevideo-spin-host" $(SPIN_HOST); fi
+	. scripts/env.sh && cd $(SPIN_HOST_DIR) && cargo build --quiet --release --locked \
+	  --target-dir "$$SPIN_HOST_TARGET_DIR"
+	@. scripts/env.sh && mkdir -p target/spin-host/release && \
+	  { [ "$$SPIN_HOST_TARGET_DIR" -ef target/spin-host ] || \
+	    ln -sfn "$$SPIN_HOST_TARGET_DIR/release/edgevideo-spin-host" $(SPIN_HOST); }
 
 ## Formatting, lints and unit tests of the Spin test host (the component is in the
 ## workspace's `check` and `cargo test`), plus clippy of the component for its Wasm target.
 spin-check:
 	cd $(SPIN_HOST_DIR) && cargo fmt -- --check
-	cd $(SPIN_HOST_DIR) && cargo clippy --quiet --locked --all-targets \
-	  --target-dir "$${SPIN_HOST_TARGET_DIR:-$(CURDIR)/target/spin-host}" -- -D warnings
-	cd $(SPIN_HOST_DIR) && cargo test --quiet --release --locked \
-	  --target-dir "$${SPIN_HOST_TARGET_DIR:-$(CURDIR)/target/spin-host}"
+	. scripts/env.sh && cd $(SPIN_HOST_DIR) && cargo clippy --quiet --locked --all-targets \
+	  --target-dir "$$SPIN_HOST_TARGET_DIR" -- -D warnings
+	. scripts/env.sh && cd $(SPIN_HOST_DIR) && cargo test --quiet --release --locked \
+	  --target-dir "$$SPIN_HOST_TARGET_DIR"
 	@bash -ec '. scripts/env.sh; . "$$CACHE/wasm-env.sh"; \
 	cargo clippy --quiet --target wasm32-wasip2 -p edgevideo-spin -- -D warnings'

@@ -2,8 +2,8 @@
 # Starts edgevideo locally: the transcoder's job server (`transcoder serve`) as a plain
 # process, and the worker in the real Workers runtime (wrangler dev / workerd) on 127.0.0.1
 # with KV, D1, R2, Durable Objects and Queues persisted under .wrangler/state.
-# PORT (default 8787), TRANSCODER_PORT (default 8790) and STATE (default .wrangler/state)
-# can be overridden. Ctrl-C stops both.
+# PORT (default 8787), TRANSCODER_PORT (default 8790), STATE (default .wrangler/state) and
+# TRANSCODER_BIN (default the release build) can be overridden. Ctrl-C stops both.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -16,7 +16,7 @@ wrangler d1 migrations apply DB --local --persist-to "$STATE" >/dev/null
 secret=$(grep '^TRANSCODER_SECRET=' config/dev.env | cut -d= -f2-)
 TRANSCODER_SECRET=$secret TRANSCODER_STATE_DIR="$STATE/transcoder/jobs" \
   TRANSCODER_STORE="$STATE/transcoder/store" \
-  "$ROOT/target/release/transcoder" serve --listen "127.0.0.1:$TRANSCODER_PORT" &
+  "${TRANSCODER_BIN:-$ROOT/target/release/transcoder}" serve --listen "127.0.0.1:$TRANSCODER_PORT" &
 transcoder_pid=$!
 trap 'kill $transcoder_pid 2>/dev/null || true' EXIT
 

@@ -70,8 +70,17 @@ export async function startWorker() {
     "--persist-to", state, "--env-file", path.join(ROOT, "config", "dev.env"), "--env-file", overrides,
   ], { cwd: ROOT, env, stdio: ["ignore", log, log], detached: true });
   const readLog = () => readFileSync(logPath, "utf8");
-  const stop = () => {
-    try { process.kill(-child.pid, "SIGTERM"); } catch { /* already gone */ }
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  /** Stops wrangler dev (its whole process group); resolves once it has exited. */
+  const stop = async () => {
+    const signal = (name) => {
+      try { process.kill(-child.pid, name); } catch { /* already gone */ }
+    };
+    if (child.exitCode === null && child.signalCode === null) signal("SIGTERM");
+    const timer = setTimeout(() => signal("SIGKILL"), 10000);
+    await exited;
+    clearTimeout(timer);
+    signal("SIGKILL"); // anything of the group that outlived wrangler (workerd)
   };
   try {
     await waitFor(async () => {
@@ -83,7 +92,7 @@ export async function startWorker() {
       }
     }, 60000, "wrangler dev answering");
   } catch (e) {
-    stop();
+    await stop();
     throw e;
   }
   return { url, stop, log: readLog };

@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
 
 import {
-  cleanup, launchChromium, pushLive, screenshotPath, sleep, startWorker, waitFor,
+  cleanup, launchChromium, pushLive, screenshotPath, startWorker, waitFor,
 } from "./harness.mjs";
 
 // A channel name that would run script if any page parsed it as HTML.
@@ -46,8 +46,7 @@ after(async () => {
   if (ffmpeg && ffmpeg.exitCode === null) ffmpeg.kill("SIGKILL");
   await broadcasterBrowser?.close();
   await viewerBrowser?.close();
-  worker?.stop();
-  await sleep(1000);
+  await worker?.stop();
   cleanup();
 });
 

@@ -148,9 +148,8 @@ def test_a_transcoder_killed_mid_job_and_rerun_gives_one_identical_mp4_and_one_c
     job = origin.job("tr_faulty")
     assert submit(first, job).status_code == 202
     assert origin.held.wait(30), "the transcoder never asked for the held segment"
-    kill(first)
+    kill(first)  # returns once the process is gone: nothing more can come from it
     origin.release.set()
-    time.sleep(0.5)
     assert "/out/tr_faulty.mp4" not in origin.uploads and not origin.completions("tr_faulty")
 
     # Restarted on the same state directory, the job sent again (as a queue redelivers it).
@@ -164,9 +163,10 @@ def test_a_transcoder_killed_mid_job_and_rerun_gives_one_identical_mp4_and_one_c
         assert r.status_code == 200 and r.json()["status"] == "completed", r.text
         conflicting = {**job, "inputs": job["inputs"][:1]}
         assert submit(second, conflicting).status_code == 409
-        time.sleep(2)
+        status = requests.get(f"{second.url}/jobs/tr_faulty", timeout=10).json()
+        assert status["status"] == "completed" and status["progress"] == 1.0, status
     finally:
-        second.stop()
+        second.stop()  # and waited for: nothing arrives while the uploads are counted
     uploads = origin.uploads["/out/tr_faulty.mp4"]
     assert len(uploads) == 1, f"{len(uploads)} uploads of the MP4"
     assert uploads[0] == expected[0], "the re-run MP4 differs from an undisturbed run"
@@ -204,7 +204,9 @@ def test_a_plugin_endpoint_down_at_first_gets_retries_then_exactly_one_delivery(
         receiver = Receiver(port=port)
         receiver.secret = secret
         done = wait_until(lambda: (d := delivery()) and d["status"] != "pending" and d, timeout_s=60)
-        time.sleep(3)  # no late duplicates
+        # No late duplicate: a window of a few retry intervals (1 s base here); there is no
+        # event to wait for when nothing should happen.
+        time.sleep(3)
         assert done["status"] == "delivered", done
         assert len(receiver.answered_2xx) == 1 and len(receiver.verified) == 1, receiver.verified
         webhook_id, event = receiver.verified[0]
@@ -240,7 +242,10 @@ def test_a_runtime_restart_mid_broadcast_loses_nothing_and_leaves_no_orphans(tmp
         second = conftest.Worker(state, extra_vars=dict(first.extra_vars))
         second.port, second.url = first.port, first.url
         second.start()
-        assert ffmpeg.wait(timeout=90) is not None
+        # ffmpeg ends on its own, within the time (a status, not a signal); its status may
+        # report the uploads refused while the runtime was down, so it is not required to be 0.
+        code = ffmpeg.wait(timeout=90)
+        assert code >= 0, f"ffmpeg died of signal {-code}: {ffmpeg.stderr.read().decode()}"
         status = wait_until(lambda: (c := api.get(f"/api/channels/{channel}").json())["last_broadcast"]
                             and not c["live"] and c, timeout_s=60)
         stored = api.get(f"/api/_diag/stored/{channel}").json()

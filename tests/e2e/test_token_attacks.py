@@ -20,7 +20,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import DEV_ENV, ROOT, Api, b64url, bearer, new_email, sign_url, signup, start_worker, wait_until
+from conftest import DEV_ENV, PASSWORD, ROOT, Api, b64url, bearer, new_email, sign_url, signup, start_worker, wait_until
 from media import push_recording, ts_segment
 from receivers import Receiver, answer_task
 
@@ -136,13 +136,24 @@ def stored(api, channel_id):
     return api.get(f"/api/_diag/stored/{channel_id}").json()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def broadcast(worker):
+    """A broadcaster's new channel and its ingest URL; nothing pushed yet."""
     api = Api(worker.url)
     owner = signup(api, new_email("broadcast.test"))
     channel = api.post("/api/channels", json={"name": "Attacks"}, headers=bearer(owner["token"])).json()["id"]
     url = api.post(f"/api/channels/{channel}/ingest", headers=bearer(owner["token"])).json()["ingest_url"]
     return {"api": api, "owner": owner, "channel": channel, "ingest_url": url}
+
+
+@pytest.fixture
+def recorded(broadcast):
+    """`broadcast` after a short recording was pushed with its genuine ingest URL: its video
+    (`processing`, since this module's transcoder never calls back) is `broadcast["video"]`."""
+    api = broadcast["api"]
+    push_recording(api, broadcast["ingest_url"])
+    broadcast["video"] = api.get(f"/api/channels/{broadcast['channel']}").json()["last_broadcast"]["video_id"]
+    return broadcast
 
 
 def test_forged_ingest_tokens_are_refused_and_store_nothing(broadcast, worker):
@@ -176,15 +187,14 @@ def test_forged_ingest_tokens_are_refused_and_store_nothing(broadcast, worker):
         assert requests.delete(f"{worker.url}/ingest/{forged}/index0.ts", timeout=10).status_code == 403, label
     assert stored(api, channel) == {"broadcasts": 0, "videos": 0, "blobs": []}
     assert api.get(f"/api/channels/{channel}").json()["live"] is False
-    # The genuine URL still works: this recording feeds the next tests.
+    # The genuine URL still works.
     push_recording(api, broadcast["ingest_url"])
-    broadcast["video"] = api.get(f"/api/channels/{channel}").json()["last_broadcast"]["video_id"]
     assert stored(api, channel)["videos"] == 1
 
 
-def test_forged_playback_tokens_are_refused(broadcast, worker):
-    api, channel = broadcast["api"], broadcast["channel"]
-    video = broadcast.get("video") or pytest.skip("needs the recording of the ingest test")
+def test_forged_playback_tokens_are_refused(recorded, worker):
+    broadcast = recorded
+    api, channel, video = broadcast["api"], broadcast["channel"], broadcast["video"]
     hls = api.post(f"/api/videos/{video}/playback").json()["hls_url"]
     token = hls.split("/")[-2]
     live_token = api.post(f"/api/channels/{channel}/playback").json()["url"].split("/")[-2]
@@ -232,14 +242,13 @@ def signed_callback(body: dict, secret=TRANSCODER_SECRET, msg_id=None, at=None, 
     return headers, (send_body if send_body is not None else payload)
 
 
-def test_forged_transcoder_callbacks_and_task_tokens_are_refused(broadcast, worker):
-    api = broadcast["api"]
-    video = broadcast.get("video") or pytest.skip("needs the recording of the ingest test")
-    job = wait_until(lambda: worker.fake_transcoder.jobs, timeout_s=20)[0]
-    assert job["video_id"] == video
+def test_forged_transcoder_callbacks_and_task_tokens_are_refused(recorded, worker):
+    api, video = recorded["api"], recorded["video"]
+    jobs = wait_until(lambda: [j for j in worker.fake_transcoder.jobs if j["video_id"] == video], timeout_s=20)
     schema = json.loads((ROOT / "schema" / "transcode-job.schema.json").read_text())
-    jsonschema.validate(job, schema)
-    admin = signup(api, "admin@edgevideo.test")
+    jsonschema.validate(jobs[0], schema)
+    login = api.post("/api/auth/login", json={"email": "admin@edgevideo.test", "password": PASSWORD})
+    admin = login.json() if login.status_code == 200 else signup(api, "admin@edgevideo.test")
     developer = signup(api, new_email())
     assert api.put(f"/api/users/{developer['user']['id']}/role", json={"role": "developer"},
                    headers=bearer(admin["token"])).status_code == 200

@@ -1,7 +1,8 @@
 //! The S3 path against a real S3-compatible server (moto's, from PyPI: `moto[server]`, see
 //! `tests/requirements.txt`): segments listed and downloaded from a bucket prefix, the MP4
 //! uploaded with a multipart upload, and segments fetched through plain HTTP GET URLs.
-//! Skipped, with a message, when `moto_server` is not on PATH.
+//! Skipped, with a message, when `moto_server` is not on PATH, unless `EDGEVIDEO_REQUIRE_ALL=1`
+//! (set by `make test`), which makes a missing `moto_server` a failure.
 
 mod common;
 
@@ -66,7 +67,11 @@ fn big_fixture() -> Result<Vec<PathBuf>> {
 #[test]
 fn stitches_from_and_to_an_s3_bucket() -> Result<()> {
     if !on_path("moto_server") {
-        eprintln!("SKIPPED: moto_server is not on PATH (pip install -r tests/requirements.txt)");
+        let why = "moto_server is not on PATH (pip install -r tests/requirements.txt)";
+        if std::env::var_os("EDGEVIDEO_REQUIRE_ALL").is_some_and(|v| v == "1") {
+            bail!("{why}, and EDGEVIDEO_REQUIRE_ALL=1 requires it");
+        }
+        eprintln!("SKIPPED: {why}");
         return Ok(());
     }
     let segs = big_fixture()?;

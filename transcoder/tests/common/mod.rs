@@ -335,7 +335,8 @@ fn read_request(mut stream: TcpStream) -> Result<Received> {
 }
 
 /// Validates `value` against a JSON Schema file of the repository with Python's `jsonschema`
-/// (see `tests/requirements.txt`). Returns `Ok(false)` when that package is not installed.
+/// (see `tests/requirements.txt`). Returns `Ok(false)` when that package is not installed,
+/// or an error then if `EDGEVIDEO_REQUIRE_ALL=1` (as `make test` sets).
 pub fn matches_schema(schema_file: &str, value: &serde_json::Value) -> Result<bool> {
     let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../schema")
@@ -357,6 +358,9 @@ jsonschema.validate(json.loads(sys.stdin.read()), schema)\n";
     let output = child.wait_with_output()?;
     match output.status.code() {
         Some(0) => Ok(true),
+        Some(3) if std::env::var_os("EDGEVIDEO_REQUIRE_ALL").is_some_and(|v| v == "1") => {
+            bail!("python3 has no jsonschema, and EDGEVIDEO_REQUIRE_ALL=1 requires it")
+        }
         Some(3) => Ok(false),
         _ => bail!(
             "{} does not match {schema_file}: {}",
