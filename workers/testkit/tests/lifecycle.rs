@@ -415,3 +415,26 @@ fn a_prevalidate_deadline_rejects_the_video() {
         "{stored}"
     );
 }
+
+#[test]
+fn a_long_multibyte_failure_text_is_cut_without_a_panic() {
+    let p = TestPlatform::new();
+    let (_, plugins) = developer_plugins(&p, &[("breaker", "preValidate")]);
+    let video = ready_video(&p);
+    let task = only_task(&p, &plugins[0]);
+    // 1 + 2 * 1500 bytes: byte 2,000 falls inside a two-byte character.
+    let error = format!("x{}", "é".repeat(1500));
+    let mut wrong_token = task.clone();
+    wrong_token["token"] = json!("wrong");
+    assert_eq!(
+        p.fail_task(&wrong_token, &error).status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(p.fail_task(&task, &error).status, StatusCode::OK);
+    p.settle();
+    assert_eq!(
+        status(&p, &video),
+        "rejected",
+        "a preValidate failure rejects"
+    );
+}

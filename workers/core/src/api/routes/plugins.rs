@@ -11,6 +11,7 @@ use crate::error::{ApiError, StoreError};
 use crate::model::hook::{Event, Hook};
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
+use crate::model::text;
 use crate::ports::{Platform, Sql as _};
 use crate::services::delivery;
 use crate::services::lifecycle::{self, Answer};
@@ -275,9 +276,8 @@ pub async fn answer_task<P: Platform>(
         }
         Answer::Success(result)
     } else {
-        let mut error = body.error.unwrap_or_else(|| "failed".into());
-        error.truncate(2000);
-        Answer::Failure(error)
+        let error = body.error.unwrap_or_else(|| "failed".into());
+        Answer::Failure(text::truncate(error, 2000))
     };
     lifecycle::answer(p, task_id, &body.token, answer).await?;
     Ok(api::json(
