@@ -106,19 +106,51 @@ pub async fn send(out: ResponseOutparam, response: Response) -> Result<(), Strin
 }
 
 /// Spin has no WebSockets: a response the core marked as a room upgrade
-/// ([`RoomUpgrade`]) becomes a 501 that points clients to polling.
+/// ([`RoomUpgrade`]) becomes a 501 that points clients to polling. So does the core's
+/// `400 websocket_required`: wasi:http drops the hop-by-hop `Upgrade` header, so a real
+/// handshake reaches the core as a plain `GET` of a socket route.
 pub fn without_room_upgrade(response: Response) -> Response {
-    match response.extensions().get::<RoomUpgrade>() {
-        Some(upgrade) => edgevideo_core::api::json(
-            http::StatusCode::NOT_IMPLEMENTED,
-            &serde_json::json!({ "error": {
-                "code": "websockets_unsupported",
-                "message": format!(
-                    "WebSockets are not available on Spin; poll the status instead (room {})",
-                    upgrade.room
-                ),
-            }}),
-        ),
-        None => response,
+    let room = match response.extensions().get::<RoomUpgrade>() {
+        Some(upgrade) => format!(" (room {})", upgrade.room),
+        None if is_websocket_required(&response) => String::new(),
+        None => return response,
+    };
+    edgevideo_core::api::json(
+        http::StatusCode::NOT_IMPLEMENTED,
+        &serde_json::json!({ "error": {
+            "code": "websockets_unsupported",
+            "message": format!(
+                "WebSockets are not available on Spin; poll the status instead{room}"
+            ),
+        }}),
+    )
+}
+
+/// Whether the core refused a socket route's request for want of a WebSocket handshake.
+fn is_websocket_required(response: &Response) -> bool {
+    response.status() == http::StatusCode::BAD_REQUEST
+        && serde_json::from_slice::<serde_json::Value>(response.body())
+            .is_ok_and(|v| v["error"]["code"] == "websocket_required")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgevideo_core::ApiError;
+
+    #[test]
+    fn socket_routes_answer_501_on_spin() {
+        let refused = edgevideo_core::api::error(&ApiError::bad_request(
+            "websocket_required",
+            "this route upgrades to a WebSocket",
+        ));
+        let answer = without_room_upgrade(refused);
+        assert_eq!(answer.status(), http::StatusCode::NOT_IMPLEMENTED);
+        assert!(String::from_utf8_lossy(answer.body()).contains("websockets_unsupported"));
+        let other = edgevideo_core::api::error(&ApiError::bad_request("invalid_json", "no"));
+        assert_eq!(
+            without_room_upgrade(other).status(),
+            http::StatusCode::BAD_REQUEST
+        );
     }
 }
