@@ -11,7 +11,7 @@ use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::role::Principal;
 use crate::ports::Platform;
-use crate::services::accounts;
+use crate::store::users;
 
 /// Matches `path` against `pattern`, returning the `{x}` segments in order.
 fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
@@ -111,7 +111,7 @@ pub async fn authorize<P: Platform>(
         }
         Access::Role(required) => {
             let mut principal = auth::principal_from_request(request, platform.config(), now_s)?;
-            let stored = accounts::by_id(platform.sql(), &principal.user_id)
+            let stored = users::by_id(platform.sql(), &principal.user_id)
                 .await?
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the session's user no longer exists".into())

@@ -1,12 +1,12 @@
 //! Users in the catalogue: creation with a derived role, look-up, and role changes. Emails
 //! are normalised (trimmed, lower-cased) before they are stored or compared. The rows are
-//! read and written by [`crate::store::users`] (re-exported here).
+//! read and written by [`crate::store::users`].
 
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::model::role::Role;
-pub use crate::store::users::{by_email, by_id, create, set_role, User};
+use crate::store::users::User;
 
 /// The public view of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -6,7 +6,7 @@ use crate::error::StoreError;
 use crate::model::job::Job;
 use crate::model::room::{EndedBroadcast, LobbyEntry, RoomRequest, StartedBroadcast, LOBBY};
 use crate::ports::{JobsExt as _, Live as _, Platform, Sql as _};
-use crate::services::channels;
+use crate::store::channels;
 use crate::store::{broadcasts, counters};
 
 /// Records a started broadcast: its row, the broadcasts counter, the lobby.

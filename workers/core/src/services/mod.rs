@@ -5,7 +5,6 @@
 pub mod accounts;
 pub mod broadcasts;
 pub mod catalogue;
-pub mod channels;
 pub mod delivery;
 pub mod lifecycle;
 pub mod plugins;

@@ -2,11 +2,6 @@
 //! an MP4 once the transcoder has stitched it. The rows and status changes are
 //! [`crate::store::videos`]'s; here are the blob keys of a video's files.
 
-pub use crate::model::video::Video;
-pub use crate::store::videos::by_id;
-/// The recorded segments of a broadcast, in order (see [`crate::store::videos::recording`]).
-pub use crate::store::videos::recording as broadcast_segments;
-
 /// The blob key of a live or recorded segment.
 pub fn segment_key(channel_id: &str, broadcast_id: &str, file: &str) -> String {
     format!("live/{channel_id}/{broadcast_id}/{file}")

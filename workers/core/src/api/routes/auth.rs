@@ -13,8 +13,9 @@ use crate::error::{ApiError, StoreError};
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::ports::Platform;
-use crate::services::accounts::{self, User, UserView};
+use crate::services::accounts::{self, UserView};
 use crate::services::ratelimit;
+use crate::store::users::{self, User};
 
 /// Body of signup and login.
 #[derive(Deserialize)]
@@ -73,7 +74,7 @@ pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, A
         password_hash: password::hash(&body.password, &salt, p.config().password_iterations),
         created_at: i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX),
     };
-    match accounts::create(p.sql(), &user).await {
+    match users::create(p.sql(), &user).await {
         Ok(()) => Ok(session_response(p, StatusCode::CREATED, &user)),
         Err(StoreError::AlreadyExists(_)) => Err(ApiError::Conflict(
             "an account with this email exists".into(),
@@ -122,7 +123,7 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     if body.password.len() > password::MAX_PASSWORD_LEN {
         return Err(invalid());
     }
-    let Some(mut user) = accounts::by_email(p.sql(), &email).await? else {
+    let Some(mut user) = users::by_email(p.sql(), &email).await? else {
         // Spend the same work as a real check, so timing does not reveal unknown emails.
         let _ = password::hash(
             &body.password,
@@ -137,7 +138,7 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     // Emails listed in ADMIN_EMAILS become admins at their next login.
     if user.role != Role::Admin && accounts::role_for_email(config, &user.email) == Role::Admin {
         let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
-        accounts::set_role(p.sql(), &user.id, Role::Admin, now_ms).await?;
+        users::set_role(p.sql(), &user.id, Role::Admin, now_ms).await?;
         user.role = Role::Admin;
     }
     Ok(session_response(p, StatusCode::OK, &user))
@@ -155,7 +156,7 @@ pub fn logout() -> Response {
 
 /// `GET /api/me`: the stored user behind the session.
 pub async fn me<P: Platform>(p: &P, principal: &Principal) -> Result<Response, ApiError> {
-    let user = accounts::by_id(p.sql(), &principal.user_id)
+    let user = users::by_id(p.sql(), &principal.user_id)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the session's user no longer exists".into()))?;
     Ok(api::json(
@@ -187,8 +188,8 @@ pub async fn set_role<P: Platform>(
         )
     })?;
     let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
-    accounts::set_role(p.sql(), user_id, role, now_ms).await?;
-    let user = accounts::by_id(p.sql(), user_id)
+    users::set_role(p.sql(), user_id, role, now_ms).await?;
+    let user = users::by_id(p.sql(), user_id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no user {user_id}")))?;
     Ok(api::json(

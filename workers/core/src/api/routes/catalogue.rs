@@ -18,8 +18,8 @@ use crate::services::catalogue::{
     self, Position, VideoDetailRow, VideoFilter, Viewer, DEFAULT_LIMIT, FIRST_PAGE_CACHE_KEY,
     HOT_TTL_S, MAX_LIMIT, PREVIEW_CACHE_KEY, PREVIEW_SIZE,
 };
-use crate::services::channels::Channel;
-use crate::services::{self, accounts};
+use crate::store::channels::{self as store_channels, Channel};
+use crate::store::users;
 
 /// Response header saying whether a hot list came from the KV cache (`hit`) or not (`miss`).
 pub const CACHE_HEADER: &str = "x-edgevideo-cache";
@@ -102,7 +102,7 @@ pub async fn viewer<P: Platform>(
     let Some(principal) = auth::optional_principal(request, p.config(), now_s) else {
         return Ok((Viewer::default(), None));
     };
-    let Some(user) = accounts::by_id(p.sql(), &principal.user_id).await? else {
+    let Some(user) = users::by_id(p.sql(), &principal.user_id).await? else {
         return Ok((Viewer::default(), None));
     };
     let viewer = Viewer {
@@ -364,7 +364,7 @@ pub async fn list_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
             .map(|c| catalogue::decode_cursor(c, &fingerprint, key))
             .transpose()?;
         let mut rows =
-            services::channels::page(p.sql(), owner.as_deref(), after.as_ref(), limit + 1).await?;
+            store_channels::page(p.sql(), owner.as_deref(), after.as_ref(), limit + 1).await?;
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         let next = rows.last().filter(|_| more).map(|c| Position {
@@ -398,7 +398,7 @@ async fn live_channels<P: Platform>(p: &P, owner: Option<&str>) -> Result<Vec<Ch
     };
     let mut listed = Vec::new();
     for entry in entries {
-        if let Some(channel) = services::channels::by_id(p.sql(), &entry.channel_id).await? {
+        if let Some(channel) = store_channels::by_id(p.sql(), &entry.channel_id).await? {
             if owner.is_none_or(|o| o == channel.owner_id) {
                 listed.push(channel);
             }

@@ -13,7 +13,7 @@ use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse, RoomStatus, LOBBY};
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{Live as _, Platform};
-use crate::services::channels::{self, Channel};
+use crate::store::channels::{self, Channel};
 
 #[derive(Deserialize)]
 struct CreateChannel {

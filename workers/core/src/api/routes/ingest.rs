@@ -14,8 +14,8 @@ use crate::model::room::{RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken, UrlTokenError};
 use crate::ports::{Blobs as _, Live as _, Platform};
 use crate::services::broadcasts;
-use crate::services::channels;
 use crate::services::videos;
+use crate::store::channels;
 
 /// Largest pushed playlist accepted, in bytes.
 const MAX_PLAYLIST_BYTES: usize = 256 * 1024;

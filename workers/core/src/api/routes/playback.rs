@@ -15,10 +15,12 @@ use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken};
+use crate::model::video::Video;
 use crate::ports::{Blobs as _, ByteRange, Live as _, Platform};
-use crate::services::videos::{self, Video};
+use crate::services::videos;
 use crate::services::views;
 use crate::store::counters;
+use crate::store::videos as stored_videos;
 
 /// Cache policy of segments and MP4s: they never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -82,7 +84,7 @@ async fn load_video<P: Platform>(p: &P, id: &str) -> Result<Video, ApiError> {
     if !ids::is_id(id, "vid") {
         return Err(ApiError::NotFound(format!("no video {id}")));
     }
-    videos::by_id(p.sql(), id)
+    stored_videos::by_id(p.sql(), id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no video {id}")))
 }
@@ -202,7 +204,7 @@ pub async fn vod_playlist<P: Platform>(p: &P, token: &str) -> Result<Response, A
     let broadcast_id = video
         .broadcast_id
         .ok_or_else(|| ApiError::NotFound("this video has no HLS recording".into()))?;
-    let segments = videos::broadcast_segments(p.sql(), &broadcast_id).await?;
+    let segments = stored_videos::recording(p.sql(), &broadcast_id).await?;
     let body = hls::vod_playlist(&segments, &format!("seg/{broadcast_id}/"));
     Ok(with_cache(
         api::with_body(StatusCode::OK, PLAYLIST_CONTENT_TYPE, body),
