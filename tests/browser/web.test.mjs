@@ -7,10 +7,11 @@
 // Run: node --test tests/browser/ (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { createServer } from "node:http";
 import { chromium } from "playwright-core";
 
 import {
-  cleanup, launchChromium, pushLive, screenshotPath, startWorker, waitFor,
+  cleanup, freePort, launchChromium, pushLive, screenshotPath, startWorker, waitFor,
 } from "./harness.mjs";
 
 // A channel name that would run script if any page parsed it as HTML.
@@ -36,6 +37,83 @@ async function noInjectedImages(page) {
   return page.evaluate(() => document.querySelectorAll('img[src="x"]').length === 0);
 }
 
+
+// Another site: pages on a second origin (another port) that embed our player in an iframe
+// or play our playback URLs with their own copy of hls.js.
+let otherOrigin;
+async function startOtherOrigin() {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const server = createServer((req, res) => {
+    const query = new URL(req.url, url).searchParams;
+    let body;
+    if (req.url.startsWith("/host.html")) {
+      body = `<!doctype html><title>A blog</title><h1>Someone else's page</h1>
+        <iframe id="embed" src="${query.get("src")}" width="640" height="360" allow="autoplay"></iframe>`;
+    } else if (req.url.startsWith("/player.html")) {
+      body = `<!doctype html><title>Another player</title>
+        <script src="${worker.url}/vendor/hls.min.js"></script>
+        <video id="video" muted autoplay playsinline></video>
+        <script>
+          const hls = new Hls();
+          document.body.dataset.fragments = "0";
+          hls.on(Hls.Events.FRAG_LOADED, () => {
+            document.body.dataset.fragments = String(Number(document.body.dataset.fragments) + 1);
+          });
+          hls.on(Hls.Events.ERROR, (_e, data) => {
+            if (data.fatal) document.body.dataset.playerError = data.details;
+          });
+          hls.loadSource(${JSON.stringify(query.get("src") || "")});
+          hls.attachMedia(document.getElementById("video"));
+        </script>`;
+    } else {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/html" }).end(body);
+  });
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { url, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+/** Whether this Chromium decodes H.264 through MSE (Debian's build may not). */
+async function decodesH264(page) {
+  return page.evaluate(() => MediaSource.isTypeSupported('video/mp4; codecs="avc1.64001e,mp4a.40.2"'));
+}
+
+/** Waits until the video element of `frame` plays (currentTime advances) where H.264
+ * decodes, or reports a decode error where it does not; returns what happened. */
+async function playsOrReportsCodec(frame, h264) {
+  if (h264) {
+    const t = await waitFor(() => frame.evaluate(() => {
+      const v = document.querySelector("video");
+      return v && v.currentTime > 1 ? v.currentTime : 0;
+    }), 40000, "currentTime advances");
+    return `played to ${t.toFixed(2)} s`;
+  }
+  const error = await waitFor(() => frame.evaluate(() => document.body?.dataset.playerError),
+    40000, "the player reports the missing codec");
+  return `no H.264 in this Chromium; the player reported ${error}`;
+}
+
+/** Plays `playbackUrl` from another origin: hls.js on that origin loads the playlist and
+ * fragments cross-origin (CORS), and our embed page in an iframe plays `embedId`. */
+async function playsOnAnotherOrigin(browser, playbackUrl, embedId) {
+  otherOrigin ??= await startOtherOrigin();
+  const page = watchDialogs(await browser.newPage());
+  const h264 = await decodesH264(page);
+  await page.goto(`${otherOrigin.url}/player.html?src=${encodeURIComponent(playbackUrl)}`);
+  await waitFor(() => page.evaluate(() => Number(document.body.dataset.fragments) >= 2), 40000,
+    "hls.js on another origin loads fragments");
+  const direct = await playsOrReportsCodec(page.mainFrame(), h264);
+  await page.goto(`${otherOrigin.url}/host.html?src=${encodeURIComponent(`${worker.url}/embed/${embedId}`)}`);
+  const frame = await waitFor(() => page.frames().find((f) => f.url().includes("/embed/")), 15000,
+    "the iframe loads");
+  const embedded = await playsOrReportsCodec(frame, h264);
+  await page.close();
+  return { direct, embedded };
+}
+
 before(async () => {
   worker = await startWorker();
   broadcasterBrowser = await launchChromium(chromium);
@@ -47,6 +125,7 @@ after(async () => {
   await broadcasterBrowser?.close();
   await viewerBrowser?.close();
   await worker?.stop();
+  await otherOrigin?.close();
   cleanup();
 });
 
@@ -160,6 +239,13 @@ test("two viewers watch: the video plays, the count reaches 2, reactions reach t
     state.first = first;
   });
 
+test("a player on another origin plays the channel live, directly and embedded", async () => {
+  const r = await fetch(`${worker.url}/api/channels/${state.channelId}/playback`, { method: "POST" });
+  const { url } = await r.json();
+  const result = await playsOnAnotherOrigin(viewerBrowser, url, state.channelId);
+  console.log(`# cross-origin live: hls.js ${result.direct}; embed ${result.embedded}`);
+});
+
 test("the recording shows on the broadcaster page with its status and history, as text",
   async () => {
     ffmpeg.kill("SIGINT");
@@ -178,6 +264,16 @@ test("the recording shows on the broadcaster page with its status and history, a
     assert.ok(await noInjectedImages(page));
     await page.screenshot({ path: screenshotPath("07-broadcast-videos"), fullPage: true });
   });
+
+test("a player on another origin plays the recording, directly and embedded", async () => {
+  const channel = await (await fetch(`${worker.url}/api/channels/${state.channelId}`)).json();
+  const videoId = channel.last_broadcast.video_id;
+  const r = await fetch(`${worker.url}/api/videos/${videoId}/playback`, { method: "POST" });
+  assert.equal(r.status, 200, await r.clone().text());
+  const { hls_url: url } = await r.json();
+  const result = await playsOnAnotherOrigin(viewerBrowser, url, videoId);
+  console.log(`# cross-origin VOD: hls.js ${result.direct}; embed ${result.embedded}`);
+});
 
 test("a developer registers a plugin, sees its secret once and its deliveries", async () => {
   // The first admin of this fresh deployment (ADMIN_EMAILS in config/dev.env); admins hold

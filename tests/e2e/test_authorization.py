@@ -117,6 +117,7 @@ RULES: dict[str, Rule] = {
                         valid=lambda w: [w["video_token"], w["broadcast"], w["segment"]], valid_ok=200),
     "PlayPoster": Rule("url_token", missing=404, garbage=403, valid=lambda w: [w["video_token"]],
                        valid_ok=200),
+    "Embed": Rule("public", params=p("channel")),
     # The upload token is genuine, for a video that does not exist: past the token check, the
     # handler's 404 for the missing video.
     "Upload": Rule("url_token", missing=404, garbage=403, valid=lambda w: [w["upload_token"]], valid_ok=404),
@@ -154,6 +155,8 @@ RULES: dict[str, Rule] = {
     "DiagJobEnqueue": Rule("diagnostics", params=lambda w, c: ["matrix"], ok=202),
     "DiagJobStatus": Rule("diagnostics", params=lambda w, c: ["matrix"]),
     "DiagConformance": Rule("diagnostics"),
+    "DiagMetrics": Rule("diagnostics"),
+    "DiagMetricsReset": Rule("diagnostics"),
     "DiagStored": Rule("diagnostics", params=p("channel")),
     "DiagVideo": Rule("diagnostics", params=p("video_keep")),
 }
@@ -425,4 +428,4 @@ def test_credential_routes_refuse_missing_and_garbage_credentials(worker, routes
     assert not failures, "\n".join(failures)
     # The valid ingest token reached the media check, which refused the body: nothing stored.
     stored = world["api"].get(f"/api/_diag/stored/{world['ingest_channel']}").json()
-    assert stored == {"broadcasts": 0, "videos": 0, "blobs": []}, stored
+    assert stored == {"broadcasts": 0, "videos": 0, "blobs": [], "playlists": []}, stored

@@ -281,6 +281,7 @@ def test_delete_removes_media_and_only_the_owner_or_an_admin_may(api):
     assert r.status_code == 200, r.text
     assert r.json()["objects_removed"] >= len(segments) + 1
     assert api.get(f"/api/_diag/stored/{ch['id']}").json()["blobs"] == []
+    assert api.get(f"/api/_diag/stored/{ch['id']}").json()["playlists"] == []
     assert api.get(mp4_url).status_code == 404
     assert api.get(f"/api/videos/{video_id}", headers=bearer(owner["token"])).status_code == 404
     assert api.get(f"/api/videos/{video_id}/history", headers=bearer(owner["token"])).status_code == 404

@@ -185,7 +185,7 @@ def test_forged_ingest_tokens_are_refused_and_store_nothing(broadcast, worker):
             assert r.status_code == 403, (label, file, r.text)
             refused(r)
         assert requests.delete(f"{worker.url}/ingest/{forged}/index0.ts", timeout=10).status_code == 403, label
-    assert stored(api, channel) == {"broadcasts": 0, "videos": 0, "blobs": []}
+    assert stored(api, channel) == {"broadcasts": 0, "videos": 0, "blobs": [], "playlists": []}
     assert api.get(f"/api/channels/{channel}").json()["live"] is False
     # The genuine URL still works.
     push_recording(api, broadcast["ingest_url"])
@@ -200,20 +200,22 @@ def test_forged_playback_tokens_are_refused(recorded, worker):
     live_token = api.post(f"/api/channels/{channel}/playback").json()["url"].split("/")[-2]
     segment_path = next(l for l in api.get(hls).text.splitlines() if l.endswith(".ts"))
     unsigned, signature = token.rsplit(".", 1)
-    kind, vid, viewer, exp = unsigned.split(".")
+    kind, vid, ch, brd, viewer, exp = unsigned.split(".")
     now = int(time.time())
     before = stored(api, channel)
     attacks = {
         "tampered signature": f"{unsigned}.{flip(signature, 2)}",
-        "another video, same signature": f"v.{flip(vid)}.{viewer}.{exp}.{signature}",
+        "another video, same signature": f"v.{flip(vid)}.{ch}.{brd}.{viewer}.{exp}.{signature}",
+        "another channel, same signature": f"v.{vid}.{flip(ch)}.{brd}.{viewer}.{exp}.{signature}",
+        "another broadcast, same signature": f"v.{vid}.{ch}.{flip(brd)}.{viewer}.{exp}.{signature}",
         "truncated": token[:-3],
         "no signature": unsigned,
         "empty signature (alg none)": unsigned + ".",
-        "re-scoped to the channel (kind changed)": f"c.{vid}.{viewer}.{exp}.{signature}",
+        "re-scoped to the channel (kind changed)": f"c.{ch}.{viewer}.{exp}.{signature}",
         "the ingest token": broadcast["ingest_url"].split("/")[-2],
         "an upload token for the video": sign_url(f"u.{vid}.mp4.{now + 600}"),
-        "expired": sign_url(f"v.{vid}.{viewer}.{now - 1}"),
-        "expiry extended without the key": f"v.{vid}.{viewer}.{now + 10 ** 6}.{signature}",
+        "expired": sign_url(f"v.{vid}.{ch}.{brd}.{viewer}.{now - 1}"),
+        "expiry extended without the key": f"v.{vid}.{ch}.{brd}.{viewer}.{now + 10 ** 6}.{signature}",
         "wrong key": sign_url(unsigned, "not-the-url-secret-0123456789abcdef"),
     }
     for label, forged in attacks.items():

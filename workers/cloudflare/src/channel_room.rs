@@ -5,6 +5,7 @@
 //! [`edgevideo_core::services::broadcasts::broadcast_ended`].
 
 use edgevideo_core::model::room::{RoomRequest, LOBBY};
+use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ports::{Live as _, Platform as _, RoomSockets, RoomStore};
 use edgevideo_core::room;
 use edgevideo_core::{ApiError, StoreError};
@@ -216,9 +217,13 @@ impl DurableObject for ChannelRoom {
         };
         let recorded = match CloudflarePlatform::from_env(&self.env) {
             Ok(platform) => {
-                edgevideo_core::services::broadcasts::broadcast_ended(&platform, &ended)
-                    .await
-                    .map_err(|e| e.to_string())
+                // Metered: the same instantiation of the services as the worker's requests.
+                edgevideo_core::services::broadcasts::broadcast_ended(
+                    &Metered::new(&platform),
+                    &ended,
+                )
+                .await
+                .map_err(|e| e.to_string())
             }
             Err(e) => Err(e.to_string()),
         };

@@ -6,9 +6,10 @@
 //!
 //! Modules, top-down: [`bindings`] (binding names, mirrored in `wrangler.toml`), [`convert`]
 //! (request/response conversion), [`platform`] and the adapters [`kv`], [`d1`], [`r2`],
-//! [`rooms`], [`queue`], [`outbound`], then [`channel_room`] (the Durable Object class).
+//! [`rooms`], [`queue`], [`outbound`], [`cache`], then [`channel_room`] (the Durable Object class).
 
 pub mod bindings;
+pub mod cache;
 pub mod channel_room;
 pub mod convert;
 pub mod d1;
@@ -22,7 +23,9 @@ pub mod transcoder_container;
 
 use worker::{event, Context, Env, MessageBatch, MessageExt};
 
-use edgevideo_core::api::RoomUpgrade;
+use edgevideo_core::api::{ChunkedBody, RoomUpgrade};
+use edgevideo_core::ports::metered::Metered;
+use edgevideo_core::ports::Platform as _;
 use futures_util::future::join_all;
 
 use crate::platform::CloudflarePlatform;
@@ -52,11 +55,15 @@ async fn fetch(
         Ok(platform) => platform,
         Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
     };
-    let core_request = match convert::to_core_request(&mut request).await {
+    let max_body = edgevideo_core::api::max_request_body(platform.config());
+    let core_request = match convert::to_core_request(&mut request, max_body).await {
         Ok(core_request) => core_request,
         Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
     };
     let response = edgevideo_core::handle(&platform, core_request).await;
+    if let Some(body) = response.extensions().get::<ChunkedBody>().cloned() {
+        return convert::to_streamed_response(response, convert::chunk_stream(platform, body));
+    }
     if let Some(upgrade) = response.extensions().get::<RoomUpgrade>() {
         return match rooms::connect(&env, &upgrade.room, request).await {
             Ok(response) => Ok(response),
@@ -87,6 +94,9 @@ async fn queue(
     // The messages of a batch are independent (deliveries to different plugins): run them
     // concurrently, so one slow receiver does not hold the others back.
     let messages = batch.messages()?;
+    // Through the same counting wrapper as requests: one instantiation of the core's
+    // services, and the counters see the consumer's calls too.
+    let platform = Metered::new(&platform);
     let outcomes = join_all(messages.iter().map(|message| {
         let platform = &platform;
         async move {

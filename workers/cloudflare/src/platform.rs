@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use worker::Env;
 
 use crate::bindings;
+use crate::cache::WorkersCache;
 use crate::d1::D1Sql;
 use crate::kv::WorkersKv;
 use crate::outbound::FetchOutbound;
@@ -23,6 +24,7 @@ pub struct CloudflarePlatform {
     live: DurableRooms,
     jobs: QueueJobs,
     outbound: FetchOutbound,
+    edge_cache: WorkersCache,
 }
 
 fn missing(binding: &str, err: worker::Error) -> ApiError {
@@ -62,6 +64,7 @@ impl CloudflarePlatform {
             outbound: FetchOutbound {
                 transcoder: env.durable_object(bindings::TRANSCODER).ok(),
             },
+            edge_cache: WorkersCache,
         })
     }
 }
@@ -100,6 +103,7 @@ impl Platform for CloudflarePlatform {
     type Live = DurableRooms;
     type Jobs = QueueJobs;
     type Outbound = FetchOutbound;
+    type EdgeCache = WorkersCache;
 
     fn config(&self) -> &Config {
         &self.config
@@ -122,10 +126,19 @@ impl Platform for CloudflarePlatform {
     fn outbound(&self) -> &FetchOutbound {
         &self.outbound
     }
+    fn edge_cache(&self) -> &WorkersCache {
+        &self.edge_cache
+    }
     fn clock(&self) -> &dyn Clock {
         &WorkersClock
     }
     fn entropy(&self) -> &dyn Entropy {
         &WorkersEntropy
+    }
+    /// `setTimeout`, created and awaited in the calling request's own context: the core's
+    /// single flight waits with it rather than being woken by another request (workerd
+    /// refuses I/O done on behalf of a different request).
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
     }
 }

@@ -14,6 +14,9 @@ pub mod names {
     pub const URL_SIGNING_SECRET: &str = "URL_SIGNING_SECRET";
     /// `on` exposes the binding diagnostics under `/api/_diag/` (development only).
     pub const DIAGNOSTICS: &str = "DIAGNOSTICS";
+    /// `on`: playback skips the edge cache and its single flight (every request reads the
+    /// room or the blob store, as before the cache; for benchmarks and debugging).
+    pub const BYPASS_EDGE_CACHE: &str = "BYPASS_EDGE_CACHE";
     /// Comma-separated email domains whose users become broadcasters at signup.
     pub const BROADCASTER_DOMAINS: &str = "BROADCASTER_DOMAINS";
     /// Comma-separated emails that are admins.
@@ -121,6 +124,8 @@ pub struct Config {
     pub url_signing_secret: String,
     /// Whether `/api/_diag/` routes are served.
     pub diagnostics: bool,
+    /// Whether playback skips the edge cache ([`names::BYPASS_EDGE_CACHE`]).
+    pub bypass_edge_cache: bool,
     /// The `iss` claim of session tokens.
     pub token_issuer: String,
     /// Lifetime of session tokens, in seconds.
@@ -173,6 +178,7 @@ impl std::fmt::Debug for Config {
             .field("session_secret", &"<redacted>")
             .field("url_signing_secret", &"<redacted>")
             .field("diagnostics", &self.diagnostics)
+            .field("bypass_edge_cache", &self.bypass_edge_cache)
             .field("password_iterations", &self.password_iterations)
             .field("broadcaster_domains", &self.broadcaster_domains)
             .finish_non_exhaustive()
@@ -203,6 +209,7 @@ impl Config {
             session_secret: vars.secret(names::SESSION_SECRET)?,
             url_signing_secret: vars.secret(names::URL_SIGNING_SECRET)?,
             diagnostics,
+            bypass_edge_cache: vars.flag(names::BYPASS_EDGE_CACHE),
             token_issuer: TOKEN_ISSUER.to_owned(),
             session_ttl_s: vars.number(
                 names::SESSION_TTL_SECONDS,

@@ -35,7 +35,7 @@ pub mod services;
 pub mod store;
 pub mod webhooks;
 
-pub use api::router::handle;
+pub use api::router::{handle, handle_buffered};
 pub use config::Config;
 pub use error::{ApiError, StoreError};
 

@@ -3,16 +3,16 @@
 //! the core carries no SQL engine, so SQL is tested in the real runtimes.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::Config;
 use crate::error::StoreError;
 use crate::model::job::Job;
 use crate::model::room::{RoomRequest, RoomResponse};
 use crate::ports::{
-    Blob, BlobMeta, Blobs, ByteRange, Clock, Entropy, Jobs, Kv, Live, Outbound, OutboundError,
-    OutboundRequest, OutboundResponse, Platform, RoomSockets, RoomStore, Row, Sql, Statement,
-    UploadedPart,
+    Blob, BlobMeta, Blobs, ByteRange, CachedObject, Clock, EdgeCache, Entropy, Jobs, Kv, Live,
+    Outbound, OutboundError, OutboundRequest, OutboundResponse, Platform, RoomSockets, RoomStore,
+    Row, Sql, Statement, UploadedPart,
 };
 use crate::room;
 
@@ -335,6 +335,41 @@ impl Sql for UnavailableSql {
     }
 }
 
+/// An [`EdgeCache`] in memory: objects are kept until replaced (readers drop stale ones by
+/// their `expires_at_ms`).
+#[derive(Debug, Default)]
+pub struct MemoryEdgeCache {
+    objects: RefCell<HashMap<String, CachedObject>>,
+}
+
+impl MemoryEdgeCache {
+    /// How many objects are stored.
+    pub fn len(&self) -> usize {
+        self.objects.borrow().len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.objects.borrow().is_empty()
+    }
+}
+
+impl EdgeCache for MemoryEdgeCache {
+    async fn get(&self, key: &str) -> Result<Option<CachedObject>, StoreError> {
+        Ok(self.objects.borrow().get(key).cloned())
+    }
+    async fn put(&self, key: &str, object: &CachedObject) -> Result<(), StoreError> {
+        self.objects
+            .borrow_mut()
+            .insert(key.to_owned(), object.clone());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.objects.borrow_mut().remove(key);
+        Ok(())
+    }
+}
+
 /// A [`Clock`] that only moves when told to.
 #[derive(Debug, Default)]
 pub struct ManualClock {
@@ -380,6 +415,8 @@ pub struct MemoryPlatform {
     pub jobs: MemoryJobs,
     /// Outgoing HTTP.
     pub outbound: MemoryOutbound,
+    /// Edge cache.
+    pub edge_cache: MemoryEdgeCache,
     /// Clock.
     pub clock: ManualClock,
     /// Randomness.
@@ -397,6 +434,7 @@ impl MemoryPlatform {
             live: MemoryLive::default(),
             jobs: MemoryJobs::default(),
             outbound: MemoryOutbound::default(),
+            edge_cache: MemoryEdgeCache::default(),
             clock: ManualClock::default(),
             entropy: CountingEntropy::default(),
         }
@@ -410,6 +448,7 @@ impl Platform for MemoryPlatform {
     type Live = MemoryLive;
     type Jobs = MemoryJobs;
     type Outbound = MemoryOutbound;
+    type EdgeCache = MemoryEdgeCache;
 
     fn config(&self) -> &Config {
         &self.config
@@ -431,6 +470,9 @@ impl Platform for MemoryPlatform {
     }
     fn outbound(&self) -> &MemoryOutbound {
         &self.outbound
+    }
+    fn edge_cache(&self) -> &MemoryEdgeCache {
+        &self.edge_cache
     }
     fn clock(&self) -> &dyn Clock {
         &self.clock

@@ -28,8 +28,10 @@ pub async fn run<P: Platform>(platform: &P, job: Job) -> Result<(), JobError> {
         }
         Job::Transcode {
             video_id,
+            channel_id,
             broadcast_id,
-            ..
-        } => crate::services::transcode::send(platform, &video_id, &broadcast_id).await,
+        } => {
+            crate::services::transcode::send(platform, &video_id, &channel_id, &broadcast_id).await
+        }
     }
 }

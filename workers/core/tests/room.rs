@@ -12,16 +12,24 @@ const IDLE_MS: u64 = 30_000;
 struct Pusher<'a> {
     room: &'a MemoryRoom,
     session: &'static str,
+    key_version: i64,
     broadcast: Option<String>,
 }
 
 impl<'a> Pusher<'a> {
+    /// A pusher with an ingest URL of stream-key version 1, the room's current version.
     fn new(room: &'a MemoryRoom, session: &'static str) -> Self {
-        Pusher {
+        let pusher = Pusher {
             room,
             session,
+            key_version: 1,
             broadcast: None,
-        }
+        };
+        assert_eq!(
+            pusher.call(RoomRequest::SetKeyVersion { version: 1 }),
+            RoomResponse::Done
+        );
+        pusher
     }
 
     /// Calls the room as a host does: both messages cross a JSON boundary.
@@ -38,6 +46,7 @@ impl<'a> Pusher<'a> {
         let response = self.call(RoomRequest::BeginSegment {
             channel_id: "ch_test".into(),
             session: self.session.into(),
+            key_version: self.key_version,
             file: file.into(),
             new_broadcast_id: format!("brd_{now_ms}"),
             now_ms,
@@ -80,6 +89,7 @@ impl<'a> Pusher<'a> {
             .collect();
         self.call(RoomRequest::Playlist {
             session: self.session.into(),
+            key_version: self.key_version,
             playlist: PushedPlaylist {
                 entries,
                 end_list,
@@ -298,4 +308,59 @@ fn the_lobby_lists_live_channels() {
         .map(|m| m["type"].clone())
         .collect();
     assert_eq!(types, vec!["live", "ended"]);
+}
+
+#[test]
+fn the_room_checks_the_stream_key_version_of_every_ingest_request() {
+    let room = MemoryRoom::default();
+    let mut pusher = Pusher::new(&room, "ses_a");
+    assert!(pusher.segment("index0.ts", 1_000).is_none());
+    assert!(matches!(
+        pusher.playlist(0, 1, false, 1_500),
+        RoomResponse::PlaylistAccepted { listed: 1, .. }
+    ));
+    // A rotation: the room is told the new version, and the old URL stops at once.
+    assert_eq!(
+        pusher.call(RoomRequest::SetKeyVersion { version: 2 }),
+        RoomResponse::Done
+    );
+    assert!(matches!(
+        pusher.begin("index1.ts", 2_000),
+        RoomResponse::KeyRefused { .. }
+    ));
+    assert!(matches!(
+        pusher.playlist(0, 2, false, 2_000),
+        RoomResponse::KeyRefused { .. }
+    ));
+    assert_eq!(pusher.window(), ["index0.ts"], "nothing refused was listed");
+    match pusher.call(RoomRequest::Status { now_ms: 2_500 }) {
+        RoomResponse::Status(status) => {
+            let refusal = status.ingest_refused.expect("the refusal is in the status");
+            assert!(refusal.reason.contains("rotated"), "{refusal:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // A URL of the new version goes on with the same broadcast.
+    pusher.key_version = 2;
+    assert!(matches!(
+        pusher.begin("index1.ts", 3_000),
+        RoomResponse::Began { started: None, .. }
+    ));
+
+    // A room that was never told the version asks for it.
+    let fresh = MemoryRoom::default();
+    let request = RoomRequest::Playlist {
+        session: "ses_b".into(),
+        key_version: 1,
+        playlist: PushedPlaylist {
+            entries: vec![],
+            end_list: false,
+            target_duration_ms: 2000,
+        },
+        now_ms: 1,
+    };
+    assert_eq!(
+        block_on(room::handle(&fresh.store, &fresh.sockets, request)).unwrap(),
+        RoomResponse::KeyUnknown
+    );
 }

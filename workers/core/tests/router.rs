@@ -6,6 +6,7 @@ use edgevideo_core::handle;
 use edgevideo_core::memory::MemoryPlatform;
 use edgevideo_core::model::job::{self, Job};
 use edgevideo_core::ports::conformance;
+use edgevideo_core::ports::NoEdgeCache;
 use edgevideo_core::queue;
 use http::{Method, Request, StatusCode};
 use serde_json::Value;
@@ -132,4 +133,9 @@ fn memory_adapters_pass_the_conformance_suites() {
     let blobs = pollster::block_on(conformance::blobs(&p.blobs, "t"));
     assert_eq!(blobs.failure, None);
     assert!(blobs.passed >= 10);
+    let cache = pollster::block_on(conformance::edge_cache(&p.edge_cache, "t", 1_000));
+    assert_eq!(cache.failure, None);
+    assert_eq!(cache.passed, 4);
+    let none = pollster::block_on(conformance::edge_cache(&NoEdgeCache, "t", 1_000));
+    assert_eq!((none.failure, none.passed), (None, 2));
 }

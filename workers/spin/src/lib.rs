@@ -26,6 +26,8 @@ pub mod outbound;
 pub mod platform;
 pub mod sql;
 
+use edgevideo_core::ports::metered::Metered;
+use edgevideo_core::ports::Platform as _;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 #[cfg(target_arch = "wasm32")]
 use spin_sdk::http_component;
@@ -42,7 +44,9 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
     let (response, platform) = match SpinPlatform::from_spin() {
         Ok(platform) => match convert::to_core_request(request).await {
             Ok(request) => (
-                convert::without_room_upgrade(edgevideo_core::handle(&platform, request).await),
+                convert::without_room_upgrade(
+                    edgevideo_core::handle_buffered(&platform, request).await,
+                ),
                 Some(platform),
             ),
             Err(err) => (edgevideo_core::api::error(&err), Some(platform)),
@@ -53,7 +57,9 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         eprintln!("edgevideo: could not send the response: {err}");
     }
     if let Some(platform) = platform {
-        live::run_due_alarms(&platform).await;
-        jobs::run_due(&platform).await;
+        // Through the same counting wrapper as requests: one instantiation of the core.
+        let metered = Metered::new(&platform);
+        live::run_due_alarms(&metered, platform.live()).await;
+        jobs::run_due(&metered).await;
     }
 }

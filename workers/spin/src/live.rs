@@ -166,8 +166,7 @@ impl SqlLive {
 /// Runs the room alarms that are due (at most [`MAX_ALARMS_PER_REQUEST`]) and records the
 /// broadcasts they end; returns how many alarms ran. Failures are logged to stderr; a room
 /// whose ended broadcast could not be recorded announces it again from its next alarm.
-pub async fn run_due_alarms<P: Platform<Live = SqlLive>>(platform: &P) -> usize {
-    let live = platform.live();
+pub async fn run_due_alarms<P: Platform>(platform: &P, live: &SqlLive) -> usize {
     let now = now_ms();
     let due = live.db.ensure_migrated().and_then(|()| {
         live.db.query_rows(&Statement::new(

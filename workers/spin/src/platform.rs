@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use edgevideo_core::config::Config;
-use edgevideo_core::ports::{Clock, Entropy, Platform};
+use edgevideo_core::ports::{Clock, Entropy, NoEdgeCache, Platform};
 use edgevideo_core::ApiError;
 use spin_sdk::key_value::Store;
 
@@ -117,6 +117,7 @@ impl Platform for SpinPlatform {
     type Live = SqlLive;
     type Jobs = SqlJobs;
     type Outbound = SpinOutbound;
+    type EdgeCache = NoEdgeCache;
 
     fn config(&self) -> &Config {
         &self.config
@@ -138,6 +139,9 @@ impl Platform for SpinPlatform {
     }
     fn outbound(&self) -> &SpinOutbound {
         &self.outbound
+    }
+    fn edge_cache(&self) -> &NoEdgeCache {
+        &NoEdgeCache
     }
     fn clock(&self) -> &dyn Clock {
         &WasiClock

@@ -146,7 +146,7 @@ pub fn playlist(files: &[String], ended: bool) -> Vec<u8> {
 impl TestPlatform {
     /// Sends a request through [`edgevideo_core::handle`].
     pub fn send(&self, request: Request<Vec<u8>>) -> Reply {
-        reply(block_on(edgevideo_core::handle(self, request)))
+        reply(block_on(edgevideo_core::handle_buffered(self, request)))
     }
 
     /// Sends `method path_or_url` with a bearer token and a JSON body when given.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use edgevideo_core::config::{Config, ConfigError};
-use edgevideo_core::memory::{ManualClock, MemoryBlobs, MemoryKv, MemoryLive};
+use edgevideo_core::memory::{ManualClock, MemoryBlobs, MemoryEdgeCache, MemoryKv, MemoryLive};
 use edgevideo_core::model::job::Job;
 use edgevideo_core::ports::{
     Clock, Entropy, Jobs, Outbound, OutboundError, OutboundRequest, OutboundResponse, Platform,
@@ -248,6 +248,8 @@ pub struct TestPlatform {
     pub jobs: ScheduledJobs,
     /// Outgoing HTTP.
     pub outbound: ScriptedOutbound,
+    /// The edge cache (the core's in-memory adapter).
+    pub edge_cache: MemoryEdgeCache,
     /// The clock; moves only when told to.
     pub clock: Rc<ManualClock>,
     /// Randomness.
@@ -286,6 +288,7 @@ impl TestPlatform {
             live: MemoryLive::default(),
             jobs: ScheduledJobs::new(clock.clone()),
             outbound: ScriptedOutbound::default(),
+            edge_cache: MemoryEdgeCache::default(),
             clock,
             entropy: SeededEntropy::new(14),
         })
@@ -345,6 +348,7 @@ impl Platform for TestPlatform {
     type Live = MemoryLive;
     type Jobs = ScheduledJobs;
     type Outbound = ScriptedOutbound;
+    type EdgeCache = MemoryEdgeCache;
 
     fn config(&self) -> &Config {
         &self.config
@@ -366,6 +370,9 @@ impl Platform for TestPlatform {
     }
     fn outbound(&self) -> &ScriptedOutbound {
         &self.outbound
+    }
+    fn edge_cache(&self) -> &MemoryEdgeCache {
+        &self.edge_cache
     }
     fn clock(&self) -> &dyn Clock {
         &*self.clock

@@ -24,7 +24,7 @@ fn every_suite_passes_through_the_diagnostics_route() {
         .as_array()
         .cloned()
         .unwrap_or_else(|| panic!("no reports in {body}"));
-    assert_eq!(reports.len(), 3, "{body}");
+    assert_eq!(reports.len(), 4, "{body}");
     for report in reports {
         assert!(report["failure"].is_null(), "{report}");
     }

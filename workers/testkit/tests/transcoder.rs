@@ -130,6 +130,38 @@ fn a_bad_signature_is_refused_and_nothing_changes() {
 }
 
 #[test]
+fn a_callback_naming_keys_outside_the_video_is_refused_and_nothing_changes() {
+    let p = TestPlatform::new();
+    let (_, video) = processing_video(&p);
+    let before = p.stored_video(&video);
+    for (field, key) in [
+        (
+            "output_key",
+            "videos/vid_someoneelse000/video.mp4".to_owned(),
+        ),
+        ("output_key", "live/ch_x/brd_y/index0.ts".to_owned()),
+        ("poster_key", format!("videos/{video}/../poster.jpg")),
+    ] {
+        let mut body = json!({ "type": "transcode.completed", "job_id": job_id(&video), "video_id": video, "width": 1, "height": 1 });
+        body[field] = json!(key);
+        let reply = p.transcoder_callback(&body, None);
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{field} {key}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.error_code().as_deref(), Some("invalid_callback"));
+    }
+    p.settle();
+    assert_eq!(p.stored_video(&video), before);
+    // The video's own key is accepted.
+    let mut body = json!({ "type": "transcode.completed", "job_id": job_id(&video), "video_id": video, "width": 1, "height": 1 });
+    body["output_key"] = json!(format!("videos/{video}/video.mp4"));
+    assert_eq!(p.transcoder_callback(&body, None).status, StatusCode::OK);
+}
+
+#[test]
 fn a_callback_for_a_deleted_video_removes_its_uploads_and_changes_nothing_else() {
     let p = TestPlatform::new();
     let (owner, video) = processing_video(&p);

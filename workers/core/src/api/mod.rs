@@ -5,6 +5,9 @@
 //! [`ApiError`]s.
 
 pub mod auth;
+pub mod chunked;
+pub mod cors;
+pub mod edge;
 pub mod router;
 pub mod routes;
 pub mod table;
@@ -16,6 +19,8 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 
+pub use chunked::{ChunkedBody, CHUNK_BYTES};
+
 /// A request as the core sees it: the whole body in memory.
 pub type Request = http::Request<Vec<u8>>;
 /// A response as the core produces it.
@@ -23,6 +28,13 @@ pub type Response = http::Response<Vec<u8>>;
 
 /// Largest JSON request body accepted, in bytes.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// Largest request body any route accepts under `config`: a segment or an upload part, plus
+/// room for the playlist or JSON around it. Hosts refuse a larger `Content-Length` before
+/// reading, and stop reading a body without one at this size (413).
+pub fn max_request_body(config: &crate::config::Config) -> u64 {
+    config.max_segment_bytes.max(config.upload_part_bytes) + 64 * 1024
+}
 
 /// A JSON response with `status`. Serialization of our own types cannot fail; if it ever
 /// did, the answer is a 500 rather than a panic.

@@ -6,10 +6,12 @@
 use http::Method;
 
 use crate::api::auth;
+use crate::api::cors;
 use crate::api::table::{self, Access, RouteSpec, ROUTES};
 use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::role::Principal;
+use crate::ports::metered::Metered;
 use crate::ports::Platform;
 use crate::store::users;
 
@@ -65,12 +67,37 @@ pub fn resolve(method: &Method, path: &str) -> Result<Matched, ApiError> {
 }
 
 /// Handles one request: resolves the route, checks its access rule, runs the handler, and
-/// renders any error as JSON. Never panics on input.
+/// renders any error as JSON. Never panics on input. Port calls are counted
+/// ([`metered`]); playback answers any origin ([`cors`]).
+///
+/// A response may carry a [`api::ChunkedBody`] marker instead of its body: hosts that stream
+/// read it chunk by chunk, the others call [`handle_buffered`].
 pub async fn handle<P: Platform>(platform: &P, request: Request) -> Response {
-    match dispatch(platform, request).await {
+    let platform = Metered::new(platform);
+    let playback = is_playback(request.uri().path());
+    if playback && request.method() == Method::OPTIONS {
+        return cors::preflight();
+    }
+    let response = match dispatch(&platform, request).await {
         Ok(response) => response,
         Err(err) => api::error(&err),
+    };
+    if playback {
+        cors::allow_any_origin(response)
+    } else {
+        response
     }
+}
+
+/// [`handle`], with any [`api::ChunkedBody`] collected into the response body.
+pub async fn handle_buffered<P: Platform>(platform: &P, request: Request) -> Response {
+    let response = handle(platform, request).await;
+    api::chunked::collect_body(&Metered::new(platform), response).await
+}
+
+/// Whether `path` is a playback URL (`/play/...`), which players on any origin may read.
+fn is_playback(path: &str) -> bool {
+    path.starts_with("/play/")
 }
 
 /// Resolves, authorizes and runs one request.

@@ -134,7 +134,7 @@ route_table! {
         routes::playback::channel_url(platform, &params[0], &request).await
     };
     ChannelSocket: GET "/api/channels/{id}/ws", Public => routes::channels::socket(platform, &params[0], &request).await;
-    LiveChannels: GET "/api/live", Public => routes::channels::live_channels(platform).await;
+    LiveChannels: GET "/api/live", Public => routes::channels::live_channels(platform, &request).await;
     LobbySocket: GET "/api/live/ws", Public => routes::channels::lobby_socket(&request);
     VideoPlayback: POST "/api/videos/{id}/playback", Public => {
         routes::playback::video_url(platform, &params[0], &request).await
@@ -167,8 +167,8 @@ route_table! {
         routes::ingest::put(platform, &params[0], &params[1], request).await
     };
     IngestDelete: DELETE "/ingest/{token}/{file}", UrlToken => routes::ingest::delete(platform, &params[0]).await;
-    PlayLive: GET "/play/{token}/live.m3u8", UrlToken => routes::playback::live_playlist(platform, &params[0]).await;
-    PlayVod: GET "/play/{token}/index.m3u8", UrlToken => routes::playback::vod_playlist(platform, &params[0]).await;
+    PlayLive: GET "/play/{token}/live.m3u8", UrlToken => routes::playback::live_playlist(platform, &params[0], &request).await;
+    PlayVod: GET "/play/{token}/index.m3u8", UrlToken => routes::playback::vod_playlist(platform, &params[0], &request).await;
     PlayMp4: GET "/play/{token}/video.mp4", UrlToken => routes::playback::mp4(platform, &params[0], &request).await;
     PlaySegment: GET "/play/{token}/seg/{broadcast}/{file}", UrlToken => {
         routes::playback::segment(platform, &params[0], &params[1], &params[2], &request).await
@@ -205,6 +205,8 @@ route_table! {
         routes::transcoder::complete_parts(platform, &params[0], &request).await
     };
     PlayPoster: GET "/play/{token}/poster.jpg", UrlToken => routes::playback::poster(platform, &params[0], &request).await;
+    /// The embeddable player of a channel (live) or a video, for an iframe on any site.
+    Embed: GET "/embed/{id}", Public => routes::embed::page(&params[0]);
     DiagKvGet: GET "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_get(platform, &params[0]).await;
     DiagKvPut: PUT "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_put(platform, &params[0], &request).await;
     /// Increments a counter row in SQL.
@@ -223,6 +225,10 @@ route_table! {
     DiagVideo: GET "/api/_diag/video/{id}", Diagnostics => routes::diag::video(platform, &params[0]).await;
     /// What the catalogue and blob store hold for a channel.
     DiagStored: GET "/api/_diag/stored/{channel}", Diagnostics => routes::diag::stored(platform, &params[0]).await;
+    /// Port calls counted in this isolate since the last reset, by port and operation.
+    DiagMetrics: GET "/api/_diag/metrics", Diagnostics => Ok(routes::diag::metrics());
+    /// Sets this isolate's port-call counters to zero.
+    DiagMetricsReset: DELETE "/api/_diag/metrics", Diagnostics => Ok(routes::diag::metrics_reset());
     /// The port conformance suites against the real bindings.
     DiagConformance: GET "/api/_diag/conformance", Diagnostics => Ok(routes::diag::conformance(platform).await);
 

@@ -21,6 +21,8 @@ pub enum RoomRequest {
         channel_id: String,
         /// The ingest session of the pusher.
         session: String,
+        /// The stream-key version the ingest URL was signed with.
+        key_version: i64,
         /// The segment's file name.
         file: String,
         /// The id to use if this starts a broadcast.
@@ -47,8 +49,24 @@ pub enum RoomRequest {
     Playlist {
         /// The ingest session.
         session: String,
+        /// The stream-key version the ingest URL was signed with.
+        key_version: i64,
         /// The parsed playlist.
         playlist: PushedPlaylist,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// The channel's current stream-key version (after a rotation, or learned from the
+    /// catalogue): ingest URLs of any other version are refused from now on.
+    SetKeyVersion {
+        /// The version.
+        version: i64,
+    },
+    /// Checks an ingest URL's stream-key version without changing anything (answers
+    /// [`RoomResponse::Done`], `KeyUnknown` or `KeyRefused`).
+    CheckKey {
+        /// The stream-key version the ingest URL was signed with.
+        key_version: i64,
         /// Now, Unix ms.
         now_ms: u64,
     },
@@ -90,6 +108,27 @@ pub enum RoomRequest {
     LobbyList,
 }
 
+impl RoomRequest {
+    /// The request's `op` tag, for counters and logs.
+    pub fn op(&self) -> &'static str {
+        match self {
+            RoomRequest::Ping => "ping",
+            RoomRequest::BeginSegment { .. } => "begin_segment",
+            RoomRequest::SegmentStored { .. } => "segment_stored",
+            RoomRequest::Playlist { .. } => "playlist",
+            RoomRequest::SetKeyVersion { .. } => "set_key_version",
+            RoomRequest::CheckKey { .. } => "check_key",
+            RoomRequest::IngestRefused { .. } => "ingest_refused",
+            RoomRequest::Finished { .. } => "finished",
+            RoomRequest::Status { .. } => "status",
+            RoomRequest::Window { .. } => "window",
+            RoomRequest::Notify { .. } => "notify",
+            RoomRequest::LobbyUpdate { .. } => "lobby_update",
+            RoomRequest::LobbyList => "lobby_list",
+        }
+    }
+}
+
 /// A room's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -105,6 +144,15 @@ pub enum RoomResponse {
         broadcast_id: String,
         /// Set when this segment started the broadcast.
         started: Option<StartedBroadcast>,
+    },
+    /// The room does not know the channel's stream-key version yet: send
+    /// [`RoomRequest::SetKeyVersion`] and ask again.
+    KeyUnknown,
+    /// The ingest URL's stream-key version is not the channel's (the key was rotated);
+    /// the refusal is recorded in the status, nothing else changed.
+    KeyRefused {
+        /// Why.
+        reason: String,
     },
     /// The request conflicts with the live broadcast (a second pusher); nothing changed.
     Conflict {

@@ -4,7 +4,8 @@
 //! A token is dot-separated fields followed by a signature:
 //! `i.{channel}.{key_version}.{session}.{exp}.{sig}` (ingest),
 //! `c.{channel}.{viewer}.{exp}.{sig}` (play a channel live) and
-//! `v.{video}.{viewer}.{exp}.{sig}` (play a video), with `-` for no viewer, and
+//! `v.{video}.{channel}.{broadcast}.{viewer}.{exp}.{sig}` (play a video), with `-` for no
+//! viewer or no recording, and
 //! `u.{video}.{kind}.{exp}.{sig}` (the transcoder uploads a video's MP4 or poster). The signature is
 //! HMAC-SHA256 over `edgevideo/url/v1\n` followed by everything before the last dot,
 //! base64url without padding, compared in constant time.
@@ -34,10 +35,15 @@ pub enum Scope {
         /// The channel.
         channel_id: String,
     },
-    /// Play a recorded video.
+    /// Play a recorded video. The channel and the recording's broadcast are signed in, so
+    /// that playlist and segment requests need no catalogue query.
     PlayVideo {
         /// The video.
         video_id: String,
+        /// The channel it was broadcast on.
+        channel_id: String,
+        /// The broadcast whose segments are its HLS recording, if it has one.
+        broadcast_id: Option<String>,
     },
     /// Upload one of a video's files (the transcoder's output).
     Upload {
@@ -98,7 +104,17 @@ impl UrlToken {
                 session,
             } => format!("i.{channel_id}.{key_version}.{session}.{}", self.exp),
             Scope::PlayChannel { channel_id } => format!("c.{channel_id}.{viewer}.{}", self.exp),
-            Scope::PlayVideo { video_id } => format!("v.{video_id}.{viewer}.{}", self.exp),
+            Scope::PlayVideo {
+                video_id,
+                channel_id,
+                broadcast_id,
+            } => {
+                let broadcast = broadcast_id.as_deref().unwrap_or("-");
+                format!(
+                    "v.{video_id}.{channel_id}.{broadcast}.{viewer}.{}",
+                    self.exp
+                )
+            }
             Scope::Upload { video_id, kind } => format!("u.{video_id}.{kind}.{}", self.exp),
         }
     }
@@ -143,13 +159,21 @@ impl UrlToken {
                 viewer: None,
                 exp: exp.parse().map_err(|_| UrlTokenError::Malformed)?,
             },
-            [kind @ ("c" | "v"), id, viewer, exp] if is_field(id) && is_field(viewer) => {
-                let id = (*id).to_owned();
+            ["c", id, viewer, exp] if is_field(id) && is_field(viewer) => UrlToken {
+                scope: Scope::PlayChannel {
+                    channel_id: (*id).to_owned(),
+                },
+                viewer: (*viewer != "-").then(|| (*viewer).to_owned()),
+                exp: exp.parse().map_err(|_| UrlTokenError::Malformed)?,
+            },
+            ["v", id, channel, broadcast, viewer, exp]
+                if [id, channel, broadcast, viewer].iter().all(|f| is_field(f)) =>
+            {
                 UrlToken {
-                    scope: if *kind == "c" {
-                        Scope::PlayChannel { channel_id: id }
-                    } else {
-                        Scope::PlayVideo { video_id: id }
+                    scope: Scope::PlayVideo {
+                        video_id: (*id).to_owned(),
+                        channel_id: (*channel).to_owned(),
+                        broadcast_id: (*broadcast != "-").then(|| (*broadcast).to_owned()),
                     },
                     viewer: (*viewer != "-").then(|| (*viewer).to_owned()),
                     exp: exp.parse().map_err(|_| UrlTokenError::Malformed)?,
@@ -187,8 +211,19 @@ mod tests {
         let play = UrlToken {
             scope: Scope::PlayVideo {
                 video_id: "vid_abcdefgh".into(),
+                channel_id: "ch_abcdefgh".into(),
+                broadcast_id: Some("brd_abcdefgh".into()),
             },
             viewer: Some("usr_viewer01".into()),
+            exp: 2000,
+        };
+        let unrecorded = UrlToken {
+            scope: Scope::PlayVideo {
+                video_id: "vid_abcdefgh".into(),
+                channel_id: "ch_abcdefgh".into(),
+                broadcast_id: None,
+            },
+            viewer: None,
             exp: 2000,
         };
         let live = UrlToken {
@@ -206,7 +241,7 @@ mod tests {
             viewer: None,
             exp: 2000,
         };
-        for token in [ingest(), play, live, upload] {
+        for token in [ingest(), play, unrecorded, live, upload] {
             assert_eq!(UrlToken::verify(&token.sign(KEY), KEY, 1000), Ok(token));
         }
     }

@@ -80,6 +80,8 @@ pub struct VideoDetails {
     pub id: String,
     /// The channel it was broadcast on.
     pub channel_id: String,
+    /// The broadcast whose segments are its HLS recording, if any.
+    pub broadcast_id: Option<String>,
     /// The channel's owner.
     pub owner_id: String,
     /// Where it is in its life.

@@ -6,7 +6,10 @@
 use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::ports::{Blobs, ByteRange, Kv, Platform, Sql, SqlValue, Statement, MIN_PART_BYTES};
+use crate::ports::{
+    Blobs, ByteRange, CachedObject, EdgeCache, Kv, Platform, Sql, SqlValue, Statement,
+    MIN_PART_BYTES,
+};
 
 /// The outcome of one suite.
 #[derive(Debug, Serialize)]
@@ -55,7 +58,52 @@ pub async fn run_all<P: Platform>(platform: &P) -> Vec<SuiteReport> {
         kv(platform.kv(), &scope).await,
         blobs(platform.blobs(), &scope).await,
         sql(platform.sql(), &scope).await,
+        edge_cache(platform.edge_cache(), &scope, platform.clock().now_ms()).await,
     ]
+}
+
+/// The [`EdgeCache`] contract: a missing key misses; a stored object reads back with its
+/// bytes, type and expiry, a later put replaces it, delete forgets it (caches that store nothing, see
+/// [`EdgeCache::STORES`], only miss).
+pub async fn edge_cache<C: EdgeCache>(cache: &C, scope: &str, now_ms: u64) -> SuiteReport {
+    let mut c = Checker { passed: 0 };
+    let key = format!("http://localhost/_edge/conformance/{scope}");
+    let object = |body: &[u8]| CachedObject {
+        content_type: "application/octet-stream".into(),
+        body: body.to_vec(),
+        expires_at_ms: now_ms + 60_000,
+    };
+    let result = async {
+        c.check(
+            cache
+                .get(&key)
+                .await
+                .map_err(fail("get missing"))?
+                .is_none(),
+            "a missing key misses",
+        )?;
+        let first = object(&[0, 255, 1, 2]);
+        cache.put(&key, &first).await.map_err(fail("put"))?;
+        let read = cache.get(&key).await.map_err(fail("get"))?;
+        if !C::STORES {
+            return c.check(read.is_none(), "a cache that stores nothing misses");
+        }
+        c.check(
+            read.as_ref() == Some(&first),
+            "a stored object reads back exactly",
+        )?;
+        let second = object(b"second");
+        cache.put(&key, &second).await.map_err(fail("overwrite"))?;
+        let read = cache.get(&key).await.map_err(fail("get"))?;
+        c.check(read.as_ref() == Some(&second), "a later put replaces")?;
+        cache.delete(&key).await.map_err(fail("delete"))?;
+        c.check(
+            cache.get(&key).await.map_err(fail("get"))?.is_none(),
+            "delete forgets",
+        )
+    }
+    .await;
+    report("edge_cache", c.passed, result)
 }
 
 /// The [`Kv`] contract: missing keys read as `None`, writes read back, overwrite replaces,

@@ -7,6 +7,7 @@
 //! pass inside their runtime.
 
 pub mod conformance;
+pub mod metered;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -324,6 +325,61 @@ pub trait RoomSockets {
     fn send_all(&self, message: &str);
 }
 
+/// An object kept by the [`EdgeCache`]: a whole successful response body with its type and
+/// the time it stops being fresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedObject {
+    /// The `Content-Type` to answer with.
+    pub content_type: String,
+    /// The body.
+    pub body: Vec<u8>,
+    /// When the object stops being fresh, Unix ms. Readers treat a stale object as a miss.
+    pub expires_at_ms: u64,
+}
+
+/// A shared HTTP cache near the viewer, keyed by absolute URLs that carry no token.
+/// Cloudflare: the Cache API of the data center. Spin: none ([`NoEdgeCache`]).
+pub trait EdgeCache {
+    /// Whether the cache keeps what it is given (false for [`NoEdgeCache`]).
+    const STORES: bool = true;
+
+    /// Reads a fresh object; `Ok(None)` on a miss.
+    ///
+    /// # Errors
+    /// `Backend` when the cache cannot be read (callers treat it as a miss).
+    async fn get(&self, key: &str) -> Result<Option<CachedObject>, StoreError>;
+
+    /// Stores an object until its `expires_at_ms` (caches may forget it earlier).
+    ///
+    /// # Errors
+    /// `Backend` when the cache refuses (callers ignore it).
+    async fn put(&self, key: &str, object: &CachedObject) -> Result<(), StoreError>;
+
+    /// Forgets an object (in this location; other locations keep theirs until it expires).
+    ///
+    /// # Errors
+    /// `Backend` when the cache refuses.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The edge cache of hosts that have none: every read misses, every write is dropped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEdgeCache;
+
+impl EdgeCache for NoEdgeCache {
+    const STORES: bool = false;
+
+    async fn get(&self, _key: &str) -> Result<Option<CachedObject>, StoreError> {
+        Ok(None)
+    }
+    async fn put(&self, _key: &str, _object: &CachedObject) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn delete(&self, _key: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// Background work: messages handled later by the job consumer ([`crate::queue::run`]).
 /// Cloudflare: a Queue producer.
 pub trait Jobs {
@@ -440,6 +496,8 @@ pub trait Platform {
     type Jobs: Jobs;
     /// The outgoing HTTP port.
     type Outbound: Outbound;
+    /// The edge cache port.
+    type EdgeCache: EdgeCache;
 
     /// The deployment's configuration.
     fn config(&self) -> &Config;
@@ -455,8 +513,39 @@ pub trait Platform {
     fn jobs(&self) -> &Self::Jobs;
     /// Outgoing HTTP.
     fn outbound(&self) -> &Self::Outbound;
+    /// The edge cache.
+    fn edge_cache(&self) -> &Self::EdgeCache;
     /// The clock.
     fn clock(&self) -> &dyn Clock;
     /// The randomness source.
     fn entropy(&self) -> &dyn Entropy;
+
+    /// Waits about `ms` milliseconds on the host's timer, letting other requests of the
+    /// isolate run. Hosts that run one request at a time (Spin, the in-process tests) keep
+    /// this default, which only yields once.
+    async fn sleep(&self, ms: u64) {
+        let _ = ms;
+        YieldNow(false).await;
+    }
+}
+
+/// A future that is pending once (asking to be polled again at once), then ready: lets the
+/// other futures of a single-threaded executor run.
+#[derive(Debug)]
+pub struct YieldNow(pub bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
 }

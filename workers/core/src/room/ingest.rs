@@ -31,6 +31,42 @@ const DEFAULT_TARGET_MS: u64 = 2000;
 /// Why a second pusher is refused.
 const ANOTHER_BROADCAST: &str = "another broadcast is live on this channel";
 
+/// Why an ingest URL of an older stream-key version is refused.
+pub const KEY_ROTATED: &str = "the stream key was rotated; request a new ingest URL";
+/// The room-storage key of the channel's current stream-key version.
+const KEY_VERSION_KEY: &str = "stream_key_version";
+
+/// Checks an ingest request's stream-key version against the channel's: `None` when it is
+/// current; [`RoomResponse::KeyUnknown`] when the room has not been told the version yet;
+/// [`RoomResponse::KeyRefused`] (recorded in the status) when it is another one.
+pub(super) async fn check_key<S: RoomStore>(
+    store: &S,
+    sockets: &dyn RoomSockets,
+    key_version: i64,
+    now_ms: u64,
+) -> Result<Option<RoomResponse>, StoreError> {
+    let current: Option<i64> = load(store, KEY_VERSION_KEY).await?;
+    match current {
+        None => Ok(Some(RoomResponse::KeyUnknown)),
+        Some(current) if current == key_version => Ok(None),
+        Some(_) => {
+            ingest_refused(store, sockets, KEY_ROTATED, now_ms).await?;
+            Ok(Some(RoomResponse::KeyRefused {
+                reason: KEY_ROTATED.to_owned(),
+            }))
+        }
+    }
+}
+
+/// Records the channel's current stream-key version.
+pub(super) async fn set_key_version<S: RoomStore>(
+    store: &S,
+    version: i64,
+) -> Result<RoomResponse, StoreError> {
+    save(store, KEY_VERSION_KEY, &version).await?;
+    Ok(RoomResponse::Done)
+}
+
 /// What a segment that begins uploading needs to know.
 pub(super) struct Begin {
     pub channel_id: String,

@@ -51,6 +51,25 @@ pub async fn handle<S: RoomStore>(
     sockets: &dyn RoomSockets,
     request: RoomRequest,
 ) -> Result<RoomResponse, StoreError> {
+    if let RoomRequest::BeginSegment {
+        key_version,
+        now_ms,
+        ..
+    }
+    | RoomRequest::Playlist {
+        key_version,
+        now_ms,
+        ..
+    }
+    | RoomRequest::CheckKey {
+        key_version,
+        now_ms,
+    } = &request
+    {
+        if let Some(refusal) = ingest::check_key(store, sockets, *key_version, *now_ms).await? {
+            return Ok(refusal);
+        }
+    }
     match request {
         RoomRequest::Ping => ping(store).await,
         RoomRequest::BeginSegment {
@@ -60,6 +79,7 @@ pub async fn handle<S: RoomStore>(
             new_broadcast_id,
             now_ms,
             idle_timeout_ms,
+            ..
         } => {
             let begin = ingest::Begin {
                 channel_id,
@@ -84,7 +104,10 @@ pub async fn handle<S: RoomStore>(
             session,
             playlist,
             now_ms,
+            ..
         } => ingest::playlist(store, sockets, session, playlist, now_ms).await,
+        RoomRequest::SetKeyVersion { version } => ingest::set_key_version(store, version).await,
+        RoomRequest::CheckKey { .. } => Ok(RoomResponse::Done),
         RoomRequest::IngestRefused { reason, now_ms } => {
             ingest::ingest_refused(store, sockets, &reason, now_ms).await
         }

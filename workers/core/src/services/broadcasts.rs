@@ -3,9 +3,11 @@
 //! and by the room's host from its alarm. Safe to run twice for the same broadcast.
 
 use crate::error::StoreError;
+use crate::model::hls;
 use crate::model::job::Job;
 use crate::model::room::{EndedBroadcast, LobbyEntry, RoomRequest, StartedBroadcast, LOBBY};
-use crate::ports::{JobsExt as _, Live as _, Platform, Sql as _};
+use crate::ports::{Blobs as _, JobsExt as _, Live as _, Platform, Sql as _};
+use crate::services::videos;
 use crate::store::channels;
 use crate::store::{broadcasts, counters};
 
@@ -80,6 +82,15 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
         .ok_or_else(|| StoreError::NotFound(format!("channel {}", ended.channel_id)))?;
     let title = default_title(&channel.name, ended.started_at_ms);
     let statements = broadcasts::record_ended(ended, &channel.owner_id, &title)?;
+    if ended.video_id.is_some() {
+        // Before the row: once a video row exists its playlist must be there (a re-run after
+        // a failed batch rewrites the same bytes).
+        let playlist = hls::vod_playlist(&ended.segments, &format!("seg/{}/", ended.broadcast_id));
+        let key = videos::recording_playlist_key(&ended.channel_id, &ended.broadcast_id);
+        p.blobs()
+            .put(&key, playlist, hls::PLAYLIST_CONTENT_TYPE)
+            .await?;
+    }
     p.sql().batch(&statements).await?;
     if let Some(video_id) = &ended.video_id {
         p.jobs()

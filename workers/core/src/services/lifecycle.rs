@@ -65,6 +65,8 @@ async fn video_payload<P: Platform>(p: &P, video_id: &str) -> Result<Value, Stor
     let token = UrlToken {
         scope: Scope::PlayVideo {
             video_id: video.id.clone(),
+            channel_id: video.channel_id.clone(),
+            broadcast_id: video.broadcast_id.clone(),
         },
         viewer: None,
         exp: p.clock().now_ms() / 1000 + p.config().playback_url_ttl_s,

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod broadcasts;
 pub mod catalogue;
 pub mod delivery;
+pub mod edge_cache;
 pub mod lifecycle;
 pub mod plugins;
 pub mod ratelimit;

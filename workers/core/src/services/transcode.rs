@@ -23,7 +23,12 @@ const JOB_URL_TTL_S: u64 = 6 * 3600;
 /// # Errors
 /// [`JobError::Invalid`] when the transcoder refuses the job or nothing is configured to
 /// take it; [`JobError::Store`] (retried) when it cannot be reached.
-pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Result<(), JobError> {
+pub async fn send<P: Platform>(
+    p: &P,
+    video_id: &str,
+    channel_id: &str,
+    broadcast_id: &str,
+) -> Result<(), JobError> {
     let config = p.config();
     let (Some(transcoder_url), Some(secret)) = (&config.transcoder_url, &config.transcoder_secret)
     else {
@@ -37,7 +42,7 @@ pub async fn send<P: Platform>(p: &P, video_id: &str, broadcast_id: &str) -> Res
         .as_deref()
         .ok_or_else(|| JobError::Invalid("PUBLIC_URL is not set".into()))?;
     let now_s = p.clock().now_ms() / 1000;
-    let job = job(p, public_url, video_id, broadcast_id, now_s).await?;
+    let job = job(p, public_url, video_id, channel_id, broadcast_id, now_s).await?;
     job.validate()
         .map_err(|e| JobError::Invalid(format!("the transcode job is invalid: {e}")))?;
     let body = serde_json::to_vec(&job)
@@ -77,6 +82,7 @@ async fn job<P: Platform>(
     p: &P,
     public_url: &str,
     video_id: &str,
+    channel_id: &str,
     broadcast_id: &str,
     now_s: u64,
 ) -> Result<TranscodeJob, StoreError> {
@@ -92,6 +98,8 @@ async fn job<P: Platform>(
     };
     let play = sign(Scope::PlayVideo {
         video_id: video_id.to_owned(),
+        channel_id: channel_id.to_owned(),
+        broadcast_id: Some(broadcast_id.to_owned()),
     });
     let inputs: Vec<String> = segments
         .iter()

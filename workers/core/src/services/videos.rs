@@ -7,6 +7,12 @@ pub fn segment_key(channel_id: &str, broadcast_id: &str, file: &str) -> String {
     format!("live/{channel_id}/{broadcast_id}/{file}")
 }
 
+/// The blob key of a recording's VOD playlist, written when its broadcast ends so that
+/// playing a recording reads no catalogue row.
+pub fn recording_playlist_key(channel_id: &str, broadcast_id: &str) -> String {
+    format!("live/{channel_id}/{broadcast_id}/vod.m3u8")
+}
+
 /// The blob prefix under which a video's own files (MP4, poster) are stored.
 pub fn files_prefix(video_id: &str) -> String {
     format!("videos/{video_id}/")

@@ -7,7 +7,7 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use crate::api::auth;
-use crate::api::routes::channels;
+use crate::api::routes::{channels, playback};
 use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::ids;
@@ -313,6 +313,7 @@ pub async fn delete_video<P: Platform>(
         return Err(ApiError::NotFound(format!("no video {id}")));
     }
     let removed = catalogue::delete_media(p.blobs(), &video).await?;
+    playback::purge_video(p, request, &video.id, video.broadcast_id.as_deref()).await;
     catalogue::delete_rows(p.sql(), &video.id).await?;
     catalogue::invalidate(p.kv()).await?;
     Ok(api::json(

@@ -6,13 +6,15 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::api::edge::{cache_key, EDGE_CACHE};
 use crate::api::{self, Request, Response, RoomUpgrade};
 use crate::error::ApiError;
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse, RoomStatus, LOBBY};
 use crate::model::signed_url::{Scope, UrlToken};
-use crate::ports::{Live as _, Platform};
+use crate::ports::{CachedObject, Live as _, Platform};
+use crate::services::edge_cache;
 use crate::store::channels::{self, Channel};
 
 #[derive(Deserialize)]
@@ -132,7 +134,8 @@ pub async fn get<P: Platform>(p: &P, id: &str) -> Result<Response, ApiError> {
 }
 
 /// `POST /api/channels/{id}/stream-key/rotate` (owner): invalidates every ingest URL issued
-/// so far.
+/// so far, at once: the channel's room, which checks every ingest request, is told the new
+/// version before the answer (a 503 when it cannot be told; rotating again is safe).
 pub async fn rotate_stream_key<P: Platform>(
     p: &P,
     principal: &Principal,
@@ -141,6 +144,9 @@ pub async fn rotate_stream_key<P: Platform>(
     let channel = load(p, id).await?;
     require_owner(principal, &channel)?;
     let version = channels::rotate_stream_key(p.sql(), &channel.id).await?;
+    p.live()
+        .call(&channel.id, &RoomRequest::SetKeyVersion { version })
+        .await?;
     Ok(api::json(
         StatusCode::OK,
         &json!({ "stream_key_version": version }),
@@ -180,24 +186,44 @@ pub async fn ingest_url<P: Platform>(
     ))
 }
 
-/// `GET /api/live`: the live channels with their viewer counts.
-pub async fn live_channels<P: Platform>(p: &P) -> Result<Response, ApiError> {
-    let RoomResponse::Lobby { channels } = p.live().call(LOBBY, &RoomRequest::LobbyList).await?
-    else {
-        return Err(ApiError::Internal("unexpected lobby answer".into()));
-    };
-    let mut out = Vec::with_capacity(channels.len());
-    for entry in channels {
-        let viewers = status(p, &entry.channel_id).await?.viewers;
-        out.push(json!({
-            "channel_id": entry.channel_id,
-            "name": entry.name,
-            "broadcast_id": entry.broadcast_id,
-            "started_at_ms": entry.started_at_ms,
-            "viewers": viewers,
-        }));
+/// How long the live list stays in the edge cache, in ms.
+const LIVE_LIST_TTL_MS: u64 = 2_000;
+
+/// `GET /api/live`: the live channels with their viewer counts; a snapshot from the edge
+/// cache, rebuilt (the lobby and each live channel's status) at most every 2 s per location.
+pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let key = cache_key(request, "api/live");
+    let (object, status) = edge_cache::get_or_fill(p, &key, || async {
+        let RoomResponse::Lobby { channels } =
+            p.live().call(LOBBY, &RoomRequest::LobbyList).await?
+        else {
+            return Err(ApiError::Internal("unexpected lobby answer".into()));
+        };
+        let mut out = Vec::with_capacity(channels.len());
+        for entry in channels {
+            let viewers = status(p, &entry.channel_id).await?.viewers;
+            out.push(json!({
+                "channel_id": entry.channel_id,
+                "name": entry.name,
+                "broadcast_id": entry.broadcast_id,
+                "started_at_ms": entry.started_at_ms,
+                "viewers": viewers,
+            }));
+        }
+        let body = serde_json::to_vec(&json!({ "channels": out }))
+            .map_err(|e| ApiError::Internal(format!("response encoding: {e}")))?;
+        Ok(CachedObject {
+            content_type: "application/json".into(),
+            body,
+            expires_at_ms: p.clock().now_ms() + LIVE_LIST_TTL_MS,
+        })
+    })
+    .await?;
+    let mut response = api::with_body(StatusCode::OK, "application/json", object.body);
+    if let Ok(value) = http::HeaderValue::from_str(status.as_str()) {
+        response.headers_mut().insert(EDGE_CACHE, value);
     }
-    Ok(api::json(StatusCode::OK, &json!({ "channels": out })))
+    Ok(response)
 }
 
 fn upgrade(request: &Request, room: String) -> Result<Response, ApiError> {

@@ -11,7 +11,7 @@ use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::job::{probe_key, Job};
 use crate::model::room::{RoomRequest, RoomResponse};
-use crate::ports::conformance;
+use crate::ports::{conformance, metered};
 use crate::ports::{Blobs as _, JobsExt as _, Kv as _, Live as _, Platform};
 use crate::store::diag;
 
@@ -194,18 +194,25 @@ pub async fn conformance<P: Platform>(p: &P) -> Response {
     api::json(status, &json!({ "suites": report }))
 }
 
-/// `GET /api/_diag/stored/{channel}`: the channel's broadcast and video rows and its blob
-/// keys, so tests can prove that a refused request stored nothing.
+/// `GET /api/_diag/stored/{channel}`: the channel's broadcast and video rows, its segment
+/// keys (`blobs`) and its recordings' playlist keys (`playlists`), so tests can prove that a
+/// refused request stored nothing.
 pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, ApiError> {
     let channel_id = diag_key(channel_id)?;
     let (broadcasts, videos) = diag::channel_rows(p.sql(), channel_id).await?;
-    let blobs = p.blobs().list(&format!("live/{channel_id}/")).await?;
+    let (playlists, segments): (Vec<String>, Vec<String>) = p
+        .blobs()
+        .list(&format!("live/{channel_id}/"))
+        .await?
+        .into_iter()
+        .partition(|key| key.ends_with(".m3u8"));
     Ok(api::json(
         StatusCode::OK,
         &json!({
             "broadcasts": broadcasts,
             "videos": videos,
-            "blobs": blobs,
+            "blobs": segments,
+            "playlists": playlists,
         }),
     ))
 }
@@ -229,4 +236,15 @@ pub async fn video<P: Platform>(p: &P, id: &str) -> Result<Response, ApiError> {
         serde_json::Value::Array(events.into_iter().map(serde_json::Value::Object).collect()),
     );
     Ok(api::json(StatusCode::OK, &row))
+}
+
+/// `GET /api/_diag/metrics`: this isolate's port-call counters ([`metered`]).
+pub fn metrics() -> Response {
+    api::json(StatusCode::OK, &json!({ "counts": metered::snapshot() }))
+}
+
+/// `DELETE /api/_diag/metrics`: sets this isolate's counters to zero.
+pub fn metrics_reset() -> Response {
+    metered::reset();
+    api::json(StatusCode::OK, &json!({ "counts": {} }))
 }

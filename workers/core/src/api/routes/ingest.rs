@@ -20,9 +20,10 @@ use crate::store::channels;
 /// Largest pushed playlist accepted, in bytes.
 const MAX_PLAYLIST_BYTES: usize = 256 * 1024;
 
-/// A verified ingest request's channel and session.
+/// A verified ingest request's channel, stream-key version and session.
 struct Ingest {
     channel_id: String,
+    key_version: i64,
     session: String,
 }
 
@@ -56,18 +57,41 @@ async fn authorize<P: Platform>(p: &P, token: &str) -> Result<Ingest, ApiError> 
     else {
         return Err(ApiError::Forbidden("this URL does not allow ingest".into()));
     };
-    let channel = channels::by_id(p.sql(), &channel_id)
-        .await?
-        .ok_or_else(|| ApiError::Forbidden("the channel no longer exists".into()))?;
-    if channel.stream_key_version != key_version {
-        let reason = "the stream key was rotated; request a new ingest URL";
-        record_refusal(p, &channel_id, reason).await;
-        return Err(ApiError::Forbidden(reason.into()));
-    }
+    // The stream-key version is checked by the channel's room with each segment and
+    // playlist ([`call_room`]), not here: ingest reads no catalogue row.
     Ok(Ingest {
         channel_id,
+        key_version,
         session,
     })
+}
+
+/// Sends an ingest request to the channel's room. A room that does not know the channel's
+/// stream-key version yet learns it from the catalogue once (the only catalogue read of
+/// ingest, once per room); a refused version is a 403.
+async fn call_room<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    request: &RoomRequest,
+) -> Result<RoomResponse, ApiError> {
+    let mut answer = p.live().call(&ingest.channel_id, request).await?;
+    if answer == RoomResponse::KeyUnknown {
+        let channel = channels::by_id(p.sql(), &ingest.channel_id)
+            .await?
+            .ok_or_else(|| ApiError::Forbidden("the channel no longer exists".into()))?;
+        let set = RoomRequest::SetKeyVersion {
+            version: channel.stream_key_version,
+        };
+        p.live().call(&ingest.channel_id, &set).await?;
+        answer = p.live().call(&ingest.channel_id, request).await?;
+    }
+    match answer {
+        RoomResponse::KeyRefused { reason } => Err(ApiError::Forbidden(reason)),
+        RoomResponse::KeyUnknown => Err(ApiError::Internal(
+            "the room did not keep the stream-key version".into(),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// `PUT /ingest/{token}/{file}`: a segment or the playlist.
@@ -91,9 +115,15 @@ pub async fn put<P: Platform>(
 }
 
 /// `DELETE /ingest/{token}/{file}` (ffmpeg's `delete_segments`): accepted and ignored,
-/// because segments belong to the recording.
+/// because segments belong to the recording; a URL whose stream key was rotated is refused
+/// like its PUTs.
 pub async fn delete<P: Platform>(p: &P, token: &str) -> Result<Response, ApiError> {
-    authorize(p, token).await?;
+    let ingest = authorize(p, token).await?;
+    let check = RoomRequest::CheckKey {
+        key_version: ingest.key_version,
+        now_ms: p.clock().now_ms(),
+    };
+    call_room(p, &ingest, &check).await?;
     Ok(api::with_body(
         StatusCode::NO_CONTENT,
         "application/json",
@@ -128,12 +158,13 @@ async fn put_segment<P: Platform>(
     let begin = RoomRequest::BeginSegment {
         channel_id: ingest.channel_id.clone(),
         session: ingest.session.clone(),
+        key_version: ingest.key_version,
         file: file.to_owned(),
         new_broadcast_id: p.entropy().new_id("brd"),
         now_ms,
         idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
     };
-    let (broadcast_id, started) = match p.live().call(&ingest.channel_id, &begin).await? {
+    let (broadcast_id, started) = match call_room(p, ingest, &begin).await? {
         RoomResponse::Began {
             broadcast_id,
             started,
@@ -192,10 +223,11 @@ async fn put_playlist<P: Platform>(
     })?;
     let request = RoomRequest::Playlist {
         session: ingest.session.clone(),
+        key_version: ingest.key_version,
         playlist,
         now_ms: p.clock().now_ms(),
     };
-    let (listed, ended) = match p.live().call(&ingest.channel_id, &request).await? {
+    let (listed, ended) = match call_room(p, ingest, &request).await? {
         RoomResponse::PlaylistAccepted { listed, ended } => (listed, ended),
         RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
         other => {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod channels;
 pub mod diag;
+pub mod embed;
 pub mod health;
 pub mod ingest;
 pub mod playback;

@@ -1,22 +1,32 @@
 //! Playback: signed playback URLs for channels (live) and videos (VOD), and the routes those
 //! URLs lead to: the live playlist built from the room's window, the VOD playlist of a
 //! recording, segments and MP4s from the blob store with Range support and long caching.
+//!
+//! Every playback route verifies its token (no I/O), then reads through the edge cache under
+//! a key without the token ([`edge_cache::get_or_fill`]): viewers with different tokens share
+//! one cached object, and a hit touches neither the catalogue, the room nor the blob store.
+//! The token carries what the routes need (the channel, the recording's broadcast), so no
+//! playback request queries the catalogue.
 
-use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_RANGE, RANGE};
+use http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE,
+};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::api::auth;
+use crate::api::edge::{cache_key, EDGE_CACHE};
 use crate::api::routes::channels;
-use crate::api::{self, Request, Response};
+use crate::api::{self, ChunkedBody, Request, Response, CHUNK_BYTES};
 use crate::error::ApiError;
-use crate::model::hls::{self, PLAYLIST_CONTENT_TYPE, SEGMENT_CONTENT_TYPE};
+use crate::model::hls::{self, ListedSegment, PLAYLIST_CONTENT_TYPE, SEGMENT_CONTENT_TYPE};
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::model::video::Video;
-use crate::ports::{Blobs as _, ByteRange, Live as _, Platform};
+use crate::ports::{Blobs as _, CachedObject, Live as _, Platform};
+use crate::services::edge_cache::{self, CacheStatus};
 use crate::services::videos;
 use crate::services::views;
 use crate::store::counters;
@@ -28,6 +38,13 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const LIVE_PLAYLIST: &str = "public, max-age=1";
 /// Cache policy of VOD playlists: fixed once the broadcast ended.
 const VOD_PLAYLIST: &str = "public, max-age=3600";
+/// How long segments and MP4 chunks stay in the edge cache: they never change.
+const IMMUTABLE_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
+/// How long VOD playlists, posters and MP4 sizes stay in the edge cache. They change only
+/// when the video is deleted; a deletion purges them where it ran ([`purge_video`]) and
+/// elsewhere they expire within this time. They gate the immutable MP4 chunks (read only
+/// after the size) and, for players, the segments (listed only by the playlist).
+const VOD_PLAYLIST_TTL_MS: u64 = 60 * 1000;
 
 fn now_s<P: Platform>(p: &P) -> u64 {
     p.clock().now_ms() / 1000
@@ -118,6 +135,8 @@ pub async fn video_url<P: Platform>(
         p,
         Scope::PlayVideo {
             video_id: video.id.clone(),
+            channel_id: video.channel_id.clone(),
+            broadcast_id: video.broadcast_id.clone(),
         },
         viewer.as_ref(),
     );
@@ -157,63 +176,128 @@ fn with_cache(mut response: Response, policy: &'static str) -> Response {
     response
 }
 
-/// `GET /play/{token}/live.m3u8`: the live playlist (ENDLIST once the broadcast ended).
-pub async fn live_playlist<P: Platform>(p: &P, token: &str) -> Result<Response, ApiError> {
+/// A response with a cached object's body and type, saying how it was obtained.
+fn from_cache(object: CachedObject, status: CacheStatus, policy: &'static str) -> Response {
+    let mut response = http::Response::new(object.body);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&object.content_type) {
+        headers.insert(CONTENT_TYPE, value);
+    }
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(policy));
+    headers.insert(EDGE_CACHE, HeaderValue::from_static(status.as_str()));
+    response
+}
+
+/// How long a live playlist stays fresh in the edge cache: half its last segment's
+/// duration, so that a new segment is listed within one segment duration, from 0.5 s to 3 s.
+fn live_playlist_ttl_ms(window: &[ListedSegment]) -> u64 {
+    window
+        .last()
+        .map_or(1_000, |s| s.duration_ms / 2)
+        .clamp(500, 3_000)
+}
+
+/// `GET /play/{token}/live.m3u8`: the live playlist (ENDLIST once the broadcast ended),
+/// from the edge cache; the channel's room is asked at most once per freshness period per
+/// location.
+pub async fn live_playlist<P: Platform>(
+    p: &P,
+    token: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
     let Scope::PlayChannel { channel_id } = verify(p, token)?.scope else {
         return Err(ApiError::Forbidden(
             "this URL plays a video, not a channel".into(),
         ));
     };
-    let max_segments = usize::try_from(p.config().live_window_segments).unwrap_or(6);
-    let window = match p
-        .live()
-        .call(&channel_id, &RoomRequest::Window { max_segments })
-        .await?
-    {
-        RoomResponse::Window {
-            window: Some(window),
-        } => window,
-        RoomResponse::Window { window: None } => {
-            return Err(ApiError::NotFound("the channel has not been live".into()))
-        }
-        other => {
-            return Err(ApiError::Internal(format!(
-                "unexpected room answer {other:?}"
-            )))
-        }
-    };
-    let body = hls::live_playlist(
-        &window.segments,
-        &format!("seg/{}/", window.broadcast_id),
-        window.ended,
-    );
-    Ok(with_cache(
-        api::with_body(StatusCode::OK, PLAYLIST_CONTENT_TYPE, body),
-        LIVE_PLAYLIST,
-    ))
+    let key = cache_key(request, &format!("live/{channel_id}.m3u8"));
+    let (object, status) = edge_cache::get_or_fill(p, &key, || async {
+        let max_segments = usize::try_from(p.config().live_window_segments).unwrap_or(6);
+        let window = match p
+            .live()
+            .call(&channel_id, &RoomRequest::Window { max_segments })
+            .await?
+        {
+            RoomResponse::Window {
+                window: Some(window),
+            } => window,
+            RoomResponse::Window { window: None } => {
+                return Err(ApiError::NotFound("the channel has not been live".into()))
+            }
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "unexpected room answer {other:?}"
+                )))
+            }
+        };
+        let body = hls::live_playlist(
+            &window.segments,
+            &format!("seg/{}/", window.broadcast_id),
+            window.ended,
+        );
+        Ok(CachedObject {
+            content_type: PLAYLIST_CONTENT_TYPE.to_owned(),
+            body,
+            expires_at_ms: p.clock().now_ms() + live_playlist_ttl_ms(&window.segments),
+        })
+    })
+    .await?;
+    Ok(from_cache(object, status, LIVE_PLAYLIST))
 }
 
-/// `GET /play/{token}/index.m3u8`: the VOD playlist of a video's recording.
-pub async fn vod_playlist<P: Platform>(p: &P, token: &str) -> Result<Response, ApiError> {
-    let Scope::PlayVideo { video_id } = verify(p, token)?.scope else {
-        return Err(ApiError::Forbidden(
+/// The video a playback URL plays, with its channel and recording, from the token alone.
+fn video_scope<P: Platform>(
+    p: &P,
+    token: &str,
+) -> Result<(String, String, Option<String>), ApiError> {
+    match verify(p, token)?.scope {
+        Scope::PlayVideo {
+            video_id,
+            channel_id,
+            broadcast_id,
+        } => Ok((video_id, channel_id, broadcast_id)),
+        _ => Err(ApiError::Forbidden(
             "this URL plays a channel, not a video".into(),
-        ));
-    };
-    let video = load_video(p, &video_id).await?;
-    let broadcast_id = video
-        .broadcast_id
-        .ok_or_else(|| ApiError::NotFound("this video has no HLS recording".into()))?;
-    let segments = stored_videos::recording(p.sql(), &broadcast_id).await?;
-    let body = hls::vod_playlist(&segments, &format!("seg/{broadcast_id}/"));
-    Ok(with_cache(
-        api::with_body(StatusCode::OK, PLAYLIST_CONTENT_TYPE, body),
-        VOD_PLAYLIST,
-    ))
+        )),
+    }
+}
+
+/// `GET /play/{token}/index.m3u8`: the VOD playlist of a video's recording, written to the
+/// blob store when the broadcast ended and served from the edge cache.
+pub async fn vod_playlist<P: Platform>(
+    p: &P,
+    token: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (_, channel_id, broadcast_id) = video_scope(p, token)?;
+    let broadcast_id =
+        broadcast_id.ok_or_else(|| ApiError::NotFound("this video has no HLS recording".into()))?;
+    let key = cache_key(request, &format!("vod/{broadcast_id}.m3u8"));
+    let (object, status) = edge_cache::get_or_fill(p, &key, || async {
+        let blob_key = videos::recording_playlist_key(&channel_id, &broadcast_id);
+        let body = match p.blobs().get(&blob_key, None).await? {
+            Some(blob) => blob.bytes,
+            // Recordings that ended before their playlist was written to the blob store.
+            None => {
+                let segments = stored_videos::recording(p.sql(), &broadcast_id).await?;
+                if segments.is_empty() {
+                    return Err(ApiError::NotFound("this video has no HLS recording".into()));
+                }
+                hls::vod_playlist(&segments, &format!("seg/{broadcast_id}/"))
+            }
+        };
+        Ok(CachedObject {
+            content_type: PLAYLIST_CONTENT_TYPE.to_owned(),
+            body,
+            expires_at_ms: p.clock().now_ms() + VOD_PLAYLIST_TTL_MS,
+        })
+    })
+    .await?;
+    Ok(from_cache(object, status, VOD_PLAYLIST))
 }
 
 /// `GET /play/{token}/seg/{broadcast}/{file}`: one segment of a channel's broadcasts (channel
-/// URLs) or of the video's recording (video URLs).
+/// URLs) or of the video's recording (video URLs), from the edge cache, with Range support.
 pub async fn segment<P: Platform>(
     p: &P,
     token: &str,
@@ -226,35 +310,101 @@ pub async fn segment<P: Platform>(
     }
     let channel_id = match verify(p, token)?.scope {
         Scope::PlayChannel { channel_id } => channel_id,
-        Scope::PlayVideo { video_id } => {
-            let video = load_video(p, &video_id).await?;
-            if video.broadcast_id.as_deref() != Some(broadcast_id) {
+        Scope::PlayVideo {
+            channel_id,
+            broadcast_id: recorded,
+            ..
+        } => {
+            if recorded.as_deref() != Some(broadcast_id) {
                 return Err(ApiError::Forbidden(
                     "this segment is not part of the video".into(),
                 ));
             }
-            video.channel_id
+            channel_id
         }
         Scope::Ingest { .. } | Scope::Upload { .. } => {
             return Err(ApiError::Forbidden("this URL does not play".into()))
         }
     };
     let key = videos::segment_key(&channel_id, broadcast_id, file);
-    serve_blob(p, &key, SEGMENT_CONTENT_TYPE, request).await
+    serve_whole(
+        p,
+        &key,
+        &cache_key(request, &key),
+        SEGMENT_CONTENT_TYPE,
+        IMMUTABLE_TTL_MS,
+        request,
+    )
+    .await
 }
 
-/// `GET /play/{token}/video.mp4`: the transcoded MP4, with Range support.
+/// `GET /play/{token}/video.mp4`: the transcoded MP4, with Range support. Read in chunks of
+/// [`CHUNK_BYTES`] through the edge cache; the host streams the chunks, so no request holds
+/// more than one chunk in memory whatever the range.
 pub async fn mp4<P: Platform>(p: &P, token: &str, request: &Request) -> Result<Response, ApiError> {
-    let Scope::PlayVideo { video_id } = verify(p, token)?.scope else {
-        return Err(ApiError::Forbidden(
-            "this URL plays a channel, not a video".into(),
-        ));
+    let (video_id, _, _) = video_scope(p, token)?;
+    let (key, content_type) = videos::file_key(&video_id, "mp4")
+        .ok_or_else(|| ApiError::Internal("no MP4 key".into()))?;
+    let size_key = cache_key(request, &format!("size/{key}"));
+    let (size, _) = edge_cache::get_or_fill(p, &size_key, || async {
+        let meta = p
+            .blobs()
+            .head(&key)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("the MP4 is not ready yet".into()))?;
+        Ok(CachedObject {
+            content_type: "text/plain".into(),
+            body: meta.size.to_string().into_bytes(),
+            expires_at_ms: p.clock().now_ms() + VOD_PLAYLIST_TTL_MS,
+        })
+    })
+    .await?;
+    let size: u64 = std::str::from_utf8(&size.body)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| ApiError::Internal("unreadable cached size".into()))?;
+    let range = request.headers().get(RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match range {
+        None if size == 0 => {
+            return Ok(with_ranges(api::with_body(
+                StatusCode::OK,
+                content_type,
+                Vec::new(),
+            )))
+        }
+        None => (StatusCode::OK, 0, size - 1),
+        Some(range) => {
+            let (start, end) = parse_range(range, size)?;
+            (StatusCode::PARTIAL_CONTENT, start, end)
+        }
     };
-    let video = load_video(p, &video_id).await?;
-    let key = video
-        .mp4_key
-        .ok_or_else(|| ApiError::NotFound("the MP4 is not ready yet".into()))?;
-    serve_blob(p, &key, "video/mp4", request).await
+    let body = ChunkedBody {
+        key: key.clone(),
+        cache_key: cache_key(request, &key),
+        content_type,
+        start,
+        end,
+        size,
+    };
+    let mut response = if request.method() == http::Method::HEAD {
+        api::with_body(status, content_type, Vec::new())
+    } else if end - start < CHUNK_BYTES {
+        // One or two chunks: answered here.
+        api::with_body(status, content_type, body.collect(p).await?)
+    } else {
+        let mut response = api::with_body(status, content_type, Vec::new());
+        response.extensions_mut().insert(body);
+        response
+    };
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+            response.headers_mut().insert(CONTENT_RANGE, value);
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&(end - start + 1).to_string()) {
+        response.headers_mut().insert(CONTENT_LENGTH, value);
+    }
+    Ok(with_cache(with_ranges(response), IMMUTABLE))
 }
 
 /// `GET /play/{token}/poster.jpg`: the video's poster (its first keyframe), once transcoded.
@@ -263,16 +413,96 @@ pub async fn poster<P: Platform>(
     token: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let Scope::PlayVideo { video_id } = verify(p, token)?.scope else {
-        return Err(ApiError::Forbidden(
-            "this URL plays a channel, not a video".into(),
-        ));
+    let (video_id, _, _) = video_scope(p, token)?;
+    let (key, content_type) = videos::file_key(&video_id, "poster")
+        .ok_or_else(|| ApiError::Internal("no poster key".into()))?;
+    serve_whole(
+        p,
+        &key,
+        &cache_key(request, &key),
+        content_type,
+        VOD_PLAYLIST_TTL_MS,
+        request,
+    )
+    .await
+}
+
+/// Forgets a deleted video's playlist, MP4 size and poster in this location's edge cache
+/// (best effort: an object that stays expires within [`VOD_PLAYLIST_TTL_MS`]).
+pub async fn purge_video<P: Platform>(
+    p: &P,
+    request: &Request,
+    video_id: &str,
+    broadcast_id: Option<&str>,
+) {
+    let mut keys = Vec::new();
+    if let Some(broadcast_id) = broadcast_id {
+        keys.push(cache_key(request, &format!("vod/{broadcast_id}.m3u8")));
+    }
+    if let Some((key, _)) = videos::file_key(video_id, "mp4") {
+        keys.push(cache_key(request, &format!("size/{key}")));
+    }
+    if let Some((key, _)) = videos::file_key(video_id, "poster") {
+        keys.push(cache_key(request, &key));
+    }
+    for key in keys {
+        edge_cache::forget(p, &key).await;
+    }
+}
+
+fn with_ranges(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    response
+}
+
+/// A small immutable blob (a segment, a poster) from the edge cache, whole or one range of it.
+async fn serve_whole<P: Platform>(
+    p: &P,
+    key: &str,
+    cache_key: &str,
+    content_type: &'static str,
+    ttl_ms: u64,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let (object, status) = edge_cache::get_or_fill(p, cache_key, || async {
+        let blob = p
+            .blobs()
+            .get(key, None)
+            .await?
+            .ok_or_else(|| ApiError::NotFound("no such object".into()))?;
+        Ok(CachedObject {
+            content_type: content_type.to_owned(),
+            body: blob.bytes,
+            expires_at_ms: p.clock().now_ms() + ttl_ms,
+        })
+    })
+    .await?;
+    let range = request.headers().get(RANGE).and_then(|v| v.to_str().ok());
+    let mut response = match range {
+        None => from_cache(object, status, IMMUTABLE),
+        Some(range) => {
+            let size = object.body.len() as u64;
+            let (start, end) = parse_range(range, size)?;
+            let slice = object.body[start as usize..=end as usize].to_vec();
+            let mut response = from_cache(
+                CachedObject {
+                    body: slice,
+                    ..object
+                },
+                status,
+                IMMUTABLE,
+            );
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
+                response.headers_mut().insert(CONTENT_RANGE, value);
+            }
+            response
+        }
     };
-    let video = load_video(p, &video_id).await?;
-    let key = video
-        .poster_key
-        .ok_or_else(|| ApiError::NotFound("the video has no poster yet".into()))?;
-    serve_blob(p, &key, "image/jpeg", request).await
+    response = with_ranges(response);
+    Ok(response)
 }
 
 /// Parses a single-range `Range: bytes=...` header against an object of `size` bytes.
@@ -314,55 +544,6 @@ pub fn parse_range(header: &str, size: u64) -> Result<(u64, u64), ApiError> {
         return Err(unsatisfiable());
     }
     Ok((start, end))
-}
-
-async fn serve_blob<P: Platform>(
-    p: &P,
-    key: &str,
-    content_type: &'static str,
-    request: &Request,
-) -> Result<Response, ApiError> {
-    let range = request.headers().get(RANGE).and_then(|v| v.to_str().ok());
-    let mut response = match range {
-        None => {
-            let blob = p
-                .blobs()
-                .get(key, None)
-                .await?
-                .ok_or_else(|| ApiError::NotFound("no such object".into()))?;
-            api::with_body(StatusCode::OK, content_type, blob.bytes)
-        }
-        Some(range) => {
-            let meta = p
-                .blobs()
-                .head(key)
-                .await?
-                .ok_or_else(|| ApiError::NotFound("no such object".into()))?;
-            let (start, end) = parse_range(range, meta.size)?;
-            let blob = p
-                .blobs()
-                .get(
-                    key,
-                    Some(ByteRange::From {
-                        offset: start,
-                        length: Some(end - start + 1),
-                    }),
-                )
-                .await?
-                .ok_or_else(|| ApiError::NotFound("no such object".into()))?;
-            let mut response =
-                api::with_body(StatusCode::PARTIAL_CONTENT, content_type, blob.bytes);
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{}", meta.size))
-            {
-                response.headers_mut().insert(CONTENT_RANGE, value);
-            }
-            response
-        }
-    };
-    response
-        .headers_mut()
-        .insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    Ok(with_cache(response, IMMUTABLE))
 }
 
 #[cfg(test)]

@@ -210,15 +210,22 @@ async fn drop_uploads<P: Platform>(p: &P, video_id: &str) -> Result<Response, Ap
 /// A completed job: the video becomes `ready` (once), subscribers and its channel are told,
 /// and its lifecycle starts.
 async fn completed<P: Platform>(p: &P, body: TranscodeCallback, now: i64) -> Result<(), ApiError> {
-    // Jobs we send upload through `output_url`/`poster_url` to the keys of
-    // `videos::file_key`; a transcoder writing to the bucket itself names its keys.
-    let mp4_key = body
-        .output_key
-        .or_else(|| videos::file_key(&body.video_id, "mp4").map(|(k, _)| k));
+    // The MP4 and the poster live at the video's own keys (`videos::file_key`), where
+    // playback reads them without a catalogue row: a callback naming other keys is refused.
+    let own = |kind: &str| videos::file_key(&body.video_id, kind).map(|(k, _)| k);
+    for (named, kind) in [(&body.output_key, "mp4"), (&body.poster_key, "poster")] {
+        if named.is_some() && *named != own(kind) {
+            return Err(ApiError::bad_request(
+                "invalid_callback",
+                format!("the {kind} must be stored at the video's own key"),
+            ));
+        }
+    }
+    let mp4_key = own("mp4");
     let poster_key = body.poster_key.or_else(|| {
         body.poster
             .unwrap_or(false)
-            .then(|| videos::file_key(&body.video_id, "poster").map(|(k, _)| k))
+            .then(|| own("poster"))
             .flatten()
     });
     let files = Transcoded {
