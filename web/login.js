@@ -5,8 +5,14 @@ import { api, nav, say, setToken } from "/app.js";
 const status = document.getElementById("status");
 const next = () => {
   const target = new URLSearchParams(location.search).get("next") || "/";
-  // Only paths on this site.
-  return target.startsWith("/") && !target.startsWith("//") ? target : "/";
+  // Only pages of this site: resolved as the browser would (so `/\evil.com` and
+  // `//evil.com` are other origins), anything elsewhere goes home.
+  try {
+    const url = new URL(target, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  } catch {
+    return "/";
+  }
 };
 
 for (const [formId, path] of [["login", "/api/auth/login"], ["signup", "/api/auth/signup"]]) {

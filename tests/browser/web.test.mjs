@@ -134,6 +134,7 @@ test("a broadcaster signs up and creates a channel", async () => {
   state.broadcaster = page;
   await page.goto(`${worker.url}/login`);
   const email = `web-${Date.now()}@broadcast.test`;
+  state.email = email;
   await page.fill("#signup-email", email);
   await page.fill("#signup-password", PASSWORD);
   await page.screenshot({ path: screenshotPath("01-login"), fullPage: true });
@@ -301,6 +302,28 @@ test("a developer registers a plugin, sees its secret once and its deliveries", 
   await page.waitForSelector("#plugins li[data-plugin]");
   assert.equal(await page.isVisible(".plugin-secret"), false);
   assert.ok(await noInjectedImages(page));
+});
+
+test("signing in never leaves the site, whatever `next` says", async () => {
+  const context = await launchChromium(chromium);
+  try {
+    for (const next of ["/\\evil.example", "//evil.example", "https://evil.example/", "javascript:alert(1)"]) {
+      const page = watchDialogs(await context.newPage());
+      await page.goto(`${worker.url}/login?next=${encodeURIComponent(next)}`);
+      await page.fill("#login-email", state.email);
+      await page.fill("#login-password", PASSWORD);
+      await page.click("#login button[type=submit]");
+      await page.waitForURL(`${worker.url}/`);
+      await page.close();
+    }
+    const page = await context.newPage();
+    const response = await page.goto(`${worker.url}/`);
+    const headers = response.headers();
+    assert.match(headers["content-security-policy"], /frame-ancestors 'none'/);
+    assert.equal(headers["x-content-type-options"], "nosniff");
+  } finally {
+    await context.close();
+  }
 });
 
 test("pages work at mobile width", async () => {
