@@ -12,12 +12,20 @@ Sections (all by default; pick with --only):
              the hook, as a ratio to the 1-plugin case, with the queue's batch window as
              shipped and with none; the runtime's CPU per extra plugin
   load       5 broadcasters and 200 viewer WebSockets for 60 s: errors, runtime memory
+  viewers    N viewers (--viewers, 2000) with distinct playback tokens polling one live
+             channel's playlist, and one of its segments, under wrk while ffmpeg pushes to it:
+             requests/s, p50/p99, errors, room calls/s and blob reads/s (the worker's own
+             counters), as a ratio to the trivial route; before (BYPASS_EDGE_CACHE=on, every
+             request reads the room or the blob store) and after (the edge cache)
+  mp4mem     runtime memory (RSS) while a ~300 MB MP4 is downloaded with `Range: bytes=0-`
+             (as Chrome asks first), which the worker streams in cached chunks; MB/s
   transcoder bench/transcoder.sh (ours vs ffmpeg vs raw copy)
 
 Run it through `make bench` (or `bash bench/run.sh`), which sets up and builds first."""
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import pathlib
@@ -36,7 +44,7 @@ import requests  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 import conftest  # noqa: E402  (the e2e harness: Worker, Transcoder, DEV_ENV)
-from media import recording  # noqa: E402
+from media import push as ffmpeg_push, recording  # noqa: E402
 
 PASSWORD = conftest.PASSWORD
 ROWS: list[tuple[str, str, str]] = []
@@ -116,10 +124,12 @@ def push(stack: Stack, base: str, segments, count: int, end: bool, pace_s: float
     return names
 
 
-def wrk(url: str, seconds: int) -> dict:
-    """One wrk run against `url`; with the runtime's CPU time per request it answered."""
+def wrk(url: str, seconds: int, script: pathlib.Path | None = None) -> dict:
+    """One wrk run against `url` (with a Lua `script`: its requests' paths); with the
+    runtime's CPU time per request it answered."""
     cpu0 = workerd_cpu_s()
-    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", url],
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency",
+                          *(["-s", str(script)] if script else []), url],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
     cpu = workerd_cpu_s() - cpu0
 
@@ -136,7 +146,7 @@ def wrk(url: str, seconds: int) -> dict:
     errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)
     requests_done = int(re.search(r"(\d+) requests in", out).group(1))
     return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "errors": errors,
-            "cpu_ms": cpu * 1000 / max(requests_done, 1)}
+            "cpu_ms": cpu * 1000 / max(requests_done, 1), "requests": requests_done}
 
 
 class HelloWorker(conftest.WranglerWorker):
@@ -417,6 +427,204 @@ def bench_load(tmp, seconds):
         s.stop()
 
 
+VIEWERS = 2000  # --viewers
+
+
+def wrk_paths_script(tmp: pathlib.Path, name: str, paths: list[str]) -> pathlib.Path:
+    """A wrk Lua script whose every request GETs one of `paths`, picked at random."""
+    listing = tmp / f"{name}.paths"
+    listing.write_text("".join(p + "\n" for p in paths))
+    script = tmp / f"{name}.lua"
+    script.write_text(f"""local paths = {{}}
+for line in io.lines({json.dumps(str(listing))}) do paths[#paths + 1] = line end
+function init(args)
+  math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+end
+function request()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+""")
+    return script
+
+
+def wrk_counted(s: Stack, script: pathlib.Path, seconds: int) -> tuple[dict, dict, float]:
+    """A wrk run over a script's paths, with the worker's port-call counters during it (reset
+    before, read after) and the seconds between the two."""
+    s.http.delete(s.url + "/api/_diag/metrics").raise_for_status()
+    t0 = time.monotonic()
+    r = wrk(s.url, seconds, script)
+    counts = s.http.get(s.url + "/api/_diag/metrics").json()["counts"]
+    return r, counts, time.monotonic() - t0
+
+
+def edge_cache_share(counts: dict, requests_done: int) -> str:
+    """How the counted requests were served, and how many of wrk's requests the counters saw
+    (fewer means the isolate's counters were reset or another isolate answered)."""
+    served = {k: counts.get(f"edge_cache.{k}", 0) for k in ("hit", "shared", "miss", "bypass")}
+    total = sum(served.values())
+    shares = ", ".join(f"{k} {v * 100 / max(total, 1):.1f}%" for k, v in served.items() if v)
+    return f"edge cache {shares} ({total} counted of {requests_done} requests)"
+
+
+def sample_edge_cache(s: Stack, paths: list[str], n: int = 20) -> str:
+    """X-Edge-Cache of `n` requests of the paths, as a check of the counters."""
+    seen: dict[str, int] = {}
+    for path in paths[:: max(1, len(paths) // n)][:n]:
+        r = s.http.get(s.url + path, timeout=10)
+        key = f"{r.status_code} {r.headers.get('x-edge-cache', 'no header')}"
+        seen[key] = seen.get(key, 0) + 1
+    return ", ".join(f"{k} x{v}" for k, v in sorted(seen.items()))
+
+
+def viewers_run(tmp: pathlib.Path, name: str, seconds: int, bypass: bool) -> dict:
+    """One stack (edge cache bypassed or not) with ffmpeg pushing to a channel: the live
+    playlist and one segment under wrk with VIEWERS distinct tokens, and the trivial route."""
+    label = "before (BYPASS_EDGE_CACHE=on)" if bypass else "after (edge cache)"
+    s = Stack(tmp, name, {"BYPASS_EDGE_CACHE": "on"} if bypass else None)
+    ffmpeg = None
+    try:
+        ch, base, _ = s.channel()
+        # Small frames: the encoder shares the 2 cores with workerd and wrk.
+        ffmpeg = ffmpeg_push(base + "/index.m3u8", 3 * seconds + 60, size="320x180")
+        exp = int(time.time()) + 3600
+        tokens = [conftest.sign_url(f"c.{ch['id']}.usr_v{i:06d}.{exp}") for i in range(VIEWERS)]
+        assert len(set(tokens)) == VIEWERS
+        deadline = time.monotonic() + 40
+        text = ""
+        while time.monotonic() < deadline and text.count("#EXTINF") < 2:
+            if ffmpeg.poll() is not None:
+                raise RuntimeError(f"ffmpeg exited with {ffmpeg.returncode}: {ffmpeg.stderr.read().decode()}")
+            r = s.http.get(f"{s.url}/play/{tokens[0]}/live.m3u8", timeout=10)
+            text = r.text if r.ok else ""
+            time.sleep(0.5)
+        segment = re.search(r"^seg/(brd_[^/\s]+)/(\S+\.ts)$", text, re.M)
+        if not segment:
+            raise RuntimeError(f"the live playlist lists no segment after 40 s: {text!r}")
+        out = {}
+        if not bypass:
+            r = wrk(s.url + "/api/version", seconds)
+            out["trivial"] = r
+            row("trivial /api/version", f"{r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                f"{r['errors']} errors, workerd CPU {r['cpu_ms']:.2f} ms/request", "1.00x")
+        for kind, suffix in (("playlist", "live.m3u8"), ("segment", f"seg/{segment[1]}/{segment[2]}")):
+            paths = [f"/play/{t}/{suffix}" for t in tokens]
+            r, counts, elapsed = wrk_counted(s, wrk_paths_script(tmp, f"{name}-{kind}", paths), seconds)
+            rate = {k: counts.get(k, 0) / elapsed for k in ("live.call.window", "live.call", "blobs.get", "sql.query")}
+            out[kind] = (r, rate)
+            ratio = f"{r['rps'] / out['trivial']['rps']:.2f}x trivial" if "trivial" in out else ""
+            what = "live playlist" if kind == "playlist" else "segment"
+            row(f"{what}, {VIEWERS} tokens, {label}",
+                f"{r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['errors']} errors, "
+                f"workerd CPU {r['cpu_ms']:.2f} ms/request", ratio)
+            row("  during it: room calls/s, R2 reads/s",
+                f"window {rate['live.call.window']:.1f}/s (all room calls incl. ingest {rate['live.call']:.1f}/s), "
+                f"R2 reads {rate['blobs.get']:.1f}/s, SQL {rate['sql.query']:.1f}/s; {edge_cache_share(counts, r['requests'])}; "
+                f"sampled: {sample_edge_cache(s, paths)}")
+        if ffmpeg.poll() is not None:
+            row(f"  ffmpeg, {label}", f"exited early ({ffmpeg.returncode}): {ffmpeg.stderr.read().decode()[-200:]}")
+        return out
+    finally:
+        if ffmpeg is not None and ffmpeg.poll() is None:
+            ffmpeg.terminate()
+            ffmpeg.wait(timeout=10)
+        s.stop()
+
+
+def bench_viewers(tmp, seconds):
+    print(f"viewers: {VIEWERS} distinct tokens on one live channel, ffmpeg pushing (wrk -t2 -c16, {seconds} s each)")
+    before = viewers_run(tmp, "viewers-before", seconds, bypass=True)
+    after = viewers_run(tmp, "viewers-after", seconds, bypass=False)
+    for kind, counter, what in (("playlist", "live.call.window", "room calls/s (window)"),
+                                ("segment", "blobs.get", "R2 reads/s")):
+        b, a = before[kind][1][counter], after[kind][1][counter]
+        row(f"{kind}: {what}, before / after", f"{b:.1f} / {a:.1f}",
+            f"{b / a:.0f}x fewer" if a else "none after")
+        rb, ra = before[kind][0]["rps"], after[kind][0]["rps"]
+        row(f"{kind}: requests/s, before / after", f"{rb:.0f} / {ra:.0f}", f"{ra / rb:.2f}x")
+
+
+MP4_BYTES = 300 * 1024 * 1024 + 12345  # not a whole number of chunks
+MIB = 1024 * 1024
+
+
+def mp4_parts(size: int, part_bytes: int):
+    """`size` bytes in parts of `part_bytes`: a random MiB repeated, each copy starting with
+    its index (so a chunk out of place shows), made one part at a time."""
+    block = os.urandom(MIB)
+    for start in range(0, size, part_bytes):
+        end = min(start + part_bytes, size)
+        mibs = [(j // MIB).to_bytes(8, "big") + block[8:] for j in range(start - start % MIB, end, MIB)]
+        joined = b"".join(mibs)
+        offset = start % MIB
+        yield joined[offset:offset + end - start]
+
+
+def bench_mp4mem(tmp, _seconds):
+    print(f"MP4 download memory ({MP4_BYTES / 1e6:.0f} MB, Range: bytes=0-)")
+    s = Stack(tmp, "mp4mem", {"UPLOAD_PART_BYTES": str(16 * MIB)})
+    try:
+        # A real video (its row lets the upload URL write its MP4), transcoded first so the
+        # transcoder's MP4 does not replace ours.
+        ch, base, _ = s.channel()
+        segments, _ = recording(4)
+        push(s, base, segments, len(segments), end=True)
+        video_id = s.http.get(s.url + f"/api/channels/{ch['id']}").json()["last_broadcast"]["video_id"]
+        deadline = time.monotonic() + 120
+        while s.http.get(s.url + f"/api/_diag/video/{video_id}").json().get("status") == "processing":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the recording was not transcoded within 120 s")
+            time.sleep(0.5)
+        exp = int(time.time()) + 3600
+        upload = s.url + "/upload/" + conftest.sign_url(f"u.{video_id}.mp4.{exp}")
+        begun = s.http.post(upload + "/parts")
+        begun.raise_for_status()
+        upload_id, part_bytes = begun.json()["upload_id"], begun.json()["part_bytes"]
+        digest, parts, t0 = hashlib.sha256(), [], time.monotonic()
+        for number, data in enumerate(mp4_parts(MP4_BYTES, part_bytes), 1):
+            digest.update(data)
+            r = s.http.put(f"{upload}/parts/{number}", params={"upload_id": upload_id}, data=data, timeout=120)
+            r.raise_for_status()
+            parts.append(r.json())
+        done = s.http.post(upload + "/parts/complete", json={"upload_id": upload_id, "parts": parts}, timeout=120)
+        done.raise_for_status()
+        print(f"    uploaded {done.json()['size']} bytes in {len(parts)} parts in {time.monotonic() - t0:.1f} s")
+        token = conftest.sign_url(f"v.{video_id}.{ch['id']}.-.-.{exp}")
+        url = f"{s.url}/play/{token}/video.mp4"
+        for run in ("first (chunks from R2)", "second (chunks cached)"):
+            time.sleep(2)
+            rss_before = workerd_rss_mib()
+            samples, stop = [rss_before], threading.Event()
+
+            def sample():
+                while not stop.wait(0.2):
+                    samples.append(workerd_rss_mib())
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            got, received, t0 = hashlib.sha256(), 0, time.monotonic()
+            try:
+                with requests.get(url, headers={"range": "bytes=0-"}, stream=True, timeout=60) as r:
+                    status, content_range = r.status_code, r.headers.get("content-range")
+                    for chunk in r.iter_content(MIB):
+                        got.update(chunk)
+                        received += len(chunk)
+            finally:
+                elapsed = time.monotonic() - t0
+                stop.set()
+                sampler.join()
+            time.sleep(2)
+            rss_after = workerd_rss_mib()
+            intact = received == MP4_BYTES and got.digest() == digest.digest()
+            row(f"MP4 {MP4_BYTES / 1e6:.0f} MB, Range: bytes=0-, {run}",
+                f"{status} ({content_range}), {received} bytes, sha256 {'matches' if intact else 'DIFFERS'}, "
+                f"{received / 1e6 / elapsed:.0f} MB/s")
+            row("  workerd RSS before / peak during / after",
+                f"{rss_before:.0f} / {max(samples):.0f} / {rss_after:.0f} MiB ({len(samples)} samples)",
+                f"+{max(samples) - rss_before:.0f} MiB peak")
+    finally:
+        s.stop()
+
+
 def workerd_rss_mib() -> float:
     total = 0
     for status in pathlib.Path("/proc").glob("[0-9]*/status"):
@@ -436,14 +644,17 @@ def bench_transcoder(_tmp, _seconds):
 
 
 SECTIONS = {"routes": bench_routes, "size": bench_size, "ingest": bench_ingest,
-            "fanout": bench_fanout, "load": bench_load, "transcoder": bench_transcoder}
+            "fanout": bench_fanout, "load": bench_load, "viewers": bench_viewers, "mp4mem": bench_mp4mem,
+            "transcoder": bench_transcoder}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), default=list(SECTIONS))
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per route")
     parser.add_argument("--load-seconds", type=int, default=60)
+    parser.add_argument("--viewers", type=int, default=VIEWERS, help="distinct playback tokens (viewers section)")
     args = parser.parse_args()
+    VIEWERS = args.viewers
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
