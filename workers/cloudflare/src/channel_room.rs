@@ -16,6 +16,9 @@ use worker::{
 
 use crate::platform::CloudflarePlatform;
 
+/// Storage key of the channel whose viewers this room holds (for the lobby's counts).
+const WATCHED_CHANNEL_KEY: &str = "watched_channel";
+
 /// The Durable Object holding one channel's live state and viewers.
 #[durable_object]
 pub struct ChannelRoom {
@@ -130,26 +133,44 @@ impl ChannelRoom {
         });
         let store = DurableRoomStore(self.state.storage());
         let now_ms = worker::Date::now().as_millis();
+        if let Some(channel_id) = &channel_id {
+            // Kept for the alarm, which tells the lobby this channel's count (also after the
+            // last viewer left, when no socket remains to name it).
+            if let Err(e) = store
+                .save(
+                    WATCHED_CHANNEL_KEY,
+                    &serde_json::Value::from(channel_id.as_str()),
+                )
+                .await
+            {
+                worker::console_error!("room join: {e}");
+            }
+        }
+        // Everyone else (and the lobby) hears the new count with the next presence push.
         match room::on_join(&store, &self.sockets(None), now_ms).await {
-            Ok(hello) => {
-                let _ = pair.server.send_with_str(hello);
+            Ok(messages) => {
+                for message in messages {
+                    let _ = pair.server.send_with_str(message);
+                }
             }
             Err(e) => worker::console_error!("room join: {e}"),
-        }
-        if let Some(channel_id) = channel_id {
-            self.tell_lobby(&channel_id, self.sockets(None).count())
-                .await;
         }
         Response::from_websocket(pair.client)
     }
 
     async fn leave(&self, ws: &WebSocket) {
         let _ = ws.close(Some(1000), Some("bye"));
-        let sockets = self.sockets(Some(ws));
-        room::on_leave(&sockets);
-        let socket_state: Option<room::SocketState> = ws.deserialize_attachment().ok().flatten();
-        if let Some(channel_id) = socket_state.and_then(|s| s.channel_id) {
-            self.tell_lobby(&channel_id, sockets.count()).await;
+        let store = DurableRoomStore(self.state.storage());
+        if let Err(e) = room::on_leave(&store, worker::Date::now().as_millis()).await {
+            worker::console_error!("room leave: {e}");
+        }
+    }
+
+    /// The channel this room's viewer sockets watch (recorded at their joins), for the lobby.
+    async fn watched_channel(&self, store: &DurableRoomStore) -> Option<String> {
+        match store.load(WATCHED_CHANNEL_KEY).await {
+            Ok(Some(serde_json::Value::String(channel_id))) => Some(channel_id),
+            _ => None,
         }
     }
 
@@ -207,13 +228,21 @@ impl DurableObject for ChannelRoom {
     async fn alarm(&self) -> worker::Result<Response> {
         let store = DurableRoomStore(self.state.storage());
         let now_ms = worker::Date::now().as_millis();
-        let ended = match room::alarm(&store, &self.sockets(None), now_ms).await {
-            Ok(Some(ended)) => ended,
-            Ok(None) => return Response::ok("idle"),
+        let outcome = match room::alarm(&store, &self.sockets(None), now_ms).await {
+            Ok(outcome) => outcome,
             Err(e) => {
                 worker::console_error!("room alarm: {e}");
                 return Response::ok("error");
             }
+        };
+        if let Some(count) = outcome.viewers {
+            if let Some(channel_id) = self.watched_channel(&store).await {
+                // The lobby hears a channel's count once per presence push, not per join.
+                self.tell_lobby(&channel_id, count).await;
+            }
+        }
+        let Some(ended) = outcome.ended else {
+            return Response::ok("idle");
         };
         let recorded = match CloudflarePlatform::from_env(&self.env) {
             Ok(platform) => {

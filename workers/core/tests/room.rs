@@ -200,12 +200,15 @@ fn silence_ends_the_broadcast_from_the_alarm_with_every_stored_segment() {
     // ffmpeg is killed: index1 is stored but no playlist ever lists it.
     p.segment("index1.ts", 2_000);
     assert_eq!(
-        block_on(room::alarm(&room.store, &room.sockets, 10_000)).unwrap(),
+        block_on(room::alarm(&room.store, &room.sockets, 10_000))
+            .unwrap()
+            .ended,
         None
     );
     assert_eq!(room.store.alarm_at.get(), Some(2_000 + IDLE_MS));
     let ended = block_on(room::alarm(&room.store, &room.sockets, 2_000 + IDLE_MS))
         .unwrap()
+        .ended
         .expect("ended by silence");
     assert_eq!(ended.reason, "timeout");
     let files: Vec<_> = ended.segments.iter().map(|s| s.file.as_str()).collect();
@@ -219,13 +222,17 @@ fn silence_ends_the_broadcast_from_the_alarm_with_every_stored_segment() {
         "estimated from the target duration"
     );
     // Until the catalogue confirms, the alarm announces it again; then it forgets it.
-    let again = block_on(room::alarm(&room.store, &room.sockets, 40_000)).unwrap();
+    let again = block_on(room::alarm(&room.store, &room.sockets, 40_000))
+        .unwrap()
+        .ended;
     assert_eq!(again.map(|e| e.segments.len()), Some(2));
     p.call(RoomRequest::Finished {
         broadcast_id: ended.broadcast_id.clone(),
     });
     assert_eq!(
-        block_on(room::alarm(&room.store, &room.sockets, 80_000)).unwrap(),
+        block_on(room::alarm(&room.store, &room.sockets, 80_000))
+            .unwrap()
+            .ended,
         None
     );
 }
@@ -363,4 +370,89 @@ fn the_room_checks_the_stream_key_version_of_every_ingest_request() {
         block_on(room::handle(&fresh.store, &fresh.sockets, request)).unwrap(),
         RoomResponse::KeyUnknown
     );
+}
+
+/// Messages of `kind` sent to every socket of the room so far.
+fn broadcasts(room: &MemoryRoom, kind: &str) -> Vec<serde_json::Value> {
+    room.sockets
+        .sent
+        .borrow()
+        .iter()
+        .filter(|m| m["type"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn joins_and_leaves_cost_one_push_per_period_not_one_per_event() {
+    let room = MemoryRoom::default();
+    // 5,000 viewers join within one presence period (100 per second would take 50 s: the
+    // room then pushes once per period, 25 times, instead of 5,000 times).
+    for i in 0..5_000u64 {
+        room.sockets.connected.set(i as usize + 1);
+        let to_joiner =
+            block_on(room::on_join(&room.store, &room.sockets, 1_000 + i / 10)).unwrap();
+        // The joiner hears the count and the status at once, in that order.
+        let types: Vec<String> = to_joiner
+            .iter()
+            .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()["type"].to_string())
+            .collect();
+        assert_eq!(types, [r#""viewers""#, r#""hello""#]);
+    }
+    assert!(broadcasts(&room, "viewers").is_empty(), "no push per join");
+    assert_eq!(
+        room.store.alarm_at.get(),
+        Some(1_000 + room::PRESENCE_PUSH_MS)
+    );
+    // An alarm before the push is due pushes nothing and asks again for the push.
+    let early = block_on(room::alarm(&room.store, &room.sockets, 1_500)).unwrap();
+    assert_eq!(early.viewers, None);
+    assert!(broadcasts(&room, "viewers").is_empty());
+    assert_eq!(
+        room.store.alarm_at.get(),
+        Some(1_000 + room::PRESENCE_PUSH_MS)
+    );
+
+    let outcome = block_on(room::alarm(&room.store, &room.sockets, 3_000)).unwrap();
+    assert_eq!(outcome.viewers, Some(5_000));
+    let pushed = broadcasts(&room, "viewers");
+    assert_eq!(pushed.len(), 1, "one push for 5,000 joins");
+    assert_eq!(pushed[0]["count"], 5_000);
+
+    // Leaves are gathered the same way; a quiet room is not woken again.
+    room.sockets.connected.set(4_000);
+    for _ in 0..1_000 {
+        block_on(room::on_leave(&room.store, 3_100)).unwrap();
+    }
+    let outcome = block_on(room::alarm(
+        &room.store,
+        &room.sockets,
+        3_100 + room::PRESENCE_PUSH_MS,
+    ))
+    .unwrap();
+    assert_eq!(outcome.viewers, Some(4_000));
+    assert_eq!(broadcasts(&room, "viewers").len(), 2);
+    let idle = block_on(room::alarm(&room.store, &room.sockets, 10_000)).unwrap();
+    assert_eq!(idle.viewers, None);
+    assert_eq!(broadcasts(&room, "viewers").len(), 2);
+}
+
+#[test]
+fn a_broadcast_deadline_never_delays_a_pending_presence_push() {
+    let room = MemoryRoom::default();
+    room.sockets.connected.set(1);
+    block_on(room::on_join(&room.store, &room.sockets, 0)).unwrap();
+    // A segment arrives: its idle deadline (30 s) must not replace the push due at 2 s.
+    let mut p = Pusher::new(&room, "s1");
+    p.segment("index0.ts", 100);
+    assert_eq!(room.store.alarm_at.get(), Some(room::PRESENCE_PUSH_MS));
+    let outcome = block_on(room::alarm(
+        &room.store,
+        &room.sockets,
+        room::PRESENCE_PUSH_MS,
+    ))
+    .unwrap();
+    assert_eq!((outcome.viewers, outcome.ended), (Some(1), None));
+    // Then the broadcast's own deadline is asked for again.
+    assert_eq!(room.store.alarm_at.get(), Some(100 + IDLE_MS));
 }

@@ -156,7 +156,9 @@ impl SqlLive {
                 return Ok(None);
             }
             let store = SqlRoomStore { db: &self.db, room };
-            room::alarm(&store, &NoSockets, now_ms).await
+            room::alarm(&store, &NoSockets, now_ms)
+                .await
+                .map(|outcome| outcome.ended)
         }
         .await;
         self.db.finish(result)

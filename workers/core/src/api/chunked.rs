@@ -1,7 +1,7 @@
 //! Large bodies read in chunks: an MP4 (or a range of it) is answered as a [`ChunkedBody`]
 //! marker on the response, which the host streams chunk by chunk ([`ChunkedBody::read`]),
 //! each chunk of [`CHUNK_BYTES`] read through the edge cache as an immutable object. Memory
-//! stays flat whatever the object's size, and every chunk is shared by every viewer.
+//! stays bounded whatever the object's size, and every chunk is shared by every viewer.
 //! Hosts that cannot stream collect the chunks ([`ChunkedBody::collect`]).
 
 use crate::api::Response;
@@ -9,7 +9,8 @@ use crate::error::ApiError;
 use crate::ports::{Blobs as _, ByteRange, CachedObject, Platform};
 use crate::services::edge_cache;
 
-/// The size of one chunk, in bytes: the most a request holds of a large body at once.
+/// The size of one chunk, in bytes: the unit in which large bodies are read, cached and
+/// streamed.
 pub const CHUNK_BYTES: u64 = 2 * 1024 * 1024;
 
 /// How long a chunk stays in the edge cache: objects never change.

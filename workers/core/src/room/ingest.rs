@@ -13,8 +13,8 @@ use crate::ports::{RoomSockets, RoomStore};
 
 use super::messages::ServerMessage;
 use super::state::{
-    backend, load, load_segment, save, segment_key, segments_prefix, video_id_for, LastBroadcast,
-    LiveState, RoomState, SegmentRecord, Unfinished, STATE_KEY,
+    backend, load, load_segment, save, schedule, segment_key, segments_prefix, video_id_for,
+    LastBroadcast, LiveState, RoomState, SegmentRecord, Unfinished, STATE_KEY,
 };
 use super::WINDOW_KEEP;
 
@@ -115,7 +115,7 @@ pub(super) async fn begin_segment<S: RoomStore>(
     let broadcast_id = live.broadcast_id.clone();
     let record = SegmentRecord::new(begin.file.clone(), 0, false, now_ms);
     save(store, &segment_key(&broadcast_id, &begin.file), &record).await?;
-    store.set_alarm(now_ms + live.idle_timeout_ms).await?;
+    schedule(store, now_ms + live.idle_timeout_ms).await?;
     save(store, STATE_KEY, &state).await?;
     Ok(RoomResponse::Began {
         broadcast_id,
@@ -235,7 +235,7 @@ pub(super) async fn playlist<S: RoomStore>(
     live.last_activity_ms = now_ms;
     if playlist.end_list && live.ending_since_ms.is_none() {
         live.ending_since_ms = Some(now_ms);
-        store.set_alarm(now_ms + ENDING_GRACE_MS).await?;
+        schedule(store, now_ms + ENDING_GRACE_MS).await?;
     }
     advance(store, live, now_ms).await?;
     let listed = live.listed;
@@ -428,17 +428,15 @@ pub(super) async fn alarm<S: RoomStore>(
 ) -> Result<Option<EndedBroadcast>, StoreError> {
     let mut state: RoomState = load(store, STATE_KEY).await?;
     if let Some(live) = &state.live {
-        let ending_due = live
-            .ending_since_ms
-            .map(|t| t + ENDING_GRACE_MS)
-            .filter(|due| *due <= now_ms);
+        let ending_due = live.ending_since_ms.map(|t| t + ENDING_GRACE_MS);
         let idle_due = live.last_activity_ms + live.idle_timeout_ms;
-        let reason = if ending_due.is_some() {
+        let reason = if ending_due.is_some_and(|due| due <= now_ms) {
             "endlist"
         } else if idle_due <= now_ms {
             "timeout"
         } else {
-            store.set_alarm(idle_due).await?;
+            // Woken early (a presence push): ask again for the nearer deadline.
+            schedule(store, ending_due.map_or(idle_due, |due| due.min(idle_due))).await?;
             return Ok(None);
         };
         let ended = finalize(store, sockets, &mut state, reason, now_ms).await?;
@@ -446,7 +444,7 @@ pub(super) async fn alarm<S: RoomStore>(
         return Ok(Some(ended));
     }
     if let Some(unfinished) = state.unfinished {
-        store.set_alarm(now_ms + FINISH_RETRY_MS).await?;
+        schedule(store, now_ms + FINISH_RETRY_MS).await?;
         let segments =
             recorded_segments(store, &unfinished.broadcast_id, DEFAULT_TARGET_MS).await?;
         return Ok(Some(EndedBroadcast {
@@ -541,7 +539,7 @@ async fn finalize<S: RoomStore>(
         ended_at_ms: now_ms,
         reason: reason.to_owned(),
     });
-    store.set_alarm(now_ms + FINISH_RETRY_MS).await?;
+    schedule(store, now_ms + FINISH_RETRY_MS).await?;
     ServerMessage::Ended {
         channel_id: live.channel_id.clone(),
         broadcast_id: live.broadcast_id.clone(),

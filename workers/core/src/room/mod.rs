@@ -35,7 +35,8 @@ use crate::ports::{RoomSockets, RoomStore};
 pub use lobby::lobby_viewers;
 pub use messages::{ServerMessage, SocketErrorCode};
 pub use sockets::{
-    on_join, on_leave, on_message, SocketState, REACTIONS, REACTIONS_PER_WINDOW, REACTION_WINDOW_MS,
+    on_join, on_leave, on_message, SocketState, PRESENCE_PUSH_MS, REACTIONS, REACTIONS_PER_WINDOW,
+    REACTION_WINDOW_MS,
 };
 pub use state::video_id_for;
 
@@ -129,8 +130,19 @@ pub async fn handle<S: RoomStore>(
     }
 }
 
-/// The alarm: ends a broadcast that fell silent (or whose end grace passed), and re-announces
-/// an ended broadcast the catalogue has not confirmed.
+/// What the alarm did that the host must follow up.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlarmOutcome {
+    /// A broadcast ended (or an unconfirmed one is re-announced): record it.
+    pub ended: Option<EndedBroadcast>,
+    /// The viewer count was pushed to the room's sockets: tell the lobby.
+    pub viewers: Option<usize>,
+}
+
+/// The alarm: pushes the gathered viewer-count changes, ends a broadcast that fell silent
+/// (or whose end grace passed), and re-announces an ended broadcast the catalogue has not
+/// confirmed. The sockets' push is asked for before the broadcast's deadlines, so a
+/// deadline that replaces it stays the earlier one.
 ///
 /// # Errors
 /// Whatever the room's storage reports.
@@ -138,8 +150,10 @@ pub async fn alarm<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
     now_ms: u64,
-) -> Result<Option<EndedBroadcast>, StoreError> {
-    ingest::alarm(store, sockets, now_ms).await
+) -> Result<AlarmOutcome, StoreError> {
+    let viewers = sockets::presence_due(store, sockets, now_ms).await?;
+    let ended = ingest::alarm(store, sockets, now_ms).await?;
+    Ok(AlarmOutcome { ended, viewers })
 }
 
 /// Liveness probe: counts the pings the room has answered, across requests.

@@ -9,6 +9,7 @@ use crate::ports::{RoomSockets, RoomStore};
 
 use super::ingest;
 use super::messages::{ServerMessage, SocketErrorCode};
+use super::state::{load, save, PRESENCE_DUE_KEY};
 
 /// The emoji a viewer may react with.
 pub const REACTIONS: [&str; 8] = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "👍", "💯"];
@@ -37,8 +38,14 @@ pub struct SocketState {
     pub window_count: u32,
 }
 
-/// A client joined: everyone gets the new viewer count; the joiner also gets a `hello` with
-/// the live status, returned for the host to send.
+/// How long viewer-count changes are gathered before one `viewers` push to everyone, in ms:
+/// joins and leaves cost O(1) messages each, whatever the number of sockets, and the count
+/// everyone sees is at most this late.
+pub const PRESENCE_PUSH_MS: u64 = 2_000;
+
+/// A client joined: the joiner gets the viewer count and a `hello` with the live status at
+/// once (returned, in order, for the host to send); everyone else hears the new count with
+/// the next presence push ([`presence_due`]).
 ///
 /// # Errors
 /// Whatever the room's storage reports.
@@ -46,21 +53,61 @@ pub async fn on_join<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
     now_ms: u64,
-) -> Result<String, StoreError> {
-    ServerMessage::Viewers {
+) -> Result<Vec<String>, StoreError> {
+    presence_changed(store, now_ms).await?;
+    let viewers = ServerMessage::Viewers {
         count: sockets.count(),
     }
-    .send_to(sockets);
+    .to_json();
     let status = ingest::status(store, sockets, now_ms).await?;
-    Ok(ServerMessage::Hello { status }.to_json())
+    Ok(vec![viewers, ServerMessage::Hello { status }.to_json()])
 }
 
-/// A client left: everyone gets the new viewer count.
-pub fn on_leave(sockets: &dyn RoomSockets) {
-    ServerMessage::Viewers {
-        count: sockets.count(),
+/// A client left: everyone hears the new count with the next presence push.
+///
+/// # Errors
+/// Whatever the room's storage reports.
+pub async fn on_leave<S: RoomStore>(store: &S, now_ms: u64) -> Result<(), StoreError> {
+    presence_changed(store, now_ms).await
+}
+
+/// Gathers a viewer-count change: the first change after a push asks for the alarm in
+/// [`PRESENCE_PUSH_MS`]; later ones wait for the same push.
+async fn presence_changed<S: RoomStore>(store: &S, now_ms: u64) -> Result<(), StoreError> {
+    let due: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
+    if due.is_none() {
+        let at_ms = now_ms + PRESENCE_PUSH_MS;
+        save(store, PRESENCE_DUE_KEY, &Some(at_ms)).await?;
+        store.set_alarm(at_ms).await?;
     }
-    .send_to(sockets);
+    Ok(())
+}
+
+/// The alarm's presence work: when a push is due, everyone gets the current count (one
+/// message per socket), and the count is returned (for the lobby).
+///
+/// # Errors
+/// Whatever the room's storage reports.
+pub(super) async fn presence_due<S: RoomStore>(
+    store: &S,
+    sockets: &dyn RoomSockets,
+    now_ms: u64,
+) -> Result<Option<usize>, StoreError> {
+    let due: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
+    match due {
+        Some(at_ms) if at_ms <= now_ms => {
+            store.delete(&[PRESENCE_DUE_KEY.to_owned()]).await?;
+            let count = sockets.count();
+            ServerMessage::Viewers { count }.send_to(sockets);
+            Ok(Some(count))
+        }
+        // Not yet (an earlier deadline woke the room): ask again for it.
+        Some(at_ms) => {
+            store.set_alarm(at_ms).await?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }
 
 /// An `error` reply for the sender.

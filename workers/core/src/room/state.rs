@@ -17,6 +17,8 @@ pub(super) const STATE_KEY: &str = "state";
 pub(super) const LOBBY_KEY: &str = "lobby";
 /// The number of pings the room has answered.
 pub(super) const PINGS_KEY: &str = "pings";
+/// When the gathered viewer-count changes are pushed (Unix ms); absent when none wait.
+pub(super) const PRESENCE_DUE_KEY: &str = "presence_due_ms";
 
 /// A channel room's state, saved whole after each change.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -158,5 +160,14 @@ pub(super) async fn save<S: RoomStore, T: Serialize>(
 ) -> Result<(), StoreError> {
     store
         .save(key, &serde_json::to_value(value).map_err(backend)?)
+        .await
+}
+
+/// Asks for the alarm at `at_ms`, or earlier when a viewer-count push is due before it: the
+/// one alarm serves both the broadcast's deadlines and presence ([`super::sockets`]).
+pub(super) async fn schedule<S: RoomStore>(store: &S, at_ms: u64) -> Result<(), StoreError> {
+    let presence: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
+    store
+        .set_alarm(presence.map_or(at_ms, |due| due.min(at_ms)))
         .await
 }

@@ -339,8 +339,8 @@ pub async fn segment<P: Platform>(
 }
 
 /// `GET /play/{token}/video.mp4`: the transcoded MP4, with Range support. Read in chunks of
-/// [`CHUNK_BYTES`] through the edge cache; the host streams the chunks, so no request holds
-/// more than one chunk in memory whatever the range.
+/// [`CHUNK_BYTES`] through the edge cache; the host streams the chunks, so memory per request
+/// stays bounded whatever the range.
 pub async fn mp4<P: Platform>(p: &P, token: &str, request: &Request) -> Result<Response, ApiError> {
     let (video_id, _, _) = video_scope(p, token)?;
     let (key, content_type) = videos::file_key(&video_id, "mp4")
