@@ -27,10 +27,13 @@ class Receiver:
     """A plugin endpoint. `statuses` is the script of HTTP answers (then 200); `on_task`
     is called in a thread with each task delivered after a 2xx answer."""
 
-    def __init__(self, statuses=None, on_task=None, delay_s: float = 0.0, port: int = 0):
+    def __init__(self, statuses=None, on_task=None, delay_s: float = 0.0, port: int = 0,
+                 stall_body_s: float = 0.0):
         self.statuses = list(statuses or [])
         self.on_task = on_task
         self.delay_s = delay_s
+        # Send the status and headers at once, then the body only after this long.
+        self.stall_body_s = stall_body_s
         self.secret = None
         self.verified = []       # every delivery whose signature verified: (webhook-id, event)
         self.answered_2xx = []   # webhook-ids answered with 2xx
@@ -44,6 +47,16 @@ class Receiver:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status = receiver.handle(body, headers)
                 self.send_response(status)
+                if receiver.stall_body_s:
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.flush()
+                    time.sleep(receiver.stall_body_s)
+                    try:
+                        self.wfile.write(b"ok")
+                    except OSError:
+                        pass  # the worker gave up and closed the connection
+                    return
                 self.send_header("content-length", "0")
                 self.end_headers()
 

@@ -191,6 +191,24 @@ def test_a_receiver_that_never_answers_takes_the_deadline_path(api, register):
     assert any(e["kind"] == "plugin.timed_out" for e in history)
 
 
+def test_a_receiver_that_stalls_its_answer_body_times_out(api, register, developer):
+    # Headers at once, the body 25 s later: the attempt must end at the delivery timeout
+    # (WEBHOOK_TIMEOUT_MS, 10 s), not wait for the body.
+    stalling = Receiver(stall_body_s=25)
+    plugin = register("staller", "video.ready", stalling)
+    broadcast_video(api)
+
+    def first_attempt():
+        log = api.get(f"/api/plugins/{plugin['id']}/deliveries", headers=bearer(developer["token"])).json()
+        attempts = [a for d in log["deliveries"] for a in d["attempt_log"]]
+        return attempts and attempts[0]
+
+    attempt = wait_until(first_attempt, timeout_s=90)
+    assert attempt["response_status"] is None and "timed out" in attempt["error"], attempt
+    assert attempt["latency_ms"] < 20_000, attempt
+    stalling.close()
+
+
 def test_task_answers_are_checked(api, register):
     tasks = []
     holder = Receiver(on_task=lambda task, _: tasks.append(task))

@@ -1,4 +1,6 @@
-//! [`Outbound`] over the runtime's `fetch`, with a timeout that aborts the request. URLs
+//! [`Outbound`] over the runtime's `fetch`, with a timeout that aborts the request (the
+//! answer's body included: a receiver that sends its headers and then stalls times out
+//! too) and a cap on the body read. URLs
 //! `container://transcoder/...` go to the transcoder container's Durable Object instead
 //! (production; see [`crate::transcoder_container`]).
 
@@ -8,6 +10,7 @@ use std::time::Duration;
 
 use edgevideo_core::ports::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
 use futures_util::future::{select, Either};
+use futures_util::StreamExt as _;
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, ObjectNamespace, Request, RequestInit, Response,
 };
@@ -66,17 +69,36 @@ impl Outbound for FetchOutbound {
                 Box::pin(async move { Fetch::Request(outgoing).send_with_signal(&signal).await })
             }
         };
-        let timeout = Delay::from(Duration::from_millis(request.timeout_ms));
-        let mut response = match select(sending, timeout).await {
-            Either::Left((result, _)) => result.map_err(network)?,
+        let timeout = Box::pin(Delay::from(Duration::from_millis(request.timeout_ms)));
+        let (mut response, mut timeout) = match select(sending, timeout).await {
+            Either::Left((result, timeout)) => (result.map_err(network)?, timeout),
             Either::Right(_) => {
                 controller.abort();
                 return Err(OutboundError::Timeout);
             }
         };
         let status = response.status_code();
-        let mut body = response.bytes().await.unwrap_or_default();
-        body.truncate(MAX_RESPONSE_BYTES);
+        // The body, read within the same deadline and at most MAX_RESPONSE_BYTES of it.
+        let mut body = Vec::new();
+        if let Ok(mut stream) = response.stream() {
+            loop {
+                match select(stream.next(), timeout.as_mut()).await {
+                    Either::Left((Some(Ok(chunk)), _)) => {
+                        let room = MAX_RESPONSE_BYTES - body.len();
+                        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        if body.len() >= MAX_RESPONSE_BYTES {
+                            controller.abort();
+                            break;
+                        }
+                    }
+                    Either::Left((Some(Err(_)) | None, _)) => break,
+                    Either::Right(_) => {
+                        controller.abort();
+                        return Err(OutboundError::Timeout);
+                    }
+                }
+            }
+        }
         Ok(OutboundResponse { status, body })
     }
 }
