@@ -199,3 +199,35 @@ export function videoCard(video, extra = null) {
       : null,
     extra);
 }
+
+/** Plays the HLS `url` in `video`: with hls.js (MSE) where it works, else the browser's own
+ *  HLS. `report(message, code)` hears of what stops playback: a fatal hls.js error, no HLS
+ *  support, or a media the browser cannot decode (attached once per `video`). Returns the
+ *  hls.js instance (destroy it before playing another URL), or null. */
+export function playHls(video, url, report) {
+  if (!video.dataset.reportsErrors) {
+    video.dataset.reportsErrors = "1";
+    video.addEventListener("error", () => {
+      const code = video.error ? video.error.code : 0;
+      report(`The browser could not decode this video (media error ${code}).`, `media_error_${code}`);
+    });
+  }
+  const Hls = window.Hls;
+  if (Hls && Hls.isSupported()) {
+    const hls = new Hls({ liveDurationInfinity: true });
+    hls.on(Hls.Events.ERROR, (_event, data) => {
+      if (data.fatal) report(`Playback error: ${data.details}`, data.details);
+    });
+    hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    return hls;
+  }
+  if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = url;
+    video.play().catch(() => {});
+  } else {
+    report("This browser cannot play HLS video.", "no_hls");
+  }
+  return null;
+}

@@ -1,7 +1,7 @@
 // The watch page: `?c={channel}` plays a channel live, `?v={video}` a recorded video; both
 // with hls.js (MSE) or the browser's own HLS, the channel's viewer count and reactions over
 // the channel's WebSocket.
-import { api, fill, fmtDuration, fmtTime, h, nav, say, socket } from "/app.js";
+import { api, fill, fmtDuration, fmtTime, h, nav, playHls, say, socket } from "/app.js";
 
 const REACTIONS = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "👍", "💯"];
 const params = new URLSearchParams(location.search);
@@ -16,32 +16,12 @@ let room = null;
 
 function play(url) {
   if (hls) { hls.destroy(); hls = null; }
-  const Hls = window.Hls;
-  if (Hls && Hls.isSupported()) {
-    hls = new Hls({ liveDurationInfinity: true });
-    hls.on(Hls.Events.ERROR, (_event, data) => {
-      if (data.fatal) {
-        say(playerStatus, `Playback error: ${data.details}`, "error");
-        document.body.dataset.playerError = data.details;
-      }
-    });
-    hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
-    hls.loadSource(url);
-    hls.attachMedia(video);
-  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-    video.src = url;
-    video.play().catch(() => {});
-  } else {
-    say(playerStatus, "This browser cannot play HLS video.", "error");
-    document.body.dataset.playerError = "no_hls";
-  }
+  hls = playHls(video, url, (text, code) => {
+    say(playerStatus, text, "error");
+    document.body.dataset.playerError = code;
+  });
 }
 
-video.addEventListener("error", () => {
-  const code = video.error ? video.error.code : 0;
-  say(playerStatus, `The browser could not decode this video (media error ${code}).`, "error");
-  document.body.dataset.playerError = `media_error_${code}`;
-});
 video.addEventListener("playing", () => say(playerStatus, ""));
 
 function showReaction(emoji) {

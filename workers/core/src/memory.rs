@@ -424,6 +424,19 @@ pub struct MemoryPlatform {
 }
 
 impl MemoryPlatform {
+    /// An empty platform with a development configuration (dev-only secrets, diagnostics
+    /// off), for unit tests and examples.
+    pub fn development() -> Self {
+        let config = Config::from_lookup(|name| match name {
+            "ENVIRONMENT" => Some("development".into()),
+            "SESSION_SECRET" | "URL_SIGNING_SECRET" => Some("dev-only-test".into()),
+            _ => None,
+        })
+        // A fixed development configuration is always valid.
+        .unwrap_or_else(|e| unreachable!("development configuration: {e}"));
+        Self::new(config)
+    }
+
     /// An empty platform with `config`.
     pub fn new(config: Config) -> Self {
         MemoryPlatform {

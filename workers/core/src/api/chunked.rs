@@ -117,17 +117,10 @@ pub async fn collect_body<P: Platform>(p: &P, response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::memory::MemoryPlatform;
 
     fn platform_with_blob(size: usize) -> (MemoryPlatform, Vec<u8>) {
-        let config = Config::from_lookup(|name| match name {
-            "ENVIRONMENT" => Some("development".into()),
-            "SESSION_SECRET" | "URL_SIGNING_SECRET" => Some("dev-only-test".into()),
-            _ => None,
-        })
-        .expect("valid test config");
-        let p = MemoryPlatform::new(config);
+        let p = MemoryPlatform::development();
         let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         pollster::block_on(p.blobs().put("big", bytes.clone(), "video/mp4")).unwrap();
         (p, bytes)

@@ -229,13 +229,7 @@ mod tests {
     #[test]
     fn calls_through_the_wrapper_are_counted() {
         reset();
-        let config = Config::from_lookup(|name| match name {
-            "ENVIRONMENT" => Some("development".into()),
-            "SESSION_SECRET" | "URL_SIGNING_SECRET" => Some("dev-only-test".into()),
-            _ => None,
-        })
-        .expect("valid test config");
-        let inner = MemoryPlatform::new(config);
+        let inner = MemoryPlatform::development();
         let metered = Metered::new(&inner);
         pollster::block_on(async {
             metered

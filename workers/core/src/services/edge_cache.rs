@@ -226,19 +226,12 @@ pub async fn forget<P: Platform>(p: &P, key: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::memory::MemoryPlatform;
     use futures_channel::oneshot;
     use std::cell::{Cell, RefCell};
 
     fn platform() -> MemoryPlatform {
-        let config = Config::from_lookup(|name| match name {
-            "ENVIRONMENT" => Some("development".into()),
-            "SESSION_SECRET" | "URL_SIGNING_SECRET" => Some("dev-only-test".into()),
-            _ => None,
-        })
-        .expect("valid test config");
-        let p = MemoryPlatform::new(config);
+        let p = MemoryPlatform::development();
         p.clock.now_ms.set(1_000_000);
         p
     }

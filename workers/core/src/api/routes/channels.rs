@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::edge::{cache_key, EDGE_CACHE};
+use crate::api::edge::{cache_key, from_cache};
 use crate::api::{self, Request, Response, RoomUpgrade};
 use crate::error::ApiError;
 use crate::model::ids;
@@ -219,11 +219,8 @@ pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
         })
     })
     .await?;
-    let mut response = api::with_body(StatusCode::OK, "application/json", object.body);
-    if let Ok(value) = http::HeaderValue::from_str(status.as_str()) {
-        response.headers_mut().insert(EDGE_CACHE, value);
-    }
-    Ok(response)
+    // Clients do not keep it: the edge does.
+    Ok(from_cache(object, status, "no-store"))
 }
 
 fn upgrade(request: &Request, room: String) -> Result<Response, ApiError> {

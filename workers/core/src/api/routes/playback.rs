@@ -8,14 +8,12 @@
 //! The token carries what the routes need (the channel, the recording's broadcast), so no
 //! playback request queries the catalogue.
 
-use http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE,
-};
+use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::api::auth;
-use crate::api::edge::{cache_key, EDGE_CACHE};
+use crate::api::edge::{cache_key, from_cache};
 use crate::api::routes::channels;
 use crate::api::{self, ChunkedBody, Request, Response, CHUNK_BYTES};
 use crate::error::ApiError;
@@ -26,7 +24,7 @@ use crate::model::room::{RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::model::video::Video;
 use crate::ports::{Blobs as _, CachedObject, Live as _, Platform};
-use crate::services::edge_cache::{self, CacheStatus};
+use crate::services::edge_cache;
 use crate::services::videos;
 use crate::services::views;
 use crate::store::counters;
@@ -173,18 +171,6 @@ fn with_cache(mut response: Response, policy: &'static str) -> Response {
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static(policy));
-    response
-}
-
-/// A response with a cached object's body and type, saying how it was obtained.
-fn from_cache(object: CachedObject, status: CacheStatus, policy: &'static str) -> Response {
-    let mut response = http::Response::new(object.body);
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&object.content_type) {
-        headers.insert(CONTENT_TYPE, value);
-    }
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(policy));
-    headers.insert(EDGE_CACHE, HeaderValue::from_static(status.as_str()));
     response
 }
 
