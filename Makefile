@@ -17,6 +17,7 @@ test:
 
 ## Only the browser tests (Chromium + playwright-core against wrangler dev).
 test-browser: build-worker
+	cargo build --quiet -p edgevideo-transcoder --bin transcoder
 	. scripts/env.sh && node --test --test-reporter=spec tests/browser/*.test.mjs
 
 ## The set-up; skipped under `make test`'s offline run (EDGEVIDEO_OFFLINE=1), which did it first.

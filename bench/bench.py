@@ -19,7 +19,11 @@ Sections (all by default; pick with --only):
              request reads the room or the blob store) and after (the edge cache)
   mp4mem     runtime memory (RSS) while a ~300 MB MP4 is downloaded with `Range: bytes=0-`
              (as Chrome asks first), which the worker streams in cached chunks; MB/s
-  transcoder bench/transcoder.sh (ours vs ffmpeg vs raw copy)
+  transcoder bench/transcoder.sh (ours vs ffmpeg vs raw copy), MPEG-TS and CMAF recordings
+  golive     the broadcast page in Chromium with a fake camera: frames encoded per second per
+             rendition and which ladders it sustains in real time (bench/golive.mjs); then a
+             browser broadcast in `wrangler dev` watched with hls.js: segment end to listed and
+             hls.js's live-latency estimate, median and p95 (bench/latency.mjs)
 
 Run it through `make bench` (or `bash bench/run.sh`), which sets up and builds first."""
 
@@ -643,9 +647,15 @@ def bench_transcoder(_tmp, _seconds):
     subprocess.run(["bash", str(ROOT / "bench" / "transcoder.sh")], check=True)
 
 
+def bench_golive(_tmp, _seconds):
+    print("golive (bench/golive.mjs, bench/latency.mjs)")
+    subprocess.run(["node", str(ROOT / "bench" / "golive.mjs"), "12"], check=True)
+    subprocess.run(["node", str(ROOT / "bench" / "latency.mjs"), "30"], check=True)
+
+
 SECTIONS = {"routes": bench_routes, "size": bench_size, "ingest": bench_ingest,
             "fanout": bench_fanout, "load": bench_load, "viewers": bench_viewers, "mp4mem": bench_mp4mem,
-            "transcoder": bench_transcoder}
+            "transcoder": bench_transcoder, "golive": bench_golive}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

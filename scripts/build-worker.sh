@@ -15,7 +15,10 @@ fi
 grep -vE '^\s*$' "$log" | sed 's/^/[build] /'; rm -f "$log"
 wasm=$ROOT/workers/cloudflare/build/index_bg.wasm
 printf '[build] worker: %s bytes raw, %s bytes gzip\n' "$(stat -c %s "$wasm")" "$(gzip -9c "$wasm" | wc -c)"
-# The web pages' player: hls.js from node_modules (package-lock.json), served by us.
+# The web pages' player, hls.js, and the broadcast page's encoder and HLS writer, Mediabunny
+# (its ESM browser bundle), from node_modules (package-lock.json), served by us.
 mkdir -p "$ROOT/web/vendor"
 cp "$ROOT/node_modules/hls.js/dist/hls.min.js" "$ROOT/web/vendor/hls.min.js"
-echo "[build] web assets: web/ (hls.js $(node -p 'require(process.argv[1]).version' "$ROOT/node_modules/hls.js/package.json"))"
+cp "$ROOT/node_modules/mediabunny/dist/bundles/mediabunny.min.mjs" "$ROOT/web/vendor/mediabunny.min.js"
+version() { node -p 'require(process.argv[1]).version' "$ROOT/node_modules/$1/package.json"; }
+echo "[build] web assets: web/ (hls.js $(version hls.js), mediabunny $(version mediabunny))"

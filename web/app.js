@@ -186,14 +186,27 @@ export function say(el, text, kind = "info") {
 }
 
 /** A video card for lists. */
+/** A card's 16:9 picture: `src` (a poster or live thumbnail) over a placeholder that stays
+ *  when there is none or it fails to load, with an optional `badge` (top left, e.g. LIVE)
+ *  and `corner` text (bottom right, e.g. the duration). */
+export function thumb(src, badge = null, corner = null) {
+  const img = src ? h("img", { src, alt: "", loading: "lazy", decoding: "async" }) : null;
+  if (img) img.addEventListener("error", () => img.remove());
+  return h("span", { class: "thumb", "aria-hidden": "true" },
+    h("span", { class: "placeholder" }, "▶"),
+    img,
+    badge ? h("span", { class: "live-badge" }, badge) : null,
+    corner ? h("span", { class: "corner" }, corner) : null);
+}
+
 export function videoCard(video, extra = null) {
-  return h("li", { class: "card" },
+  const views = video.views === 1 ? "1 view" : `${video.views || 0} views`;
+  return h("li", { class: "card", "data-video": video.id },
     h("a", { href: `/watch?v=${encodeURIComponent(video.id)}`, class: "card-link" },
-      h("span", { class: "thumb", "aria-hidden": "true" }, "▶"),
+      thumb(video.poster_url, null, video.duration_ms ? fmtDuration(video.duration_ms) : null),
       h("span", { class: "title" }, video.title || "Untitled")),
     h("p", { class: "meta" },
-      video.channel_name || "", video.duration_ms ? ` · ${fmtDuration(video.duration_ms)}` : "",
-      ` · ${fmtTime(video.created_at)}`),
+      video.channel_name || "", ` · ${views}`, ` · ${fmtTime(video.created_at)}`),
     (video.tags || []).length
       ? h("p", { class: "tags" }, (video.tags || []).map((t) => h("span", { class: "tag" }, t)))
       : null,
@@ -219,6 +232,17 @@ export function playHls(video, url, report) {
       if (data.fatal) report(`Playback error: ${data.details}`, data.details);
     });
     hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+    // How far behind the live edge the playhead is, by hls.js's own estimate (for the curious
+    // and for the benchmarks).
+    hls.on(Hls.Events.FRAG_CHANGED, () => {
+      if (Number.isFinite(hls.latency)) video.dataset.latency = hls.latency.toFixed(2);
+    });
+    // Which rendition plays (for the curious and for the tests): its picture height.
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => {
+      const level = hls.levels[data.level];
+      video.dataset.renditions = String(hls.levels.length);
+      video.dataset.height = level && level.height ? String(level.height) : "";
+    });
     hls.loadSource(url);
     hls.attachMedia(video);
     return hls;

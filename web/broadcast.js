@@ -1,6 +1,8 @@
 // The broadcaster page: create a channel, get a signed ingest URL and the exact ffmpeg
-// command, and manage your videos (status, history, delete).
-import { api, fill, fmtDuration, fmtTime, h, nav, say } from "/app.js";
+// command or go live from this browser (golive.js), and manage your videos (status, history,
+// delete).
+import { api, fill, fmtDuration, fmtTime, h, nav, say, thumb } from "/app.js";
+import { openGoLive } from "/golive.js";
 
 const status = document.getElementById("status");
 const channelsEl = document.getElementById("channels");
@@ -31,6 +33,7 @@ function channelItem(c) {
     h("a", { href: `/watch?c=${encodeURIComponent(c.id)}` }, c.name),
     h("span", { class: "viewers" }, `${c.viewers} watching`),
     h("button", { type: "button", onclick: getUrl }, "Get ingest URL"),
+    h("button", { type: "button", class: "go-live", onclick: () => openGoLive(c) }, "Go live"),
     h("div", { style: "flex-basis:100%" }, ingest));
 }
 
@@ -76,8 +79,10 @@ function videoRow(v) {
     }
   };
   const row = h("tr", { "data-video": v.id },
-    h("td", {}, h("a", { href: `/watch?v=${encodeURIComponent(v.id)}` }, v.title || "Untitled"),
-      h("div", { class: "meta" }, fmtDuration(v.duration_ms))),
+    h("td", { class: "with-thumb" },
+      h("span", { class: "row-thumb" }, thumb(v.poster_url)),
+      h("span", {}, h("a", { href: `/watch?v=${encodeURIComponent(v.id)}` }, v.title || "Untitled"),
+        h("div", { class: "meta" }, fmtDuration(v.duration_ms)))),
     h("td", {}, h("span", { class: `status ${v.status}` }, v.status)),
     h("td", { class: "hide-narrow" }, fmtTime(v.created_at)),
     h("td", {}, h("button", { type: "button", onclick: toggle }, "History"), " ",
@@ -108,6 +113,10 @@ document.getElementById("create").addEventListener("submit", async (event) => {
   }
 });
 more.addEventListener("click", () => loadVideos(false));
+// Going live or ending from this page changes the channels' live state and the recordings.
+document.addEventListener("golive", () => {
+  Promise.all([loadChannels(), loadVideos(true)]).catch((e) => say(status, e.message, "error"));
+});
 
 (async () => {
   const user = await nav();

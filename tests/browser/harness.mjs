@@ -51,17 +51,62 @@ export async function waitFor(predicate, timeoutMs = 15000, what = "condition") 
   }
 }
 
-/** Starts the worker; returns {url, stop(), log()}. */
-export async function startWorker() {
+/** The variables of config/dev.env, for the processes the harness starts beside the worker. */
+function devEnv() {
+  const vars = {};
+  for (const line of readFileSync(path.join(ROOT, "config", "dev.env"), "utf8").split("\n")) {
+    const m = line.match(/^([A-Z0-9_]+)=(.*)$/);
+    if (m) vars[m[1]] = m[2].replace(/^"(.*)"$/, "$1");
+  }
+  return vars;
+}
+
+/** `transcoder serve` (the debug build, as the end-to-end tests use) on a free port; returns
+ *  {url, stop()}. */
+async function startTranscoder(state) {
+  const bin = process.env.EDGEVIDEO_TRANSCODER || path.join(ROOT, "target", "debug", "transcoder");
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const dir = path.join(state, "transcoder");
+  mkdirSync(path.join(dir, "store"), { recursive: true });
+  const log = openSync(path.join(state, "transcoder.log"), "w");
+  const child = spawn(bin, ["serve", "--listen", `127.0.0.1:${port}`], {
+    env: { ...process.env, TRANSCODER_SECRET: devEnv().TRANSCODER_SECRET,
+      TRANSCODER_STATE_DIR: path.join(dir, "jobs"), TRANSCODER_STORE: path.join(dir, "store") },
+    stdio: ["ignore", log, log], detached: true,
+  });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`${bin} exited (cargo build -p edgevideo-transcoder?)`);
+    try {
+      return (await fetch(`${url}/healthz`)).ok;
+    } catch {
+      return false;
+    }
+  }, 30000, "the transcoder answering");
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      try { process.kill(-child.pid, "SIGTERM"); } catch { /* already gone */ }
+      await exited;
+    }
+  };
+  return { url, stop };
+}
+
+/** Starts the worker (with `transcoder: true`, beside a transcoder, so that recordings
+ *  become MP4s and get their posters); returns {url, stop(), log()}. */
+export async function startWorker({ transcoder = false } = {}) {
   const state = tempDir("edgevideo-browser-");
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const env = { ...process.env };
+  const jobs = transcoder ? await startTranscoder(state) : null;
   const migrate = spawnSync(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state],
     { cwd: ROOT, env, encoding: "utf8", timeout: 120000 });
   if (migrate.status !== 0) throw new Error(`migrations failed: ${migrate.stdout}${migrate.stderr}`);
   const overrides = path.join(state, "test.env");
-  writeFileSync(overrides, `LIVE_IDLE_TIMEOUT_SECONDS=6\nPUBLIC_URL=${url}\n`);
+  writeFileSync(overrides, `LIVE_IDLE_TIMEOUT_SECONDS=6\nPUBLIC_URL=${url}\n`
+    + (jobs ? `TRANSCODER_URL=${jobs.url}\n` : ""));
   const logPath = path.join(state, "wrangler.log");
   const log = openSync(logPath, "w");
   const child = spawn(WRANGLER, [
@@ -81,6 +126,7 @@ export async function startWorker() {
     await exited;
     clearTimeout(timer);
     signal("SIGKILL"); // anything of the group that outlived wrangler (workerd)
+    await jobs?.stop();
   };
   try {
     await waitFor(async () => {
@@ -113,8 +159,10 @@ export function pushLive(ingestUrl, seconds) {
 
 /** Launches Debian's Chromium with the project's flags (see DESIGN section 5) and a fresh
  *  profile directory: a persistent context, because Playwright takes the profile directory
- *  as a parameter rather than as `--user-data-dir` in the arguments. */
-export async function launchChromium(chromium, viewport = { width: 1280, height: 800 }) {
+ *  as a parameter rather than as `--user-data-dir` in the arguments. `fakeMedia`: a fake
+ *  camera (1280x720) and microphone, granted without a prompt, for getUserMedia. */
+export async function launchChromium(chromium, viewport = { width: 1280, height: 800 },
+  { fakeMedia = false } = {}) {
   const profile = tempDir("edgevideo-chromium-");
   return chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -124,6 +172,7 @@ export async function launchChromium(chromium, viewport = { width: 1280, height:
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
       "--autoplay-policy=no-user-gesture-required",
+      ...(fakeMedia ? ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"] : []),
     ],
   });
 }

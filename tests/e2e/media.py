@@ -1,5 +1,5 @@
-"""Media helpers for the end-to-end tests: a real ffmpeg broadcaster, ffprobe, and small
-MPEG-TS bodies made by ffmpeg."""
+"""Media helpers for the end-to-end tests: a real ffmpeg broadcaster (one rendition or a
+ladder), ffprobe, and small MPEG-TS and CMAF bodies made by ffmpeg."""
 
 import functools
 import json
@@ -88,3 +88,54 @@ def push_recording(session, ingest_url: str, seconds: int = 4, heavy: bool = Fal
         assert r.status_code == 201, r.text
     r = session.put(f"{base}/index.m3u8", data=playlist)
     assert r.status_code == 200 and r.json()["ended"], r.text
+
+
+def push_ladder(ingest_url: str, seconds: float, segment_type: str = "fmp4") -> subprocess.Popen:
+    """Starts ffmpeg pushing a two-rendition ladder (1280x720 and 640x360, each with AAC)
+    as a desktop broadcaster would: `-var_stream_map` with a multivariant playlist
+    (`master.m3u8`) and one media playlist per rendition (`stream_0.m3u8`, `stream_1.m3u8`),
+    CMAF (`fmp4`) or MPEG-TS (`mpegts`) segments."""
+    args = [
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+        "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds),
+        "-filter_complex", "[0:v]split=2[hi][lo0];[lo0]scale=640:360[lo]",
+        "-map", "[hi]", "-map", "[lo]", "-map", "1:a", "-map", "1:a",
+        "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-keyint_min", "60",
+        "-sc_threshold", "0", "-b:v:0", "1500k", "-b:v:1", "400k",
+        "-c:a", "aac", "-ar", "48000", "-b:a", "96k",
+        "-f", "hls", "-hls_time", "2", "-hls_list_size", "6", "-hls_segment_type", segment_type,
+        "-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,a:0 v:1,a:1",
+        "-method", "PUT", ingest_url.replace("index.m3u8", "stream_%v.m3u8"),
+    ]
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@functools.cache
+def cmaf_recording(seconds: int = 2) -> dict[str, bytes]:
+    """A short CMAF recording as ffmpeg's HLS muxer writes it (H.264 + AAC, 1 s segments):
+    file name -> bytes (`init.mp4`, `index0.m4s`, ..., `index.m3u8` with ENDLIST)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp)
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
+             "-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", str(seconds),
+             "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-keyint_min", "30",
+             "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
+             "-f", "hls", "-hls_time", "1", "-hls_list_size", "0", "-hls_segment_type", "fmp4",
+             "-hls_segment_filename", str(out / "index%d.m4s"), str(out / "index.m3u8")],
+            check=True, timeout=120,
+        )
+        return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+@functools.cache
+def thumbnail_jpeg() -> bytes:
+    """A small JPEG of the test pattern, as the broadcast page sends its camera's picture."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=1",
+         "-frames:v", "1", "-f", "mjpeg", "-"],
+        capture_output=True, check=True, timeout=60,
+    )
+    return out.stdout

@@ -117,6 +117,15 @@ RULES: dict[str, Rule] = {
                         valid=lambda w: [w["video_token"], w["broadcast"], w["segment"]], valid_ok=200),
     "PlayPoster": Rule("url_token", missing=404, garbage=403, valid=lambda w: [w["video_token"]],
                        valid_ok=200),
+    "PlayThumbnail": Rule("url_token", missing=404, garbage=403, valid=lambda w: [w["channel_token"]],
+                          valid_ok=200),
+    # Without its token, /play/live/index.m3u8 is the VOD playlist's path with "live" as a
+    # (garbage) token: 403.
+    "PlayLiveRendition": Rule("url_token", params=lambda w, c: ["index.m3u8"], missing=403, garbage=403,
+                              valid=lambda w: [w["channel_token"], "index.m3u8"], valid_ok=200),
+    # The matrix's recording has one rendition and no ladder: past the token, the handler's 404.
+    "PlayVodRendition": Rule("url_token", params=lambda w, c: ["index.m3u8"], missing=403, garbage=403,
+                             valid=lambda w: [w["video_token"], "index.m3u8"], valid_ok=404),
     "Embed": Rule("public", params=p("channel")),
     # The upload token is genuine, for a video that does not exist: past the token check, the
     # handler's 404 for the missing video.

@@ -237,6 +237,19 @@ def test_visibility_filters_search_detail_history_and_preview(api, lifecycle_plu
     with fresh(api) as anonymous:
         first = anonymous.get("/api/videos").json()
         assert first["videos"][0]["id"] == a1
+        # Cards carry the poster: a signed, root-relative URL that serves the JPEG, and opens
+        # the poster only, not the video's segments.
+        card = first["videos"][0]
+        assert card["has_poster"] is True and card["poster_url"].startswith("/play/")
+        poster = anonymous.get(card["poster_url"])
+        assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
+        assert poster.content[:3] == b"\xff\xd8\xff"
+        token = card["poster_url"].split("/")[2]
+        assert anonymous.get(f"/play/{token}/index.m3u8").status_code == 404
+        # The channel's thumbnail is its latest recording's poster.
+        channel_url = anonymous.post(f"/api/channels/{keep['id']}/playback").json()["url"]
+        thumb = anonymous.get(channel_url.replace("live.m3u8", "thumb.jpg"))
+        assert thumb.status_code == 200 and thumb.content == poster.content
 
     # Channels with live status and viewer counts.
     mine = listing(api, "/api/channels", owner_a["token"], mine="true")["channels"]

@@ -1,10 +1,12 @@
-//! From segment files to timed samples: reads MPEG-TS files with large buffered reads, runs
-//! the transport layer ([`crate::ts`]), splits H.264 access units and ADTS frames, and maps
-//! timestamps onto one continuous timeline ([`crate::timeline`]).
+//! From segment files to timed samples. The first input decides the container
+//! ([`Container::detect`]): CMAF recordings (an init segment, then `.m4s` media segments) are
+//! read by [`crate::cmaf`]; MPEG-TS files here, with large buffered reads: the transport layer
+//! ([`crate::ts`]), then H.264 access units and ADTS frames. Both map timestamps onto one
+//! continuous timeline ([`crate::timeline`]) and feed the same [`SampleSink`].
 //!
 //! The same [`Demuxer`] runs twice over the inputs (see [`crate::mux`]), so everything here is
 //! deterministic: the same bytes give the same samples with the same sizes. Recovery rules on
-//! top of the transport layer's:
+//! top of the transport layer's (the CMAF ones are in [`crate::cmaf`]):
 //!
 //! * bytes that are not at a packet boundary (lost sync, junk between packets) are skipped
 //!   until two sync bytes 188 bytes apart are found again;
@@ -70,6 +72,27 @@ pub enum DemuxError {
         /// Channel configuration after.
         to_channels: u8,
     },
+    /// The codec changed inside the recording (a CMAF init segment with another codec).
+    #[error("codec changes from {from} to {to} in {path}; a recording must keep one codec")]
+    CodecChanged {
+        /// The input where it changed.
+        path: PathBuf,
+        /// Codec before.
+        from: String,
+        /// Codec after.
+        to: String,
+    },
+    /// A CMAF init segment (`moov`) could not be parsed.
+    #[error("invalid CMAF init segment {path}: {source}")]
+    InvalidInit {
+        /// The input.
+        path: PathBuf,
+        /// What is wrong.
+        source: crate::fmp4::Fmp4Error,
+    },
+    /// A CMAF recording does not start with an init segment.
+    #[error("CMAF recording without an init segment (ftyp + moov) before {0}")]
+    MissingInit(PathBuf),
     /// The sample consumer failed (for example, writing the output).
     #[error(transparent)]
     Sink(#[from] SinkError),
@@ -100,17 +123,49 @@ pub struct VideoConfig {
     pub pps: Vec<Vec<u8>>,
 }
 
-/// The decoder configuration of the audio track, from the first ADTS header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The decoder configuration of the audio track: from the first ADTS header (MPEG-TS) or
+/// from the init segment (CMAF).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioConfig {
-    /// Sampling rate in Hz.
+    /// Sampling rate in Hz (the media timescale of the output track; 48000 for Opus).
     pub sample_rate: u32,
-    /// ADTS channel configuration.
+    /// Channels: the AAC channel configuration, or the Opus output channel count.
     pub channels: u8,
-    /// MPEG-4 audio object type.
-    pub object_type: u8,
-    /// AudioSpecificConfig bytes for `esds`.
-    pub specific_config: [u8; 2],
+    /// The codec and its decoder configuration.
+    pub codec: AudioCodec,
+}
+
+/// An audio codec with what its MP4 sample entry needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioCodec {
+    /// AAC (`mp4a` + `esds`).
+    Aac {
+        /// MPEG-4 audio object type.
+        object_type: u8,
+        /// AudioSpecificConfig bytes for `esds`.
+        specific_config: Vec<u8>,
+    },
+    /// Opus (`Opus` + `dOps`).
+    Opus(crate::fmp4::OpusSpecific),
+}
+
+impl AudioConfig {
+    /// Samples to drop at the start of the track for playback (Opus pre-skip; 0 for AAC,
+    /// whose priming is kept as the MPEG-TS path keeps it).
+    pub fn priming(&self) -> u32 {
+        match &self.codec {
+            AudioCodec::Aac { .. } => 0,
+            AudioCodec::Opus(opus) => u32::from(opus.pre_skip),
+        }
+    }
+
+    /// A short name for logs and errors.
+    pub fn codec_name(&self) -> &'static str {
+        match self.codec {
+            AudioCodec::Aac { .. } => "AAC",
+            AudioCodec::Opus(_) => "Opus",
+        }
+    }
 }
 
 /// One video access unit.
@@ -124,20 +179,22 @@ pub struct VideoSample<'a> {
     pub keyframe: bool,
     /// Size of the sample in MP4 form (4-byte length before each kept NAL unit).
     pub size: u32,
-    /// The Annex B bytes of the access unit.
+    /// The bytes of the access unit: Annex B (MPEG-TS) or length-prefixed NAL units (CMAF).
     pub data: &'a [u8],
     /// Byte ranges in `data` of the NAL units to keep.
     pub nals: &'a [(usize, usize)],
 }
 
-/// One AAC frame.
+/// One audio frame (AAC or Opus).
 #[derive(Debug)]
 pub struct AudioSample<'a> {
     /// Presentation time on the continuous timeline (90 kHz).
     pub time: i64,
     /// Sampling rate of the stream in Hz.
     pub sample_rate: u32,
-    /// The raw AAC frame (ADTS header removed).
+    /// Duration in samples at `sample_rate` (1024 for AAC from ADTS).
+    pub duration: u32,
+    /// The raw frame (ADTS header removed).
     pub data: &'a [u8],
 }
 
@@ -148,7 +205,7 @@ pub trait SampleSink {
     /// # Errors
     /// Whatever stops the consumer; demuxing stops with it.
     fn video(&mut self, sample: &VideoSample<'_>) -> Result<(), SinkError>;
-    /// Takes an AAC frame.
+    /// Takes an audio frame.
     ///
     /// # Errors
     /// Whatever stops the consumer; demuxing stops with it.
@@ -180,6 +237,10 @@ pub struct FileReport {
     pub video_samples: u64,
     /// Audio samples delivered.
     pub audio_samples: u64,
+    /// Whether the file is a CMAF init segment (it holds no samples by design).
+    pub init_segment: bool,
+    /// CMAF fragments (`moof`) that could not be parsed and were skipped.
+    pub fragments_skipped: u64,
 }
 
 /// Counters of what was repaired or dropped over the whole recording.
@@ -199,26 +260,33 @@ pub struct DemuxStats {
     pub audio_bytes_skipped: u64,
     /// ADTS frames skipped (several raw data blocks).
     pub audio_frames_skipped: u64,
+    /// CMAF fragments that could not be parsed and were skipped.
+    pub fragments_skipped: u64,
+    /// CMAF samples dropped because their data lies outside the file (a cut segment) or is
+    /// not a well-formed sequence of length-prefixed NAL units.
+    pub samples_dropped: u64,
 }
 
 /// Per-recording demuxing state, kept across input files.
 #[derive(Debug)]
 pub struct Demuxer {
-    ts: TsDemuxer,
-    timeline: Timeline,
-    splitter: NalSplitter,
-    nal_ranges: Vec<(usize, usize)>,
-    read_buf: Vec<u8>,
-    video_clock: TrackClock,
-    audio_clock: TrackClock,
-    last_video_dts: Option<i64>,
-    max_video_pts: Option<i64>,
-    video_frame_ticks: i64,
-    seen_keyframe: bool,
-    video_config: Option<VideoConfig>,
-    audio_config: Option<AudioConfig>,
-    audio_pending: Vec<u8>,
-    stats: DemuxStats,
+    pub(crate) ts: TsDemuxer,
+    pub(crate) timeline: Timeline,
+    pub(crate) splitter: NalSplitter,
+    pub(crate) nal_ranges: Vec<(usize, usize)>,
+    pub(crate) read_buf: Vec<u8>,
+    pub(crate) video_clock: TrackClock,
+    pub(crate) audio_clock: TrackClock,
+    pub(crate) last_video_dts: Option<i64>,
+    pub(crate) max_video_pts: Option<i64>,
+    pub(crate) video_frame_ticks: i64,
+    pub(crate) seen_keyframe: bool,
+    pub(crate) video_config: Option<VideoConfig>,
+    pub(crate) audio_config: Option<AudioConfig>,
+    pub(crate) audio_pending: Vec<u8>,
+    pub(crate) stats: DemuxStats,
+    pub(crate) container: Option<Container>,
+    pub(crate) cmaf: crate::cmaf::CmafState,
 }
 
 impl Default for Demuxer {
@@ -246,6 +314,8 @@ impl Demuxer {
             audio_config: None,
             audio_pending: Vec::new(),
             stats: DemuxStats::default(),
+            container: None,
+            cmaf: crate::cmaf::CmafState::default(),
         }
     }
 
@@ -254,9 +324,14 @@ impl Demuxer {
         self.video_config.as_ref()
     }
 
-    /// Audio configuration, once an ADTS frame has been seen.
-    pub fn audio_config(&self) -> Option<AudioConfig> {
-        self.audio_config
+    /// Audio configuration, once an ADTS frame or a CMAF init segment has been seen.
+    pub fn audio_config(&self) -> Option<&AudioConfig> {
+        self.audio_config.as_ref()
+    }
+
+    /// The container of the recording, once the first input has been read.
+    pub fn container(&self) -> Option<Container> {
+        self.container
     }
 
     /// Repair and drop counters so far.
@@ -267,7 +342,9 @@ impl Demuxer {
         stats
     }
 
-    /// Demuxes one input file into `sink`.
+    /// Demuxes one input file into `sink`. The first input decides the container for the
+    /// whole recording ([`Container::detect`]): CMAF when it starts with an ISO BMFF box,
+    /// MPEG-TS otherwise.
     ///
     /// # Errors
     /// [`DemuxError`] when the file cannot be read, the stream changes format, or the sink
@@ -283,6 +360,20 @@ impl Demuxer {
             source,
         };
         let mut file = File::open(path).map_err(read_error)?;
+        let container = match self.container {
+            Some(container) => container,
+            None => {
+                let mut head = [0u8; 8];
+                let n = read_full(&mut file, &mut head).map_err(read_error)?;
+                std::io::Seek::rewind(&mut file).map_err(read_error)?;
+                let container = Container::detect(&head[..n]);
+                self.container = Some(container);
+                container
+            }
+        };
+        if container == Container::Cmaf {
+            return self.run_cmaf_file(path, file, sink, progress);
+        }
         let mut buf = std::mem::take(&mut self.read_buf);
         buf.resize(READ_CHUNK, 0);
         let mut report = FileReport::default();
@@ -394,6 +485,40 @@ impl Demuxer {
         report.audio_samples = handler.audio_samples;
         Ok(())
     }
+}
+
+/// The container format of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Container {
+    /// MPEG-TS segments (H.264 + ADTS AAC).
+    MpegTs,
+    /// CMAF: an init segment (`ftyp` + `moov`) then `.m4s` media segments.
+    Cmaf,
+}
+
+impl Container {
+    /// Detects the container from the first bytes of the first input: an ISO BMFF box
+    /// (`ftyp`, or `styp`/`moov`/`moof`/`sidx` for an init-less start) means CMAF; anything
+    /// else is read as MPEG-TS (whose sync byte 0x47 cannot start such a box header).
+    pub fn detect(head: &[u8]) -> Self {
+        match head.get(4..8) {
+            Some(b"ftyp" | b"styp" | b"moov" | b"moof" | b"sidx") => Container::Cmaf,
+            _ => Container::MpegTs,
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+pub(crate) fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_retrying(file, &mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 enum ReadLoopError {
@@ -690,14 +815,14 @@ impl<S: SampleSink> PesHandler<'_, '_, S> {
                 self.state.stats.audio_frames_skipped += 1;
                 continue;
             }
-            let config = self.audio_config_for(&header)?;
+            let sample_rate = self.audio_config_for(&header)?;
             let frame_ticks =
-                i64::from(adts::SAMPLES_PER_FRAME) * TS_CLOCK / i64::from(config.sample_rate);
+                i64::from(adts::SAMPLES_PER_FRAME) * TS_CLOCK / i64::from(sample_rate);
             let st = &mut self.state;
             let time = match pts {
                 Some(pts) if start >= new_from => {
                     let offset = frames_in_pes * u64::from(adts::SAMPLES_PER_FRAME) * 90_000
-                        / u64::from(config.sample_rate);
+                        / u64::from(sample_rate);
                     frames_in_pes += 1;
                     st.timeline.map(st.audio_clock, pts + offset, frame_ticks)
                 }
@@ -710,32 +835,43 @@ impl<S: SampleSink> PesHandler<'_, '_, S> {
             self.audio_samples += 1;
             self.sink.audio(&AudioSample {
                 time,
-                sample_rate: config.sample_rate,
+                sample_rate,
+                duration: adts::SAMPLES_PER_FRAME,
                 data: frame,
             })?;
         }
         Ok(pos)
     }
 
-    fn audio_config_for(&mut self, header: &AdtsHeader) -> Result<AudioConfig, DemuxError> {
-        let config = AudioConfig {
-            sample_rate: header.sample_rate(),
-            channels: header.channels,
-            object_type: header.object_type,
-            specific_config: header.audio_specific_config(),
-        };
-        match *self.state.audio_config {
+    /// The sampling rate of the stream, checking that the frame keeps the recording's format.
+    fn audio_config_for(&mut self, header: &AdtsHeader) -> Result<u32, DemuxError> {
+        let sample_rate = header.sample_rate();
+        let specific_config = header.audio_specific_config();
+        match self.state.audio_config.as_ref() {
             None => {
-                *self.state.audio_config = Some(config);
-                Ok(config)
+                *self.state.audio_config = Some(AudioConfig {
+                    sample_rate,
+                    channels: header.channels,
+                    codec: AudioCodec::Aac {
+                        object_type: header.object_type,
+                        specific_config: specific_config.to_vec(),
+                    },
+                });
+                Ok(sample_rate)
             }
-            Some(existing) if existing == config => Ok(existing),
+            Some(existing)
+                if existing.sample_rate == sample_rate
+                    && existing.channels == header.channels
+                    && matches!(&existing.codec, AudioCodec::Aac { specific_config: c, .. } if c[..] == specific_config[..]) =>
+            {
+                Ok(sample_rate)
+            }
             Some(existing) => Err(DemuxError::AudioFormatChanged {
                 path: self.path.to_path_buf(),
                 from_rate: existing.sample_rate,
                 from_channels: existing.channels,
-                to_rate: config.sample_rate,
-                to_channels: config.channels,
+                to_rate: sample_rate,
+                to_channels: header.channels,
             }),
         }
     }

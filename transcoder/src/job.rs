@@ -90,7 +90,11 @@ impl JobError {
                 RemuxError::NoVideo
                 | RemuxError::NoInputs
                 | RemuxError::Demux(
-                    DemuxError::VideoSizeChanged { .. } | DemuxError::AudioFormatChanged { .. },
+                    DemuxError::VideoSizeChanged { .. }
+                    | DemuxError::AudioFormatChanged { .. }
+                    | DemuxError::CodecChanged { .. }
+                    | DemuxError::InvalidInit { .. }
+                    | DemuxError::MissingInit(_),
                 ),
             )) => FailureCode::InvalidMedia,
             JobError::Stitch(_) | JobError::WorkDir(_) => FailureCode::Internal,

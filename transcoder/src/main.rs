@@ -27,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(
     name = "transcoder",
     version,
-    about = "Stitch MPEG-TS segments into one MP4"
+    about = "Stitch MPEG-TS or CMAF segments into one MP4"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,7 +38,8 @@ struct Cli {
 enum Command {
     /// Remux segments into one progressive MP4 (moov first).
     Stitch {
-        /// A directory of .ts files, .ts files in order, an s3://bucket/prefix, or URLs.
+        /// A directory of .ts files (or init*.mp4 + .m4s files), files in order (CMAF: the
+        /// init segment first), an s3://bucket/prefix, or URLs.
         #[arg(long, required = true, num_args = 1..)]
         from: Vec<String>,
         /// Output file, or s3://bucket/key.
@@ -154,7 +155,7 @@ fn run_stitch(from: &[String], to: &str, poster: Option<&str>) -> anyhow::Result
                 let b = Bucket::open(&format!("s3://{name}"))?;
                 let keys = storage.list_segments(&b, prefix)?;
                 if keys.is_empty() {
-                    bail!("no .ts objects under {item}");
+                    bail!("no .ts objects (nor init*.mp4 + .m4s) under {item}");
                 }
                 sources.extend(keys.into_iter().map(Source::Object));
                 if bucket.is_some() && from.len() > 1 {

@@ -10,10 +10,10 @@
 //! be filled by hand, but that means the same work as below plus its `Vec`-of-entries tables.
 //! `mp4-atom` would also work at box level; the set we need is small and fixed, so writing
 //! it from our compact run-length tables avoids a dependency and keeps memory at a few bytes
-//! per sample. The layout follows ISO/IEC 14496-12 (boxes), 14496-15 (`avcC`) and 14496-1
-//! (`esds`).
+//! per sample. The layout follows ISO/IEC 14496-12 (boxes), 14496-15 (`avcC`), 14496-1
+//! (`esds`) and "Encapsulation of Opus in ISO Base Media File Format" (`Opus`, `dOps`).
 
-use crate::demux::{AudioConfig, VideoConfig};
+use crate::demux::{AudioCodec, AudioConfig, VideoConfig};
 
 /// Movie timescale (`mvhd`, `tkhd` and edit durations): milliseconds, as ffmpeg writes.
 pub const MOVIE_TIMESCALE: u32 = 1000;
@@ -58,7 +58,7 @@ impl Runs {
 pub enum Track {
     /// The H.264 track.
     Video,
-    /// The AAC track.
+    /// The AAC or Opus track.
     Audio,
 }
 
@@ -134,8 +134,8 @@ pub fn rescale_up(value: u64, from: u32, to: u32) -> u64 {
 pub struct Codecs<'a> {
     /// H.264 parameters.
     pub video: &'a VideoConfig,
-    /// AAC parameters, if the movie has audio.
-    pub audio: Option<AudioConfig>,
+    /// AAC or Opus parameters, if the movie has audio.
+    pub audio: Option<&'a AudioConfig>,
 }
 
 /// Appends big-endian fields and nested boxes to a byte buffer.
@@ -415,7 +415,12 @@ fn write_trak(
     w.u32(1);
     match (is_video, codecs.audio) {
         (true, _) => write_avc1(w, codecs.video),
-        (false, Some(audio)) => write_mp4a(w, audio),
+        (false, Some(audio)) => match &audio.codec {
+            AudioCodec::Aac {
+                specific_config, ..
+            } => write_mp4a(w, audio, specific_config),
+            AudioCodec::Opus(opus) => write_opus(w, opus),
+        },
         (false, None) => {}
     }
     w.close(stsd);
@@ -484,10 +489,51 @@ fn write_trak(
         }
         w.close(co);
     }
+    if let (
+        false,
+        Some(AudioConfig {
+            codec: AudioCodec::Opus(_),
+            ..
+        }),
+    ) = (is_video, codecs.audio)
+    {
+        write_opus_roll_group(w, track.table);
+    }
     w.close(stbl);
     w.close(minf);
     w.close(mdia);
     w.close(trak);
+}
+
+/// Opus pre-roll (Encapsulation of Opus in ISO Base Media File Format, 4.3.6.2): a `roll`
+/// sample group with the number of samples that cover 80 ms, as ffmpeg writes it; the first
+/// samples of the track have nothing before them to roll from, so they are in no group.
+fn write_opus_roll_group(w: &mut BoxWriter, table: &SampleTable) {
+    let frame = table
+        .durations
+        .entries()
+        .first()
+        .map_or(960, |&(_, d)| d.max(1));
+    let distance = 3840u32.div_ceil(frame).clamp(1, 0x7fff);
+    let samples = table.sizes.len() as u32;
+    let sgpd = w.open_full(b"sgpd", 1, 0);
+    w.bytes(b"roll");
+    w.u32(2); // default_length
+    w.u32(1); // entry_count
+    w.u16((-(distance as i32)) as i16 as u16);
+    w.close(sgpd);
+    let sbgp = w.open_full(b"sbgp", 0, 0);
+    w.bytes(b"roll");
+    let lead = distance.min(samples);
+    let rest = samples - lead;
+    w.u32(if rest > 0 { 2 } else { 1 });
+    w.u32(lead);
+    w.u32(0);
+    if rest > 0 {
+        w.u32(rest);
+        w.u32(1);
+    }
+    w.close(sbgp);
 }
 
 fn write_runs(w: &mut BoxWriter, runs: &Runs) {
@@ -538,7 +584,7 @@ fn write_avc1(w: &mut BoxWriter, video: &VideoConfig) {
     w.close(avc1);
 }
 
-fn write_mp4a(w: &mut BoxWriter, audio: AudioConfig) {
+fn write_mp4a(w: &mut BoxWriter, audio: &AudioConfig, specific_config: &[u8]) {
     let mp4a = w.open(b"mp4a");
     w.zeros(6);
     w.u16(1); // data_reference_index
@@ -559,7 +605,8 @@ fn write_mp4a(w: &mut BoxWriter, audio: AudioConfig) {
 
     let esds = w.open_full(b"esds", 0, 0);
     // ES_Descriptor: ES_ID, flags, DecoderConfigDescriptor, SLConfigDescriptor.
-    let asc = audio.specific_config;
+    // One-byte descriptor sizes: an AudioSpecificConfig is a few bytes (capped for safety).
+    let asc = &specific_config[..specific_config.len().min(64)];
     let decoder_specific_len = asc.len() as u8;
     let decoder_config_len = 13 + 2 + decoder_specific_len;
     let es_len = 3 + 2 + decoder_config_len + 3;
@@ -576,12 +623,37 @@ fn write_mp4a(w: &mut BoxWriter, audio: AudioConfig) {
     w.u32(0); // avgBitrate (unknown)
     w.u8(0x05);
     w.u8(decoder_specific_len);
-    w.bytes(&asc);
+    w.bytes(asc);
     w.u8(0x06);
     w.u8(1);
     w.u8(0x02);
     w.close(esds);
     w.close(mp4a);
+}
+
+/// `Opus` sample entry with `dOps` (Encapsulation of Opus in ISO Base Media File Format,
+/// 4.3.1 and 4.3.2): channel count from the configuration, sample size 16, rate 48 kHz.
+fn write_opus(w: &mut BoxWriter, opus: &crate::fmp4::OpusSpecific) {
+    let entry = w.open(b"Opus");
+    w.zeros(6);
+    w.u16(1); // data_reference_index
+    w.zeros(8);
+    w.u16(u16::from(opus.output_channels));
+    w.u16(16); // sample size
+    w.u32(0);
+    w.u32(48_000 << 16);
+    let dops = w.open(b"dOps");
+    w.u8(0); // version
+    w.u8(opus.output_channels);
+    w.u16(opus.pre_skip);
+    w.u32(opus.input_sample_rate);
+    w.u16(opus.output_gain as u16);
+    w.u8(opus.mapping_family);
+    if opus.mapping_family != 0 {
+        w.bytes(&opus.mapping_table);
+    }
+    w.close(dops);
+    w.close(entry);
 }
 
 #[cfg(test)]
@@ -618,6 +690,21 @@ mod tests {
     }
 
     fn movie(co64: bool, data_start: u64) -> Vec<u8> {
+        movie_with(
+            co64,
+            data_start,
+            AudioConfig {
+                sample_rate: 48_000,
+                channels: 2,
+                codec: AudioCodec::Aac {
+                    object_type: 2,
+                    specific_config: vec![0x11, 0x90],
+                },
+            },
+        )
+    }
+
+    fn movie_with(co64: bool, data_start: u64, audio: AudioConfig) -> Vec<u8> {
         let video = VideoConfig {
             sps_info: crate::h264::SpsInfo {
                 profile: 100,
@@ -631,12 +718,6 @@ mod tests {
             },
             sps: vec![0x67, 0x64, 0, 0x1f],
             pps: vec![vec![0x68, 0xee]],
-        };
-        let audio = AudioConfig {
-            sample_rate: 48_000,
-            channels: 2,
-            object_type: 2,
-            specific_config: [0x11, 0x90],
         };
         let mut video_table = SampleTable::default();
         let mut audio_table = SampleTable::default();
@@ -691,7 +772,7 @@ mod tests {
         ];
         let codecs = Codecs {
             video: &video,
-            audio: Some(audio),
+            audio: Some(&audio),
         };
         moov(&tracks, codecs, &chunks, data_start, co64)
     }
@@ -713,6 +794,40 @@ mod tests {
         assert!(find_box(&moov, b"co64").is_none());
         let esds = find_box(&moov, b"esds").unwrap();
         assert!(esds.windows(4).any(|w| w == [0x05, 2, 0x11, 0x90]));
+    }
+
+    #[test]
+    fn opus_sample_entry_dops_and_roll_group() {
+        let opus = crate::fmp4::OpusSpecific {
+            output_channels: 2,
+            pre_skip: 312,
+            input_sample_rate: 44_100,
+            output_gain: -256,
+            mapping_family: 1,
+            mapping_table: vec![1, 1, 0, 1],
+        };
+        let moov = movie_with(
+            false,
+            1000,
+            AudioConfig {
+                sample_rate: 48_000,
+                channels: 2,
+                codec: AudioCodec::Opus(opus.clone()),
+            },
+        );
+        assert!(find_box(&moov, b"esds").is_none());
+        let entry = find_box(&moov, b"Opus").unwrap();
+        // channelcount 2, samplesize 16, samplerate 48000 << 16.
+        assert_eq!(&entry[16..20], &[0, 2, 0, 16]);
+        assert_eq!(&entry[24..28], &(48_000u32 << 16).to_be_bytes());
+        let dops = find_box(&moov, b"dOps").unwrap();
+        assert_eq!(crate::fmp4::parse_dops(dops).unwrap(), opus);
+        // 4 audio samples of 1024: an 80 ms roll is 4 samples, all in the lead-in.
+        let sgpd = find_box(&moov, b"sgpd").unwrap();
+        assert_eq!(&sgpd[4..8], b"roll");
+        assert_eq!(&sgpd[16..18], &(-4i16).to_be_bytes());
+        let sbgp = find_box(&moov, b"sbgp").unwrap();
+        assert_eq!(&sbgp[8..20], &[0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -13,18 +13,21 @@
 //! video sample of window *n + 1* comes. The plan of pass 1 is replayed exactly in pass 2.
 //!
 //! **Timing.** Video keeps the 90 kHz timestamps (`stts` from decoding-time differences,
-//! `ctts` from PTS - DTS); audio uses its sampling rate as timescale and 1024 samples per
-//! frame unless a timestamp says otherwise by more than half a frame. An edit list starts the
-//! video at its first composition time and delays the track that starts later.
+//! `ctts` from PTS - DTS); audio uses its sampling rate as timescale and each frame's declared
+//! duration (1024 samples for AAC from ADTS) unless a timestamp says otherwise by more than
+//! half a frame. An edit list starts the video at its first composition time and delays the
+//! track that starts later. AAC priming is kept, as in the source (MPEG-TS cannot say how
+//! long it is, and ffmpeg's own remux keeps it too); Opus pre-skip is cut by the audio edit
+//! list (`media_time` = pre-skip), as the Opus-in-ISOBMFF specification asks, and the track
+//! is placed so that its first audible sample keeps its time.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Seek, Write};
 use std::path::Path;
 
-use crate::adts::SAMPLES_PER_FRAME;
 use crate::demux::{
-    AudioConfig, AudioSample, DemuxError, DemuxStats, Demuxer, FileReport, ReadProgress,
+    AudioConfig, AudioSample, Container, DemuxError, DemuxStats, Demuxer, FileReport, ReadProgress,
     SampleSink, SinkError, VideoConfig, VideoSample,
 };
 use crate::mp4::{self, Chunk, Codecs, Edit, SampleTable, Track, TrackInfo};
@@ -90,6 +93,7 @@ struct AudioTrackBuilder {
     sample_rate: u32,
     first_time: Option<i64>,
     last_position: i64,
+    last_duration: u32,
     bytes: u64,
 }
 
@@ -97,7 +101,7 @@ impl AudioTrackBuilder {
     fn push(&mut self, sample: &AudioSample<'_>) {
         let sample_rate = sample.sample_rate;
         self.sample_rate = sample_rate;
-        let frame = i64::from(SAMPLES_PER_FRAME);
+        let frame = i64::from(self.last_duration);
         match self.first_time {
             None => {
                 self.first_time = Some(sample.time);
@@ -118,13 +122,14 @@ impl AudioTrackBuilder {
                 self.last_position = position;
             }
         }
+        self.last_duration = sample.duration.max(1);
         self.table.sizes.push(sample.data.len() as u32);
         self.bytes += sample.data.len() as u64;
     }
 
     fn finish(&mut self) {
         if self.first_time.is_some() {
-            self.table.durations.push(SAMPLES_PER_FRAME);
+            self.table.durations.push(self.last_duration);
         }
     }
 }
@@ -365,10 +370,14 @@ pub struct RemuxSummary {
     pub height: u32,
     /// Number of video frames.
     pub video_frames: u64,
-    /// Number of AAC frames.
+    /// Number of audio frames (AAC or Opus).
     pub audio_frames: u64,
     /// Audio sampling rate in Hz (0 without audio).
     pub audio_sample_rate: u32,
+    /// Audio codec (`"aac"`, `"opus"`), if the movie has audio.
+    pub audio_codec: Option<String>,
+    /// Container of the inputs.
+    pub container: Container,
     /// Size of the MP4 in bytes.
     pub size_bytes: u64,
     /// Inputs read.
@@ -392,7 +401,8 @@ impl Progress for () {
     fn phase(&self, _name: &str) {}
 }
 
-/// Remuxes `inputs` (MPEG-TS segments in order) into the MP4 file `output`, which is created
+/// Remuxes `inputs` (MPEG-TS segments, or a CMAF init segment then its media segments, in
+/// order) into the MP4 file `output`, which is created
 /// or truncated. The caller is responsible for writing to a temporary name and publishing.
 ///
 /// # Errors
@@ -429,24 +439,25 @@ pub fn remux(
     builder.audio.finish();
     builder.planner.flush_audio();
     let video_config = demuxer.video_config().cloned().ok_or(RemuxError::NoVideo)?;
-    let audio_config = demuxer.audio_config();
+    let audio_config = demuxer.audio_config().cloned();
     if builder.video.table.sizes.is_empty() {
         return Err(RemuxError::NoVideo);
     }
     let stats = demuxer.stats();
+    let demuxer_container = demuxer.container().unwrap_or(Container::MpegTs);
     let skipped_inputs = reports
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.video_samples == 0 && r.audio_samples == 0)
+        .filter(|(_, r)| r.video_samples == 0 && r.audio_samples == 0 && !r.init_segment)
         .map(|(i, _)| i)
         .collect();
 
     // Header: ftyp, moov, mdat.
     progress.phase("writing");
-    let tracks = track_infos(&builder, audio_config);
+    let tracks = track_infos(&builder, audio_config.as_ref());
     let codecs = Codecs {
         video: &video_config,
-        audio: audio_config,
+        audio: audio_config.as_ref(),
     };
     let chunks = &builder.planner.chunks;
     let payload_bytes: u64 = chunks.iter().map(|c| c.bytes).sum();
@@ -501,7 +512,7 @@ pub fn remux(
         .map(TrackInfo::movie_duration)
         .max()
         .unwrap_or(0);
-    let precise_duration = precise_duration(&builder, audio_config);
+    let precise_duration = precise_duration(&builder, audio_config.as_ref());
     Ok(RemuxSummary {
         duration_seconds: if precise_duration > 0.0 {
             precise_duration
@@ -512,7 +523,11 @@ pub fn remux(
         height: video_config.sps_info.height,
         video_frames: builder.video.table.sizes.len() as u64,
         audio_frames: builder.audio.table.sizes.len() as u64,
-        audio_sample_rate: audio_config.map_or(0, |c| c.sample_rate),
+        audio_sample_rate: audio_config.as_ref().map_or(0, |c| c.sample_rate),
+        audio_codec: audio_config
+            .as_ref()
+            .map(|c| c.codec_name().to_ascii_lowercase()),
+        container: demuxer_container,
         size_bytes,
         inputs: inputs.len(),
         skipped_inputs,
@@ -520,13 +535,24 @@ pub fn remux(
     })
 }
 
-/// Start of presentation of each track on the 90 kHz timeline.
-fn presentation_starts(builder: &TableBuilder) -> (i64, Option<i64>) {
-    (builder.video.min_pts, builder.audio.first_time)
+/// Audio priming (samples cut by the edit list) in 90 kHz ticks.
+fn priming_ticks(audio: Option<&AudioConfig>) -> i64 {
+    audio.map_or(0, |c| {
+        i64::from(c.priming()) * TS_CLOCK / i64::from(c.sample_rate.max(1))
+    })
 }
 
-fn track_infos(builder: &TableBuilder, audio: Option<AudioConfig>) -> Vec<TrackInfo<'_>> {
-    let (video_start, audio_start) = presentation_starts(builder);
+/// Start of presentation of each track on the 90 kHz timeline (audio: its first sample
+/// after the priming that the edit list cuts).
+fn presentation_starts(builder: &TableBuilder, audio: Option<&AudioConfig>) -> (i64, Option<i64>) {
+    (
+        builder.video.min_pts,
+        builder.audio.first_time.map(|t| t + priming_ticks(audio)),
+    )
+}
+
+fn track_infos<'a>(builder: &'a TableBuilder, audio: Option<&AudioConfig>) -> Vec<TrackInfo<'a>> {
+    let (video_start, audio_start) = presentation_starts(builder, audio);
     let movie_start = audio_start.map_or(video_start, |a| a.min(video_start));
     let delay_edit = |start: i64| -> Option<Edit> {
         let delay = start - movie_start;
@@ -555,19 +581,19 @@ fn track_infos(builder: &TableBuilder, audio: Option<AudioConfig>) -> Vec<TrackI
     }];
     if let (Some(config), Some(start)) = (audio, audio_start) {
         let audio_table = &builder.audio.table;
-        let edits = match delay_edit(start) {
-            Some(delay) => vec![
-                delay,
-                Edit {
-                    duration: mp4::rescale_up(
-                        audio_table.durations.total(),
-                        config.sample_rate,
-                        mp4::MOVIE_TIMESCALE,
-                    ),
-                    media_time: 0,
-                },
-            ],
-            None => Vec::new(),
+        let priming = u64::from(config.priming()).min(audio_table.durations.total());
+        let media_edit = Edit {
+            duration: mp4::rescale_up(
+                audio_table.durations.total() - priming,
+                config.sample_rate,
+                mp4::MOVIE_TIMESCALE,
+            ),
+            media_time: priming as i64,
+        };
+        let edits = match (delay_edit(start), priming) {
+            (Some(delay), _) => vec![delay, media_edit],
+            (None, 0) => Vec::new(),
+            (None, _) => vec![media_edit],
         };
         tracks.push(TrackInfo {
             track: Track::Audio,
@@ -579,15 +605,17 @@ fn track_infos(builder: &TableBuilder, audio: Option<AudioConfig>) -> Vec<TrackI
     tracks
 }
 
-fn precise_duration(builder: &TableBuilder, audio: Option<AudioConfig>) -> f64 {
-    let (video_start, audio_start) = presentation_starts(builder);
+fn precise_duration(builder: &TableBuilder, audio: Option<&AudioConfig>) -> f64 {
+    let (video_start, audio_start) = presentation_starts(builder, audio);
     let movie_start = audio_start.map_or(video_start, |a| a.min(video_start));
     let video_end = (video_start - movie_start) as f64 / TS_CLOCK as f64
         + builder.video.table.durations.total() as f64 / f64::from(mp4::VIDEO_TIMESCALE);
     let audio_end = match (audio, audio_start) {
         (Some(config), Some(start)) => {
+            let total = builder.audio.table.durations.total();
+            let priming = u64::from(config.priming()).min(total);
             (start - movie_start) as f64 / TS_CLOCK as f64
-                + builder.audio.table.durations.total() as f64 / f64::from(config.sample_rate)
+                + (total - priming) as f64 / f64::from(config.sample_rate)
         }
         _ => 0.0,
     };
@@ -668,6 +696,7 @@ mod tests {
             .audio(&AudioSample {
                 time: 0,
                 sample_rate: 48_000,
+                duration: 1024,
                 data: &[0xa],
             })
             .unwrap();
@@ -676,6 +705,7 @@ mod tests {
             .audio(&AudioSample {
                 time: 1,
                 sample_rate: 48_000,
+                duration: 1024,
                 data: &[0xb, 0xc],
             })
             .unwrap();
@@ -700,6 +730,7 @@ mod tests {
             .audio(&AudioSample {
                 time: 0,
                 sample_rate: 48_000,
+                duration: 1024,
                 data: &[1, 2],
             })
             .unwrap_err();

@@ -1,12 +1,16 @@
 //! Poster image: the recording's first keyframe, decoded with OpenH264 and saved as a JPEG.
 //!
 //! The inputs are read only up to the first decodable keyframe (the same rule as the remux:
-//! an IDR access unit with an SPS and PPS), normally within the first segment. The JPEG is written under a temporary
-//! name and renamed, like the MP4.
+//! an IDR access unit with an SPS and PPS), normally within the first segment (for CMAF, the
+//! first media segment after the init segment). The access unit is rebuilt as Annex B from
+//! its NAL units, with the recording's SPS and PPS put in front when it carries none (CMAF
+//! keeps them in the init segment's `avcC`). The JPEG is written under a temporary name and
+//! renamed, like the MP4.
 
 use std::path::{Path, PathBuf};
 
 use crate::demux::{AudioSample, DemuxError, Demuxer, SampleSink, SinkError, VideoSample};
+use crate::h264;
 
 /// JPEG quality (1-100).
 pub const JPEG_QUALITY: u8 = 85;
@@ -36,16 +40,22 @@ pub enum PosterError {
     },
 }
 
-/// Captures the first keyframe and stops demuxing.
+/// Captures the first keyframe's NAL units and stops demuxing.
 #[derive(Default)]
 struct FirstKeyframe {
-    annexb: Option<Vec<u8>>,
+    nals: Option<Vec<Vec<u8>>>,
 }
 
 impl SampleSink for FirstKeyframe {
     fn video(&mut self, sample: &VideoSample<'_>) -> Result<(), SinkError> {
         if sample.keyframe {
-            self.annexb = Some(sample.data.to_vec());
+            self.nals = Some(
+                sample
+                    .nals
+                    .iter()
+                    .map(|&(start, end)| sample.data[start..end].to_vec())
+                    .collect(),
+            );
             return Err(SinkError::Done);
         }
         Ok(())
@@ -70,7 +80,19 @@ pub fn first_keyframe(inputs: &[PathBuf]) -> Result<Vec<u8>, PosterError> {
             Ok(_) | Err(DemuxError::Sink(SinkError::Done)) => {}
             Err(e) => return Err(e.into()),
         }
-        if let Some(annexb) = sink.annexb.take() {
+        if let Some(nals) = sink.nals.take() {
+            let mut units: Vec<&[u8]> = Vec::new();
+            let has_sps = nals.iter().any(|n| h264::nal_type(n) == h264::NAL_SPS);
+            if let (false, Some(config)) = (has_sps, demuxer.video_config()) {
+                units.push(&config.sps);
+                units.extend(config.pps.iter().map(Vec::as_slice));
+            }
+            units.extend(nals.iter().map(Vec::as_slice));
+            let mut annexb = Vec::new();
+            for unit in units {
+                annexb.extend_from_slice(&[0, 0, 0, 1]);
+                annexb.extend_from_slice(unit);
+            }
             return Ok(annexb);
         }
     }

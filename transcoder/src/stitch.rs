@@ -1,4 +1,5 @@
-//! Stitching local segment files into a local MP4 that appears atomically.
+//! Stitching local segment files (MPEG-TS, or a CMAF init segment and `.m4s` files) into a
+//! local MP4 that appears atomically.
 //!
 //! The MP4 is written to a hidden temporary file beside the destination and renamed over it
 //! only when complete, so a reader never sees a half-written file under the final name (the
@@ -15,8 +16,8 @@ pub enum StitchError {
     /// A listed input does not exist.
     #[error("missing input segment {0}")]
     MissingInput(PathBuf),
-    /// A directory holds no `.ts` files.
-    #[error("no .ts segments in {0}")]
+    /// A directory holds no `.ts` files (nor a CMAF init segment with `.m4s` files).
+    #[error("no .ts segments (nor init*.mp4 + .m4s) in {0}")]
     NoSegments(PathBuf),
     /// A directory could not be listed.
     #[error("cannot list {path}: {source}")]
@@ -42,30 +43,57 @@ pub enum StitchError {
     },
 }
 
-/// Lists the `.ts` files of a directory in natural order (`seg2.ts` before `seg10.ts`).
+/// Lists the segments of a directory in natural order (`seg2.ts` before `seg10.ts`): its
+/// `.ts` files, or for a CMAF recording its init segment (the first `init*.mp4` in natural
+/// order, or else the only `.mp4`) followed by its `.m4s` files.
 ///
 /// # Errors
 /// [`StitchError::List`] when the directory cannot be read, [`StitchError::NoSegments`] when
-/// it holds no `.ts` file.
+/// it holds neither `.ts` files nor `.m4s` files with an init segment.
 pub fn list_segments(dir: &Path) -> Result<Vec<PathBuf>, StitchError> {
     let list_error = |source| StitchError::List {
         path: dir.to_path_buf(),
         source,
     };
-    let mut files = Vec::new();
+    let mut ts = Vec::new();
+    let mut m4s = Vec::new();
+    let mut inits = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(list_error)? {
         let path = entry.map_err(list_error)?.path();
-        let is_ts = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("ts"));
-        if is_ts && path.is_file() {
-            files.push(path);
+        if !path.is_file() {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".ts") {
+            ts.push(path);
+        } else if name.ends_with(".m4s") {
+            m4s.push(path);
+        } else if name.ends_with(".mp4") {
+            inits.push((!name.starts_with("init"), path));
         }
     }
-    if files.is_empty() {
-        return Err(StitchError::NoSegments(dir.to_path_buf()));
+    let by_name =
+        |a: &PathBuf, b: &PathBuf| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy());
+    if !ts.is_empty() {
+        ts.sort_by(by_name);
+        return Ok(ts);
     }
-    files.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
+    // The init segment: the first `init*.mp4`, or else the only `.mp4`.
+    inits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| by_name(&a.1, &b.1)));
+    let init = match inits.first() {
+        Some((false, path)) => Some(path.clone()),
+        Some((true, path)) if inits.len() == 1 => Some(path.clone()),
+        _ => None,
+    };
+    let (Some(init), false) = (init, m4s.is_empty()) else {
+        return Err(StitchError::NoSegments(dir.to_path_buf()));
+    };
+    m4s.sort_by(by_name);
+    let mut files = vec![init];
+    files.extend(m4s);
     Ok(files)
 }
 
@@ -174,6 +202,34 @@ mod tests {
             names,
             vec!["a.ts", "seg001.ts", "seg1.ts", "seg2.ts", "seg10.ts"]
         );
+    }
+
+    #[test]
+    fn cmaf_directory_lists_init_then_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "seg10.m4s",
+            "seg2.m4s",
+            "init.mp4",
+            "index.m3u8",
+            "seg1.m4s",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let names: Vec<String> = list_segments(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["init.mp4", "seg1.m4s", "seg2.m4s", "seg10.m4s"]);
+        // Another name works when it is the only .mp4; two unnamed candidates do not.
+        std::fs::rename(dir.path().join("init.mp4"), dir.path().join("a1b2.mp4")).unwrap();
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 4);
+        std::fs::write(dir.path().join("out.mp4"), b"x").unwrap();
+        assert!(matches!(
+            list_segments(dir.path()),
+            Err(StitchError::NoSegments(_))
+        ));
     }
 
     #[test]

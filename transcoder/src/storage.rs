@@ -191,7 +191,9 @@ impl Storage {
         Ok(Self { runtime, http })
     }
 
-    /// Lists the `.ts` keys under `prefix` in natural order, relative to the bucket prefix.
+    /// Lists the segment keys under `prefix` in natural order, relative to the bucket prefix:
+    /// the `.ts` keys, or for a CMAF recording the init segment (`init*.mp4`) then the `.m4s`
+    /// keys.
     ///
     /// # Errors
     /// [`StorageError::Store`] when listing fails.
@@ -210,8 +212,29 @@ impl Storage {
             }
             Ok::<_, StorageError>(keys)
         })?;
-        keys.retain(|k| k.to_ascii_lowercase().ends_with(".ts"));
         keys.sort_by(|a, b| natural_cmp(a, b));
+        let name = |k: &str| {
+            k.rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        };
+        let ts: Vec<String> = keys
+            .iter()
+            .filter(|k| name(k).ends_with(".ts"))
+            .cloned()
+            .collect();
+        let init = keys.iter().find(|k| {
+            let n = name(k);
+            n.starts_with("init") && n.ends_with(".mp4")
+        });
+        keys = match (ts.is_empty(), init) {
+            (false, _) | (true, None) => ts,
+            // CMAF: the init segment, then the media segments.
+            (true, Some(init)) => std::iter::once(init.clone())
+                .chain(keys.iter().filter(|k| name(k).ends_with(".m4s")).cloned())
+                .collect(),
+        };
         let strip = if bucket.prefix.is_empty() {
             0
         } else {
@@ -298,7 +321,7 @@ impl Storage {
     ) -> Result<Vec<PathBuf>, StorageError> {
         let mut paths = Vec::with_capacity(sources.len());
         for (index, source) in sources.iter().enumerate() {
-            let local = dir.join(format!("{index:06}.ts"));
+            let local = dir.join(format!("{index:06}.seg"));
             match source {
                 Source::File(path) => {
                     paths.push(path.clone());
@@ -642,5 +665,26 @@ mod tests {
             storage.download_object(&bucket, "rec/missing.ts", &back),
             Err(StorageError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn local_bucket_lists_a_cmaf_recording_init_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(dir.path().join("bucket").to_str().unwrap()).unwrap();
+        let storage = Storage::new().unwrap();
+        let src = dir.path().join("in.bin");
+        std::fs::write(&src, b"x").unwrap();
+        for key in [
+            "cm/seg10.m4s",
+            "cm/seg2.m4s",
+            "cm/index.m3u8",
+            "cm/init.mp4",
+        ] {
+            storage.upload_object(&src, &bucket, key).unwrap();
+        }
+        assert_eq!(
+            storage.list_segments(&bucket, "cm").unwrap(),
+            vec!["cm/init.mp4", "cm/seg2.m4s", "cm/seg10.m4s"]
+        );
     }
 }

@@ -257,3 +257,75 @@ fn unsigned_stale_or_tampered_jobs_are_refused() -> Result<()> {
     assert_eq!(http(server.port, "GET", "/healthz", &[], b"")?.0, 200);
     Ok(())
 }
+
+/// A CMAF recording (init segment + `.m4s` segments, Opus audio), generated once.
+fn cmaf_fixture() -> &'static [PathBuf] {
+    static FIXTURE: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-fixture-cmaf-4s");
+        if !dir.join(".complete").exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+            generate_cmaf(&dir, 4, "libopus", &[]).expect("generate CMAF test media");
+            std::fs::write(dir.join(".complete"), b"").expect("mark fixture");
+        }
+        cmaf_segments_in(&dir).expect("list fixture")
+    })
+}
+
+#[test]
+fn cmaf_job_with_init_and_segments_completes() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store = tmp.path().join("store");
+    let live = store.join("live/ch2/b7");
+    std::fs::create_dir_all(&live)?;
+    // The inputs are the init segment then the media segments, in order; the container is
+    // recognised by content (the staged copies carry no meaningful names).
+    let mut keys = Vec::new();
+    for seg in cmaf_fixture() {
+        let name = seg
+            .file_name()
+            .context("name")?
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(seg, live.join(&name))?;
+        keys.push(format!("live/ch2/b7/{name}"));
+    }
+    let source = probe(
+        &cmaf_fixture()[0]
+            .with_file_name("index.m3u8")
+            .display()
+            .to_string(),
+    )?;
+    let receiver = Receiver::start()?;
+    let server = start_server(&store, &tmp.path().join("state"))?;
+    let job = serde_json::json!({
+        "job_id": "job_cmaf",
+        "video_id": "vid_cmaf",
+        "inputs": keys,
+        "output_key": "videos/vid_cmaf/video.mp4",
+        "poster_key": "videos/vid_cmaf/poster.jpg",
+        "callback_url": receiver.url(),
+    });
+    assert_eq!(post_job(server.port, &job)?.0, 202);
+    let calls = receiver.wait_for(1, Duration::from_secs(60));
+    assert_eq!(calls.len(), 1);
+    let callback: serde_json::Value = serde_json::from_slice(&calls[0].body)?;
+    assert_eq!(callback["type"], "transcode.completed", "{callback}");
+    assert_eq!(callback["poster"], true);
+    assert_eq!(callback["video_frames"], source.video_frames);
+    assert_eq!(callback["audio_frames"], source.audio_frames);
+    let output = store.join("videos/vid_cmaf/video.mp4");
+    assert_eq!(media_errors(&output)?, "");
+    assert_eq!(top_level_boxes(&output)?, vec!["ftyp", "moov", "mdat"]);
+    let ours = probe(&output.display().to_string())?;
+    assert_eq!(ours.video_frames, source.video_frames);
+    assert_eq!(ours.audio_frames, source.audio_frames);
+    let poster = probe(
+        &store
+            .join("videos/vid_cmaf/poster.jpg")
+            .display()
+            .to_string(),
+    )?;
+    assert_eq!((poster.width, poster.height), (640, 360));
+    Ok(())
+}

@@ -43,6 +43,53 @@ pub fn generate_segments(dir: &Path, seconds: u32, extra: &[&str]) -> Result<Vec
     segments_in(dir)
 }
 
+/// Encodes `seconds` of test video (H.264 with B-frames, GOP 60) and a 48 kHz tone with
+/// `audio_codec` (`aac` or `libopus`) as a CMAF HLS recording in `dir`: `init.mp4`,
+/// 2 s segments `seg000.m4s`... and `index.m3u8`. `extra` goes before the output options.
+/// Returns the init segment followed by the media segments.
+pub fn generate_cmaf(
+    dir: &Path,
+    seconds: u32,
+    audio_codec: &str,
+    extra: &[&str],
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "60",
+        ])
+        .args(["-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", audio_codec, "-b:a", "96k", "-ar", "48000"])
+        .args(extra)
+        .args(["-f", "hls", "-hls_time", "2", "-hls_list_size", "0"])
+        .args(["-hls_segment_type", "fmp4", "-hls_playlist_type", "vod"])
+        .args(["-hls_fmp4_init_filename", "init.mp4"])
+        .arg("-hls_segment_filename")
+        .arg(dir.join("seg%03d.m4s"))
+        .arg(dir.join("index.m3u8"))
+        .status()
+        .context("ffmpeg must be installed")?;
+    if !status.success() {
+        bail!("ffmpeg failed to generate CMAF test media");
+    }
+    cmaf_segments_in(dir)
+}
+
+/// The init segment and the `.m4s` files of `dir`, sorted.
+pub fn cmaf_segments_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "m4s"))
+        .collect();
+    segs.sort();
+    segs.insert(0, dir.join("init.mp4"));
+    Ok(segs)
+}
+
 /// The `.ts` files of `dir`, sorted.
 pub fn segments_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)?

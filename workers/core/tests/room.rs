@@ -2,8 +2,9 @@
 //! rolling playlists, overlapping uploads, `ENDLIST`, silence, and a second pusher.
 
 use edgevideo_core::memory::MemoryRoom;
-use edgevideo_core::model::hls::{PushedEntry, PushedPlaylist};
-use edgevideo_core::model::room::{EndedBroadcast, RoomRequest, RoomResponse};
+use edgevideo_core::model::hls::{PushedEntry, PushedPlaylist, Variant};
+use edgevideo_core::model::isobmff::InitInfo;
+use edgevideo_core::model::room::{Contradiction, EndedBroadcast, RoomRequest, RoomResponse};
 use edgevideo_core::room;
 use pollster::block_on;
 
@@ -59,11 +60,16 @@ impl<'a> Pusher<'a> {
     }
 
     fn stored(&self, file: &str, now_ms: u64) -> Option<EndedBroadcast> {
+        let init = file.ends_with(".mp4").then(|| InitInfo {
+            codecs: vec!["avc1.64001f".into(), "opus".into()],
+            resolution: Some((640, 360)),
+        });
         match self.call(RoomRequest::SegmentStored {
             session: self.session.into(),
             broadcast_id: self.broadcast.clone().unwrap(),
             file: file.into(),
             size: 1000,
+            init,
             now_ms,
         }) {
             RoomResponse::Stored { ended } => ended,
@@ -80,9 +86,26 @@ impl<'a> Pusher<'a> {
     }
 
     fn playlist(&self, first: u64, count: u64, end_list: bool, now_ms: u64) -> RoomResponse {
+        self.rendition_playlist("index", first, count, end_list, now_ms)
+    }
+
+    /// The media playlist of `rendition`: `index{i}.ts` for `index`, else CMAF segments
+    /// `{rendition}_{i}.m4s` after `{rendition}_init.mp4`.
+    fn rendition_playlist(
+        &self,
+        rendition: &str,
+        first: u64,
+        count: u64,
+        end_list: bool,
+        now_ms: u64,
+    ) -> RoomResponse {
+        let file = |i: u64| match rendition {
+            "index" => format!("index{i}.ts"),
+            r => format!("{r}_{i}.m4s"),
+        };
         let entries = (first..first + count)
             .map(|i| PushedEntry {
-                file: format!("index{i}.ts"),
+                file: file(i),
                 duration_ms: 2000,
                 sequence: i,
             })
@@ -90,17 +113,45 @@ impl<'a> Pusher<'a> {
         self.call(RoomRequest::Playlist {
             session: self.session.into(),
             key_version: self.key_version,
+            rendition: rendition.into(),
             playlist: PushedPlaylist {
                 entries,
                 end_list,
                 target_duration_ms: 2000,
+                map: (rendition != "index").then(|| format!("{rendition}_init.mp4")),
             },
             now_ms,
         })
     }
 
+    fn ladder(&self, variants: &[(&str, u64, Option<&str>)], now_ms: u64) -> RoomResponse {
+        let variants = variants
+            .iter()
+            .map(|(rendition, bandwidth, codecs)| Variant {
+                rendition: (*rendition).into(),
+                bandwidth: *bandwidth,
+                average_bandwidth: None,
+                resolution: None,
+                codecs: codecs.map(str::to_owned),
+            })
+            .collect();
+        self.call(RoomRequest::Ladder {
+            session: self.session.into(),
+            key_version: self.key_version,
+            variants,
+            now_ms,
+        })
+    }
+
     fn window(&self) -> Vec<String> {
-        match self.call(RoomRequest::Window { max_segments: 6 }) {
+        self.rendition_window(None)
+    }
+
+    fn rendition_window(&self, rendition: Option<&str>) -> Vec<String> {
+        match self.call(RoomRequest::Window {
+            max_segments: 6,
+            rendition: rendition.map(str::to_owned),
+        }) {
             RoomResponse::Window { window: Some(w) } => {
                 w.segments.into_iter().map(|s| s.file).collect()
             }
@@ -177,7 +228,10 @@ fn endlist_ends_the_broadcast_once_every_listed_segment_is_in() {
     assert_eq!(ended.segments[3].program_date_ms, 6_000);
     assert_eq!(room.sockets.sent.borrow().last().unwrap()["type"], "ended");
     // The final window ends with ENDLIST; a new pusher may start a new broadcast.
-    match p.call(RoomRequest::Window { max_segments: 6 }) {
+    match p.call(RoomRequest::Window {
+        max_segments: 6,
+        rendition: None,
+    }) {
         RoomResponse::Window { window: Some(w) } => assert!(w.ended && w.segments.len() == 4),
         other => panic!("unexpected {other:?}"),
     }
@@ -359,16 +413,235 @@ fn the_room_checks_the_stream_key_version_of_every_ingest_request() {
     let request = RoomRequest::Playlist {
         session: "ses_b".into(),
         key_version: 1,
+        rendition: "index".into(),
         playlist: PushedPlaylist {
             entries: vec![],
             end_list: false,
             target_duration_ms: 2000,
+            map: None,
         },
         now_ms: 1,
     };
     assert_eq!(
         block_on(room::handle(&fresh.store, &fresh.sockets, request)).unwrap(),
         RoomResponse::KeyUnknown
+    );
+}
+
+/// The ladder of the channel's window, when it has one.
+fn ladder_of(p: &Pusher<'_>) -> Option<Vec<Variant>> {
+    match p.call(RoomRequest::Window {
+        max_segments: 6,
+        rendition: None,
+    }) {
+        RoomResponse::Window { window: Some(w) } => w.ladder,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn contradiction(response: RoomResponse) -> Contradiction {
+    match response {
+        RoomResponse::Invalid { code, .. } => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn cmaf_renditions_have_their_own_windows_and_the_ladder_is_offered_and_recorded() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    // What ffmpeg and the broadcast page push: init segments, segments, media playlists,
+    // then the multivariant playlist.
+    for r in ["v720", "v360"] {
+        p.segment(&format!("{r}_init.mp4"), 0);
+    }
+    // A segment is not listed before its init segment is in.
+    p.segment("v160_0.m4s", 10);
+    p.rendition_playlist("v160", 0, 1, false, 20);
+    assert!(p.rendition_window(Some("v160")).is_empty());
+    p.segment("v160_init.mp4", 30);
+    assert_eq!(p.rendition_window(Some("v160")), ["v160_0.m4s"]);
+    for i in 0..2 {
+        for r in ["v720", "v360"] {
+            p.segment(&format!("{r}_{i}.m4s"), 2_000 * i + 100);
+            p.rendition_playlist(r, 0, i + 1, false, 2_000 * i + 200);
+        }
+    }
+    p.segment("v160_1.m4s", 2_300);
+    p.rendition_playlist("v160", 0, 2, false, 2_300);
+    assert_eq!(
+        p.window(),
+        ["v160_0.m4s", "v160_1.m4s"],
+        "the first rendition until a ladder"
+    );
+    let accepted = p.ladder(
+        &[
+            ("v360", 800_000, None),
+            ("v720", 2_500_000, Some("avc1.64001f,opus")),
+            ("v160", 250_000, None),
+        ],
+        2_400,
+    );
+    assert!(
+        matches!(accepted, RoomResponse::PlaylistAccepted { .. }),
+        "{accepted:?}"
+    );
+    let ladder = ladder_of(&p).expect("a ladder once pushed");
+    assert_eq!(ladder.len(), 3);
+    let v360 = ladder.iter().find(|v| v.rendition == "v360").unwrap();
+    assert_eq!(
+        v360.codecs.as_deref(),
+        Some("avc1.64001f,opus"),
+        "from the init segment"
+    );
+    assert_eq!(v360.resolution, Some((640, 360)));
+    assert_eq!(
+        p.rendition_window(Some("v720")),
+        ["v720_0.m4s", "v720_1.m4s"]
+    );
+    assert!(p.rendition_window(Some("v999")).is_empty());
+    // The page drops its bottom rendition: it is no longer offered.
+    p.ladder(&[("v720", 2_500_000, None), ("v360", 800_000, None)], 3_000);
+    assert_eq!(ladder_of(&p).unwrap().len(), 2);
+    // The end: the ENDLIST of every rendition still offered (the dropped one sends none).
+    assert!(ended_of(p.rendition_playlist("v720", 0, 2, true, 4_000)).is_none());
+    let ended = ended_of(p.rendition_playlist("v360", 0, 2, true, 4_020)).expect("ended");
+    let files: Vec<_> = ended.segments.iter().map(|s| s.file.as_str()).collect();
+    assert_eq!(
+        files,
+        ["v720_0.m4s", "v720_1.m4s"],
+        "the top rendition is the video"
+    );
+    assert!(ended
+        .segments
+        .iter()
+        .all(|s| s.map.as_deref() == Some("v720_init.mp4")));
+    let recorded: Vec<_> = ended
+        .renditions
+        .iter()
+        .map(|r| (r.variant.rendition.as_str(), r.segments.len()))
+        .collect();
+    assert_eq!(
+        recorded,
+        [("v720", 2), ("v360", 2)],
+        "the last ladder's renditions"
+    );
+    assert_eq!(
+        ended.renditions[1].variant.codecs.as_deref(),
+        Some("avc1.64001f,opus")
+    );
+    // The ended channel playlist is still the ladder, its renditions end with ENDLIST.
+    assert_eq!(ladder_of(&p).unwrap().len(), 2);
+    assert_eq!(p.rendition_window(Some("v360")).len(), 2);
+}
+
+#[test]
+fn playlists_that_contradict_the_broadcast_are_refused_and_change_nothing() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    p.segment("v720_init.mp4", 0);
+    p.segment("v720_0.m4s", 10);
+    p.rendition_playlist("v720", 0, 1, false, 20);
+    // Declared codecs that are not the init segment's.
+    assert_eq!(
+        contradiction(p.ladder(&[("v720", 1, Some("avc1.64001f,mp4a.40.2"))], 30)),
+        Contradiction::CodecsMismatch
+    );
+    // A ladder that leaves out a rendition already pushed.
+    assert_eq!(
+        contradiction(p.ladder(&[("v360", 1, None)], 30)),
+        Contradiction::UnknownRendition
+    );
+    assert!(ladder_of(&p).is_none(), "nothing was applied");
+    assert!(matches!(
+        p.ladder(&[("v720", 2, None), ("v360", 1, None)], 40),
+        RoomResponse::PlaylistAccepted { .. }
+    ));
+    // Not in the ladder; added by a later ladder; codecs changed by a later ladder.
+    assert_eq!(
+        contradiction(p.rendition_playlist("v160", 0, 1, false, 50)),
+        Contradiction::UnknownRendition
+    );
+    assert_eq!(
+        contradiction(p.ladder(&[("v720", 2, None), ("v160", 1, None)], 60)),
+        Contradiction::UnknownRendition
+    );
+    p.ladder(
+        &[("v720", 2, Some("avc1.64001f,opus")), ("v360", 1, None)],
+        60,
+    );
+    assert_eq!(
+        contradiction(p.ladder(&[("v720", 2, Some("avc1.640028,opus"))], 70)),
+        Contradiction::CodecsChanged
+    );
+    // A rendition's init segment (or container) changes.
+    let mut changed = PushedPlaylist {
+        entries: vec![],
+        end_list: false,
+        target_duration_ms: 2000,
+        map: Some("other_init.mp4".into()),
+    };
+    let request = |playlist: PushedPlaylist| RoomRequest::Playlist {
+        session: "s1".into(),
+        key_version: 1,
+        rendition: "v720".into(),
+        playlist,
+        now_ms: 80,
+    };
+    assert_eq!(
+        contradiction(p.call(request(changed.clone()))),
+        Contradiction::CodecsChanged
+    );
+    changed.map = None;
+    assert_eq!(
+        contradiction(p.call(request(changed))),
+        Contradiction::CodecsChanged
+    );
+    assert_eq!(p.rendition_window(Some("v720")), ["v720_0.m4s"]);
+}
+
+#[test]
+fn a_ladder_pushed_before_the_first_segment_holds_for_the_broadcast_it_starts() {
+    // ffmpeg's MPEG-TS ladder: the multivariant playlist, once, before any segment is in.
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    p.ladder(&[("v720", 2, None), ("v360", 1, None)], 0);
+    p.segment("v720_init.mp4", 100);
+    p.segment("v720_0.m4s", 200);
+    p.rendition_playlist("v720", 0, 1, false, 300);
+    assert_eq!(
+        ladder_of(&p).map(|l| l.len()),
+        Some(1),
+        "the ladder, with the rendition that has a segment"
+    );
+    assert_eq!(
+        contradiction(p.rendition_playlist("v160", 0, 1, false, 400)),
+        Contradiction::UnknownRendition
+    );
+    // Another session's early ladder does not apply.
+    let room = MemoryRoom::default();
+    let other = Pusher::new(&room, "s2");
+    other.ladder(&[("v720", 2, None)], 0);
+    let mut p = Pusher::new(&room, "s1");
+    p.segment("index0.ts", 100);
+    p.playlist(0, 1, false, 200);
+    assert!(ladder_of(&p).is_none());
+}
+
+#[test]
+fn a_fifth_rendition_is_refused() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    p.segment("r0_init.mp4", 0);
+    for r in ["r0", "r1", "r2", "r3"] {
+        assert!(matches!(
+            p.rendition_playlist(r, 0, 0, false, 10),
+            RoomResponse::PlaylistAccepted { .. }
+        ));
+    }
+    assert_eq!(
+        contradiction(p.rendition_playlist("r4", 0, 0, false, 20)),
+        Contradiction::TooManyRenditions
     );
 }
 

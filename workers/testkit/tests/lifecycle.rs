@@ -3,7 +3,7 @@
 //! it `ready`, plugins get their tasks hook by hook and answer them, and the video is
 //! published with the merged results (or rejected).
 
-use edgevideo_core::ports::{Sql as _, Statement};
+use edgevideo_core::ports::{Blobs as _, Sql as _, Statement};
 use edgevideo_testkit::client::RegisteredPlugin;
 use edgevideo_testkit::exec::{block_on, join_all};
 use edgevideo_testkit::{Session, TestPlatform};
@@ -351,6 +351,41 @@ fn prevalidate_invalid_rejects_the_video_and_no_later_hook_runs() {
         .get(&format!("/api/videos/{video}"))
         .status
         .is_client_error());
+}
+
+/// The channel's thumbnail, if it has one.
+fn thumbnail(p: &TestPlatform, video: &str) -> Option<Vec<u8>> {
+    let channel = p.stored_video(video)["channel_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let key = edgevideo_core::services::videos::thumbnail_key(&channel);
+    block_on(p.blobs.get(&key, None))
+        .unwrap()
+        .map(|blob| blob.bytes)
+}
+
+#[test]
+fn a_published_videos_poster_becomes_its_channels_thumbnail_a_rejected_ones_never() {
+    const JPEG: &[u8] = b"\xff\xd8\xff poster";
+    let p = TestPlatform::new();
+    let (_, plugins) = developer_plugins(&p, &[("judge", "preValidate")]);
+    let mut videos = Vec::new();
+    for valid in [false, true] {
+        let video = ready_video(&p);
+        let (key, _) = edgevideo_core::services::videos::file_key(&video, "poster").unwrap();
+        block_on(p.blobs.put(&key, JPEG.to_vec(), "image/jpeg")).unwrap();
+        let tasks = p.tasks_of(&plugins[0].url);
+        let task = tasks.last().unwrap();
+        p.answer_task(task, &json!({ "valid": valid, "reason": "judged" }));
+        p.settle();
+        videos.push(video);
+    }
+    assert_eq!(status(&p, &videos[0]), "rejected");
+    assert_eq!(status(&p, &videos[1]), "published");
+    assert_eq!(thumbnail(&p, &videos[1]).as_deref(), Some(JPEG));
+    // Each video has its own channel here: the rejected one's shows nothing.
+    assert_eq!(thumbnail(&p, &videos[0]), None);
 }
 
 #[test]

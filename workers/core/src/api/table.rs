@@ -169,6 +169,14 @@ route_table! {
     IngestDelete: DELETE "/ingest/{token}/{file}", UrlToken => routes::ingest::delete(platform, &params[0]).await;
     PlayLive: GET "/play/{token}/live.m3u8", UrlToken => routes::playback::live_playlist(platform, &params[0], &request).await;
     PlayVod: GET "/play/{token}/index.m3u8", UrlToken => routes::playback::vod_playlist(platform, &params[0], &request).await;
+    /// One rendition's live playlist (the variants of a multivariant `live.m3u8`).
+    PlayLiveRendition: GET "/play/{token}/live/{file}", UrlToken => {
+        routes::playback::live_rendition(platform, &params[0], &params[1], &request).await
+    };
+    /// One rendition's VOD playlist (the variants of a multivariant `index.m3u8`).
+    PlayVodRendition: GET "/play/{token}/vod/{file}", UrlToken => {
+        routes::playback::vod_rendition(platform, &params[0], &params[1], &request).await
+    };
     PlayMp4: GET "/play/{token}/video.mp4", UrlToken => routes::playback::mp4(platform, &params[0], &request).await;
     PlaySegment: GET "/play/{token}/seg/{broadcast}/{file}", UrlToken => {
         routes::playback::segment(platform, &params[0], &params[1], &params[2], &request).await
@@ -205,6 +213,8 @@ route_table! {
         routes::transcoder::complete_parts(platform, &params[0], &request).await
     };
     PlayPoster: GET "/play/{token}/poster.jpg", UrlToken => routes::playback::poster(platform, &params[0], &request).await;
+    /// A channel's thumbnail: its live picture, else its latest recording's poster.
+    PlayThumbnail: GET "/play/{token}/thumb.jpg", UrlToken => routes::playback::thumbnail(platform, &params[0], &request).await;
     /// The embeddable player of a channel (live) or a video, for an iframe on any site.
     Embed: GET "/embed/{id}", Public => routes::embed::page(&params[0]);
     DiagKvGet: GET "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_get(platform, &params[0]).await;

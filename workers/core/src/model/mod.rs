@@ -9,6 +9,7 @@
 pub mod hls;
 pub mod hook;
 pub mod ids;
+pub mod isobmff;
 pub mod job;
 pub mod role;
 pub mod room;

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::hls::{ListedSegment, PushedPlaylist};
+use crate::model::hls::{ListedSegment, PushedPlaylist, Variant};
+use crate::model::isobmff::InitInfo;
 
 /// The name of the lobby room.
 pub const LOBBY: &str = "lobby";
@@ -42,17 +43,33 @@ pub enum RoomRequest {
         file: String,
         /// Its size in bytes.
         size: u64,
+        /// What it declares, when it is a CMAF init segment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<InitInfo>,
         /// Now, Unix ms.
         now_ms: u64,
     },
-    /// The pusher sent its playlist.
+    /// The pusher sent the media playlist of one rendition.
     Playlist {
         /// The ingest session.
         session: String,
         /// The stream-key version the ingest URL was signed with.
         key_version: i64,
+        /// The rendition (the playlist's file name without `.m3u8`).
+        rendition: String,
         /// The parsed playlist.
         playlist: PushedPlaylist,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// The pusher sent its multivariant playlist: the renditions viewers are offered.
+    Ladder {
+        /// The ingest session.
+        session: String,
+        /// The stream-key version the ingest URL was signed with.
+        key_version: i64,
+        /// The variants, in the pusher's order.
+        variants: Vec<Variant>,
         /// Now, Unix ms.
         now_ms: u64,
     },
@@ -91,6 +108,10 @@ pub enum RoomRequest {
     Window {
         /// Most segments to return.
         max_segments: usize,
+        /// The rendition; `None` for the channel's playlist (the ladder when one was
+        /// pushed, the only rendition's window otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rendition: Option<String>,
     },
     /// Pushes a message to every connected client.
     Notify {
@@ -116,6 +137,7 @@ impl RoomRequest {
             RoomRequest::BeginSegment { .. } => "begin_segment",
             RoomRequest::SegmentStored { .. } => "segment_stored",
             RoomRequest::Playlist { .. } => "playlist",
+            RoomRequest::Ladder { .. } => "ladder",
             RoomRequest::SetKeyVersion { .. } => "set_key_version",
             RoomRequest::CheckKey { .. } => "check_key",
             RoomRequest::IngestRefused { .. } => "ingest_refused",
@@ -159,6 +181,14 @@ pub enum RoomResponse {
         /// Why.
         reason: String,
     },
+    /// The pushed playlist contradicts the broadcast (an unknown rendition, changed codecs,
+    /// too many renditions); nothing changed.
+    Invalid {
+        /// What is contradicted.
+        code: Contradiction,
+        /// Why.
+        reason: String,
+    },
     /// The segment is recorded; `ended` is set when it completed an ending broadcast.
     Stored {
         /// The broadcast that ended, if any.
@@ -187,6 +217,32 @@ pub enum RoomResponse {
     },
 }
 
+/// How a pushed playlist contradicts the live broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Contradiction {
+    /// A rendition the multivariant playlist does not name (or a new one in a later ladder).
+    UnknownRendition,
+    /// One rendition more than [`crate::model::hls::MAX_RENDITIONS`].
+    TooManyRenditions,
+    /// A rendition's codecs, init segment or container changed mid-broadcast.
+    CodecsChanged,
+    /// The codecs declared for a rendition are not those of its init segment.
+    CodecsMismatch,
+}
+
+impl Contradiction {
+    /// The error code the pusher is told.
+    pub fn code(self) -> &'static str {
+        match self {
+            Contradiction::UnknownRendition => "unknown_rendition",
+            Contradiction::TooManyRenditions => "too_many_renditions",
+            Contradiction::CodecsChanged => "codecs_changed",
+            Contradiction::CodecsMismatch => "codecs_mismatch",
+        }
+    }
+}
+
 /// A broadcast that has just started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartedBroadcast {
@@ -213,7 +269,20 @@ pub struct EndedBroadcast {
     pub ended_at_ms: u64,
     /// `endlist` (the pusher said so) or `timeout` (silence).
     pub reason: String,
-    /// Every stored segment, in order.
+    /// Every stored segment of the top rendition (the one recorded as the video), in order.
+    pub segments: Vec<ListedSegment>,
+    /// Every rendition of the last ladder with its segments, when the pusher pushed a
+    /// multivariant playlist (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<RecordedRendition>,
+}
+
+/// One rendition of a recording: what players are told of it and its segments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRendition {
+    /// The variant (codecs resolved from the init segment where the pusher declared none).
+    pub variant: Variant,
+    /// Its stored segments, in order.
     pub segments: Vec<ListedSegment>,
 }
 
@@ -265,7 +334,7 @@ pub struct Refusal {
     pub at_ms: u64,
 }
 
-/// The segments a live playlist lists.
+/// The segments a live playlist lists, or the ladder of a multivariant one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveWindow {
     /// The broadcast.
@@ -274,6 +343,10 @@ pub struct LiveWindow {
     pub segments: Vec<ListedSegment>,
     /// Whether the broadcast has ended (the playlist gets `ENDLIST`).
     pub ended: bool,
+    /// The renditions offered, with their codecs, when the channel's playlist is a
+    /// multivariant one (then `segments` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<Vec<Variant>>,
 }
 
 /// A live channel in the lobby.

@@ -1,20 +1,25 @@
-//! The channel room's broadcast: segments begin and land, playlists list them into the live
-//! window, a second pusher is refused, and the broadcast ends on `ENDLIST` (once every listed
-//! segment is in) or on silence (the alarm). An ended broadcast's segment records stay until
-//! the catalogue confirms it ([`finished`]); the alarm re-announces it until then.
+//! The channel room's broadcast: segments begin and land, each rendition's playlist lists
+//! them into its live window, a multivariant playlist sets the ladder viewers are offered, a
+//! second pusher is refused, and the broadcast ends on `ENDLIST` (once every listed segment
+//! is in) or on silence (the alarm). An ended broadcast's segment records stay until the
+//! catalogue confirms it ([`finished`]); the alarm re-announces it until then.
+
+use std::collections::BTreeMap;
 
 use crate::error::StoreError;
-use crate::model::hls::{ListedSegment, PushedPlaylist};
+use crate::model::hls::{ListedSegment, PushedPlaylist, Variant, MAX_RENDITIONS};
+use crate::model::isobmff::InitInfo;
 use crate::model::room::{
-    EndedBroadcast, LastSummary, LiveSummary, LiveWindow, Refusal, RoomResponse, RoomStatus,
-    StartedBroadcast,
+    Contradiction, EndedBroadcast, LastSummary, LiveSummary, LiveWindow, RecordedRendition,
+    Refusal, RoomResponse, RoomStatus, StartedBroadcast,
 };
 use crate::ports::{RoomSockets, RoomStore};
 
 use super::messages::ServerMessage;
 use super::state::{
     backend, load, load_segment, save, schedule, segment_key, segments_prefix, video_id_for,
-    LastBroadcast, LiveState, RoomState, SegmentRecord, Unfinished, STATE_KEY,
+    EarlyLadder, LastBroadcast, LiveState, Rendition, RoomState, SegmentRecord, Unfinished,
+    STATE_KEY,
 };
 use super::WINDOW_KEEP;
 
@@ -28,6 +33,10 @@ const FINISH_RETRY_MS: u64 = 30_000;
 const REFUSAL_SHOWN_MS: u64 = 10 * 60_000;
 /// The segment duration assumed until a playlist names one, in ms.
 const DEFAULT_TARGET_MS: u64 = 2000;
+/// How long a multivariant playlist pushed before its broadcast's first segment is kept.
+const EARLY_LADDER_MS: u64 = 60_000;
+/// The rendition of a plain push (ffmpeg's `index.m3u8`).
+const DEFAULT_RENDITION: &str = "index";
 /// Why a second pusher is refused.
 const ANOTHER_BROADCAST: &str = "another broadcast is live on this channel";
 
@@ -108,7 +117,14 @@ pub(super) async fn begin_segment<S: RoomStore>(
                 started_at_ms: now_ms,
             }
             .send_to(sockets);
-            state.live.insert(new_live(&begin))
+            let mut live = new_live(&begin);
+            if let Some(early) = state.early_ladder.take().filter(|e| {
+                e.session == begin.session && now_ms.saturating_sub(e.at_ms) <= EARLY_LADDER_MS
+            }) {
+                live.declared.clone_from(&early.variants);
+                live.ladder = Some(early.variants);
+            }
+            state.live.insert(live)
         }
     };
     live.last_activity_ms = now_ms;
@@ -151,28 +167,61 @@ fn new_live(begin: &Begin) -> LiveState {
         started_at_ms: begin.now_ms,
         last_activity_ms: begin.now_ms,
         idle_timeout_ms: begin.idle_timeout_ms,
-        listed: 0,
-        listed_duration_ms: 0,
-        last_listed_sequence: None,
-        window: Vec::new(),
-        stored: Default::default(),
-        known: Vec::new(),
-        target_duration_ms: DEFAULT_TARGET_MS,
+        renditions: BTreeMap::new(),
+        first_rendition: None,
+        declared: Vec::new(),
+        ladder: None,
+        inits: BTreeMap::new(),
+        stored: BTreeMap::new(),
         ending_since_ms: None,
     }
 }
 
-/// A segment is stored: records it, lists what can be listed, and ends an ending broadcast
-/// once complete.
+/// A new rendition's empty window.
+fn new_rendition(map: Option<String>) -> Rendition {
+    Rendition {
+        listed: 0,
+        listed_duration_ms: 0,
+        last_listed_sequence: None,
+        window: Vec::new(),
+        known: Vec::new(),
+        target_duration_ms: DEFAULT_TARGET_MS,
+        map,
+        end_list: false,
+    }
+}
+
+/// What a stored segment's upload tells the room.
+pub(super) struct Stored {
+    pub session: String,
+    pub broadcast_id: String,
+    pub file: String,
+    pub size: u64,
+    /// What it declares, when it is an init segment.
+    pub init: Option<InitInfo>,
+    pub now_ms: u64,
+}
+
+/// An [`RoomResponse::Invalid`] answer.
+fn invalid(code: Contradiction, reason: String) -> RoomResponse {
+    RoomResponse::Invalid { code, reason }
+}
+
+/// A segment is stored: records it (an init segment with what it declares), lists what can
+/// be listed, and ends an ending broadcast once complete.
 pub(super) async fn segment_stored<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
-    session: String,
-    broadcast_id: String,
-    file: String,
-    size: u64,
-    now_ms: u64,
+    stored: Stored,
 ) -> Result<RoomResponse, StoreError> {
+    let Stored {
+        session,
+        broadcast_id,
+        file,
+        size,
+        init,
+        now_ms,
+    } = stored;
     let mut state: RoomState = load(store, STATE_KEY).await?;
     let Some(live) = state
         .live
@@ -189,21 +238,31 @@ pub(super) async fn segment_stored<S: RoomStore>(
     record.size = size;
     record.stored = true;
     record.stored_at_ms = now_ms;
+    record.init = init.is_some();
     save(store, &key, &record).await?;
-    live.stored.insert(file, size);
+    match init {
+        Some(info) => {
+            live.inits.insert(file, info);
+        }
+        None => {
+            live.stored.insert(file, size);
+        }
+    }
     live.last_activity_ms = now_ms;
-    advance(store, live, now_ms).await?;
+    advance_all(store, live, now_ms).await?;
     let ended = settle(store, sockets, &mut state, now_ms).await?;
     save(store, STATE_KEY, &state).await?;
     Ok(RoomResponse::Stored { ended })
 }
 
-/// The pusher's playlist: learns its entries, lists what can be listed, and starts the end
-/// of the broadcast on `ENDLIST`.
+/// The media playlist of one rendition: learns its entries, lists what can be listed, and
+/// starts the end of the broadcast on `ENDLIST`. A rendition the ladder does not name, one
+/// too many, or one whose init segment or container changes is refused.
 pub(super) async fn playlist<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
     session: String,
+    rendition: String,
     playlist: PushedPlaylist,
     now_ms: u64,
 ) -> Result<RoomResponse, StoreError> {
@@ -221,27 +280,212 @@ pub(super) async fn playlist<S: RoomStore>(
         refuse(store, sockets, &mut state, &reason, now_ms).await?;
         return Ok(RoomResponse::Conflict { reason });
     }
+    if let Some(refused) = check_rendition(live, &rendition, &playlist) {
+        return Ok(refused);
+    }
+    live.first_rendition
+        .get_or_insert_with(|| rendition.clone());
+    let track = live
+        .renditions
+        .entry(rendition.clone())
+        .or_insert_with(|| new_rendition(playlist.map.clone()));
     for entry in playlist.entries {
-        let listed = live
+        let listed = track
             .last_listed_sequence
             .is_some_and(|s| entry.sequence <= s);
-        let known = live.known.iter().any(|(k, _)| k.sequence == entry.sequence);
+        let known = track
+            .known
+            .iter()
+            .any(|(k, _)| k.sequence == entry.sequence);
         if !listed && !known {
-            live.known.push((entry, now_ms));
+            track.known.push((entry, now_ms));
         }
     }
-    live.known.sort_by_key(|(e, _)| e.sequence);
-    live.target_duration_ms = playlist.target_duration_ms.max(1000);
+    track.known.sort_by_key(|(e, _)| e.sequence);
+    track.target_duration_ms = playlist.target_duration_ms.max(1000);
+    track.end_list |= playlist.end_list;
     live.last_activity_ms = now_ms;
     if playlist.end_list && live.ending_since_ms.is_none() {
         live.ending_since_ms = Some(now_ms);
         schedule(store, now_ms + ENDING_GRACE_MS).await?;
     }
-    advance(store, live, now_ms).await?;
-    let listed = live.listed;
+    advance_all(store, live, now_ms).await?;
+    let listed = live.renditions.get(&rendition).map_or(0, |r| r.listed);
     let ended = settle(store, sockets, &mut state, now_ms).await?;
     save(store, STATE_KEY, &state).await?;
     Ok(RoomResponse::PlaylistAccepted { listed, ended })
+}
+
+/// Why a rendition's playlist contradicts the broadcast, if it does.
+fn check_rendition(
+    live: &LiveState,
+    rendition: &str,
+    playlist: &PushedPlaylist,
+) -> Option<RoomResponse> {
+    match live.renditions.get(rendition) {
+        Some(track) if track.map != playlist.map => Some(invalid(
+            Contradiction::CodecsChanged,
+            format!(
+                "rendition {rendition:?} changed its init segment or container mid-broadcast \
+                 ({:?} to {:?}); start a new broadcast to change codecs",
+                track.map, playlist.map
+            ),
+        )),
+        Some(_) => None,
+        None if !live.declared.is_empty()
+            && !live.declared.iter().any(|v| v.rendition == rendition) =>
+        {
+            Some(invalid(
+                Contradiction::UnknownRendition,
+                format!("rendition {rendition:?} is not in the multivariant playlist"),
+            ))
+        }
+        None if live.renditions.len() >= MAX_RENDITIONS => Some(invalid(
+            Contradiction::TooManyRenditions,
+            format!("rendition {rendition:?} would be one more than the {MAX_RENDITIONS} accepted"),
+        )),
+        None => codecs_mismatch(live, rendition, playlist.map.as_deref()),
+    }
+}
+
+/// The codec families of RFC 6381 codec strings (`avc1.64001f` -> `avc1`), sorted.
+fn families<'a>(codecs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = codecs
+        .into_iter()
+        .map(|c| {
+            c.trim()
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Whether the codecs the ladder declares for `rendition` differ from its init segment's.
+fn codecs_mismatch(live: &LiveState, rendition: &str, map: Option<&str>) -> Option<RoomResponse> {
+    let declared = live
+        .declared
+        .iter()
+        .find(|v| v.rendition == rendition)?
+        .codecs
+        .as_deref()?;
+    let init = live.inits.get(map?)?;
+    let (want, have) = (
+        families(declared.split(',')),
+        families(init.codecs.iter().map(String::as_str)),
+    );
+    (want != have).then(|| {
+        invalid(
+            Contradiction::CodecsMismatch,
+            format!(
+                "rendition {rendition:?} declares {declared:?} but its init segment holds {}",
+                init.codecs.join(",")
+            ),
+        )
+    })
+}
+
+/// The multivariant playlist: the first one declares the renditions; a later one may drop
+/// some (they are no longer offered to viewers) but not add any or change their codecs.
+pub(super) async fn ladder<S: RoomStore>(
+    store: &S,
+    sockets: &dyn RoomSockets,
+    session: String,
+    variants: Vec<Variant>,
+    now_ms: u64,
+) -> Result<RoomResponse, StoreError> {
+    let mut state: RoomState = load(store, STATE_KEY).await?;
+    let Some(live) = state.live.as_mut() else {
+        // Before the first segment: kept for the broadcast this session starts.
+        state.early_ladder = Some(EarlyLadder {
+            session,
+            variants,
+            at_ms: now_ms,
+        });
+        save(store, STATE_KEY, &state).await?;
+        return Ok(RoomResponse::PlaylistAccepted {
+            listed: 0,
+            ended: None,
+        });
+    };
+    if live.session != session {
+        let reason = ANOTHER_BROADCAST.to_owned();
+        refuse(store, sockets, &mut state, &reason, now_ms).await?;
+        return Ok(RoomResponse::Conflict { reason });
+    }
+    if live.declared.is_empty() {
+        if let Some(name) = live
+            .renditions
+            .keys()
+            .find(|name| !variants.iter().any(|v| &v.rendition == *name))
+        {
+            return Ok(invalid(
+                Contradiction::UnknownRendition,
+                format!("the media playlist of {name:?} was pushed but the multivariant playlist does not name it"),
+            ));
+        }
+    } else {
+        for variant in &variants {
+            let Some(first) = live
+                .declared
+                .iter()
+                .find(|d| d.rendition == variant.rendition)
+            else {
+                return Ok(invalid(
+                    Contradiction::UnknownRendition,
+                    format!(
+                        "rendition {:?} was not in the first multivariant playlist; a new one may drop renditions, not add them",
+                        variant.rendition
+                    ),
+                ));
+            };
+            if first.codecs.is_some() && variant.codecs.is_some() && first.codecs != variant.codecs
+            {
+                return Ok(invalid(
+                    Contradiction::CodecsChanged,
+                    format!(
+                        "rendition {:?} changed codecs from {:?} to {:?} mid-broadcast",
+                        variant.rendition, first.codecs, variant.codecs
+                    ),
+                ));
+            }
+        }
+    }
+    let mut checked = live.clone();
+    if checked.declared.is_empty() {
+        checked.declared = variants.clone();
+    }
+    // Codecs declared for the first time by a later ladder hold from then on.
+    for variant in &variants {
+        if let Some(first) = checked
+            .declared
+            .iter_mut()
+            .find(|d| d.rendition == variant.rendition && d.codecs.is_none())
+        {
+            first.codecs.clone_from(&variant.codecs);
+        }
+    }
+    for variant in &variants {
+        let map = checked
+            .renditions
+            .get(&variant.rendition)
+            .and_then(|r| r.map.as_deref());
+        if let Some(refused) = codecs_mismatch(&checked, &variant.rendition, map) {
+            return Ok(refused);
+        }
+    }
+    live.declared = checked.declared;
+    live.ladder = Some(variants);
+    live.last_activity_ms = now_ms;
+    save(store, STATE_KEY, &state).await?;
+    Ok(RoomResponse::PlaylistAccepted {
+        listed: 0,
+        ended: None,
+    })
 }
 
 /// An ingest request was refused: kept for the status, pushed as `ingest_refused`.
@@ -307,11 +551,14 @@ pub(super) async fn status<S: RoomStore>(
 ) -> Result<RoomStatus, StoreError> {
     let state: RoomState = load(store, STATE_KEY).await?;
     Ok(RoomStatus {
-        live: state.live.as_ref().map(|l| LiveSummary {
-            broadcast_id: l.broadcast_id.clone(),
-            started_at_ms: l.started_at_ms,
-            segments: l.listed,
-            duration_ms: l.listed_duration_ms,
+        live: state.live.as_ref().map(|l| {
+            let primary = l.primary_rendition();
+            LiveSummary {
+                broadcast_id: l.broadcast_id.clone(),
+                started_at_ms: l.started_at_ms,
+                segments: primary.map_or(0, |r| r.listed),
+                duration_ms: primary.map_or(0, |r| r.listed_duration_ms),
+            }
         }),
         viewers: sockets.count() as u64,
         ingest_refused: state
@@ -321,77 +568,167 @@ pub(super) async fn status<S: RoomStore>(
     })
 }
 
-/// The last `max_segments` of the live window, or of the last broadcast's once it ended.
+/// The last `max_segments` of a rendition's live window (of the primary one when
+/// `rendition` is `None`), or of the last broadcast's once it ended; for the channel's
+/// playlist of a broadcast with a ladder, the ladder instead.
 pub(super) async fn window<S: RoomStore>(
     store: &S,
     max_segments: usize,
+    rendition: Option<&str>,
 ) -> Result<Option<LiveWindow>, StoreError> {
     let state: RoomState = load(store, STATE_KEY).await?;
     let tail = |w: &[ListedSegment]| w[w.len().saturating_sub(max_segments)..].to_vec();
+    let window = |broadcast_id: &str, segments: Vec<ListedSegment>, ended: bool| LiveWindow {
+        broadcast_id: broadcast_id.to_owned(),
+        segments,
+        ended,
+        ladder: None,
+    };
     Ok(match (&state.live, &state.last) {
-        (Some(live), _) => Some(LiveWindow {
-            broadcast_id: live.broadcast_id.clone(),
-            segments: tail(&live.window),
-            ended: false,
-        }),
-        (None, Some(last)) => Some(LiveWindow {
-            broadcast_id: last.summary.broadcast_id.clone(),
-            segments: tail(&last.window),
-            ended: true,
-        }),
+        (Some(live), _) => match rendition {
+            None if live.ladder.is_some() => Some(LiveWindow {
+                ladder: Some(offered(live)),
+                ..window(&live.broadcast_id, Vec::new(), false)
+            }),
+            // Live before its first playlist: an empty window (players retry).
+            None => Some(window(
+                &live.broadcast_id,
+                live.primary_rendition()
+                    .map(|r| tail(&r.window))
+                    .unwrap_or_default(),
+                false,
+            )),
+            Some(name) => live
+                .renditions
+                .get(name)
+                .map(|r| window(&live.broadcast_id, tail(&r.window), false)),
+        },
+        (None, Some(last)) => {
+            let id = &last.summary.broadcast_id;
+            match (rendition, &last.ladder) {
+                (None, Some(ladder)) => Some(LiveWindow {
+                    ladder: Some(ladder.clone()),
+                    ..window(id, Vec::new(), true)
+                }),
+                (None, None) => Some(window(id, tail(&last.window), true)),
+                (Some(name), _) => last.renditions.get(name).map(|w| window(id, tail(w), true)),
+            }
+        }
         (None, None) => None,
     })
 }
 
-/// Lists, in the pusher's order, every known entry whose segment is stored. An entry that
-/// is still not stored holds later ones back for at most [`SKIP_MISSING_AFTER_MS`].
-async fn advance<S: RoomStore>(
+/// The ladder viewers are offered: the pushed one's renditions that have listed a segment,
+/// with their codecs from the init segment where the pusher declared none.
+fn offered(live: &LiveState) -> Vec<Variant> {
+    live.ladder
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let track = live.renditions.get(&v.rendition).filter(|r| r.listed > 0)?;
+            Some(resolved(
+                v,
+                track.map.as_deref().and_then(|m| live.inits.get(m)),
+            ))
+        })
+        .collect()
+}
+
+/// `variant` with the codecs of `init` (what players will find, written as RFC 6381 says;
+/// the pusher's declaration was checked against them) and its picture size where the
+/// pusher declared none.
+fn resolved(variant: &Variant, init: Option<&InitInfo>) -> Variant {
+    let mut variant = variant.clone();
+    if let Some(init) = init {
+        variant.codecs = Some(init.codecs.join(","));
+        if variant.resolution.is_none() {
+            variant.resolution = init.resolution.map(|(w, h)| (u64::from(w), u64::from(h)));
+        }
+    }
+    variant
+}
+
+/// Lists what each rendition can list.
+async fn advance_all<S: RoomStore>(
     store: &S,
     live: &mut LiveState,
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    while let Some((entry, first_seen_ms)) = live.known.first().cloned() {
-        if live
+    let names: Vec<String> = live.renditions.keys().cloned().collect();
+    for name in names {
+        advance(store, live, &name, now_ms).await?;
+    }
+    Ok(())
+}
+
+/// Lists, in the pusher's order, every known entry of `name` whose segment (and init
+/// segment) is stored. An entry that is still not stored holds later ones back for at most
+/// [`SKIP_MISSING_AFTER_MS`].
+async fn advance<S: RoomStore>(
+    store: &S,
+    live: &mut LiveState,
+    name: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let LiveState {
+        broadcast_id,
+        started_at_ms,
+        renditions,
+        inits,
+        stored,
+        ..
+    } = live;
+    let Some(track) = renditions.get_mut(name) else {
+        return Ok(());
+    };
+    if track.map.as_ref().is_some_and(|m| !inits.contains_key(m)) {
+        // Nothing plays before its init segment is in.
+        return Ok(());
+    }
+    while let Some((entry, first_seen_ms)) = track.known.first().cloned() {
+        if track
             .last_listed_sequence
             .is_some_and(|s| entry.sequence <= s)
         {
-            live.known.remove(0);
+            track.known.remove(0);
             continue;
         }
-        if let Some(size) = live.stored.remove(&entry.file) {
+        if let Some(size) = stored.remove(&entry.file) {
             let listed = ListedSegment {
-                seq: live.listed,
+                seq: track.listed,
                 file: entry.file.clone(),
                 duration_ms: entry.duration_ms,
                 size,
-                program_date_ms: live.started_at_ms + live.listed_duration_ms,
+                program_date_ms: *started_at_ms + track.listed_duration_ms,
+                map: track.map.clone(),
             };
-            let key = segment_key(&live.broadcast_id, &entry.file);
+            let key = segment_key(broadcast_id, &entry.file);
             if let Some(mut record) = load_segment(store, &key).await? {
                 record.sequence = Some(entry.sequence);
                 record.duration_ms = Some(entry.duration_ms);
                 record.listed = Some(listed.clone());
+                record.rendition = Some(name.to_owned());
                 save(store, &key, &record).await?;
             }
-            live.listed += 1;
-            live.listed_duration_ms += entry.duration_ms;
-            live.last_listed_sequence = Some(entry.sequence);
-            live.window.push(listed);
-            if live.window.len() > WINDOW_KEEP {
-                live.window.remove(0);
+            track.listed += 1;
+            track.listed_duration_ms += entry.duration_ms;
+            track.last_listed_sequence = Some(entry.sequence);
+            track.window.push(listed);
+            if track.window.len() > WINDOW_KEEP {
+                track.window.remove(0);
             }
-            live.known.remove(0);
+            track.known.remove(0);
             continue;
         }
-        let later_stored = live
+        let later_stored = track
             .known
             .iter()
             .skip(1)
-            .any(|(e, _)| live.stored.contains_key(&e.file));
+            .any(|(e, _)| stored.contains_key(&e.file));
         if later_stored && now_ms.saturating_sub(first_seen_ms) > SKIP_MISSING_AFTER_MS {
             // Give up on a segment that never arrived rather than stall the live window.
-            live.last_listed_sequence = Some(entry.sequence);
-            live.known.remove(0);
+            track.last_listed_sequence = Some(entry.sequence);
+            track.known.remove(0);
             continue;
         }
         break;
@@ -407,10 +744,19 @@ async fn settle<S: RoomStore>(
     state: &mut RoomState,
     now_ms: u64,
 ) -> Result<Option<EndedBroadcast>, StoreError> {
-    let complete = state
-        .live
-        .as_ref()
-        .is_some_and(|l| l.ending_since_ms.is_some() && l.known.is_empty());
+    // A rendition the ladder no longer offers (the page dropped it) is not waited for.
+    let complete = state.live.as_ref().is_some_and(|l| {
+        let offered = |name: &String| {
+            l.ladder
+                .as_ref()
+                .is_none_or(|ladder| ladder.iter().any(|v| &v.rendition == name))
+        };
+        l.ending_since_ms.is_some()
+            && l.renditions
+                .iter()
+                .filter(|(name, _)| offered(name))
+                .all(|(_, r)| r.end_list && r.known.is_empty())
+    });
     if complete {
         return finalize(store, sockets, state, "endlist", now_ms)
             .await
@@ -445,8 +791,18 @@ pub(super) async fn alarm<S: RoomStore>(
     }
     if let Some(unfinished) = state.unfinished {
         schedule(store, now_ms + FINISH_RETRY_MS).await?;
-        let segments =
-            recorded_segments(store, &unfinished.broadcast_id, DEFAULT_TARGET_MS).await?;
+        // Records of before renditions have no primary: the plain push's.
+        let primary = unfinished.primary.as_deref().unwrap_or(DEFAULT_RENDITION);
+        let unnamed_to = (!unfinished.several).then_some(primary);
+        let groups = recorded_segments(
+            store,
+            &unfinished.broadcast_id,
+            unnamed_to,
+            &unfinished.maps,
+            DEFAULT_TARGET_MS,
+        )
+        .await?;
+        let (segments, renditions) = recording(groups, Some(primary), unfinished.ladder.as_deref());
         return Ok(Some(EndedBroadcast {
             video_id: (!segments.is_empty()).then(|| video_id_for(&unfinished.broadcast_id)),
             channel_id: unfinished.channel_id,
@@ -455,50 +811,99 @@ pub(super) async fn alarm<S: RoomStore>(
             ended_at_ms: unfinished.ended_at_ms,
             reason: unfinished.reason,
             segments,
+            renditions,
         }));
     }
     Ok(None)
 }
 
-/// Every stored segment of a broadcast in order: listed ones by our sequence, then stored
-/// ones no playlist listed (the pusher was cut off) by the pusher's order or arrival, with
-/// `estimated_ms` when their duration is unknown.
+/// Every stored segment of a broadcast in order, by rendition: listed ones by our sequence,
+/// then stored ones no playlist listed (the pusher was cut off) by the pusher's order or
+/// arrival, with `estimated_ms` when their duration is unknown. A segment no playlist named
+/// goes to `unnamed_to` (the one rendition of a broadcast that has one; with several, which
+/// one it belongs to is unknown and it is left out); init segments are not listed.
 async fn recorded_segments<S: RoomStore>(
     store: &S,
     broadcast_id: &str,
+    unnamed_to: Option<&str>,
+    maps: &BTreeMap<String, String>,
     estimated_ms: u64,
-) -> Result<Vec<ListedSegment>, StoreError> {
-    let mut listed = Vec::new();
-    let mut unlisted = Vec::new();
+) -> Result<BTreeMap<String, Vec<ListedSegment>>, StoreError> {
+    let mut listed: BTreeMap<String, Vec<ListedSegment>> = BTreeMap::new();
+    let mut unlisted: BTreeMap<String, Vec<SegmentRecord>> = BTreeMap::new();
     for (_, value) in store.list(&segments_prefix(broadcast_id)).await? {
         let record: SegmentRecord = serde_json::from_value(value).map_err(backend)?;
+        if record.init {
+            continue;
+        }
+        let Some(rendition) = record
+            .rendition
+            .clone()
+            .or_else(|| unnamed_to.map(str::to_owned))
+        else {
+            continue;
+        };
         match record.listed {
-            Some(l) => listed.push(l),
-            None if record.stored => unlisted.push(record),
+            Some(l) => listed.entry(rendition).or_default().push(l),
+            None if record.stored => unlisted.entry(rendition).or_default().push(record),
             None => {}
         }
     }
-    listed.sort_by_key(|s| s.seq);
-    unlisted.sort_by_key(|r| (r.sequence.unwrap_or(u64::MAX), r.stored_at_ms));
-    let first_unlisted_seq = listed.last().map_or(0, |s| s.seq + 1);
-    let mut next_date = listed.last().map(|s| s.program_date_ms + s.duration_ms);
-    for (seq, record) in (first_unlisted_seq..).zip(unlisted) {
-        let duration_ms = record.duration_ms.unwrap_or(estimated_ms);
-        let program_date_ms = next_date.unwrap_or(record.stored_at_ms);
-        listed.push(ListedSegment {
-            seq,
-            file: record.file,
-            duration_ms,
-            size: record.size,
-            program_date_ms,
-        });
-        next_date = Some(program_date_ms + duration_ms);
+    for (rendition, mut records) in unlisted {
+        let group = listed.entry(rendition.clone()).or_default();
+        group.sort_by_key(|s| s.seq);
+        records.sort_by_key(|r| (r.sequence.unwrap_or(u64::MAX), r.stored_at_ms));
+        let first_unlisted_seq = group.last().map_or(0, |s| s.seq + 1);
+        let mut next_date = group.last().map(|s| s.program_date_ms + s.duration_ms);
+        let map = maps.get(&rendition).cloned();
+        // A CMAF rendition's segments are CMAF; a stray file of the other kind is not part
+        // of it.
+        records.retain(|r| map.is_some() == r.file.ends_with(".m4s"));
+        for (seq, record) in (first_unlisted_seq..).zip(records) {
+            let duration_ms = record.duration_ms.unwrap_or(estimated_ms);
+            let program_date_ms = next_date.unwrap_or(record.stored_at_ms);
+            group.push(ListedSegment {
+                seq,
+                file: record.file,
+                duration_ms,
+                size: record.size,
+                program_date_ms,
+                map: map.clone(),
+            });
+            next_date = Some(program_date_ms + duration_ms);
+        }
+    }
+    for group in listed.values_mut() {
+        group.sort_by_key(|s| s.seq);
     }
     Ok(listed)
 }
 
-/// Ends the live broadcast: keeps its summary and last window, keeps it as unfinished until
-/// the catalogue confirms it (alarm set), and pushes `ended`.
+/// The recording of a broadcast from its renditions' segments: the primary rendition's
+/// segments (what the video is made of) and, when a ladder was pushed, every offered
+/// rendition of it that has segments.
+fn recording(
+    mut groups: BTreeMap<String, Vec<ListedSegment>>,
+    primary: Option<&str>,
+    ladder: Option<&[Variant]>,
+) -> (Vec<ListedSegment>, Vec<RecordedRendition>) {
+    let renditions = ladder
+        .into_iter()
+        .flatten()
+        .filter_map(|variant| {
+            let segments = groups.get(&variant.rendition).filter(|g| !g.is_empty())?;
+            Some(RecordedRendition {
+                variant: variant.clone(),
+                segments: segments.clone(),
+            })
+        })
+        .collect();
+    let segments = primary.and_then(|p| groups.remove(p)).unwrap_or_default();
+    (segments, renditions)
+}
+
+/// Ends the live broadcast: keeps its summary and last windows, keeps it as unfinished
+/// until the catalogue confirms it (alarm set), and pushes `ended`.
 async fn finalize<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
@@ -509,18 +914,53 @@ async fn finalize<S: RoomStore>(
     let Some(live) = state.live.take() else {
         return Err(StoreError::Precondition("no live broadcast".into()));
     };
-    // Durations the last playlists named for segments that were stored but not listed.
-    for (entry, _) in &live.known {
-        let key = segment_key(&live.broadcast_id, &entry.file);
-        if let Some(mut record) = load_segment(store, &key).await? {
-            if record.listed.is_none() {
-                record.sequence = Some(entry.sequence);
-                record.duration_ms = Some(entry.duration_ms);
-                save(store, &key, &record).await?;
+    // Durations (and renditions) the last playlists named for segments that were stored
+    // but not listed.
+    for (name, track) in &live.renditions {
+        for (entry, _) in &track.known {
+            let key = segment_key(&live.broadcast_id, &entry.file);
+            if let Some(mut record) = load_segment(store, &key).await? {
+                if record.listed.is_none() {
+                    record.sequence = Some(entry.sequence);
+                    record.duration_ms = Some(entry.duration_ms);
+                    record.rendition = Some(name.clone());
+                    save(store, &key, &record).await?;
+                }
             }
         }
     }
-    let segments = recorded_segments(store, &live.broadcast_id, live.target_duration_ms).await?;
+    // Segments of a pusher cut off before its first playlist belong to the default one.
+    let primary = live.primary().unwrap_or(DEFAULT_RENDITION).to_owned();
+    let several = live.renditions.len() > 1;
+    let maps: BTreeMap<String, String> = live
+        .renditions
+        .iter()
+        .filter_map(|(name, r)| Some((name.clone(), r.map.clone()?)))
+        .collect();
+    let ladder: Option<Vec<Variant>> = live.ladder.as_ref().map(|ladder| {
+        ladder
+            .iter()
+            .map(|v| {
+                let init = maps.get(&v.rendition).and_then(|m| live.inits.get(m));
+                resolved(v, init)
+            })
+            .collect()
+    });
+    let estimated = live
+        .primary_rendition()
+        .map_or(DEFAULT_TARGET_MS, |r| r.target_duration_ms);
+    let unnamed_to = (!several).then_some(primary.as_str());
+    let groups = recorded_segments(store, &live.broadcast_id, unnamed_to, &maps, estimated).await?;
+    let tails: BTreeMap<String, Vec<ListedSegment>> = groups
+        .iter()
+        .map(|(name, g)| {
+            (
+                name.clone(),
+                g[g.len().saturating_sub(WINDOW_KEEP)..].to_vec(),
+            )
+        })
+        .collect();
+    let (segments, renditions) = recording(groups, Some(&primary), ladder.as_deref());
     let video_id = (!segments.is_empty()).then(|| video_id_for(&live.broadcast_id));
     let window = segments[segments.len().saturating_sub(WINDOW_KEEP)..].to_vec();
     state.last = Some(LastBroadcast {
@@ -531,6 +971,10 @@ async fn finalize<S: RoomStore>(
             reason: reason.to_owned(),
         },
         window,
+        renditions: tails,
+        ladder: ladder
+            .is_some()
+            .then(|| renditions.iter().map(|r| r.variant.clone()).collect()),
     });
     state.unfinished = Some(Unfinished {
         channel_id: live.channel_id.clone(),
@@ -538,6 +982,10 @@ async fn finalize<S: RoomStore>(
         started_at_ms: live.started_at_ms,
         ended_at_ms: now_ms,
         reason: reason.to_owned(),
+        primary: Some(primary),
+        several,
+        ladder,
+        maps,
     });
     schedule(store, now_ms + FINISH_RETRY_MS).await?;
     ServerMessage::Ended {
@@ -555,5 +1003,6 @@ async fn finalize<S: RoomStore>(
         ended_at_ms: now_ms,
         reason: reason.to_owned(),
         segments,
+        renditions,
     })
 }

@@ -1,6 +1,7 @@
 //! The channel room: the logic of the one stateful object per channel (a Durable Object on
-//! Cloudflare). It keeps the live window of the channel's broadcast (which segments are
-//! stored, which are listed, their durations and sequence numbers), decides when a broadcast
+//! Cloudflare). It keeps the live window of each rendition of the channel's broadcast (which
+//! segments are stored, which are listed, their durations and sequence numbers) and the
+//! ladder the pusher declared, decides when a broadcast
 //! starts and ends, refuses a second pusher, and pushes `live`/`ended`/`viewers` messages to
 //! the WebSockets it holds. A room named [`LOBBY`](crate::model::room::LOBBY) keeps the list
 //! of live channels instead.
@@ -62,6 +63,11 @@ pub async fn handle<S: RoomStore>(
         now_ms,
         ..
     }
+    | RoomRequest::Ladder {
+        key_version,
+        now_ms,
+        ..
+    }
     | RoomRequest::CheckKey {
         key_version,
         now_ms,
@@ -97,16 +103,32 @@ pub async fn handle<S: RoomStore>(
             broadcast_id,
             file,
             size,
+            init,
             now_ms,
         } => {
-            ingest::segment_stored(store, sockets, session, broadcast_id, file, size, now_ms).await
+            let stored = ingest::Stored {
+                session,
+                broadcast_id,
+                file,
+                size,
+                init,
+                now_ms,
+            };
+            ingest::segment_stored(store, sockets, stored).await
         }
         RoomRequest::Playlist {
             session,
+            rendition,
             playlist,
             now_ms,
             ..
-        } => ingest::playlist(store, sockets, session, playlist, now_ms).await,
+        } => ingest::playlist(store, sockets, session, rendition, playlist, now_ms).await,
+        RoomRequest::Ladder {
+            session,
+            variants,
+            now_ms,
+            ..
+        } => ingest::ladder(store, sockets, session, variants, now_ms).await,
         RoomRequest::SetKeyVersion { version } => ingest::set_key_version(store, version).await,
         RoomRequest::CheckKey { .. } => Ok(RoomResponse::Done),
         RoomRequest::IngestRefused { reason, now_ms } => {
@@ -116,7 +138,10 @@ pub async fn handle<S: RoomStore>(
         RoomRequest::Status { now_ms } => ingest::status(store, sockets, now_ms)
             .await
             .map(RoomResponse::Status),
-        RoomRequest::Window { max_segments } => ingest::window(store, max_segments)
+        RoomRequest::Window {
+            max_segments,
+            rendition,
+        } => ingest::window(store, max_segments, rendition.as_deref())
             .await
             .map(|window| RoomResponse::Window { window }),
         RoomRequest::Notify { message } => {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
-use crate::model::hls::{ListedSegment, PushedEntry};
+use crate::model::hls::{ListedSegment, PushedEntry, Variant};
+use crate::model::isobmff::InitInfo;
 use crate::model::room::{LastSummary, Refusal};
 use crate::ports::RoomStore;
 
@@ -31,9 +32,21 @@ pub(super) struct RoomState {
     pub refusal: Option<Refusal>,
     /// An ended broadcast the catalogue has not confirmed yet.
     pub unfinished: Option<Unfinished>,
+    /// A multivariant playlist pushed before the broadcast's first segment (ffmpeg pushes
+    /// it once, and with MPEG-TS before any segment is in), for the broadcast it starts.
+    #[serde(default)]
+    pub early_ladder: Option<EarlyLadder>,
 }
 
-/// The live broadcast and its live window.
+/// A multivariant playlist that came before its broadcast.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct EarlyLadder {
+    pub session: String,
+    pub variants: Vec<Variant>,
+    pub at_ms: u64,
+}
+
+/// The live broadcast: its renditions' live windows and what the pusher declared.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct LiveState {
     pub channel_id: String,
@@ -43,6 +56,30 @@ pub(super) struct LiveState {
     pub started_at_ms: u64,
     pub last_activity_ms: u64,
     pub idle_timeout_ms: u64,
+    /// Each rendition's window, by name (`index` for a plain ffmpeg push).
+    #[serde(default)]
+    pub renditions: BTreeMap<String, Rendition>,
+    /// The rendition whose playlist came first (the primary one until a ladder is pushed).
+    #[serde(default)]
+    pub first_rendition: Option<String>,
+    /// The renditions the first multivariant playlist declared (later ones may only drop
+    /// some), and the current ladder viewers are offered.
+    #[serde(default)]
+    pub declared: Vec<Variant>,
+    #[serde(default)]
+    pub ladder: Option<Vec<Variant>>,
+    /// Stored init segments: file -> what they declare.
+    #[serde(default)]
+    pub inits: BTreeMap<String, InitInfo>,
+    /// Stored segments not listed yet: file -> size.
+    pub stored: BTreeMap<String, u64>,
+    /// When the pusher's first `ENDLIST` was seen.
+    pub ending_since_ms: Option<u64>,
+}
+
+/// One rendition's live window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Rendition {
     /// Segments listed so far.
     pub listed: u64,
     pub listed_duration_ms: u64,
@@ -50,21 +87,45 @@ pub(super) struct LiveState {
     pub last_listed_sequence: Option<u64>,
     /// The last [`super::WINDOW_KEEP`] listed segments.
     pub window: Vec<ListedSegment>,
-    /// Stored segments not listed yet: file -> size.
-    pub stored: BTreeMap<String, u64>,
     /// Playlist entries not listed yet, with when they were first seen.
     pub known: Vec<(PushedEntry, u64)>,
     pub target_duration_ms: u64,
-    /// When the pusher's `ENDLIST` was first seen.
-    pub ending_since_ms: Option<u64>,
+    /// The init segment of its CMAF segments (fixed by its first playlist; `None`: MPEG-TS).
+    pub map: Option<String>,
+    /// Whether its playlist carried `ENDLIST`.
+    pub end_list: bool,
+}
+
+impl LiveState {
+    /// The rendition recorded as the video and counted in the status: the ladder's highest
+    /// bandwidth one that has a playlist, else the first that had one.
+    pub fn primary(&self) -> Option<&str> {
+        self.ladder
+            .iter()
+            .flatten()
+            .filter(|v| self.renditions.contains_key(&v.rendition))
+            .max_by_key(|v| v.bandwidth)
+            .map(|v| v.rendition.as_str())
+            .or(self.first_rendition.as_deref())
+    }
+
+    /// The primary rendition's window.
+    pub fn primary_rendition(&self) -> Option<&Rendition> {
+        self.primary().and_then(|name| self.renditions.get(name))
+    }
 }
 
 /// The last ended broadcast.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct LastBroadcast {
     pub summary: LastSummary,
-    /// Its last segments, for the ended live playlist.
+    /// The primary rendition's last segments, for the ended live playlist.
     pub window: Vec<ListedSegment>,
+    /// Every rendition's last segments, and the ladder when one was pushed.
+    #[serde(default)]
+    pub renditions: BTreeMap<String, Vec<ListedSegment>>,
+    #[serde(default)]
+    pub ladder: Option<Vec<Variant>>,
 }
 
 /// An ended broadcast whose segments are kept until the catalogue confirms it.
@@ -75,6 +136,17 @@ pub(super) struct Unfinished {
     pub started_at_ms: u64,
     pub ended_at_ms: u64,
     pub reason: String,
+    /// The primary rendition, the ladder and each rendition's init segment, to rebuild the
+    /// recording's renditions when it is re-announced.
+    #[serde(default)]
+    pub primary: Option<String>,
+    /// Whether it had several renditions (then a segment no playlist named is left out).
+    #[serde(default)]
+    pub several: bool,
+    #[serde(default)]
+    pub ladder: Option<Vec<Variant>>,
+    #[serde(default)]
+    pub maps: BTreeMap<String, String>,
 }
 
 /// One segment's record in room storage, under `seg/{broadcast}/{file}`.
@@ -89,6 +161,12 @@ pub(super) struct SegmentRecord {
     pub duration_ms: Option<u64>,
     /// Our listing, once listed.
     pub listed: Option<ListedSegment>,
+    /// The rendition whose playlist named it.
+    #[serde(default)]
+    pub rendition: Option<String>,
+    /// Whether it is an init segment (never listed itself).
+    #[serde(default)]
+    pub init: bool,
 }
 
 impl SegmentRecord {
@@ -102,6 +180,8 @@ impl SegmentRecord {
             sequence: None,
             duration_ms: None,
             listed: None,
+            rendition: None,
+            init: false,
         }
     }
 }

@@ -83,13 +83,9 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
     let title = default_title(&channel.name, ended.started_at_ms);
     let statements = broadcasts::record_ended(ended, &channel.owner_id, &title)?;
     if ended.video_id.is_some() {
-        // Before the row: once a video row exists its playlist must be there (a re-run after
-        // a failed batch rewrites the same bytes).
-        let playlist = hls::vod_playlist(&ended.segments, &format!("seg/{}/", ended.broadcast_id));
-        let key = videos::recording_playlist_key(&ended.channel_id, &ended.broadcast_id);
-        p.blobs()
-            .put(&key, playlist, hls::PLAYLIST_CONTENT_TYPE)
-            .await?;
+        // Before the row: once a video row exists its playlists must be there (a re-run
+        // after a failed batch rewrites the same bytes).
+        write_recording_playlists(p, ended).await?;
     }
     p.sql().batch(&statements).await?;
     if let Some(video_id) = &ended.video_id {
@@ -102,6 +98,32 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
             .await?;
     }
     update_lobby(p, channel, &ended.broadcast_id, ended.started_at_ms, false).await
+}
+
+/// Writes the VOD playlist of an ended broadcast to the blob store: a media playlist, or a
+/// multivariant one (`vod/{rendition}.m3u8` variants) and one per rendition.
+async fn write_recording_playlists<P: Platform>(
+    p: &P,
+    ended: &EndedBroadcast,
+) -> Result<(), StoreError> {
+    let (channel, broadcast) = (&ended.channel_id, &ended.broadcast_id);
+    let segments = format!("seg/{broadcast}/");
+    let top = if ended.renditions.is_empty() {
+        hls::vod_playlist(&ended.segments, &segments)
+    } else {
+        for rendition in &ended.renditions {
+            let name = &rendition.variant.rendition;
+            let playlist = hls::vod_playlist(&rendition.segments, &format!("../{segments}"));
+            let key = videos::rendition_playlist_key(channel, broadcast, name);
+            p.blobs()
+                .put(&key, playlist, hls::PLAYLIST_CONTENT_TYPE)
+                .await?;
+        }
+        let variants: Vec<_> = ended.renditions.iter().map(|r| r.variant.clone()).collect();
+        hls::multivariant_playlist(&variants, "vod/")
+    };
+    let key = videos::recording_playlist_key(channel, broadcast);
+    p.blobs().put(&key, top, hls::PLAYLIST_CONTENT_TYPE).await
 }
 
 /// Records an ended broadcast and confirms it to its room (the worker's path; the room's own

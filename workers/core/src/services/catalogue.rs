@@ -255,6 +255,7 @@ impl VideoRow {
             "width": self.width,
             "height": self.height,
             "has_poster": self.has_poster.unwrap_or(0) != 0,
+            "views": self.views.unwrap_or(0),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         })

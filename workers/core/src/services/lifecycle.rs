@@ -25,7 +25,7 @@ use crate::model::ids;
 use crate::model::job::Job;
 use crate::model::room::{RoomRequest, LOBBY};
 use crate::model::signed_url::{Scope, UrlToken};
-use crate::ports::{Jobs as _, Live as _, Platform, Sql as _, Statement};
+use crate::ports::{Blobs as _, Jobs as _, Live as _, Platform, Sql as _, Statement};
 use crate::room::ServerMessage;
 use crate::services::delivery;
 use crate::services::plugins::Plugin;
@@ -291,7 +291,29 @@ async fn complete<P: Platform>(
     )
     .await?;
     delivery::notify(p, published, json!({ "video": video })).await?;
+    poster_as_thumbnail(p, video_id).await?;
     announce_published(p, video_id, &video).await
+}
+
+/// A published public video's poster becomes its channel's thumbnail on the home page (until
+/// the channel's next browser broadcast sends pictures). Not before: a video that moderation
+/// rejects, or a private one, never shows.
+async fn poster_as_thumbnail<P: Platform>(p: &P, video_id: &str) -> Result<(), StoreError> {
+    let Some(video) = videos::by_id(p.sql(), video_id).await? else {
+        return Ok(());
+    };
+    let Some(poster) = video
+        .poster_key
+        .as_deref()
+        .filter(|_| video.visibility == "public")
+    else {
+        return Ok(());
+    };
+    if let Some(blob) = p.blobs().get(poster, None).await? {
+        let key = crate::services::videos::thumbnail_key(&video.channel_id);
+        p.blobs().put(&key, blob.bytes, "image/jpeg").await?;
+    }
+    Ok(())
 }
 
 /// Tells the lobby and the video's channel room that the video is published.

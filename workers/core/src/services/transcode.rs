@@ -76,7 +76,7 @@ pub async fn send<P: Platform>(
     }
 }
 
-/// The job: signed URLs of the recorded segments, signed upload URLs for the MP4 and the
+/// The job: signed URLs of the recorded segments (after the init segment of a CMAF one), signed upload URLs for the MP4 and the
 /// poster, and where to call back.
 async fn job<P: Platform>(
     p: &P,
@@ -101,9 +101,12 @@ async fn job<P: Platform>(
         channel_id: channel_id.to_owned(),
         broadcast_id: Some(broadcast_id.to_owned()),
     });
-    let inputs: Vec<String> = segments
-        .iter()
-        .map(|s| format!("{public_url}/play/{play}/seg/{broadcast_id}/{}", s.file))
+    // A CMAF recording starts with its init segment.
+    let init = segments.first().and_then(|s| s.map.as_deref());
+    let inputs: Vec<String> = init
+        .into_iter()
+        .chain(segments.iter().map(|s| s.file.as_str()))
+        .map(|file| format!("{public_url}/play/{play}/seg/{broadcast_id}/{file}"))
         .collect();
     let upload = |kind: &str| {
         let token = sign(Scope::Upload {

@@ -13,6 +13,17 @@ pub fn recording_playlist_key(channel_id: &str, broadcast_id: &str) -> String {
     format!("live/{channel_id}/{broadcast_id}/vod.m3u8")
 }
 
+/// The blob key of one rendition's VOD playlist, beside the recording's multivariant one.
+pub fn rendition_playlist_key(channel_id: &str, broadcast_id: &str, rendition: &str) -> String {
+    format!("live/{channel_id}/{broadcast_id}/vod_{rendition}.m3u8")
+}
+
+/// The blob key of a channel's thumbnail: the latest picture its broadcast page sent, or the
+/// poster of its latest recording.
+pub fn thumbnail_key(channel_id: &str) -> String {
+    format!("thumbs/{channel_id}.jpg")
+}
+
 /// The blob prefix under which a video's own files (MP4, poster) are stored.
 pub fn files_prefix(video_id: &str) -> String {
     format!("videos/{video_id}/")

@@ -83,6 +83,9 @@ pub struct VideoRow {
     pub height: Option<i64>,
     /// Whether a poster exists.
     pub has_poster: Option<i64>,
+    /// Viewers who played it (one per viewer session row).
+    #[serde(default)]
+    pub views: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
@@ -136,7 +139,9 @@ pub struct VideoDetailRow {
 
 const LIST_SQL: &str = "SELECT v.id, v.channel_id, c.name AS channel_name, v.owner_id, v.status, \
      v.visibility, v.title, v.description, v.tags, v.duration_ms, v.width, v.height, \
-     (v.poster_key IS NOT NULL) AS has_poster, v.created_at, v.updated_at \
+     (v.poster_key IS NOT NULL) AS has_poster, \
+     (SELECT COUNT(*) FROM view_sessions s WHERE s.scope = v.id) AS views, \
+     v.created_at, v.updated_at \
      FROM videos v LEFT JOIN channels c ON c.id = v.channel_id \
      WHERE (?1 = 1 OR (v.status = 'published' AND v.visibility = 'public') OR v.owner_id = ?2) \
      AND (?3 IS NULL OR v.status = ?3) \

@@ -7,6 +7,7 @@ use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 
 use crate::api::auth;
+use crate::api::links;
 use crate::api::routes::{channels, playback};
 use crate::api::{self, Request, Response};
 use crate::error::ApiError;
@@ -141,6 +142,19 @@ async fn cached<P: Platform>(
     ))
 }
 
+/// The listing's JSON of `rows`, each with a signed `poster_url` once it has a poster.
+fn cards<P: Platform>(p: &P, rows: &[catalogue::VideoRow]) -> Vec<Value> {
+    rows.iter()
+        .map(|row| {
+            let mut card = row.to_json();
+            if row.has_poster.unwrap_or(0) != 0 {
+                card["poster_url"] = links::poster_url(p, &row.id, &row.channel_id).into();
+            }
+            card
+        })
+        .collect()
+}
+
 async fn page<P: Platform>(
     p: &P,
     viewer: &Viewer,
@@ -157,7 +171,7 @@ async fn page<P: Platform>(
     let (rows, next) =
         catalogue::list_videos(p.sql(), viewer, filter, after.as_ref(), limit).await?;
     Ok(json!({
-        "videos": rows.iter().map(catalogue::VideoRow::to_json).collect::<Vec<_>>(),
+        "videos": cards(p, &rows),
         "next_cursor": next.map(|n: Position| catalogue::encode_cursor(&n, &fingerprint, key)),
     }))
 }
@@ -233,7 +247,7 @@ pub async fn preview<P: Platform>(p: &P) -> Result<Response, ApiError> {
         let (rows, _) =
             catalogue::list_videos(p.sql(), &Viewer::default(), &filter, None, PREVIEW_SIZE)
                 .await?;
-        Ok(json!({ "videos": rows.iter().map(catalogue::VideoRow::to_json).collect::<Vec<_>>() }))
+        Ok(json!({ "videos": cards(p, &rows) }))
     })
     .await
 }

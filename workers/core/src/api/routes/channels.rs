@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::edge::{cache_key, from_cache};
+use crate::api::links;
 use crate::api::{self, Request, Response, RoomUpgrade};
 use crate::error::ApiError;
 use crate::model::ids;
@@ -208,6 +209,7 @@ pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
                 "broadcast_id": entry.broadcast_id,
                 "started_at_ms": entry.started_at_ms,
                 "viewers": viewers,
+                "thumbnail_url": links::thumbnail_url(p, &entry.channel_id),
             }));
         }
         let body = serde_json::to_vec(&json!({ "channels": out }))

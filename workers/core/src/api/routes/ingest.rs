@@ -1,16 +1,19 @@
-//! Ingest: what `ffmpeg -f hls -method PUT` sends to a signed ingest URL. Segments (`*.ts`)
-//! are checked (MPEG-TS, size) and stored under `live/{channel}/{broadcast}/{file}`; the
-//! rolling playlist (`*.m3u8`) is parsed with `m3u8-rs` and moves the room's live window.
-//! A refused request stores nothing. ffmpeg ignores 401/403, so refusals the broadcaster can
-//! be told about are also recorded in the channel's status.
+//! Ingest: what `ffmpeg -f hls -method PUT` and the broadcast page send to a signed ingest
+//! URL. Segments — MPEG-TS (`*.ts`), CMAF media (`*.m4s`) and init (`*.mp4`) segments — are
+//! checked (container, size; an init segment is read for its codecs) and stored under
+//! `live/{channel}/{broadcast}/{file}`. A media playlist (`{rendition}.m3u8`) is parsed with
+//! `m3u8-rs` and moves that rendition's live window; a multivariant playlist sets the
+//! ladder. A refused request stores nothing. ffmpeg ignores 401/403, so refusals the
+//! broadcaster can be told about are also recorded in the channel's status.
 
 use http::StatusCode;
 use serde_json::json;
 
 use crate::api::{self, Request, Response};
 use crate::error::ApiError;
-use crate::model::hls::{self, SEGMENT_CONTENT_TYPE};
-use crate::model::room::{RoomRequest, RoomResponse};
+use crate::model::hls::{self, MediaError, Pushed, SegmentKind};
+use crate::model::isobmff;
+use crate::model::room::{Contradiction, RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken, UrlTokenError};
 use crate::ports::{Blobs as _, Live as _, Platform};
 use crate::services::broadcasts;
@@ -19,6 +22,10 @@ use crate::store::channels;
 
 /// Largest pushed playlist accepted, in bytes.
 const MAX_PLAYLIST_BYTES: usize = 256 * 1024;
+/// The channel's thumbnail, as the broadcast page sends it while live.
+const THUMBNAIL_FILE: &str = "thumb.jpg";
+/// Largest thumbnail accepted, in bytes.
+const MAX_THUMBNAIL_BYTES: usize = 256 * 1024;
 
 /// A verified ingest request's channel, stream-key version and session.
 struct Ingest {
@@ -102,15 +109,36 @@ pub async fn put<P: Platform>(
     request: Request,
 ) -> Result<Response, ApiError> {
     let ingest = authorize(p, token).await?;
-    if file.ends_with(".ts") {
+    if file == THUMBNAIL_FILE {
+        put_thumbnail(p, &ingest, request.body()).await
+    } else if [".ts", ".m4s", ".mp4"]
+        .iter()
+        .any(|ext| file.ends_with(ext))
+    {
         put_segment(p, &ingest, file, request.into_body()).await
     } else if file.ends_with(".m3u8") {
-        put_playlist(p, &ingest, request.body()).await
+        put_playlist(p, &ingest, file, request.body()).await
     } else {
         Err(ApiError::bad_request(
             "unsupported_file",
-            "ingest accepts .ts segments and the .m3u8 playlist",
+            "ingest accepts .ts, .m4s and .mp4 segments, .m3u8 playlists and thumb.jpg",
         ))
+    }
+}
+
+/// A refused medium or playlist as the 422 the pusher is told.
+fn unprocessable(e: MediaError) -> ApiError {
+    ApiError::Unprocessable {
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+/// A room's [`RoomResponse::Invalid`] as the 422 the pusher is told.
+fn refused(code: Contradiction, reason: String) -> ApiError {
+    ApiError::Unprocessable {
+        code: code.code(),
+        message: reason,
     }
 }
 
@@ -131,18 +159,55 @@ pub async fn delete<P: Platform>(p: &P, token: &str) -> Result<Response, ApiErro
     ))
 }
 
+/// `thumb.jpg`: a small JPEG of the camera, shown on the home page while the channel is
+/// live (it replaces the channel's thumbnail).
+async fn put_thumbnail<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if body.len() > MAX_THUMBNAIL_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "thumbnail is {} bytes; the limit is {MAX_THUMBNAIL_BYTES}",
+            body.len()
+        )));
+    }
+    if !body.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(ApiError::Unprocessable {
+            code: "invalid_media",
+            message: "thumb.jpg must be a JPEG image".into(),
+        });
+    }
+    let check = RoomRequest::CheckKey {
+        key_version: ingest.key_version,
+        now_ms: p.clock().now_ms(),
+    };
+    call_room(p, ingest, &check).await?;
+    p.blobs()
+        .put(
+            &videos::thumbnail_key(&ingest.channel_id),
+            body.to_vec(),
+            "image/jpeg",
+        )
+        .await?;
+    Ok(api::json(
+        StatusCode::CREATED,
+        &json!({ "file": THUMBNAIL_FILE, "size": body.len() }),
+    ))
+}
+
 async fn put_segment<P: Platform>(
     p: &P,
     ingest: &Ingest,
     file: &str,
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
-    if !hls::is_segment_name(file) {
+    let Some(kind) = SegmentKind::of(file) else {
         return Err(ApiError::bad_request(
             "invalid_segment_name",
-            "segment names are 1 to 64 of A-Z a-z 0-9 _ - followed by .ts",
+            "segment names are 1 to 64 of A-Z a-z 0-9 _ - followed by .ts, .m4s or .mp4",
         ));
-    }
+    };
     let limit = p.config().max_segment_bytes;
     if body.len() as u64 > limit {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -150,10 +215,12 @@ async fn put_segment<P: Platform>(
             body.len()
         )));
     }
-    hls::check_transport_stream(&body).map_err(|e| ApiError::Unprocessable {
-        code: "invalid_media",
-        message: e.to_string(),
-    })?;
+    let init = match kind {
+        SegmentKind::Ts => hls::check_transport_stream(&body).map(|()| None),
+        SegmentKind::Cmaf => isobmff::check_media_segment(&body).map(|()| None),
+        SegmentKind::Init => isobmff::read_init(&body).map(Some),
+    }
+    .map_err(unprocessable)?;
     let now_ms = p.clock().now_ms();
     let begin = RoomRequest::BeginSegment {
         channel_id: ingest.channel_id.clone(),
@@ -178,12 +245,13 @@ async fn put_segment<P: Platform>(
     };
     let size = body.len() as u64;
     let key = videos::segment_key(&ingest.channel_id, &broadcast_id, file);
-    p.blobs().put(&key, body, SEGMENT_CONTENT_TYPE).await?;
+    p.blobs().put(&key, body, kind.content_type()).await?;
     let stored = RoomRequest::SegmentStored {
         session: ingest.session.clone(),
         broadcast_id: broadcast_id.clone(),
         file: file.to_owned(),
         size,
+        init,
         now_ms: p.clock().now_ms(),
     };
     let ended = match p.live().call(&ingest.channel_id, &stored).await? {
@@ -206,9 +274,12 @@ async fn put_segment<P: Platform>(
     ))
 }
 
+/// A media playlist (`{rendition}.m3u8`) or the multivariant playlist (any name; told by
+/// its content).
 async fn put_playlist<P: Platform>(
     p: &P,
     ingest: &Ingest,
+    file: &str,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     if body.len() > MAX_PLAYLIST_BYTES {
@@ -217,19 +288,33 @@ async fn put_playlist<P: Platform>(
             body.len()
         )));
     }
-    let playlist = hls::parse_pushed(body).map_err(|e| ApiError::Unprocessable {
-        code: "invalid_playlist",
-        message: e.to_string(),
-    })?;
-    let request = RoomRequest::Playlist {
-        session: ingest.session.clone(),
-        key_version: ingest.key_version,
-        playlist,
-        now_ms: p.clock().now_ms(),
+    let Some(rendition) = hls::rendition_of(file) else {
+        return Err(ApiError::bad_request(
+            "invalid_playlist_name",
+            "playlist names are 1 to 32 of A-Z a-z 0-9 _ - followed by .m3u8",
+        ));
+    };
+    let session = ingest.session.clone();
+    let (key_version, now_ms) = (ingest.key_version, p.clock().now_ms());
+    let request = match hls::parse_pushed(body).map_err(unprocessable)? {
+        Pushed::Media(playlist) => RoomRequest::Playlist {
+            session,
+            key_version,
+            rendition: rendition.to_owned(),
+            playlist,
+            now_ms,
+        },
+        Pushed::Multivariant(variants) => RoomRequest::Ladder {
+            session,
+            key_version,
+            variants,
+            now_ms,
+        },
     };
     let (listed, ended) = match call_room(p, ingest, &request).await? {
         RoomResponse::PlaylistAccepted { listed, ended } => (listed, ended),
         RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
+        RoomResponse::Invalid { code, reason } => return Err(refused(code, reason)),
         other => {
             return Err(ApiError::Internal(format!(
                 "unexpected room answer {other:?}"

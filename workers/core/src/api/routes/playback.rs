@@ -17,7 +17,7 @@ use crate::api::edge::{cache_key, from_cache};
 use crate::api::routes::channels;
 use crate::api::{self, ChunkedBody, Request, Response, CHUNK_BYTES};
 use crate::error::ApiError;
-use crate::model::hls::{self, ListedSegment, PLAYLIST_CONTENT_TYPE, SEGMENT_CONTENT_TYPE};
+use crate::model::hls::{self, ListedSegment, PLAYLIST_CONTENT_TYPE};
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse};
@@ -34,6 +34,10 @@ use crate::store::videos as stored_videos;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Cache policy of live playlists: they change every segment.
 const LIVE_PLAYLIST: &str = "public, max-age=1";
+/// Cache-Control of a live channel's thumbnail.
+const THUMBNAIL: &str = "public, max-age=10";
+/// How long a thumbnail stays in the edge cache (the page sends one about every 10 s).
+const THUMBNAIL_TTL_MS: u64 = 10_000;
 /// Cache policy of VOD playlists: fixed once the broadcast ended.
 const VOD_PLAYLIST: &str = "public, max-age=3600";
 /// How long segments and MP4 chunks stay in the edge cache: they never change.
@@ -43,6 +47,9 @@ const IMMUTABLE_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
 /// elsewhere they expire within this time. They gate the immutable MP4 chunks (read only
 /// after the size) and, for players, the segments (listed only by the playlist).
 const VOD_PLAYLIST_TTL_MS: u64 = 60 * 1000;
+/// How long a live multivariant playlist stays fresh: its ladder changes when a rendition
+/// lists its first segment or the broadcaster drops one.
+const LADDER_TTL_MS: u64 = 2_000;
 
 fn now_s<P: Platform>(p: &P) -> u64 {
     p.clock().now_ms() / 1000
@@ -183,12 +190,34 @@ fn live_playlist_ttl_ms(window: &[ListedSegment]) -> u64 {
         .clamp(500, 3_000)
 }
 
-/// `GET /play/{token}/live.m3u8`: the live playlist (ENDLIST once the broadcast ended),
-/// from the edge cache; the channel's room is asked at most once per freshness period per
-/// location.
+/// `GET /play/{token}/live.m3u8`: the channel's live playlist (ENDLIST once the broadcast
+/// ended) — a multivariant playlist when the broadcaster pushed a ladder — from the edge
+/// cache; the channel's room is asked at most once per freshness period per location.
 pub async fn live_playlist<P: Platform>(
     p: &P,
     token: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    live(p, token, None, request).await
+}
+
+/// `GET /play/{token}/live/{rendition}.m3u8`: one rendition's live playlist, as
+/// [`live_playlist`].
+pub async fn live_rendition<P: Platform>(
+    p: &P,
+    token: &str,
+    file: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let rendition =
+        hls::rendition_of(file).ok_or_else(|| ApiError::NotFound("no such rendition".into()))?;
+    live(p, token, Some(rendition), request).await
+}
+
+async fn live<P: Platform>(
+    p: &P,
+    token: &str,
+    rendition: Option<&str>,
     request: &Request,
 ) -> Result<Response, ApiError> {
     let Scope::PlayChannel { channel_id } = verify(p, token)?.scope else {
@@ -196,19 +225,26 @@ pub async fn live_playlist<P: Platform>(
             "this URL plays a video, not a channel".into(),
         ));
     };
-    let key = cache_key(request, &format!("live/{channel_id}.m3u8"));
+    let path = match rendition {
+        None => format!("live/{channel_id}.m3u8"),
+        Some(r) => format!("live/{channel_id}/{r}.m3u8"),
+    };
+    let key = cache_key(request, &path);
     let (object, status) = edge_cache::get_or_fill(p, &key, || async {
         let max_segments = usize::try_from(p.config().live_window_segments).unwrap_or(6);
-        let window = match p
-            .live()
-            .call(&channel_id, &RoomRequest::Window { max_segments })
-            .await?
-        {
+        let ask = RoomRequest::Window {
+            max_segments,
+            rendition: rendition.map(str::to_owned),
+        };
+        let window = match p.live().call(&channel_id, &ask).await? {
             RoomResponse::Window {
                 window: Some(window),
             } => window,
             RoomResponse::Window { window: None } => {
-                return Err(ApiError::NotFound("the channel has not been live".into()))
+                return Err(ApiError::NotFound(match rendition {
+                    None => "the channel has not been live".into(),
+                    Some(r) => format!("the broadcast has no rendition {r:?}"),
+                }))
             }
             other => {
                 return Err(ApiError::Internal(format!(
@@ -216,15 +252,22 @@ pub async fn live_playlist<P: Platform>(
                 )))
             }
         };
-        let body = hls::live_playlist(
-            &window.segments,
-            &format!("seg/{}/", window.broadcast_id),
-            window.ended,
-        );
+        let segments = format!("seg/{}/", window.broadcast_id);
+        let (body, ttl_ms) = match (&window.ladder, rendition) {
+            (Some(ladder), _) => (hls::multivariant_playlist(ladder, "live/"), LADDER_TTL_MS),
+            (None, None) => (
+                hls::live_playlist(&window.segments, &segments, window.ended),
+                live_playlist_ttl_ms(&window.segments),
+            ),
+            (None, Some(_)) => (
+                hls::live_playlist(&window.segments, &format!("../{segments}"), window.ended),
+                live_playlist_ttl_ms(&window.segments),
+            ),
+        };
         Ok(CachedObject {
             content_type: PLAYLIST_CONTENT_TYPE.to_owned(),
             body,
-            expires_at_ms: p.clock().now_ms() + live_playlist_ttl_ms(&window.segments),
+            expires_at_ms: p.clock().now_ms() + ttl_ms,
         })
     })
     .await?;
@@ -248,23 +291,58 @@ fn video_scope<P: Platform>(
     }
 }
 
-/// `GET /play/{token}/index.m3u8`: the VOD playlist of a video's recording, written to the
-/// blob store when the broadcast ended and served from the edge cache.
+/// `GET /play/{token}/index.m3u8`: the VOD playlist of a video's recording (a multivariant
+/// one when it has renditions), written to the blob store when the broadcast ended and
+/// served from the edge cache.
 pub async fn vod_playlist<P: Platform>(
     p: &P,
     token: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
+    vod(p, token, None, request).await
+}
+
+/// `GET /play/{token}/vod/{rendition}.m3u8`: one rendition's VOD playlist, as
+/// [`vod_playlist`].
+pub async fn vod_rendition<P: Platform>(
+    p: &P,
+    token: &str,
+    file: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let rendition =
+        hls::rendition_of(file).ok_or_else(|| ApiError::NotFound("no such rendition".into()))?;
+    vod(p, token, Some(rendition), request).await
+}
+
+async fn vod<P: Platform>(
+    p: &P,
+    token: &str,
+    rendition: Option<&str>,
+    request: &Request,
+) -> Result<Response, ApiError> {
     let (_, channel_id, broadcast_id) = video_scope(p, token)?;
     let broadcast_id =
         broadcast_id.ok_or_else(|| ApiError::NotFound("this video has no HLS recording".into()))?;
-    let key = cache_key(request, &format!("vod/{broadcast_id}.m3u8"));
+    let path = match rendition {
+        None => format!("vod/{broadcast_id}.m3u8"),
+        Some(r) => format!("vod/{broadcast_id}/{r}.m3u8"),
+    };
+    let key = cache_key(request, &path);
     let (object, status) = edge_cache::get_or_fill(p, &key, || async {
-        let blob_key = videos::recording_playlist_key(&channel_id, &broadcast_id);
-        let body = match p.blobs().get(&blob_key, None).await? {
-            Some(blob) => blob.bytes,
+        let blob_key = match rendition {
+            None => videos::recording_playlist_key(&channel_id, &broadcast_id),
+            Some(r) => videos::rendition_playlist_key(&channel_id, &broadcast_id, r),
+        };
+        let body = match (p.blobs().get(&blob_key, None).await?, rendition) {
+            (Some(blob), _) => blob.bytes,
+            (None, Some(r)) => {
+                return Err(ApiError::NotFound(format!(
+                    "the recording has no rendition {r:?}"
+                )))
+            }
             // Recordings that ended before their playlist was written to the blob store.
-            None => {
+            (None, None) => {
                 let segments = stored_videos::recording(p.sql(), &broadcast_id).await?;
                 if segments.is_empty() {
                     return Err(ApiError::NotFound("this video has no HLS recording".into()));
@@ -291,9 +369,9 @@ pub async fn segment<P: Platform>(
     file: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    if !ids::is_id(broadcast_id, "brd") || !hls::is_segment_name(file) {
+    let Some(kind) = hls::SegmentKind::of(file).filter(|_| ids::is_id(broadcast_id, "brd")) else {
         return Err(ApiError::NotFound("no such segment".into()));
-    }
+    };
     let channel_id = match verify(p, token)?.scope {
         Scope::PlayChannel { channel_id } => channel_id,
         Scope::PlayVideo {
@@ -317,7 +395,7 @@ pub async fn segment<P: Platform>(
         p,
         &key,
         &cache_key(request, &key),
-        SEGMENT_CONTENT_TYPE,
+        (kind.content_type(), IMMUTABLE),
         IMMUTABLE_TTL_MS,
         request,
     )
@@ -406,8 +484,32 @@ pub async fn poster<P: Platform>(
         p,
         &key,
         &cache_key(request, &key),
-        content_type,
+        (content_type, IMMUTABLE),
         VOD_PLAYLIST_TTL_MS,
+        request,
+    )
+    .await
+}
+
+/// `GET /play/{token}/thumb.jpg`: the channel's thumbnail — the latest picture its
+/// broadcast page sent while live, else the poster of its latest recording.
+pub async fn thumbnail<P: Platform>(
+    p: &P,
+    token: &str,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let Scope::PlayChannel { channel_id } = verify(p, token)?.scope else {
+        return Err(ApiError::Forbidden(
+            "this URL plays a video, not a channel".into(),
+        ));
+    };
+    let key = videos::thumbnail_key(&channel_id);
+    serve_whole(
+        p,
+        &key,
+        &cache_key(request, &key),
+        ("image/jpeg", THUMBNAIL),
+        THUMBNAIL_TTL_MS,
         request,
     )
     .await
@@ -443,12 +545,13 @@ fn with_ranges(mut response: Response) -> Response {
     response
 }
 
-/// A small immutable blob (a segment, a poster) from the edge cache, whole or one range of it.
+/// A small blob (a segment, a poster, a thumbnail) from the edge cache, whole or one range
+/// of it: kept `ttl_ms` at the edge, `policy` is what browsers are told.
 async fn serve_whole<P: Platform>(
     p: &P,
     key: &str,
     cache_key: &str,
-    content_type: &'static str,
+    (content_type, policy): (&'static str, &'static str),
     ttl_ms: u64,
     request: &Request,
 ) -> Result<Response, ApiError> {
@@ -467,7 +570,7 @@ async fn serve_whole<P: Platform>(
     .await?;
     let range = request.headers().get(RANGE).and_then(|v| v.to_str().ok());
     let mut response = match range {
-        None => from_cache(object, status, IMMUTABLE),
+        None => from_cache(object, status, policy),
         Some(range) => {
             let size = object.body.len() as u64;
             let (start, end) = parse_range(range, size)?;
@@ -478,7 +581,7 @@ async fn serve_whole<P: Platform>(
                     ..object
                 },
                 status,
-                IMMUTABLE,
+                policy,
             );
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
             if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {

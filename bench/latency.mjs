@@ -1,0 +1,91 @@
+// Latency of a browser broadcast, end to end on this machine: the broadcast page (Debian's
+// Chromium, fake camera) goes live in `wrangler dev` and a viewer plays the channel on the
+// watch page (hls.js). Prints, as median and p95:
+//   - segment end to listed: from the page starting the PUT of a segment (Mediabunny hands
+//     over a segment when it is complete) to the segment appearing in its rendition's live
+//     playlist as a viewer gets it (through the edge cache);
+//   - hls.js's own live-latency estimate (`hls.latency`: the live edge to the playhead),
+//     sampled once a second while it plays.
+// Both clocks are this machine's.
+//
+// Run: node bench/latency.mjs [seconds, default 30] (after scripts/build-worker.sh).
+import { chromium } from "playwright-core";
+
+import { cleanup, launchChromium, startWorker, waitFor } from "../tests/browser/harness.mjs";
+
+const SECONDS = Number(process.argv[2] || 30);
+const PASSWORD = "correct horse battery staple";
+
+const quantile = (values, q) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+};
+const summary = (values, unit) => (values.length
+  ? `median ${quantile(values, 0.5).toFixed(2)} ${unit}, p95 ${quantile(values, 0.95).toFixed(2)} ${unit} (n=${values.length})`
+  : "no samples");
+
+const worker = await startWorker();
+const broadcaster = await launchChromium(chromium, { width: 1280, height: 800 }, { fakeMedia: true });
+const viewer = await launchChromium(chromium);
+try {
+  const page = await broadcaster.newPage();
+  await page.goto(`${worker.url}/login?next=/broadcast`);
+  await page.fill("#signup-email", `latency-${Date.now()}@broadcast.test`);
+  await page.fill("#signup-password", PASSWORD);
+  await page.click("#signup button[type=submit]");
+  await page.waitForURL(`${worker.url}/broadcast`);
+  await page.fill("#name", "Latency");
+  await page.click("#create button[type=submit]");
+  const item = await page.waitForSelector("#channels li[data-channel]");
+  const channelId = await item.getAttribute("data-channel");
+
+  // When each segment's upload starts on the page: the segment's end, as near as it shows.
+  const ended = new Map();
+  page.on("request", (request) => {
+    const name = request.url().split("/").pop();
+    if (request.method() === "PUT" && name.endsWith(".m4s")) ended.set(name, Date.now());
+  });
+  await page.click(`#channels li[data-channel="${channelId}"] button.go-live`);
+  await page.waitForSelector("#golive[data-state=preview]", { timeout: 20000 });
+  await page.click("#golive-start");
+  await page.waitForSelector("#golive[data-state=live]", { timeout: 60000 });
+
+  const { url } = await (await fetch(`${worker.url}/api/channels/${channelId}/playback`, { method: "POST" })).json();
+  const base = url.replace(/live\.m3u8$/, "");
+  const rendition = await waitFor(async () => {
+    const text = await (await fetch(url)).text();
+    return text.split("\n").find((line) => line.startsWith("live/")) || null;
+  }, 30000, "the multivariant playlist");
+
+  const watch = await viewer.newPage();
+  await watch.goto(`${worker.url}/watch?c=${channelId}`);
+  const listed = new Map();
+  const latencies = [];
+  const until = Date.now() + SECONDS * 1000;
+  while (Date.now() < until) {
+    // Poll as a player would, a few times a second.
+    const text = await (await fetch(base + rendition)).text();
+    const now = Date.now();
+    for (const line of text.split("\n")) {
+      const name = line.split("/").pop();
+      if (name.endsWith(".m4s") && !listed.has(name)) listed.set(name, now);
+    }
+    const latency = await watch.evaluate(() => Number(document.getElementById("video").dataset.latency || 0));
+    if (latency > 0) latencies.push(latency);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const toListed = [...listed].filter(([name]) => ended.has(name))
+    .map(([name, at]) => (at - ended.get(name)) / 1000).filter((s) => s >= 0);
+  // Sampled every 250 ms: one sample a second for hls.js's estimate.
+  const perSecond = latencies.filter((_, i) => i % 4 === 0);
+  console.log(`browser broadcast, ${SECONDS} s, rendition ${rendition}:`);
+  console.log(`  segment end to listed: ${summary(toListed, "s")}`);
+  console.log(`  hls.js live latency: ${summary(perSecond, "s")}`);
+  await page.click("#golive-stop");
+  await page.waitForSelector("#golive[data-state=ended]", { timeout: 40000 });
+} finally {
+  await broadcaster.close();
+  await viewer.close();
+  await worker.stop();
+  cleanup();
+}

@@ -1,0 +1,267 @@
+// Pushes a browser broadcast to the edge: every file is `PUT {base}/{name}` (the signed token
+// is in the path). One lane per rendition, in order: its init, then its segments; after each
+// segment, its newest media playlist cut to the segments already up (so a playlist never
+// names a file the edge lacks, and playlists keep flowing when uploads lag). The
+// multivariant playlist waits until every rendition it names has a media playlist up.
+// 5xx and network errors are retried with backoff; 403 and 409 stop everything.
+
+const MAX_SEGMENTS = 24; // queued segments over all lanes; beyond, the broadcast cannot keep up
+const PLAYLIST_LAG_MS = 4000; // when segments queue up, playlists go at least this often
+const KEEPALIVE_BUDGET = 60 * 1024; // browsers allow 64 KiB of keepalive bodies in flight
+
+/** An answer from the edge that stops or skips an upload: `status`, `code`, plain `message`. */
+export class UploadError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** What a file is, from its name: `master.m3u8`, `{r}.m3u8`, `{r}_init.mp4`, `{r}_{n}.m4s`. */
+export function describeFile(name) {
+  if (name === "master.m3u8") return { kind: "master", lane: "master" };
+  const m = /^([A-Za-z0-9-]+)(?:_(init|\d+))?\.(m3u8|mp4|m4s)$/.exec(name);
+  if (!m) return null;
+  const kind = m[3] === "m3u8" ? "playlist" : m[2] === "init" ? "init" : "segment";
+  return { kind, lane: m[1] };
+}
+
+/** The rendition names a multivariant playlist lists (its bare `{r}.m3u8` URIs). */
+export function variantsOf(master) {
+  return master.split("\n").filter((l) => /^[^#\s].*\.m3u8$/.test(l.trim()))
+    .map((l) => l.trim().replace(/\.m3u8$/, ""));
+}
+
+/** `master` without the variants of the renditions in `dropped`. */
+export function withoutVariants(master, dropped) {
+  const lines = master.split("\n");
+  const out = [];
+  for (let i = 0; i < lines.length; i++) {
+    const next = (lines[i + 1] || "").trim();
+    if (lines[i].startsWith("#EXT-X-STREAM-INF:") && dropped.has(next.replace(/\.m3u8$/, ""))) {
+      i++; // skip the tag and its URI
+      continue;
+    }
+    out.push(lines[i]);
+  }
+  return out.join("\n");
+}
+
+/** Media playlist `text` cut before its first segment not in `up`; null if it lists none. */
+export function publishable(text, up) {
+  const out = [];
+  let pending = [];
+  let segments = 0;
+  for (const line of text.split("\n")) {
+    if (!line.trim() || line.startsWith("#")) {
+      pending.push(line);
+      continue;
+    }
+    if (!up.has(line.trim())) return segments ? `${out.join("\n")}\n` : null;
+    out.push(...pending, line);
+    pending = [];
+    segments++;
+  }
+  return segments ? out.concat(pending).join("\n") : null;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function errorOf(response) {
+  let error = {};
+  try {
+    error = (await response.json()).error || {};
+  } catch {
+    // Not JSON.
+  }
+  return new UploadError(response.status, error.code || `http_${response.status}`,
+    error.message || response.statusText || `HTTP ${response.status}`);
+}
+
+export class Uploader {
+  /** `base` ends with `/`. `onFatal(error)`: 403/409 or a full queue; `onSkip(error, name)`:
+   *  a file the edge refused (413, 422, other 4xx) and that was left out. */
+  constructor(base, { onFatal = () => {}, onSkip = () => {} } = {}) {
+    this.base = base;
+    this.onFatal = onFatal;
+    this.onSkip = onSkip;
+    this.lanes = new Map();
+    this.dropped = new Set();
+    this.published = new Set(); // renditions whose media playlist is up
+    this.lastPlaylist = new Map(); // rendition -> text of its last uploaded playlist
+    this.history = []; // [time, bytes] of recent uploads, for the bitrate
+    this.lastLatency = null;
+    this.failures = 0;
+    this.uploaded = 0; // segments
+    this.stopped = false;
+    this.idle = [];
+  }
+
+  lane(name) {
+    if (!this.lanes.has(name)) {
+      this.lanes.set(name, { jobs: [], busy: false, up: new Set(), playlist: null, sent: null, sentAt: 0 });
+    }
+    return this.lanes.get(name);
+  }
+
+  /** Queues `PUT {base}/{name}`; `body` is an ArrayBuffer or a string. A media playlist
+   *  replaces the previous one and goes up as far as its segments are up. */
+  put(name, body) {
+    const file = describeFile(name);
+    if (!file) throw new Error(`not an ingest file name: ${name}`);
+    if (this.stopped || this.dropped.has(file.lane)) return;
+    const lane = this.lane(file.lane);
+    if (file.kind === "playlist") {
+      lane.playlist = body;
+    } else {
+      if (file.kind === "segment" && this.segmentsQueued() >= MAX_SEGMENTS) {
+        this.fail(new UploadError(0, "queue_full",
+          "Your connection is too slow to keep this broadcast going, so it was stopped."));
+        return;
+      }
+      if (file.kind === "master") lane.jobs = lane.jobs.filter((j) => j === lane.sending);
+      lane.jobs.push({ name, body, kind: file.kind, lane: file.lane, at: performance.now() });
+    }
+    this.pump();
+  }
+
+  /** Stops uploading the files of rendition `name` (its queued segments are forgotten). */
+  drop(name) {
+    this.dropped.add(name);
+    this.lanes.delete(name);
+    this.published.delete(name);
+    this.pump();
+  }
+
+  segmentsQueued() {
+    let n = 0;
+    for (const lane of this.lanes.values()) n += lane.jobs.filter((j) => j.kind === "segment").length;
+    return n;
+  }
+
+  /** Queue depth, how late the renditions' uploads are (their oldest file not up yet), last
+   *  latency and upload bitrate. */
+  stats() {
+    const now = performance.now();
+    let oldest = 0;
+    for (const [name, lane] of this.lanes) {
+      if (name !== "master" && lane.jobs.length) oldest = Math.max(oldest, now - lane.jobs[0].at);
+    }
+    this.history = this.history.filter(([t]) => now - t < 10000);
+    const bytes = this.history.reduce((sum, [, b]) => sum + b, 0);
+    return { queued: this.segmentsQueued(), oldestMs: oldest, latencyMs: this.lastLatency,
+      bitsPerSecond: (bytes * 8) / 10, failures: this.failures };
+  }
+
+  /** The job lane `name` sends next, or null: its playlist if it can say more (when behind,
+   *  at most every PLAYLIST_LAG_MS, segments first), else its next file (the multivariant
+   *  playlist once the renditions it names are up). */
+  next(name, lane) {
+    const text = lane.playlist && publishable(lane.playlist, lane.up);
+    const behind = lane.jobs.length > 0 && performance.now() - lane.sentAt < PLAYLIST_LAG_MS;
+    if (text && text !== lane.sent && !behind) {
+      return { name: `${name}.m3u8`, body: text, kind: "playlist", lane: name };
+    }
+    const job = lane.jobs[0];
+    if (!job || (job.kind === "master" && !variantsOf(job.body).every((r) => this.published.has(r)))) return null;
+    return job;
+  }
+
+  pump() {
+    for (const [name, lane] of this.lanes) {
+      if (lane.busy) continue;
+      const job = this.next(name, lane);
+      if (!job) continue;
+      lane.busy = true;
+      lane.sending = job;
+      this.send(job).then(() => {
+        lane.busy = false;
+        lane.sending = null;
+        lane.jobs = lane.jobs.filter((j) => j !== job);
+        if (job.kind === "segment") lane.up.add(job.name);
+        if (job.kind === "playlist") Object.assign(lane, { sent: job.body, sentAt: performance.now() });
+        this.pump();
+      });
+    }
+    if (this.busyLanes() === 0) this.idle.splice(0).forEach((resolve) => resolve());
+  }
+
+  busyLanes() {
+    let n = 0;
+    for (const [name, lane] of this.lanes) if (lane.busy || this.next(name, lane)) n++;
+    return n;
+  }
+
+  /** Sends one job until it succeeds, is refused, or the uploader stops. */
+  async send(job) {
+    for (let attempt = 0; !this.stopped && !this.dropped.has(job.lane); attempt++) {
+      const started = performance.now();
+      try {
+        const response = await fetch(this.base + job.name, {
+          method: "PUT", body: job.body, credentials: "omit",
+          headers: { "content-type": job.kind === "init" || job.kind === "segment" ? "video/mp4"
+            : "application/vnd.apple.mpegurl" },
+        });
+        if (response.ok) {
+          this.lastLatency = performance.now() - started;
+          this.history.push([performance.now(), job.body.byteLength ?? job.body.length]);
+          if (job.kind === "segment") this.uploaded++;
+          if (job.kind === "playlist") {
+            this.published.add(job.lane);
+            this.lastPlaylist.set(job.lane, job.body);
+          }
+          return;
+        }
+        const error = await errorOf(response);
+        if (response.status === 403 || response.status === 409) {
+          this.fail(error);
+          return;
+        }
+        if (response.status < 500 && response.status !== 408 && response.status !== 429) {
+          this.onSkip(error, job.name);
+          return;
+        }
+      } catch {
+        // A network error: retried like a 5xx.
+      }
+      this.failures++;
+      await sleep(Math.min(500 * 2 ** attempt, 8000));
+    }
+  }
+
+  fail(error) {
+    if (this.stopped) return;
+    this.stop();
+    this.onFatal(error);
+  }
+
+  /** Forgets everything queued; sends nothing more. */
+  stop() {
+    this.stopped = true;
+    this.lanes.clear();
+    this.idle.splice(0).forEach((resolve) => resolve());
+  }
+
+  /** Resolves once everything queued is uploaded (or after `timeoutMs`). */
+  drain(timeoutMs) {
+    if (this.busyLanes() === 0) return Promise.resolve(true);
+    return Promise.race([new Promise((resolve) => this.idle.push(() => resolve(true))),
+      sleep(timeoutMs).then(() => false)]);
+  }
+
+  /** The tab is closing: ends every rendition's last uploaded playlist with ENDLIST in
+   *  keepalive requests (they outlive the page), within the browser's keepalive budget. */
+  endWithKeepalive() {
+    let budget = KEEPALIVE_BUDGET;
+    for (const [name, text] of this.lastPlaylist) {
+      if (this.dropped.has(name)) continue;
+      const body = text.includes("#EXT-X-ENDLIST") ? text : `${text.trimEnd()}\n#EXT-X-ENDLIST\n`;
+      budget -= body.length;
+      if (budget < 0) break;
+      fetch(`${this.base}${name}.m3u8`, { method: "PUT", body, keepalive: true, credentials: "omit",
+        headers: { "content-type": "application/vnd.apple.mpegurl" } }).catch(() => {});
+    }
+    this.stop();
+  }
+}
