@@ -23,7 +23,7 @@ use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::model::video::Video;
-use crate::ports::{Blobs as _, CachedObject, Live as _, Platform};
+use crate::ports::{Blobs as _, CachedObject, EdgeCache as _, Live as _, Platform};
 use crate::services::edge_cache;
 use crate::services::videos;
 use crate::services::views;
@@ -47,6 +47,9 @@ const IMMUTABLE_TTL_MS: u64 = 365 * 24 * 3600 * 1000;
 /// elsewhere they expire within this time. They gate the immutable MP4 chunks (read only
 /// after the size) and, for players, the segments (listed only by the playlist).
 const VOD_PLAYLIST_TTL_MS: u64 = 60 * 1000;
+/// How long the broadcast a channel URL may read stays in the edge cache when a segment
+/// request (not a live playlist refresh) asked the room for it.
+const CHANNEL_BROADCAST_TTL_MS: u64 = 2_000;
 /// How long a live multivariant playlist stays fresh: its ladder changes when a rendition
 /// lists its first segment or the broadcaster drops one.
 const LADDER_TTL_MS: u64 = 2_000;
@@ -264,6 +267,15 @@ async fn live<P: Platform>(
                 live_playlist_ttl_ms(&window.segments),
             ),
         };
+        // What segments this playlist lets channel URLs read, at least as fresh as it.
+        let named = broadcast_object(p, Some(&window.broadcast_id), ttl_ms);
+        let _ = p
+            .edge_cache()
+            .put(
+                &cache_key(request, &channel_broadcast_path(&channel_id)),
+                &named,
+            )
+            .await;
         Ok(CachedObject {
             content_type: PLAYLIST_CONTENT_TYPE.to_owned(),
             body,
@@ -272,6 +284,55 @@ async fn live<P: Platform>(
     })
     .await?;
     Ok(from_cache(object, status, LIVE_PLAYLIST))
+}
+
+/// The edge-cache path of the broadcast a channel's URLs may read segments of.
+fn channel_broadcast_path(channel_id: &str) -> String {
+    format!("live/{channel_id}/broadcast")
+}
+
+/// The cached object naming `broadcast_id` (empty: none), fresh for `ttl_ms`.
+fn broadcast_object<P: Platform>(p: &P, broadcast_id: Option<&str>, ttl_ms: u64) -> CachedObject {
+    CachedObject {
+        content_type: "text/plain".to_owned(),
+        body: broadcast_id.unwrap_or_default().as_bytes().to_vec(),
+        expires_at_ms: p.clock().now_ms() + ttl_ms,
+    }
+}
+
+/// The broadcast a channel URL may read segments of: the one the channel's live playlist
+/// names (the live broadcast, or the last one once it ended), never an older recording. Each
+/// live playlist refresh stores it, so a viewer never holds a playlist newer than it in this
+/// location; otherwise the room is asked at most once per [`CHANNEL_BROADCAST_TTL_MS`].
+async fn channel_broadcast<P: Platform>(
+    p: &P,
+    request: &Request,
+    channel_id: &str,
+) -> Result<Option<String>, ApiError> {
+    let key = cache_key(request, &channel_broadcast_path(channel_id));
+    let (object, _) = edge_cache::get_or_fill(p, &key, || async {
+        let ask = RoomRequest::Window {
+            max_segments: 0,
+            rendition: None,
+        };
+        let named = match p.live().call(channel_id, &ask).await? {
+            RoomResponse::Window { window } => window.map(|w| w.broadcast_id),
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "unexpected room answer {other:?}"
+                )))
+            }
+        };
+        Ok(broadcast_object(
+            p,
+            named.as_deref(),
+            CHANNEL_BROADCAST_TTL_MS,
+        ))
+    })
+    .await?;
+    Ok(String::from_utf8(object.body)
+        .ok()
+        .filter(|id| !id.is_empty()))
 }
 
 /// The video a playback URL plays, with its channel and recording, from the token alone.
@@ -360,8 +421,9 @@ async fn vod<P: Platform>(
     Ok(from_cache(object, status, VOD_PLAYLIST))
 }
 
-/// `GET /play/{token}/seg/{broadcast}/{file}`: one segment of a channel's broadcasts (channel
-/// URLs) or of the video's recording (video URLs), from the edge cache, with Range support.
+/// `GET /play/{token}/seg/{broadcast}/{file}`: one segment of the channel's current broadcast
+/// (channel URLs) or of the video's recording (video URLs), from the edge cache, with Range
+/// support.
 pub async fn segment<P: Platform>(
     p: &P,
     token: &str,
@@ -373,7 +435,16 @@ pub async fn segment<P: Platform>(
         return Err(ApiError::NotFound("no such segment".into()));
     };
     let channel_id = match verify(p, token)?.scope {
-        Scope::PlayChannel { channel_id } => channel_id,
+        Scope::PlayChannel { channel_id } => {
+            if channel_broadcast(p, request, &channel_id).await?.as_deref() != Some(broadcast_id) {
+                return Err(ApiError::Forbidden(
+                    "a channel URL plays the channel's current broadcast only; recordings \
+                     have their own URLs"
+                        .into(),
+                ));
+            }
+            channel_id
+        }
         Scope::PlayVideo {
             channel_id,
             broadcast_id: recorded,
