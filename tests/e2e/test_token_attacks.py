@@ -325,3 +325,34 @@ def test_forged_transcoder_callbacks_and_task_tokens_are_refused(recorded, worke
     for receiver in receivers.values():
         assert receiver.rejected_signatures == 0
         receiver.close()
+
+
+def test_another_sites_page_cannot_use_the_session_cookie(api):
+    """Cross-site request forgery: the session cookie (SameSite=Lax already keeps it off most
+    cross-site requests) does not authenticate a write whose Origin is another site, and a
+    JSON route takes JSON only, so a form or a text/plain fetch cannot pass for an API call."""
+    user = signup(api, new_email("broadcast.test"))
+    # The cookie is Secure, so this plain-HTTP client sends it by hand, as a browser would.
+    cookie = {"cookie": f"ev_session={user['token']}"}
+    url = f"{api.base_url}/api/channels"
+    mine = lambda: api.get("/api/channels?mine=true", headers=bearer(user["token"])).json()["channels"]  # noqa: E731
+    before = len(mine())
+
+    r = requests.post(url, json={"name": "forged"}, headers={**cookie, "origin": "https://evil.example"},
+                      timeout=10)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    r = requests.post(url, data='{"name": "forged"}', timeout=10,
+                      headers={**cookie, "content-type": "text/plain", "origin": api.base_url})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_media_type", r.text
+    r = requests.post(url, data="name=forged", timeout=10,
+                      headers={**cookie, "content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415, r.text
+    assert len(mine()) == before, "nothing was created"
+
+    # Our own pages (same Origin) and bearer callers from anywhere go through.
+    r = requests.post(url, json={"name": "mine"}, headers={**cookie, "origin": api.base_url}, timeout=10)
+    assert r.status_code == 201, r.text
+    r = requests.post(url, json={"name": "api"}, timeout=10,
+                      headers={**bearer(user["token"]), "origin": "https://evil.example"})
+    assert r.status_code == 201, r.text
+    assert len(mine()) == before + 2

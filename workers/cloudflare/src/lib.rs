@@ -23,7 +23,7 @@ pub mod transcoder_container;
 
 use worker::{event, Context, Env, MessageBatch, MessageExt};
 
-use edgevideo_core::api::{ChunkedBody, RoomUpgrade};
+use edgevideo_core::api::{ChunkedBody, InternalError, RoomUpgrade};
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ports::Platform as _;
 use futures_util::future::join_all;
@@ -61,6 +61,9 @@ async fn fetch(
         Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
     };
     let response = edgevideo_core::handle(&platform, core_request).await;
+    if let Some(InternalError(detail)) = response.extensions().get::<InternalError>() {
+        worker::console_error!("edgevideo: internal error: {detail}");
+    }
     if let Some(body) = response.extensions().get::<ChunkedBody>().cloned() {
         return convert::to_streamed_response(response, convert::chunk_stream(platform, body));
     }

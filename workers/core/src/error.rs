@@ -67,6 +67,9 @@ pub enum ApiError {
     /// 413: the body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 415: a body of a type the route does not take (JSON routes take JSON only).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422: well-formed but invalid content (for example media that is not MPEG-TS).
     #[error("{message}")]
     Unprocessable {
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RangeNotSatisfiable(_) => "range_not_satisfiable",
             ApiError::TooManyRequests(_) => "rate_limited",
             ApiError::Misconfigured(_) => "misconfigured",
@@ -133,11 +138,20 @@ impl ApiError {
         }
     }
 
-    /// The JSON body `{"error":{"code","message"}}` of this error.
+    /// The JSON body `{"error":{"code","message"}}` of this error. A 500's message is
+    /// generic: backend text (SQL errors, bindings, upstream answers) is for the operator's
+    /// log ([`crate::api::InternalError`]), not for clients.
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code(), "message": self.to_string() } })
+        let message = match self {
+            ApiError::Internal(_) => INTERNAL_MESSAGE.to_owned(),
+            other => other.to_string(),
+        };
+        json!({ "error": { "code": self.code(), "message": message } })
     }
 }
+
+/// What a client is told of a 500.
+pub const INTERNAL_MESSAGE: &str = "an internal error occurred; it has been logged";
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
@@ -155,6 +169,22 @@ impl From<StoreError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_500_tells_the_client_nothing_of_the_backend() {
+        let err = ApiError::from(StoreError::backend(
+            "d1",
+            "SQLITE_ERROR near users.password",
+        ));
+        assert_eq!(err.status().as_u16(), 500);
+        let body = err.body().to_string();
+        assert!(!body.contains("SQLITE") && !body.contains("d1"), "{body}");
+        assert!(body.contains(INTERNAL_MESSAGE));
+        assert!(
+            err.to_string().contains("SQLITE_ERROR"),
+            "the log keeps the detail"
+        );
+    }
 
     #[test]
     fn store_errors_map_to_fitting_statuses() {

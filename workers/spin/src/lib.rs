@@ -26,6 +26,7 @@ pub mod outbound;
 pub mod platform;
 pub mod sql;
 
+use edgevideo_core::api::InternalError;
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ports::Platform as _;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -53,6 +54,9 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         },
         Err(err) => (edgevideo_core::api::error(&err), None),
     };
+    if let Some(InternalError(detail)) = response.extensions().get::<InternalError>() {
+        eprintln!("edgevideo: internal error: {detail}");
+    }
     if let Err(err) = convert::send(response_out, response).await {
         eprintln!("edgevideo: could not send the response: {err}");
     }

@@ -56,10 +56,21 @@ pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) 
     response
 }
 
-/// The response for an error: its status, `{"error":{"code","message"}}`, and `Allow` on 405.
+/// The detail of a 500, attached to its response for the host to log (the client gets a
+/// generic message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalError(pub String);
+
+/// The response for an error: its status, `{"error":{"code","message"}}`, `Allow` on 405,
+/// and an [`InternalError`] extension on 500.
 pub fn error(err: &ApiError) -> Response {
     let body = serde_json::to_vec(&err.body()).unwrap_or_default();
     let mut response = with_body(err.status(), "application/json", body);
+    if let ApiError::Internal(detail) = err {
+        response
+            .extensions_mut()
+            .insert(InternalError(detail.clone()));
+    }
     if let ApiError::RangeNotSatisfiable(size) = err {
         if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
             response
@@ -80,11 +91,29 @@ pub fn error(err: &ApiError) -> Response {
     response
 }
 
-/// Parses the request body as JSON into `T`.
+/// Parses the request body as JSON into `T`. A declared `Content-Type` must be JSON
+/// (`application/json` or `*+json`): a browser form or a `text/plain` fetch from another
+/// site cannot pass for a JSON call.
 ///
 /// # Errors
-/// 413 above [`MAX_JSON_BODY`]; 400 `invalid_json` with the parser's message otherwise.
+/// 415 for another declared type; 413 above [`MAX_JSON_BODY`]; 400 `invalid_json` with the
+/// parser's message otherwise.
 pub fn parse_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    if let Some(declared) = request.headers().get(CONTENT_TYPE) {
+        let media = declared
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if media != "application/json" && !media.ends_with("+json") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "this route takes JSON (Content-Type: application/json), not {media:?}"
+            )));
+        }
+    }
     let body = request.body();
     if body.len() > MAX_JSON_BODY {
         return Err(ApiError::PayloadTooLarge(format!(

@@ -3,6 +3,7 @@
 //! path that matches with another method a 405. The access check runs before any handler, so
 //! a route cannot exist without an access rule.
 
+use http::header::{AUTHORIZATION, HOST, ORIGIN};
 use http::Method;
 
 use crate::api::auth;
@@ -100,10 +101,55 @@ fn is_playback(path: &str) -> bool {
     path.starts_with("/play/")
 }
 
+/// Refuses cross-site request forgery: a write (any method but GET, HEAD, OPTIONS) that
+/// would be authenticated by the session cookie (it carries the cookie and no bearer token)
+/// must come from our own pages, so an `Origin` other than the request's own host is
+/// refused. Callers with bearer tokens or signed URLs send no cookie and are not concerned;
+/// clients that send no `Origin` are not browsers running another site's page.
+///
+/// # Errors
+/// 403 `forbidden`.
+pub fn check_origin(request: &Request) -> Result<(), ApiError> {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) || request.headers().contains_key(AUTHORIZATION)
+        || auth::session_token(request).is_none()
+    {
+        return Ok(());
+    }
+    let Some(origin) = request.headers().get(ORIGIN) else {
+        return Ok(());
+    };
+    let own = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
+    let from = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, host)| host.trim_end_matches('/'));
+    match (from, own.as_deref()) {
+        (Some(from), Some(own)) if from.eq_ignore_ascii_case(own) => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "a request from another site may not use this site's session cookie".into(),
+        )),
+    }
+}
+
 /// Resolves, authorizes and runs one request.
 async fn dispatch<P: Platform>(platform: &P, request: Request) -> Result<Response, ApiError> {
     let path = request.uri().path().to_owned();
     let matched = resolve(request.method(), &path)?;
+    check_origin(&request)?;
     let principal = authorize(platform, &request, matched.spec.access, &path).await?;
     table::run(
         matched.spec.name,
@@ -159,6 +205,31 @@ pub async fn authorize<P: Platform>(
 mod tests {
     use super::*;
     use crate::api::table::RouteName;
+
+    #[test]
+    fn cookie_writes_from_another_site_are_refused() {
+        let request = |method: Method, headers: &[(&str, &str)]| {
+            let mut builder = http::Request::builder()
+                .method(method)
+                .uri("http://edge.example/api/channels");
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder.body(Vec::new()).unwrap()
+        };
+        let cookie = ("cookie", "ev_session=tok");
+        let evil = ("origin", "https://evil.example");
+        assert!(check_origin(&request(Method::POST, &[cookie, evil])).is_err());
+        assert!(check_origin(&request(Method::DELETE, &[cookie, ("origin", "null")])).is_err());
+        // Our own pages, bearer callers, cookie-less callers, reads: allowed.
+        let own = ("origin", "http://edge.example");
+        assert!(check_origin(&request(Method::POST, &[cookie, own])).is_ok());
+        let bearer = ("authorization", "Bearer tok");
+        assert!(check_origin(&request(Method::POST, &[cookie, bearer, evil])).is_ok());
+        assert!(check_origin(&request(Method::POST, &[evil])).is_ok());
+        assert!(check_origin(&request(Method::GET, &[cookie, evil])).is_ok());
+        assert!(check_origin(&request(Method::POST, &[cookie])).is_ok());
+    }
 
     #[test]
     fn patterns_capture_segments() {
