@@ -30,6 +30,7 @@ build-worker: setup
 
 build: build-worker
 	cargo build --release --quiet -p edgevideo-transcoder --bin transcoder
+	cargo build --profile gateway --quiet -p edgevideo-gateway --bin gateway
 
 check: setup
 	cargo fmt --all -- --check

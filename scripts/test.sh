@@ -68,9 +68,10 @@ if [ -x "$CACHE/tools/bin/cargo-fuzz" ]; then
 else
   step "fuzz smoke run skipped: cargo-fuzz is not installed (EDGEVIDEO_FUZZ=1 make setup)"
 fi
-step "build the worker (make build-worker) and the transcoder"
+step "build the worker (make build-worker), the transcoder and the RTMP gateway"
 make build-worker
 cargo build --offline --quiet -p edgevideo-transcoder --bin transcoder
+cargo build --offline --quiet -p edgevideo-gateway --bin gateway
 step "build the Spin component and the Spin test host (make build-spin)"
 make build-spin
 step "Spin test host: cargo fmt --check, cargo clippy, cargo test (make spin-check)"

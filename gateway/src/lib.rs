@@ -1,0 +1,22 @@
+//! The RTMP ingest gateway: OBS, phone apps and ffmpeg publish RTMP to it
+//! (`rtmp://host:1935/live`, the stream key being the channel's signed ingest token), and it
+//! pushes CMAF (an init segment, ~2 s media segments cut at keyframes, a media playlist) to
+//! the edge's ingest URL, as the ingest contract in `docs/ARCHITECTURE.md` says. No
+//! re-encoding: H.264 and AAC in, the same out.
+//!
+//! * [`server`]: RTMP connections (`rml_rtmp`, sans-IO, over tokio), the key check at publish;
+//! * [`flv`]: FLV tag bodies and codec configurations;
+//! * [`cmaf`]: the segmenter and the fMP4 boxes (`mp4-atom`);
+//! * [`push`]: the edge client, retries and the bounded per-stream queue;
+//! * [`http`] and [`metrics`]: `/healthz` and `/metrics`; [`log`]: JSON log lines.
+
+#![deny(missing_docs)]
+
+pub mod cmaf;
+pub mod error;
+pub mod flv;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod push;
+pub mod server;
