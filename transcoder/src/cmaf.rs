@@ -34,7 +34,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::demux::{
-    AudioCodec, AudioConfig, AudioSample, DemuxError, Demuxer, FileReport, ReadProgress,
+    self, AudioCodec, AudioConfig, AudioSample, DemuxError, Demuxer, FileReport, ReadProgress,
     SampleSink, VideoConfig, VideoSample,
 };
 use crate::fmp4::{self, BoxHeader, FragmentSample, SampleEntry, TrackCursor};
@@ -302,16 +302,7 @@ impl Demuxer {
         };
         match &self.video_config {
             Some(existing) => {
-                let old = existing.sps_info;
-                if (old.width, old.height) != (info.width, info.height) {
-                    return Err(DemuxError::VideoSizeChanged {
-                        path: path.to_path_buf(),
-                        from_width: old.width,
-                        from_height: old.height,
-                        to_width: info.width,
-                        to_height: info.height,
-                    });
-                }
+                demux::same_size(path, &existing.sps_info, &info)?;
             }
             None => {
                 self.video_config = Some(VideoConfig {
@@ -571,15 +562,12 @@ impl Demuxer {
         }
         let mut pts = dts + (pts90 - dts90).max(0);
         if self.timeline.offset() != offset_before {
-            if let Some(max_pts) = self.max_video_pts {
-                let earliest = max_pts + frame_ticks;
-                if pts < earliest {
-                    let room = earliest - pts;
-                    self.timeline.shift(room);
-                    dts += room;
-                    pts += room;
-                    self.video_clock.advance_to(dts + frame_ticks);
-                }
+            let room = demux::room_after_gap(self.max_video_pts, pts, frame_ticks);
+            if room > 0 {
+                self.timeline.shift(room);
+                dts += room;
+                pts += room;
+                self.video_clock.advance_to(dts + frame_ticks);
             }
         }
         self.max_video_pts = Some(self.max_video_pts.map_or(pts, |m| m.max(pts)));
@@ -613,17 +601,7 @@ impl Demuxer {
         let Ok(info) = h264::parse_sps(sps) else {
             return Ok(());
         };
-        let old = config.sps_info;
-        if (old.width, old.height) != (info.width, info.height) {
-            return Err(DemuxError::VideoSizeChanged {
-                path: path.to_path_buf(),
-                from_width: old.width,
-                from_height: old.height,
-                to_width: info.width,
-                to_height: info.height,
-            });
-        }
-        Ok(())
+        demux::same_size(path, &config.sps_info, &info)
     }
 
     /// One audio sample; returns whether it was delivered.

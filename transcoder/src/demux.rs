@@ -647,15 +647,12 @@ impl<S: SampleSink> PesHandler<'_, '_, S> {
         // been due for display later (B-frame reordering). Leave room so that no two frames
         // are presented at the same time.
         if st.timeline.offset() != offset_before {
-            if let Some(max_pts) = *st.max_video_pts {
-                let earliest = max_pts + frame_ticks;
-                if pts < earliest {
-                    let room = earliest - pts;
-                    st.timeline.shift(room);
-                    dts += room;
-                    pts += room;
-                    st.video_clock.advance_to(dts + frame_ticks);
-                }
+            let room = room_after_gap(*st.max_video_pts, pts, frame_ticks);
+            if room > 0 {
+                st.timeline.shift(room);
+                dts += room;
+                pts += room;
+                st.video_clock.advance_to(dts + frame_ticks);
             }
         }
         *st.max_video_pts = Some(st.max_video_pts.map_or(pts, |m| m.max(pts)));
@@ -708,16 +705,7 @@ impl<S: SampleSink> PesHandler<'_, '_, S> {
         };
         match st.video_config.as_ref() {
             Some(config) => {
-                let old = config.sps_info;
-                if (old.width, old.height) != (info.width, info.height) {
-                    return Err(DemuxError::VideoSizeChanged {
-                        path: self.path.to_path_buf(),
-                        from_width: old.width,
-                        from_height: old.height,
-                        to_width: info.width,
-                        to_height: info.height,
-                    });
-                }
+                same_size(self.path, &config.sps_info, &info)?;
             }
             None if pps_count > 0 => {
                 let pps = st
@@ -875,4 +863,29 @@ impl<S: SampleSink> PesHandler<'_, '_, S> {
             }),
         }
     }
+}
+
+/// Checks that a new sequence parameter set keeps the recording's picture size.
+///
+/// # Errors
+/// [`DemuxError::VideoSizeChanged`] naming `path`.
+pub(crate) fn same_size(path: &Path, old: &SpsInfo, new: &SpsInfo) -> Result<(), DemuxError> {
+    if (old.width, old.height) == (new.width, new.height) {
+        return Ok(());
+    }
+    Err(DemuxError::VideoSizeChanged {
+        path: path.to_path_buf(),
+        from_width: old.width,
+        from_height: old.height,
+        to_width: new.width,
+        to_height: new.height,
+    })
+}
+
+/// After the timeline closed a gap, how far to shift a frame presented at `pts` so that it
+/// comes after every frame already presented (`max_pts` is the latest, plus one frame): the
+/// frames cut off before the gap may still have been due for display later (B-frame
+/// reordering), and no two frames may be presented at the same time. 0 when none is needed.
+pub(crate) fn room_after_gap(max_pts: Option<i64>, pts: i64, frame_ticks: i64) -> i64 {
+    max_pts.map_or(0, |max_pts| (max_pts + frame_ticks - pts).max(0))
 }
