@@ -344,7 +344,12 @@ fn check_rendition(
             Contradiction::TooManyRenditions,
             format!("rendition {rendition:?} would be one more than the {MAX_RENDITIONS} accepted"),
         )),
-        None => codecs_mismatch(live, rendition, playlist.map.as_deref()),
+        None => codecs_mismatch(
+            &live.declared,
+            &live.inits,
+            rendition,
+            playlist.map.as_deref(),
+        ),
     }
 }
 
@@ -366,14 +371,18 @@ fn families<'a>(codecs: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 }
 
 /// Whether the codecs the ladder declares for `rendition` differ from its init segment's.
-fn codecs_mismatch(live: &LiveState, rendition: &str, map: Option<&str>) -> Option<RoomResponse> {
-    let declared = live
-        .declared
+fn codecs_mismatch(
+    declared: &[Variant],
+    inits: &BTreeMap<String, InitInfo>,
+    rendition: &str,
+    map: Option<&str>,
+) -> Option<RoomResponse> {
+    let declared = declared
         .iter()
         .find(|v| v.rendition == rendition)?
         .codecs
         .as_deref()?;
-    let init = live.inits.get(map?)?;
+    let init = inits.get(map?)?;
     let (want, have) = (
         families(declared.split(',')),
         families(init.codecs.iter().map(String::as_str)),
@@ -455,14 +464,14 @@ pub(super) async fn ladder<S: RoomStore>(
             }
         }
     }
-    let mut checked = live.clone();
-    if checked.declared.is_empty() {
-        checked.declared = variants.clone();
-    }
+    let mut declared = if live.declared.is_empty() {
+        variants.clone()
+    } else {
+        live.declared.clone()
+    };
     // Codecs declared for the first time by a later ladder hold from then on.
     for variant in &variants {
-        if let Some(first) = checked
-            .declared
+        if let Some(first) = declared
             .iter_mut()
             .find(|d| d.rendition == variant.rendition && d.codecs.is_none())
         {
@@ -470,15 +479,15 @@ pub(super) async fn ladder<S: RoomStore>(
         }
     }
     for variant in &variants {
-        let map = checked
+        let map = live
             .renditions
             .get(&variant.rendition)
             .and_then(|r| r.map.as_deref());
-        if let Some(refused) = codecs_mismatch(&checked, &variant.rendition, map) {
+        if let Some(refused) = codecs_mismatch(&declared, &live.inits, &variant.rendition, map) {
             return Ok(refused);
         }
     }
-    live.declared = checked.declared;
+    live.declared = declared;
     live.ladder = Some(variants);
     live.last_activity_ms = now_ms;
     save(store, STATE_KEY, &state).await?;
@@ -849,9 +858,11 @@ async fn recorded_segments<S: RoomStore>(
             None => {}
         }
     }
+    for group in listed.values_mut() {
+        group.sort_by_key(|s| s.seq);
+    }
     for (rendition, mut records) in unlisted {
         let group = listed.entry(rendition.clone()).or_default();
-        group.sort_by_key(|s| s.seq);
         records.sort_by_key(|r| (r.sequence.unwrap_or(u64::MAX), r.stored_at_ms));
         let first_unlisted_seq = group.last().map_or(0, |s| s.seq + 1);
         let mut next_date = group.last().map(|s| s.program_date_ms + s.duration_ms);
@@ -872,9 +883,6 @@ async fn recorded_segments<S: RoomStore>(
             });
             next_date = Some(program_date_ms + duration_ms);
         }
-    }
-    for group in listed.values_mut() {
-        group.sort_by_key(|s| s.seq);
     }
     Ok(listed)
 }

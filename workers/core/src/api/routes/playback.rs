@@ -212,9 +212,12 @@ pub async fn live_rendition<P: Platform>(
     file: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let rendition =
-        hls::rendition_of(file).ok_or_else(|| ApiError::NotFound("no such rendition".into()))?;
-    live(p, token, Some(rendition), request).await
+    live(p, token, Some(rendition(file)?), request).await
+}
+
+/// The rendition a `{rendition}.m3u8` path names; 404 for any other file.
+fn rendition(file: &str) -> Result<&str, ApiError> {
+    hls::rendition_of(file).ok_or_else(|| ApiError::NotFound("no such rendition".into()))
 }
 
 async fn live<P: Platform>(
@@ -371,9 +374,7 @@ pub async fn vod_rendition<P: Platform>(
     file: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let rendition =
-        hls::rendition_of(file).ok_or_else(|| ApiError::NotFound("no such rendition".into()))?;
-    vod(p, token, Some(rendition), request).await
+    vod(p, token, Some(rendition(file)?), request).await
 }
 
 async fn vod<P: Platform>(
