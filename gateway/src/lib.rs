@@ -4,7 +4,9 @@
 //! the edge's ingest URL, as the ingest contract in `docs/ARCHITECTURE.md` says. No
 //! re-encoding: H.264 and AAC in, the same out.
 //!
-//! * [`server`]: RTMP connections (`rml_rtmp`, sans-IO, over tokio), the key check at publish;
+//! * [`server`]: RTMP connections (`rml_rtmp`, sans-IO, over tokio);
+//! * [`stream`]: a publishing stream whatever carries it: the key check and claim at publish,
+//!   media into the segmenter, segments onto the push queue;
 //! * [`flv`]: FLV tag bodies and codec configurations;
 //! * [`cmaf`]: the segmenter and the fMP4 boxes (`mp4-atom`);
 //! * [`push`]: the edge client, retries and the bounded per-stream queue;
@@ -20,3 +22,4 @@ pub mod log;
 pub mod metrics;
 pub mod push;
 pub mod server;
+pub mod stream;

@@ -8,7 +8,8 @@ use clap::Parser;
 use edgevideo_gateway::error::StartError;
 use edgevideo_gateway::metrics::Metrics;
 use edgevideo_gateway::push::Edge;
-use edgevideo_gateway::server::{self, Gateway, StreamSettings};
+use edgevideo_gateway::server;
+use edgevideo_gateway::stream::{Gateway, StreamSettings};
 use edgevideo_gateway::{http, info};
 use tokio::net::TcpListener;
 

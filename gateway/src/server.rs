@@ -1,109 +1,30 @@
 //! The RTMP server: one tokio task per connection drives `rml_rtmp`'s sans-IO handshake and
-//! server session, checks the stream key with the edge at `publish`, and feeds the FLV tags
-//! to the stream's [`Segmenter`], whose output the stream's [`StreamPush`] uploads.
+//! server session, opens a [`Stream`] at `publish` (the key checked with the edge; a refusal
+//! answered with an RTMP error status) and feeds it the FLV tags.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
-use crate::cmaf::{Output, Segmenter};
+use crate::error::MediaError;
 use crate::flv::{self, AudioTag, VideoTag};
 use crate::metrics::Metrics;
-use crate::push::{Edge, StreamPush, Upload};
+use crate::stream::{Gateway, Media, Stream};
 use crate::{info, warn};
 
 /// The RTMP status code a refused publish carries.
 pub const BAD_NAME: &str = "NetStream.Publish.BadName";
-/// Longest stream key taken.
-const MAX_KEY_LEN: usize = 1024;
 /// Time a client has to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time the end of a stream may take to reach the edge.
-const END_WAIT: Duration = Duration::from_secs(60);
-
-/// Per-stream settings.
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    /// Target segment duration in milliseconds (cut at the next keyframe after it).
-    pub segment_ms: u64,
-    /// Uploads that may wait for the edge per stream before segments are dropped.
-    pub queue: usize,
-}
-
-/// What every connection shares.
-#[derive(Debug)]
-pub struct Gateway {
-    /// The edge pushed to.
-    pub edge: Arc<Edge>,
-    /// The counters.
-    pub metrics: Arc<Metrics>,
-    /// Stream settings.
-    pub settings: StreamSettings,
-    publishing: Mutex<HashSet<String>>,
-}
-
-impl Gateway {
-    /// A gateway pushing to `edge`.
-    pub fn new(edge: Edge, metrics: Arc<Metrics>, settings: StreamSettings) -> Self {
-        Self {
-            edge: Arc::new(edge),
-            metrics,
-            settings,
-            publishing: Mutex::new(HashSet::new()),
-        }
-    }
-
-    fn publishing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.publishing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Holds a stream key as publishing on this gateway until dropped.
-struct KeyClaim {
-    gateway: Arc<Gateway>,
-    key: String,
-}
-
-impl KeyClaim {
-    fn take(gateway: &Arc<Gateway>, key: &str) -> Option<Self> {
-        gateway.publishing().insert(key.to_owned()).then(|| Self {
-            gateway: Arc::clone(gateway),
-            key: key.to_owned(),
-        })
-    }
-}
-
-impl Drop for KeyClaim {
-    fn drop(&mut self) {
-        self.gateway.publishing().remove(&self.key);
-    }
-}
-
-/// Whether `key` can be an ingest token (it goes into a URL path).
-pub fn valid_key(key: &str) -> bool {
-    key.bytes().any(|b| b != b'.')
-        && key.len() <= MAX_KEY_LEN
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~'))
-}
-
-/// A short, non-secret name of a key for logs (its first characters).
-fn key_label(key: &str) -> String {
-    key.chars().take(12).collect::<String>() + "…"
-}
 
 /// Accepts RTMP connections forever.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
@@ -126,25 +47,20 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     }
 }
 
-/// One publishing stream on a connection.
-struct Publish {
-    segmenter: Segmenter,
-    push: StreamPush,
-    _claim: KeyClaim,
-    key: String,
-}
-
 /// What a connection is doing.
-struct Connection<'a> {
+struct Connection<'a, S> {
     gateway: &'a Arc<Gateway>,
-    socket: TcpStream,
+    socket: S,
     session: ServerSession,
-    publish: Option<Publish>,
+    publish: Option<Stream>,
     /// Close once the pending answers are written.
     closing: Option<String>,
 }
 
-async fn handshake(socket: &mut TcpStream, metrics: &Metrics) -> Result<Vec<u8>, String> {
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut S,
+    metrics: &Metrics,
+) -> Result<Vec<u8>, String> {
     let mut handshake = Handshake::new(PeerType::Server);
     let mut buf = [0u8; 4096];
     loop {
@@ -175,8 +91,12 @@ async fn handshake(socket: &mut TcpStream, metrics: &Metrics) -> Result<Vec<u8>,
     }
 }
 
-/// Serves one RTMP connection until it closes; the reason it closed.
-async fn connection(mut socket: TcpStream, gateway: &Arc<Gateway>) -> Result<(), String> {
+/// Serves one RTMP connection (over TCP, or TLS for RTMPS) until it closes; the reason it
+/// closed.
+pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: S,
+    gateway: &Arc<Gateway>,
+) -> Result<(), String> {
     let remaining =
         tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut socket, &gateway.metrics))
             .await
@@ -195,7 +115,7 @@ async fn connection(mut socket: TcpStream, gateway: &Arc<Gateway>) -> Result<(),
     outcome
 }
 
-impl Connection<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
     async fn run(
         &mut self,
         first: Vec<ServerSessionResult>,
@@ -214,11 +134,7 @@ impl Connection<'_> {
             if let Some(reason) = self.closing.take() {
                 return Err(reason);
             }
-            if let Some(failure) = self.publish.as_ref().and_then(|p| p.push.failure()) {
-                self.gateway
-                    .metrics
-                    .stream_errors
-                    .fetch_add(1, Ordering::Relaxed);
+            if let Some(failure) = self.publish.as_ref().and_then(Stream::failure) {
                 self.end_publish(false).await;
                 return Err(failure);
             }
@@ -292,25 +208,44 @@ impl Connection<'_> {
                 )
                 .map_err(protocol),
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                if let (Some(p), Some(w), Some(h)) = (
-                    self.publish.as_mut(),
-                    metadata.video_width,
-                    metadata.video_height,
-                ) {
-                    p.segmenter.set_size_hint(w, h);
+                if let (Some(w), Some(h)) = (metadata.video_width, metadata.video_height) {
+                    self.media(Ok(Media::SizeHint(w, h))).await;
                 }
                 Ok(Vec::new())
             }
             ServerSessionEvent::VideoDataReceived {
                 data, timestamp, ..
             } => {
-                self.media(true, &data, timestamp.value).await;
+                let media = flv::parse_video(&data).map(|tag| match tag {
+                    VideoTag::Config(record) => Some(Media::VideoConfig(record)),
+                    VideoTag::Frame {
+                        keyframe,
+                        cts_ms,
+                        data,
+                    } => Some(Media::Video {
+                        dts_ms: timestamp.value,
+                        cts_ms,
+                        keyframe,
+                        data,
+                    }),
+                    VideoTag::Other => None,
+                });
+                if let Some(media) = media.transpose() {
+                    self.media(media).await;
+                }
                 Ok(Vec::new())
             }
             ServerSessionEvent::AudioDataReceived {
                 data, timestamp, ..
             } => {
-                self.media(false, &data, timestamp.value).await;
+                let media = flv::parse_audio(&data).map(|tag| match tag {
+                    AudioTag::Config(raw) => Media::AudioConfig(raw),
+                    AudioTag::Frame(data) => Media::Audio {
+                        dts_ms: timestamp.value,
+                        data,
+                    },
+                });
+                self.media(media).await;
                 Ok(Vec::new())
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
@@ -321,15 +256,11 @@ impl Connection<'_> {
         }
     }
 
-    async fn refuse(
+    fn refuse(
         &mut self,
         request_id: u32,
         reason: &str,
     ) -> Result<Vec<ServerSessionResult>, String> {
-        self.gateway
-            .metrics
-            .publishes_refused
-            .fetch_add(1, Ordering::Relaxed);
         self.closing = Some(format!("publish refused: {reason}"));
         self.session
             .reject_request(request_id, BAD_NAME, reason)
@@ -342,160 +273,38 @@ impl Connection<'_> {
         key: String,
     ) -> Result<Vec<ServerSessionResult>, String> {
         if self.publish.is_some() {
-            return self
-                .refuse(request_id, "this connection is already publishing")
-                .await;
+            self.gateway
+                .metrics
+                .publishes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return self.refuse(request_id, "this connection is already publishing");
         }
-        if !valid_key(&key) {
-            return self
-                .refuse(request_id, "the stream key is not an ingest key")
-                .await;
+        match Stream::open(self.gateway, &key).await {
+            Ok(stream) => {
+                self.publish = Some(stream);
+                self.session
+                    .accept_request(request_id)
+                    .map_err(|e| format!("{e:?}"))
+            }
+            Err(refused) => self.refuse(request_id, &refused.0),
         }
-        let Some(claim) = KeyClaim::take(self.gateway, &key) else {
-            warn!("second publisher refused", key = key_label(&key));
-            return self
-                .refuse(
-                    request_id,
-                    "this stream key is already publishing on this gateway",
-                )
-                .await;
-        };
-        if let Err(e) = self.gateway.edge.check_key(&key).await {
-            warn!(
-                "publish refused by the edge",
-                key = key_label(&key),
-                error = e.to_string()
-            );
-            let reason = match &e {
-                crate::error::PushError::Refused { reason, .. } => reason.clone(),
-                other => other.to_string(),
-            };
-            return self.refuse(request_id, &reason).await;
-        }
-        let metrics = &self.gateway.metrics;
-        metrics.streams_total.fetch_add(1, Ordering::Relaxed);
-        metrics.streams_active.fetch_add(1, Ordering::Relaxed);
-        info!("publish accepted", key = key_label(&key));
-        let push = StreamPush::start(
-            Arc::clone(&self.gateway.edge),
-            key.clone(),
-            Arc::clone(metrics),
-            self.gateway.settings.queue,
-        );
-        self.publish = Some(Publish {
-            segmenter: Segmenter::new(self.gateway.settings.segment_ms),
-            push,
-            _claim: claim,
-            key,
-        });
-        self.session
-            .accept_request(request_id)
-            .map_err(|e| format!("{e:?}"))
     }
 
-    /// One FLV tag of the publishing stream; bad media ends the stream.
-    async fn media(&mut self, video: bool, data: &[u8], timestamp: u32) {
+    /// One input of the publishing stream; bad media ends the stream.
+    async fn media(&mut self, media: Result<Media<'_>, MediaError>) {
         let Some(publish) = self.publish.as_mut() else {
             return;
         };
-        let result = if video {
-            match flv::parse_video(data) {
-                Ok(VideoTag::Config(record)) => {
-                    publish.segmenter.video_config(record).map(|()| Vec::new())
-                }
-                Ok(VideoTag::Frame {
-                    keyframe,
-                    cts_ms,
-                    data,
-                }) => publish
-                    .segmenter
-                    .video_frame(timestamp, cts_ms, keyframe, data),
-                Ok(VideoTag::Other) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            }
-        } else {
-            match flv::parse_audio(data) {
-                Ok(AudioTag::Config(raw)) => {
-                    publish.segmenter.audio_config(raw).map(|()| Vec::new())
-                }
-                Ok(AudioTag::Frame(frame)) => publish
-                    .segmenter
-                    .audio_frame(timestamp, frame)
-                    .map(|()| Vec::new()),
-                Err(e) => Err(e),
-            }
-        };
-        match result {
-            Ok(outputs) => {
-                for output in outputs {
-                    if let Output::Init(_) = &output {
-                        info!(
-                            "stream started",
-                            key = key_label(&publish.key),
-                            codecs = publish.segmenter.codecs()
-                        );
-                    }
-                    let upload = match output {
-                        Output::Init(bytes) => Upload::Init(bytes),
-                        Output::Segment(segment) => Upload::Segment(segment),
-                    };
-                    publish.push.send(upload);
-                }
-            }
-            Err(e) => {
-                warn!(
-                    "bad media; the stream ends",
-                    key = key_label(&publish.key),
-                    error = e.to_string()
-                );
-                self.gateway
-                    .metrics
-                    .stream_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                self.closing = Some(e.to_string());
-                self.end_publish(true).await;
-            }
+        if let Err(e) = media.and_then(|media| publish.media(media)) {
+            self.closing = Some(e.to_string());
+            self.end_publish(true).await;
         }
     }
 
     /// Ends the publishing stream, if any: `clean` flushes the last segment and `ENDLIST`.
     async fn end_publish(&mut self, clean: bool) {
-        let Some(mut publish) = self.publish.take() else {
-            return;
-        };
-        let last = if clean {
-            publish.segmenter.finish().unwrap_or_else(|e| {
-                warn!("last segment lost", error = e.to_string());
-                None
-            })
-        } else {
-            None
-        };
-        publish.push.end(last, clean, END_WAIT).await;
-        self.gateway
-            .metrics
-            .streams_active
-            .fetch_sub(1, Ordering::Relaxed);
-        info!(
-            "publish ended",
-            key = key_label(&publish.key),
-            clean = clean
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_url_safe_tokens() {
-        assert!(valid_key("i.ch_abc.1.s.1700000000.AbC-_x"));
-        assert!(!valid_key(""));
-        assert!(!valid_key(".."));
-        assert!(!valid_key("../secret"));
-        assert!(!valid_key("a/b"));
-        assert!(!valid_key("a?b"));
-        assert!(!valid_key(&"a".repeat(2000)));
+        if let Some(publish) = self.publish.take() {
+            publish.end(clean).await;
+        }
     }
 }
