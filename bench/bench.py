@@ -24,6 +24,9 @@ Sections (all by default; pick with --only):
              rendition and which ladders it sustains in real time (bench/golive.mjs); then a
              browser broadcast in `wrangler dev` watched with hls.js: segment end to listed and
              hls.js's live-latency estimate, median and p95 (bench/latency.mjs)
+  gateway    the RTMP gateway (bench/gateway.py): keyframe closing a segment to listed in the
+             viewer's playlist; CPU and memory per stream at 10, 50, 100 streams of 6 Mbit/s,
+             into `wrangler dev` and into a sink edge (bench/sink_edge.py)
 
 Run it through `make bench` (or `bash bench/run.sh`), which sets up and builds first."""
 
@@ -647,6 +650,11 @@ def bench_transcoder(_tmp, _seconds):
     subprocess.run(["bash", str(ROOT / "bench" / "transcoder.sh")], check=True)
 
 
+def bench_gateway(tmp, _seconds):
+    import gateway
+    gateway.bench_gateway(tmp, Stack, row)
+
+
 def bench_golive(_tmp, _seconds):
     print("golive (bench/golive.mjs, bench/latency.mjs)")
     subprocess.run(["node", str(ROOT / "bench" / "golive.mjs"), "12"], check=True)
@@ -655,7 +663,8 @@ def bench_golive(_tmp, _seconds):
 
 SECTIONS = {"routes": bench_routes, "size": bench_size, "ingest": bench_ingest,
             "fanout": bench_fanout, "load": bench_load, "viewers": bench_viewers, "mp4mem": bench_mp4mem,
-            "transcoder": bench_transcoder, "golive": bench_golive}
+            "transcoder": bench_transcoder, "golive": bench_golive,
+            "gateway": bench_gateway}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -10,5 +10,6 @@ command -v wrk >/dev/null && [ -x /usr/bin/time ] || {
 source "$ROOT/scripts/env.sh"
 bash "$ROOT/scripts/build-worker.sh" >/dev/null
 cargo build --quiet -p edgevideo-transcoder --bin transcoder
+cargo build --quiet --profile gateway -p edgevideo-gateway --bin gateway
 cd "$ROOT"
 exec "$CACHE/venv/bin/python" bench/bench.py "$@"

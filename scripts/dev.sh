@@ -21,13 +21,15 @@ TRANSCODER_SECRET=$secret TRANSCODER_STATE_DIR="$STATE/transcoder/jobs" \
 transcoder_pid=$!
 RTMP_PORT=${RTMP_PORT:-1935}
 "${GATEWAY_BIN:-$ROOT/target/gateway/gateway}" --edge "http://127.0.0.1:$PORT" \
-  --listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$((RTMP_PORT + 8000))" &
+  --listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$((RTMP_PORT + 8000))" \
+  --srt-listen "127.0.0.1:${SRT_PORT:-8890}" &
 gateway_pid=$!
 trap 'kill $transcoder_pid $gateway_pid 2>/dev/null || true' EXIT
 
-# The URLs the worker hands out must name the port it runs on.
+# The URLs the worker hands out must name the ports it and the gateway run on.
 overrides="$STATE/dev-overrides.env"
-printf 'PUBLIC_URL=http://127.0.0.1:%s\nTRANSCODER_URL=http://127.0.0.1:%s\n' "$PORT" "$TRANSCODER_PORT" > "$overrides"
+printf 'PUBLIC_URL=http://127.0.0.1:%s\nTRANSCODER_URL=http://127.0.0.1:%s\nGATEWAY_RTMP_URL=rtmp://127.0.0.1:%s/live\n' \
+  "$PORT" "$TRANSCODER_PORT" "$RTMP_PORT" > "$overrides"
 
 echo "edgevideo: http://127.0.0.1:$PORT  (health: http://127.0.0.1:$PORT/api/health; transcoder: 127.0.0.1:$TRANSCODER_PORT; RTMP: rtmp://127.0.0.1:$RTMP_PORT/live; state in $STATE)"
 wrangler dev --ip 127.0.0.1 --port "$PORT" --inspector-ip 127.0.0.1 --inspector-port 0 \

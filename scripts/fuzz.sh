@@ -51,10 +51,15 @@ for target in "${targets[@]}"; do
   seeds=()
   [ -d "seeds/$target" ] && seeds=("seeds/$target")
   echo "[fuzz] running $target for ${SECONDS_EACH} s"
+  # The run's own status decides (grep finding no line is fine): read PIPESTATUS right
+  # after the pipeline, with errexit and pipefail off for it.
+  set +eo pipefail
   cargo fuzz run --sanitizer "$SANITIZER" "$target" "$corpus" "${seeds[@]}" -- \
     -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-    | tee "$CARGO_TARGET_DIR/fuzz-$target.log" | grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY|thread .* panicked|Test unit written)' || true
-  if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+    | tee "$CARGO_TARGET_DIR/fuzz-$target.log" | grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==|SUMMARY|thread .* panicked|Test unit written)'
+  run_status=${PIPESTATUS[0]}
+  set -eo pipefail
+  if [ "$run_status" -ne 0 ]; then
     echo "[fuzz] $target FAILED: see $CARGO_TARGET_DIR/fuzz-$target.log and fuzz/artifacts/$target/" >&2
     exit 1
   fi

@@ -32,12 +32,19 @@ apt_install() {
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v curl >/dev/null || missing+=(curl)
+# The gateway tests make a self-signed certificate for RTMPS.
+command -v openssl >/dev/null || missing+=(openssl)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 # The browser tests: Debian's Chromium (driven by playwright-core; no browser download) and
 # a colour emoji font so that reactions render in the screenshots.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || missing+=(fonts-noto-color-emoji)
+# A second RTMP client for the gateway's tests: GStreamer's rtmp2sink (-bad) with flvmux
+# (-good), x264enc (-ugly) and voaacenc (-bad).
+gst_pkgs=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+          gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly)
+dpkg -s "${gst_pkgs[@]}" >/dev/null 2>&1 || missing+=("${gst_pkgs[@]}")
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # --- 2. Wasm toolchain ----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 // The broadcaster page: create a channel, get a signed ingest URL and the exact ffmpeg
-// command or go live from this browser (golive.js), and manage your videos (status, history,
-// delete).
+// command, or the ingest gateway's RTMP(S) and SRT settings for OBS and phone apps, or go
+// live from this browser (golive.js), and manage your videos (status, history, delete).
 import { api, fill, fmtDuration, fmtTime, h, nav, say, thumb } from "/app.js";
 import { openGoLive } from "/golive.js";
 
@@ -9,6 +9,80 @@ const channelsEl = document.getElementById("channels");
 const videosEl = document.getElementById("videos");
 const more = document.getElementById("more");
 let cursor = null;
+
+const copy = (text) => navigator.clipboard && navigator.clipboard.writeText(text);
+
+/** A read-only field with a copy button; a `secret` one is masked until its section's
+ *  "Show" toggle reveals it. */
+function field(id, label, value, { secret = false } = {}) {
+  return [
+    h("label", { for: id }, label),
+    h("div", { class: "field-row" },
+      h("input", { id, class: `mono${secret ? " secret-value" : ""}`, readonly: true, value,
+        type: secret ? "password" : "text", autocomplete: "off", spellcheck: "false" }),
+      h("button", { type: "button", "aria-label": `Copy ${label}`, onclick: () => copy(value) }, "Copy")),
+  ];
+}
+
+/** The "OBS / phone apps" settings of an ingest response: the gateway's RTMP(S) and SRT
+ *  addresses with the stream key (hidden until shown), and short encoder settings. */
+function gatewaySettings(c, r) {
+  const until = new Date(r.expires_at * 1000).toLocaleString();
+  const heading = h("h3", {}, "OBS / phone apps");
+  if (!r.rtmp && !r.rtmps && !r.srt) {
+    return h("div", { class: "gateway" }, heading,
+      h("p", { class: "meta gateway-none" }, "This deployment takes HLS push (the ffmpeg command above) "
+        + "and the browser only: no RTMP or SRT ingest gateway is configured."));
+  }
+  const section = h("div", { class: "gateway" });
+  const toggle = h("button", { type: "button", class: "show-key", "aria-pressed": "false" }, "Show key");
+  toggle.addEventListener("click", () => {
+    const shown = toggle.getAttribute("aria-pressed") !== "true";
+    toggle.setAttribute("aria-pressed", String(shown));
+    toggle.textContent = shown ? "Hide key" : "Show key";
+    for (const input of section.querySelectorAll(".secret-value")) input.type = shown ? "text" : "password";
+  });
+  const rtmp = r.rtmp || r.rtmps;
+  const key = rtmp ? rtmp.stream_key : null;
+  fill(section, heading,
+    h("p", { class: "meta" }, "Stream with OBS, Streamlabs, Larix Broadcaster or ffmpeg through the "
+      + `ingest gateway. The key is a secret, valid until ${until}; rotating the channel's stream `
+      + "key revokes it at once (then get a new one here)."),
+    h("p", {}, toggle),
+    r.rtmp && [
+      h("h4", {}, "RTMP"),
+      field(`rtmp-server-${c.id}`, "RTMP server", r.rtmp.server),
+      field(`rtmp-key-${c.id}`, "Stream key", r.rtmp.stream_key, { secret: true }),
+      field(`rtmp-url-${c.id}`, "RTMP URL (server and key)", r.rtmp.url, { secret: true }),
+    ],
+    r.rtmps && [
+      h("h4", {}, "RTMPS (TLS)"),
+      field(`rtmps-server-${c.id}`, "RTMPS server", r.rtmps.server),
+      !r.rtmp && field(`rtmps-key-${c.id}`, "Stream key", r.rtmps.stream_key, { secret: true }),
+      field(`rtmps-url-${c.id}`, "RTMPS URL (server and key)", r.rtmps.url, { secret: true }),
+    ],
+    r.srt && [
+      h("h4", {}, "SRT"),
+      field(`srt-server-${c.id}`, "SRT server", r.srt.server),
+      field(`srt-streamid-${c.id}`, "SRT stream ID", r.srt.stream_id, { secret: true }),
+      field(`srt-url-${c.id}`, "SRT URL (server and stream ID)", r.srt.url, { secret: true }),
+    ],
+    h("h4", {}, "Settings"),
+    h("ul", { class: "howto" },
+      rtmp && h("li", {}, h("strong", {}, "OBS: "), "Settings → Stream: Service ", h("em", {}, "Custom…"),
+        `, Server ${rtmp.server}, Stream Key: the key above. Settings → Output (Advanced): `
+        + "keyframe interval 2 s, x264 or a hardware H.264 encoder, rate control CBR, audio AAC 128 kb/s."),
+      r.srt && h("li", {}, h("strong", {}, "OBS over SRT: "), "Server: the whole SRT URL (with its streamid), "
+        + "Stream Key left empty; same output settings."),
+      h("li", {}, h("strong", {}, "Larix Broadcaster: "), "Connections → +: ",
+        rtmp ? `URL ${rtmp.server}/ followed by the key (the RTMP URL above)` : null,
+        rtmp && r.srt ? "; or for SRT: " : null,
+        r.srt ? `URL ${r.srt.server}, Stream ID: the SRT stream ID above, mode Caller` : null,
+        ". Video: keyframe interval 2 s."),
+      h("li", {}, h("strong", {}, "ffmpeg: "), "-c:v libx264 -g 60 -keyint_min 60 -sc_threshold 0 -c:a aac -b:a 128k, then ",
+        rtmp ? "-f flv and the RTMP URL" : "-f mpegts and the SRT URL in quotes", ".")));
+  return section;
+}
 
 function channelItem(c) {
   const ingest = h("div", { class: "ingest", hidden: true });
@@ -21,8 +95,8 @@ function channelItem(c) {
         h("input", { id: `url-${c.id}`, class: "mono ingest-url", readonly: true, value: r.ingest_url }),
         h("label", {}, "Go live with ffmpeg (replace INPUT with your camera or file):"),
         h("pre", { class: "ffmpeg-command" }, r.ffmpeg_command),
-        h("button", { type: "button", onclick: () => navigator.clipboard && navigator.clipboard.writeText(r.ffmpeg_command) },
-          "Copy command"));
+        h("button", { type: "button", onclick: () => copy(r.ffmpeg_command) }, "Copy command"),
+        gatewaySettings(c, r));
       ingest.hidden = false;
     } catch (e) {
       say(status, e.message, "error");

@@ -90,6 +90,8 @@ fuzz_target!(|data: &[u8]| {
             iat: NOW_S,
             exp: NOW_S + 3600,
             iss: p.config.token_issuer.clone(),
+            sid: "ses_0123456789abcdef".into(),
+            iat_ms: NOW_S * 1000,
         };
         let token = session::sign(&claims, p.config.session_secret.as_bytes());
         request = request.header("authorization", format!("Bearer {token}"));

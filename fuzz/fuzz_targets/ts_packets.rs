@@ -1,14 +1,14 @@
-//! The transport layer (`edgevideo_transcoder::ts::TsDemuxer`) on arbitrary 188-byte
+//! The transport layer (`edgevideo_media::ts::TsDemuxer`) on arbitrary 188-byte
 //! packets: PAT/PMT parsing, PES reassembly and timestamps. Complete PES payloads must stay
 //! within the documented size bound.
 #![no_main]
 
-use edgevideo_transcoder::ts::{TsDemuxer, MAX_PES_BYTES, PACKET_SIZE, SYNC_BYTE};
+use edgevideo_media::ts::{TsDemuxer, MAX_PES_BYTES, PACKET_SIZE, SYNC_BYTE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut demuxer = TsDemuxer::new();
-    let mut on_pes = |pes: edgevideo_transcoder::ts::Pes<'_>| -> Result<(), ()> {
+    let mut on_pes = |pes: edgevideo_media::ts::Pes<'_>| -> Result<(), ()> {
         assert!(pes.payload.len() <= MAX_PES_BYTES);
         Ok(())
     };

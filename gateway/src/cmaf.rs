@@ -80,6 +80,8 @@ pub struct Segmenter {
     next_audio_dts: Option<u64>,
     /// Last video frame duration, for the final sample of the stream.
     last_video_duration: u64,
+    /// Decode time (90 kHz) of the last video sample taken, across cuts.
+    last_video_dts: Option<u64>,
 }
 
 impl Segmenter {
@@ -99,6 +101,7 @@ impl Segmenter {
             segment_start: 0,
             next_audio_dts: None,
             last_video_duration: 3000,
+            last_video_dts: None,
         }
     }
 
@@ -160,7 +163,18 @@ impl Segmenter {
         data: &[u8],
     ) -> Result<Vec<Output>, MediaError> {
         let mut out = Vec::new();
-        let dts = u64::from(dts_ms) * 90;
+        let mut dts = u64::from(dts_ms) * 90;
+        if let Some(last) = self
+            .last_video_dts
+            .filter(|last| self.started && dts <= *last)
+        {
+            if last - dts < 90 {
+                // Two frames stamped with the same millisecond (GStreamer's flvmux does this
+                // now and then): one 90 kHz tick after the last keeps decode times strictly
+                // increasing, which players and muxers require.
+                dts = last + 1;
+            }
+        }
         if !self.started {
             if !keyframe || self.video.is_none() {
                 // Nothing is decodable before the first keyframe after the configuration.
@@ -185,6 +199,7 @@ impl Segmenter {
             }
         }
         self.hold(dts_ms, data.len())?;
+        self.last_video_dts = Some(dts);
         self.video_samples.push(Sample {
             dts,
             cts: i64::from(cts_ms) * 90,
@@ -641,6 +656,36 @@ mod tests {
         assert_eq!(last.sequence, 3);
         assert!((last.duration - 1.0).abs() < 0.001, "{}", last.duration);
         assert_eq!(seg.codecs().as_deref(), Some("avc1.64001e,mp4a.40.2"));
+    }
+
+    #[test]
+    fn frames_stamped_with_the_same_millisecond_keep_increasing_decode_times() {
+        let mut seg = started();
+        // As GStreamer's flvmux sends now and then: frames with the same RTMP timestamp,
+        // one of them the keyframe that cuts the segment.
+        let stamps = [0, 33, 33, 33, 66, 2000, 2000, 2033];
+        let mut out = Vec::new();
+        for (i, ms) in stamps.iter().enumerate() {
+            let key = i == 0 || i == 6;
+            out.extend(seg.video_frame(*ms, 0, key, &frame(i as u32)).unwrap());
+        }
+        out.extend(seg.finish().unwrap().map(Output::Segment));
+        let mut dts = Vec::new();
+        for output in &out {
+            let Output::Segment(segment) = output else {
+                continue;
+            };
+            let mut buf = &segment.bytes[..];
+            Styp::decode(&mut buf).unwrap();
+            let moof = Moof::decode(&mut buf).unwrap();
+            let video = &moof.traf[0];
+            let mut at = video.tfdt.as_ref().unwrap().base_media_decode_time;
+            for sample in video.trun[0].samples.iter() {
+                dts.push(at);
+                at += u64::from(sample.duration.unwrap());
+            }
+        }
+        assert_eq!(dts, [0, 2970, 2971, 2972, 5940, 180_000, 180_001, 182_970]);
     }
 
     #[test]

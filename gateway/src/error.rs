@@ -56,4 +56,31 @@ pub enum StartError {
     /// A setting is wrong.
     #[error("invalid setting: {0}")]
     Config(String),
+    /// The RTMPS certificate or key is missing, unreadable or unusable.
+    #[error("RTMPS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Why the RTMPS (TLS) listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate or key file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is not the PEM expected.
+    #[error("{path}: {reason}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificate chain or key (malformed DER, a key of the wrong kind).
+    #[error("the TLS certificate or key cannot be used: {0}")]
+    Config(String),
 }

@@ -2,6 +2,8 @@
 //! length-prefixed NAL units) and AAC audio (`AudioSpecificConfig` and raw frames). Every
 //! parser answers an error for bytes it cannot read; none panics.
 
+use edgevideo_media::h264;
+
 use crate::error::MediaError;
 
 /// A video tag body.
@@ -152,7 +154,10 @@ impl AvcConfig {
             record: record.to_vec(),
             profile: [record[1], record[2], record[3]],
             length_size,
-            size: first_sps.and_then(sps_picture_size),
+            // The shared SPS parser (`edgevideo-media`), the transcoder's too.
+            size: first_sps
+                .and_then(|sps| h264::parse_sps(sps).ok())
+                .map(|info| (info.width, info.height)),
         })
     }
 
@@ -214,140 +219,6 @@ impl AacConfig {
     pub fn codec(&self) -> String {
         format!("mp4a.40.{}", self.object_type)
     }
-}
-
-/// Reads bits of an RBSP (emulation prevention bytes removed) MSB first.
-struct Bits {
-    data: Vec<u8>,
-    at: usize,
-}
-
-impl Bits {
-    fn new(nal: &[u8]) -> Self {
-        let mut data = Vec::with_capacity(nal.len());
-        let mut zeros = 0;
-        for &b in nal {
-            if zeros >= 2 && b == 3 {
-                zeros = 0;
-                continue;
-            }
-            zeros = if b == 0 { zeros + 1 } else { 0 };
-            data.push(b);
-        }
-        Self { data, at: 0 }
-    }
-
-    fn bit(&mut self) -> Option<u32> {
-        let byte = *self.data.get(self.at / 8)?;
-        let bit = (byte >> (7 - self.at % 8)) & 1;
-        self.at += 1;
-        Some(u32::from(bit))
-    }
-
-    fn bits(&mut self, n: u32) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            v = (v << 1) | self.bit()?;
-        }
-        Some(v)
-    }
-
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        let rest = self.bits(zeros)?;
-        Some(((1u64 << zeros) - 1 + u64::from(rest)).min(u64::from(u32::MAX)) as u32)
-    }
-
-    fn se(&mut self) -> Option<i64> {
-        let k = i64::from(self.ue()?);
-        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
-}
-
-/// The picture size an H.264 SPS NAL unit declares (after cropping).
-pub fn sps_picture_size(sps: &[u8]) -> Option<(u32, u32)> {
-    let mut b = Bits::new(sps.get(1..)?);
-    let profile = b.bits(8)?;
-    b.bits(16)?; // constraint flags, level
-    b.ue()?; // seq_parameter_set_id
-    let mut chroma_format = 1;
-    if matches!(
-        profile,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
-        chroma_format = b.ue()?;
-        if chroma_format == 3 {
-            b.bit()?;
-        }
-        b.ue()?;
-        b.ue()?;
-        b.bit()?;
-        if b.bit()? == 1 {
-            let lists = if chroma_format == 3 { 12 } else { 8 };
-            for i in 0..lists {
-                if b.bit()? == 1 {
-                    let size = if i < 6 { 16 } else { 64 };
-                    let (mut last, mut next) = (8i64, 8i64);
-                    for _ in 0..size {
-                        if next != 0 {
-                            next = (last + b.se()? + 256) % 256;
-                        }
-                        if next != 0 {
-                            last = next;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    b.ue()?; // log2_max_frame_num_minus4
-    match b.ue()? {
-        0 => {
-            b.ue()?;
-        }
-        1 => {
-            b.bit()?;
-            b.se()?;
-            b.se()?;
-            let n = b.ue()?.min(255);
-            for _ in 0..n {
-                b.se()?;
-            }
-        }
-        _ => {}
-    }
-    b.ue()?; // max_num_ref_frames
-    b.bit()?;
-    let width_mbs = u64::from(b.ue()?) + 1;
-    let height_units = u64::from(b.ue()?) + 1;
-    let frame_mbs_only = u64::from(b.bit()?);
-    if frame_mbs_only == 0 {
-        b.bit()?;
-    }
-    b.bit()?;
-    let (mut cl, mut cr, mut ct, mut cb) = (0u64, 0u64, 0u64, 0u64);
-    if b.bit()? == 1 {
-        cl = u64::from(b.ue()?);
-        cr = u64::from(b.ue()?);
-        ct = u64::from(b.ue()?);
-        cb = u64::from(b.ue()?);
-    }
-    let (sub_w, sub_h) = match chroma_format {
-        0 | 3 => (1, 1),
-        2 => (2, 1),
-        _ => (2, 2),
-    };
-    let crop_x = if chroma_format == 0 { 1 } else { sub_w };
-    let crop_y = (if chroma_format == 0 { 1 } else { sub_h }) * (2 - frame_mbs_only);
-    let width = (width_mbs * 16).checked_sub((cl + cr) * crop_x)?;
-    let height = (height_units * 16 * (2 - frame_mbs_only)).checked_sub((ct + cb) * crop_y)?;
-    Some((u32::try_from(width).ok()?, u32::try_from(height).ok()?))
 }
 
 #[cfg(test)]
@@ -450,7 +321,7 @@ mod tests {
             let _ = parse_audio(&bytes);
             let _ = AvcConfig::parse(&bytes);
             let _ = AacConfig::parse(&bytes);
-            let _ = sps_picture_size(&bytes);
+            let _ = h264::parse_sps(&bytes);
         }
     }
 }

@@ -5,6 +5,9 @@
 //! re-encoding: H.264 and AAC in, the same out.
 //!
 //! * [`server`]: RTMP connections (`rml_rtmp`, sans-IO, over tokio);
+//! * [`tls`]: RTMPS, the same connections over TLS (`tokio-rustls`);
+//! * [`srt`]: SRT publishes (`srt-tokio`): the key in the stream id, MPEG-TS payloads read
+//!   by [`tsin`] (the shared `edgevideo-media` demuxer) into the stream's media;
 //! * [`stream`]: a publishing stream whatever carries it: the key check and claim at publish,
 //!   media into the segmenter, segments onto the push queue;
 //! * [`flv`]: FLV tag bodies and codec configurations;
@@ -22,4 +25,7 @@ pub mod log;
 pub mod metrics;
 pub mod push;
 pub mod server;
+pub mod srt;
 pub mod stream;
+pub mod tls;
+pub mod tsin;

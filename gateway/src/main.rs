@@ -9,7 +9,9 @@ use edgevideo_gateway::error::StartError;
 use edgevideo_gateway::metrics::Metrics;
 use edgevideo_gateway::push::Edge;
 use edgevideo_gateway::server;
+use edgevideo_gateway::srt;
 use edgevideo_gateway::stream::{Gateway, StreamSettings};
+use edgevideo_gateway::tls;
 use edgevideo_gateway::{http, info};
 use tokio::net::TcpListener;
 
@@ -41,6 +43,30 @@ struct Settings {
     /// First retry delay in milliseconds (doubling).
     #[arg(long, env = "GATEWAY_RETRY_MS", default_value_t = 250)]
     retry_ms: u64,
+    /// SRT listen address (UDP); `off` or empty: no SRT.
+    #[arg(long, env = "GATEWAY_SRT_LISTEN", default_value = "0.0.0.0:8890")]
+    srt_listen: String,
+    /// SRT receive latency in milliseconds (the larger of this and the caller's is used).
+    #[arg(long, env = "GATEWAY_SRT_LATENCY_MS", default_value_t = 120)]
+    srt_latency_ms: u64,
+    /// RTMPS (RTMP over TLS) listen address; RTMPS listens only with --tls-cert and --tls-key.
+    #[arg(long, env = "GATEWAY_RTMPS_LISTEN", default_value = "0.0.0.0:1936")]
+    rtmps_listen: String,
+    /// RTMPS certificate chain (PEM, the server's certificate first).
+    #[arg(long, env = "GATEWAY_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// RTMPS private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "GATEWAY_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Seconds a stream whose connection was lost (no unpublish) waits for its publisher to
+    /// come back and continue the same broadcast; 0 ends it at once. Keep it below the edge's
+    /// LIVE_IDLE_TIMEOUT_SECONDS.
+    #[arg(long, env = "GATEWAY_RECONNECT_GRACE_SECONDS", default_value_t = 10.0)]
+    reconnect_grace_seconds: f64,
+    /// Seconds without media after which a new publisher of the key may take it over from
+    /// its connection (a half-open TCP connection after a network change); 0: never.
+    #[arg(long, env = "GATEWAY_TAKEOVER_SILENCE_SECONDS", default_value_t = 5.0)]
+    takeover_silence_seconds: f64,
 }
 
 async fn bind(address: &str) -> Result<TcpListener, StartError> {
@@ -63,24 +89,74 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         settings.push_attempts,
         Duration::from_millis(settings.retry_ms),
     )?;
+    if !(0.0..=600.0).contains(&settings.reconnect_grace_seconds) {
+        return Err(StartError::Config(
+            "--reconnect-grace-seconds must be 0 to 600".into(),
+        ));
+    }
+    if !(0.0..=600.0).contains(&settings.takeover_silence_seconds) {
+        return Err(StartError::Config(
+            "--takeover-silence-seconds must be 0 to 600".into(),
+        ));
+    }
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => {
+            return Err(StartError::Config(
+                "RTMPS needs both --tls-cert and --tls-key".into(),
+            ))
+        }
+    };
+    let rtmps = match tls {
+        Some(acceptor) => Some((bind(&settings.rtmps_listen).await?, acceptor)),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let rtmp = bind(&settings.listen).await?;
     let ops = bind(&settings.http_listen).await?;
-    let gateway = Arc::new(Gateway::new(
-        edge,
-        Arc::clone(&metrics),
-        StreamSettings {
-            segment_ms: (settings.segment_seconds * 1000.0) as u64,
-            queue: settings.queue_segments,
-        },
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            edge,
+            Arc::clone(&metrics),
+            StreamSettings {
+                segment_ms: (settings.segment_seconds * 1000.0) as u64,
+                queue: settings.queue_segments,
+            },
+        )
+        .with_reconnect_grace(Duration::from_secs_f64(settings.reconnect_grace_seconds))
+        .with_takeover_silence(Duration::from_secs_f64(settings.takeover_silence_seconds)),
+    );
     info!(
         "gateway listening",
         rtmp = rtmp.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         http = ops.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         edge = settings.edge
     );
+    // SRT is bound before /healthz answers, so a healthy gateway takes SRT callers.
+    let srt_listen = settings.srt_listen.trim();
+    if !srt_listen.is_empty() && srt_listen != "off" {
+        let (listener, incoming) =
+            srt::bind(srt_listen, Duration::from_millis(settings.srt_latency_ms))
+                .await
+                .map_err(|source| StartError::Listen {
+                    address: srt_listen.to_owned(),
+                    source,
+                })?;
+        info!("SRT listening", srt = srt_listen);
+        tokio::spawn(srt::serve(listener, incoming, Arc::clone(&gateway)));
+    }
     tokio::spawn(http::serve(ops, metrics));
+    if let Some((listener, acceptor)) = rtmps {
+        info!(
+            "RTMPS listening",
+            rtmps = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        tokio::spawn(tls::serve(listener, acceptor, Arc::clone(&gateway)));
+    }
     tokio::select! {
         () = server::serve(rtmp, gateway) => {}
         _ = tokio::signal::ctrl_c() => info!("interrupted; stopping"),

@@ -28,6 +28,12 @@ pub struct Metrics {
     pub push_errors: AtomicU64,
     /// Streams ended by an error (bad media, the edge refusing).
     pub stream_errors: AtomicU64,
+    /// Streams whose connection was lost, parked for their publisher to reconnect.
+    pub streams_parked: AtomicU64,
+    /// Publishes that resumed a parked stream (a reconnect within the grace window).
+    pub reconnects: AtomicU64,
+    /// Publishes that took a key over from a silent connection.
+    pub takeovers: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -111,6 +117,24 @@ impl Metrics {
             "Streams ended by an error.",
             get(&self.stream_errors),
         );
+        metric(
+            "gateway_streams_parked",
+            "gauge",
+            "Streams waiting for their publisher to reconnect.",
+            get(&self.streams_parked),
+        );
+        metric(
+            "gateway_reconnects_total",
+            "counter",
+            "Publishes that resumed a parked stream.",
+            get(&self.reconnects),
+        );
+        metric(
+            "gateway_takeovers_total",
+            "counter",
+            "Publishes that took a key over from a silent connection.",
+            get(&self.takeovers),
+        );
         let name = "gateway_push_latency_seconds";
         let _ = writeln!(
             out,
@@ -139,10 +163,13 @@ mod tests {
     fn renders_counters_and_a_cumulative_histogram() {
         let m = Metrics::default();
         m.bytes_in.fetch_add(42, Ordering::Relaxed);
+        m.reconnects.fetch_add(1, Ordering::Relaxed);
         m.observe_push(Duration::from_millis(80));
         m.observe_push(Duration::from_secs(3));
         let text = m.render();
         assert!(text.contains("gateway_bytes_in_total 42\n"), "{text}");
+        assert!(text.contains("gateway_reconnects_total 1\n"), "{text}");
+        assert!(text.contains("gateway_streams_parked 0\n"), "{text}");
         assert!(
             text.contains("gateway_push_latency_seconds_bucket{le=\"0.1\"} 1\n"),
             "{text}"

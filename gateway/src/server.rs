@@ -1,6 +1,11 @@
 //! The RTMP server: one tokio task per connection drives `rml_rtmp`'s sans-IO handshake and
 //! server session, opens a [`Stream`] at `publish` (the key checked with the edge; a refusal
 //! answered with an RTMP error status) and feeds it the FLV tags.
+//!
+//! An unpublish (`FCUnpublish`, `deleteStream`, `closeStream`) ends the stream cleanly; a
+//! connection that ends without one (closed, reset, idle, or taken over by a new publisher
+//! of the key after being silent) hands its stream to [`Stream::disconnected`], which parks
+//! it for the reconnect grace window.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -47,6 +52,14 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     }
 }
 
+/// Completes when `publish` is taken over by a new publisher of its key; never without one.
+async fn taken_over(publish: Option<&Stream>) {
+    match publish {
+        Some(stream) => stream.taken_over().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What a connection is doing.
 struct Connection<'a, S> {
     gateway: &'a Arc<Gateway>,
@@ -69,7 +82,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             return Err("the client left during the handshake".into());
         }
         metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-        match handshake.process_bytes(&buf[..n]) {
+        match contained(|| handshake.process_bytes(&buf[..n]))? {
             Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
                 socket
                     .write_all(&response_bytes)
@@ -89,6 +102,31 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             Err(e) => return Err(format!("bad handshake: {e:?}")),
         }
     }
+}
+
+/// Runs a call into `rml_rtmp` and turns a panic inside it into a protocol error that ends
+/// this connection only. rml_rtmp 0.8 subtracts past zero on some malformed chunk streams
+/// (a message header that shrinks a message already partly received; found by the
+/// `rtmp_session` fuzz target): with overflow checks (debug, and the `gateway` profile turns
+/// them on for that crate) that is a panic, without them a capacity-overflow panic a moment
+/// later. Either way it is caught here, never a crash of the process.
+///
+/// # Errors
+/// A message naming the protocol failure when the call panicked.
+pub fn contained<T>(call: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call))
+        .map_err(|_| "RTMP protocol error: the stream broke the RTMP parser".to_owned())
+}
+
+/// Feeds bytes from the client to the RTMP session, with [`contained`] panics.
+///
+/// # Errors
+/// A message naming the protocol error.
+pub fn session_input(
+    session: &mut ServerSession,
+    bytes: &[u8],
+) -> Result<Vec<ServerSessionResult>, String> {
+    contained(|| session.handle_input(bytes))?.map_err(|e| format!("RTMP protocol error: {e:?}"))
 }
 
 /// Serves one RTMP connection (over TCP, or TLS for RTMPS) until it closes; the reason it
@@ -111,7 +149,10 @@ pub async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         closing: None,
     };
     let outcome = conn.run(results, remaining).await;
-    conn.end_publish(true).await;
+    // Still publishing: the connection ended without an unpublish.
+    if let Some(publish) = conn.publish.take() {
+        publish.disconnected().await;
+    }
     outcome
 }
 
@@ -123,35 +164,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
     ) -> Result<(), String> {
         self.apply(first).await?;
         if !remaining.is_empty() {
-            let results = self
-                .session
-                .handle_input(&remaining)
-                .map_err(|e| format!("{e:?}"))?;
+            let results = session_input(&mut self.session, &remaining)?;
             self.apply(results).await?;
         }
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             if let Some(reason) = self.closing.take() {
+                self.end_publish(true).await;
                 return Err(reason);
             }
             if let Some(failure) = self.publish.as_ref().and_then(Stream::failure) {
                 self.end_publish(false).await;
                 return Err(failure);
             }
-            let n = match tokio::time::timeout(IDLE_TIMEOUT, self.socket.read(&mut buf)).await {
-                Err(_) => return Err("idle timeout".into()),
-                Ok(Err(e)) => return Err(e.to_string()),
-                Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(n)) => n,
+            let read = tokio::time::timeout(IDLE_TIMEOUT, self.socket.read(&mut buf));
+            let n = tokio::select! {
+                read = read => match read {
+                    Err(_) => return Err("idle timeout".into()),
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Ok(Ok(0)) => return Ok(()),
+                    Ok(Ok(n)) => n,
+                },
+                () = taken_over(self.publish.as_ref()) => {
+                    return Err("a new publisher took the silent connection's key over".into());
+                }
             };
             self.gateway
                 .metrics
                 .bytes_in
                 .fetch_add(n as u64, Ordering::Relaxed);
-            let results = self
-                .session
-                .handle_input(&buf[..n])
-                .map_err(|e| format!("RTMP protocol error: {e:?}"))?;
+            let results = session_input(&mut self.session, &buf[..n])?;
             self.apply(results).await?;
         }
     }
@@ -252,6 +294,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 self.end_publish(true).await;
                 Ok(Vec::new())
             }
+            // ffmpeg and OBS send it before `deleteStream`; `rml_rtmp` leaves it to us.
+            ServerSessionEvent::UnhandleableAmf0Command { command_name, .. }
+                if command_name == "FCUnpublish" =>
+            {
+                self.end_publish(true).await;
+                Ok(Vec::new())
+            }
             _ => Ok(Vec::new()),
         }
     }
@@ -306,5 +355,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
         if let Some(publish) = self.publish.take() {
             publish.end(clean).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_stream_that_breaks_the_rtmp_parser_ends_the_connection_without_a_panic() {
+        let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
+        // Chunk stream 3: a full header announcing a 200-byte command and its first 128
+        // bytes (the default chunk size), then a type-1 header shrinking that message to 10
+        // bytes while 128 are held: rml_rtmp 0.8 subtracts past zero here.
+        let mut bytes = vec![0x03, 0, 0, 0, 0, 0, 200, 0x14, 0, 0, 0, 0];
+        bytes.extend_from_slice(&[0x02; 128]);
+        bytes.extend_from_slice(&[0x43, 0, 0, 0, 0, 0, 10, 0x14]);
+        bytes.extend_from_slice(&[0x02; 10]);
+        let outcome = session_input(&mut session, &bytes);
+        assert!(
+            outcome
+                .as_ref()
+                .is_err_and(|e| e.starts_with("RTMP protocol error")),
+            "{:?}",
+            outcome.map(|r| r.len())
+        );
     }
 }

@@ -2,11 +2,24 @@
 //! it opens, its media (H.264 and AAC, in the FLV/MP4 layouts: an `avcC` record and
 //! length-prefixed NAL units, an `AudioSpecificConfig` and raw AAC frames) go through the
 //! [`Segmenter`], and what that produces is queued on the stream's [`StreamPush`].
+//!
+//! Reconnects: a stream whose connection is lost without an unpublish
+//! ([`Stream::disconnected`]) is parked in the [`Gateway`] for the reconnect grace window.
+//! Parking flushes the samples held into a segment but pushes no `ENDLIST`, so the broadcast
+//! stays live at the edge. A publish of the same key within the window resumes it: the same
+//! push queue, segment numbers and playlist window, the new session's timestamps offset so
+//! the timeline continues right after the last sample (see [`Timeline`]), starting at the
+//! new session's first keyframe. When the codec configuration differs across the reconnect,
+//! the parked broadcast is ended cleanly and a new one starts. When the window passes, the
+//! parked stream ends cleanly (`ENDLIST`).
 
-use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::cmaf::{Output, Segmenter};
 use crate::error::{MediaError, PushError};
@@ -18,6 +31,18 @@ use crate::{info, warn};
 const MAX_KEY_LEN: usize = 1024;
 /// Time the end of a stream may take to reach the edge.
 const END_WAIT: Duration = Duration::from_secs(60);
+/// How long a stream whose connection was lost waits for its publisher to come back, unless
+/// set otherwise ([`Gateway::with_reconnect_grace`]).
+pub const DEFAULT_RECONNECT_GRACE: Duration = Duration::from_secs(10);
+/// Frame interval assumed before two video frames have been seen (30 fps).
+const DEFAULT_FRAME_MS: u64 = 33;
+/// How long a publisher whose key is held by a silent connection may be taken over after,
+/// unless set otherwise ([`Gateway::with_takeover_silence`]).
+pub const DEFAULT_TAKEOVER_SILENCE: Duration = Duration::from_secs(5);
+/// Time a taking-over publisher waits for the silent connection to let the key go.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+/// `Holder::last_media_ms` while the holder's stream is still opening.
+const OPENING: u64 = u64::MAX;
 
 /// Per-stream settings.
 #[derive(Debug, Clone)]
@@ -26,6 +51,15 @@ pub struct StreamSettings {
     pub segment_ms: u64,
     /// Uploads that may wait for the edge per stream before segments are dropped.
     pub queue: usize,
+}
+
+/// A stream whose connection was lost, waiting for its publisher to come back.
+#[derive(Debug)]
+struct Parked {
+    /// Tells this parking from a later one of the same key (for its expiry).
+    id: u64,
+    core: Core,
+    since: Instant,
 }
 
 /// What every connection shares.
@@ -37,24 +71,82 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Stream settings.
     pub settings: StreamSettings,
-    publishing: Mutex<HashSet<String>>,
+    reconnect_grace: Duration,
+    takeover_silence: Duration,
+    publishing: Mutex<HashMap<String, Arc<Holder>>>,
+    /// Notified whenever a key stops being held.
+    released: Notify,
+    parked: Mutex<HashMap<String, Parked>>,
+    parkings: AtomicU64,
+    epoch: Instant,
+}
+
+/// What is known of the connection holding a key.
+#[derive(Debug)]
+struct Holder {
+    /// When its stream last took media (milliseconds since the gateway's epoch), or
+    /// [`OPENING`].
+    last_media_ms: AtomicU64,
+    /// Tells its connection that a new publisher took the key over.
+    takeover: Notify,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Gateway {
-    /// A gateway pushing to `edge`.
+    /// A gateway pushing to `edge`, with the default reconnect grace window.
     pub fn new(edge: Edge, metrics: Arc<Metrics>, settings: StreamSettings) -> Self {
         Self {
             edge: Arc::new(edge),
             metrics,
             settings,
-            publishing: Mutex::new(HashSet::new()),
+            reconnect_grace: DEFAULT_RECONNECT_GRACE,
+            takeover_silence: DEFAULT_TAKEOVER_SILENCE,
+            publishing: Mutex::new(HashMap::new()),
+            released: Notify::new(),
+            parked: Mutex::new(HashMap::new()),
+            parkings: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
-    fn publishing(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.publishing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The same gateway letting a new publisher of a key take over when the connection
+    /// publishing it has sent no media for `silence` (a half-open TCP connection after the
+    /// encoder's network changed); zero: never.
+    pub fn with_takeover_silence(mut self, silence: Duration) -> Self {
+        self.takeover_silence = silence;
+        self
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The same gateway with another reconnect grace window (zero: a lost connection ends
+    /// its stream at once).
+    pub fn with_reconnect_grace(mut self, grace: Duration) -> Self {
+        self.reconnect_grace = grace;
+        self
+    }
+
+    /// How long a stream whose connection was lost waits for its publisher.
+    pub fn reconnect_grace(&self) -> Duration {
+        self.reconnect_grace
+    }
+
+    /// Streams parked now, waiting for their publisher to reconnect.
+    pub fn parked_streams(&self) -> usize {
+        lock(&self.parked).len()
+    }
+
+    fn publishing(&self) -> MutexGuard<'_, HashMap<String, Arc<Holder>>> {
+        lock(&self.publishing)
+    }
+
+    fn parked(&self) -> MutexGuard<'_, HashMap<String, Parked>> {
+        lock(&self.parked)
     }
 }
 
@@ -63,20 +155,77 @@ impl Gateway {
 struct KeyClaim {
     gateway: Arc<Gateway>,
     key: String,
+    holder: Arc<Holder>,
 }
 
 impl KeyClaim {
     fn take(gateway: &Arc<Gateway>, key: &str) -> Option<Self> {
-        gateway.publishing().insert(key.to_owned()).then(|| Self {
+        let mut publishing = gateway.publishing();
+        if publishing.contains_key(key) {
+            return None;
+        }
+        let holder = Arc::new(Holder {
+            last_media_ms: AtomicU64::new(OPENING),
+            takeover: Notify::new(),
+        });
+        publishing.insert(key.to_owned(), Arc::clone(&holder));
+        Some(Self {
             gateway: Arc::clone(gateway),
             key: key.to_owned(),
+            holder,
         })
+    }
+
+    /// Takes `key` over from a connection that has sent no media for the gateway's takeover
+    /// silence: tells that connection to let it go (it parks its stream) and waits for it.
+    async fn take_over(gateway: &Arc<Gateway>, key: &str) -> Option<Self> {
+        let silence = gateway.takeover_silence;
+        if silence.is_zero() {
+            return None;
+        }
+        let silent_ms = {
+            let publishing = gateway.publishing();
+            let holder = publishing.get(key)?;
+            let last = holder.last_media_ms.load(Ordering::Relaxed);
+            let silent_ms = gateway.now_ms().saturating_sub(last);
+            if last == OPENING || silent_ms < silence.as_millis() as u64 {
+                return None;
+            }
+            holder.takeover.notify_one();
+            silent_ms
+        };
+        info!(
+            "the key's connection is silent; the new publisher takes over",
+            key = key_label(key),
+            silent_ms = silent_ms
+        );
+        let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
+        loop {
+            let released = gateway.released.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            if let Some(claim) = Self::take(gateway, key) {
+                gateway.metrics.takeovers.fetch_add(1, Ordering::Relaxed);
+                return Some(claim);
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Notes that the holder's stream took media now.
+    fn heard(&self) {
+        self.holder
+            .last_media_ms
+            .store(self.gateway.now_ms(), Ordering::Relaxed);
     }
 }
 
 impl Drop for KeyClaim {
     fn drop(&mut self) {
         self.gateway.publishing().remove(&self.key);
+        self.gateway.released.notify_waiters();
     }
 }
 
@@ -128,20 +277,316 @@ pub enum Media<'a> {
 #[error("{0}")]
 pub struct Refused(pub String);
 
+/// Places each publishing session's timestamps (milliseconds) on the stream's one timeline.
+///
+/// A first session's timestamps are taken as they are. After a resume the new session's
+/// (which restart near 0) are shifted so that its first keyframe lands exactly where the
+/// last video frame before the drop ended: the timeline is continuous, the outage is not
+/// kept as a gap. Viewers saw the stall live anyway; a gap would be a hole no segment
+/// covers, where players stall or skip, the recording would carry dead air, and the
+/// playlist's durations would no longer add up to the media's times.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timeline {
+    /// Added to the session's timestamps.
+    offset_ms: i64,
+    /// The last video decode time placed (stream time).
+    last_video_ms: Option<u64>,
+    /// The interval before it (the last frame's duration is taken to be the same).
+    frame_ms: u64,
+    /// The latest presentation time placed (stream time).
+    max_pts_ms: Option<i64>,
+    /// After a resume and until the new session's first keyframe, nothing is placed.
+    awaiting_keyframe: bool,
+    /// Audio before this stream time (from before the resumed session's first keyframe) is
+    /// dropped.
+    audio_from_ms: u64,
+}
+
+impl Timeline {
+    /// Where the video placed so far ends (its last frame's time plus one frame interval).
+    pub fn end_ms(&self) -> Option<u64> {
+        self.last_video_ms.map(|last| last + self.frame_ms())
+    }
+
+    /// A new session continues the stream: its frames are dropped until its first keyframe,
+    /// which is placed at [`Timeline::end_ms`] (see [`Timeline::video`]).
+    pub fn resume(&mut self) {
+        if self.last_video_ms.is_some() {
+            self.awaiting_keyframe = true;
+        }
+    }
+
+    /// Whether the timeline is waiting for the resumed session's first keyframe.
+    pub fn awaiting_keyframe(&self) -> bool {
+        self.awaiting_keyframe
+    }
+
+    fn place(&self, dts_ms: u32) -> Option<u32> {
+        u32::try_from(i64::from(dts_ms) + self.offset_ms).ok()
+    }
+
+    fn frame_ms(&self) -> u64 {
+        if self.frame_ms == 0 {
+            DEFAULT_FRAME_MS
+        } else {
+            self.frame_ms
+        }
+    }
+
+    /// The stream time of a video frame at session time `dts_ms` with composition offset
+    /// `cts_ms`; `None`: drop it.
+    ///
+    /// The resumed session's first keyframe is placed at [`Timeline::end_ms`], or later when
+    /// the frames before the drop are shown past that (B-frames: a frame decoded last may be
+    /// shown a few frames later, and the frames shown between were lost with the
+    /// connection), so that presentation times keep increasing too.
+    pub fn video(&mut self, dts_ms: u32, cts_ms: i32, keyframe: bool) -> Option<u32> {
+        if self.awaiting_keyframe {
+            if !keyframe {
+                return None;
+            }
+            let end = self.end_ms().unwrap_or(0) as i64;
+            let after_shown = self
+                .max_pts_ms
+                .map_or(end, |pts| pts + self.frame_ms() as i64 - i64::from(cts_ms));
+            let at = end.max(after_shown);
+            self.offset_ms = at - i64::from(dts_ms);
+            self.awaiting_keyframe = false;
+            self.audio_from_ms = at.max(0) as u64;
+        }
+        let at = self.place(dts_ms)?;
+        let at64 = u64::from(at);
+        if let Some(last) = self.last_video_ms {
+            if at64 > last {
+                self.frame_ms = at64 - last;
+            }
+        }
+        self.last_video_ms = Some(self.last_video_ms.map_or(at64, |last| last.max(at64)));
+        let pts = i64::from(at) + i64::from(cts_ms);
+        self.max_pts_ms = Some(self.max_pts_ms.map_or(pts, |max| max.max(pts)));
+        Some(at)
+    }
+
+    /// The stream time of an audio frame at session time `dts_ms`; `None`: drop it.
+    pub fn audio(&self, dts_ms: u32) -> Option<u32> {
+        if self.awaiting_keyframe {
+            return None;
+        }
+        self.place(dts_ms)
+            .filter(|at| u64::from(*at) >= self.audio_from_ms)
+    }
+}
+
+/// The pusher of a stream's broadcast.
+#[derive(Debug)]
+enum Pusher {
+    /// Pushing.
+    Live(StreamPush),
+    /// A new broadcast of the key, waiting for the previous one's end (`ENDLIST`) to reach
+    /// the edge before its first upload, so that the edge sees two broadcasts. Its uploads
+    /// are held meanwhile: the init segment and fewer than the queue's length of segments.
+    AfterEnd {
+        previous: JoinHandle<()>,
+        held: Vec<Upload>,
+    },
+}
+
+impl Pusher {
+    fn start(gateway: &Gateway, key: &str) -> StreamPush {
+        StreamPush::start(
+            Arc::clone(&gateway.edge),
+            key.to_owned(),
+            Arc::clone(&gateway.metrics),
+            gateway.settings.queue,
+        )
+    }
+
+    /// Turns an `AfterEnd` whose previous broadcast has ended into a live pusher, sending
+    /// it what was held.
+    fn start_if_previous_ended(&mut self, gateway: &Gateway, key: &str) {
+        let Pusher::AfterEnd { previous, held } = self else {
+            return;
+        };
+        if !previous.is_finished() {
+            return;
+        }
+        let held = std::mem::take(held);
+        let push = Self::start(gateway, key);
+        for upload in held {
+            push.send(upload);
+        }
+        *self = Pusher::Live(push);
+    }
+
+    /// Waits for the previous broadcast's end, if any, then pushes live.
+    async fn settle(&mut self, gateway: &Gateway, key: &str) {
+        if let Pusher::AfterEnd { previous, .. } = self {
+            let _ = previous.await;
+        }
+        self.start_if_previous_ended(gateway, key);
+    }
+
+    fn send(&mut self, upload: Upload, gateway: &Gateway, key: &str) {
+        self.start_if_previous_ended(gateway, key);
+        match self {
+            Pusher::Live(push) => {
+                push.send(upload);
+            }
+            Pusher::AfterEnd { held, .. } => {
+                let segments = held
+                    .iter()
+                    .filter(|u| matches!(u, Upload::Segment(_)))
+                    .count();
+                if matches!(upload, Upload::Segment(_)) && segments + 1 >= gateway.settings.queue {
+                    gateway
+                        .metrics
+                        .segments_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!("the previous broadcast is still ending: segment dropped");
+                } else {
+                    held.push(upload);
+                }
+            }
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        match self {
+            Pusher::Live(push) => push.failure(),
+            Pusher::AfterEnd { .. } => None,
+        }
+    }
+}
+
+/// The part of a stream that outlives a connection: what is parked and resumed.
+#[derive(Debug)]
+struct Core {
+    segmenter: Segmenter,
+    push: Pusher,
+    timeline: Timeline,
+    /// Whether the init segment has been written (the codecs are then fixed).
+    started: bool,
+    /// The codec configurations the segmenter took, compared at a resume.
+    video_config: Option<Vec<u8>>,
+    audio_config: Option<Vec<u8>>,
+}
+
+impl Core {
+    fn new(settings: &StreamSettings, push: Pusher) -> Self {
+        Self {
+            segmenter: Segmenter::new(settings.segment_ms),
+            push,
+            timeline: Timeline::default(),
+            started: false,
+            video_config: None,
+            audio_config: None,
+        }
+    }
+
+    fn take(&mut self, media: Media<'_>) -> Result<Vec<Output>, MediaError> {
+        match media {
+            Media::VideoConfig(record) => {
+                self.segmenter.video_config(record)?;
+                if !self.started {
+                    self.video_config = Some(record.to_vec());
+                }
+                Ok(Vec::new())
+            }
+            Media::AudioConfig(raw) => {
+                self.segmenter.audio_config(raw)?;
+                if !self.started {
+                    self.audio_config = Some(raw.to_vec());
+                }
+                Ok(Vec::new())
+            }
+            Media::Video {
+                dts_ms,
+                cts_ms,
+                keyframe,
+                data,
+            } => {
+                let Some(at) = self.timeline.video(dts_ms, cts_ms, keyframe) else {
+                    return Ok(Vec::new());
+                };
+                let outputs = self.segmenter.video_frame(at, cts_ms, keyframe, data)?;
+                self.started |= outputs.iter().any(|o| matches!(o, Output::Init(_)));
+                Ok(outputs)
+            }
+            Media::Audio { dts_ms, data } => {
+                if let Some(at) = self.timeline.audio(dts_ms) {
+                    self.segmenter.audio_frame(at, data)?;
+                }
+                Ok(Vec::new())
+            }
+            Media::SizeHint(width, height) => {
+                self.segmenter.set_size_hint(width, height);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Whether a resumed session's codec configurations (those it sent before its first
+    /// keyframe) fit the tracks this stream's init segment declared.
+    fn same_codecs(&self, resume: &Resume) -> bool {
+        let with_audio = self
+            .segmenter
+            .codecs()
+            .is_some_and(|codecs| codecs.contains("mp4a"));
+        let video_same = resume
+            .video_config
+            .as_ref()
+            .is_none_or(|v| Some(v) == self.video_config.as_ref());
+        let audio_same = match (&resume.audio_config, with_audio) {
+            // No audio this time: the audio track has a gap.
+            (None, _) => true,
+            (Some(a), true) => Some(a) == self.audio_config.as_ref(),
+            // Audio now where the init segment has no audio track.
+            (Some(_), false) => false,
+        };
+        video_same && audio_same
+    }
+
+    /// Ends the broadcast: `clean` flushes the last segment and pushes `ENDLIST`.
+    async fn end(mut self, gateway: &Gateway, key: &str, clean: bool) {
+        let last = if clean {
+            self.segmenter.finish().unwrap_or_else(|e| {
+                warn!("last segment lost", error = e.to_string());
+                None
+            })
+        } else {
+            None
+        };
+        self.push.settle(gateway, key).await;
+        if let Pusher::Live(push) = self.push {
+            push.end(last, clean, END_WAIT).await;
+        }
+    }
+}
+
+/// What a resumed session sent before its first keyframe.
+#[derive(Debug, Default)]
+struct Resume {
+    video_config: Option<Vec<u8>>,
+    audio_config: Option<Vec<u8>>,
+    size: Option<(u32, u32)>,
+}
+
 /// A publishing stream.
 #[derive(Debug)]
 pub struct Stream {
     gateway: Arc<Gateway>,
-    segmenter: Segmenter,
-    push: StreamPush,
-    _claim: KeyClaim,
+    core: Core,
+    /// Set from a resume until the new session's first keyframe.
+    resume: Option<Resume>,
+    claim: KeyClaim,
     key: String,
 }
 
 impl Stream {
     /// Opens the stream of ingest token `key`: refused when the key is not one, when it is
     /// already publishing on this gateway, or when the edge refuses it (expired, rotated,
-    /// forged), with the reason the client is told.
+    /// forged), with the reason the client is told. A stream of the key parked within the
+    /// reconnect window is resumed (the key checked with the edge again first).
     pub async fn open(gateway: &Arc<Gateway>, key: &str) -> Result<Self, Refused> {
         let refused = |reason: String| {
             gateway
@@ -153,13 +598,20 @@ impl Stream {
         if !valid_key(key) {
             return Err(refused("the stream key is not an ingest key".into()));
         }
-        let Some(claim) = KeyClaim::take(gateway, key) else {
-            warn!("second publisher refused", key = key_label(key));
-            return Err(refused(
-                "this stream key is already publishing on this gateway".into(),
-            ));
+        let claim = match KeyClaim::take(gateway, key) {
+            Some(claim) => claim,
+            None => match KeyClaim::take_over(gateway, key).await {
+                Some(claim) => claim,
+                None => {
+                    warn!("second publisher refused", key = key_label(key));
+                    return Err(refused(
+                        "this stream key is already publishing on this gateway".into(),
+                    ));
+                }
+            },
         };
         if let Err(e) = gateway.edge.check_key(key).await {
+            // A parked stream of the key is left to its window.
             warn!(
                 "publish refused by the edge",
                 key = key_label(key),
@@ -170,21 +622,44 @@ impl Stream {
                 other => other.to_string(),
             }));
         }
+        // Open: from now on, a silent connection can be taken over.
+        claim.heard();
         let metrics = &gateway.metrics;
-        metrics.streams_total.fetch_add(1, Ordering::Relaxed);
         metrics.streams_active.fetch_add(1, Ordering::Relaxed);
+        let parked = gateway.parked().remove(key);
+        if let Some(parked) = parked {
+            metrics.streams_parked.fetch_sub(1, Ordering::Relaxed);
+            metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+            info!(
+                "publisher reconnected; stream resumed",
+                key = key_label(key),
+                after_ms = parked.since.elapsed().as_millis() as u64
+            );
+            let mut core = parked.core;
+            let resume = if core.started {
+                core.timeline.resume();
+                Some(Resume::default())
+            } else {
+                // Nothing was pushed yet: the new session starts the stream afresh.
+                core.timeline = Timeline::default();
+                None
+            };
+            return Ok(Self {
+                gateway: Arc::clone(gateway),
+                core,
+                resume,
+                claim,
+                key: key.to_owned(),
+            });
+        }
+        metrics.streams_total.fetch_add(1, Ordering::Relaxed);
         info!("publish accepted", key = key_label(key));
-        let push = StreamPush::start(
-            Arc::clone(&gateway.edge),
-            key.to_owned(),
-            Arc::clone(metrics),
-            gateway.settings.queue,
-        );
+        let push = Pusher::Live(Pusher::start(gateway, key));
         Ok(Self {
             gateway: Arc::clone(gateway),
-            segmenter: Segmenter::new(gateway.settings.segment_ms),
-            push,
-            _claim: claim,
+            core: Core::new(&gateway.settings, push),
+            resume: None,
+            claim,
             key: key.to_owned(),
         })
     }
@@ -194,27 +669,18 @@ impl Stream {
         key_label(&self.key)
     }
 
+    /// Completes when a new publisher of the key has taken it over because this stream's
+    /// connection was silent; the connection should then end (its stream [parked]).
+    ///
+    /// [parked]: Stream::disconnected
+    pub async fn taken_over(&self) {
+        self.claim.holder.takeover.notified().await;
+    }
+
     /// Takes one input; an error means the stream cannot go on (the caller ends it).
     pub fn media(&mut self, media: Media<'_>) -> Result<(), MediaError> {
-        let outputs = match media {
-            Media::VideoConfig(record) => self.segmenter.video_config(record).map(|()| Vec::new()),
-            Media::Video {
-                dts_ms,
-                cts_ms,
-                keyframe,
-                data,
-            } => self.segmenter.video_frame(dts_ms, cts_ms, keyframe, data),
-            Media::AudioConfig(raw) => self.segmenter.audio_config(raw).map(|()| Vec::new()),
-            Media::Audio { dts_ms, data } => self
-                .segmenter
-                .audio_frame(dts_ms, data)
-                .map(|()| Vec::new()),
-            Media::SizeHint(width, height) => {
-                self.segmenter.set_size_hint(width, height);
-                Ok(Vec::new())
-            }
-        };
-        let outputs = outputs.inspect_err(|e| {
+        self.claim.heard();
+        let outputs = self.take(media).inspect_err(|e| {
             warn!(
                 "bad media; the stream ends",
                 key = self.label(),
@@ -231,13 +697,83 @@ impl Stream {
                     info!(
                         "stream started",
                         key = self.label(),
-                        codecs = self.segmenter.codecs()
+                        codecs = self.core.segmenter.codecs()
                     );
                     Upload::Init(bytes)
                 }
-                Output::Segment(segment) => Upload::Segment(segment),
+                Output::Segment(segment) => {
+                    // When the keyframe that closes a segment arrived (the benchmarks time
+                    // keyframe -> listed from it).
+                    info!(
+                        "segment cut",
+                        key = self.label(),
+                        sequence = segment.sequence
+                    );
+                    Upload::Segment(segment)
+                }
             };
-            self.push.send(upload);
+            self.core.push.send(upload, &self.gateway, &self.key);
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, media: Media<'_>) -> Result<Vec<Output>, MediaError> {
+        if let Some(resume) = self.resume.as_mut() {
+            match media {
+                Media::VideoConfig(record) => resume.video_config = Some(record.to_vec()),
+                Media::AudioConfig(raw) => resume.audio_config = Some(raw.to_vec()),
+                Media::SizeHint(width, height) => resume.size = Some((width, height)),
+                Media::Video { keyframe: true, .. } => {
+                    let resume = self.resume.take().unwrap_or_default();
+                    if !self.core.same_codecs(&resume) {
+                        self.restart(resume)?;
+                    }
+                    return self.core.take(media);
+                }
+                // The resumed timeline starts at a keyframe.
+                Media::Video { .. } | Media::Audio { .. } => {}
+            }
+            return Ok(Vec::new());
+        }
+        self.core.take(media)
+    }
+
+    /// The resumed session's codecs differ from the parked stream's: that broadcast ends
+    /// cleanly (its samples were flushed when it was parked) and a new one starts, its
+    /// uploads held until the edge has the previous one's `ENDLIST`.
+    fn restart(&mut self, resume: Resume) -> Result<(), MediaError> {
+        info!(
+            "codecs changed across the reconnect; the parked broadcast ends and a new one starts",
+            key = self.label()
+        );
+        let gateway = Arc::clone(&self.gateway);
+        let key = self.key.clone();
+        let (old_tx, old_rx) = tokio::sync::oneshot::channel::<Core>();
+        let previous = tokio::spawn(async move {
+            if let Ok(old) = old_rx.await {
+                old.end(&gateway, &key, true).await;
+            }
+        });
+        let fresh = Core::new(
+            &self.gateway.settings,
+            Pusher::AfterEnd {
+                previous,
+                held: Vec::new(),
+            },
+        );
+        let _ = old_tx.send(std::mem::replace(&mut self.core, fresh));
+        self.gateway
+            .metrics
+            .streams_total
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some((width, height)) = resume.size {
+            self.core.take(Media::SizeHint(width, height))?;
+        }
+        if let Some(record) = &resume.video_config {
+            self.core.take(Media::VideoConfig(record))?;
+        }
+        if let Some(raw) = &resume.audio_config {
+            self.core.take(Media::AudioConfig(raw))?;
         }
         Ok(())
     }
@@ -245,7 +781,7 @@ impl Stream {
     /// Why the edge stopped taking this stream, once it has (the caller then ends it,
     /// not cleanly).
     pub fn failure(&self) -> Option<String> {
-        let failure = self.push.failure();
+        let failure = self.core.push.failure();
         if failure.is_some() {
             self.gateway
                 .metrics
@@ -256,28 +792,110 @@ impl Stream {
     }
 
     /// Ends the stream: `clean` flushes the last segment and pushes `ENDLIST`.
-    pub async fn end(mut self, clean: bool) {
-        let last = if clean {
-            self.segmenter.finish().unwrap_or_else(|e| {
-                warn!("last segment lost", error = e.to_string());
-                None
-            })
-        } else {
-            None
-        };
+    pub async fn end(self, clean: bool) {
         let label = self.label();
-        self.push.end(last, clean, END_WAIT).await;
-        self.gateway
+        let Stream {
+            gateway, core, key, ..
+        } = self;
+        core.end(&gateway, &key, clean).await;
+        gateway
             .metrics
             .streams_active
             .fetch_sub(1, Ordering::Relaxed);
         info!("publish ended", key = label, clean = clean);
     }
+
+    /// The connection ended without an unpublish (closed, reset, timed out): the stream is
+    /// parked for the gateway's reconnect grace window, its held samples flushed into a
+    /// segment but no `ENDLIST` pushed, so that a publish of the key within the window
+    /// continues the same broadcast. When the window passes, it ends cleanly. With no
+    /// window, it ends cleanly at once.
+    pub async fn disconnected(self) {
+        let grace = self.gateway.reconnect_grace;
+        if grace.is_zero() {
+            return self.end(true).await;
+        }
+        let label = self.label();
+        let Stream {
+            gateway,
+            mut core,
+            key,
+            claim,
+            ..
+        } = self;
+        match core.segmenter.finish() {
+            Ok(Some(segment)) => core.push.send(Upload::Segment(segment), &gateway, &key),
+            Ok(None) => {}
+            Err(e) => warn!("last segment lost", error = e.to_string()),
+        }
+        let id = gateway.parkings.fetch_add(1, Ordering::Relaxed);
+        let metrics = &gateway.metrics;
+        metrics.streams_active.fetch_sub(1, Ordering::Relaxed);
+        metrics.streams_parked.fetch_add(1, Ordering::Relaxed);
+        let parked = Parked {
+            id,
+            core,
+            since: Instant::now(),
+        };
+        // The claim is held while parking, so no other stream of the key is parked.
+        gateway.parked().insert(key.clone(), parked);
+        drop(claim);
+        info!(
+            "connection lost; stream parked for a reconnect",
+            key = label,
+            grace_s = grace.as_secs_f64()
+        );
+        tokio::spawn(expire(gateway, key, id, grace));
+    }
+}
+
+/// Ends parking `id` of `key` cleanly once `grace` has passed, unless it was resumed.
+async fn expire(gateway: Arc<Gateway>, key: String, id: u64, grace: Duration) {
+    tokio::time::sleep(grace).await;
+    // A publisher holding the claim now takes the parked stream (or is refused and leaves
+    // it to a later expiry check); held by this task, the claim keeps a new publisher from
+    // pushing before the `ENDLIST`.
+    let claim = loop {
+        if gateway
+            .parked()
+            .get(&key)
+            .is_none_or(|parked| parked.id != id)
+        {
+            return;
+        }
+        if let Some(claim) = KeyClaim::take(&gateway, &key) {
+            break claim;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let parked = {
+        let mut parked = gateway.parked();
+        match parked.get(&key) {
+            Some(p) if p.id == id => parked.remove(&key),
+            _ => None,
+        }
+    };
+    let Some(parked) = parked else {
+        return;
+    };
+    gateway
+        .metrics
+        .streams_parked
+        .fetch_sub(1, Ordering::Relaxed);
+    info!(
+        "no reconnect within the window; the stream ends",
+        key = key_label(&key),
+        grace_s = grace.as_secs_f64()
+    );
+    parked.core.end(&gateway, &key, true).await;
+    drop(claim);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mp4_atom::{Decode, Moof, Styp};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
     #[test]
     fn keys_are_url_safe_tokens() {
@@ -288,5 +906,417 @@ mod tests {
         assert!(!valid_key("a/b"));
         assert!(!valid_key("a?b"));
         assert!(!valid_key(&"a".repeat(2000)));
+    }
+
+    #[test]
+    fn a_first_session_keeps_its_timestamps() {
+        let mut t = Timeline::default();
+        assert_eq!(t.video(1000, 0, true), Some(1000));
+        assert_eq!(t.audio(990), Some(990));
+        assert_eq!(t.video(1033, 0, false), Some(1033));
+        assert_eq!(t.end_ms(), Some(1066));
+    }
+
+    #[test]
+    fn a_resumed_session_continues_the_timeline_from_its_first_keyframe() {
+        let mut t = Timeline::default();
+        for i in 0..300u32 {
+            t.video(i * 100 / 3, 0, i % 60 == 0);
+        }
+        // Last frame at 9966 ms, 33 ms apart: the video ends at 9999 ms.
+        assert_eq!(t.end_ms(), Some(9999));
+        t.resume();
+        assert!(t.awaiting_keyframe());
+        // The new session restarts near 0; nothing before its first keyframe is placed.
+        assert_eq!(t.audio(0), None);
+        assert_eq!(t.video(0, 0, false), None);
+        assert_eq!(t.video(40, 0, true), Some(9999));
+        assert!(!t.awaiting_keyframe());
+        assert_eq!(t.video(73, 0, false), Some(10_032));
+        // Audio is shifted the same way; audio from before the keyframe is dropped.
+        assert_eq!(t.audio(30), None);
+        assert_eq!(t.audio(50), Some(10_009));
+        // A second drop and resume continues again.
+        t.resume();
+        assert_eq!(t.video(5_000, 0, true), Some(10_065));
+    }
+
+    #[test]
+    fn a_resumed_keyframe_is_shown_after_every_frame_shown_before_the_drop() {
+        let mut t = Timeline::default();
+        // B-frames: the P frame decoded last (at 33 ms) is shown at 133 ms, and the B frames
+        // to be shown before it were lost with the connection.
+        assert_eq!(t.video(0, 66, true), Some(0));
+        assert_eq!(t.video(33, 100, false), Some(33));
+        assert_eq!(t.end_ms(), Some(66));
+        t.resume();
+        // The new keyframe (shown 66 ms after its decode time) is shown one frame after
+        // 133 ms: decoded at 100 ms, not at the 66 ms where the decode times end.
+        assert_eq!(t.video(0, 66, true), Some(100));
+        assert_eq!(t.video(33, 100, false), Some(133));
+    }
+
+    #[test]
+    fn a_resumed_session_with_later_timestamps_is_shifted_back() {
+        let mut t = Timeline::default();
+        t.video(0, 0, true);
+        t.video(40, 0, false);
+        t.resume();
+        assert_eq!(t.video(3_600_000, 0, true), Some(80));
+        assert_eq!(t.video(3_600_040, 0, false), Some(120));
+        // A frame that would land before the stream's start is dropped, not wrapped.
+        assert_eq!(t.audio(1_000), None);
+    }
+
+    #[test]
+    fn resuming_a_stream_that_never_started_places_nothing_differently() {
+        let mut t = Timeline::default();
+        t.resume();
+        assert!(!t.awaiting_keyframe());
+        assert_eq!(t.video(500, 0, false), Some(500));
+    }
+
+    /// One request the fake edge got: method, file, body.
+    type Request = (String, String, Vec<u8>);
+
+    /// An edge that takes every request (204) and records it.
+    #[derive(Clone, Default)]
+    struct FakeEdge(Arc<Mutex<Vec<Request>>>);
+
+    impl FakeEdge {
+        async fn start() -> (Self, Edge) {
+            let edge = Self::default();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let origin = format!("http://{}", listener.local_addr().unwrap());
+            let requests = edge.clone();
+            tokio::spawn(async move {
+                while let Ok((socket, _)) = listener.accept().await {
+                    tokio::spawn(requests.clone().serve(socket));
+                }
+            });
+            (edge, Edge::new(&origin, 1, Duration::ZERO).unwrap())
+        }
+
+        async fn serve(self, socket: tokio::net::TcpStream) {
+            let mut socket = BufReader::new(socket);
+            loop {
+                let mut head = Vec::new();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    head.push(line.trim_end().to_owned());
+                }
+                let length = head
+                    .iter()
+                    .find_map(|h| {
+                        let (name, value) = h.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                socket.read_exact(&mut body).await.unwrap();
+                let mut words = head[0].split(' ');
+                let method = words.next().unwrap().to_owned();
+                let file = words.next().unwrap().rsplit('/').next().unwrap().to_owned();
+                self.0.lock().unwrap().push((method, file, body));
+                socket
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+        }
+
+        /// The PUTs so far: (file, body).
+        fn puts(&self) -> Vec<(String, Vec<u8>)> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(method, ..)| method == "PUT")
+                .map(|(_, file, body)| (file.clone(), body.clone()))
+                .collect()
+        }
+
+        /// Waits (at most 10 s) until `done` holds for the PUTs.
+        async fn until(&self, done: impl Fn(&[(String, Vec<u8>)]) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done(&self.puts()) {
+                assert!(Instant::now() < deadline, "the edge got {:?}", self.files());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+
+        fn files(&self) -> Vec<String> {
+            self.puts().into_iter().map(|(file, _)| file).collect()
+        }
+    }
+
+    const AVC_RECORD: &[u8] = &[
+        0x01, 0x64, 0x00, 0x1e, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40,
+        0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c,
+        0x0f, 0x16, 0x2d, 0x96, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8,
+        0xf8, 0x00,
+    ];
+    const ASC: &[u8] = &[0x11, 0x90];
+    const KEY: &str = "i.ch_test.1.s.1700000000.sig";
+
+    fn gateway(edge: Edge, grace: Duration) -> Arc<Gateway> {
+        let settings = StreamSettings {
+            segment_ms: 2000,
+            queue: 16,
+        };
+        Arc::new(
+            Gateway::new(edge, Arc::new(Metrics::default()), settings).with_reconnect_grace(grace),
+        )
+    }
+
+    /// One publishing session: its configurations, then `seconds` of 30 fps video (a
+    /// keyframe every second) from session time `from_ms`, with AAC frames between. The
+    /// first frames (before `skip` frames) are not keyframes, as after a reconnect the
+    /// encoder's first tags may be.
+    fn session(stream: &mut Stream, record: &[u8], from_ms: u32, seconds: u32) {
+        stream.media(Media::VideoConfig(record)).unwrap();
+        stream.media(Media::AudioConfig(ASC)).unwrap();
+        let mut audio_ms = f64::from(from_ms);
+        for i in 0..seconds * 30 {
+            let ms = from_ms + i * 100 / 3;
+            while audio_ms <= f64::from(ms) {
+                let data = [0xAA; 7];
+                stream
+                    .media(Media::Audio {
+                        dts_ms: audio_ms as u32,
+                        data: &data,
+                    })
+                    .unwrap();
+                audio_ms += 1024.0 * 1000.0 / 48000.0;
+            }
+            let data = [0, 0, 0, 4, 0, 0, 0, i as u8];
+            stream
+                .media(Media::Video {
+                    dts_ms: ms,
+                    cts_ms: 0,
+                    keyframe: i % 30 == 0,
+                    data: &data,
+                })
+                .unwrap();
+        }
+    }
+
+    /// The video track's decode time range (90 kHz) and first sample's flags of a segment.
+    fn video_span(bytes: &[u8]) -> (u64, u64, u32) {
+        let mut buf = bytes;
+        Styp::decode(&mut buf).unwrap();
+        let moof = Moof::decode(&mut buf).unwrap();
+        let video = &moof.traf[0];
+        let start = video.tfdt.as_ref().unwrap().base_media_decode_time;
+        let trun = &video.trun[0];
+        let total: u64 = trun
+            .samples
+            .iter()
+            .map(|s| u64::from(s.duration.unwrap()))
+            .sum();
+        let first = trun.samples.get(0).unwrap().flags.unwrap();
+        (start, start + total, first)
+    }
+
+    fn segments(puts: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+        puts.iter()
+            .filter(|(file, _)| file.ends_with(".m4s"))
+            .cloned()
+            .collect()
+    }
+
+    fn ended(puts: &[(String, Vec<u8>)]) -> bool {
+        puts.iter()
+            .any(|(file, body)| file == "index.m3u8" && body.ends_with(b"#EXT-X-ENDLIST\n"))
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_within_the_window_continues_the_same_broadcast() {
+        let (edge, client) = FakeEdge::start().await;
+        let gateway = gateway(client, Duration::from_secs(30));
+        let mut first = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut first, AVC_RECORD, 0, 5);
+        first.disconnected().await;
+        assert_eq!(gateway.parked_streams(), 1);
+        // Parking flushed the held second into segment 3, without ENDLIST.
+        edge.until(|puts| segments(puts).len() == 3).await;
+        assert!(!ended(&edge.puts()));
+
+        // The encoder comes back with timestamps from 0 and a non-keyframe first.
+        let mut second = Stream::open(&gateway, KEY).await.unwrap();
+        assert_eq!(gateway.parked_streams(), 0);
+        let data = [0, 0, 0, 4, 1, 2, 3, 4];
+        let leading = Media::Video {
+            dts_ms: 0,
+            cts_ms: 0,
+            keyframe: false,
+            data: &data,
+        };
+        second.media(leading).unwrap();
+        session(&mut second, AVC_RECORD, 20, 5);
+        second.end(true).await;
+        edge.until(ended).await;
+
+        let puts = edge.puts();
+        let inits = puts.iter().filter(|(f, _)| f == "index_init.mp4").count();
+        assert_eq!(inits, 1, "one init segment: {:?}", edge.files());
+        let segments = segments(&puts);
+        let names: Vec<&str> = segments.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            names,
+            (1..=6).map(crate::push::segment_file).collect::<Vec<_>>(),
+            "one numbering"
+        );
+        // The video timeline is continuous across the reconnect and every segment starts
+        // with a keyframe.
+        let mut end = 0;
+        for (file, bytes) in &segments {
+            let (start, stop, flags) = video_span(bytes);
+            assert!(
+                start.abs_diff(end) <= 90,
+                "{file} starts at {start}, not {end}"
+            );
+            assert_eq!(
+                flags & 0x0001_0000,
+                0,
+                "{file} starts with a non-sync sample"
+            );
+            end = stop;
+        }
+        assert!(
+            (end as f64 / 90_000.0 - 10.0).abs() < 0.1,
+            "10 s pushed, {end} ticks"
+        );
+        // One ENDLIST, at the very end.
+        let endlists = puts
+            .iter()
+            .filter(|(_, b)| b.ends_with(b"ENDLIST\n"))
+            .count();
+        assert_eq!(endlists, 1);
+        let metrics = &gateway.metrics;
+        assert_eq!(metrics.reconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.streams_total.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.streams_active.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.streams_parked.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_parked_stream_ends_cleanly_when_the_window_passes() {
+        let (edge, client) = FakeEdge::start().await;
+        let gateway = gateway(client, Duration::from_millis(200));
+        let mut stream = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut stream, AVC_RECORD, 0, 3);
+        stream.disconnected().await;
+        edge.until(ended).await;
+        assert_eq!(gateway.parked_streams(), 0);
+        assert_eq!(gateway.metrics.streams_parked.load(Ordering::Relaxed), 0);
+        // The next publish is a new broadcast: segments numbered from 1 again.
+        let mut next = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut next, AVC_RECORD, 0, 3);
+        next.end(true).await;
+        let files = edge.files();
+        assert_eq!(
+            files.iter().filter(|f| *f == "index_00001.m4s").count(),
+            2,
+            "{files:?}"
+        );
+        assert_eq!(gateway.metrics.reconnects.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn new_codecs_after_a_reconnect_end_the_broadcast_and_start_another() {
+        let (edge, client) = FakeEdge::start().await;
+        let gateway = gateway(client, Duration::from_secs(30));
+        let mut first = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut first, AVC_RECORD, 0, 3);
+        first.disconnected().await;
+        let mut second = Stream::open(&gateway, KEY).await.unwrap();
+        // Another profile byte: another H.264 configuration.
+        let mut record = AVC_RECORD.to_vec();
+        record[1] = 0x4d;
+        record[9] = 0x4d;
+        session(&mut second, &record, 0, 3);
+        second.end(true).await;
+        edge.until(|puts| {
+            puts.iter()
+                .filter(|(_, b)| b.ends_with(b"ENDLIST\n"))
+                .count()
+                == 2
+        })
+        .await;
+        let files = edge.files();
+        // The first broadcast's ENDLIST reaches the edge before the second's init.
+        let first_end = edge
+            .puts()
+            .iter()
+            .position(|(_, b)| b.ends_with(b"ENDLIST\n"))
+            .unwrap();
+        let second_init = files.iter().rposition(|f| f == "index_init.mp4").unwrap();
+        assert!(first_end < second_init, "{files:?}");
+        assert_eq!(files.iter().filter(|f| *f == "index_init.mp4").count(), 2);
+        assert_eq!(gateway.metrics.streams_total.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_silent_publisher_is_taken_over_and_its_stream_resumed() {
+        let (edge, client) = FakeEdge::start().await;
+        let gateway = Arc::new(
+            Gateway::new(
+                client,
+                Arc::new(Metrics::default()),
+                StreamSettings {
+                    segment_ms: 2000,
+                    queue: 16,
+                },
+            )
+            .with_reconnect_grace(Duration::from_secs(30))
+            .with_takeover_silence(Duration::from_millis(300)),
+        );
+        let mut first = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut first, AVC_RECORD, 0, 3);
+        // Still sending: a second publisher is refused.
+        let refused = Stream::open(&gateway, KEY).await.unwrap_err();
+        assert!(refused.0.contains("already publishing"), "{refused}");
+
+        // The first connection goes silent; its task waits for media or a takeover, and
+        // parks its stream when taken over, as the RTMP connection does.
+        let holder = tokio::spawn(async move {
+            first.taken_over().await;
+            first.disconnected().await;
+        });
+        let started = Instant::now();
+        let mut second = loop {
+            match Stream::open(&gateway, KEY).await {
+                Ok(stream) => break stream,
+                Err(refused) => {
+                    assert!(started.elapsed() < Duration::from_secs(5), "{refused}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        holder.await.unwrap();
+        session(&mut second, AVC_RECORD, 0, 3);
+        second.end(true).await;
+        edge.until(ended).await;
+        let files = edge.files();
+        assert_eq!(
+            files.iter().filter(|f| *f == "index_init.mp4").count(),
+            1,
+            "{files:?}"
+        );
+        let metrics = &gateway.metrics;
+        assert_eq!(metrics.takeovers.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.reconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.streams_total.load(Ordering::Relaxed), 1);
     }
 }

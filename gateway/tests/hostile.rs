@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use edgevideo_gateway::metrics::Metrics;
 use edgevideo_gateway::push::Edge;
-use edgevideo_gateway::server::{self, Gateway, StreamSettings};
+use edgevideo_gateway::server;
+use edgevideo_gateway::stream::{Gateway, StreamSettings};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -2,7 +2,9 @@
 RTMP with the channel's ingest token as the stream key, the gateway pushes CMAF to the
 worker's ingest URL, the live playlist plays in ffprobe, and the recording decodes clean. A
 tampered, rotated or malformed key, and a second publisher, are refused at publish with the
-reason in the client's log, and nothing is stored."""
+reason in the client's log, and nothing is stored. RTMPS (a self-signed certificate made
+with the `openssl` CLI) carries the same publish over TLS; an encoder that loses its
+connection and publishes again within the reconnect window continues the same broadcast."""
 
 import os
 import pathlib
@@ -25,17 +27,24 @@ class Gateway:
 
     def __init__(self, state_dir: pathlib.Path, edge_url: str):
         self.rtmp_port = free_port()
+        self.rtmps_port = free_port()
         self.http_url = f"http://127.0.0.1:{free_port()}"
         self.log_path = state_dir / "gateway.log"
         self.edge_url = edge_url
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Gateway":
+    def start(self, extra_args: list[str] | tuple[str, ...] = ()) -> "Gateway":
+        """Starts the gateway with `extra_args` after the listen and edge flags (RTMPS listens
+        on `rtmps_port` once `--tls-cert` and `--tls-key` are among them)."""
         if not GATEWAY.exists():
             pytest.fail(f"{GATEWAY} is missing: cargo build -p edgevideo-gateway")
+        # SRT off unless asked for: its default port is fixed, and gateways run side by side.
+        srt = [] if "--srt-listen" in extra_args else ["--srt-listen", "off"]
         self.process = subprocess.Popen(
             [str(GATEWAY), "--listen", f"127.0.0.1:{self.rtmp_port}",
-             "--http-listen", self.http_url.removeprefix("http://"), "--edge", self.edge_url],
+             "--rtmps-listen", f"127.0.0.1:{self.rtmps_port}",
+             "--http-listen", self.http_url.removeprefix("http://"), "--edge", self.edge_url,
+             *srt, *extra_args],
             stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"), stdin=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 20
@@ -60,15 +69,40 @@ class Gateway:
     def rtmp_url(self, key: str) -> str:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{key}"
 
+    def rtmps_url(self, key: str) -> str:
+        return f"rtmps://127.0.0.1:{self.rtmps_port}/live/{key}"
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=10)
 
 
+# The reconnect window of the tests' gateway: below the harness's LIVE_IDLE_TIMEOUT_SECONDS
+# (6), as it must be below the edge's in production.
+GRACE_S = 4
+# Media silence after which a new publisher of a key takes it over from its connection.
+TAKEOVER_S = 2
+
+
+def self_signed(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM), made with `openssl`."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
 @pytest.fixture(scope="module")
 def gateway(worker, tmp_path_factory):
-    g = Gateway(tmp_path_factory.mktemp("gateway"), worker.url).start()
+    state = tmp_path_factory.mktemp("gateway")
+    cert, key = self_signed(state)
+    g = Gateway(state, worker.url).start(
+        ["--tls-cert", str(cert), "--tls-key", str(key),
+         "--reconnect-grace-seconds", str(GRACE_S), "--takeover-silence-seconds", str(TAKEOVER_S)])
     yield g
     g.stop()
 
@@ -183,3 +217,153 @@ def test_rotating_the_key_ends_a_live_rtmp_stream(api, gateway):
             ffmpeg.kill()
     assert "rotated" in gateway.log(), gateway.log()
     assert gateway.metrics()["gateway_stream_errors_total"] >= 1
+
+
+def test_rtmps_publish_plays_live_then_is_recorded(api, gateway):
+    user, ch = broadcaster(api)
+    key = token_of(ingest_url(api, user, ch))
+    # Plain RTMP to the RTMPS port fails its TLS handshake; that connection only is closed.
+    plain = publish(f"rtmp://127.0.0.1:{gateway.rtmps_port}/live/{key}", 3)
+    assert plain.wait(timeout=30) != 0
+
+    pushed_s = 10
+    ffmpeg = publish(gateway.rtmps_url(key), pushed_s)
+    try:
+        playback = api.post(f"/api/channels/{ch['id']}/playback").json()["url"]
+        wait_until(lambda: api.get(playback).text.count("#EXTINF") >= 2, timeout_s=30)
+        codecs = {s["codec_type"]: s["codec_name"] for s in probe(playback)["streams"]}
+        assert codecs == {"video": "h264", "audio": "aac"}, codecs
+        assert ffmpeg.wait(timeout=60) == 0, ffmpeg.stderr.read().decode()
+    finally:
+        if ffmpeg.poll() is None:
+            ffmpeg.kill()
+    assert "TLS handshake failed" in gateway.log(), gateway.log()
+
+    last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=30)
+    assert last["reason"] == "endlist", last
+    video = last["video_id"]
+    wait_until(lambda: api.get(f"/api/_diag/video/{video}").json()["status"] == "published", timeout_s=120)
+    mp4_url = api.post(f"/api/videos/{video}/playback").json()["mp4_url"]
+    mp4 = probe(mp4_url)
+    assert abs(float(mp4["format"]["duration"]) - pushed_s) <= 2.0, mp4["format"]
+    assert decode_errors(mp4_url) == ""
+
+
+def test_rtmps_needs_a_readable_certificate_and_key(tmp_path):
+    def start_error(*args: str) -> str:
+        run = subprocess.run(
+            [str(GATEWAY), "--listen", f"127.0.0.1:{free_port()}",
+             "--http-listen", f"127.0.0.1:{free_port()}", "--edge", "http://127.0.0.1:1", *args],
+            capture_output=True, text=True, timeout=30)
+        assert run.returncode != 0, run.stderr
+        return run.stderr
+
+    cert, key = self_signed(tmp_path)
+    assert "both --tls-cert and --tls-key" in start_error("--tls-cert", str(cert))
+    missing = tmp_path / "missing.pem"
+    assert str(missing) in start_error("--tls-cert", str(missing), "--tls-key", str(key))
+    assert "PRIVATE KEY" in start_error("--tls-cert", str(cert), "--tls-key", str(cert))
+
+
+def test_a_reconnect_within_the_window_continues_one_broadcast(api, gateway):
+    user, ch = broadcaster(api)
+    key = token_of(ingest_url(api, user, ch))
+    reconnects = gateway.metrics()["gateway_reconnects_total"]
+    started = time.monotonic()
+    first = publish(gateway.rtmp_url(key), 30)
+    try:
+        # About 8 s published (four 2 s segments at the edge), then the encoder dies.
+        wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 4,
+                   timeout_s=30)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        first_s = time.monotonic() - started
+    finally:
+        if first.poll() is None:
+            first.kill()
+    wait_until(lambda: "stream parked" in gateway.log(), timeout_s=10)
+    time.sleep(1)  # the encoder's reconnect delay (an outage, not a condition to wait for)
+
+    second_s = 8
+    second = publish(gateway.rtmp_url(key), second_s)
+    assert second.wait(timeout=60) == 0, second.stderr.read().decode()
+    wall_s = time.monotonic() - started
+    log = gateway.log()
+    assert "stream resumed" in log, log
+    assert gateway.metrics()["gateway_reconnects_total"] == reconnects + 1
+
+    last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=30)
+    assert last["reason"] == "endlist", last
+    kept = stored(api, ch["id"])
+    assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
+    assert sum(b.endswith("index_init.mp4") for b in kept["blobs"]) == 1, kept["blobs"]
+
+    video = last["video_id"]
+    wait_until(lambda: api.get(f"/api/_diag/video/{video}").json()["status"] == "published", timeout_s=120)
+    mp4_url = api.post(f"/api/videos/{video}/playback").json()["mp4_url"]
+    duration = float(probe(mp4_url)["format"]["duration"])
+    # ffmpeg sent at most `first_s` of media before it was killed (less its start-up).
+    assert first_s + second_s - 3.0 <= duration <= wall_s, (duration, first_s, second_s, wall_s)
+    assert decode_errors(mp4_url) == ""
+
+
+def test_a_publish_after_the_window_is_a_new_broadcast(api, gateway):
+    user, ch = broadcaster(api)
+    key = token_of(ingest_url(api, user, ch))
+    reconnects = gateway.metrics()["gateway_reconnects_total"]
+    first = publish(gateway.rtmp_url(key), 30)
+    try:
+        wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 2,
+                   timeout_s=30)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    # The window passes: the parked stream ends cleanly (ENDLIST).
+    last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=GRACE_S + 20)
+    assert last["reason"] == "endlist", last
+    assert "no reconnect within the window" in gateway.log()
+
+    second = publish(gateway.rtmp_url(key), 4)
+    assert second.wait(timeout=60) == 0, second.stderr.read().decode()
+    wait_until(lambda: stored(api, ch["id"])["broadcasts"] == 2, timeout_s=30)
+    assert gateway.metrics()["gateway_reconnects_total"] == reconnects
+
+
+def test_a_new_publisher_takes_over_a_silent_connection(api, gateway):
+    """A half-open connection (the encoder's network changed): ffmpeg is stopped (SIGSTOP),
+    its TCP connection stays open and silent; the encoder's new publish, retried as encoders
+    do, takes the key over once the old connection has been silent, and continues the same
+    broadcast."""
+    user, ch = broadcaster(api)
+    key = token_of(ingest_url(api, user, ch))
+    before = gateway.metrics()
+    first = publish(gateway.rtmp_url(key), 30)
+    try:
+        wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 2,
+                   timeout_s=30)
+        first.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        refused = 0
+        while True:
+            second = publish(gateway.rtmp_url(key), 6)
+            if second.wait(timeout=60) == 0:
+                break
+            err = second.stderr.read().decode()
+            assert "already publishing" in err, err
+            refused += 1
+            assert time.monotonic() - stopped < TAKEOVER_S + 10, "never taken over"
+            time.sleep(0.5)  # the encoder's retry delay
+        assert refused >= 1, "taken over before the connection was silent"
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+    after = gateway.metrics()
+    assert after["gateway_takeovers_total"] == before["gateway_takeovers_total"] + 1
+    assert after["gateway_reconnects_total"] == before["gateway_reconnects_total"] + 1
+    assert "takes over" in gateway.log()
+    last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=30)
+    assert last["reason"] == "endlist", last
+    kept = stored(api, ch["id"])
+    assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept

@@ -38,8 +38,8 @@ use crate::demux::{
     SampleSink, VideoConfig, VideoSample,
 };
 use crate::fmp4::{self, BoxHeader, FragmentSample, SampleEntry, TrackCursor};
-use crate::h264;
 use crate::timeline::TS_CLOCK;
+use edgevideo_media::h264;
 
 /// `moov` and `moof` boxes larger than this are treated as corrupt (real ones are KiBs).
 const MAX_HEADER_BOX: u64 = 64 << 20;

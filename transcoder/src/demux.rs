@@ -1,8 +1,8 @@
 //! From segment files to timed samples. The first input decides the container
 //! ([`Container::detect`]): CMAF recordings (an init segment, then `.m4s` media segments) are
 //! read by [`crate::cmaf`]; MPEG-TS files here, with large buffered reads: the transport layer
-//! ([`crate::ts`]), then H.264 access units and ADTS frames. Both map timestamps onto one
-//! continuous timeline ([`crate::timeline`]) and feed the same [`SampleSink`].
+//! ([`edgevideo_media::ts`]), then H.264 access units and ADTS frames. Both map timestamps onto
+//! one continuous timeline ([`crate::timeline`]) and feed the same [`SampleSink`].
 //!
 //! The same [`Demuxer`] runs twice over the inputs (see [`crate::mux`]), so everything here is
 //! deterministic: the same bytes give the same samples with the same sizes. Recovery rules on
@@ -23,10 +23,10 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::adts::{self, AdtsHeader};
-use crate::h264::{self, NalSplitter, SpsInfo};
 use crate::timeline::{Timeline, TrackClock, TS_CLOCK};
-use crate::ts::{Pes, StreamKind, TsDemuxer, TsStats, PACKET_SIZE, SYNC_BYTE};
+use edgevideo_media::adts::{self, AdtsHeader};
+use edgevideo_media::h264::{self, NalSplitter, SpsInfo};
+use edgevideo_media::ts::{Pes, StreamKind, TsDemuxer, TsStats, PACKET_SIZE, SYNC_BYTE};
 
 /// Read size: a whole number of packets, about 1.5 MiB.
 const READ_CHUNK: usize = PACKET_SIZE * 8192;

@@ -2,7 +2,9 @@
 //! and `.m4s` fragments) into one progressive MP4.
 //!
 //! The pipeline is a remux (no re-encoding) in constant memory:
-//! [`ts`] (transport packets, PES) -> [`h264`] / [`adts`] (access units, frames), or
+//! [`ts`](edgevideo_media::ts) (transport packets, PES) -> [`h264`](edgevideo_media::h264) /
+//! [`adts`](edgevideo_media::adts) (access units, frames; these three are the shared
+//! `edgevideo-media` crate's), or
 //! [`fmp4`] (boxes) -> [`cmaf`] (fragments, samples) ->
 //! [`timeline`] (one continuous clock) -> [`demux`] (timed samples; it detects the container
 //! from the first input) -> [`mux`] (two passes: sample tables, then payloads) -> [`mp4`]
@@ -12,11 +14,9 @@
 //! signatures are the `edgevideo_protocol` crate's, shared with the worker.
 #![deny(missing_docs)]
 
-pub mod adts;
 pub mod cmaf;
 pub mod demux;
 pub mod fmp4;
-pub mod h264;
 pub mod job;
 pub mod mp4;
 pub mod mux;
@@ -25,7 +25,6 @@ pub mod server;
 pub mod stitch;
 pub mod storage;
 pub mod timeline;
-pub mod ts;
 pub mod writer;
 
 pub use mux::{RemuxError, RemuxSummary};

@@ -706,7 +706,7 @@ mod tests {
 
     fn movie_with(co64: bool, data_start: u64, audio: AudioConfig) -> Vec<u8> {
         let video = VideoConfig {
-            sps_info: crate::h264::SpsInfo {
+            sps_info: edgevideo_media::h264::SpsInfo {
                 profile: 100,
                 compatibility: 0,
                 level: 31,

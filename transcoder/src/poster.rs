@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::demux::{AudioSample, DemuxError, Demuxer, SampleSink, SinkError, VideoSample};
-use crate::h264;
+use edgevideo_media::h264;
 
 /// JPEG quality (1-100).
 pub const JPEG_QUALITY: u8 = 85;

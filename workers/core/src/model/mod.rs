@@ -3,9 +3,11 @@
 //! Identifiers ([`ids`]), roles ([`role`]), the queue's message ([`job`]), the messages a live
 //! room answers ([`room`]), videos and their statuses ([`video`]), the plugin lifecycle's
 //! hooks and events ([`hook`]), HLS playlists as ingest reads and viewers get them ([`hls`]) and
-//! signed URL tokens ([`signed_url`]), text helpers ([`text`]). Nothing here imports another layer of the core except
+//! signed URL tokens ([`signed_url`]), text helpers ([`text`]), what encoders type to publish
+//! through the ingest gateway ([`gateway`]). Nothing here imports another layer of the core except
 //! [`crate::error`].
 
+pub mod gateway;
 pub mod hls;
 pub mod hook;
 pub mod ids;

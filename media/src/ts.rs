@@ -49,7 +49,8 @@ pub struct Pes<'a> {
 }
 
 /// Counters of what the transport layer skipped or repaired.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct TsStats {
     /// Packets that carried the transport error indicator.
     pub transport_errors: u64,
@@ -188,6 +189,11 @@ impl TsDemuxer {
     /// Whether a PMT announced an H.264 stream.
     pub fn has_video_stream(&self) -> bool {
         self.video_pid.is_some()
+    }
+
+    /// Whether a PMT announced an AAC (ADTS) stream.
+    pub fn has_audio_stream(&self) -> bool {
+        self.audio_pid.is_some()
     }
 
     /// Forgets partial PES packets and continuity state, keeping the known PIDs. Called between
@@ -549,6 +555,7 @@ mod tests {
         );
         assert_eq!(out, vec![(1234, body)]);
         assert_eq!(d.stats(), TsStats::default());
+        assert!(d.has_video_stream() && d.has_audio_stream());
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! The SRT listener (`srt-tokio`, pure Rust): encoders call it (OBS, Larix, ffmpeg) with the
+//! stream key in the SRT `streamid`, plain or in the SRT Access Control syntax
+//! (`#!::r=KEY,m=publish`). The key is checked with [`Stream::open`] during the handshake: a
+//! refusal rejects the connection with an SRT reject code, so the caller never connects. The
+//! payload is MPEG-TS, turned into [`Media`](crate::stream::Media) by [`TsInput`].
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+
+use crate::stream::{key_label, Gateway, Stream};
+use crate::tsin::TsInput;
+use crate::{info, warn};
+
+/// A stream that sends nothing for this long ends.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The SRT peer idle timeout: a connection that ends after this long without data was lost
+/// rather than closed by the caller.
+const PEER_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest stream id taken (SRT allows 512 bytes).
+const MAX_STREAM_ID: usize = 512;
+
+/// Why a stream id names no publish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamIdError {
+    /// There is no stream id, or no key in it.
+    #[error("no stream key in the SRT stream id")]
+    NoKey,
+    /// The stream id asks to play (`m=request`) or for both directions.
+    #[error("this gateway only takes publishes (m=publish), not m={0}")]
+    NotPublish(String),
+    /// The stream id is not well formed.
+    #[error("malformed SRT stream id: {0}")]
+    Malformed(&'static str),
+}
+
+impl StreamIdError {
+    /// The SRT reject code the caller is answered with.
+    pub fn reject_reason(&self) -> RejectReason {
+        RejectReason::Server(match self {
+            Self::NotPublish(_) => ServerRejectReason::BadMode,
+            Self::NoKey | Self::Malformed(_) => ServerRejectReason::BadRequest,
+        })
+    }
+}
+
+/// The stream key an SRT stream id names, for a publish: a plain key (`KEY`, `live/KEY`) or
+/// the SRT Access Control syntax, `#!::r=KEY,m=publish` (other keys such as `u=` ignored; the
+/// resource may be `live/KEY`). `m=request` and `m=bidirectional` are refused; without an
+/// `m=`, a publish is assumed, since the gateway takes nothing else.
+pub fn publish_key(stream_id: &str) -> Result<String, StreamIdError> {
+    if stream_id.len() > MAX_STREAM_ID {
+        return Err(StreamIdError::Malformed("longer than 512 bytes"));
+    }
+    let resource = if let Some(entries) = stream_id.strip_prefix("#!::") {
+        let mut resource = None;
+        for entry in entries.split(',') {
+            let (name, value) = entry
+                .split_once('=')
+                .ok_or(StreamIdError::Malformed("an entry without '='"))?;
+            match name.trim() {
+                "r" => resource = Some(value.trim()),
+                "m" if value.trim() != "publish" => {
+                    return Err(StreamIdError::NotPublish(value.trim().to_owned()));
+                }
+                _ => {}
+            }
+        }
+        resource.ok_or(StreamIdError::NoKey)?
+    } else {
+        stream_id.trim()
+    };
+    let key = resource.strip_prefix("live/").unwrap_or(resource);
+    if key.is_empty() {
+        return Err(StreamIdError::NoKey);
+    }
+    Ok(key.to_owned())
+}
+
+/// Binds the SRT listener on `address` (UDP) with a receive latency of `latency`.
+pub async fn bind(address: &str, latency: Duration) -> io::Result<(SrtListener, SrtIncoming)> {
+    let address: SocketAddr = address
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    SrtListener::builder()
+        .latency(latency)
+        .set(|options| options.session.peer_idle_timeout = PEER_IDLE_TIMEOUT)
+        .bind(address)
+        .await
+}
+
+/// Takes SRT connection requests forever; each is checked and served in its own task.
+pub async fn serve(listener: SrtListener, mut incoming: SrtIncoming, gateway: Arc<Gateway>) {
+    // The listener's task stops when it is dropped: it lives as long as this loop.
+    let _listener = listener;
+    while let Some(request) = incoming.incoming().next().await {
+        let gateway = Arc::clone(&gateway);
+        tokio::spawn(async move {
+            let peer = request.remote().to_string();
+            if let Err(reason) = connection(request, &gateway).await {
+                info!("SRT connection closed", peer = peer, reason = reason);
+            }
+        });
+    }
+    warn!("the SRT listener stopped");
+}
+
+/// Checks one connection request, accepts or rejects it, and feeds the stream until it ends.
+async fn connection(request: ConnectionRequest, gateway: &Arc<Gateway>) -> Result<(), String> {
+    let stream_id = request
+        .stream_id()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    let key = match publish_key(&stream_id) {
+        Ok(key) => key,
+        Err(e) => {
+            gateway
+                .metrics
+                .publishes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = request.reject(e.reject_reason()).await;
+            return Err(format!("publish refused: {e}"));
+        }
+    };
+    let stream = match Stream::open(gateway, &key).await {
+        Ok(stream) => stream,
+        Err(refused) => {
+            // SRT carries a reject code, not a text: the reason is in the log.
+            let _ = request
+                .reject(RejectReason::Server(ServerRejectReason::Forbidden))
+                .await;
+            return Err(format!("publish refused: {refused}"));
+        }
+    };
+    let socket = match request.accept(None).await {
+        Ok(socket) => socket,
+        Err(e) => {
+            stream.end(false).await;
+            return Err(format!("SRT accept failed: {e}"));
+        }
+    };
+    info!("SRT publish", key = key_label(&key));
+    publish(socket, stream, gateway).await
+}
+
+/// How the caller's connection ended.
+enum Ending {
+    /// The caller closed it (SRT shutdown right after its last data): the broadcast ends.
+    Closed,
+    /// The connection was lost (no data until the peer idle timeout, an error, or a new
+    /// publisher took the silent connection's key over): the stream waits for a reconnect
+    /// within the gateway's grace window.
+    Lost(String),
+    /// The stream cannot go on (silent, bad media): the broadcast ends.
+    Ended(String),
+}
+
+/// Feeds a publishing stream from its SRT socket until the caller leaves, goes silent, sends
+/// what cannot be taken, or the edge stops taking it.
+async fn publish(
+    mut socket: srt_tokio::SrtSocket,
+    mut stream: Stream,
+    gateway: &Arc<Gateway>,
+) -> Result<(), String> {
+    let mut input = TsInput::new();
+    let mut last_data = Instant::now();
+    let ending = loop {
+        if let Some(failure) = stream.failure() {
+            stream.end(false).await;
+            return Err(failure);
+        }
+        let next = tokio::select! {
+            next = tokio::time::timeout(IDLE_TIMEOUT, socket.next()) => next,
+            () = stream.taken_over() => {
+                break Ending::Lost("a new publisher took the silent connection's key over".into());
+            }
+        };
+        let bytes = match next {
+            Err(_) => break Ending::Ended("idle timeout".into()),
+            Ok(None) if last_data.elapsed() < PEER_IDLE_TIMEOUT => break Ending::Closed,
+            Ok(None) => break Ending::Lost("connection lost".into()),
+            Ok(Some(Err(e))) => break Ending::Lost(e.to_string()),
+            Ok(Some(Ok((_, bytes)))) => bytes,
+        };
+        last_data = Instant::now();
+        gateway
+            .metrics
+            .bytes_in
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if let Err(e) = input.push(&bytes, &mut |media| stream.media(media)) {
+            break Ending::Ended(e.to_string());
+        }
+    };
+    if matches!(ending, Ending::Closed) {
+        // The access unit still held by the demuxer.
+        let _ = input.finish(&mut |media| stream.media(media));
+    }
+    let stats = input.stats();
+    if stats.transport.continuity_errors > 0 || stats.bytes_skipped > 0 {
+        warn!(
+            "SRT input was damaged",
+            key = stream.label(),
+            continuity_errors = stats.transport.continuity_errors,
+            dropped_pes = stats.transport.dropped_pes,
+            bytes_skipped = stats.bytes_skipped
+        );
+    }
+    match ending {
+        Ending::Closed => {
+            stream.end(true).await;
+            Ok(())
+        }
+        Ending::Lost(reason) => {
+            stream.disconnected().await;
+            Err(reason)
+        }
+        Ending::Ended(reason) => {
+            stream.end(true).await;
+            Err(reason)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_plain_keys_and_access_control_stream_ids() {
+        let key = "i.ch_abc.1.s.1700000000.AbC-_x";
+        assert_eq!(publish_key(key).unwrap(), key);
+        assert_eq!(publish_key(&format!("live/{key}")).unwrap(), key);
+        assert_eq!(publish_key(&format!("#!::r={key},m=publish")).unwrap(), key);
+        assert_eq!(publish_key(&format!("#!::m=publish,r={key}")).unwrap(), key);
+        assert_eq!(
+            publish_key(&format!("#!::u=alice,r=live/{key},m=publish")).unwrap(),
+            key
+        );
+        assert_eq!(
+            publish_key(&format!("#!::r={key}")).unwrap(),
+            key,
+            "publish is assumed"
+        );
+    }
+
+    #[test]
+    fn refuses_playing_and_malformed_stream_ids() {
+        assert_eq!(
+            publish_key("#!::r=KEY,m=request"),
+            Err(StreamIdError::NotPublish("request".into()))
+        );
+        assert_eq!(
+            publish_key("#!::r=KEY,m=bidirectional"),
+            Err(StreamIdError::NotPublish("bidirectional".into()))
+        );
+        assert_eq!(publish_key(""), Err(StreamIdError::NoKey));
+        assert_eq!(publish_key("live/"), Err(StreamIdError::NoKey));
+        assert_eq!(publish_key("#!::m=publish"), Err(StreamIdError::NoKey));
+        assert_eq!(publish_key("#!::r=,m=publish"), Err(StreamIdError::NoKey));
+        assert!(matches!(
+            publish_key("#!::KEY"),
+            Err(StreamIdError::Malformed(_))
+        ));
+        assert!(matches!(
+            publish_key(&"k".repeat(600)),
+            Err(StreamIdError::Malformed(_))
+        ));
+        assert_eq!(
+            StreamIdError::NotPublish("request".into()).reject_reason(),
+            RejectReason::Server(ServerRejectReason::BadMode)
+        );
+    }
+}
