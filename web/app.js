@@ -5,7 +5,14 @@
 // `textContent`), never through innerHTML, so a title like `<img src=x onerror=...>` shows
 // as text.
 
-const TOKEN_KEY = "ev_token";
+// The session lives in the HttpOnly session cookie only: no token in script-readable
+// storage, where any injected script could take it. A token kept there by an older version
+// of these pages is dropped.
+try {
+  localStorage.removeItem("ev_token");
+} catch {
+  // Storage may be unavailable (private mode).
+}
 
 /** Creates an element. `attrs`: `class`, `on<event>` handlers, booleans, other attributes.
  *  Children: strings and numbers become text nodes; nodes are appended; null is skipped. */
@@ -50,28 +57,9 @@ export class ApiError extends Error {
   }
 }
 
-export function token() {
-  try {
-    return localStorage.getItem(TOKEN_KEY);
-  } catch {
-    return null;
-  }
-}
-
-export function setToken(value) {
-  try {
-    if (value) localStorage.setItem(TOKEN_KEY, value);
-    else localStorage.removeItem(TOKEN_KEY);
-  } catch {
-    // Storage may be unavailable (private mode); the session cookie still works.
-  }
-}
-
 /** Calls the API: JSON in and out; throws ApiError on a non-2xx answer. */
 export async function api(path, { method = "GET", body } = {}) {
   const headers = { accept: "application/json" };
-  const t = token();
-  if (t) headers.authorization = `Bearer ${t}`;
   if (body !== undefined) headers["content-type"] = "application/json";
   const response = await fetch(path, {
     method,
@@ -93,13 +81,11 @@ export async function api(path, { method = "GET", body } = {}) {
   return data;
 }
 
-/** The signed-in user, or null. */
+/** The signed-in user (by the session cookie), or null. */
 export async function currentUser() {
-  if (!token()) return null;
   try {
     return (await api("/api/me")).user;
-  } catch (e) {
-    if (e.status === 401) setToken(null);
+  } catch {
     return null;
   }
 }
@@ -108,9 +94,9 @@ export async function signOut() {
   try {
     await api("/api/auth/logout", { method: "POST" });
   } catch {
-    // Signing out locally is enough.
+    // The server revokes the session and clears the cookie; if it cannot be reached, the
+    // cookie stays until it expires.
   }
-  setToken(null);
   location.href = "/";
 }
 

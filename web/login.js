@@ -1,6 +1,6 @@
-// Sign-in and sign-up: the session token is kept for the API calls of the other pages (the
-// server also sets it as the session cookie).
-import { api, nav, say, setToken } from "/app.js";
+// Sign-in and sign-up: the server answers with the session cookie (HttpOnly), which the
+// other pages' API calls carry; the token in the answer is for API clients, not kept here.
+import { api, nav, say } from "/app.js";
 
 const status = document.getElementById("status");
 const next = () => {
@@ -23,11 +23,10 @@ for (const [formId, path] of [["login", "/api/auth/login"], ["signup", "/api/aut
     const button = form.querySelector("button");
     button.disabled = true;
     try {
-      const session = await api(path, {
+      await api(path, {
         method: "POST",
         body: { email: data.get("email"), password: data.get("password") },
       });
-      setToken(session.token);
       location.href = next();
     } catch (e) {
       say(status, e.message, "error");

@@ -117,6 +117,22 @@ pub enum JobValidationError {
     /// `upload_part_bytes` is 0.
     #[error("upload_part_bytes must be at least 1")]
     PartBytes,
+    /// More than [`MAX_INPUTS`] inputs, a URL or key longer than [`MAX_LOCATION_LEN`], or a
+    /// storage key that climbs out of the store (`..`, a leading `/`).
+    #[error("the job exceeds a limit or names a key outside the store: {0}")]
+    Limits(&'static str),
+}
+
+/// Most inputs one job may name (48 hours of 2 s segments, with room).
+pub const MAX_INPUTS: usize = 100_000;
+/// Longest URL or storage key a job may name.
+pub const MAX_LOCATION_LEN: usize = 4096;
+
+/// Whether `key` is a storage key inside the store: relative, no `..` segment, not too long.
+fn is_store_key(key: &str) -> bool {
+    key.len() <= MAX_LOCATION_LEN
+        && !key.starts_with('/')
+        && !key.split(['/', '\\']).any(|part| part == "..")
 }
 
 /// Whether `s` is an HTTP(S) URL, as [`URL_PATTERN`] says.
@@ -171,6 +187,26 @@ impl TranscodeJob {
         }
         if self.upload_part_bytes == Some(0) {
             return Err(JobValidationError::PartBytes);
+        }
+        if self.inputs.len() > MAX_INPUTS {
+            return Err(JobValidationError::Limits("too many inputs"));
+        }
+        let urls = self.inputs.iter().chain([&self.callback_url]);
+        let urls = urls
+            .chain(self.output_url.iter())
+            .chain(self.poster_url.iter());
+        if urls.into_iter().any(|u| u.len() > MAX_LOCATION_LEN) {
+            return Err(JobValidationError::Limits("a URL is too long"));
+        }
+        if self
+            .output_key
+            .iter()
+            .chain(self.poster_key.iter())
+            .any(|k| !is_store_key(k))
+        {
+            return Err(JobValidationError::Limits(
+                "a key leaves the store or is too long",
+            ));
         }
         Ok(())
     }
@@ -389,7 +425,7 @@ mod tests {
     fn validates_jobs() {
         assert_eq!(job().validate(), Ok(()));
         type Change = fn(&mut TranscodeJob);
-        let cases: [(Change, JobValidationError); 10] = [
+        let cases: [(Change, JobValidationError); 15] = [
             (|j| j.job_id = "../x".into(), JobValidationError::BadJobId),
             (|j| j.job_id = ".x".into(), JobValidationError::BadJobId),
             (|j| j.job_id = "x".repeat(129), JobValidationError::BadJobId),
@@ -420,6 +456,26 @@ mod tests {
             (
                 |j| j.upload_part_bytes = Some(0),
                 JobValidationError::PartBytes,
+            ),
+            (
+                |j| j.inputs = vec!["k".into(); MAX_INPUTS + 1],
+                JobValidationError::Limits("too many inputs"),
+            ),
+            (
+                |j| j.callback_url = format!("https://h/{}", "x".repeat(MAX_LOCATION_LEN)),
+                JobValidationError::Limits("a URL is too long"),
+            ),
+            (
+                |j| j.output_key = Some("videos/../../etc/passwd".into()),
+                JobValidationError::Limits("a key leaves the store or is too long"),
+            ),
+            (
+                |j| j.output_key = Some("/abs/video.mp4".into()),
+                JobValidationError::Limits("a key leaves the store or is too long"),
+            ),
+            (
+                |j| j.poster_key = Some("videos\\..\\p.jpg".into()),
+                JobValidationError::Limits("a key leaves the store or is too long"),
             ),
         ];
         for (change, expected) in cases {

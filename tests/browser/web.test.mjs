@@ -142,6 +142,13 @@ test("a broadcaster signs up and creates a channel", async () => {
   await page.waitForURL(`${worker.url}/`);
   await page.waitForSelector("header#nav .who");
   assert.equal(await page.textContent("header#nav .who"), email);
+  // The session is the HttpOnly cookie only: no script on the page can read a token.
+  const readable = await page.evaluate(() => ({
+    stored: Object.keys(localStorage).concat(Object.keys(sessionStorage)),
+    cookies: document.cookie,
+  }));
+  assert.deepEqual(readable.stored, []);
+  assert.ok(!readable.cookies.includes("ev_session"), readable.cookies);
 
   await page.goto(`${worker.url}/broadcast`);
   await page.waitForSelector("#content:not([hidden])");
@@ -156,6 +163,26 @@ test("a broadcaster signs up and creates a channel", async () => {
   state.ingestUrl = await page.inputValue(".ingest-url");
   const command = await page.textContent(".ffmpeg-command");
   assert.ok(command.includes(state.ingestUrl) && command.startsWith("ffmpeg "), command);
+  // OBS / phone apps: the gateway's server (config/dev.env) and the key, masked until shown.
+  const token = new URL(state.ingestUrl).pathname.split("/")[2];
+  const id = state.channelId;
+  assert.equal(await page.inputValue(`#rtmp-server-${id}`), "rtmp://127.0.0.1:1935/live");
+  assert.equal(await page.inputValue(`#rtmp-key-${id}`), token);
+  assert.equal(await page.inputValue(`#rtmp-url-${id}`), `rtmp://127.0.0.1:1935/live/${token}`);
+  assert.equal(await page.inputValue(`#srt-streamid-${id}`), `#!::r=${token},m=publish`);
+  assert.equal(await page.getAttribute(`#rtmp-key-${id}`, "type"), "password");
+  await page.click(".gateway .show-key");
+  assert.equal(await page.getAttribute(`#rtmp-key-${id}`, "type"), "text");
+  assert.equal(await page.getAttribute(".gateway .show-key", "aria-pressed"), "true");
+  const howto = await page.textContent(".gateway .howto");
+  assert.ok(howto.includes("OBS") && howto.includes("Larix") && howto.includes("keyframe interval 2 s"), howto);
+  assert.ok((await page.textContent(".gateway")).includes("revokes it at once"));
+  // The settings fit a phone (375 px) without horizontal scrolling.
+  await page.setViewportSize({ width: 375, height: 740 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  await page.screenshot({ path: screenshotPath("02-broadcast-mobile"), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  assert.equal(wide, false, "the broadcast page's ingest settings fit 375 px");
   assert.ok((await page.textContent("#channels")).includes(HOSTILE), "the name shows as text");
   assert.ok(await noInjectedImages(page));
   await page.screenshot({ path: screenshotPath("02-broadcast"), fullPage: true });

@@ -28,12 +28,14 @@ class Receiver:
     is called in a thread with each task delivered after a 2xx answer."""
 
     def __init__(self, statuses=None, on_task=None, delay_s: float = 0.0, port: int = 0,
-                 stall_body_s: float = 0.0):
+                 stall_body_s: float = 0.0, redirect_to: str | None = None):
         self.statuses = list(statuses or [])
         self.on_task = on_task
         self.delay_s = delay_s
         # Send the status and headers at once, then the body only after this long.
         self.stall_body_s = stall_body_s
+        # Answer every verified delivery with a 307 to this URL.
+        self.redirect_to = redirect_to
         self.secret = None
         self.verified = []       # every delivery whose signature verified: (webhook-id, event)
         self.answered_2xx = []   # webhook-ids answered with 2xx
@@ -57,6 +59,8 @@ class Receiver:
                     except OSError:
                         pass  # the worker gave up and closed the connection
                     return
+                if receiver.redirect_to and status == 307:
+                    self.send_header("location", receiver.redirect_to)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -80,7 +84,7 @@ class Receiver:
         event = json.loads(body)
         with self.lock:
             self.verified.append((headers["webhook-id"], event))
-            status = self.statuses.pop(0) if self.statuses else 200
+            status = 307 if self.redirect_to else self.statuses.pop(0) if self.statuses else 200
             if 200 <= status < 300:
                 self.answered_2xx.append(headers["webhook-id"])
         task = event["data"].get("task") if isinstance(event.get("data"), dict) else None

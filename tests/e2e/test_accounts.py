@@ -93,6 +93,30 @@ def test_no_token_and_bad_tokens_are_401(api):
         assert r.json()["error"]["code"] == "unauthorized"
 
 
+def test_logout_revokes_the_token_and_everywhere_revokes_every_session(api):
+    address = email()
+    signup(api, address)
+    login = lambda: api.post("/api/auth/login", json={"email": address, "password": PASSWORD}).json()["token"]  # noqa: E731
+    phone, laptop, tablet = login(), login(), login()
+    assert jwt.decode(phone, SECRET, algorithms=["HS256"])["sid"] != jwt.decode(laptop, SECRET, algorithms=["HS256"])["sid"]
+    api.cookies.clear()
+    # Logging out the phone stops its token (not only its cookie); the others go on.
+    r = api.post("/api/auth/logout", headers=bearer(phone))
+    assert r.status_code == 200 and "ev_session=;" in r.headers["set-cookie"]
+    me = api.get("/api/me", headers=bearer(phone))
+    assert me.status_code == 401 and me.json()["error"]["code"] == "unauthorized", me.text
+    assert api.get("/api/me", headers=bearer(laptop)).status_code == 200
+    # Everywhere: every session of the user stops; a new login works at once.
+    r = api.post("/api/auth/logout", json={"everywhere": True}, headers=bearer(laptop))
+    assert r.status_code == 200
+    assert api.get("/api/me", headers=bearer(laptop)).status_code == 401
+    assert api.get("/api/me", headers=bearer(tablet)).status_code == 401
+    assert api.get("/api/me", headers=bearer(login())).status_code == 200
+    # A bad body is refused with the JSON error; no token: only the cookie is cleared.
+    assert api.post("/api/auth/logout", json={"everywhere": "yes"}).status_code == 400
+    assert api.post("/api/auth/logout").status_code == 200
+
+
 def test_a_pyjwt_token_with_our_secret_is_accepted(api):
     user = signup(api, email())["user"]
     token = pyjwt_token({"sub": user["id"], "email": user["email"], "role": "viewer"})

@@ -8,8 +8,8 @@ session."""
 import secrets
 import time
 
+import conftest
 import pytest
-
 from conftest import PASSWORD, Api, bearer, new_email, signup, wait_until
 from media import push_recording
 from receivers import Receiver, answer_task
@@ -356,6 +356,41 @@ def test_stats_count_views_once_per_viewer_session(api):
     for hook in ("preValidate", "postValidate", "preMetadata", "postMetadata"):
         assert set(detail["plugins"][hook]) >= {"succeeded", "failed"}
     assert detail["counters"]["views.vod"] == start_vod + 3
+
+
+def test_views_cannot_be_inflated_by_dropping_or_forging_the_viewer_cookie(api):
+    # A script that drops its cookies (or makes them up) is a new anonymous viewer each time,
+    # but one network address adds at most 20 new viewers of a channel per 30-minute window,
+    # whatever address header it sends.
+    owner, ch = broadcaster(api)
+    live = lambda: stats(api)["views"]["live"]  # noqa: E731
+    start, window = live(), int(time.time()) // 1800
+    statuses = []
+    for i in range(25):
+        with fresh(api) as script:
+            cookies = {"ev_viewer": f"vw_{secrets.token_hex(8)}.forgedsignature0000000"} if i % 2 else {}
+            # The client's address comes from the connection, never from its own header: the
+            # Spin adapter replaces it, Cloudflare's edge sets it (`wrangler dev` passes the
+            # client's through, so it is only sent to Spin here).
+            spoofed = {"cf-connecting-ip": f"198.51.100.{i}"} if conftest.HOST == "spin" else {}
+            r = script.post(f"/api/channels/{ch['id']}/playback", cookies=cookies, headers=spoofed)
+            statuses.append(r.status_code)
+            assert "ev_viewer" in r.cookies, "a forged cookie is replaced by a signed one"
+            if i == 0:
+                signed = r.cookies["ev_viewer"]
+    assert statuses == [200] * 25
+    added = live() - start
+    if int(time.time()) // 1800 == window:
+        assert added == 20, added
+    else:  # the fixed window turned during the loop
+        assert 20 <= added <= 25, added
+    # The signed cookie this deployment issued is one viewer: using it again adds nothing.
+    before = live()
+    with fresh(api) as browser:
+        r = browser.post(f"/api/channels/{ch['id']}/playback", cookies={"ev_viewer": signed})
+        assert r.status_code == 200 and r.json()["view_counted"] is False
+        assert "ev_viewer" not in r.cookies
+    assert live() == before
 
 
 @pytest.mark.cloudflare

@@ -125,7 +125,7 @@ def test_broadcast_plays_live_then_on_demand(api, worker):
     kept = stored(api, ch["id"])
     assert kept["broadcasts"] == 1 and kept["videos"] == 1
     assert len(kept["blobs"]) == len(files), "every listed segment is stored, nothing else"
-    assert [p.rsplit("/", 1)[1] for p in kept["playlists"]] == ["vod.m3u8"]
+    assert [p.rsplit("/", 1)[1] for p in kept["playlists"]] == ["recording.json", "vod.m3u8"]
 
 
 def test_a_killed_broadcaster_is_ended_by_the_alarm_with_every_segment(api):

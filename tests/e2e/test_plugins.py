@@ -209,6 +209,37 @@ def test_a_receiver_that_stalls_its_answer_body_times_out(api, register, develop
     stalling.close()
 
 
+def test_redirects_are_not_followed_and_redelivery_is_limited(api, register, developer):
+    # A receiver that answers 307 to another URL: the worker must not follow it (a public
+    # URL could bounce a delivery to a private one), the attempt fails with the 307.
+    target = Receiver()
+    bouncer = Receiver(redirect_to=target.url)
+    plugin = register("bouncer", "video.ready", bouncer)
+    target.secret = bouncer.secret
+    broadcast_video(api)
+    headers = bearer(developer["token"])
+
+    def ready_delivery():
+        log = api.get(f"/api/plugins/{plugin['id']}/deliveries", headers=headers).json()["deliveries"]
+        return next((d for d in log if d["event_type"] == "video.ready" and d["attempt_log"]), None)
+
+    delivery = wait_until(ready_delivery, timeout_s=90)
+    assert delivery["status"] == "failed", delivery
+    assert [a["response_status"] for a in delivery["attempt_log"]] == [307]
+    assert target.verified == [], "the redirect was followed"
+
+    # Redelivery: at most 10 per plugin per minute, then 429 with the JSON error.
+    url = f"/api/plugins/{plugin['id']}/deliveries/{delivery['id']}/redeliver"
+    statuses = [api.post(url, headers=headers).status_code for _ in range(10)]
+    assert statuses == [202] * 10
+    r = api.post(url, headers=headers)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited", r.text
+    wait_until(lambda: len(bouncer.verified) >= 2, timeout_s=30)
+    assert target.verified == []
+    bouncer.close()
+    target.close()
+
+
 def test_task_answers_are_checked(api, register):
     tasks = []
     holder = Receiver(on_task=lambda task, _: tasks.append(task))

@@ -66,7 +66,7 @@ def test_a_ladder_plays_live_per_rendition_then_on_demand_and_as_the_top_renditi
         assert decode_errors(url) == ""
     kept = stored(api, ch["id"])
     assert sorted(k.rsplit("/", 1)[1] for k in kept["playlists"]) == [
-        "vod.m3u8", "vod_stream_0.m3u8", "vod_stream_1.m3u8"]
+        "recording.json", "vod.m3u8", "vod_stream_0.m3u8", "vod_stream_1.m3u8"]
 
     # The video is the top rendition remuxed into one MP4.
     video = last["video_id"]

@@ -174,10 +174,60 @@ pub fn serve(config: ServerConfig) -> Result<(), ServerError> {
             .to_ip()
             .map_or_else(|| shared.config.listen.clone(), |a| a.to_string())
     );
+    // Each request is answered on its own thread, so a client that sends its body slowly
+    // holds only its own thread; at most MAX_CONNECTIONS are served at once (the rest wait
+    // in the listen queue).
+    let slots = Arc::new(Slots::new(MAX_CONNECTIONS));
     for request in server.incoming_requests() {
-        handle(&shared, request);
+        let slot = slots.take();
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            handle(&shared, request);
+            drop(slot);
+        });
     }
     Ok(())
+}
+
+/// Requests answered at once, each on its own thread.
+const MAX_CONNECTIONS: usize = 32;
+
+/// A counting semaphore over the request threads.
+struct Slots {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// One request thread's slot, given back when dropped.
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn new(count: usize) -> Self {
+        Self {
+            free: Mutex::new(count),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot.
+    fn take(self: &Arc<Self>) -> Slot {
+        let mut free = lock(&self.free);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        *free -= 1;
+        Slot(Arc::clone(self))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *lock(&self.0.free) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 fn run_queued(shared: &Shared, job_id: &str) {

@@ -258,6 +258,26 @@ fn unsigned_stale_or_tampered_jobs_are_refused() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_client_that_sends_slowly_does_not_hold_up_others() -> Result<()> {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir()?;
+    let server = start_server(&tmp.path().join("store"), &tmp.path().join("state"))?;
+    // Headers announce a body that never comes.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", server.port))?;
+    slow.write_all(b"POST /jobs HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{")?;
+    slow.flush()?;
+    let started = std::time::Instant::now();
+    assert_eq!(http(server.port, "GET", "/healthz", &[], b"")?.0, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(slow);
+    Ok(())
+}
+
 /// A CMAF recording (init segment + `.m4s` segments, Opus audio), generated once.
 fn cmaf_fixture() -> &'static [PathBuf] {
     static FIXTURE: OnceLock<Vec<PathBuf>> = OnceLock::new();

@@ -226,10 +226,15 @@ async fn main() -> Result<()> {
     println!("listening on http://{}", listener.local_addr()?);
 
     loop {
-        let (client, _) = listener.accept().await?;
+        let (client, peer) = listener.accept().await?;
         let server = server.clone();
         tokio::task::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
+                // Like Spin, the host tells the component the peer's address (replacing any
+                // header of that name the client sent).
+                if let Ok(value) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
+                    request.headers_mut().insert("spin-client-addr", value);
+                }
                 let server = server.clone();
                 async move {
                     let line = format!("{} {}", request.method(), request.uri().path());

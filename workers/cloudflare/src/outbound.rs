@@ -12,7 +12,8 @@ use edgevideo_core::ports::{Outbound, OutboundError, OutboundRequest, OutboundRe
 use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, ObjectNamespace, Request, RequestInit, Response,
+    AbortController, Delay, Fetch, Headers, Method, ObjectNamespace, Request, RequestInit,
+    RequestRedirect, Response,
 };
 
 /// Largest response body read, in bytes; receivers' answers are small JSON.
@@ -39,7 +40,11 @@ impl Outbound for FetchOutbound {
         }
         let method = Method::from(request.method.as_str().to_owned());
         let mut init = RequestInit::new();
-        init.with_method(method).with_headers(headers);
+        // Redirects are answered, never followed: a public URL must not bounce the request
+        // to a private one (see `services::url_policy`).
+        init.with_method(method)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
         if !request.body.is_empty() {
             let body = js_sys::Uint8Array::from(request.body.as_slice());
             init.with_body(Some(body.into()));

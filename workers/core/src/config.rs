@@ -4,6 +4,8 @@
 //! are the constants in [`names`], mirrored in `wrangler.toml` and `spin.toml`. A production
 //! deployment refuses to serve with a development secret.
 
+use crate::model::gateway::{self, GatewayUrls, Protocol};
+
 /// Names of the variables and secrets, exactly as declared in `wrangler.toml` and `spin.toml`.
 pub mod names {
     /// `development` or `production` (the default).
@@ -29,6 +31,8 @@ pub mod names {
     pub const LOGIN_LIMIT_PER_EMAIL: &str = "LOGIN_LIMIT_PER_EMAIL";
     /// Login attempts allowed per client IP per window.
     pub const LOGIN_LIMIT_PER_IP: &str = "LOGIN_LIMIT_PER_IP";
+    /// Accounts one network address may create per hour (default 20).
+    pub const SIGNUP_LIMIT_PER_IP: &str = "SIGNUP_LIMIT_PER_IP";
     /// Seconds without a segment after which a live broadcast ends.
     pub const LIVE_IDLE_TIMEOUT_SECONDS: &str = "LIVE_IDLE_TIMEOUT_SECONDS";
     /// Largest segment accepted, in bytes.
@@ -44,8 +48,13 @@ pub mod names {
     /// The public origin of this deployment (`https://...`), for URLs handed to plugins and
     /// the transcoder outside a request.
     pub const PUBLIC_URL: &str = "PUBLIC_URL";
-    /// `on` lets plugins and the transcoder use loopback and private addresses (local runs).
+    /// `on` lets plugins use loopback and private addresses (development only: production
+    /// refuses to start with it).
     pub const ALLOW_PRIVATE_URLS: &str = "ALLOW_PRIVATE_URLS";
+    /// Most channels one user may have (default 20).
+    pub const MAX_CHANNELS_PER_USER: &str = "MAX_CHANNELS_PER_USER";
+    /// Most plugins one developer may have registered (default 20).
+    pub const MAX_PLUGINS_PER_USER: &str = "MAX_PLUGINS_PER_USER";
     /// Delivery attempts per webhook before it is dead-lettered.
     pub const WEBHOOK_MAX_ATTEMPTS: &str = "WEBHOOK_MAX_ATTEMPTS";
     /// First retry delay of a webhook, in seconds (doubled per attempt, with jitter).
@@ -58,6 +67,15 @@ pub mod names {
     pub const TRANSCODER_URL: &str = "TRANSCODER_URL";
     /// The secret (`whsec_...`) signing jobs to and callbacks from the transcoder.
     pub const TRANSCODER_SECRET: &str = "TRANSCODER_SECRET";
+    /// The ingest gateway's public RTMP server (`rtmp://host[:port]/app`); unset or empty:
+    /// RTMP is not offered to broadcasters.
+    pub const GATEWAY_RTMP_URL: &str = "GATEWAY_RTMP_URL";
+    /// The ingest gateway's public RTMPS server (`rtmps://host[:port]/app`); unset or empty:
+    /// not offered.
+    pub const GATEWAY_RTMPS_URL: &str = "GATEWAY_RTMPS_URL";
+    /// The ingest gateway's public SRT address (`srt://host:port`); unset or empty: not
+    /// offered.
+    pub const GATEWAY_SRT_URL: &str = "GATEWAY_SRT_URL";
 }
 
 /// Smallest part of a multipart upload but the last, in bytes (R2's and S3's minimum).
@@ -140,6 +158,8 @@ pub struct Config {
     pub login_limit_per_email: u64,
     /// Login attempts allowed per client IP per window.
     pub login_limit_per_ip: u64,
+    /// Accounts one network address may create per hour.
+    pub signup_limit_per_ip: u64,
     /// Silence after which a live broadcast ends, in seconds.
     pub live_idle_timeout_s: u64,
     /// Largest segment accepted, in bytes.
@@ -156,6 +176,10 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Whether plugin and transcoder URLs may point at loopback or private addresses.
     pub allow_private_urls: bool,
+    /// Most channels one user may have.
+    pub max_channels_per_user: u64,
+    /// Most plugins one developer may have registered.
+    pub max_plugins_per_user: u64,
     /// Delivery attempts per webhook.
     pub webhook_max_attempts: u32,
     /// First retry delay of a webhook, in seconds.
@@ -169,6 +193,8 @@ pub struct Config {
     pub transcoder_url: Option<String>,
     /// The transcoder's signing secret.
     pub transcoder_secret: Option<String>,
+    /// The ingest gateway's public addresses, each checked against its scheme.
+    pub gateway: GatewayUrls,
 }
 
 impl std::fmt::Debug for Config {
@@ -181,6 +207,7 @@ impl std::fmt::Debug for Config {
             .field("bypass_edge_cache", &self.bypass_edge_cache)
             .field("password_iterations", &self.password_iterations)
             .field("broadcaster_domains", &self.broadcaster_domains)
+            .field("gateway", &self.gateway)
             .finish_non_exhaustive()
     }
 }
@@ -190,7 +217,8 @@ impl Config {
     ///
     /// # Errors
     /// [`ConfigError::Missing`] for an unset secret; [`ConfigError::Invalid`] for an unknown
-    /// environment, or, in production, a development or too short secret, or diagnostics on.
+    /// environment, a gateway URL of the wrong scheme or shape, or, in production, a
+    /// development or too short secret, or diagnostics on.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let environment = environment(lookup(names::ENVIRONMENT))?;
         let vars = Vars {
@@ -204,10 +232,20 @@ impl Config {
                 reason: "diagnostics routes are for development only".into(),
             });
         }
+        // The secrets first: their refusal is the one an operator must see first.
+        let session_secret = vars.secret(names::SESSION_SECRET)?;
+        let url_signing_secret = vars.secret(names::URL_SIGNING_SECRET)?;
+        let allow_private_urls = vars.flag(names::ALLOW_PRIVATE_URLS);
+        if allow_private_urls && environment == Environment::Production {
+            return Err(ConfigError::Invalid {
+                name: names::ALLOW_PRIVATE_URLS,
+                reason: "plugin URLs to private addresses are for development only".into(),
+            });
+        }
         Ok(Config {
             environment,
-            session_secret: vars.secret(names::SESSION_SECRET)?,
-            url_signing_secret: vars.secret(names::URL_SIGNING_SECRET)?,
+            session_secret,
+            url_signing_secret,
             diagnostics,
             bypass_edge_cache: vars.flag(names::BYPASS_EDGE_CACHE),
             token_issuer: TOKEN_ISSUER.to_owned(),
@@ -221,6 +259,7 @@ impl Config {
             admin_emails: vars.list(names::ADMIN_EMAILS),
             login_limit_per_email: vars.number(names::LOGIN_LIMIT_PER_EMAIL, 10, 1)?,
             login_limit_per_ip: vars.number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
+            signup_limit_per_ip: vars.number(names::SIGNUP_LIMIT_PER_IP, 20, 1)?,
             live_idle_timeout_s: vars.number(names::LIVE_IDLE_TIMEOUT_SECONDS, 30, 1)?,
             max_segment_bytes: vars.number(names::MAX_SEGMENT_BYTES, 32 * 1024 * 1024, 188)?,
             upload_part_bytes: vars.upload_part_bytes()?,
@@ -228,7 +267,9 @@ impl Config {
             playback_url_ttl_s: vars.number(names::PLAYBACK_URL_TTL_SECONDS, 6 * 3600, 60)?,
             live_window_segments: vars.number(names::LIVE_WINDOW_SEGMENTS, 6, 3)?,
             public_url: vars.url(names::PUBLIC_URL),
-            allow_private_urls: vars.flag(names::ALLOW_PRIVATE_URLS),
+            allow_private_urls,
+            max_channels_per_user: vars.number(names::MAX_CHANNELS_PER_USER, 20, 1)?,
+            max_plugins_per_user: vars.number(names::MAX_PLUGINS_PER_USER, 20, 1)?,
             webhook_max_attempts: vars.number(names::WEBHOOK_MAX_ATTEMPTS, 5, 1)?.min(20) as u32,
             webhook_retry_base_s: vars
                 .number(names::WEBHOOK_RETRY_BASE_SECONDS, 30, 1)?
@@ -240,6 +281,11 @@ impl Config {
                 (vars.lookup)(names::TRANSCODER_SECRET),
                 environment,
             )?,
+            gateway: GatewayUrls {
+                rtmp: vars.gateway(names::GATEWAY_RTMP_URL, Protocol::Rtmp)?,
+                rtmps: vars.gateway(names::GATEWAY_RTMPS_URL, Protocol::Rtmps)?,
+                srt: vars.gateway(names::GATEWAY_SRT_URL, Protocol::Srt)?,
+            },
         })
     }
 }
@@ -315,6 +361,16 @@ impl<L: Fn(&str) -> Option<String>> Vars<L> {
         (self.lookup)(name)
             .map(|u| u.trim().trim_end_matches('/').to_owned())
             .filter(|u| !u.is_empty())
+    }
+
+    /// A gateway base URL of `protocol` ([`gateway::parse_base`]); `None` when unset or empty.
+    fn gateway(
+        &self,
+        name: &'static str,
+        protocol: Protocol,
+    ) -> Result<Option<String>, ConfigError> {
+        gateway::parse_base(protocol, &(self.lookup)(name).unwrap_or_default())
+            .map_err(|reason| ConfigError::Invalid { name, reason })
     }
 
     /// `PASSWORD_ITERATIONS`: at least 10,000 in production.
@@ -460,6 +516,30 @@ mod tests {
     }
 
     #[test]
+    fn private_plugin_urls_are_for_development_only() {
+        let vars = |environment| {
+            lookup(&[
+                ("ENVIRONMENT", environment),
+                ("SESSION_SECRET", STRONG),
+                ("URL_SIGNING_SECRET", STRONG),
+                ("ALLOW_PRIVATE_URLS", "on"),
+            ])
+        };
+        assert!(matches!(
+            Config::from_lookup(vars("production")),
+            Err(ConfigError::Invalid {
+                name: "ALLOW_PRIVATE_URLS",
+                ..
+            })
+        ));
+        assert!(
+            Config::from_lookup(vars("development"))
+                .unwrap()
+                .allow_private_urls
+        );
+    }
+
+    #[test]
     fn missing_secret_and_unknown_environment_are_errors() {
         assert_eq!(
             Config::from_lookup(lookup(&[("URL_SIGNING_SECRET", STRONG)])).unwrap_err(),
@@ -509,6 +589,47 @@ mod tests {
         assert!(with("production", dev_key).is_err());
         assert!(with("production", "not-a-whsec").is_err());
         assert!(with("production", "whsec_c3Ryb25nLXByb2R1Y3Rpb24ta2V5LTEyMzQ=").is_ok());
+    }
+
+    #[test]
+    fn gateway_urls_are_optional_and_checked_at_load() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut all = vec![("SESSION_SECRET", STRONG), ("URL_SIGNING_SECRET", STRONG)];
+            all.extend_from_slice(pairs);
+            Config::from_lookup(lookup(&all))
+        };
+        assert_eq!(with(&[]).unwrap().gateway, GatewayUrls::default());
+        let config = with(&[
+            ("GATEWAY_RTMP_URL", "rtmp://ingest.example.com/live/"),
+            ("GATEWAY_RTMPS_URL", ""),
+            ("GATEWAY_SRT_URL", "srt://ingest.example.com:8890"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.gateway,
+            GatewayUrls {
+                rtmp: Some("rtmp://ingest.example.com/live".into()),
+                rtmps: None,
+                srt: Some("srt://ingest.example.com:8890".into()),
+            }
+        );
+        for (name, bad) in [
+            ("GATEWAY_RTMP_URL", "https://ingest.example.com/live"),
+            ("GATEWAY_RTMPS_URL", "rtmp://ingest.example.com:1936/live"),
+            ("GATEWAY_SRT_URL", "rtmp://ingest.example.com:8890"),
+            ("GATEWAY_SRT_URL", "srt://ingest.example.com"),
+        ] {
+            match with(&[(name, bad)]) {
+                Err(ConfigError::Invalid {
+                    name: refused,
+                    reason,
+                }) => {
+                    assert_eq!(refused, name);
+                    assert!(reason.contains(bad), "{reason}");
+                }
+                other => panic!("{name}={bad} must be refused, got {other:?}"),
+            }
+        }
     }
 
     #[test]

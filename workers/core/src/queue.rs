@@ -33,5 +33,9 @@ pub async fn run<P: Platform>(platform: &P, job: Job) -> Result<(), JobError> {
         } => {
             crate::services::transcode::send(platform, &video_id, &channel_id, &broadcast_id).await
         }
+        Job::SweepViewSessions => {
+            crate::services::views::sweep(platform).await?;
+            Ok(())
+        }
     }
 }

@@ -5,7 +5,7 @@ use edgevideo_core::memory::MemoryRoom;
 use edgevideo_core::model::hls::{PushedEntry, PushedPlaylist, Variant};
 use edgevideo_core::model::isobmff::InitInfo;
 use edgevideo_core::model::room::{Contradiction, EndedBroadcast, RoomRequest, RoomResponse};
-use edgevideo_core::room;
+use edgevideo_core::room::{self, ENDED_LISTED_MS};
 use pollster::block_on;
 
 const IDLE_MS: u64 = 30_000;
@@ -151,6 +151,7 @@ impl<'a> Pusher<'a> {
         match self.call(RoomRequest::Window {
             max_segments: 6,
             rendition: rendition.map(str::to_owned),
+            now_ms: 0,
         }) {
             RoomResponse::Window { window: Some(w) } => {
                 w.segments.into_iter().map(|s| s.file).collect()
@@ -227,14 +228,23 @@ fn endlist_ends_the_broadcast_once_every_listed_segment_is_in() {
     assert_eq!(ended.video_id.as_deref(), Some("vid_0"));
     assert_eq!(ended.segments[3].program_date_ms, 6_000);
     assert_eq!(room.sockets.sent.borrow().last().unwrap()["type"], "ended");
-    // The final window ends with ENDLIST; a new pusher may start a new broadcast.
-    match p.call(RoomRequest::Window {
+    // The final window ends with ENDLIST, for a while: then the channel is not live.
+    let window_at = |now_ms| match p.call(RoomRequest::Window {
         max_segments: 6,
         rendition: None,
+        now_ms,
     }) {
-        RoomResponse::Window { window: Some(w) } => assert!(w.ended && w.segments.len() == 4),
+        RoomResponse::Window { window } => window,
         other => panic!("unexpected {other:?}"),
-    }
+    };
+    let last = window_at(6_020 + ENDED_LISTED_MS - 1).expect("listed just after the end");
+    assert!(last.ended && last.segments.len() == 4);
+    assert_eq!(
+        window_at(6_020 + ENDED_LISTED_MS),
+        None,
+        "listed for a while only"
+    );
+    // A new pusher may start a new broadcast.
     let mut next = Pusher::new(&room, "s2");
     assert!(matches!(
         next.begin("index0.ts", 9_000),
@@ -433,6 +443,7 @@ fn ladder_of(p: &Pusher<'_>) -> Option<Vec<Variant>> {
     match p.call(RoomRequest::Window {
         max_segments: 6,
         rendition: None,
+        now_ms: 0,
     }) {
         RoomResponse::Window { window: Some(w) } => w.ladder,
         other => panic!("unexpected {other:?}"),

@@ -1,5 +1,6 @@
 //! Conversion between Spin's `wasi:http` types and the core's `http` types.
 
+use edgevideo_core::api::auth::CLIENT_ADDRESS_HEADER;
 use edgevideo_core::api::{Request, Response, RoomUpgrade};
 use edgevideo_core::ApiError;
 use futures::StreamExt as _;
@@ -50,8 +51,24 @@ pub async fn to_core_request(request: IncomingRequest) -> Result<Request, ApiErr
     let mut builder = http::Request::builder()
         .method(method(request.method())?)
         .uri(uri);
+    let mut client_address = None;
     for (name, value) in request.headers().entries() {
+        // The client's address comes from Spin (`spin-client-addr`, the connection's peer),
+        // never from a header the client sent; the core reads it from `cf-connecting-ip`,
+        // as Cloudflare sets it.
+        if name.eq_ignore_ascii_case(CLIENT_ADDRESS_HEADER) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("spin-client-addr") {
+            client_address = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.ip().to_string());
+        }
         builder = builder.header(name, value);
+    }
+    if let Some(address) = client_address {
+        builder = builder.header(CLIENT_ADDRESS_HEADER, address);
     }
     let mut body = Vec::new();
     // The body is consumed exactly once, here (the SDK's stream expects that).

@@ -11,7 +11,8 @@ use futures::future::{select, Either};
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{Method, Request, Response};
 
-/// The outgoing HTTP port.
+/// The outgoing HTTP port. WASI HTTP answers redirects without following them, so a public
+/// plugin URL cannot bounce a delivery to a private one (see `services::url_policy`).
 pub struct SpinOutbound;
 
 fn method(method: &http::Method) -> Method {

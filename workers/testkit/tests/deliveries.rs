@@ -4,9 +4,10 @@
 //! owner can redeliver. Scenarios of `tests/e2e/test_plugins.py`.
 
 use edgevideo_core::model::job::Job;
-use edgevideo_core::ports::{OutboundError, OutboundRequest};
+use edgevideo_core::ports::{OutboundError, OutboundRequest, Sql as _, SqlValue, Statement};
 use edgevideo_core::webhooks;
 use edgevideo_testkit::client::RegisteredPlugin;
+use edgevideo_testkit::exec::block_on;
 use edgevideo_testkit::{Session, TestPlatform};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::Value;
@@ -220,6 +221,17 @@ fn a_rotated_secret_signs_alongside_the_new_one() {
     );
     assert_eq!(reply.status, StatusCode::OK);
     let new_secret = reply.json()["secret"].as_str().unwrap().to_owned();
+    // Both secrets are stored sealed: the rows hold neither.
+    let rows = block_on(p.sql.query(&Statement::new(
+        "SELECT secret, previous_secret FROM plugins WHERE id = ?1",
+        vec![SqlValue::from(plugin.id.as_str())],
+    )))
+    .unwrap();
+    let stored = format!("{:?}", rows[0]);
+    assert!(
+        stored.contains("sealed1.") && !stored.contains("whsec_"),
+        "{stored}"
+    );
     let (owner, channel) = p.broadcaster("Rotation channel");
     let video = p.record_video(&owner, &channel, 1);
     p.settle();

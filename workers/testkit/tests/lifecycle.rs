@@ -284,6 +284,20 @@ fn task_answers_are_checked() {
     let (_, plugins) = developer_plugins(&p, &[("holder", "preValidate")]);
     let video = ready_video(&p);
     let task = only_task(&p, &plugins[0]);
+    // The token reached the plugin, but no copy of it is stored (the delivery adds it when
+    // it sends).
+    let token = task["token"]
+        .as_str()
+        .expect("the delivered task has its token");
+    assert!(token.len() >= 40, "{token}");
+    let stored = block_on(p.sql.query(&Statement::new(
+        "SELECT payload FROM webhook_deliveries WHERE event_type = 'plugin.preValidate'",
+        vec![],
+    )))
+    .unwrap();
+    assert_eq!(stored.len(), 1);
+    let payload = stored[0]["payload"].as_str().unwrap();
+    assert!(payload.contains(task["id"].as_str().unwrap()) && !payload.contains(token));
     let mut wrong_token = task.clone();
     wrong_token["token"] = json!("wrong");
     assert_eq!(

@@ -4,7 +4,8 @@
 //! changes nothing.
 
 use edgevideo_core::model::job::Job;
-use edgevideo_core::ports::Blobs as _;
+use edgevideo_core::ports::{Blobs as _, Sql as _, Statement};
+use edgevideo_core::services::videos;
 use edgevideo_core::webhooks;
 use edgevideo_testkit::client::job_id;
 use edgevideo_testkit::exec::block_on;
@@ -67,6 +68,25 @@ fn a_finished_broadcast_sends_a_signed_transcode_job() {
     assert_eq!(job["video_id"], video.as_str());
     assert_eq!(job["inputs"].as_array().map(Vec::len), Some(3), "{job}");
     assert_eq!(p.stored_video(&video)["status"], "processing");
+    // The segment list is in the blob store beside the segments, not in the catalogue row
+    // (a long broadcast's list would outgrow a row).
+    let rows = block_on(p.sql.query(&Statement::new(
+        "SELECT channel_id, id, segments, segment_count FROM broadcasts",
+        vec![],
+    )))
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["segments"], "[]");
+    assert_eq!(rows[0]["segment_count"], 3);
+    let key = videos::recording_segments_key(
+        rows[0]["channel_id"].as_str().unwrap(),
+        rows[0]["id"].as_str().unwrap(),
+    );
+    let list = block_on(p.blobs.get(&key, None))
+        .unwrap()
+        .expect("segment list");
+    let list: Vec<Value> = serde_json::from_slice(&list.bytes).unwrap();
+    assert_eq!(list.len(), 3);
 }
 
 #[test]

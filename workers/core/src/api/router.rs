@@ -172,18 +172,15 @@ pub async fn authorize<P: Platform>(
     access: Access,
     path: &str,
 ) -> Result<Option<Principal>, ApiError> {
-    let now_s = platform.clock().now_ms() / 1000;
     match access {
         Access::Public | Access::UrlToken | Access::TaskToken | Access::TranscoderSignature => {
             Ok(None)
         }
         Access::Diagnostics if platform.config().diagnostics => Ok(None),
         Access::Diagnostics => Err(ApiError::NotFound(format!("no route for {path}"))),
-        Access::Authenticated => {
-            auth::principal_from_request(request, platform.config(), now_s).map(Some)
-        }
+        Access::Authenticated => auth::authenticate(platform, request).await.map(Some),
         Access::Role(required) => {
-            let mut principal = auth::principal_from_request(request, platform.config(), now_s)?;
+            let mut principal = auth::authenticate(platform, request).await?;
             let stored = users::by_id(platform.sql(), &principal.user_id)
                 .await?
                 .ok_or_else(|| {

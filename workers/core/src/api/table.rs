@@ -119,7 +119,7 @@ route_table! {
     DiagRoutes: GET "/api/_diag/routes", Diagnostics => Ok(api::json(http::StatusCode::OK, &route_table()));
     Signup: POST "/api/auth/signup", Public => routes::auth::signup(platform, &request).await;
     Login: POST "/api/auth/login", Public => routes::auth::login(platform, &request).await;
-    Logout: POST "/api/auth/logout", Public => Ok(routes::auth::logout());
+    Logout: POST "/api/auth/logout", Public => routes::auth::logout(platform, &request).await;
     Me: GET "/api/me", Authenticated => routes::auth::me(platform, who()?).await;
     SetUserRole: PUT "/api/users/{id}/role", Role(Admin) => routes::auth::set_role(platform, &params[0], &request).await;
     CreateChannel: POST "/api/channels", Role(Broadcaster) => routes::channels::create(platform, who()?, &request).await;
@@ -127,6 +127,9 @@ route_table! {
     RotateStreamKey: POST "/api/channels/{id}/stream-key/rotate", Role(Broadcaster) => {
         routes::channels::rotate_stream_key(platform, who()?, &params[0]).await
     };
+    /// A signed ingest URL for the channel's owner: `ingest_url`, `expires_at` (Unix seconds),
+    /// `ffmpeg_command` and, for each protocol the ingest gateway offers, `rtmp` and `rtmps`
+    /// (`server`, `stream_key`, `url`) and `srt` (`server`, `stream_id`, `url`).
     IngestUrl: POST "/api/channels/{id}/ingest", Role(Broadcaster) => {
         routes::channels::ingest_url(platform, who()?, &params[0], &request).await
     };

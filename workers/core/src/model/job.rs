@@ -35,6 +35,9 @@ pub enum Job {
         /// The broadcast whose segments make the video.
         broadcast_id: String,
     },
+    /// Deletes a batch of finished viewer sessions (queued now and then by a counted view,
+    /// so the table stays the size of the current audience).
+    SweepViewSessions,
 }
 
 /// Why a job failed.

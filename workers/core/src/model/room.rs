@@ -112,6 +112,9 @@ pub enum RoomRequest {
         /// pushed, the only rendition's window otherwise).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rendition: Option<String>,
+        /// The time of the request (an ended broadcast is listed for a while only).
+        #[serde(default)]
+        now_ms: u64,
     },
     /// Pushes a message to every connected client.
     Notify {

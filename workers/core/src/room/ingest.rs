@@ -21,7 +21,7 @@ use super::state::{
     EarlyLadder, LastBroadcast, LiveState, Rendition, RoomState, SegmentRecord, Unfinished,
     STATE_KEY,
 };
-use super::WINDOW_KEEP;
+use super::{ENDED_LISTED_MS, WINDOW_KEEP};
 
 /// How long an unstored playlist entry may hold back later stored ones, in ms.
 const SKIP_MISSING_AFTER_MS: u64 = 10_000;
@@ -578,12 +578,14 @@ pub(super) async fn status<S: RoomStore>(
 }
 
 /// The last `max_segments` of a rendition's live window (of the primary one when
-/// `rendition` is `None`), or of the last broadcast's once it ended; for the channel's
-/// playlist of a broadcast with a ladder, the ladder instead.
+/// `rendition` is `None`), or of the last broadcast's for [`ENDED_LISTED_MS`] after it
+/// ended (players reach its `ENDLIST`); for the channel's playlist of a broadcast with a
+/// ladder, the ladder instead. `None` when nothing is live.
 pub(super) async fn window<S: RoomStore>(
     store: &S,
     max_segments: usize,
     rendition: Option<&str>,
+    now_ms: u64,
 ) -> Result<Option<LiveWindow>, StoreError> {
     let state: RoomState = load(store, STATE_KEY).await?;
     let tail = |w: &[ListedSegment]| w[w.len().saturating_sub(max_segments)..].to_vec();
@@ -612,7 +614,7 @@ pub(super) async fn window<S: RoomStore>(
                 .get(name)
                 .map(|r| window(&live.broadcast_id, tail(&r.window), false)),
         },
-        (None, Some(last)) => {
+        (None, Some(last)) if now_ms.saturating_sub(last.summary.ended_at_ms) < ENDED_LISTED_MS => {
             let id = &last.summary.broadcast_id;
             match (rendition, &last.ladder) {
                 (None, Some(ladder)) => Some(LiveWindow {
@@ -623,7 +625,7 @@ pub(super) async fn window<S: RoomStore>(
                 (Some(name), _) => last.renditions.get(name).map(|w| window(id, tail(w), true)),
             }
         }
-        (None, None) => None,
+        (None, _) => None,
     })
 }
 

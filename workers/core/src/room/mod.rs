@@ -44,6 +44,10 @@ pub use state::video_id_for;
 /// Segments kept for the live window.
 pub const WINDOW_KEEP: usize = 10;
 
+/// How long the live playlist keeps listing a broadcast after it ended (with `ENDLIST`),
+/// in ms; then the channel is not live and the recording plays as a video.
+pub const ENDED_LISTED_MS: u64 = 2 * 60_000;
+
 /// Handles one request inside the room whose storage is `store`.
 ///
 /// # Errors
@@ -141,7 +145,8 @@ pub async fn handle<S: RoomStore>(
         RoomRequest::Window {
             max_segments,
             rendition,
-        } => ingest::window(store, max_segments, rendition.as_deref())
+            now_ms,
+        } => ingest::window(store, max_segments, rendition.as_deref(), now_ms)
             .await
             .map(|window| RoomResponse::Window { window }),
         RoomRequest::Notify { message } => {

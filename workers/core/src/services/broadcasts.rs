@@ -69,7 +69,8 @@ fn default_title(channel_name: &str, started_at_ms: u64) -> String {
     format!("{channel_name} — {when}")
 }
 
-/// Records an ended broadcast: closes its row with the segment list, creates its video
+/// Records an ended broadcast: closes its row, writes its segment list beside its segments,
+/// creates its video
 /// (`processing`, playable as VOD HLS at once), queues the transcode job and updates the
 /// lobby. The caller then confirms to the room with [`RoomRequest::Finished`] (see
 /// [`confirm_ended`]), so that the room may drop its segment list.
@@ -100,13 +101,22 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
     update_lobby(p, channel, &ended.broadcast_id, ended.started_at_ms, false).await
 }
 
-/// Writes the VOD playlist of an ended broadcast to the blob store: a media playlist, or a
-/// multivariant one (`vod/{rendition}.m3u8` variants) and one per rendition.
+/// Writes the segment list and the VOD playlist of an ended broadcast to the blob store: a
+/// media playlist, or a multivariant one (`vod/{rendition}.m3u8` variants) and one per
+/// rendition.
 async fn write_recording_playlists<P: Platform>(
     p: &P,
     ended: &EndedBroadcast,
 ) -> Result<(), StoreError> {
     let (channel, broadcast) = (&ended.channel_id, &ended.broadcast_id);
+    let list = serde_json::to_vec(&ended.segments).map_err(|e| StoreError::backend("json", e))?;
+    p.blobs()
+        .put(
+            &videos::recording_segments_key(channel, broadcast),
+            list,
+            "application/json",
+        )
+        .await?;
     let segments = format!("seg/{broadcast}/");
     let top = if ended.renditions.is_empty() {
         hls::vod_playlist(&ended.segments, &segments)

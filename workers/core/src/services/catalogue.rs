@@ -366,7 +366,7 @@ pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<Value>, Stor
 }
 
 /// Deletes a video's media: its recording's segments (`live/{channel}/{broadcast}/`), its
-/// MP4 and poster, and anything else under `videos/{id}/`. Returns how many objects went.
+/// MP4 and poster, and anything else under `videos/{id}/`. Returns the keys that went.
 /// Deleting twice is harmless.
 ///
 /// # Errors
@@ -374,7 +374,7 @@ pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<Value>, Stor
 pub async fn delete_media<B: Blobs>(
     blobs: &B,
     video: &VideoDetailRow,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let mut keys: Vec<String> = Vec::new();
     if let Some(broadcast_id) = &video.broadcast_id {
         keys.extend(
@@ -391,7 +391,7 @@ pub async fn delete_media<B: Blobs>(
     for key in &keys {
         blobs.delete(key).await?;
     }
-    Ok(keys.len())
+    Ok(keys)
 }
 
 /// Drops the cached hot lists; call after any change to what they show (a video published,

@@ -5,12 +5,16 @@
 //! The `webhook-id` stays the same across attempts, so receivers can deduplicate. The rows
 //! are [`crate::store::deliveries`]'s.
 
+use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 use crate::error::StoreError;
+use crate::model::ids;
 use crate::model::job::{Job, JobError};
 use crate::ports::{Jobs as _, Outbound as _, OutboundError, OutboundRequest, Platform, Sql as _};
 use crate::services::plugins::{self, Plugin};
+use crate::services::sealed;
 use crate::store::deliveries::{self, AttemptRecord, DeliveryStatus, Outgoing};
 use crate::store::plugins as stored_plugins;
 use crate::webhooks;
@@ -144,6 +148,18 @@ pub async fn attempt<P: Platform>(p: &P, delivery_id: &str, attempt: u32) -> Res
         };
         return Ok(record_attempt(p, &row.delivery.id, &record).await?);
     };
+    // The URL was checked at registration; checked again here, as the policy may have
+    // tightened since (a stored URL is never sent to a host it now refuses).
+    if let Err(e) = plugins::check_url(&request.url, p.config().allow_private_urls) {
+        let record = AttemptRecord {
+            attempt,
+            status: DeliveryStatus::Failed,
+            error: Some(e.to_string()),
+            response_status: None,
+            latency_ms: None,
+        };
+        return Ok(record_attempt(p, &row.delivery.id, &record).await?);
+    }
     let sent = post(p, request, now_ms).await;
     settle(p, &row.delivery, attempt, sent).await
 }
@@ -153,16 +169,21 @@ fn signed_request<P: Platform>(p: &P, row: &Outgoing, now_ms: u64) -> Option<Out
     let (Some(url), Some(secret)) = (&row.target_url, &row.target_secret) else {
         return None;
     };
+    let key = sealed::key(&p.config().session_secret);
+    let plugin_id = &row.delivery.plugin_id;
+    let open = |stored: &str| sealed::open(&key, plugin_id, stored).ok();
+    let secret = open(secret)?;
+    let previous = row.target_previous_secret.as_deref().and_then(open);
     let keys: Vec<webhooks::WebhookKey> = plugins::signing_secrets(
-        secret,
-        row.target_previous_secret.as_deref(),
+        &secret,
+        previous.as_deref(),
         row.target_previous_secret_until,
         now_ms as i64,
     )
     .into_iter()
     .filter_map(|s| webhooks::WebhookKey::from_secret(s).ok())
     .collect();
-    let body = row.payload.clone().into_bytes();
+    let body = with_task_token(p.config().url_signing_secret.as_bytes(), &row.payload);
     let mut headers: Vec<(String, String)> =
         webhooks::headers(&keys, &row.delivery.id, now_ms / 1000, &body)
             .into_iter()
@@ -177,6 +198,38 @@ fn signed_request<P: Platform>(p: &P, row: &Outgoing, now_ms: u64) -> Option<Out
         body,
         timeout_ms: p.config().webhook_timeout_ms,
     })
+}
+
+/// The single-use token of task `task_id`: an HMAC of its id under the deployment's URL
+/// signing secret, so no copy of it needs storing (the catalogue keeps its SHA-256 to check
+/// answers; [`with_task_token`] adds it to the body when the delivery is sent).
+pub fn task_token(secret: &[u8], task_id: &str) -> String {
+    // HMAC accepts keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    mac.update(b"task-token\0");
+    mac.update(task_id.as_bytes());
+    ids::encode(&mac.finalize().into_bytes())
+}
+
+/// The body sent for a stored payload: a task's token (`lifecycle::task_token`), never
+/// stored, is added to `data.task`; other payloads go as stored.
+pub fn with_task_token(secret: &[u8], payload: &str) -> Vec<u8> {
+    let Ok(mut event) = serde_json::from_str::<Value>(payload) else {
+        return payload.as_bytes().to_vec();
+    };
+    let Some(task) = event
+        .get_mut("data")
+        .and_then(|d| d.get_mut("task"))
+        .and_then(Value::as_object_mut)
+    else {
+        return payload.as_bytes().to_vec();
+    };
+    let Some(id) = task.get("id").and_then(Value::as_str) else {
+        return payload.as_bytes().to_vec();
+    };
+    let token = task_token(secret, id);
+    task.insert("token".into(), Value::String(token));
+    event.to_string().into_bytes()
 }
 
 /// Sends a request signed at `started_ms` and classifies the receiver's answer.

@@ -21,7 +21,6 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, StoreError};
 use crate::model::hook::{Event, Hook, TaskStatus};
-use crate::model::ids;
 use crate::model::job::Job;
 use crate::model::room::{RoomRequest, LOBBY};
 use crate::model::signed_url::{Scope, UrlToken};
@@ -216,9 +215,7 @@ fn task_fan_out<P: Platform>(
     plugin: &Plugin,
 ) -> Result<TaskFanOut, StoreError> {
     let task_id = p.entropy().new_id("tsk");
-    let mut token_bytes = [0u8; 32];
-    p.entropy().fill(&mut token_bytes);
-    let token = ids::encode(&token_bytes);
+    let token = delivery::task_token(p.config().url_signing_secret.as_bytes(), &task_id);
     let token_hash = hex_sha256(token.as_bytes());
     let task = lifecycles::insert_task(&NewTask {
         id: &task_id,
@@ -234,8 +231,9 @@ fn task_fan_out<P: Platform>(
         "hook": run.hook,
         "video": run.video,
         "task": {
+            // The token is not stored with the delivery: it is added when the delivery is
+            // sent (`delivery::with_task_token`).
             "id": task_id,
-            "token": token,
             "callback_url": callback_url,
             "success_url": format!("{callback_url}/success"),
             "failure_url": format!("{callback_url}/failure"),

@@ -3,6 +3,7 @@
 //! the old and new both sign. Plugins are stored by [`crate::store::plugins`]; the hooks and
 //! events they subscribe to are [`crate::model::hook`]'s.
 
+use super::url_policy::{check_host, HostError};
 use serde::Serialize;
 
 pub use crate::store::plugins::Plugin;
@@ -66,34 +67,17 @@ pub fn signing_secrets<'a>(
 /// Why a plugin URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// Not an absolute http(s) URL with a host.
-    #[error("plugin URLs are absolute http or https URLs with a host")]
+    /// Not an absolute http(s) URL with a valid host.
+    #[error("plugin URLs are absolute http or https URLs with a valid host")]
     NotHttp,
-    /// Loopback, private or link-local, and the deployment does not allow them.
-    #[error("plugin URLs may not point at loopback or private addresses")]
-    Private,
+    /// Its host is not public (loopback, private, link-local, a local-only name, ...), and
+    /// the deployment does not allow those.
+    #[error("plugin URLs may not point at loopback, private or local-only hosts: {0}")]
+    Private(HostError),
 }
 
-fn is_private_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") {
-        return true;
-    }
-    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
-        return ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified();
-    }
-    if let Ok(ip) = host.parse::<std::net::Ipv6Addr>() {
-        let first = ip.segments()[0];
-        return ip.is_loopback()
-            || ip.is_unspecified()
-            || (first & 0xfe00) == 0xfc00
-            || (first & 0xffc0) == 0xfe80;
-    }
-    false
-}
-
-/// Checks a plugin (or transcoder) URL. Host names that resolve to private addresses cannot
-/// be caught here; the edge runtime's own egress rules apply to them.
+/// Checks a plugin URL, at registration and again before every delivery (see
+/// [`url_policy`](super::url_policy) for what is refused and what cannot be).
 ///
 /// # Errors
 /// [`UrlError`] saying why it is refused.
@@ -106,10 +90,12 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<(), UrlError> {
         .host()
         .filter(|h| !h.is_empty())
         .ok_or(UrlError::NotHttp)?;
-    if !allow_private && is_private_host(host) {
-        return Err(UrlError::Private);
+    match check_host(host) {
+        Ok(()) => Ok(()),
+        Err(HostError::Invalid) => Err(UrlError::NotHttp),
+        Err(_) if allow_private => Ok(()),
+        Err(e) => Err(UrlError::Private(e)),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -143,10 +129,17 @@ mod tests {
             "http://[::1]:80/",
             "http://[fd00::1]/",
             "http://0.0.0.0/",
+            "http://2130706433/",
+            "http://127.1/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://localhost./",
+            "http://x.LOCALHOST/",
+            "http://100.64.0.1/",
+            "http://[64:ff9b::a00:1]/",
+            "http://user@127.0.0.1/",
         ] {
-            assert_eq!(
-                check_url(private, false),
-                Err(UrlError::Private),
+            assert!(
+                matches!(check_url(private, false), Err(UrlError::Private(_))),
                 "{private}"
             );
             assert!(check_url(private, true).is_ok(), "{private}");

@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::model::job::JobError;
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{Outbound as _, OutboundRequest, Platform};
-use crate::store::videos;
+use crate::services::videos;
 use crate::webhooks;
 
 /// Lifetime of the URLs handed to the transcoder, in seconds.
@@ -87,7 +87,7 @@ async fn job<P: Platform>(
     now_s: u64,
 ) -> Result<TranscodeJob, StoreError> {
     let config = p.config();
-    let segments = videos::recording(p.sql(), broadcast_id).await?;
+    let segments = videos::recording(p, channel_id, broadcast_id).await?;
     let sign = |scope: Scope| {
         UrlToken {
             scope,

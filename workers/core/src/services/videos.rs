@@ -1,10 +1,41 @@
 //! Videos in the catalogue: the recording of a broadcast, playable as VOD HLS at once and as
 //! an MP4 once the transcoder has stitched it. The rows and status changes are
-//! [`crate::store::videos`]'s; here are the blob keys of a video's files.
+//! [`crate::store::videos`]'s; here are the blob keys of a video's files and its recording's
+//! segment list.
+
+use crate::error::StoreError;
+use crate::model::hls::ListedSegment;
+use crate::ports::{Blobs as _, Platform};
+use crate::store::videos as stored;
 
 /// The blob key of a live or recorded segment.
 pub fn segment_key(channel_id: &str, broadcast_id: &str, file: &str) -> String {
     format!("live/{channel_id}/{broadcast_id}/{file}")
+}
+
+/// The blob key of a recording's segment list (JSON, the primary rendition's segments in
+/// order): in the blob store, not the catalogue row, as a long broadcast's list outgrows a
+/// row (D1's limit is 2 MB, about 20,000 segments).
+pub fn recording_segments_key(channel_id: &str, broadcast_id: &str) -> String {
+    format!("live/{channel_id}/{broadcast_id}/recording.json")
+}
+
+/// The recorded segments of an ended broadcast (a video's source), in order: from the blob
+/// store, or from the catalogue row for broadcasts recorded before the list moved there.
+///
+/// # Errors
+/// `NotFound` when the broadcast has no recording; `Backend` on an unreadable list.
+pub async fn recording<P: Platform>(
+    p: &P,
+    channel_id: &str,
+    broadcast_id: &str,
+) -> Result<Vec<ListedSegment>, StoreError> {
+    let key = recording_segments_key(channel_id, broadcast_id);
+    match p.blobs().get(&key, None).await? {
+        Some(blob) => serde_json::from_slice(&blob.bytes)
+            .map_err(|e| StoreError::backend("blobs", format!("{key}: {e}"))),
+        None => stored::recording(p.sql(), broadcast_id).await,
+    }
 }
 
 /// The blob key of a recording's VOD playlist, written when its broadcast ends so that

@@ -1,22 +1,95 @@
 //! Views, counted once per viewer session: a live join or a VOD play counts when a viewer
-//! (a signed-in user, or an anonymous browser recognised by the [`VIEWER_COOKIE`]) starts
-//! watching something, not on every playback-URL refresh or page reload within
-//! [`SESSION_MS`]. Sessions are rows of `view_sessions` ([`crate::store::views`]); the
-//! upsert that opens one tells whether it was new, in the same statement, so concurrent
-//! requests count once.
+//! starts watching something, not on every playback-URL refresh or page reload within
+//! [`SESSION_MS`]. A viewer is a signed-in user, or an anonymous browser recognised by the
+//! [`VIEWER_COOKIE`] — signed, so made-up ids are not viewers; clients without a valid
+//! cookie count up to [`NEW_VIEWERS_PER_ADDRESS`] per network address. Sessions are rows of `view_sessions` ([`crate::store::views`]); the upsert that
+//! opens one tells whether it was new, in the same statement, so concurrent requests count
+//! once.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::error::StoreError;
+use crate::model::ids;
+use crate::model::job::Job;
 use crate::model::role::Principal;
-use crate::ports::{Platform, Sql as _};
+use crate::ports::{JobsExt as _, Platform, Sql as _};
+use crate::services::ratelimit;
 use crate::store::{counters, views};
 
 /// How long one viewer session lasts, in ms: watching the same thing again within it is not
 /// another view.
 pub const SESSION_MS: u64 = 30 * 60 * 1000;
-/// The cookie that identifies an anonymous viewer.
+/// The cookie that identifies an anonymous viewer: `{id}.{signature}`.
 pub const VIEWER_COOKIE: &str = "ev_viewer";
 /// Lifetime of the viewer cookie, in seconds.
 const VIEWER_COOKIE_MAX_AGE_S: u64 = 365 * 24 * 3600;
+/// New anonymous viewers one network address may add to one channel or video per
+/// [`SESSION_MS`] (people behind one NAT each count, up to this many).
+pub const NEW_VIEWERS_PER_ADDRESS: u64 = 20;
+/// Signature characters kept in the cookie (base64url of HMAC-SHA256: 128 bits).
+const SIGNATURE_CHARS: usize = 22;
+
+fn keyed(secret: &[u8], domain: &[u8], value: &str) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    mac.update(domain);
+    mac.update(value.as_bytes());
+    mac
+}
+
+/// The cookie value of anonymous viewer `id`.
+pub fn sign_viewer(secret: &[u8], id: &str) -> String {
+    let tag = keyed(secret, b"viewer\0", id).finalize().into_bytes();
+    let signature = URL_SAFE_NO_PAD.encode(tag);
+    format!("{id}.{}", &signature[..SIGNATURE_CHARS])
+}
+
+/// The viewer id of a cookie value this deployment signed; `None` for any other value. The
+/// signature is compared in constant time.
+pub fn verify_viewer(secret: &[u8], cookie: &str) -> Option<String> {
+    let (id, signature) = cookie.split_once('.')?;
+    if !ids::is_id(id, "vw") || signature.len() != SIGNATURE_CHARS {
+        return None;
+    }
+    let tag = keyed(secret, b"viewer\0", id).finalize().into_bytes();
+    let expected = URL_SAFE_NO_PAD.encode(tag);
+    let same: bool = subtle::ConstantTimeEq::ct_eq(
+        expected.as_bytes()[..SIGNATURE_CHARS].as_ref(),
+        signature.as_bytes(),
+    )
+    .into();
+    same.then(|| id.to_owned())
+}
+
+/// A network address as a key (a keyed hash: no address is stored).
+fn address_key(secret: &[u8], address: &str) -> String {
+    let tag = keyed(secret, b"viewer-address\0", address)
+        .finalize()
+        .into_bytes();
+    URL_SAFE_NO_PAD.encode(tag)[..SIGNATURE_CHARS].to_owned()
+}
+
+/// Chance in 256 that opening a session queues a sweep (about one in 64).
+const SWEEP_CHANCE: u8 = 4;
+/// Sessions deleted per sweep at most (D1 statements should stay short).
+const SWEEP_BATCH: u32 = 500;
+
+/// Deletes a batch of finished sessions (started more than [`SESSION_MS`] ago); returns
+/// how many went. A sweep that fills its batch queues the next one.
+///
+/// # Errors
+/// Whatever the catalogue or the queue reports.
+pub async fn sweep<P: Platform>(p: &P) -> Result<u64, StoreError> {
+    let expired_before = p.clock().now_ms().saturating_sub(SESSION_MS) as i64;
+    let deleted = views::sweep(p.sql(), expired_before, SWEEP_BATCH).await?;
+    if deleted == u64::from(SWEEP_BATCH) {
+        p.jobs().enqueue(&Job::SweepViewSessions).await?;
+    }
+    Ok(deleted)
+}
 
 /// What [`record`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,31 +101,49 @@ pub struct Recorded {
 }
 
 /// Counts a view of `scope` (a channel or video id) under `counter` if it starts a viewer
-/// session. Anonymous callers without a viewer cookie (`cookie`, the id it carries) get a new
-/// id (returned as a cookie).
+/// session. `cookie` is the viewer cookie's value as sent, `address` the client's network
+/// address. An anonymous caller without a valid signed cookie gets a new viewer id (and its
+/// cookie, returned); its session opens at once, but it counts only while its address has
+/// started fewer than [`NEW_VIEWERS_PER_ADDRESS`] viewers of `scope` in [`SESSION_MS`] — a
+/// script that drops its cookies cannot count a view per request.
 ///
 /// # Errors
-/// `Backend` when the catalogue fails.
+/// `Backend` when the catalogue or the KV store fails.
 pub async fn record<P: Platform>(
     p: &P,
-    cookie: Option<String>,
+    cookie: Option<&str>,
+    address: &str,
     viewer: Option<&Principal>,
     scope: &str,
     counter: &str,
 ) -> Result<Recorded, StoreError> {
-    let (viewer_id, set_cookie) = match (viewer, cookie) {
-        (Some(principal), _) => (principal.user_id.clone(), None),
-        (None, Some(cookie)) => (cookie, None),
+    let secret = p.config().url_signing_secret.as_bytes();
+    let now_ms = p.clock().now_ms();
+    let (viewer_id, set_cookie, may_count) = match (
+        viewer,
+        cookie.and_then(|c| verify_viewer(secret, c)),
+    ) {
+        (Some(principal), _) => (principal.user_id.clone(), None, true),
+        (None, Some(id)) => (id, None, true),
         (None, None) => {
             let id = p.entropy().new_id("vw");
             let cookie = format!(
-                "{VIEWER_COOKIE}={id}; Path=/; Max-Age={VIEWER_COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Lax"
-            );
-            (id, Some(cookie))
+                    "{VIEWER_COOKIE}={}; Path=/; Max-Age={VIEWER_COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Lax",
+                    sign_viewer(secret, &id)
+                );
+            let may_count = ratelimit::hit(
+                p.kv(),
+                &format!("views:{scope}:{}", address_key(secret, address)),
+                NEW_VIEWERS_PER_ADDRESS,
+                SESSION_MS / 1000,
+                now_ms / 1000,
+            )
+            .await?;
+            (id, Some(cookie), may_count)
         }
     };
-    let now_ms = p.clock().now_ms() as i64;
-    let counted = views::open_session(
+    let now_ms = now_ms as i64;
+    let opened = views::open_session(
         p.sql(),
         scope,
         &viewer_id,
@@ -60,11 +151,54 @@ pub async fn record<P: Platform>(
         now_ms - SESSION_MS as i64,
     )
     .await?;
+    let counted = opened && may_count;
     if counted {
         p.sql().execute(&counters::bump(counter, 1)).await?;
+    }
+    if opened {
+        // About one new session in SWEEP_EVERY queues a sweep of finished ones (a queue
+        // message, off the request's path), so the table holds the current audience only.
+        let mut roll = [0u8; 1];
+        p.entropy().fill(&mut roll);
+        if roll[0] < SWEEP_CHANCE {
+            p.jobs().enqueue(&Job::SweepViewSessions).await?;
+        }
     }
     Ok(Recorded {
         counted,
         set_cookie,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viewer_cookies_verify_only_when_signed_here() {
+        let cookie = sign_viewer(b"secret", "vw_abcdefgh12345678");
+        assert_eq!(
+            verify_viewer(b"secret", &cookie).as_deref(),
+            Some("vw_abcdefgh12345678")
+        );
+        assert_eq!(verify_viewer(b"other", &cookie), None);
+        assert_eq!(verify_viewer(b"secret", "vw_abcdefgh12345678"), None);
+        let forged = cookie.replace("vw_abcdefgh12345678", "vw_abcdefgh12345679");
+        assert_eq!(verify_viewer(b"secret", &forged), None);
+        let mut tampered = cookie.clone();
+        tampered.pop();
+        tampered.push(if cookie.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(verify_viewer(b"secret", &tampered), None);
+        assert_eq!(verify_viewer(b"secret", "usr_abcdefgh12345678.x"), None);
+        assert_eq!(verify_viewer(b"secret", ""), None);
+    }
+
+    #[test]
+    fn addresses_are_hashed_per_deployment() {
+        let a = address_key(b"secret", "203.0.113.7");
+        assert!(!a.contains("203"));
+        assert_eq!(a, address_key(b"secret", "203.0.113.7"));
+        assert_ne!(a, address_key(b"secret", "203.0.113.8"));
+        assert_ne!(a, address_key(b"other", "203.0.113.7"));
+    }
 }

@@ -22,7 +22,7 @@ pub fn record_started(broadcast_id: &str, channel_id: &str, started_at_ms: u64) 
 }
 
 /// The batch that records an ended broadcast, in order: its row (in case the start was not
-/// recorded), the row closed with its segment list, and when it made a video, the video
+/// recorded), the row closed (with its segment list only when it made no video), and when it made a video, the video
 /// (`processing`, owned by `owner_id`, titled `title`) and its history events, once each.
 ///
 /// # Errors
@@ -33,8 +33,14 @@ pub fn record_ended(
     title: &str,
 ) -> Result<Vec<Statement>, StoreError> {
     let duration_ms: u64 = ended.segments.iter().map(|s| s.duration_ms).sum();
-    let segments =
-        serde_json::to_string(&ended.segments).map_err(|e| StoreError::backend("json", e))?;
+    // The segment list of a recording that made a video is in the blob store (see
+    // `services::videos::recording`); only a broadcast without one keeps it here.
+    let segments = match ended.video_id {
+        Some(_) => "[]".to_owned(),
+        None => {
+            serde_json::to_string(&ended.segments).map_err(|e| StoreError::backend("json", e))?
+        }
+    };
     let mut statements = vec![
         record_started(&ended.broadcast_id, &ended.channel_id, ended.started_at_ms),
         Statement::new(

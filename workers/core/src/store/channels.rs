@@ -26,25 +26,29 @@ pub struct Channel {
 
 const COLUMNS: &str = "id, owner_id, name, description, stream_key_version, created_at";
 
-/// Inserts a channel.
+/// Inserts a channel unless its owner already has `limit` channels (checked in the same
+/// statement, so concurrent creations cannot pass the limit); `false` when at the limit.
 ///
 /// # Errors
 /// `Backend` when the insert fails.
-pub async fn create<S: Sql>(sql: &S, channel: &Channel) -> Result<(), StoreError> {
-    sql.execute(&Statement::new(
-        "INSERT INTO channels (id, owner_id, name, description, stream_key_version, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        vec![
-            SqlValue::from(channel.id.as_str()),
-            SqlValue::from(channel.owner_id.as_str()),
-            SqlValue::from(channel.name.as_str()),
-            SqlValue::from(channel.description.as_str()),
-            SqlValue::Integer(channel.stream_key_version),
-            SqlValue::Integer(channel.created_at),
-        ],
-    ))
-    .await
-    .map(drop)
+pub async fn create<S: Sql>(sql: &S, channel: &Channel, limit: u64) -> Result<bool, StoreError> {
+    let inserted = sql
+        .execute(&Statement::new(
+            "INSERT INTO channels (id, owner_id, name, description, stream_key_version, created_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+             WHERE (SELECT COUNT(*) FROM channels WHERE owner_id = ?2) < ?7",
+            vec![
+                SqlValue::from(channel.id.as_str()),
+                SqlValue::from(channel.owner_id.as_str()),
+                SqlValue::from(channel.name.as_str()),
+                SqlValue::from(channel.description.as_str()),
+                SqlValue::Integer(channel.stream_key_version),
+                SqlValue::Integer(channel.created_at),
+                SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+            ],
+        ))
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// Finds a channel by id.

@@ -35,27 +35,31 @@ pub struct Plugin {
 const COLUMNS: &str = "id, owner_id, name, hook, url, description, enabled, secret, \
                        previous_secret, previous_secret_until, created_at";
 
-/// Inserts a plugin.
+/// Inserts a plugin unless its owner already has `limit` (not deleted) plugins, checked in
+/// the same statement; `false` when at the limit.
 ///
 /// # Errors
 /// `AlreadyExists` when the owner has a plugin with this name.
-pub async fn create<S: Sql>(sql: &S, plugin: &Plugin) -> Result<(), StoreError> {
-    sql.execute(&Statement::new(
-        "INSERT INTO plugins (id, owner_id, name, hook, url, description, enabled, secret, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8)",
-        vec![
-            SqlValue::from(plugin.id.as_str()),
-            SqlValue::from(plugin.owner_id.as_str()),
-            SqlValue::from(plugin.name.as_str()),
-            SqlValue::from(plugin.hook.as_str()),
-            SqlValue::from(plugin.url.as_str()),
-            SqlValue::from(plugin.description.as_str()),
-            SqlValue::from(plugin.secret.as_str()),
-            SqlValue::Integer(plugin.created_at),
-        ],
-    ))
-    .await
-    .map(drop)
+pub async fn create<S: Sql>(sql: &S, plugin: &Plugin, limit: u64) -> Result<bool, StoreError> {
+    let inserted = sql
+        .execute(&Statement::new(
+            "INSERT INTO plugins (id, owner_id, name, hook, url, description, enabled, secret, \
+             created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8 \
+             WHERE (SELECT COUNT(*) FROM plugins WHERE owner_id = ?2 AND deleted_at IS NULL) < ?9",
+            vec![
+                SqlValue::from(plugin.id.as_str()),
+                SqlValue::from(plugin.owner_id.as_str()),
+                SqlValue::from(plugin.name.as_str()),
+                SqlValue::from(plugin.hook.as_str()),
+                SqlValue::from(plugin.url.as_str()),
+                SqlValue::from(plugin.description.as_str()),
+                SqlValue::from(plugin.secret.as_str()),
+                SqlValue::Integer(plugin.created_at),
+                SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+            ],
+        ))
+        .await?;
+    Ok(inserted == 1)
 }
 
 /// A plugin by id (deleted ones are not found).

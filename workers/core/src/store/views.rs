@@ -48,3 +48,20 @@ pub async fn open_session<S: Sql>(
         .await?;
     Ok(changed > 0)
 }
+
+/// Deletes up to `batch` sessions that started before `expired_before_ms` (the oldest
+/// first); returns how many went.
+///
+/// # Errors
+/// `Backend` when the statement fails.
+pub async fn sweep<S: Sql>(sql: &S, expired_before_ms: i64, batch: u32) -> Result<u64, StoreError> {
+    sql.execute(&Statement::new(
+        "DELETE FROM view_sessions WHERE rowid IN (SELECT rowid FROM view_sessions \
+         WHERE started_at <= ?1 ORDER BY started_at LIMIT ?2)",
+        vec![
+            SqlValue::Integer(expired_before_ms),
+            SqlValue::Integer(i64::from(batch)),
+        ],
+    ))
+    .await
+}

@@ -1,5 +1,5 @@
 //! Session tokens: JSON Web Tokens signed with HMAC-SHA256 (`alg: HS256`), claims `sub`,
-//! `email`, `role`, `iat`, `exp`, `iss`. Any standard JWT library verifies them given the
+//! `email`, `role`, `iat`, `exp`, `iss`, `sid` (the session, revocable), `iat_ms`. Any standard JWT library verifies them given the
 //! secret. Verification accepts exactly HS256 (so `alg: none` and key-confusion tricks fail),
 //! compares signatures in constant time, and rejects expired, future-dated and foreign tokens.
 
@@ -29,6 +29,29 @@ pub struct Claims {
     pub exp: u64,
     /// Issuer.
     pub iss: String,
+    /// The session's id, which logging out revokes (`services::sessions`); empty in tokens
+    /// issued before sessions had ids.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
+    /// Issued at, Unix milliseconds (a log-out-everywhere in the same second as a login
+    /// must tell them apart); 0 in tokens that lack it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub iat_ms: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl Claims {
+    /// When the token was issued, in ms (from `iat` when it has no `iat_ms`).
+    pub fn issued_ms(&self) -> u64 {
+        if self.iat_ms / 1000 == self.iat {
+            self.iat_ms
+        } else {
+            self.iat * 1000
+        }
+    }
 }
 
 /// Why a token was refused.
@@ -140,6 +163,8 @@ mod tests {
             iat: NOW,
             exp: NOW + 3600,
             iss: "edgevideo".into(),
+            sid: "ses_1".into(),
+            iat_ms: NOW * 1000 + 5,
         }
     }
 

@@ -6,7 +6,7 @@ use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::auth::{password, session, SESSION_COOKIE};
+use crate::api::auth::{self, password, session, SESSION_COOKIE};
 use crate::api::{self, Request, Response};
 use crate::config::LOGIN_WINDOW_SECONDS;
 use crate::error::{ApiError, StoreError};
@@ -14,8 +14,11 @@ use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::ports::Platform;
 use crate::services::accounts::{self, UserView};
-use crate::services::ratelimit;
+use crate::services::{ratelimit, sessions};
 use crate::store::users::{self, User};
+
+/// The window of the signup limit, in seconds.
+const SIGNUP_WINDOW_SECONDS: u64 = 3600;
 
 /// Body of signup and login.
 #[derive(Deserialize)]
@@ -33,7 +36,8 @@ fn now_s<P: Platform>(p: &P) -> u64 {
 /// A `{token, user}` response with the session cookie set.
 fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Response {
     let config = p.config();
-    let iat = now_s(p);
+    let iat_ms = p.clock().now_ms();
+    let iat = iat_ms / 1000;
     let claims = session::Claims {
         sub: user.id.clone(),
         email: user.email.clone(),
@@ -41,6 +45,8 @@ fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Resp
         iat,
         exp: iat + config.session_ttl_s,
         iss: config.token_issuer.clone(),
+        sid: p.entropy().new_id("ses"),
+        iat_ms,
     };
     let token = session::sign(&claims, config.session_secret.as_bytes());
     let cookie = format!(
@@ -58,9 +64,24 @@ fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Resp
 }
 
 /// `POST /api/auth/signup {email, password}`: 201 `{token, user}`; 409 when the email is
-/// taken; 400 for an invalid email or a password outside the policy.
+/// taken; 400 for an invalid email or a password outside the policy; 429 past
+/// `SIGNUP_LIMIT_PER_IP` accounts per address per hour (which also slows probing which
+/// emails have accounts).
 pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let body: Credentials = api::parse_json(request)?;
+    let allowed = ratelimit::hit(
+        p.kv(),
+        &format!("signup-ip:{}", auth::client_address(request)),
+        p.config().signup_limit_per_ip,
+        SIGNUP_WINDOW_SECONDS,
+        now_s(p),
+    )
+    .await?;
+    if !allowed {
+        return Err(ApiError::TooManyRequests(
+            "too many new accounts from this address; try again later".into(),
+        ));
+    }
     let email = accounts::normalise_email(&body.email)
         .map_err(|m| ApiError::bad_request("invalid_email", m))?;
     password::check_policy(&body.password)
@@ -83,14 +104,6 @@ pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, A
     }
 }
 
-fn client_ip(request: &Request) -> &str {
-    request
-        .headers()
-        .get("cf-connecting-ip")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown")
-}
-
 /// `POST /api/auth/login {email, password}`: 200 `{token, user}`; the same 401 for an
 /// unknown email and a wrong password; 429 past the per-email or per-IP attempt limit.
 pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
@@ -100,7 +113,7 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     let now = now_s(p);
     let by_ip = ratelimit::hit(
         p.kv(),
-        &format!("login-ip:{}", client_ip(request)),
+        &format!("login-ip:{}", auth::client_address(request)),
         config.login_limit_per_ip,
         LOGIN_WINDOW_SECONDS,
         now,
@@ -144,14 +157,39 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     Ok(session_response(p, StatusCode::OK, &user))
 }
 
-/// `POST /api/auth/logout`: clears the session cookie (tokens themselves expire).
-pub fn logout() -> Response {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogoutBody {
+    #[serde(default)]
+    everywhere: bool,
+}
+
+/// `POST /api/auth/logout [{everywhere}]`: revokes the caller's session (its token stops
+/// working, not only the cookie), or with `{"everywhere": true}` every session of the user,
+/// and clears the session cookie. Without a valid token it only clears the cookie.
+///
+/// # Errors
+/// 400/415 for a body that is not `{"everywhere": bool}`; `Store` when KV fails.
+pub async fn logout<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let body: LogoutBody = if request.body().is_empty() {
+        LogoutBody::default()
+    } else {
+        api::parse_json(request)?
+    };
+    let now_ms = p.clock().now_ms();
+    if let Ok(claims) = auth::session_claims(request, p.config(), now_ms / 1000) {
+        sessions::revoke(p.kv(), &claims.sid, claims.exp, now_ms / 1000).await?;
+        // Tokens from before sessions had ids can only be revoked with all the others.
+        if body.everywhere || claims.sid.is_empty() {
+            sessions::revoke_all(p.kv(), &claims.sub, now_ms).await?;
+        }
+    }
     let mut response = api::json(StatusCode::OK, &json!({ "ok": true }));
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(SET_COOKIE, value);
     }
-    response
+    Ok(response)
 }
 
 /// `GET /api/me`: the stored user behind the session.

@@ -99,8 +99,7 @@ pub async fn viewer<P: Platform>(
     p: &P,
     request: &Request,
 ) -> Result<(Viewer, Option<Principal>), ApiError> {
-    let now_s = p.clock().now_ms() / 1000;
-    let Some(principal) = auth::optional_principal(request, p.config(), now_s) else {
+    let Some(principal) = auth::optional_principal(p, request).await? else {
         return Ok((Viewer::default(), None));
     };
     let Some(user) = users::by_id(p.sql(), &principal.user_id).await? else {
@@ -327,12 +326,12 @@ pub async fn delete_video<P: Platform>(
         return Err(ApiError::NotFound(format!("no video {id}")));
     }
     let removed = catalogue::delete_media(p.blobs(), &video).await?;
-    playback::purge_video(p, request, &video.id, video.broadcast_id.as_deref()).await;
+    playback::purge_video(p, request, &video, &removed).await;
     catalogue::delete_rows(p.sql(), &video.id).await?;
     catalogue::invalidate(p.kv()).await?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "deleted": video.id, "objects_removed": removed }),
+        &json!({ "deleted": video.id, "objects_removed": removed.len() }),
     ))
 }
 

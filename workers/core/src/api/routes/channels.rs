@@ -1,6 +1,7 @@
-//! Channels and going live: create, read (with live status and viewers), rotate the stream
-//! key, issue a signed ingest URL with the exact ffmpeg command, list live channels, and
-//! connect to a channel's (or the lobby's) WebSocket.
+//! Channels and going live: create (within the account's quota), read (with live status and
+//! viewers), rotate the stream key, issue a signed ingest URL with the exact ffmpeg command
+//! and the gateway's RTMP(S) and SRT settings, list live channels, and connect to a
+//! channel's (or the lobby's) WebSocket.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -10,6 +11,7 @@ use crate::api::edge::{cache_key, from_cache};
 use crate::api::links;
 use crate::api::{self, Request, Response, RoomUpgrade};
 use crate::error::ApiError;
+use crate::model::gateway::GatewaySettings;
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse, RoomStatus, LOBBY};
@@ -113,7 +115,13 @@ pub async fn create<P: Platform>(
         stream_key_version: 1,
         created_at: now_ms(p) as i64,
     };
-    channels::create(p.sql(), &channel).await?;
+    let limit = p.config().max_channels_per_user;
+    if !channels::create(p.sql(), &channel, limit).await? {
+        return Err(ApiError::Unprocessable {
+            code: "quota_exceeded",
+            message: format!("an account has at most {limit} channels; delete one first"),
+        });
+    }
     let status = RoomStatus {
         live: None,
         viewers: 0,
@@ -154,8 +162,10 @@ pub async fn rotate_stream_key<P: Platform>(
     ))
 }
 
-/// `POST /api/channels/{id}/ingest` (owner): a signed ingest URL and the ffmpeg command
-/// that pushes to it.
+/// `POST /api/channels/{id}/ingest` (owner): a signed ingest URL, its expiry and the ffmpeg
+/// command that pushes to it, and, for each protocol the ingest gateway offers
+/// ([`crate::config::names::GATEWAY_RTMP_URL`] and its siblings), what an encoder types to
+/// publish through it (`rtmp`, `rtmps`, `srt`; the stream key is the URL's token).
 pub async fn ingest_url<P: Platform>(
     p: &P,
     principal: &Principal,
@@ -181,10 +191,13 @@ pub async fn ingest_url<P: Platform>(
          -sc_threshold 0 -c:a aac -ar 48000 -b:a 128k -f hls -hls_time 2 -hls_list_size 6 \
          -method PUT '{url}'"
     );
-    Ok(api::json(
-        StatusCode::OK,
-        &json!({ "ingest_url": url, "expires_at": exp, "ffmpeg_command": command }),
-    ))
+    let mut body = json!({ "ingest_url": url, "expires_at": exp, "ffmpeg_command": command });
+    let gateway = serde_json::to_value(GatewaySettings::for_key(&p.config().gateway, &token))
+        .map_err(|e| ApiError::Internal(format!("response encoding: {e}")))?;
+    if let (Some(fields), serde_json::Value::Object(settings)) = (body.as_object_mut(), gateway) {
+        fields.extend(settings);
+    }
+    Ok(api::json(StatusCode::OK, &body))
 }
 
 /// How long the live list stays in the edge cache, in ms.

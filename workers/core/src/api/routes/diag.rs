@@ -195,8 +195,8 @@ pub async fn conformance<P: Platform>(p: &P) -> Response {
 }
 
 /// `GET /api/_diag/stored/{channel}`: the channel's broadcast and video rows, its segment
-/// keys (`blobs`) and its recordings' playlist keys (`playlists`), so tests can prove that a
-/// refused request stored nothing.
+/// keys (`blobs`) and its recordings' playlist and segment-list keys (`playlists`), so tests
+/// can prove that a refused request stored nothing.
 pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, ApiError> {
     let channel_id = diag_key(channel_id)?;
     let (broadcasts, videos) = diag::channel_rows(p.sql(), channel_id).await?;
@@ -205,7 +205,7 @@ pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, Ap
         .list(&format!("live/{channel_id}/"))
         .await?
         .into_iter()
-        .partition(|key| key.ends_with(".m3u8"));
+        .partition(|key| key.ends_with(".m3u8") || key.ends_with(".json"));
     Ok(api::json(
         StatusCode::OK,
         &json!({

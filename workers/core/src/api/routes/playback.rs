@@ -27,6 +27,7 @@ use crate::ports::{Blobs as _, CachedObject, EdgeCache as _, Live as _, Platform
 use crate::services::edge_cache;
 use crate::services::videos;
 use crate::services::views;
+use crate::store::catalogue::VideoDetailRow;
 use crate::store::counters;
 use crate::store::videos as stored_videos;
 
@@ -76,11 +77,12 @@ pub async fn channel_url<P: Platform>(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let channel = channels::load(p, id).await?;
-    let viewer = auth::optional_principal(request, p.config(), now_s(p));
+    let viewer = auth::optional_principal(p, request).await?;
     // A live join counts once per viewer session, not per URL refresh or page reload.
     let recorded = views::record(
         p,
         auth::viewer_cookie(request),
+        auth::client_address(request),
         viewer.as_ref(),
         &channel.id,
         counters::VIEWS_LIVE,
@@ -137,7 +139,7 @@ pub async fn video_url<P: Platform>(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let video = load_video(p, id).await?;
-    let viewer = auth::optional_principal(request, p.config(), now_s(p));
+    let viewer = auth::optional_principal(p, request).await?;
     may_play(&video, viewer.as_ref())?;
     let (token, exp) = sign(
         p,
@@ -152,6 +154,7 @@ pub async fn video_url<P: Platform>(
     let recorded = views::record(
         p,
         auth::viewer_cookie(request),
+        auth::client_address(request),
         viewer.as_ref(),
         &video.id,
         counters::VIEWS_VOD,
@@ -241,6 +244,7 @@ async fn live<P: Platform>(
         let ask = RoomRequest::Window {
             max_segments,
             rendition: rendition.map(str::to_owned),
+            now_ms: p.clock().now_ms(),
         };
         let window = match p.live().call(&channel_id, &ask).await? {
             RoomResponse::Window {
@@ -248,7 +252,7 @@ async fn live<P: Platform>(
             } => window,
             RoomResponse::Window { window: None } => {
                 return Err(ApiError::NotFound(match rendition {
-                    None => "the channel has not been live".into(),
+                    None => "the channel is not live".into(),
                     Some(r) => format!("the broadcast has no rendition {r:?}"),
                 }))
             }
@@ -317,6 +321,7 @@ async fn channel_broadcast<P: Platform>(
         let ask = RoomRequest::Window {
             max_segments: 0,
             rendition: None,
+            now_ms: p.clock().now_ms(),
         };
         let named = match p.live().call(channel_id, &ask).await? {
             RoomResponse::Window { window } => window.map(|w| w.broadcast_id),
@@ -405,7 +410,7 @@ async fn vod<P: Platform>(
             }
             // Recordings that ended before their playlist was written to the blob store.
             (None, None) => {
-                let segments = stored_videos::recording(p.sql(), &broadcast_id).await?;
+                let segments = videos::recording(p, &channel_id, &broadcast_id).await?;
                 if segments.is_empty() {
                     return Err(ApiError::NotFound("this video has no HLS recording".into()));
                 }
@@ -587,22 +592,33 @@ pub async fn thumbnail<P: Platform>(
     .await
 }
 
-/// Forgets a deleted video's playlist, MP4 size and poster in this location's edge cache
-/// (best effort: an object that stays expires within [`VOD_PLAYLIST_TTL_MS`]).
+/// Forgets a deleted video's playlists (the recording's, and each rendition's, named by the
+/// `removed` blob keys), MP4 size and poster in this location's edge cache (best effort: an
+/// object that stays expires within [`VOD_PLAYLIST_TTL_MS`]).
 pub async fn purge_video<P: Platform>(
     p: &P,
     request: &Request,
-    video_id: &str,
-    broadcast_id: Option<&str>,
+    video: &VideoDetailRow,
+    removed: &[String],
 ) {
     let mut keys = Vec::new();
-    if let Some(broadcast_id) = broadcast_id {
+    if let Some(broadcast_id) = video.broadcast_id.as_deref() {
         keys.push(cache_key(request, &format!("vod/{broadcast_id}.m3u8")));
+        let prefix = format!("live/{}/{broadcast_id}/vod_", video.channel_id);
+        for rendition in removed
+            .iter()
+            .filter_map(|key| key.strip_prefix(&prefix)?.strip_suffix(".m3u8"))
+        {
+            keys.push(cache_key(
+                request,
+                &format!("vod/{broadcast_id}/{rendition}.m3u8"),
+            ));
+        }
     }
-    if let Some((key, _)) = videos::file_key(video_id, "mp4") {
+    if let Some((key, _)) = videos::file_key(&video.id, "mp4") {
         keys.push(cache_key(request, &format!("size/{key}")));
     }
-    if let Some((key, _)) = videos::file_key(video_id, "poster") {
+    if let Some((key, _)) = videos::file_key(&video.id, "poster") {
         keys.push(cache_key(request, &key));
     }
     for key in keys {
@@ -710,6 +726,56 @@ pub fn parse_range(header: &str, size: u64) -> Result<(u64, u64), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::MemoryPlatform;
+    use crate::ports::CachedObject;
+
+    #[test]
+    fn deleting_a_video_purges_every_playlist_of_its_recording() {
+        let p = MemoryPlatform::development();
+        let request = http::Request::builder()
+            .uri("https://edge.example/api/videos/vid_0123456789abcdef")
+            .body(Vec::new())
+            .unwrap();
+        let video: VideoDetailRow = serde_json::from_value(serde_json::json!({
+            "id": "vid_0123456789abcdef", "channel_id": "ch_0123456789abcdef",
+            "channel_name": null, "broadcast_id": "brd_0123456789abcdef",
+            "owner_id": "usr_0123456789abcdef", "status": "published", "visibility": "public",
+            "title": "t", "description": "", "tags": "[]", "metadata": "{}",
+            "duration_ms": null, "width": null, "height": null, "size_bytes": null,
+            "mp4_key": null, "poster_key": null, "created_at": 0, "updated_at": 0,
+            "published_at": null, "views": 0
+        }))
+        .unwrap();
+        let cached = [
+            "vod/brd_0123456789abcdef.m3u8",
+            "vod/brd_0123456789abcdef/v720.m3u8",
+            "vod/brd_0123456789abcdef/v360.m3u8",
+            "vod/brd_other0123456789/v360.m3u8",
+        ];
+        let object = CachedObject {
+            content_type: PLAYLIST_CONTENT_TYPE.to_owned(),
+            body: b"#EXTM3U".to_vec(),
+            expires_at_ms: u64::MAX,
+        };
+        for path in cached {
+            pollster::block_on(p.edge_cache.put(&cache_key(&request, path), &object)).unwrap();
+        }
+        let removed: Vec<String> = ["vod.m3u8", "vod_v720.m3u8", "vod_v360.m3u8", "index0.ts"]
+            .iter()
+            .map(|f| format!("live/ch_0123456789abcdef/brd_0123456789abcdef/{f}"))
+            .collect();
+        pollster::block_on(purge_video(&p, &request, &video, &removed));
+        let left: Vec<&str> = cached
+            .iter()
+            .copied()
+            .filter(|path| {
+                pollster::block_on(p.edge_cache.get(&cache_key(&request, path)))
+                    .unwrap()
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(left, ["vod/brd_other0123456789/v360.m3u8"]);
+    }
 
     #[test]
     fn ranges_parse_and_clamp() {

@@ -13,9 +13,9 @@ use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::text;
 use crate::ports::{Platform, Sql as _};
-use crate::services::delivery;
 use crate::services::lifecycle::{self, Answer};
 use crate::services::plugins::{self, Plugin, PluginView, ROTATION_GRACE_MS};
+use crate::services::{delivery, ratelimit, sealed};
 use crate::store::counters;
 use crate::store::plugins::{self as stored, PluginChange};
 use crate::webhooks;
@@ -110,32 +110,41 @@ pub async fn create<P: Platform>(
             "descriptions have at most 2000 characters",
         ));
     }
+    let id = p.entropy().new_id("plg");
+    let secret = new_secret(p);
     let plugin = Plugin {
-        id: p.entropy().new_id("plg"),
+        secret: seal_secret(p, &id, &secret),
+        id,
         owner_id: principal.user_id.clone(),
         name: body.name,
         hook: body.hook,
         url: body.url,
         description: body.description,
         enabled: 1,
-        secret: new_secret(p),
         previous_secret: None,
         previous_secret_until: None,
         created_at: now_ms(p),
     };
-    match stored::create(p.sql(), &plugin).await {
+    let limit = p.config().max_plugins_per_user;
+    match stored::create(p.sql(), &plugin, limit).await {
         Err(StoreError::AlreadyExists(_)) => {
             return Err(ApiError::Conflict(format!(
                 "you have a plugin named {}",
                 plugin.name
             )))
         }
-        other => other?,
+        Ok(false) => {
+            return Err(ApiError::Unprocessable {
+                code: "quota_exceeded",
+                message: format!("a developer has at most {limit} plugins; delete one first"),
+            })
+        }
+        other => other.map(drop)?,
     }
     p.sql().execute(&counters::bump("plugins.added", 1)).await?;
     Ok(api::json(
         StatusCode::CREATED,
-        &json!({ "plugin": PluginView::from(&plugin), "secret": plugin.secret }),
+        &json!({ "plugin": PluginView::from(&plugin), "secret": secret }),
     ))
 }
 
@@ -209,7 +218,8 @@ pub async fn rotate_secret<P: Platform>(
     let plugin = owned(p, principal, id).await?;
     let secret = new_secret(p);
     let until = now_ms(p) + ROTATION_GRACE_MS;
-    stored::rotate_secret(p.sql(), &plugin.id, &secret, until, now_ms(p)).await?;
+    let sealed = seal_secret(p, &plugin.id, &secret);
+    stored::rotate_secret(p.sql(), &plugin.id, &sealed, until, now_ms(p)).await?;
     Ok(api::json(
         StatusCode::OK,
         &json!({ "secret": secret, "previous_secret_valid_until_ms": until }),
@@ -227,8 +237,12 @@ pub async fn deliveries<P: Platform>(
     Ok(api::json(StatusCode::OK, &json!({ "deliveries": log })))
 }
 
+/// Redeliveries a plugin may ask for per minute (the delivery log must not become a way to
+/// probe hosts at will).
+const REDELIVERIES_PER_MINUTE: u64 = 10;
+
 /// `POST /api/plugins/{id}/deliveries/{delivery_id}/redeliver`: 202, the delivery is sent
-/// again now.
+/// again now; 429 past [`REDELIVERIES_PER_MINUTE`].
 pub async fn redeliver<P: Platform>(
     p: &P,
     principal: &Principal,
@@ -236,6 +250,13 @@ pub async fn redeliver<P: Platform>(
     delivery_id: &str,
 ) -> Result<Response, ApiError> {
     let plugin = owned(p, principal, id).await?;
+    let now_s = p.clock().now_ms() / 1000;
+    let scope = format!("redeliver:{}", plugin.id);
+    if !ratelimit::hit(p.kv(), &scope, REDELIVERIES_PER_MINUTE, 60, now_s).await? {
+        return Err(ApiError::TooManyRequests(format!(
+            "at most {REDELIVERIES_PER_MINUTE} redeliveries per plugin per minute"
+        )));
+    }
     if !delivery::redeliver(p, &plugin.id, delivery_id).await? {
         return Err(ApiError::NotFound(format!("no delivery {delivery_id}")));
     }
@@ -284,6 +305,18 @@ pub async fn answer_task<P: Platform>(
         StatusCode::OK,
         &json!({ "task_id": task_id, "recorded": true }),
     ))
+}
+
+/// `secret` sealed for storage in plugin `plugin_id`'s row (see [`sealed`]).
+fn seal_secret<P: Platform>(p: &P, plugin_id: &str, secret: &str) -> String {
+    let mut nonce = [0u8; 12];
+    p.entropy().fill(&mut nonce);
+    sealed::seal(
+        &sealed::key(&p.config().session_secret),
+        nonce,
+        plugin_id,
+        secret,
+    )
 }
 
 /// A new signing secret for a plugin.
