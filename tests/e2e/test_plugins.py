@@ -5,6 +5,7 @@ video is published with merged metadata (or rejected)."""
 
 import json
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import jsonschema
@@ -228,12 +229,20 @@ def test_redirects_are_not_followed_and_redelivery_is_limited(api, register, dev
     assert [a["response_status"] for a in delivery["attempt_log"]] == [307]
     assert target.verified == [], "the redirect was followed"
 
-    # Redelivery: at most 10 per plugin per minute, then 429 with the JSON error.
+    # Redelivery: at most 10 per plugin per (fixed) minute, then 429 with the JSON error.
     url = f"/api/plugins/{plugin['id']}/deliveries/{delivery['id']}/redeliver"
-    statuses = [api.post(url, headers=headers).status_code for _ in range(10)]
-    assert statuses == [202] * 10
-    r = api.post(url, headers=headers)
+    window = int(time.time()) // 60
+    accepted, r = 0, None
+    for _ in range(25):
+        r = api.post(url, headers=headers)
+        if r.status_code != 202:
+            break
+        accepted += 1
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited", r.text
+    if int(time.time()) // 60 == window:
+        assert accepted == 10, accepted
+    else:  # the minute turned during the loop: a second window's 10 at most
+        assert 10 <= accepted <= 20, accepted
     wait_until(lambda: len(bouncer.verified) >= 2, timeout_s=30)
     assert target.verified == []
     bouncer.close()

@@ -290,9 +290,16 @@ fn silence_ends_the_broadcast_from_the_alarm_with_every_stored_segment() {
         .unwrap()
         .ended;
     assert_eq!(again.map(|e| e.segments.len()), Some(2));
+    // The channel shows it as its last broadcast only once the catalogue has it.
+    let last_shown = || match p.call(RoomRequest::Status { now_ms: 41_000 }) {
+        RoomResponse::Status(status) => status.last_broadcast.map(|l| l.broadcast_id),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(last_shown(), None);
     p.call(RoomRequest::Finished {
         broadcast_id: ended.broadcast_id.clone(),
     });
+    assert_eq!(last_shown(), Some(ended.broadcast_id.clone()));
     assert_eq!(
         block_on(room::alarm(&room.store, &room.sockets, 80_000))
             .unwrap()

@@ -552,7 +552,8 @@ pub(super) async fn finished<S: RoomStore>(
     Ok(RoomResponse::Done)
 }
 
-/// The channel's status: live broadcast, viewers, a recent refusal, the last broadcast.
+/// The channel's status: live broadcast, viewers, a recent refusal, the last broadcast (once
+/// the catalogue confirmed it).
 pub(super) async fn status<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
@@ -573,7 +574,14 @@ pub(super) async fn status<S: RoomStore>(
         ingest_refused: state
             .refusal
             .filter(|r| now_ms.saturating_sub(r.at_ms) < REFUSAL_SHOWN_MS),
-        last_broadcast: state.last.map(|l| l.summary),
+        // Shown once the catalogue has recorded it (its video then exists), not while the
+        // room still re-announces it: a client reading the video at once finds it.
+        last_broadcast: state.last.map(|l| l.summary).filter(|summary| {
+            state
+                .unfinished
+                .as_ref()
+                .is_none_or(|u| u.broadcast_id != summary.broadcast_id)
+        }),
     })
 }
 
