@@ -221,10 +221,9 @@ impl AacConfig {
     }
 }
 
+/// Codec configurations real encoders send, for the gateway's tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) mod fixtures {
     /// The decoder configuration ffmpeg (x264) sends over RTMP for 640x360 High profile.
     pub(crate) const AVC_RECORD_640X360: &[u8] = &[
         0x01, 0x64, 0x00, 0x1e, 0xff, 0xe1, 0x00, 0x1a, 0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40,
@@ -232,6 +231,14 @@ mod tests {
         0x0f, 0x16, 0x2d, 0x96, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8,
         0xf8, 0x00,
     ];
+    /// The `AudioSpecificConfig` of AAC LC, 48 kHz, stereo.
+    pub(crate) const AAC_LC_48K_STEREO: &[u8] = &[0x11, 0x90];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::AVC_RECORD_640X360;
+    use super::*;
 
     #[test]
     fn reads_an_x264_configuration_and_its_picture_size() {

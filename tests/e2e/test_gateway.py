@@ -119,6 +119,29 @@ def publish(url: str, seconds: float) -> subprocess.Popen:
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def check_recording(api, channel_id: str, pushed_s: float) -> tuple[dict, dict]:
+    """The channel's last broadcast ended with ENDLIST; its VOD HLS (CMAF, ended) and the
+    MP4 the transcoder stitched from it (H.264 + AAC) have the pushed duration (±2 s) and
+    decode clean. Answers the MP4's ffprobe and what the channel has stored."""
+    last = wait_until(lambda: channel(api, channel_id)["last_broadcast"], timeout_s=30)
+    assert last["reason"] == "endlist", last
+    vod = api.post(f"/api/videos/{last['video_id']}/playback").json()
+    playlist = api.get(vod["hls_url"]).text
+    assert "#EXT-X-MAP" in playlist and "#EXT-X-ENDLIST" in playlist, playlist
+    duration = float(probe(vod["hls_url"])["format"]["duration"])
+    assert abs(duration - pushed_s) <= 2.0, f"recording is {duration} s for {pushed_s} s pushed"
+    assert decode_errors(vod["hls_url"]) == ""
+
+    video = last["video_id"]
+    wait_until(lambda: api.get(f"/api/_diag/video/{video}").json()["status"] == "published", timeout_s=120)
+    mp4_url = api.post(f"/api/videos/{video}/playback").json()["mp4_url"]
+    mp4 = probe(mp4_url)
+    assert {s["codec_name"] for s in mp4["streams"]} == {"h264", "aac"}, mp4["streams"]
+    assert abs(float(mp4["format"]["duration"]) - pushed_s) <= 2.0, mp4["format"]
+    assert decode_errors(mp4_url) == ""
+    return mp4, stored(api, channel_id)
+
+
 def token_of(url: str) -> str:
     """The stream key: the token segment of `{origin}/ingest/{TOKEN}/index.m3u8`."""
     return url.rsplit("/", 2)[1]
@@ -148,25 +171,7 @@ def test_rtmp_publish_plays_live_then_on_demand(api, gateway):
         if ffmpeg.poll() is None:
             ffmpeg.kill()
 
-    last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=30)
-    assert last["reason"] == "endlist", last
-    vod = api.post(f"/api/videos/{last['video_id']}/playback").json()
-    playlist = api.get(vod["hls_url"]).text
-    assert "#EXT-X-MAP" in playlist and "#EXT-X-ENDLIST" in playlist, playlist
-    duration = float(probe(vod["hls_url"])["format"]["duration"])
-    assert abs(duration - pushed_s) <= 2.0, f"recording is {duration} s for {pushed_s} s pushed"
-    assert decode_errors(vod["hls_url"]) == ""
-
-    # The transcoder stitches the gateway's CMAF into the published MP4.
-    video = last["video_id"]
-    wait_until(lambda: api.get(f"/api/_diag/video/{video}").json()["status"] == "published", timeout_s=120)
-    mp4_url = api.post(f"/api/videos/{video}/playback").json()["mp4_url"]
-    mp4 = probe(mp4_url)
-    assert {s["codec_name"] for s in mp4["streams"]} == {"h264", "aac"}, mp4["streams"]
-    assert abs(float(mp4["format"]["duration"]) - pushed_s) <= 2.0, mp4["format"]
-    assert decode_errors(mp4_url) == ""
-
-    kept = stored(api, ch["id"])
+    _, kept = check_recording(api, ch["id"], pushed_s)
     assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
     files = sorted(p.rsplit("/", 1)[1] for p in kept["blobs"])
     assert files[-1] == "index_init.mp4" and len(files) >= pushed_s // 2, files

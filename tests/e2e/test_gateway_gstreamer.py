@@ -14,9 +14,9 @@ import time
 import pytest
 
 from conftest import wait_until
-from media import decode_errors, probe
-from test_gateway import gateway, token_of  # noqa: F401  (the module's gateway fixture)
-from test_live import broadcaster, channel, ingest_url, stored
+from media import probe
+from test_gateway import check_recording, gateway, token_of  # noqa: F401  (the module's gateway fixture)
+from test_live import broadcaster, channel, ingest_url
 
 GOP_FRAMES = 60  # 2 s at 30 fps: the gateway cuts 2 s segments at keyframes
 FLVMUX_LATENCY_NS = 1_000_000_000
@@ -86,26 +86,9 @@ def test_gstreamer_rtmp2sink_publish_plays_live_then_on_demand(api, gateway):  #
     ended = [line for line in gateway.log().splitlines() if '"publish ended"' in line and label in line]
     assert ended and '"clean":true' in ended[-1], gateway.log()[-2000:]
 
-    vod = api.post(f"/api/videos/{last['video_id']}/playback").json()
-    playlist = api.get(vod["hls_url"]).text
-    assert "#EXT-X-MAP" in playlist and "#EXT-X-ENDLIST" in playlist, playlist
-    duration = float(probe(vod["hls_url"])["format"]["duration"])
-    assert abs(duration - pushed_s) <= 2.0, f"recording is {duration} s for {pushed_s} s pushed"
-    assert decode_errors(vod["hls_url"]) == ""
-
-    # The transcoder stitches the gateway's CMAF into the published MP4.
-    video_id = last["video_id"]
-    wait_until(lambda: api.get(f"/api/_diag/video/{video_id}").json()["status"] == "published",
-               timeout_s=120)
-    mp4_url = api.post(f"/api/videos/{video_id}/playback").json()["mp4_url"]
-    mp4 = probe(mp4_url)
-    assert {s["codec_name"] for s in mp4["streams"]} == {"h264", "aac"}, mp4["streams"]
+    mp4, kept = check_recording(api, ch["id"], pushed_s)
     picture = next(s for s in mp4["streams"] if s["codec_type"] == "video")
     assert (picture["width"], picture["height"], picture.get("profile")) == (640, 360, "High"), picture
-    assert abs(float(mp4["format"]["duration"]) - pushed_s) <= 2.0, mp4["format"]
-    assert decode_errors(mp4_url) == ""
-
-    kept = stored(api, ch["id"])
     assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
     # What the gateway pushed: the init segment and a 2 s segment per 2 s pushed.
     media = sorted(name for name in (p.rsplit("/", 1)[1] for p in kept["blobs"])

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import bearer, free_port, wait_until
 from media import decode_errors, probe
-from test_gateway import Gateway, token_of
+from test_gateway import Gateway, check_recording, token_of
 from test_live import broadcaster, channel, ingest_url, stored
 
 
@@ -68,26 +68,6 @@ def test_debian_ffmpeg_speaks_srt():
     assert "srt" in out.stdout.split(), "this ffmpeg has no SRT (libsrt) protocol"
 
 
-def check_recording(api, channel_id: str, pushed_s: float) -> dict:
-    """The broadcast ended with ENDLIST, its VOD HLS and its published MP4 have the pushed
-    duration and decode clean; answers what is stored."""
-    last = wait_until(lambda: channel(api, channel_id)["last_broadcast"], timeout_s=30)
-    assert last["reason"] == "endlist", last
-    vod = api.post(f"/api/videos/{last['video_id']}/playback").json()
-    duration = float(probe(vod["hls_url"])["format"]["duration"])
-    assert abs(duration - pushed_s) <= 2.0, f"recording is {duration} s for {pushed_s} s pushed"
-    assert decode_errors(vod["hls_url"]) == ""
-
-    video = last["video_id"]
-    wait_until(lambda: api.get(f"/api/_diag/video/{video}").json()["status"] == "published", timeout_s=120)
-    mp4_url = api.post(f"/api/videos/{video}/playback").json()["mp4_url"]
-    mp4 = probe(mp4_url)
-    assert {s["codec_name"] for s in mp4["streams"]} == {"h264", "aac"}, mp4["streams"]
-    assert abs(float(mp4["format"]["duration"]) - pushed_s) <= 2.0, mp4["format"]
-    assert decode_errors(mp4_url) == ""
-    return stored(api, channel_id)
-
-
 def test_srt_publish_plays_live_then_on_demand(api, gateway):
     user, ch = broadcaster(api)
     key = token_of(ingest_url(api, user, ch))
@@ -113,7 +93,7 @@ def test_srt_publish_plays_live_then_on_demand(api, gateway):
         if ffmpeg.poll() is None:
             ffmpeg.kill()
 
-    kept = check_recording(api, ch["id"], pushed_s)
+    _, kept = check_recording(api, ch["id"], pushed_s)
     assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
     files = sorted(p.rsplit("/", 1)[1] for p in kept["blobs"])
     assert files[-1] == "index_init.mp4" and len(files) >= pushed_s // 2, files
@@ -130,7 +110,7 @@ def test_srt_publish_with_a_plain_key(api, gateway):
     pushed_s = 8
     ffmpeg = publish_srt(gateway.srt_url(key), pushed_s)
     assert ffmpeg.wait(timeout=60) == 0, ffmpeg.stderr.read().decode()
-    kept = check_recording(api, ch["id"], pushed_s)
+    _, kept = check_recording(api, ch["id"], pushed_s)
     assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
 
 
