@@ -13,6 +13,7 @@ pub mod hook;
 pub mod ids;
 pub mod isobmff;
 pub mod job;
+pub mod keyed;
 pub mod role;
 pub mod room;
 pub mod signed_url;

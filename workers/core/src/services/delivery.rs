@@ -5,13 +5,11 @@
 //! The `webhook-id` stays the same across attempts, so receivers can deduplicate. The rows
 //! are [`crate::store::deliveries`]'s.
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 use crate::error::StoreError;
-use crate::model::ids;
 use crate::model::job::{Job, JobError};
+use crate::model::{ids, keyed};
 use crate::ports::{Jobs as _, Outbound as _, OutboundError, OutboundRequest, Platform, Sql as _};
 use crate::services::plugins::{self, Plugin};
 use crate::services::sealed;
@@ -204,11 +202,7 @@ fn signed_request<P: Platform>(p: &P, row: &Outgoing, now_ms: u64) -> Option<Out
 /// signing secret, so no copy of it needs storing (the catalogue keeps its SHA-256 to check
 /// answers; [`with_task_token`] adds it to the body when the delivery is sent).
 pub fn task_token(secret: &[u8], task_id: &str) -> String {
-    // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    mac.update(b"task-token\0");
-    mac.update(task_id.as_bytes());
-    ids::encode(&mac.finalize().into_bytes())
+    ids::encode(&keyed::tag(secret, b"task-token\0", task_id.as_bytes()))
 }
 
 /// The body sent for a stored payload: a task's token (`lifecycle::task_token`), never

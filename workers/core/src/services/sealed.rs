@@ -8,8 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+
+use crate::model::keyed;
 
 /// The prefix of a sealed value.
 const SEALED_PREFIX: &str = "sealed1.";
@@ -29,11 +29,11 @@ pub enum SealedError {
 
 /// The sealing key of a deployment, derived from its session secret.
 pub fn key(session_secret: &str) -> [u8; 32] {
-    // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(session_secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!());
-    mac.update(b"edgevideo sealed secrets v1");
-    mac.finalize().into_bytes().into()
+    keyed::tag(
+        session_secret.as_bytes(),
+        b"edgevideo sealed secrets v1",
+        b"",
+    )
 }
 
 /// Seals `secret` for the row `context` (e.g. the plugin id) with a fresh `nonce`.

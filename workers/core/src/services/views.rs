@@ -8,13 +8,11 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::error::StoreError;
-use crate::model::ids;
 use crate::model::job::Job;
 use crate::model::role::Principal;
+use crate::model::{ids, keyed};
 use crate::ports::{JobsExt as _, Platform, Sql as _};
 use crate::services::ratelimit;
 use crate::store::{counters, views};
@@ -32,17 +30,9 @@ pub const NEW_VIEWERS_PER_ADDRESS: u64 = 20;
 /// Signature characters kept in the cookie (base64url of HMAC-SHA256: 128 bits).
 const SIGNATURE_CHARS: usize = 22;
 
-fn keyed(secret: &[u8], domain: &[u8], value: &str) -> Hmac<Sha256> {
-    // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    mac.update(domain);
-    mac.update(value.as_bytes());
-    mac
-}
-
 /// The cookie value of anonymous viewer `id`.
 pub fn sign_viewer(secret: &[u8], id: &str) -> String {
-    let tag = keyed(secret, b"viewer\0", id).finalize().into_bytes();
+    let tag = keyed::tag(secret, b"viewer\0", id.as_bytes());
     let signature = URL_SAFE_NO_PAD.encode(tag);
     format!("{id}.{}", &signature[..SIGNATURE_CHARS])
 }
@@ -54,7 +44,7 @@ pub fn verify_viewer(secret: &[u8], cookie: &str) -> Option<String> {
     if !ids::is_id(id, "vw") || signature.len() != SIGNATURE_CHARS {
         return None;
     }
-    let tag = keyed(secret, b"viewer\0", id).finalize().into_bytes();
+    let tag = keyed::tag(secret, b"viewer\0", id.as_bytes());
     let expected = URL_SAFE_NO_PAD.encode(tag);
     let same: bool = subtle::ConstantTimeEq::ct_eq(
         expected.as_bytes()[..SIGNATURE_CHARS].as_ref(),
@@ -66,9 +56,7 @@ pub fn verify_viewer(secret: &[u8], cookie: &str) -> Option<String> {
 
 /// A network address as a key (a keyed hash: no address is stored).
 fn address_key(secret: &[u8], address: &str) -> String {
-    let tag = keyed(secret, b"viewer-address\0", address)
-        .finalize()
-        .into_bytes();
+    let tag = keyed::tag(secret, b"viewer-address\0", address.as_bytes());
     URL_SAFE_NO_PAD.encode(tag)[..SIGNATURE_CHARS].to_owned()
 }
 
