@@ -198,7 +198,7 @@ async fn publish(
         }
     };
     if matches!(ending, Ending::Closed) {
-        // The access unit still held by the demuxer.
+        // The frames held at the start go out; the access unit still open is dropped.
         let _ = input.finish(&mut |media| stream.media(media));
     }
     let stats = input.stats();

@@ -181,12 +181,16 @@ impl TsInput {
         Ok(())
     }
 
-    /// Ends the input: the access unit and audio still held by the demuxer go to `out`.
+    /// Ends the input: the video held at the start goes to `out`. The PES packets still open
+    /// are dropped, not sent: an encoder's video PES has no announced length, so the last
+    /// access unit is complete only if nothing of its tail was lost, and an SRT caller that
+    /// closes in live mode (no linger) discards what is still unacknowledged. One frame at
+    /// the end is lost; a truncated one, which a decoder reports as corrupt, never goes out.
     pub fn finish<E>(&mut self, out: &mut impl FnMut(Media<'_>) -> Result<(), E>) -> Result<(), E> {
         let convert = &mut self.convert;
         self.pending.clear();
         self.demuxer
-            .finish(false, &mut |pes: Pes<'_>| convert.pes(&pes, out))?;
+            .finish(true, &mut |pes: Pes<'_>| convert.pes(&pes, out))?;
         self.convert.release(out)
     }
 
@@ -511,7 +515,8 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(video.len(), 60);
+        // The last access unit is still open at the end (its PES has no length): dropped.
+        assert_eq!(video.len(), 59);
         assert_eq!(video[0].0, 0, "rebased to the first decode time");
         assert!(video[0].2, "starts on a keyframe");
         assert_eq!(video.iter().filter(|v| v.2).count(), 2, "1 s GOP");
@@ -572,6 +577,30 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_cut_short_never_yields_a_truncated_frame() {
+        // The caller closes with its last packets unsent: whatever the cut, every frame that
+        // goes out is a whole frame of the full stream, in order.
+        let ts = ffmpeg_ts("0");
+        let full = run(&mut TsInput::new(), &[&ts]);
+        let frames = |got: &[Got]| -> Vec<Vec<u8>> {
+            got.iter()
+                .filter_map(|g| match g {
+                    Got::Video(_, _, _, data) => Some(data.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let whole = frames(&full);
+        let packets = ts.len() / PACKET_SIZE;
+        for lost in [1, 2, 3, 7, 14, 40] {
+            let cut = &ts[..(packets - lost) * PACKET_SIZE];
+            let got = frames(&run(&mut TsInput::new(), &[cut]));
+            assert!(!got.is_empty());
+            assert_eq!(got[..], whole[..got.len()], "{lost} packets lost");
+        }
+    }
+
+    #[test]
     fn rebases_a_clock_that_starts_late_and_wraps() {
         // 2^33 ticks is 95443.7 s: with ffmpeg's initial delay (under 1.5 s) this clock
         // wraps within the two seconds.
@@ -601,7 +630,7 @@ mod tests {
     fn video_without_audio_is_not_held() {
         let got = run(&mut TsInput::new(), &[&ffmpeg(&["-an"])]);
         let video = got.iter().filter(|g| matches!(g, Got::Video(..))).count();
-        assert_eq!(video, 60);
+        assert_eq!(video, 59);
         assert!(matches!(got[1], Got::Video(0, _, true, _)), "{:?}", got[1]);
     }
 
