@@ -5,6 +5,7 @@ Workers runtime restarted in the middle of a broadcast with its state kept (the 
 ends cleanly, no orphaned rows or segments); a burst of concurrent segment uploads and
 playlist reads (nothing lost or reordered). ffmpeg killed mid-broadcast is in test_live.py."""
 
+import base64
 import concurrent.futures
 import json
 import os
@@ -121,6 +122,19 @@ def submit(transcoder, job: dict) -> requests.Response:
     return requests.post(transcoder.url + "/jobs", data=body, headers=headers, timeout=10)
 
 
+def job_status(transcoder, job_id: str, secret: str | None = DEV_ENV["TRANSCODER_SECRET"]) -> requests.Response:
+    """`GET /jobs/{job_id}`, signed like a job with the request path as the signed content
+    (`secret=None`: unsigned)."""
+    path = f"/jobs/{job_id}"
+    headers = {}
+    if secret is not None:
+        from datetime import datetime, timezone
+        now = datetime.now(timezone.utc)
+        headers = {"webhook-id": "msg_status", "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": Webhook(secret).sign("msg_status", now, path)}
+    return requests.get(transcoder.url + path, headers=headers, timeout=10)
+
+
 def kill(transcoder):
     os.killpg(transcoder.process.pid, signal.SIGKILL)
     transcoder.process.wait(timeout=10)
@@ -163,8 +177,14 @@ def test_a_transcoder_killed_mid_job_and_rerun_gives_one_identical_mp4_and_one_c
         assert r.status_code == 200 and r.json()["status"] == "completed", r.text
         conflicting = {**job, "inputs": job["inputs"][:1]}
         assert submit(second, conflicting).status_code == 409
-        status = requests.get(f"{second.url}/jobs/tr_faulty", timeout=10).json()
+        status = job_status(second, "tr_faulty").json()
         assert status["status"] == "completed" and status["progress"] == 1.0, status
+        # The status is for the holder of the secret only: unsigned or signed with another
+        # secret it is a 401 that says nothing about the job.
+        for secret in (None, "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()):
+            r = job_status(second, "tr_faulty", secret)
+            assert r.status_code == 401 and "status" not in r.json(), r.text
+            assert r.json()["error"]["code"] in ("unauthenticated", "invalid_signature"), r.text
     finally:
         second.stop()  # and waited for: nothing arrives while the uploads are counted
     uploads = origin.uploads["/out/tr_faulty.mp4"]

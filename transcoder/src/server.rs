@@ -3,7 +3,12 @@
 //! * `POST /jobs` with a signed [`TranscodeJob`] body (Standard Webhooks headers, see
 //!   [`edgevideo_protocol::webhooks`]) answers `202` and runs the job on a worker thread; the
 //!   signed [`TranscodeCallback`] goes to the job's `callback_url` when it ends.
-//! * `GET /jobs/{job_id}` answers the job's status and progress (0 to 1).
+//! * `GET /jobs/{job_id}` answers the job's status and progress (0 to 1) to a caller holding
+//!   the same secret: the request carries Standard Webhooks headers whose signed content is
+//!   the request path (`/jobs/{job_id}`, no query) in place of a body. Without them the answer
+//!   is `401`, so whoever reaches the container learns nothing about jobs, not even which
+//!   ids exist. A path starts with `/` and a job body is a JSON object, so neither signature
+//!   passes for the other.
 //! * `GET /healthz` answers `200`.
 //!
 //! **Idempotency.** Jobs are keyed by `job_id`. Sending a known id again (the queue's
@@ -316,7 +321,13 @@ fn handle(shared: &Arc<Shared>, mut request: Request) {
     let response = match (request.method(), url.as_str()) {
         (Method::Get, "/healthz") => json_response(200, &serde_json::json!({"status": "ok"})),
         (Method::Post, "/jobs") => submit(shared, &mut request),
-        (Method::Get, path) if path.starts_with("/jobs/") => status(shared, &path[6..]),
+        (Method::Get, path) if path.starts_with("/jobs/") => {
+            let lookup = |name: &str| header(&request, name);
+            match authorize_read(&shared.config.key, lookup, path, unix_now()) {
+                Ok(()) => status(shared, &path[6..]),
+                Err(refusal) => refusal,
+            }
+        }
         (_, "/jobs") => error_response(405, "method_not_allowed", "use POST"),
         _ => error_response(404, "not_found", "no such route"),
     };
@@ -397,6 +408,28 @@ fn submit(shared: &Arc<Shared>, request: &mut Request) -> Response<std::io::Curs
     accepted(202, &job_id, JobStatus::Queued)
 }
 
+/// Checks the signature of a read (`GET /jobs/{job_id}`): Standard Webhooks headers over
+/// `path` as the signed content. A refusal is a `401` either way (missing headers or a
+/// signature that does not verify).
+fn authorize_read<'h>(
+    key: &WebhookKey,
+    header: impl Fn(&'static str) -> Option<&'h str>,
+    path: &str,
+    now_s: u64,
+) -> Result<(), Response<std::io::Cursor<Vec<u8>>>> {
+    let signed = [HEADER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE];
+    if signed.iter().all(|name| header(name).is_none()) {
+        return Err(error_response(
+            401,
+            "unauthenticated",
+            "signature headers are missing",
+        ));
+    }
+    key.verify(header, path.as_bytes(), now_s)
+        .map(|_| ())
+        .map_err(|e| error_response(401, "invalid_signature", &e.to_string()))
+}
+
 fn accepted(code: u16, job_id: &str, status: JobStatus) -> Response<std::io::Cursor<Vec<u8>>> {
     json_response(
         code,
@@ -436,4 +469,72 @@ fn status(shared: &Shared, job_id: &str) -> Response<std::io::Cursor<Vec<u8>>> {
 /// The default state directory: `$TMPDIR/edgevideo-transcoder`.
 pub fn default_state_dir() -> PathBuf {
     std::env::temp_dir().join("edgevideo-transcoder")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const OTHER: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const NOW: u64 = 1_700_000_000;
+
+    /// The status and error code of a read signed with `secret` over `signed_path`
+    /// (`None`: no headers at all), checked against `path`.
+    fn read(secret: Option<&str>, signed_path: &str, path: &str) -> (u16, String) {
+        let headers: Vec<(&'static str, String)> = secret
+            .map(|s| {
+                let key = WebhookKey::from_secret(s).unwrap();
+                edgevideo_protocol::webhooks::headers(
+                    &[key],
+                    "msg_read",
+                    NOW,
+                    signed_path.as_bytes(),
+                )
+                .to_vec()
+            })
+            .unwrap_or_default();
+        let lookup = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let key = WebhookKey::from_secret(SECRET).unwrap();
+        match authorize_read(&key, lookup, path, NOW) {
+            Ok(()) => (200, String::new()),
+            Err(response) => {
+                let status = response.status_code().0;
+                let mut body = Vec::new();
+                response.into_reader().read_to_end(&mut body).unwrap();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                (status, body["error"]["code"].as_str().unwrap().to_owned())
+            }
+        }
+    }
+
+    #[test]
+    fn status_reads_need_a_signature_over_their_path() {
+        assert_eq!(
+            read(Some(SECRET), "/jobs/tr_1", "/jobs/tr_1"),
+            (200, String::new())
+        );
+        assert_eq!(
+            read(None, "", "/jobs/tr_1"),
+            (401, "unauthenticated".into())
+        );
+        assert_eq!(
+            read(Some(OTHER), "/jobs/tr_1", "/jobs/tr_1"),
+            (401, "invalid_signature".into())
+        );
+        // A signature for another job's path, or for an empty body, does not read this one.
+        assert_eq!(
+            read(Some(SECRET), "/jobs/tr_2", "/jobs/tr_1"),
+            (401, "invalid_signature".into())
+        );
+        assert_eq!(
+            read(Some(SECRET), "", "/jobs/tr_1"),
+            (401, "invalid_signature".into())
+        );
+    }
 }

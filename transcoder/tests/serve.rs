@@ -53,6 +53,15 @@ fn signed_headers(id: &str, timestamp: u64, body: &[u8]) -> Result<Vec<(&'static
     ])
 }
 
+/// `GET /jobs/{job_id}` signed as the worker signs it: the path is the signed content.
+fn get_status(port: u16, job_id: &str) -> Result<(u16, serde_json::Value)> {
+    let path = format!("/jobs/{job_id}");
+    let mut headers = signed_headers("msg_status", unix_now(), path.as_bytes())?;
+    headers.retain(|(name, _)| *name != "content-type");
+    let (status, body) = http(port, "GET", &path, &headers, b"")?;
+    Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
 fn post_job(port: u16, job: &serde_json::Value) -> Result<(u16, serde_json::Value)> {
     let body = serde_json::to_vec(job)?;
     let headers = signed_headers("msg_job", unix_now(), &body)?;
@@ -155,10 +164,23 @@ fn signed_job_runs_once_and_calls_back_signed() -> Result<()> {
     );
     let first_bytes = std::fs::read(&output)?;
 
-    let (status, answer) = http(server.port, "GET", "/jobs/job_0001", &[], b"")?;
-    assert_eq!(status, 200);
-    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    let (status, answer) = get_status(server.port, "job_0001")?;
+    assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["status"], "completed");
+    assert_eq!(answer["progress"], 1.0);
+    // Unsigned, or signed with another secret: refused, nothing said about the job.
+    let (status, answer) = http(server.port, "GET", "/jobs/job_0001", &[], b"")?;
+    assert_eq!(status, 401);
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    assert_eq!(answer["error"]["code"], "unauthenticated");
+    assert!(answer.get("status").is_none());
+    let other = WebhookKey::from_secret("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")?;
+    let forged =
+        edgevideo_protocol::webhooks::headers(&[other], "msg_x", unix_now(), b"/jobs/job_0001");
+    let (status, answer) = http(server.port, "GET", "/jobs/job_0001", &forged, b"")?;
+    assert_eq!(status, 401);
+    let answer: serde_json::Value = serde_json::from_slice(&answer)?;
+    assert_eq!(answer["error"]["code"], "invalid_signature");
 
     // Redelivery of the same job: no second run, no second callback.
     let (status, answer) = post_job(server.port, &job)?;
@@ -253,7 +275,10 @@ fn unsigned_stale_or_tampered_jobs_are_refused() -> Result<()> {
         400
     );
 
-    assert_eq!(http(server.port, "GET", "/jobs/job_x", &[], b"")?.0, 404);
+    // A status read: unsigned is refused before the job is looked up; signed, an unknown
+    // job is a 404.
+    assert_eq!(http(server.port, "GET", "/jobs/job_x", &[], b"")?.0, 401);
+    assert_eq!(get_status(server.port, "job_x")?.0, 404);
     assert_eq!(http(server.port, "GET", "/healthz", &[], b"")?.0, 200);
     Ok(())
 }
