@@ -67,6 +67,11 @@ struct Settings {
     /// its connection (a half-open TCP connection after a network change); 0: never.
     #[arg(long, env = "GATEWAY_TAKEOVER_SILENCE_SECONDS", default_value_t = 5.0)]
     takeover_silence_seconds: f64,
+    /// Seconds the gateway takes, on SIGTERM or Ctrl-C, to end every stream cleanly (the
+    /// last segment and ENDLIST pushed) before it exits. Keep it below the container's stop
+    /// timeout (10 s in Docker, 30 s in Kubernetes).
+    #[arg(long, env = "GATEWAY_STOP_SECONDS", default_value_t = 8.0)]
+    stop_seconds: f64,
 }
 
 async fn bind(address: &str) -> Result<TcpListener, StartError> {
@@ -93,6 +98,9 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         return Err(StartError::Config(
             "--reconnect-grace-seconds must be 0 to 600".into(),
         ));
+    }
+    if !(0.0..=600.0).contains(&settings.stop_seconds) {
+        return Err(StartError::Config("--stop-seconds must be 0 to 600".into()));
     }
     if !(0.0..=600.0).contains(&settings.takeover_silence_seconds) {
         return Err(StartError::Config(
@@ -158,10 +166,31 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         tokio::spawn(tls::serve(listener, acceptor, Arc::clone(&gateway)));
     }
     tokio::select! {
-        () = server::serve(rtmp, gateway) => {}
-        _ = tokio::signal::ctrl_c() => info!("interrupted; stopping"),
+        () = server::serve(rtmp, Arc::clone(&gateway)) => {}
+        () = stop_signal() => {
+            info!("stopping: ending every stream", within_s = settings.stop_seconds);
+            let left = gateway
+                .shutdown(Duration::from_secs_f64(settings.stop_seconds))
+                .await;
+            info!("stopped", streams_not_ended = left);
+        }
     }
     Ok(())
+}
+
+/// Completes on SIGTERM (a container stop) or SIGINT (Ctrl-C).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[tokio::main]

@@ -2,7 +2,8 @@
 //! server session, opens a [`Stream`] at `publish` (the key checked with the edge; a refusal
 //! answered with an RTMP error status) and feeds it the FLV tags.
 //!
-//! An unpublish (`FCUnpublish`, `deleteStream`, `closeStream`) ends the stream cleanly; a
+//! An unpublish (`FCUnpublish`, `deleteStream`, `closeStream`) or the gateway stopping ends
+//! the stream cleanly; a
 //! connection that ends without one (closed, reset, idle, or taken over by a new publisher
 //! of the key after being silent) hands its stream to [`Stream::disconnected`], which parks
 //! it for the reconnect grace window.
@@ -56,6 +57,14 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
 async fn taken_over(publish: Option<&Stream>) {
     match publish {
         Some(stream) => stream.taken_over().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the gateway stops while `publish` is publishing; never without one.
+async fn stopping(publish: Option<&Stream>) {
+    match publish {
+        Some(stream) => stream.stopping().await,
         None => std::future::pending().await,
     }
 }
@@ -187,6 +196,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 },
                 () = taken_over(self.publish.as_ref()) => {
                     return Err("a new publisher took the silent connection's key over".into());
+                }
+                () = stopping(self.publish.as_ref()) => {
+                    self.end_publish(true).await;
+                    return Err("the gateway is stopping".into());
                 }
             };
             self.gateway

@@ -159,6 +159,8 @@ enum Ending {
     Lost(String),
     /// The stream cannot go on (silent, bad media): the broadcast ends.
     Ended(String),
+    /// The gateway is stopping: the broadcast ends cleanly.
+    Stopping,
 }
 
 /// Feeds a publishing stream from its SRT socket until the caller leaves, goes silent, sends
@@ -180,6 +182,7 @@ async fn publish(
             () = stream.taken_over() => {
                 break Ending::Lost("a new publisher took the silent connection's key over".into());
             }
+            () = stream.stopping() => break Ending::Stopping,
         };
         let bytes = match next {
             Err(_) => break Ending::Ended("idle timeout".into()),
@@ -197,7 +200,7 @@ async fn publish(
             break Ending::Ended(e.to_string());
         }
     };
-    if matches!(ending, Ending::Closed) {
+    if matches!(ending, Ending::Closed | Ending::Stopping) {
         // The frames held at the start go out; the access unit still open is dropped.
         let _ = input.finish(&mut |media| stream.media(media));
     }
@@ -223,6 +226,10 @@ async fn publish(
         Ending::Ended(reason) => {
             stream.end(true).await;
             Err(reason)
+        }
+        Ending::Stopping => {
+            stream.end(true).await;
+            Err("the gateway is stopping".into())
         }
     }
 }

@@ -12,13 +12,18 @@
 //! new session's first keyframe. When the codec configuration differs across the reconnect,
 //! the parked broadcast is ended cleanly and a new one starts. When the window passes, the
 //! parked stream ends cleanly (`ENDLIST`).
+//!
+//! Stopping ([`Gateway::shutdown`], on SIGTERM or Ctrl-C): new publishes are refused, every
+//! publishing connection ends its stream cleanly and every parked stream ends at once, each
+//! with its last segment and `ENDLIST`, so that the broadcasts end now rather than at the
+//! edge's idle timeout and an encoder that calls another gateway starts a new one at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::cmaf::{Output, Segmenter};
@@ -79,6 +84,8 @@ pub struct Gateway {
     parked: Mutex<HashMap<String, Parked>>,
     parkings: AtomicU64,
     epoch: Instant,
+    /// `true` once the gateway is stopping.
+    stopping: watch::Sender<bool>,
 }
 
 /// What is known of the connection holding a key.
@@ -109,6 +116,7 @@ impl Gateway {
             parked: Mutex::new(HashMap::new()),
             parkings: AtomicU64::new(0),
             epoch: Instant::now(),
+            stopping: watch::Sender::new(false),
         }
     }
 
@@ -147,6 +155,43 @@ impl Gateway {
 
     fn parked(&self) -> MutexGuard<'_, HashMap<String, Parked>> {
         lock(&self.parked)
+    }
+
+    /// Whether the gateway is stopping (new publishes are refused).
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Completes once the gateway is stopping.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // The sender lives as long as `self`: the wait cannot fail while it is borrowed.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Stops: refuses new publishes, tells every publishing connection to end its stream
+    /// cleanly ([`Stream::stopping`]), ends every parked stream cleanly, and waits (at most
+    /// `within`) until no stream is publishing. Answers how many streams were still
+    /// publishing when it gave up (0: all ended).
+    pub async fn shutdown(&self, within: Duration) -> u64 {
+        self.stopping.send_replace(true);
+        let deadline = Instant::now() + within;
+        let parked: Vec<(String, Parked)> = self.parked().drain().collect();
+        let ending = parked.into_iter().map(|(key, parked)| async move {
+            self.metrics.streams_parked.fetch_sub(1, Ordering::Relaxed);
+            info!("stopping; the parked stream ends", key = key_label(&key));
+            parked.core.end(self, &key, true).await;
+        });
+        let _ = tokio::time::timeout(within, futures_util::future::join_all(ending)).await;
+        // The connections end their streams (the last segment and ENDLIST pushed) and the
+        // count falls to zero.
+        loop {
+            let active = self.metrics.streams_active.load(Ordering::Relaxed);
+            if active == 0 || Instant::now() >= deadline {
+                return active;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -598,6 +643,11 @@ impl Stream {
         if !valid_key(key) {
             return Err(refused("the stream key is not an ingest key".into()));
         }
+        if gateway.is_stopping() {
+            return Err(refused(
+                "this gateway is stopping; publish again to reach another".into(),
+            ));
+        }
         let claim = match KeyClaim::take(gateway, key) {
             Some(claim) => claim,
             None => match KeyClaim::take_over(gateway, key).await {
@@ -675,6 +725,12 @@ impl Stream {
     /// [parked]: Stream::disconnected
     pub async fn taken_over(&self) {
         self.claim.holder.takeover.notified().await;
+    }
+
+    /// Completes when the gateway is stopping; the connection should then end the stream
+    /// cleanly ([`Stream::end`] with `clean`).
+    pub async fn stopping(&self) {
+        self.gateway.stopped().await;
     }
 
     /// Takes one input; an error means the stream cannot go on (the caller ends it).
@@ -1258,6 +1314,48 @@ mod tests {
         assert!(first_end < second_init, "{files:?}");
         assert_eq!(files.iter().filter(|f| *f == "index_init.mp4").count(), 2);
         assert_eq!(gateway.metrics.streams_total.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn stopping_ends_publishing_and_parked_streams_cleanly_and_refuses_new_ones() {
+        let (edge, client) = FakeEdge::start().await;
+        let gateway = gateway(client, Duration::from_secs(300));
+        const OTHER: &str = "i.ch_other.1.s.1700000000.sig";
+        // One stream parked (its connection lost), one publishing through a connection task
+        // that ends its stream cleanly when told the gateway stops, as the RTMP and SRT
+        // connections do.
+        let mut parked = Stream::open(&gateway, OTHER).await.unwrap();
+        session(&mut parked, AVC_RECORD, 0, 3);
+        parked.disconnected().await;
+        let mut live = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut live, AVC_RECORD, 0, 3);
+        let connection = tokio::spawn(async move {
+            live.stopping().await;
+            live.end(true).await;
+        });
+        assert_eq!(gateway.parked_streams(), 1);
+
+        let left = gateway.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(left, 0, "every stream ended within the time");
+        connection.await.unwrap();
+        // Both broadcasts got their last segment and ENDLIST, long before the 300 s window.
+        let endlists = edge
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(method, file, body)| {
+                method == "PUT" && file == "index.m3u8" && body.ends_with(b"#EXT-X-ENDLIST\n")
+            })
+            .count();
+        assert_eq!(endlists, 2, "{:?}", edge.files());
+        assert_eq!(gateway.parked_streams(), 0);
+        let metrics = &gateway.metrics;
+        assert_eq!(metrics.streams_active.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.streams_parked.load(Ordering::Relaxed), 0);
+        // A stopping gateway takes no new publish.
+        let refused = Stream::open(&gateway, KEY).await.unwrap_err();
+        assert!(refused.0.contains("stopping"), "{refused}");
     }
 
     #[tokio::test]

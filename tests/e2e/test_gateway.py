@@ -372,3 +372,46 @@ def test_a_new_publisher_takes_over_a_silent_connection(api, gateway):
     assert last["reason"] == "endlist", last
     kept = stored(api, ch["id"])
     assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
+
+
+def test_stopping_the_gateway_ends_its_broadcasts_cleanly(api, worker, tmp_path):
+    """A container stop (SIGTERM): the gateway ends every stream with its last segment and
+    ENDLIST before it exits, the publishing one and the one parked for a reconnect, so both
+    broadcasts end now (reason `endlist`), not at the edge's idle timeout, and their
+    recordings play."""
+    g = Gateway(tmp_path, worker.url).start(["--reconnect-grace-seconds", "120"])
+    encoders = []
+    try:
+        (user_a, ch_a), (user_b, ch_b) = broadcaster(api), broadcaster(api)
+        live = publish(g.rtmp_url(token_of(ingest_url(api, user_a, ch_a))), 60)
+        lost = publish(g.rtmp_url(token_of(ingest_url(api, user_b, ch_b))), 60)
+        encoders = [live, lost]
+        for ch in (ch_a, ch_b):
+            wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 2,
+                       timeout_s=30)
+        lost.send_signal(signal.SIGKILL)
+        lost.wait(timeout=10)
+        # Parked within the window (120 s); stopped before the edge's idle timeout (6 s).
+        wait_until(lambda: "stream parked" in g.log(), timeout_s=5)
+        os.killpg(g.process.pid, signal.SIGTERM)
+        assert g.process.wait(timeout=15) == 0, g.log()
+        log = g.log()
+        assert '"streams_not_ended":0' in log and "the parked stream ends" in log, log
+        # The publishing encoder lost its connection.
+        assert live.wait(timeout=10) != 0
+    finally:
+        for encoder in encoders:
+            if encoder.poll() is None:
+                encoder.kill()
+        g.stop()
+
+    for ch in (ch_a, ch_b):
+        last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=30)
+        assert last["reason"] == "endlist", last
+        vod = api.post(f"/api/videos/{last['video_id']}/playback").json()
+        playlist = api.get(vod["hls_url"]).text
+        assert "#EXT-X-ENDLIST" in playlist, playlist
+        assert float(probe(vod["hls_url"])["format"]["duration"]) >= 4
+        assert decode_errors(vod["hls_url"]) == ""
+        kept = stored(api, ch["id"])
+        assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
