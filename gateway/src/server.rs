@@ -3,10 +3,9 @@
 //! answered with an RTMP error status) and feeds it the FLV tags.
 //!
 //! An unpublish (`FCUnpublish`, `deleteStream`, `closeStream`) or the gateway stopping ends
-//! the stream cleanly; a
-//! connection that ends without one (closed, reset, idle, or taken over by a new publisher
-//! of the key after being silent) hands its stream to [`Stream::disconnected`], which parks
-//! it for the reconnect grace window.
+//! the stream cleanly; a connection that ends without one (closed, reset, idle, or taken over
+//! by a new publisher of the key after being silent) hands its stream to
+//! [`Stream::disconnected`], which parks it for the reconnect grace window.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
