@@ -37,8 +37,11 @@ function connect(channelId, onLive) {
     if (m.type === "viewers") {
       document.getElementById("viewers").textContent = `${m.count} watching`;
       document.getElementById("viewers").dataset.count = m.count;
-    } else if (m.type === "reaction") {
-      showReaction(m.emoji);
+    } else if (m.type === "reactions") {
+      // The room pushes the reactions of the last half second together: show each one, up
+      // to a screenful.
+      const shown = Object.entries(m.counts).flatMap(([emoji, n]) => Array(Math.min(n, 20)).fill(emoji));
+      for (const emoji of shown.slice(0, 30)) showReaction(emoji);
     } else if (m.type === "error") {
       say(reactStatus, m.message, "warn");
     } else if (onLive) {

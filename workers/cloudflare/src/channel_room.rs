@@ -286,7 +286,14 @@ impl DurableObject for ChannelRoom {
             .unwrap_or_default();
         let before = socket_state.clone();
         let now_ms = worker::Date::now().as_millis();
-        let reply = room::on_message(&self.sockets(None), &mut socket_state, &text, now_ms);
+        let store = DurableRoomStore(self.state.storage());
+        let reply = match room::on_message(&store, &mut socket_state, &text, now_ms).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                worker::console_error!("room message: {e}");
+                None
+            }
+        };
         if socket_state != before {
             let _ = ws.serialize_attachment(&socket_state);
         }

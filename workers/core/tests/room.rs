@@ -747,3 +747,47 @@ fn a_broadcast_deadline_never_delays_a_pending_presence_push() {
     // Then the broadcast's own deadline is asked for again.
     assert_eq!(room.store.alarm_at.get(), Some(100 + IDLE_MS));
 }
+
+#[test]
+fn reactions_from_thousands_of_viewers_cost_one_push_per_period() {
+    let room = MemoryRoom::default();
+    room.sockets.connected.set(5_000);
+    // 5,000 viewers each react once within one reaction period.
+    for i in 0..5_000u64 {
+        let mut viewer = room::SocketState::default();
+        let emoji = room::REACTIONS[(i % 3) as usize];
+        let text = format!(r#"{{"type":"reaction","emoji":"{emoji}"}}"#);
+        let reply = block_on(room::on_message(
+            &room.store,
+            &mut viewer,
+            &text,
+            1_000 + i / 20,
+        ));
+        assert_eq!(reply.unwrap(), None);
+    }
+    assert!(
+        broadcasts(&room, "reactions").is_empty(),
+        "no push per reaction"
+    );
+    assert_eq!(
+        room.store.alarm_at.get(),
+        Some(1_000 + room::REACTION_PUSH_MS)
+    );
+    block_on(room::alarm(
+        &room.store,
+        &room.sockets,
+        1_000 + room::REACTION_PUSH_MS,
+    ))
+    .unwrap();
+    let pushed = broadcasts(&room, "reactions");
+    assert_eq!(pushed.len(), 1, "one push for 5,000 reactions");
+    let counts = pushed[0]["counts"].as_object().unwrap();
+    assert_eq!(counts.len(), 3);
+    assert_eq!(
+        counts.values().map(|n| n.as_u64().unwrap()).sum::<u64>(),
+        5_000
+    );
+    // A quiet room pushes nothing more.
+    block_on(room::alarm(&room.store, &room.sockets, 10_000)).unwrap();
+    assert_eq!(broadcasts(&room, "reactions").len(), 1);
+}

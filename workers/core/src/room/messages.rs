@@ -86,11 +86,12 @@ pub enum ServerMessage {
         /// Why, for people.
         message: String,
     },
-    /// Channel room: a viewer reacted.
-    Reaction {
-        /// One of [`super::REACTIONS`].
-        emoji: String,
-        /// When the room relayed it, Unix ms.
+    /// Channel room: the reactions viewers sent since the last push (one push per
+    /// [`super::REACTION_PUSH_MS`] at most).
+    Reactions {
+        /// How many of each emoji (one of [`super::REACTIONS`]).
+        counts: std::collections::BTreeMap<String, u32>,
+        /// When the room pushed them, Unix ms.
         at_ms: u64,
     },
     /// Channel room and lobby: a recording was published.
@@ -303,13 +304,13 @@ mod tests {
     }
 
     #[test]
-    fn reaction() {
+    fn reactions() {
         pins(
-            ServerMessage::Reaction {
-                emoji: "🔥".into(),
+            ServerMessage::Reactions {
+                counts: [("🔥".to_owned(), 3), ("👏".to_owned(), 1)].into(),
                 at_ms: 9,
             },
-            r#"{"at_ms":9,"emoji":"🔥","type":"reaction"}"#,
+            r#"{"at_ms":9,"counts":{"👏":1,"🔥":3},"type":"reactions"}"#,
         );
     }
 

@@ -2,8 +2,8 @@
 //! Cloudflare). It keeps the live window of each rendition of the channel's broadcast (which
 //! segments are stored, which are listed, their durations and sequence numbers) and the
 //! ladder the pusher declared, decides when a broadcast
-//! starts and ends, refuses a second pusher, and pushes `live`/`ended`/`viewers` messages to
-//! the WebSockets it holds. A room named [`LOBBY`](crate::model::room::LOBBY) keeps the list
+//! starts and ends, refuses a second pusher, and pushes `live`/`ended`/`viewers`/`reactions`
+//! messages to the WebSockets it holds. A room named [`LOBBY`](crate::model::room::LOBBY) keeps the list
 //! of live channels instead.
 //!
 //! The host forwards [`RoomRequest`]s and alarms; storage and sockets come in through the
@@ -37,7 +37,7 @@ pub use lobby::lobby_viewers;
 pub use messages::{ServerMessage, SocketErrorCode};
 pub use sockets::{
     on_join, on_leave, on_message, SocketState, PRESENCE_PUSH_MS, REACTIONS, REACTIONS_PER_WINDOW,
-    REACTION_WINDOW_MS,
+    REACTION_PUSH_MS, REACTION_WINDOW_MS,
 };
 pub use state::video_id_for;
 
@@ -169,7 +169,7 @@ pub struct AlarmOutcome {
     pub viewers: Option<usize>,
 }
 
-/// The alarm: pushes the gathered viewer-count changes, ends a broadcast that fell silent
+/// The alarm: pushes the gathered viewer-count changes and reactions, ends a broadcast that fell silent
 /// (or whose end grace passed), and re-announces an ended broadcast the catalogue has not
 /// confirmed. The sockets' push is asked for before the broadcast's deadlines, so a
 /// deadline that replaces it stays the earlier one.
@@ -182,6 +182,7 @@ pub async fn alarm<S: RoomStore>(
     now_ms: u64,
 ) -> Result<AlarmOutcome, StoreError> {
     let viewers = sockets::presence_due(store, sockets, now_ms).await?;
+    sockets::reactions_due(store, sockets, now_ms).await?;
     let ended = ingest::alarm(store, sockets, now_ms).await?;
     Ok(AlarmOutcome { ended, viewers })
 }

@@ -1,6 +1,7 @@
 //! The browsers a room holds: joining and leaving (viewer counts, the joiner's `hello`), and
 //! what a client may send: pings, and reactions from an allow-list, rate-limited per
-//! connection and relayed to the whole room.
+//! connection, counted, and pushed to the whole room as one `reactions` message per
+//! [`REACTION_PUSH_MS`].
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +10,7 @@ use crate::ports::{RoomSockets, RoomStore};
 
 use super::ingest;
 use super::messages::{ServerMessage, SocketErrorCode};
-use super::state::{load, save, PRESENCE_DUE_KEY};
+use super::state::{load, save, schedule, PendingReactions, PRESENCE_DUE_KEY, REACTIONS_KEY};
 
 /// The emoji a viewer may react with.
 pub const REACTIONS: [&str; 8] = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "👍", "💯"];
@@ -17,6 +18,9 @@ pub const REACTIONS: [&str; 8] = ["🔥", "❤️", "👏", "😂", "😮", "�
 pub const REACTIONS_PER_WINDOW: u32 = 5;
 /// The reaction rate-limit window, in ms.
 pub const REACTION_WINDOW_MS: u64 = 2_000;
+/// How long reactions are gathered before one `reactions` push to everyone, in ms: a burst
+/// of reactions from N viewers costs one message per socket per push, not N.
+pub const REACTION_PUSH_MS: u64 = 500;
 /// Largest incoming socket message read, in bytes.
 const MAX_SOCKET_MESSAGE: usize = 1024;
 
@@ -78,7 +82,7 @@ async fn presence_changed<S: RoomStore>(store: &S, now_ms: u64) -> Result<(), St
     if due.is_none() {
         let at_ms = now_ms + PRESENCE_PUSH_MS;
         save(store, PRESENCE_DUE_KEY, &Some(at_ms)).await?;
-        store.set_alarm(at_ms).await?;
+        schedule(store, at_ms).await?;
     }
     Ok(())
 }
@@ -103,10 +107,36 @@ pub(super) async fn presence_due<S: RoomStore>(
         }
         // Not yet (an earlier deadline woke the room): ask again for it.
         Some(at_ms) => {
-            store.set_alarm(at_ms).await?;
+            schedule(store, at_ms).await?;
             Ok(None)
         }
         None => Ok(None),
+    }
+}
+
+/// The alarm's reaction work: when a push is due, everyone gets the reactions counted since
+/// the last one in one `reactions` message.
+///
+/// # Errors
+/// Whatever the room's storage reports.
+pub(super) async fn reactions_due<S: RoomStore>(
+    store: &S,
+    sockets: &dyn RoomSockets,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let pending: Option<PendingReactions> = load(store, REACTIONS_KEY).await?;
+    match pending {
+        Some(pending) if pending.due_ms <= now_ms => {
+            store.delete(&[REACTIONS_KEY.to_owned()]).await?;
+            ServerMessage::Reactions {
+                counts: pending.counts,
+                at_ms: now_ms,
+            }
+            .send_to(sockets);
+            Ok(())
+        }
+        Some(pending) => schedule(store, pending.due_ms).await,
+        None => Ok(()),
     }
 }
 
@@ -120,51 +150,83 @@ fn socket_error(code: SocketErrorCode, message: &str) -> String {
 }
 
 /// A client sent `text`: `ping` (plain or `{"type":"ping"}`) gets a pong; a
-/// `{"type":"reaction","emoji":"🔥"}` from the allow-list ([`REACTIONS`]) goes to everyone
-/// in the room as `{"type":"reaction","emoji","at_ms"}`, at most [`REACTIONS_PER_WINDOW`]
-/// per [`REACTION_WINDOW_MS`] per connection. Returns the reply for the sender only (a
-/// pong, or an `error` message with a `code`); `state` is updated in place.
-pub fn on_message(
-    sockets: &dyn RoomSockets,
+/// `{"type":"reaction","emoji":"🔥"}` from the allow-list ([`REACTIONS`]) is counted, at
+/// most [`REACTIONS_PER_WINDOW`] per [`REACTION_WINDOW_MS`] per connection, and goes to
+/// everyone in the room with the next push (`{"type":"reactions","counts":{"🔥":n},"at_ms"}`
+/// within [`REACTION_PUSH_MS`]). Returns the reply for the sender only (a pong, or an
+/// `error` message with a `code`); `state` is updated in place.
+///
+/// # Errors
+/// Whatever the room's storage reports.
+pub async fn on_message<S: RoomStore>(
+    store: &S,
     state: &mut SocketState,
     text: &str,
     now_ms: u64,
-) -> Option<String> {
+) -> Result<Option<String>, StoreError> {
     if text == "ping" {
-        return Some(ServerMessage::Pong.to_json());
+        return Ok(Some(ServerMessage::Pong.to_json()));
     }
     if text.len() > MAX_SOCKET_MESSAGE {
-        return Some(socket_error(
+        return Ok(Some(socket_error(
             SocketErrorCode::InvalidMessage,
             "the message is too long",
-        ));
+        )));
     }
     let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
-        return Some(socket_error(
+        return Ok(Some(socket_error(
             SocketErrorCode::InvalidMessage,
             "messages are JSON objects",
-        ));
+        )));
     };
     match message.get("type").and_then(|t| t.as_str()) {
-        Some("ping") => Some(ServerMessage::Pong.to_json()),
+        Some("ping") => Ok(Some(ServerMessage::Pong.to_json())),
         Some("reaction") => {
             let emoji = message.get("emoji").and_then(|e| e.as_str()).unwrap_or("");
-            react(sockets, state, emoji, now_ms).err()
+            match accept_reaction(state, emoji, now_ms) {
+                Ok(emoji) => {
+                    count_reaction(store, emoji, now_ms).await?;
+                    Ok(None)
+                }
+                Err(reply) => Ok(Some(reply)),
+            }
         }
-        _ => Some(socket_error(
+        _ => Ok(Some(socket_error(
             SocketErrorCode::InvalidMessage,
             "unknown message type; expected ping or reaction",
-        )),
+        ))),
     }
 }
 
-/// Relays a reaction to the room, or returns the `error` reply for the sender.
-fn react(
-    sockets: &dyn RoomSockets,
+/// Adds an accepted reaction to the next push, asking for the alarm when it is the first
+/// since the last push.
+async fn count_reaction<S: RoomStore>(
+    store: &S,
+    emoji: &str,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let pending: Option<PendingReactions> = load(store, REACTIONS_KEY).await?;
+    let first = pending.is_none();
+    let mut pending = pending.unwrap_or(PendingReactions {
+        due_ms: now_ms + REACTION_PUSH_MS,
+        counts: Default::default(),
+    });
+    let count = pending.counts.entry(emoji.to_owned()).or_default();
+    *count = count.saturating_add(1);
+    save(store, REACTIONS_KEY, &pending).await?;
+    if first {
+        schedule(store, pending.due_ms).await?;
+    }
+    Ok(())
+}
+
+/// The allow-listed emoji of a reaction the connection may send now, or the `error` reply
+/// for the sender.
+fn accept_reaction(
     state: &mut SocketState,
     emoji: &str,
     now_ms: u64,
-) -> Result<(), String> {
+) -> Result<&'static str, String> {
     if state.lobby {
         return Err(socket_error(
             SocketErrorCode::InvalidMessage,
@@ -188,88 +250,116 @@ fn react(
         ));
     }
     state.window_count += 1;
-    ServerMessage::Reaction {
-        emoji: (*emoji).to_owned(),
-        at_ms: now_ms,
-    }
-    .send_to(sockets);
-    Ok(())
+    Ok(*emoji)
 }
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
+    use pollster::block_on;
+
+    use crate::memory::{MemoryRoomStore, MemorySockets};
 
     use super::*;
-
-    #[derive(Default)]
-    struct Recorder(RefCell<Vec<String>>);
-
-    impl RoomSockets for Recorder {
-        fn count(&self) -> usize {
-            2
-        }
-        fn send_all(&self, message: &str) {
-            self.0.borrow_mut().push(message.to_owned());
-        }
-    }
 
     fn code(reply: Option<String>) -> String {
         let reply: serde_json::Value = serde_json::from_str(&reply.unwrap()).unwrap();
         reply["code"].as_str().unwrap_or_default().to_owned()
     }
 
-    #[test]
-    fn reactions_are_relayed_allow_listed_and_rate_limited() {
-        let sockets = Recorder::default();
-        let mut state = SocketState::default();
-        let fire = r#"{"type":"reaction","emoji":"🔥"}"#;
-        for i in 0..REACTIONS_PER_WINDOW {
-            assert_eq!(
-                on_message(&sockets, &mut state, fire, 10_000 + u64::from(i)),
-                None
-            );
-        }
-        assert_eq!(sockets.0.borrow().len(), REACTIONS_PER_WINDOW as usize);
-        let sent: serde_json::Value = serde_json::from_str(&sockets.0.borrow()[0]).unwrap();
-        assert_eq!(sent["type"], "reaction");
-        assert_eq!(sent["emoji"], "🔥");
+    fn send(
+        store: &MemoryRoomStore,
+        state: &mut SocketState,
+        text: &str,
+        now_ms: u64,
+    ) -> Option<String> {
+        block_on(on_message(store, state, text, now_ms)).unwrap()
+    }
 
+    #[test]
+    fn reactions_are_counted_pushed_together_allow_listed_and_rate_limited() {
+        let store = MemoryRoomStore::default();
+        let sockets = MemorySockets::default();
+        let (mut alice, mut bob) = (SocketState::default(), SocketState::default());
+        let fire = r#"{"type":"reaction","emoji":"🔥"}"#;
+        let clap = r#"{"type":"reaction","emoji":"👏"}"#;
+        for i in 0..REACTIONS_PER_WINDOW {
+            assert_eq!(send(&store, &mut alice, fire, 10_000 + u64::from(i)), None);
+        }
+        assert_eq!(send(&store, &mut bob, clap, 10_100), None);
+        // Over the limit: refused, not counted.
+        assert_eq!(code(send(&store, &mut alice, fire, 10_200)), "rate_limited");
+        // Nothing goes out per reaction: the first asked for the push's alarm.
+        assert!(sockets.sent.borrow().is_empty());
+        assert_eq!(store.alarm_at.get(), Some(10_000 + REACTION_PUSH_MS));
+
+        // Woken early (another deadline): nothing yet, the push's alarm is asked for again.
+        store.alarm_at.set(None);
+        block_on(reactions_due(&store, &sockets, 10_300)).unwrap();
+        assert!(sockets.sent.borrow().is_empty());
+        assert_eq!(store.alarm_at.get(), Some(10_000 + REACTION_PUSH_MS));
+
+        block_on(reactions_due(&store, &sockets, 10_000 + REACTION_PUSH_MS)).unwrap();
         assert_eq!(
-            code(on_message(&sockets, &mut state, fire, 10_500)),
-            "rate_limited"
+            *sockets.sent.borrow(),
+            [serde_json::json!({
+                "type": "reactions",
+                "counts": {"🔥": REACTIONS_PER_WINDOW, "👏": 1},
+                "at_ms": 10_000 + REACTION_PUSH_MS,
+            })]
         );
-        assert_eq!(sockets.0.borrow().len(), REACTIONS_PER_WINDOW as usize);
-        // A new window lets the connection react again.
+        // Pushed once: the next alarm sends nothing, the next reaction starts a new push.
+        block_on(reactions_due(&store, &sockets, 20_000)).unwrap();
+        assert_eq!(sockets.sent.borrow().len(), 1);
         assert_eq!(
-            on_message(&sockets, &mut state, fire, 10_000 + REACTION_WINDOW_MS),
+            send(&store, &mut alice, fire, 10_000 + REACTION_WINDOW_MS),
             None
+        );
+        assert_eq!(
+            store.alarm_at.get(),
+            Some(10_000 + REACTION_WINDOW_MS + REACTION_PUSH_MS)
         );
 
         let not_allowed = r#"{"type":"reaction","emoji":"<script>"}"#;
         assert_eq!(
-            code(on_message(&sockets, &mut state, not_allowed, 20_000)),
+            code(send(&store, &mut alice, not_allowed, 20_000)),
             "invalid_reaction"
         );
         assert_eq!(
-            code(on_message(&sockets, &mut state, "{", 20_000)),
+            code(send(&store, &mut alice, "{", 20_000)),
             "invalid_message"
         );
         assert_eq!(
-            code(on_message(&sockets, &mut state, r#"{"type":"x"}"#, 20_000)),
+            code(send(&store, &mut alice, r#"{"type":"x"}"#, 20_000)),
             "invalid_message"
         );
-        let pong = on_message(&sockets, &mut state, "ping", 20_000).unwrap();
+        let pong = send(&store, &mut alice, "ping", 20_000).unwrap();
         assert!(pong.contains("pong"));
 
         let mut lobby = SocketState {
             lobby: true,
             ..SocketState::default()
         };
-        let before = sockets.0.borrow().len();
         assert_eq!(
-            code(on_message(&sockets, &mut lobby, fire, 30_000)),
+            code(send(&store, &mut lobby, fire, 30_000)),
             "invalid_message"
         );
-        assert_eq!(sockets.0.borrow().len(), before);
+    }
+
+    #[test]
+    fn the_alarm_serves_the_earliest_push() {
+        let store = MemoryRoomStore::default();
+        let mut viewer = SocketState::default();
+        // A viewer joins (count push in PRESENCE_PUSH_MS), then reacts (push sooner).
+        block_on(presence_changed(&store, 1_000)).unwrap();
+        assert_eq!(store.alarm_at.get(), Some(1_000 + PRESENCE_PUSH_MS));
+        send(
+            &store,
+            &mut viewer,
+            r#"{"type":"reaction","emoji":"🎉"}"#,
+            1_100,
+        );
+        assert_eq!(store.alarm_at.get(), Some(1_100 + REACTION_PUSH_MS));
+        // A broadcast deadline after both does not push them back.
+        block_on(schedule(&store, 60_000)).unwrap();
+        assert_eq!(store.alarm_at.get(), Some(1_100 + REACTION_PUSH_MS));
     }
 }

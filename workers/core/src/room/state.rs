@@ -1,6 +1,7 @@
 //! What a room keeps in its storage: the channel's state under [`STATE_KEY`], one
 //! [`SegmentRecord`] per segment under [`segment_key`], the lobby's channels under
-//! [`LOBBY_KEY`] and the ping counter under [`PINGS_KEY`], with the typed load/save helpers.
+//! [`LOBBY_KEY`], the ping counter under [`PINGS_KEY`], and the sockets' pending pushes under
+//! [`PRESENCE_DUE_KEY`] and [`REACTIONS_KEY`], with the typed load/save helpers.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,17 @@ pub(super) const LOBBY_KEY: &str = "lobby";
 pub(super) const PINGS_KEY: &str = "pings";
 /// When the gathered viewer-count changes are pushed (Unix ms); absent when none wait.
 pub(super) const PRESENCE_DUE_KEY: &str = "presence_due_ms";
+/// The reactions gathered since the last push ([`PendingReactions`]); absent when none wait.
+pub(super) const REACTIONS_KEY: &str = "reactions_pending";
+
+/// Reactions accepted since the last push, counted per emoji, and when they are pushed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct PendingReactions {
+    /// When they go out (Unix ms).
+    pub due_ms: u64,
+    /// How many of each emoji.
+    pub counts: BTreeMap<String, u32>,
+}
 
 /// A channel room's state, saved whole after each change.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -243,11 +255,15 @@ pub(super) async fn save<S: RoomStore, T: Serialize>(
         .await
 }
 
-/// Asks for the alarm at `at_ms`, or earlier when a viewer-count push is due before it: the
-/// one alarm serves both the broadcast's deadlines and presence ([`super::sockets`]).
+/// Asks for the alarm at `at_ms`, or earlier when a viewer-count or reaction push is due
+/// before it: the one alarm serves the broadcast's deadlines and the sockets' pushes
+/// ([`super::sockets`]).
 pub(super) async fn schedule<S: RoomStore>(store: &S, at_ms: u64) -> Result<(), StoreError> {
     let presence: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
-    store
-        .set_alarm(presence.map_or(at_ms, |due| due.min(at_ms)))
-        .await
+    let reactions: Option<PendingReactions> = load(store, REACTIONS_KEY).await?;
+    let due = [presence, reactions.map(|r| r.due_ms)]
+        .into_iter()
+        .flatten()
+        .fold(at_ms, u64::min);
+    store.set_alarm(due).await
 }
