@@ -76,6 +76,9 @@ class GatewayProcess:
         for flag in ("--srt-listen", "--rtmps-listen"):
             if flag in help_text:
                 args += [flag, f"127.0.0.1:{conftest.free_port()}"]
+        # Every publisher here comes from one address: no per-address connection limit.
+        if "--max-connections-per-address" in help_text:
+            args += ["--max-connections-per-address", "0"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "wb"),
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 20

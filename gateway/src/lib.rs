@@ -13,6 +13,7 @@
 //! * [`flv`]: FLV tag bodies and codec configurations;
 //! * [`cmaf`]: the segmenter and the fMP4 boxes (`mp4-atom`);
 //! * [`push`]: the edge client, retries and the bounded per-stream queue;
+//! * [`limit`]: connections per client address;
 //! * [`http`] and [`metrics`]: `/healthz` and `/metrics`; [`log`]: JSON log lines.
 
 #![deny(missing_docs)]
@@ -21,6 +22,7 @@ pub mod cmaf;
 pub mod error;
 pub mod flv;
 pub mod http;
+pub mod limit;
 pub mod log;
 pub mod metrics;
 pub mod push;

@@ -72,6 +72,14 @@ struct Settings {
     /// timeout (10 s in Docker, 30 s in Kubernetes).
     #[arg(long, env = "GATEWAY_STOP_SECONDS", default_value_t = 8.0)]
     stop_seconds: f64,
+    /// Connections one client address may hold at once (RTMP, RTMPS and SRT together); more
+    /// are closed at once (SRT: rejected as overloaded). 0: no limit.
+    #[arg(
+        long,
+        env = "GATEWAY_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 16
+    )]
+    max_connections_per_address: usize,
 }
 
 async fn bind(address: &str) -> Result<TcpListener, StartError> {
@@ -133,7 +141,8 @@ async fn run(settings: Settings) -> Result<(), StartError> {
             },
         )
         .with_reconnect_grace(Duration::from_secs_f64(settings.reconnect_grace_seconds))
-        .with_takeover_silence(Duration::from_secs_f64(settings.takeover_silence_seconds)),
+        .with_takeover_silence(Duration::from_secs_f64(settings.takeover_silence_seconds))
+        .with_connection_limit(settings.max_connections_per_address),
     );
     info!(
         "gateway listening",

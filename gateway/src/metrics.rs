@@ -34,6 +34,8 @@ pub struct Metrics {
     pub reconnects: AtomicU64,
     /// Publishes that took a key over from a silent connection.
     pub takeovers: AtomicU64,
+    /// Connections refused because their address held the most allowed.
+    pub connections_refused: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -134,6 +136,12 @@ impl Metrics {
             "counter",
             "Publishes that took a key over from a silent connection.",
             get(&self.takeovers),
+        );
+        metric(
+            "gateway_connections_refused_total",
+            "counter",
+            "Connections refused: their address held the most allowed.",
+            get(&self.connections_refused),
         );
         let name = "gateway_push_latency_seconds";
         let _ = writeln!(

@@ -31,13 +31,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that sends nothing for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Accepts RTMP connections forever.
+/// Accepts RTMP connections forever (at most the gateway's limit per client address).
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
+                // Over the address's limit: closed at once.
+                let Some(slot) = gateway.admit(peer, "rtmp") else {
+                    continue;
+                };
                 let gateway = Arc::clone(&gateway);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let _ = socket.set_nodelay(true);
                     if let Err(e) = connection(socket, &gateway).await {
                         info!("connection closed", peer = peer.to_string(), reason = e);

@@ -100,8 +100,13 @@ pub async fn serve(listener: SrtListener, mut incoming: SrtIncoming, gateway: Ar
     // The listener's task stops when it is dropped: it lives as long as this loop.
     let _listener = listener;
     while let Some(request) = incoming.incoming().next().await {
+        let Some(slot) = gateway.admit(request.remote(), "srt") else {
+            tokio::spawn(request.reject(RejectReason::Server(ServerRejectReason::Overload)));
+            continue;
+        };
         let gateway = Arc::clone(&gateway);
         tokio::spawn(async move {
+            let _slot = slot;
             let peer = request.remote().to_string();
             if let Err(reason) = connection(request, &gateway).await {
                 info!("SRT connection closed", peer = peer, reason = reason);

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::cmaf::{Output, Segmenter};
 use crate::error::{MediaError, PushError};
+use crate::limit::{ConnectionLimit, Slot};
 use crate::metrics::Metrics;
 use crate::push::{Edge, StreamPush, Upload};
 use crate::{info, warn};
@@ -46,6 +47,9 @@ const DEFAULT_FRAME_MS: u64 = 33;
 pub const DEFAULT_TAKEOVER_SILENCE: Duration = Duration::from_secs(5);
 /// Time a taking-over publisher waits for the silent connection to let the key go.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+/// Connections one client address may hold at once, unless set otherwise
+/// ([`Gateway::with_connection_limit`]).
+pub const DEFAULT_CONNECTIONS_PER_ADDRESS: usize = 16;
 /// `Holder::last_media_ms` while the holder's stream is still opening.
 const OPENING: u64 = u64::MAX;
 
@@ -86,6 +90,7 @@ pub struct Gateway {
     epoch: Instant,
     /// `true` once the gateway is stopping.
     stopping: watch::Sender<bool>,
+    connections: Arc<ConnectionLimit>,
 }
 
 /// What is known of the connection holding a key.
@@ -117,7 +122,33 @@ impl Gateway {
             parkings: AtomicU64::new(0),
             epoch: Instant::now(),
             stopping: watch::Sender::new(false),
+            connections: Arc::new(ConnectionLimit::new(DEFAULT_CONNECTIONS_PER_ADDRESS)),
         }
+    }
+
+    /// The same gateway letting one client address hold at most `max` connections at once
+    /// (RTMP, RTMPS and SRT together); 0: no limit.
+    pub fn with_connection_limit(mut self, max: usize) -> Self {
+        self.connections = Arc::new(ConnectionLimit::new(max));
+        self
+    }
+
+    /// A place for a new connection from `peer` (over `protocol`, for the log), held while
+    /// the connection is open; `None` (counted and logged) when the address holds the most
+    /// allowed already.
+    pub fn admit(&self, peer: std::net::SocketAddr, protocol: &str) -> Option<Slot> {
+        let slot = self.connections.acquire(peer.ip());
+        if slot.is_none() {
+            self.metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(
+                "connection refused: too many from this address",
+                peer = peer.to_string(),
+                protocol = protocol
+            );
+        }
+        slot
     }
 
     /// The same gateway letting a new publisher of a key take over when the connection

@@ -83,9 +83,14 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, gateway: Arc<Ga
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
+                // Over the address's limit: closed at once, before any TLS work.
+                let Some(slot) = gateway.admit(peer, "rtmps") else {
+                    continue;
+                };
                 let gateway = Arc::clone(&gateway);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let _ = socket.set_nodelay(true);
                     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket))
                         .await

@@ -26,6 +26,11 @@ fn assert_no_panic() {
 }
 
 async fn start() -> std::net::SocketAddr {
+    start_with(edgevideo_gateway::stream::DEFAULT_CONNECTIONS_PER_ADDRESS).await
+}
+
+/// The server with at most `limit` connections per client address.
+async fn start_with(limit: usize) -> std::net::SocketAddr {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
@@ -38,14 +43,17 @@ async fn start() -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     // Nothing listens on port 1: a publish would be refused, which these tests never reach.
     let edge = Edge::new("http://127.0.0.1:1", 1, Duration::ZERO).unwrap();
-    let gateway = Arc::new(Gateway::new(
-        edge,
-        Arc::new(Metrics::default()),
-        StreamSettings {
-            segment_ms: 2000,
-            queue: 4,
-        },
-    ));
+    let gateway = Arc::new(
+        Gateway::new(
+            edge,
+            Arc::new(Metrics::default()),
+            StreamSettings {
+                segment_ms: 2000,
+                queue: 4,
+            },
+        )
+        .with_connection_limit(limit),
+    );
     tokio::spawn(server::serve(listener, gateway));
     addr
 }
@@ -162,5 +170,50 @@ async fn absurd_chunk_sizes_and_message_lengths_do_not_take_the_server_down() {
         drop(socket);
     }
     drop(handshake(addr).await);
+    assert_no_panic();
+}
+
+/// Whether the server takes a new connection: it answers the start of a handshake.
+async fn admitted(addr: std::net::SocketAddr) -> Option<TcpStream> {
+    let mut socket = TcpStream::connect(addr).await.ok()?;
+    let mut client = Handshake::new(PeerType::Client);
+    let c0c1 = client.generate_outbound_p0_and_p1().unwrap();
+    socket.write_all(&c0c1).await.ok()?;
+    let mut buf = [0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => Some(socket),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn an_address_holding_the_most_connections_gets_no_more() {
+    let addr = start_with(3).await;
+    // A slowloris client: three connections that never finish their handshake hold the
+    // address's places.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(admitted(addr).await.expect("within the limit"));
+    }
+    let mut fourth = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(5)).await,
+        "a fourth connection is closed at once"
+    );
+    // One leaves: once the server has seen it go, its place is free again.
+    drop(idle.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let again = loop {
+        if let Some(socket) = admitted(addr).await {
+            break socket;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the place was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(again);
+    drop(idle);
     assert_no_panic();
 }
