@@ -311,3 +311,28 @@ def test_registration_validates_input(api, developer):
     assert rotated["secret"].startswith("whsec_")
     assert api.delete(f"/api/plugins/{plugin_id}", headers=headers).status_code == 204
     assert api.get(f"/api/plugins/{plugin_id}", headers=headers).status_code == 404
+
+
+def test_production_refuses_to_serve_without_its_own_secrets_key(tmp_path):
+    """Plugin secrets are sealed under SECRETS_KEY, so that rotating SESSION_SECRET keeps them
+    readable: production without one (or with the session secret again) serves nothing."""
+    import requests
+
+    from conftest import Worker
+
+    strong = {"ENVIRONMENT": "production", "DIAGNOSTICS": "off", "ALLOW_PRIVATE_URLS": "",
+              "SESSION_SECRET": "e2e-session-secret-0123456789abcdef-strong",
+              "URL_SIGNING_SECRET": "e2e-url-signing-secret-0123456789abcdef-strong"}
+    for secrets_key in ("", strong["SESSION_SECRET"]):
+        state = tmp_path / f"prod{len(secrets_key)}"
+        state.mkdir()
+        prod = Worker(state, extra_vars={**strong, "SECRETS_KEY": secrets_key}).start()
+        try:
+            r = requests.get(prod.url + "/api/health", timeout=10)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "misconfigured", r.text
+            assert "SECRETS_KEY" in r.json()["error"]["message"], r.text
+            r = requests.post(prod.url + "/api/auth/login", json={"email": "a@b.test", "password": "x"}, timeout=10)
+            assert r.status_code == 503, r.text
+        finally:
+            prod.stop()

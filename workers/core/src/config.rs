@@ -14,6 +14,10 @@ pub mod names {
     pub const SESSION_SECRET: &str = "SESSION_SECRET";
     /// Secret for signed ingest and playback URLs.
     pub const URL_SIGNING_SECRET: &str = "URL_SIGNING_SECRET";
+    /// Secret the key that seals plugin signing secrets at rest is derived from, apart from
+    /// `SESSION_SECRET` so that rotating that one loses no stored secret. Required in
+    /// production; development without it derives the key from `SESSION_SECRET`.
+    pub const SECRETS_KEY: &str = "SECRETS_KEY";
     /// `on` exposes the binding diagnostics under `/api/_diag/` (development only).
     pub const DIAGNOSTICS: &str = "DIAGNOSTICS";
     /// `on`: playback skips the edge cache and its single flight (every request reads the
@@ -140,6 +144,9 @@ pub struct Config {
     pub session_secret: String,
     /// Key for signed URLs.
     pub url_signing_secret: String,
+    /// The secret that seals stored secrets ([`names::SECRETS_KEY`]); `None` (development
+    /// only): the key derived from the session secret seals them.
+    pub secrets_key: Option<String>,
     /// Whether `/api/_diag/` routes are served.
     pub diagnostics: bool,
     /// Whether playback skips the edge cache ([`names::BYPASS_EDGE_CACHE`]).
@@ -203,6 +210,10 @@ impl std::fmt::Debug for Config {
             .field("environment", &self.environment)
             .field("session_secret", &"<redacted>")
             .field("url_signing_secret", &"<redacted>")
+            .field(
+                "secrets_key",
+                &self.secrets_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("diagnostics", &self.diagnostics)
             .field("bypass_edge_cache", &self.bypass_edge_cache)
             .field("password_iterations", &self.password_iterations)
@@ -218,7 +229,8 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Missing`] for an unset secret; [`ConfigError::Invalid`] for an unknown
     /// environment, a gateway URL of the wrong scheme or shape, or, in production, a
-    /// development or too short secret, or diagnostics on.
+    /// development or too short secret, no `SECRETS_KEY` or one equal to `SESSION_SECRET`,
+    /// or diagnostics on.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let environment = environment(lookup(names::ENVIRONMENT))?;
         let vars = Vars {
@@ -235,6 +247,7 @@ impl Config {
         // The secrets first: their refusal is the one an operator must see first.
         let session_secret = vars.secret(names::SESSION_SECRET)?;
         let url_signing_secret = vars.secret(names::URL_SIGNING_SECRET)?;
+        let secrets_key = vars.secrets_key(&session_secret)?;
         let allow_private_urls = vars.flag(names::ALLOW_PRIVATE_URLS);
         if allow_private_urls && environment == Environment::Production {
             return Err(ConfigError::Invalid {
@@ -246,6 +259,7 @@ impl Config {
             environment,
             session_secret,
             url_signing_secret,
+            secrets_key,
             diagnostics,
             bypass_edge_cache: vars.flag(names::BYPASS_EDGE_CACHE),
             token_issuer: TOKEN_ISSUER.to_owned(),
@@ -325,6 +339,26 @@ impl<L: Fn(&str) -> Option<String>> Vars<L> {
             });
         }
         Ok(value)
+    }
+
+    /// `SECRETS_KEY`: required in production (as a secret, and not the session secret, whose
+    /// rotation it must survive); optional in development.
+    fn secrets_key(&self, session_secret: &str) -> Result<Option<String>, ConfigError> {
+        if self.environment == Environment::Development
+            && (self.lookup)(names::SECRETS_KEY).is_none_or(|v| v.is_empty())
+        {
+            return Ok(None);
+        }
+        let key = self.secret(names::SECRETS_KEY)?;
+        if self.environment == Environment::Production && key == session_secret {
+            return Err(ConfigError::Invalid {
+                name: names::SECRETS_KEY,
+                reason: "must differ from SESSION_SECRET, so that rotating that one keeps \
+                         stored plugin secrets readable"
+                    .into(),
+            });
+        }
+        Ok(Some(key))
     }
 
     /// A whole number of at least `min`, `default` when unset.
@@ -463,6 +497,7 @@ mod tests {
     }
 
     const STRONG: &str = "0123456789abcdef0123456789abcdef-strong";
+    const SEALING: &str = "fedcba9876543210fedcba9876543210-sealing";
 
     #[test]
     fn development_accepts_dev_secrets() {
@@ -482,6 +517,7 @@ mod tests {
         let err = Config::from_lookup(lookup(&[
             ("SESSION_SECRET", "dev-only-session-0123456789abcdef0123"),
             ("URL_SIGNING_SECRET", STRONG),
+            ("SECRETS_KEY", SEALING),
         ]))
         .unwrap_err();
         assert!(matches!(
@@ -499,11 +535,13 @@ mod tests {
             ("ENVIRONMENT", "production"),
             ("SESSION_SECRET", "short"),
             ("URL_SIGNING_SECRET", STRONG),
+            ("SECRETS_KEY", SEALING),
         ]));
         assert!(short.is_err());
         let diag = Config::from_lookup(lookup(&[
             ("SESSION_SECRET", STRONG),
             ("URL_SIGNING_SECRET", STRONG),
+            ("SECRETS_KEY", SEALING),
             ("DIAGNOSTICS", "on"),
         ]));
         assert!(matches!(
@@ -522,6 +560,7 @@ mod tests {
                 ("ENVIRONMENT", environment),
                 ("SESSION_SECRET", STRONG),
                 ("URL_SIGNING_SECRET", STRONG),
+                ("SECRETS_KEY", SEALING),
                 ("ALLOW_PRIVATE_URLS", "on"),
             ])
         };
@@ -540,6 +579,49 @@ mod tests {
     }
 
     #[test]
+    fn production_needs_its_own_secrets_key_and_development_falls_back() {
+        let with = |environment: &'static str, key: Option<&'static str>| {
+            let mut vars = vec![
+                ("ENVIRONMENT", environment),
+                ("SESSION_SECRET", STRONG),
+                ("URL_SIGNING_SECRET", STRONG),
+            ];
+            vars.extend(key.map(|k| ("SECRETS_KEY", k)));
+            Config::from_lookup(lookup(&vars))
+        };
+        let missing = with("production", None).unwrap_err();
+        assert_eq!(missing, ConfigError::Missing("SECRETS_KEY"));
+        assert_eq!(missing.to_string(), "SECRETS_KEY is not set");
+        assert_eq!(
+            with("production", Some("")).unwrap_err(),
+            ConfigError::Missing("SECRETS_KEY")
+        );
+        for bad in ["dev-only-secrets-key-0123456789abcdef", "short", STRONG] {
+            assert!(
+                matches!(
+                    with("production", Some(bad)),
+                    Err(ConfigError::Invalid {
+                        name: "SECRETS_KEY",
+                        ..
+                    })
+                ),
+                "{bad} must be refused in production"
+            );
+        }
+        let config = with("production", Some(SEALING)).unwrap();
+        assert_eq!(config.secrets_key.as_deref(), Some(SEALING));
+        assert!(!format!("{config:?}").contains(SEALING));
+        assert_eq!(with("development", None).unwrap().secrets_key, None);
+        assert_eq!(
+            with("development", Some("dev-only-sealing"))
+                .unwrap()
+                .secrets_key
+                .as_deref(),
+            Some("dev-only-sealing")
+        );
+    }
+
+    #[test]
     fn missing_secret_and_unknown_environment_are_errors() {
         assert_eq!(
             Config::from_lookup(lookup(&[("URL_SIGNING_SECRET", STRONG)])).unwrap_err(),
@@ -553,6 +635,7 @@ mod tests {
         let config = Config::from_lookup(lookup(&[
             ("SESSION_SECRET", STRONG),
             ("URL_SIGNING_SECRET", STRONG),
+            ("SECRETS_KEY", SEALING),
             ("BROADCASTER_DOMAINS", " Amazon.com, ,example.org "),
             ("PASSWORD_ITERATIONS", "200000"),
         ]))
@@ -567,6 +650,7 @@ mod tests {
             let result = Config::from_lookup(lookup(&[
                 ("SESSION_SECRET", STRONG),
                 ("URL_SIGNING_SECRET", STRONG),
+                ("SECRETS_KEY", SEALING),
                 ("PASSWORD_ITERATIONS", bad),
             ]));
             assert!(result.is_err(), "{bad} must be refused in production");
@@ -581,6 +665,7 @@ mod tests {
                 ("ENVIRONMENT", env),
                 ("SESSION_SECRET", STRONG),
                 ("URL_SIGNING_SECRET", STRONG),
+                ("SECRETS_KEY", SEALING),
                 ("PASSWORD_ITERATIONS", "100000"),
                 ("TRANSCODER_SECRET", secret),
             ]))
@@ -594,7 +679,11 @@ mod tests {
     #[test]
     fn gateway_urls_are_optional_and_checked_at_load() {
         let with = |pairs: &[(&'static str, &'static str)]| {
-            let mut all = vec![("SESSION_SECRET", STRONG), ("URL_SIGNING_SECRET", STRONG)];
+            let mut all = vec![
+                ("SESSION_SECRET", STRONG),
+                ("URL_SIGNING_SECRET", STRONG),
+                ("SECRETS_KEY", SEALING),
+            ];
             all.extend_from_slice(pairs);
             Config::from_lookup(lookup(&all))
         };
@@ -637,6 +726,7 @@ mod tests {
         let config = Config::from_lookup(lookup(&[
             ("SESSION_SECRET", STRONG),
             ("URL_SIGNING_SECRET", STRONG),
+            ("SECRETS_KEY", SEALING),
         ]))
         .unwrap();
         assert!(!format!("{config:?}").contains(STRONG));

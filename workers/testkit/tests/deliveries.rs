@@ -229,7 +229,7 @@ fn a_rotated_secret_signs_alongside_the_new_one() {
     .unwrap();
     let stored = format!("{:?}", rows[0]);
     assert!(
-        stored.contains("sealed1.") && !stored.contains("whsec_"),
+        stored.contains("sealed2.") && !stored.contains("whsec_"),
         "{stored}"
     );
     let (owner, channel) = p.broadcaster("Rotation channel");
@@ -242,5 +242,88 @@ fn a_rotated_secret_signs_alongside_the_new_one() {
     assert_eq!(
         verify(&p, &sent[0], &plugin.secret),
         verify(&p, &sent[0], &new_secret)
+    );
+}
+
+/// The stored `secret` of a plugin.
+fn stored_secret(p: &TestPlatform, plugin_id: &str) -> String {
+    let rows = block_on(p.sql.query(&Statement::new(
+        "SELECT secret FROM plugins WHERE id = ?1",
+        vec![SqlValue::from(plugin_id)],
+    )))
+    .unwrap();
+    rows[0]["secret"].as_str().unwrap().to_owned()
+}
+
+/// The test deployment's configuration with `vars` changed.
+fn config_with(vars: &[(&str, &str)]) -> edgevideo_core::config::Config {
+    edgevideo_core::config::Config::from_lookup(|name| {
+        vars.iter()
+            .chain(edgevideo_testkit::platform::DEFAULT_VARS)
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .unwrap()
+}
+
+/// A new video published in a new channel, and the deliveries it caused sent.
+fn publish_one(p: &TestPlatform, name: &str) {
+    let (owner, channel) = p.broadcaster(name);
+    let video = p.record_video(&owner, &channel, 1);
+    p.settle();
+    assert_eq!(p.transcode_completed(&video).status, StatusCode::OK);
+    p.settle();
+}
+
+#[test]
+fn secrets_sealed_before_secrets_key_are_resealed_and_survive_a_session_secret_rotation() {
+    // A deployment without SECRETS_KEY (development): the key derived from SESSION_SECRET
+    // seals, as before the setting existed. The stored value is rewritten in the format of
+    // that time (`sealed1.`, no key id: the same key and bytes).
+    let mut p = TestPlatform::new();
+    let dev = p.developer();
+    let plugin = p.register_plugin(&dev, "long-lived", "video.ready");
+    let sealed = stored_secret(&p, &plugin.id);
+    let (_, body) = sealed
+        .strip_prefix("sealed2.")
+        .and_then(|rest| rest.split_once('.'))
+        .expect("a sealed value with a key id");
+    let old = format!("sealed1.{body}");
+    block_on(p.sql.execute(&Statement::new(
+        "UPDATE plugins SET secret = ?2 WHERE id = ?1",
+        vec![
+            SqlValue::from(plugin.id.as_str()),
+            SqlValue::from(old.as_str()),
+        ],
+    )))
+    .unwrap();
+
+    // SECRETS_KEY is set: the old value still signs, and the delivery seals it again under
+    // the new key.
+    p.config = config_with(&[("SECRETS_KEY", "dev-only-testkit-secrets-key")]);
+    publish_one(&p, "Before rotation");
+    let sent = p.outbound.sent_to(&plugin.url);
+    assert_eq!(sent.len(), 1);
+    verify(&p, &sent[0], &plugin.secret);
+    let resealed = stored_secret(&p, &plugin.id);
+    assert!(
+        resealed.starts_with("sealed2.") && resealed != sealed,
+        "{resealed}"
+    );
+    assert!(!resealed.contains("whsec_"));
+
+    // SESSION_SECRET rotated (everyone logged out): the plugin still signs with its secret.
+    p.config = config_with(&[
+        ("SECRETS_KEY", "dev-only-testkit-secrets-key"),
+        ("SESSION_SECRET", "dev-only-testkit-session-rotated"),
+    ]);
+    publish_one(&p, "After rotation");
+    let sent = p.outbound.sent_to(&plugin.url);
+    assert_eq!(sent.len(), 2, "the delivery after the rotation was sent");
+    verify(&p, &sent[1], &plugin.secret);
+    assert_eq!(
+        stored_secret(&p, &plugin.id),
+        resealed,
+        "already current: not rewritten"
     );
 }

@@ -186,3 +186,37 @@ pub async fn rotate_secret<S: Sql>(
     .await
     .map(drop)
 }
+
+/// Writes the plugin's secrets sealed again (each pair: the stored value, its replacement):
+/// each column is replaced only while it still holds the value that was read, so a rotation
+/// in between keeps what it wrote.
+///
+/// # Errors
+/// `Backend` when the statement fails.
+pub async fn reseal<S: Sql>(
+    sql: &S,
+    id: &str,
+    secret: Option<(String, String)>,
+    previous_secret: Option<(String, String)>,
+) -> Result<(), StoreError> {
+    let pair = |p: Option<(String, String)>| match p {
+        Some((old, new)) => (SqlValue::from(old.as_str()), SqlValue::from(new.as_str())),
+        None => (SqlValue::Null, SqlValue::Null),
+    };
+    let (old_secret, new_secret) = pair(secret);
+    let (old_previous, new_previous) = pair(previous_secret);
+    sql.execute(&Statement::new(
+        "UPDATE plugins SET secret = CASE WHEN secret = ?2 THEN ?3 ELSE secret END, \
+         previous_secret = CASE WHEN previous_secret = ?4 THEN ?5 ELSE previous_secret END \
+         WHERE id = ?1",
+        vec![
+            SqlValue::from(id),
+            old_secret,
+            new_secret,
+            old_previous,
+            new_previous,
+        ],
+    ))
+    .await
+    .map(drop)
+}

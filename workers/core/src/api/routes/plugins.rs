@@ -311,12 +311,7 @@ pub async fn answer_task<P: Platform>(
 fn seal_secret<P: Platform>(p: &P, plugin_id: &str, secret: &str) -> String {
     let mut nonce = [0u8; 12];
     p.entropy().fill(&mut nonce);
-    sealed::seal(
-        &sealed::key(&p.config().session_secret),
-        nonce,
-        plugin_id,
-        secret,
-    )
+    sealed::Keys::from_config(p.config()).seal(nonce, plugin_id, secret)
 }
 
 /// A new signing secret for a plugin.
