@@ -22,8 +22,10 @@ Sections (all by default; pick with --only):
   transcoder bench/transcoder.sh (ours vs ffmpeg vs raw copy), MPEG-TS and CMAF recordings
   golive     the broadcast page in Chromium with a fake camera: frames encoded per second per
              rendition and which ladders it sustains in real time (bench/golive.mjs); then a
-             browser broadcast in `wrangler dev` watched with hls.js: segment end to listed and
-             hls.js's live-latency estimate, median and p95 (bench/latency.mjs)
+             browser broadcast in `wrangler dev` watched with hls.js: segment end to listed,
+             hls.js's live-latency estimate and glass to glass (the camera is a canvas painting
+             the clock into each frame, read back on the watch page), median and p95
+             (bench/latency.mjs)
   gateway    the RTMP gateway (bench/gateway.py): keyframe closing a segment to listed in the
              viewer's playlist; CPU and memory per stream at 10, 50, 100 streams of 6 Mbit/s,
              into `wrangler dev` and into a sink edge (bench/sink_edge.py)

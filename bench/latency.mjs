@@ -5,8 +5,13 @@
 //     over a segment when it is complete) to the segment appearing in its rendition's live
 //     playlist as a viewer gets it (through the edge cache);
 //   - hls.js's own live-latency estimate (`hls.latency`: the live edge to the playhead),
-//     sampled once a second while it plays.
-// Both clocks are this machine's.
+//     sampled once a second while it plays;
+//   - glass to glass: the broadcast page's camera is a canvas that paints this machine's clock
+//     into every frame as 48 black or white blocks (the time in ms, mod 2^32, and a check
+//     word); the watch page reads the blocks back from every frame it presents
+//     (`requestVideoFrameCallback`, the frame drawn into a small canvas) and compares them
+//     with its own clock.
+// All clocks are this machine's.
 //
 // Run: node bench/latency.mjs [seconds, default 30] (after scripts/build-worker.sh).
 import { chromium } from "playwright-core";
@@ -24,11 +29,71 @@ const summary = (values, unit) => (values.length
   ? `median ${quantile(values, 0.5).toFixed(2)} ${unit}, p95 ${quantile(values, 0.95).toFixed(2)} ${unit} (n=${values.length})`
   : "no samples");
 
+/** The broadcast page's camera: a 1280x720 canvas painting `Date.now()` into each frame
+ *  (bits MSB first, left to right, top to bottom, on an 8x6 grid: 32 bits of the time in
+ *  ms mod 2^32, then 16 check bits), with the fake microphone beside it. */
+function clockCamera() {
+  const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = async (constraints) => {
+    const canvas = Object.assign(document.createElement("canvas"), { width: 1280, height: 720 });
+    const g = canvas.getContext("2d");
+    const paint = () => {
+      const t = Date.now() % 2 ** 32;
+      const check = ((Math.floor(t / 65536) ^ (t % 65536)) ^ 0xa5a5) & 0xffff;
+      const bits = [];
+      for (let i = 31; i >= 0; i--) bits.push(Math.floor(t / 2 ** i) % 2);
+      for (let i = 15; i >= 0; i--) bits.push((check >> i) & 1);
+      bits.forEach((bit, i) => {
+        g.fillStyle = bit ? "#fff" : "#000";
+        g.fillRect((i % 8) * 160, Math.floor(i / 8) * 120, 160, 120);
+      });
+      requestAnimationFrame(paint);
+    };
+    paint();
+    const stream = canvas.captureStream(30);
+    if (constraints.audio) {
+      const mic = await original({ audio: true });
+      mic.getAudioTracks().forEach((track) => stream.addTrack(track));
+    }
+    return stream;
+  };
+}
+
+/** On the watch page: reads the clock blocks of every presented frame into
+ *  `window.glassToGlass` (ms from paint to presentation), skipping frames that fail the check. */
+function readClock() {
+  window.glassToGlass = [];
+  const canvas = Object.assign(document.createElement("canvas"), { width: 64, height: 48 });
+  const g = canvas.getContext("2d", { willReadFrequently: true });
+  const video = document.getElementById("video");
+  const onFrame = () => {
+    const now = Date.now();
+    if (video.videoWidth) {
+      g.drawImage(video, 0, 0, 64, 48);
+      const { data } = g.getImageData(0, 0, 64, 48);
+      const bits = [];
+      for (let i = 0; i < 48; i++) {
+        const x = (i % 8) * 8 + 4;
+        const y = Math.floor(i / 8) * 8 + 4;
+        bits.push(data[(y * 64 + x) * 4] > 127 ? 1 : 0);
+      }
+      const t = bits.slice(0, 32).reduce((v, b) => v * 2 + b, 0);
+      const check = bits.slice(32).reduce((v, b) => v * 2 + b, 0);
+      if ((((Math.floor(t / 65536) ^ (t % 65536)) ^ 0xa5a5) & 0xffff) === check) {
+        window.glassToGlass.push(((now % 2 ** 32) - t + 2 ** 32) % 2 ** 32);
+      }
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
 const worker = await startWorker();
 const broadcaster = await launchChromium(chromium, { width: 1280, height: 800 }, { fakeMedia: true });
 const viewer = await launchChromium(chromium);
 try {
   const page = await broadcaster.newPage();
+  await page.addInitScript(clockCamera);
   await page.goto(`${worker.url}/login?next=/broadcast`);
   await page.fill("#signup-email", `latency-${Date.now()}@broadcast.test`);
   await page.fill("#signup-password", PASSWORD);
@@ -59,6 +124,9 @@ try {
 
   const watch = await viewer.newPage();
   await watch.goto(`${worker.url}/watch?c=${channelId}`);
+  await watch.waitForFunction(() => document.getElementById("video").currentTime > 0, null,
+    { timeout: 30000 });
+  await watch.evaluate(readClock);
   const listed = new Map();
   const latencies = [];
   const until = Date.now() + SECONDS * 1000;
@@ -81,6 +149,9 @@ try {
   console.log(`browser broadcast, ${SECONDS} s, rendition ${rendition}:`);
   console.log(`  segment end to listed: ${summary(toListed, "s")}`);
   console.log(`  hls.js live latency: ${summary(perSecond, "s")}`);
+  // Presented frames (about 30 a second): one sample per second of playback.
+  const glass = (await watch.evaluate(() => window.glassToGlass)).filter((_, i) => i % 30 === 0);
+  console.log(`  glass to glass (normal HLS): ${summary(glass.map((ms) => ms / 1000), "s")}`);
   await page.click("#golive-stop");
   await page.waitForSelector("#golive[data-state=ended]", { timeout: 40000 });
 } finally {
