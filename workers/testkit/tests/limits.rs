@@ -1,7 +1,8 @@
 //! Limits that keep the catalogue bounded: an account has at most `MAX_CHANNELS_PER_USER`
 //! channels and a developer at most `MAX_PLUGINS_PER_USER` plugins (deleted ones do not
 //! count), past which the API answers 422 `quota_exceeded` and stores nothing; finished
-//! viewer sessions are swept; signups per network address are limited.
+//! viewer sessions are swept; signups per network address are limited; concurrent wrong
+//! logins get no more password checks than the per-email limit.
 
 use edgevideo_testkit::TestPlatform;
 use http::{Method, StatusCode};
@@ -134,4 +135,80 @@ fn signups_per_address_are_limited() {
         signup("a@example.com").status,
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+#[test]
+fn concurrent_wrong_logins_get_no_more_password_checks_than_the_limit() {
+    use edgevideo_testkit::client::request;
+    use edgevideo_testkit::exec::join_all;
+
+    let p = TestPlatform::with_vars(&[("LOGIN_LIMIT_PER_EMAIL", "5")]).unwrap();
+    let email = p.new_email("example.com");
+    p.signup(&email);
+    let wrong = json!({ "email": email, "password": "wrong password!" });
+    // Twenty at once, interleaved at every SQL round trip: a counter read then written
+    // would let all of them read the same count.
+    let statuses: Vec<StatusCode> = join_all(
+        (0..20)
+            .map(|_| {
+                edgevideo_core::handle(
+                    &p,
+                    request(Method::POST, "/api/auth/login", None, Some(&wrong)),
+                )
+            })
+            .collect(),
+    )
+    .into_iter()
+    .map(|r| r.status())
+    .collect();
+    // A 401 is a password check; a 429 was refused before one.
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((checked, limited), (5, 15), "{statuses:?}");
+    // The window is spent for the right password too; a new window opens again.
+    let right = json!({ "email": email, "password": edgevideo_testkit::client::PASSWORD });
+    let login = || {
+        p.call(Method::POST, "/api/auth/login", None, Some(&right))
+            .status
+    };
+    assert_eq!(login(), StatusCode::TOO_MANY_REQUESTS);
+    p.advance_ms(edgevideo_core::config::LOGIN_WINDOW_SECONDS * 1000);
+    assert_eq!(login(), StatusCode::OK);
+}
+
+#[test]
+fn rate_limit_counters_count_per_window_and_ended_windows_are_swept() {
+    use edgevideo_core::ports::Sql as _;
+    use edgevideo_core::store::ratelimits;
+    use edgevideo_testkit::exec::block_on;
+
+    let p = TestPlatform::new();
+    let count = |scope: &str, window_no: i64, expires_at: i64| {
+        let rows = block_on(p.sql.query(&ratelimits::hit(scope, window_no, expires_at))).unwrap();
+        rows[0]["count"].as_u64().unwrap()
+    };
+    assert_eq!(count("a", 1, 100), 1);
+    assert_eq!(count("a", 1, 100), 2);
+    assert_eq!(count("b", 1, 100), 1);
+    assert_eq!(count("a", 2, 200), 1, "a new window starts again");
+    let rows = || {
+        block_on(p.sql.query(&edgevideo_core::ports::Statement::new(
+            "SELECT scope FROM rate_limits ORDER BY scope",
+            vec![],
+        )))
+        .unwrap()
+        .iter()
+        .map(|r| r["scope"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+    };
+    block_on(p.sql.execute(&ratelimits::sweep(150, 500))).unwrap();
+    assert_eq!(rows(), vec!["a"], "b's window ended at 100");
+    block_on(p.sql.execute(&ratelimits::sweep(250, 500))).unwrap();
+    assert!(rows().is_empty());
 }

@@ -12,6 +12,7 @@ pub mod diag;
 pub mod events;
 pub mod lifecycles;
 pub mod plugins;
+pub mod ratelimits;
 pub mod stats;
 pub mod users;
 pub mod videos;

@@ -69,14 +69,10 @@ fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Resp
 /// emails have accounts).
 pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let body: Credentials = api::parse_json(request)?;
-    let allowed = ratelimit::hit(
-        p.kv(),
-        &format!("signup-ip:{}", auth::client_address(request)),
-        p.config().signup_limit_per_ip,
-        SIGNUP_WINDOW_SECONDS,
-        now_s(p),
-    )
-    .await?;
+    let scope = format!("signup-ip:{}", auth::client_address(request));
+    let limit = p.config().signup_limit_per_ip;
+    let allowed =
+        ratelimit::hit_counted(p, &[(&scope, limit)], SIGNUP_WINDOW_SECONDS, now_s(p)).await?;
     if !allowed {
         return Err(ApiError::TooManyRequests(
             "too many new accounts from this address; try again later".into(),
@@ -111,23 +107,13 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     let config = p.config();
     let email = body.email.trim().to_ascii_lowercase();
     let now = now_s(p);
-    let by_ip = ratelimit::hit(
-        p.kv(),
-        &format!("login-ip:{}", auth::client_address(request)),
-        config.login_limit_per_ip,
-        LOGIN_WINDOW_SECONDS,
-        now,
-    )
-    .await?;
-    let by_email = ratelimit::hit(
-        p.kv(),
-        &format!("login-email:{email}"),
-        config.login_limit_per_email,
-        LOGIN_WINDOW_SECONDS,
-        now,
-    )
-    .await?;
-    if !(by_ip && by_email) {
+    let by_ip = format!("login-ip:{}", auth::client_address(request));
+    let by_email = format!("login-email:{email}");
+    let scopes = [
+        (by_ip.as_str(), config.login_limit_per_ip),
+        (by_email.as_str(), config.login_limit_per_email),
+    ];
+    if !ratelimit::hit_counted(p, &scopes, LOGIN_WINDOW_SECONDS, now).await? {
         return Err(ApiError::TooManyRequests(
             "too many login attempts; try again later".into(),
         ));
