@@ -49,6 +49,11 @@ struct Settings {
     /// SRT receive latency in milliseconds (the larger of this and the caller's is used).
     #[arg(long, env = "GATEWAY_SRT_LATENCY_MS", default_value_t = 120)]
     srt_latency_ms: u64,
+    /// SRT passphrase (10 to 79 characters): the stream is AES-encrypted and callers must
+    /// give it (`passphrase=` in ffmpeg's URL, "Passphrase" in Larix and OBS). None: SRT is
+    /// not encrypted (the stream key still decides who may publish).
+    #[arg(long, env = "GATEWAY_SRT_PASSPHRASE", hide_env_values = true)]
+    srt_passphrase: Option<String>,
     /// RTMPS (RTMP over TLS) listen address; RTMPS listens only with --tls-cert and --tls-key.
     #[arg(long, env = "GATEWAY_RTMPS_LISTEN", default_value = "0.0.0.0:1936")]
     rtmps_listen: String,
@@ -107,6 +112,13 @@ async fn run(settings: Settings) -> Result<(), StartError> {
             "--reconnect-grace-seconds must be 0 to 600".into(),
         ));
     }
+    if let Some(passphrase) = &settings.srt_passphrase {
+        if !srt::PASSPHRASE_LENGTHS.contains(&passphrase.len()) {
+            return Err(StartError::Config(
+                "--srt-passphrase must be 10 to 79 characters".into(),
+            ));
+        }
+    }
     if !(0.0..=600.0).contains(&settings.stop_seconds) {
         return Err(StartError::Config("--stop-seconds must be 0 to 600".into()));
     }
@@ -153,15 +165,23 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     // SRT is bound before /healthz answers, so a healthy gateway takes SRT callers.
     let srt_listen = settings.srt_listen.trim();
     if !srt_listen.is_empty() && srt_listen != "off" {
-        let (listener, incoming) =
-            srt::bind(srt_listen, Duration::from_millis(settings.srt_latency_ms))
-                .await
-                .map_err(|source| StartError::Listen {
-                    address: srt_listen.to_owned(),
-                    source,
-                })?;
-        info!("SRT listening", srt = srt_listen);
-        tokio::spawn(srt::serve(listener, incoming, Arc::clone(&gateway)));
+        let listen_error = |source| StartError::Listen {
+            address: srt_listen.to_owned(),
+            source,
+        };
+        let srt_settings = srt::SrtSettings::new(
+            srt_listen,
+            Duration::from_millis(settings.srt_latency_ms),
+            settings.srt_passphrase.as_deref(),
+        )
+        .map_err(listen_error)?;
+        let bound = srt::bind(&srt_settings).await.map_err(listen_error)?;
+        info!(
+            "SRT listening",
+            srt = srt_listen,
+            encrypted = settings.srt_passphrase.is_some()
+        );
+        tokio::spawn(srt::serve(srt_settings, bound, Arc::clone(&gateway)));
     }
     tokio::spawn(http::serve(ops, metrics));
     if let Some((listener, acceptor)) = rtmps {

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub takeovers: AtomicU64,
     /// Connections refused because their address held the most allowed.
     pub connections_refused: AtomicU64,
+    /// Times the SRT listener stopped and was bound again.
+    pub srt_listener_restarts: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -142,6 +144,12 @@ impl Metrics {
             "counter",
             "Connections refused: their address held the most allowed.",
             get(&self.connections_refused),
+        );
+        metric(
+            "gateway_srt_listener_restarts_total",
+            "counter",
+            "Times the SRT listener stopped and was bound again.",
+            get(&self.srt_listener_restarts),
         );
         let name = "gateway_push_latency_seconds";
         let _ = writeln!(

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use srt_protocol::packet::CoreRejectReason;
+use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
+use srt_tokio::options::{KeySize, Passphrase};
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 
 use crate::stream::{key_label, Gateway, Stream};
@@ -83,41 +86,133 @@ pub fn publish_key(stream_id: &str) -> Result<String, StreamIdError> {
     Ok(key.to_owned())
 }
 
-/// Binds the SRT listener on `address` (UDP) with a receive latency of `latency`.
-pub async fn bind(address: &str, latency: Duration) -> io::Result<(SrtListener, SrtIncoming)> {
-    let address: SocketAddr = address
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+/// Lengths SRT takes for a passphrase (the AES key is derived from it).
+pub const PASSPHRASE_LENGTHS: std::ops::RangeInclusive<usize> = 10..=79;
+/// Wait before binding the listener again after it stopped.
+const REBIND_DELAY: Duration = Duration::from_secs(1);
+
+/// The SRT listener's settings.
+#[derive(Debug, Clone)]
+pub struct SrtSettings {
+    /// The UDP address listened on.
+    pub address: SocketAddr,
+    /// The receive latency (the larger of this and the caller's is used).
+    pub latency: Duration,
+    /// With one, streams are AES-encrypted and callers must give it.
+    pub passphrase: Option<Passphrase>,
+}
+
+impl SrtSettings {
+    /// Settings from the gateway's flags.
+    ///
+    /// # Errors
+    /// An address that does not parse, or a passphrase whose length is not in
+    /// [`PASSPHRASE_LENGTHS`].
+    pub fn new(address: &str, latency: Duration, passphrase: Option<&str>) -> io::Result<Self> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let address = address.parse().map_err(|e| invalid(format!("{e}")))?;
+        let passphrase = passphrase
+            .map(|p| {
+                Passphrase::try_from(p.to_owned())
+                    .map_err(|_| invalid("the SRT passphrase must be 10 to 79 characters".into()))
+            })
+            .transpose()?;
+        Ok(Self {
+            address,
+            latency,
+            passphrase,
+        })
+    }
+
+    /// The key settings a caller is accepted with: with a passphrase, the caller's own key
+    /// length (AES-128 when it names none). srt-protocol 0.4.4 answers a key length other
+    /// than the caller's with a panic (`unimplemented!("Key size mismatch")`) in the
+    /// listener's task, so the length is never ours to choose.
+    fn key_settings(&self, request: &ConnectionRequest) -> Option<KeySettings> {
+        self.passphrase.clone().map(|passphrase| KeySettings {
+            key_size: request.key_size(),
+            passphrase,
+        })
+    }
+}
+
+/// Binds the SRT listener.
+///
+/// # Errors
+/// The UDP socket cannot be bound.
+pub async fn bind(settings: &SrtSettings) -> io::Result<(SrtListener, SrtIncoming)> {
     SrtListener::builder()
-        .latency(latency)
+        .latency(settings.latency)
         .set(|options| options.session.peer_idle_timeout = PEER_IDLE_TIMEOUT)
-        .bind(address)
+        .bind(settings.address)
         .await
 }
 
-/// Takes SRT connection requests forever; each is checked and served in its own task.
-pub async fn serve(listener: SrtListener, mut incoming: SrtIncoming, gateway: Arc<Gateway>) {
-    // The listener's task stops when it is dropped: it lives as long as this loop.
-    let _listener = listener;
-    while let Some(request) = incoming.incoming().next().await {
-        let Some(slot) = gateway.admit(request.remote(), "srt") else {
-            tokio::spawn(request.reject(RejectReason::Server(ServerRejectReason::Overload)));
-            continue;
-        };
-        let gateway = Arc::clone(&gateway);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let peer = request.remote().to_string();
-            if let Err(reason) = connection(request, &gateway).await {
-                info!("SRT connection closed", peer = peer, reason = reason);
+/// Takes SRT connection requests forever; each is checked and served in its own task. When
+/// the listener stops (srt-protocol 0.4.4 panics in the listener's task on some handshakes,
+/// e.g. a caller offering encryption to a listener without a passphrase, and the task ends
+/// with every connection it carries), it is bound again: those callers reconnect and, within
+/// the reconnect window, continue their broadcasts.
+pub async fn serve(
+    settings: SrtSettings,
+    mut bound: (SrtListener, SrtIncoming),
+    gateway: Arc<Gateway>,
+) {
+    let settings = Arc::new(settings);
+    loop {
+        let (listener, mut incoming) = bound;
+        // The listener's task stops when it is dropped: it lives as long as this loop.
+        let _listener = listener;
+        while let Some(request) = incoming.incoming().next().await {
+            let Some(slot) = gateway.admit(request.remote(), "srt") else {
+                tokio::spawn(request.reject(RejectReason::Server(ServerRejectReason::Overload)));
+                continue;
+            };
+            let gateway = Arc::clone(&gateway);
+            let settings = Arc::clone(&settings);
+            tokio::spawn(async move {
+                let _slot = slot;
+                let peer = request.remote().to_string();
+                if let Err(reason) = connection(request, &settings, &gateway).await {
+                    info!("SRT connection closed", peer = peer, reason = reason);
+                }
+            });
+        }
+        gateway
+            .metrics
+            .srt_listener_restarts
+            .fetch_add(1, Ordering::Relaxed);
+        warn!("the SRT listener stopped; binding it again");
+        drop(_listener);
+        bound = loop {
+            tokio::time::sleep(REBIND_DELAY).await;
+            match bind(&settings).await {
+                Ok(bound) => break bound,
+                Err(e) => warn!("binding the SRT listener failed", error = e.to_string()),
             }
-        });
+        };
     }
-    warn!("the SRT listener stopped");
 }
 
 /// Checks one connection request, accepts or rejects it, and feeds the stream until it ends.
-async fn connection(request: ConnectionRequest, gateway: &Arc<Gateway>) -> Result<(), String> {
+async fn connection(
+    request: ConnectionRequest,
+    settings: &SrtSettings,
+    gateway: &Arc<Gateway>,
+) -> Result<(), String> {
+    if settings.passphrase.is_none() && request.key_size() != KeySize::Unspecified {
+        // The caller encrypts (it names a key length) and this listener has no passphrase:
+        // refused here, as accepting would panic in srt-protocol 0.4.4 (see `serve`). A
+        // caller that encrypts without naming a length cannot be told apart before that.
+        gateway
+            .metrics
+            .publishes_refused
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = request
+            .reject(RejectReason::Core(CoreRejectReason::Unsecure))
+            .await;
+        return Err("publish refused: the caller encrypts, this listener has no passphrase".into());
+    }
     let stream_id = request
         .stream_id()
         .map(|id| id.to_string())
@@ -143,7 +238,8 @@ async fn connection(request: ConnectionRequest, gateway: &Arc<Gateway>) -> Resul
             return Err(format!("publish refused: {refused}"));
         }
     };
-    let socket = match request.accept(None).await {
+    let key_settings = settings.key_settings(&request);
+    let socket = match request.accept(key_settings).await {
         Ok(socket) => socket,
         Err(e) => {
             stream.end(false).await;

@@ -32,10 +32,12 @@ class SrtGateway(Gateway):
         super().__init__(state_dir, edge_url)
         self.srt_port = free_port()
 
+    start_args: list[str] = []
+
     def start(self) -> "SrtGateway":
         super().start(["--srt-listen", f"127.0.0.1:{self.srt_port}", "--srt-latency-ms", "200",
                        "--reconnect-grace-seconds", str(GRACE_S),
-                       "--takeover-silence-seconds", str(TAKEOVER_S)])
+                       "--takeover-silence-seconds", str(TAKEOVER_S), *self.start_args])
         assert "SRT listening" in self.log(), self.log()
         return self
 
@@ -133,12 +135,26 @@ def test_wrong_rotated_or_playing_srt_callers_are_rejected(api, gateway):
     tampered = key[:-1] + ("A" if key[-1] != "A" else "B")
     rejected(f"#!::r={tampered},m=publish", "publish refused: ")
     rejected(f"#!::r={key},m=request", "not m=request")
+    # A caller that names its key length and encrypts, to this listener without a
+    # passphrase: refused before srt-protocol sees it.
+    rejected(f"{key}&passphrase=0123456789abcdef&pbkeylen=16", "has no passphrase")
+    assert gateway.metrics()["gateway_srt_listener_restarts_total"] == 0
+
+    # One that encrypts without naming a key length cannot be told from a plain caller
+    # before accepting, and accepting it panics in srt-protocol 0.4.4's listener task (see
+    # `srt::serve`): the gateway binds the listener again and SRT keeps working (the
+    # refusals below go through the new listener).
+    caller = publish_srt(gateway.srt_url(f"{key}&passphrase=0123456789abcdef"), 4)
+    assert caller.wait(timeout=30) != 0
+    wait_until(lambda: gateway.metrics()["gateway_srt_listener_restarts_total"] == 1, timeout_s=10)
+    wait_until(lambda: "binding it again" in gateway.log())
+
     r = api.post(f"/api/channels/{ch['id']}/stream-key/rotate", headers=bearer(user["token"]))
     assert r.status_code == 200, r.text
     rejected(key, "rotated")
     rejected("not/a-token", "not an ingest key")
 
-    assert gateway.metrics()["gateway_publishes_refused_total"] >= refused_before + 4
+    assert gateway.metrics()["gateway_publishes_refused_total"] >= refused_before + 5
     assert stored(api, ch["id"]) == {"broadcasts": 0, "videos": 0, "blobs": [], "playlists": []}
     assert channel(api, ch["id"])["live"] is False
 
@@ -193,3 +209,31 @@ def test_an_srt_encoder_that_dies_and_calls_again_continues_one_broadcast(api, g
     # The first encoder sent at most `first_s` of media before it died (less its start-up).
     assert first_s + second_s - 4.0 <= duration <= wall_s, (duration, first_s, second_s, wall_s)
     assert decode_errors(mp4_url) == ""
+
+
+def test_an_srt_passphrase_encrypts_and_keeps_out_callers_without_it(api, worker, tmp_path):
+    """With `--srt-passphrase` the stream is AES-encrypted: ffmpeg giving the passphrase
+    publishes and is recorded; a caller with none or the wrong one does not connect, and
+    nothing of theirs is stored."""
+    passphrase = "correct-horse-battery"
+    g = SrtGateway(tmp_path, worker.url)
+    g.start_args = ["--srt-passphrase", passphrase]
+    g.start()
+    try:
+        assert '"encrypted":true' in g.log(), g.log()
+        user, ch = broadcaster(api)
+        key = token_of(ingest_url(api, user, ch))
+        for wrong in ("", "&passphrase=wrong-horse-battery"):
+            caller = publish_srt(g.srt_url(key) + wrong, 4)
+            assert caller.wait(timeout=30) != 0, "a caller without the passphrase connected"
+        assert stored(api, ch["id"])["broadcasts"] == 0
+
+        pushed_s = 8
+        # The caller's key length is taken (AES-256 here).
+        ffmpeg = publish_srt(g.srt_url(key) + f"&passphrase={passphrase}&pbkeylen=32", pushed_s)
+        assert ffmpeg.wait(timeout=60) == 0, ffmpeg.stderr.read().decode()
+        _, kept = check_recording(api, ch["id"], pushed_s)
+        assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
+        assert g.metrics()["gateway_srt_listener_restarts_total"] == 0
+    finally:
+        g.stop()
