@@ -2,7 +2,8 @@
 //!
 //! Identifiers ([`ids`]), roles ([`role`]), the queue's message ([`job`]), the messages a live
 //! room answers ([`room`]), videos and their statuses ([`video`]), the plugin lifecycle's
-//! hooks and events ([`hook`]), HLS playlists as ingest reads and viewers get them ([`hls`]) and
+//! hooks and events ([`hook`]), HLS playlists as ingest reads and viewers get them ([`hls`]), the
+//! low-latency playlist writer and blocking reloads ([`llhls`]) and
 //! signed URL tokens ([`signed_url`]), text helpers ([`text`]), what encoders type to publish
 //! through the ingest gateway ([`gateway`]). Nothing here imports another layer of the core except
 //! [`crate::error`].
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod isobmff;
 pub mod job;
 pub mod keyed;
+pub mod llhls;
 pub mod role;
 pub mod room;
 pub mod signed_url;
