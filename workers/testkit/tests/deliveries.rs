@@ -275,15 +275,11 @@ fn publish_one(p: &TestPlatform, name: &str) {
     p.settle();
 }
 
-#[test]
-fn secrets_sealed_before_secrets_key_are_resealed_and_survive_a_session_secret_rotation() {
-    // A deployment without SECRETS_KEY (development): the key derived from SESSION_SECRET
-    // seals, as before the setting existed. The stored value is rewritten in the format of
-    // that time (`sealed1.`, no key id: the same key and bytes).
-    let mut p = TestPlatform::new();
-    let dev = p.developer();
-    let plugin = p.register_plugin(&dev, "long-lived", "video.ready");
-    let sealed = stored_secret(&p, &plugin.id);
+/// Rewrites plugin `plugin_id`'s stored secret in the format of before `SECRETS_KEY`
+/// (`sealed1.`, no key id): sealed under the key derived from the session secret, which is
+/// what a deployment without `SECRETS_KEY` seals with, so the same bytes without the key id.
+fn store_in_old_format(p: &TestPlatform, plugin_id: &str) -> String {
+    let sealed = stored_secret(p, plugin_id);
     let (_, body) = sealed
         .strip_prefix("sealed2.")
         .and_then(|rest| rest.split_once('.'))
@@ -291,39 +287,108 @@ fn secrets_sealed_before_secrets_key_are_resealed_and_survive_a_session_secret_r
     let old = format!("sealed1.{body}");
     block_on(p.sql.execute(&Statement::new(
         "UPDATE plugins SET secret = ?2 WHERE id = ?1",
-        vec![
-            SqlValue::from(plugin.id.as_str()),
-            SqlValue::from(old.as_str()),
-        ],
+        vec![SqlValue::from(plugin_id), SqlValue::from(old.as_str())],
     )))
     .unwrap();
+    old
+}
 
-    // SECRETS_KEY is set: the old value still signs, and the delivery seals it again under
-    // the new key.
+#[test]
+fn secrets_sealed_before_secrets_key_are_resealed_and_survive_a_session_secret_rotation() {
+    // A deployment without SECRETS_KEY (development) with two plugins, one of them disabled,
+    // whose secrets are stored as before the setting existed.
+    let mut p = TestPlatform::new();
+    let dev = p.developer();
+    let active = p.register_plugin(&dev, "long-lived", "video.ready");
+    let idle = p.register_plugin(&dev, "idle", "video.ready");
+    let enable = |p: &TestPlatform, enabled: bool| {
+        let reply = p.call(
+            Method::PATCH,
+            &format!("/api/plugins/{}", idle.id),
+            Some(&dev.token),
+            Some(&serde_json::json!({ "enabled": enabled })),
+        );
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    };
+    enable(&p, false);
+    let old_active = store_in_old_format(&p, &active.id);
+    let old_idle = store_in_old_format(&p, &idle.id);
+
+    // SECRETS_KEY is set: the old value still signs, and the first delivery seals it again
+    // under the new key, and the disabled plugin's too.
     p.config = config_with(&[("SECRETS_KEY", "dev-only-testkit-secrets-key")]);
     publish_one(&p, "Before rotation");
-    let sent = p.outbound.sent_to(&plugin.url);
+    let sent = p.outbound.sent_to(&active.url);
     assert_eq!(sent.len(), 1);
-    verify(&p, &sent[0], &plugin.secret);
-    let resealed = stored_secret(&p, &plugin.id);
-    assert!(
-        resealed.starts_with("sealed2.") && resealed != sealed,
-        "{resealed}"
-    );
-    assert!(!resealed.contains("whsec_"));
+    verify(&p, &sent[0], &active.secret);
+    assert!(p.outbound.sent_to(&idle.url).is_empty(), "disabled");
+    let resealed = stored_secret(&p, &active.id);
+    for (now, old) in [
+        (&resealed, &old_active),
+        (&stored_secret(&p, &idle.id), &old_idle),
+    ] {
+        assert!(now.starts_with("sealed2.") && now != old, "{now}");
+        assert!(!now.contains("whsec_"));
+    }
+    enable(&p, true);
 
-    // SESSION_SECRET rotated (everyone logged out): the plugin still signs with its secret.
+    // SESSION_SECRET rotated (everyone logged out): both plugins still sign with their
+    // secrets.
     p.config = config_with(&[
         ("SECRETS_KEY", "dev-only-testkit-secrets-key"),
         ("SESSION_SECRET", "dev-only-testkit-session-rotated"),
     ]);
     publish_one(&p, "After rotation");
-    let sent = p.outbound.sent_to(&plugin.url);
+    let sent = p.outbound.sent_to(&active.url);
     assert_eq!(sent.len(), 2, "the delivery after the rotation was sent");
-    verify(&p, &sent[1], &plugin.secret);
+    verify(&p, &sent[1], &active.secret);
+    let sent = p.outbound.sent_to(&idle.url);
+    assert_eq!(sent.len(), 1, "the re-enabled plugin's delivery was sent");
+    verify(&p, &sent[0], &idle.secret);
     assert_eq!(
-        stored_secret(&p, &plugin.id),
+        stored_secret(&p, &active.id),
         resealed,
         "already current: not rewritten"
     );
+}
+
+#[test]
+fn one_delivery_reseals_every_plugin_past_the_batch_size() {
+    let mut p = TestPlatform::with_vars(&[("MAX_PLUGINS_PER_USER", "100")]).unwrap();
+    let dev = p.developer();
+    let active = p.register_plugin(&dev, "active", "video.ready");
+    let mut all = vec![active.id.clone()];
+    let mut idle_urls = Vec::new();
+    for i in 0..60 {
+        // Disabled: they receive nothing, so only the sweep can move them.
+        let plugin = p.register_plugin(&dev, &format!("idle-{i}"), "video.ready");
+        let reply = p.call(
+            Method::PATCH,
+            &format!("/api/plugins/{}", plugin.id),
+            Some(&dev.token),
+            Some(&serde_json::json!({ "enabled": false })),
+        );
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        all.push(plugin.id);
+        idle_urls.push(plugin.url);
+    }
+    for id in &all {
+        store_in_old_format(&p, id);
+    }
+    p.config = config_with(&[
+        ("SECRETS_KEY", "dev-only-testkit-secrets-key"),
+        ("MAX_PLUGINS_PER_USER", "100"),
+    ]);
+    publish_one(&p, "Batches");
+    assert_eq!(p.outbound.sent_to(&active.url).len(), 1);
+    assert!(idle_urls.iter().all(|u| p.outbound.sent_to(u).is_empty()));
+    let prefixes: std::collections::BTreeSet<String> = all
+        .iter()
+        .map(|id| {
+            let stored = stored_secret(&p, id);
+            stored[..stored.find('.').unwrap() + 9].to_owned()
+        })
+        .collect();
+    assert_eq!(prefixes.len(), 1, "one key for all: {prefixes:?}");
+    assert!(prefixes.iter().all(|p| p.starts_with("sealed2.")));
 }

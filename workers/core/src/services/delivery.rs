@@ -158,31 +158,15 @@ pub async fn attempt<P: Platform>(p: &P, delivery_id: &str, attempt: u32) -> Res
         };
         return Ok(record_attempt(p, &row.delivery.id, &record).await?);
     }
-    reseal_stale(p, &row).await;
+    sealed::reseal_stale(
+        p,
+        &row.delivery.plugin_id,
+        row.target_secret.as_deref(),
+        row.target_previous_secret.as_deref(),
+    )
+    .await;
     let sent = post(p, request, now_ms).await;
     settle(p, &row.delivery, attempt, sent).await
-}
-
-/// Seals the plugin's stored secrets again under the current key when one is not (sealed
-/// before `SECRETS_KEY` under the key derived from `SESSION_SECRET`, or stored plain), so
-/// that a later change of `SESSION_SECRET` loses neither. Best effort: a failed write is
-/// tried again at the plugin's next delivery, and the old value still opens meanwhile.
-async fn reseal_stale<P: Platform>(p: &P, row: &Outgoing) {
-    let keys = sealed::Keys::from_config(p.config());
-    let plugin_id = &row.delivery.plugin_id;
-    let reseal = |stored: Option<&str>| -> Option<(String, String)> {
-        let stored = stored.filter(|s| !keys.is_current(s))?;
-        let secret = keys.open(plugin_id, stored).ok()?;
-        let mut nonce = [0u8; 12];
-        p.entropy().fill(&mut nonce);
-        Some((stored.to_owned(), keys.seal(nonce, plugin_id, &secret)))
-    };
-    let current = reseal(row.target_secret.as_deref());
-    let previous = reseal(row.target_previous_secret.as_deref());
-    if current.is_some() || previous.is_some() {
-        // Ignored on failure: see above.
-        let _ = stored_plugins::reseal(p.sql(), plugin_id, current, previous).await;
-    }
 }
 
 /// The signed request of a delivery; `None` when its plugin is disabled or deleted.

@@ -12,8 +12,9 @@
 //! it whatever the current one is. Two older forms are still read: `sealed1.{...}`, sealed
 //! under the key derived from `SESSION_SECRET` before `SECRETS_KEY` existed, and a plain
 //! `whsec_...` stored before sealing. [`Keys::is_current`] tells a value to seal again under
-//! the current key (the delivery job does it, so no stored secret is lost when the session
-//! secret changes later).
+//! the current key: [`reseal_stale`], run by the delivery job, does it for the plugin it
+//! delivers for and then for every other plugin, so no stored secret is lost when the session
+//! secret changes later.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -22,6 +23,13 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 
 use crate::config::Config;
 use crate::model::keyed;
+use crate::ports::Platform;
+use crate::store::plugins as stored;
+
+/// Plugins read at once by [`reseal_stale`].
+const RESEAL_BATCH: u64 = 50;
+/// Most batches one [`reseal_stale`] goes through (2,500 plugins).
+const RESEAL_ROUNDS: usize = 50;
 
 /// The prefix of a value sealed with a named key.
 const SEALED_PREFIX: &str = "sealed2.";
@@ -153,6 +161,66 @@ impl Keys {
             .and_then(|rest| rest.split_once('.'))
             .is_some_and(|(id, _)| id == self.current.id)
     }
+}
+
+/// Seals again under the current key the stored secrets of plugin `plugin_id` (`secret`
+/// and `previous`, as read) when one is not (sealed before `SECRETS_KEY`, or stored plain);
+/// when one was not, also those of every other plugin (in batches of [`RESEAL_BATCH`], at
+/// most [`RESEAL_ROUNDS`]), so that idle and disabled plugins move too: the first delivery
+/// after `SECRETS_KEY` is set moves them all. Each column is replaced only while it still
+/// holds what was read. Best effort: what fails is tried again at the next delivery of a
+/// plugin still stale, and an old value still opens meanwhile.
+pub async fn reseal_stale<P: Platform>(
+    p: &P,
+    plugin_id: &str,
+    secret: Option<&str>,
+    previous: Option<&str>,
+) {
+    let keys = Keys::from_config(p.config());
+    if !reseal_row(p, &keys, plugin_id, secret, previous).await {
+        return;
+    }
+    let prefix = format!("{SEALED_PREFIX}{}.", keys.current.id);
+    for _ in 0..RESEAL_ROUNDS {
+        let Ok(others) = stored::stale_secrets(p.sql(), &prefix, RESEAL_BATCH).await else {
+            return;
+        };
+        let full = others.len() as u64 == RESEAL_BATCH;
+        let mut moved = false;
+        for row in others {
+            let previous = row.previous_secret.as_deref();
+            moved |= reseal_row(p, &keys, &row.id, Some(&row.secret), previous).await;
+        }
+        // A batch of values that do not open (another key) would come back every round.
+        if !full || !moved {
+            return;
+        }
+    }
+}
+
+/// Seals one plugin's stale secrets again; whether one was stale.
+async fn reseal_row<P: Platform>(
+    p: &P,
+    keys: &Keys,
+    plugin_id: &str,
+    secret: Option<&str>,
+    previous: Option<&str>,
+) -> bool {
+    let reseal = |stored: Option<&str>| -> Option<(String, String)> {
+        let stored = stored.filter(|s| !keys.is_current(s))?;
+        let secret = keys.open(plugin_id, stored).ok()?;
+        let mut nonce = [0u8; 12];
+        p.entropy().fill(&mut nonce);
+        Some((stored.to_owned(), keys.seal(nonce, plugin_id, &secret)))
+    };
+    let current = reseal(secret);
+    let previous = reseal(previous);
+    if current.is_none() && previous.is_none() {
+        return false;
+    }
+    // Ignored on failure: see above.
+    let _ = stored::reseal(p.sql(), plugin_id, current, previous).await;
+    true
 }
 
 /// Opens `encoded` (base64url of nonce and ciphertext) with `key`.

@@ -220,3 +220,36 @@ pub async fn reseal<S: Sql>(
     .await
     .map(drop)
 }
+
+/// A plugin's stored secrets, as [`stale_secrets`] finds them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StoredSecrets {
+    /// The plugin.
+    pub id: String,
+    /// The current signing secret, as stored.
+    pub secret: String,
+    /// The previous one, as stored.
+    pub previous_secret: Option<String>,
+}
+
+/// Up to `limit` plugins (not deleted) with a stored secret that does not start with
+/// `prefix` (the current sealing key's), compared exactly (no `LIKE` wildcards).
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn stale_secrets<S: Sql>(
+    sql: &S,
+    prefix: &str,
+    limit: u64,
+) -> Result<Vec<StoredSecrets>, StoreError> {
+    sql.query_as(&Statement::new(
+        "SELECT id, secret, previous_secret FROM plugins WHERE deleted_at IS NULL \
+         AND (substr(secret, 1, length(?1)) != ?1 OR (previous_secret IS NOT NULL \
+         AND substr(previous_secret, 1, length(?1)) != ?1)) LIMIT ?2",
+        vec![
+            SqlValue::from(prefix),
+            SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ],
+    ))
+    .await
+}
