@@ -336,3 +336,64 @@ def test_production_refuses_to_serve_without_its_own_secrets_key(tmp_path):
             assert r.status_code == 503, r.text
         finally:
             prod.stop()
+
+
+def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_secret(tmp_path_factory, transcoder):
+    """An upgrade as an operator does it, on one database: a plugin registered while the
+    session secret sealed its secret; SECRETS_KEY set (the old value still signs, and the
+    delivery seals it again); then SESSION_SECRET rotated, which logs everyone out but leaves
+    the plugin's deliveries verifying with the secret it was given."""
+    from conftest import TEST_VARS, Api, Worker
+
+    state = tmp_path_factory.mktemp("upgrade-state")
+    port = None
+
+    def start(**vars_):
+        nonlocal port
+        w = Worker(state, extra_vars={**TEST_VARS, "TRANSCODER_URL": transcoder.url, **vars_})
+        if port is None:
+            port = w.port
+        # The same port each time, so PUBLIC_URL (in the signed URLs handed out) stays true.
+        w.port, w.url = port, f"http://127.0.0.1:{port}"
+        w.extra_vars["PUBLIC_URL"] = w.url
+        return w.start()
+
+    receiver = Receiver()
+
+    def delivered_about(video_id):
+        return [e for e in receiver.events("video.ready") if e["data"]["video_id"] == video_id]
+
+    worker = start(SECRETS_KEY="")  # as before SECRETS_KEY existed
+    try:
+        api = Api(worker.url)
+        admin = signup(api, "admin@edgevideo.test")
+        developer = signup(api, new_email())
+        r = api.put(f"/api/users/{developer['user']['id']}/role", json={"role": "developer"},
+                    headers=bearer(admin["token"]))
+        assert r.status_code == 200, r.text
+        r = api.post("/api/plugins", headers=bearer(developer["token"]),
+                     json={"name": "upgrade-watcher", "hook": "video.ready", "url": receiver.url})
+        assert r.status_code == 201, r.text
+        receiver.secret = r.json()["secret"]
+    finally:
+        worker.stop()
+
+    worker = start()  # config/dev.env's SECRETS_KEY
+    try:
+        api = Api(worker.url)
+        first = broadcast_video(api)
+        wait_until(lambda: delivered_about(first), timeout_s=60)
+    finally:
+        worker.stop()
+
+    worker = start(SESSION_SECRET="dev-only-session-secret-rotated")
+    try:
+        api = Api(worker.url)
+        r = api.get("/api/me", headers=bearer(developer["token"]))
+        assert r.status_code == 401, "a token of the old session secret no longer signs in"
+        second = broadcast_video(api)
+        wait_until(lambda: delivered_about(second), timeout_s=60)
+    finally:
+        worker.stop()
+        receiver.close()
+    assert receiver.rejected_signatures == 0
