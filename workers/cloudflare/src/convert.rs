@@ -1,6 +1,7 @@
 //! Conversion between the Workers request/response types and the core's `http` types.
 
-use edgevideo_core::api::{ChunkedBody, Request, Response};
+use edgevideo_core::api::chunked::ChunkedBody;
+use edgevideo_core::api::{Request, Response};
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ApiError;
 use futures_util::{Stream, StreamExt as _};

@@ -23,7 +23,8 @@ pub mod transcoder_container;
 
 use worker::{event, Context, Env, MessageBatch, MessageExt};
 
-use edgevideo_core::api::{ChunkedBody, InternalError, RoomUpgrade};
+use edgevideo_core::api::chunked::ChunkedBody;
+use edgevideo_core::api::{InternalError, RoomUpgrade};
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ports::Platform as _;
 use futures_util::future::join_all;

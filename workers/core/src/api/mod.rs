@@ -11,6 +11,8 @@ pub mod edge;
 pub mod links;
 pub mod router;
 pub mod routes;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod table;
 
 use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
@@ -19,8 +21,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::ApiError;
-
-pub use chunked::{ChunkedBody, CHUNK_BYTES};
 
 /// A request as the core sees it: the whole body in memory.
 pub type Request = http::Request<Vec<u8>>;
@@ -35,6 +35,14 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// reading, and stop reading a body without one at this size (413).
 pub fn max_request_body(config: &crate::config::Config) -> u64 {
     config.max_segment_bytes.max(config.upload_part_bytes) + 64 * 1024
+}
+
+/// The body `{"ok": true}` of a route that has nothing else to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Acknowledged {
+    /// Always `true`.
+    pub ok: bool,
 }
 
 /// A JSON response with `status`. Serialization of our own types cannot fail; if it ever

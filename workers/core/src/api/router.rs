@@ -71,7 +71,7 @@ pub fn resolve(method: &Method, path: &str) -> Result<Matched, ApiError> {
 /// renders any error as JSON. Never panics on input. Port calls are counted
 /// ([`metered`]); playback answers any origin ([`cors`]).
 ///
-/// A response may carry a [`api::ChunkedBody`] marker instead of its body: hosts that stream
+/// A response may carry a [`api::chunked::ChunkedBody`] marker instead of its body: hosts that stream
 /// read it chunk by chunk, the others call [`handle_buffered`].
 pub async fn handle<P: Platform>(platform: &P, request: Request) -> Response {
     let platform = Metered::new(platform);
@@ -90,7 +90,7 @@ pub async fn handle<P: Platform>(platform: &P, request: Request) -> Response {
     }
 }
 
-/// [`handle`], with any [`api::ChunkedBody`] collected into the response body.
+/// [`handle`], with any [`api::chunked::ChunkedBody`] collected into the response body.
 pub async fn handle_buffered<P: Platform>(platform: &P, request: Request) -> Response {
     let response = handle(platform, request).await;
     api::chunked::collect_body(&Metered::new(platform), response).await

@@ -5,9 +5,16 @@
 //! follow it) and the dispatch to the handlers. Adding a route is adding one entry.
 //!
 //! An entry: doc lines (the route's summary), then
-//! `Name: METHOD "/path/{param}", Access => handler expression;`, where the expression sees
-//! `platform`, `request` (owned), `params` (the `{param}` segments in order) and `who()`
-//! (the caller, for routes whose access needs a session).
+//! `Name: METHOD "/path/{param}", Access [, body Type] [, json STATUS Type]*
+//! [, media STATUS "content/type"]* [, empty STATUS]* => handler expression;`, where the
+//! expression sees `platform`, `request` (owned), `params` (the `{param}` segments in order)
+//! and `who()` (the caller, for routes whose access needs a session).
+//!
+//! `body` names the type the handler parses its JSON request body into, `json` a status and
+//! the type the handler serialises for it, `media` a status with a non-JSON body, `empty` a
+//! status without a body (every other answer is the error body). The names are served with the
+//! table; with the `schema` feature (native builds only) [`register_schemas`] generates the
+//! types' JSON Schemas, which `schema/openapi.yaml` carries as its components.
 
 use http::Method;
 
@@ -15,6 +22,31 @@ use crate::api::{self, routes, Request, Response};
 use crate::error::ApiError;
 use crate::model::role::{Principal, Role};
 use crate::ports::Platform;
+
+// The types the table names; only the schema generation refers to them.
+#[cfg(feature = "schema")]
+use crate::api::routes::{
+    auth::{Credentials, CurrentUser, LogoutOptions, RoleChange, SessionIssued, UpdatedUser},
+    catalogue::{ChannelPage, DeletedVideo, History, PreviewPage, VideoPage},
+    channels::{ChannelView, IngestSettings, LiveList, NewChannel, StreamKeyVersion},
+    health::{Health, VersionInfo},
+    ingest::{IngestStored, PlaylistTaken},
+    playback::{LivePlayback, VodPlayback},
+    plugins::{
+        CreatedPlugin, DeliveryLog, NewPlugin, OnePlugin, PluginList, PluginUpdate, Redelivery,
+        RotatedSecret, TaskAnswer, TaskRecorded,
+    },
+    stats::Stats,
+    transcoder::{CallbackAnswer, PartsCompletion, StoredUpload, UploadStarted},
+};
+#[cfg(feature = "schema")]
+use crate::api::Acknowledged;
+#[cfg(feature = "schema")]
+use crate::ports::UploadedPart;
+#[cfg(feature = "schema")]
+use crate::services::catalogue::VideoDetail;
+#[cfg(feature = "schema")]
+use edgevideo_protocol::transcode::TranscodeCallback;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +84,33 @@ pub struct RouteSpec {
     pub access: Access,
     /// What it does, from its doc lines in the table.
     pub summary: &'static str,
+    /// The name of the type its JSON request body is parsed into (a component schema of
+    /// `schema/openapi.yaml`), if it takes one.
+    pub body: Option<&'static str>,
+    /// Its answers other than the error body (`{"error":{...}}`): the successes, and the
+    /// health report's 503.
+    pub replies: &'static [Reply],
+}
+
+/// A documented answer of a route: its status and what its body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The body's media type; `None` for no body.
+    pub content_type: Option<&'static str>,
+    /// The name of the type a JSON body is serialised from (a component schema).
+    pub schema: Option<&'static str>,
+}
+
+/// `Some("Type")` for a named type, `None` for none.
+macro_rules! optional_name {
+    () => {
+        None
+    };
+    ($name:ident) => {
+        Some(stringify!($name))
+    };
 }
 
 macro_rules! route_table {
@@ -59,7 +118,12 @@ macro_rules! route_table {
         ($platform:ident, $request:ident, $params:ident, $who:ident)
         $(
             $(#[doc = $doc:literal])*
-            $name:ident : $method:ident $path:literal, $access:ident $(($role:ident))? => $handler:expr;
+            $name:ident : $method:ident $path:literal, $access:ident $(($role:ident))?
+                $(, body $body:ident)?
+                $(, json $json_status:literal $json:ident)*
+                $(, media $media_status:literal $media:literal)*
+                $(, empty $empty_status:literal)*
+                => $handler:expr;
         )*
     ) => {
         /// Names of the routes.
@@ -81,9 +145,39 @@ macro_rules! route_table {
                     path: $path,
                     access: Access::$access $((Role::$role))?,
                     summary: concat!($($doc),*),
+                    body: optional_name!($($body)?),
+                    replies: &[
+                        $(Reply {
+                            status: $json_status,
+                            content_type: Some("application/json"),
+                            schema: Some(stringify!($json)),
+                        },)*
+                        $(Reply { status: $media_status, content_type: Some($media), schema: None },)*
+                        $(Reply { status: $empty_status, content_type: None, schema: None },)*
+                    ],
                 },
             )*
         ];
+
+        /// Adds the JSON Schema of every type the table names to `generator` (as a component
+        /// schema) and returns each name as the table spells it with the name the schema got.
+        #[cfg(feature = "schema")]
+        pub fn register_schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, String)> {
+            let mut names = Vec::new();
+            $(
+                $(
+                    generator.subschema_for::<$body>();
+                    names.push((stringify!($body), <$body as schemars::JsonSchema>::schema_name().into_owned()));
+                )?
+                $(
+                    generator.subschema_for::<$json>();
+                    names.push((stringify!($json), <$json as schemars::JsonSchema>::schema_name().into_owned()));
+                )*
+            )*
+            names
+        }
 
         /// Runs the handler of route `name` with its path parameters, after its access rule
         /// passed (`principal` is the caller for routes that need a session).
@@ -109,117 +203,114 @@ macro_rules! route_table {
 route_table! {
     (platform, request, params, who)
     /// Version and a check of every binding.
-    Health: GET "/api/health", Public => Ok(routes::health::get(platform).await);
+    Health: GET "/api/health", Public, json 200 Health, json 503 Health => Ok(routes::health::get(platform).await);
     /// The version alone, touching no binding (the benchmarks' baseline).
-    Version: GET "/api/version", Public => Ok(api::json(
-        http::StatusCode::OK,
-        &serde_json::json!({ "version": crate::VERSION }),
-    ));
+    Version: GET "/api/version", Public, json 200 VersionInfo => Ok(routes::health::version());
     /// This route table, for the authorization matrix test.
     DiagRoutes: GET "/api/_diag/routes", Diagnostics => Ok(api::json(http::StatusCode::OK, &route_table()));
-    Signup: POST "/api/auth/signup", Public => routes::auth::signup(platform, &request).await;
-    Login: POST "/api/auth/login", Public => routes::auth::login(platform, &request).await;
-    Logout: POST "/api/auth/logout", Public => routes::auth::logout(platform, &request).await;
-    Me: GET "/api/me", Authenticated => routes::auth::me(platform, who()?).await;
-    SetUserRole: PUT "/api/users/{id}/role", Role(Admin) => routes::auth::set_role(platform, &params[0], &request).await;
-    CreateChannel: POST "/api/channels", Role(Broadcaster) => routes::channels::create(platform, who()?, &request).await;
-    GetChannel: GET "/api/channels/{id}", Public => routes::channels::get(platform, &params[0]).await;
-    RotateStreamKey: POST "/api/channels/{id}/stream-key/rotate", Role(Broadcaster) => {
+    Signup: POST "/api/auth/signup", Public, body Credentials, json 201 SessionIssued => routes::auth::signup(platform, &request).await;
+    Login: POST "/api/auth/login", Public, body Credentials, json 200 SessionIssued => routes::auth::login(platform, &request).await;
+    Logout: POST "/api/auth/logout", Public, body LogoutOptions, json 200 Acknowledged => routes::auth::logout(platform, &request).await;
+    Me: GET "/api/me", Authenticated, json 200 CurrentUser => routes::auth::me(platform, who()?).await;
+    SetUserRole: PUT "/api/users/{id}/role", Role(Admin), body RoleChange, json 200 UpdatedUser => routes::auth::set_role(platform, &params[0], &request).await;
+    CreateChannel: POST "/api/channels", Role(Broadcaster), body NewChannel, json 201 ChannelView => routes::channels::create(platform, who()?, &request).await;
+    GetChannel: GET "/api/channels/{id}", Public, json 200 ChannelView => routes::channels::get(platform, &params[0]).await;
+    RotateStreamKey: POST "/api/channels/{id}/stream-key/rotate", Role(Broadcaster), json 200 StreamKeyVersion => {
         routes::channels::rotate_stream_key(platform, who()?, &params[0]).await
     };
     /// A signed ingest URL for the channel's owner: `ingest_url`, `expires_at` (Unix seconds),
     /// `ffmpeg_command` and, for each protocol the ingest gateway offers, `rtmp` and `rtmps`
     /// (`server`, `stream_key`, `url`) and `srt` (`server`, `stream_id`, `url`).
-    IngestUrl: POST "/api/channels/{id}/ingest", Role(Broadcaster) => {
+    IngestUrl: POST "/api/channels/{id}/ingest", Role(Broadcaster), json 200 IngestSettings => {
         routes::channels::ingest_url(platform, who()?, &params[0], &request).await
     };
-    ChannelPlayback: POST "/api/channels/{id}/playback", Public => {
+    ChannelPlayback: POST "/api/channels/{id}/playback", Public, json 200 LivePlayback => {
         routes::playback::channel_url(platform, &params[0], &request).await
     };
-    ChannelSocket: GET "/api/channels/{id}/ws", Public => routes::channels::socket(platform, &params[0], &request).await;
-    LiveChannels: GET "/api/live", Public => routes::channels::live_channels(platform, &request).await;
-    LobbySocket: GET "/api/live/ws", Public => routes::channels::lobby_socket(&request);
-    VideoPlayback: POST "/api/videos/{id}/playback", Public => {
+    ChannelSocket: GET "/api/channels/{id}/ws", Public, empty 101 => routes::channels::socket(platform, &params[0], &request).await;
+    LiveChannels: GET "/api/live", Public, json 200 LiveList => routes::channels::live_channels(platform, &request).await;
+    LobbySocket: GET "/api/live/ws", Public, empty 101 => routes::channels::lobby_socket(&request);
+    VideoPlayback: POST "/api/videos/{id}/playback", Public, json 200 VodPlayback => {
         routes::playback::video_url(platform, &params[0], &request).await
     };
     /// The catalogue, newest first, with filters and cursor paging.
-    ListVideos: GET "/api/videos", Public => routes::catalogue::list_videos(platform, &request).await;
+    ListVideos: GET "/api/videos", Public, json 200 VideoPage => routes::catalogue::list_videos(platform, &request).await;
     /// Before `/api/videos/{id}`: the first matching entry wins.
     /// The newest published videos (cached).
-    VideoPreview: GET "/api/videos/preview", Public => routes::catalogue::preview(platform).await;
+    VideoPreview: GET "/api/videos/preview", Public, json 200 PreviewPage => routes::catalogue::preview(platform).await;
     /// A video with its merged metadata.
-    GetVideo: GET "/api/videos/{id}", Public => routes::catalogue::get_video(platform, &params[0], &request).await;
+    GetVideo: GET "/api/videos/{id}", Public, json 200 VideoDetail => routes::catalogue::get_video(platform, &params[0], &request).await;
     /// The handler allows the video's owner and admins (stored role); 403 for others.
     /// The owner or an admin deletes a video and its media.
-    DeleteVideo: DELETE "/api/videos/{id}", Authenticated => {
+    DeleteVideo: DELETE "/api/videos/{id}", Authenticated, json 200 DeletedVideo => {
         who()?;
         routes::catalogue::delete_video(platform, &params[0], &request).await
     };
     /// The video's timeline.
-    VideoHistory: GET "/api/videos/{id}/history", Public => routes::catalogue::history(platform, &params[0], &request).await;
+    VideoHistory: GET "/api/videos/{id}/history", Public, json 200 History => routes::catalogue::history(platform, &params[0], &request).await;
     /// Channels with live status and viewer counts.
-    ListChannels: GET "/api/channels", Public => routes::catalogue::list_channels(platform, &request).await;
+    ListChannels: GET "/api/channels", Public, json 200 ChannelPage => routes::catalogue::list_channels(platform, &request).await;
     /// A channel's videos.
-    ChannelVideos: GET "/api/channels/{id}/videos", Public => {
+    ChannelVideos: GET "/api/channels/{id}/videos", Public, json 200 VideoPage => {
         routes::catalogue::channel_videos(platform, &params[0], &request).await
     };
     /// Public headline figures; the handler adds the detailed part for admins (stored role).
     /// KPIs (the detailed part for admins).
-    Stats: GET "/api/stats", Public => routes::stats::get(platform, &request).await;
-    IngestPut: PUT "/ingest/{token}/{file}", UrlToken => {
+    Stats: GET "/api/stats", Public, json 200 Stats => routes::stats::get(platform, &request).await;
+    IngestPut: PUT "/ingest/{token}/{file}", UrlToken, json 200 PlaylistTaken, json 201 IngestStored => {
         routes::ingest::put(platform, &params[0], &params[1], request).await
     };
-    IngestDelete: DELETE "/ingest/{token}/{file}", UrlToken => routes::ingest::delete(platform, &params[0]).await;
-    PlayLive: GET "/play/{token}/live.m3u8", UrlToken => routes::playback::live_playlist(platform, &params[0], &request).await;
-    PlayVod: GET "/play/{token}/index.m3u8", UrlToken => routes::playback::vod_playlist(platform, &params[0], &request).await;
+    IngestDelete: DELETE "/ingest/{token}/{file}", UrlToken, empty 204 => routes::ingest::delete(platform, &params[0]).await;
+    PlayLive: GET "/play/{token}/live.m3u8", UrlToken, media 200 "application/vnd.apple.mpegurl" => routes::playback::live_playlist(platform, &params[0], &request).await;
+    PlayVod: GET "/play/{token}/index.m3u8", UrlToken, media 200 "application/vnd.apple.mpegurl" => routes::playback::vod_playlist(platform, &params[0], &request).await;
     /// One rendition's live playlist (the variants of a multivariant `live.m3u8`).
-    PlayLiveRendition: GET "/play/{token}/live/{file}", UrlToken => {
+    PlayLiveRendition: GET "/play/{token}/live/{file}", UrlToken, media 200 "application/vnd.apple.mpegurl" => {
         routes::playback::live_rendition(platform, &params[0], &params[1], &request).await
     };
     /// One rendition's VOD playlist (the variants of a multivariant `index.m3u8`).
-    PlayVodRendition: GET "/play/{token}/vod/{file}", UrlToken => {
+    PlayVodRendition: GET "/play/{token}/vod/{file}", UrlToken, media 200 "application/vnd.apple.mpegurl" => {
         routes::playback::vod_rendition(platform, &params[0], &params[1], &request).await
     };
-    PlayMp4: GET "/play/{token}/video.mp4", UrlToken => routes::playback::mp4(platform, &params[0], &request).await;
-    PlaySegment: GET "/play/{token}/seg/{broadcast}/{file}", UrlToken => {
+    PlayMp4: GET "/play/{token}/video.mp4", UrlToken, media 200 "video/mp4", media 206 "video/mp4" => routes::playback::mp4(platform, &params[0], &request).await;
+    PlaySegment: GET "/play/{token}/seg/{broadcast}/{file}", UrlToken, media 200 "video/mp2t", media 200 "video/mp4", media 206 "video/mp2t", media 206 "video/mp4" => {
         routes::playback::segment(platform, &params[0], &params[1], &params[2], &request).await
     };
-    CreatePlugin: POST "/api/plugins", Role(Developer) => routes::plugins::create(platform, who()?, &request).await;
-    ListPlugins: GET "/api/plugins", Role(Developer) => routes::plugins::list(platform, who()?).await;
-    TaskSuccess: POST "/api/plugins/tasks/{id}/success", TaskToken => {
+    CreatePlugin: POST "/api/plugins", Role(Developer), body NewPlugin, json 201 CreatedPlugin => routes::plugins::create(platform, who()?, &request).await;
+    ListPlugins: GET "/api/plugins", Role(Developer), json 200 PluginList => routes::plugins::list(platform, who()?).await;
+    TaskSuccess: POST "/api/plugins/tasks/{id}/success", TaskToken, body TaskAnswer, json 200 TaskRecorded => {
         routes::plugins::answer_task(platform, &params[0], true, &request).await
     };
-    TaskFailure: POST "/api/plugins/tasks/{id}/failure", TaskToken => {
+    TaskFailure: POST "/api/plugins/tasks/{id}/failure", TaskToken, body TaskAnswer, json 200 TaskRecorded => {
         routes::plugins::answer_task(platform, &params[0], false, &request).await
     };
-    GetPlugin: GET "/api/plugins/{id}", Role(Developer) => routes::plugins::get(platform, who()?, &params[0]).await;
-    UpdatePlugin: PATCH "/api/plugins/{id}", Role(Developer) => {
+    GetPlugin: GET "/api/plugins/{id}", Role(Developer), json 200 OnePlugin => routes::plugins::get(platform, who()?, &params[0]).await;
+    UpdatePlugin: PATCH "/api/plugins/{id}", Role(Developer), body PluginUpdate, json 200 OnePlugin => {
         routes::plugins::update(platform, who()?, &params[0], &request).await
     };
-    DeletePlugin: DELETE "/api/plugins/{id}", Role(Developer) => routes::plugins::delete(platform, who()?, &params[0]).await;
-    RotatePluginSecret: POST "/api/plugins/{id}/secret/rotate", Role(Developer) => {
+    DeletePlugin: DELETE "/api/plugins/{id}", Role(Developer), empty 204 => routes::plugins::delete(platform, who()?, &params[0]).await;
+    RotatePluginSecret: POST "/api/plugins/{id}/secret/rotate", Role(Developer), json 200 RotatedSecret => {
         routes::plugins::rotate_secret(platform, who()?, &params[0]).await
     };
-    PluginDeliveries: GET "/api/plugins/{id}/deliveries", Role(Developer) => {
+    PluginDeliveries: GET "/api/plugins/{id}/deliveries", Role(Developer), json 200 DeliveryLog => {
         routes::plugins::deliveries(platform, who()?, &params[0]).await
     };
-    Redeliver: POST "/api/plugins/{id}/deliveries/{delivery}/redeliver", Role(Developer) => {
+    Redeliver: POST "/api/plugins/{id}/deliveries/{delivery}/redeliver", Role(Developer), json 202 Redelivery => {
         routes::plugins::redeliver(platform, who()?, &params[0], &params[1]).await
     };
-    TranscoderCallback: POST "/api/transcoder/callback", TranscoderSignature => routes::transcoder::callback(platform, &request).await;
-    Upload: PUT "/upload/{token}", UrlToken => routes::transcoder::upload(platform, &params[0], request).await;
-    UploadBegin: POST "/upload/{token}/parts", UrlToken => routes::transcoder::begin_parts(platform, &params[0]).await;
-    UploadPart: PUT "/upload/{token}/parts/{number}", UrlToken => {
+    TranscoderCallback: POST "/api/transcoder/callback", TranscoderSignature, body TranscodeCallback, json 200 CallbackAnswer => routes::transcoder::callback(platform, &request).await;
+    Upload: PUT "/upload/{token}", UrlToken, json 201 StoredUpload => routes::transcoder::upload(platform, &params[0], request).await;
+    UploadBegin: POST "/upload/{token}/parts", UrlToken, json 201 UploadStarted => routes::transcoder::begin_parts(platform, &params[0]).await;
+    UploadPart: PUT "/upload/{token}/parts/{number}", UrlToken, json 200 UploadedPart => {
         routes::transcoder::put_part(platform, &params[0], &params[1], request).await
     };
-    UploadComplete: POST "/upload/{token}/parts/complete", UrlToken => {
+    UploadComplete: POST "/upload/{token}/parts/complete", UrlToken, body PartsCompletion, json 201 StoredUpload => {
         routes::transcoder::complete_parts(platform, &params[0], &request).await
     };
-    PlayPoster: GET "/play/{token}/poster.jpg", UrlToken => routes::playback::poster(platform, &params[0], &request).await;
+    PlayPoster: GET "/play/{token}/poster.jpg", UrlToken, media 200 "image/jpeg" => routes::playback::poster(platform, &params[0], &request).await;
     /// A channel's thumbnail: its live picture, else its latest recording's poster.
-    PlayThumbnail: GET "/play/{token}/thumb.jpg", UrlToken => routes::playback::thumbnail(platform, &params[0], &request).await;
+    PlayThumbnail: GET "/play/{token}/thumb.jpg", UrlToken, media 200 "image/jpeg" => routes::playback::thumbnail(platform, &params[0], &request).await;
     /// The embeddable player of a channel (live) or a video, for an iframe on any site.
-    Embed: GET "/embed/{id}", Public => routes::embed::page(&params[0]);
+    Embed: GET "/embed/{id}", Public, media 200 "text/html; charset=utf-8" => routes::embed::page(&params[0]);
     DiagKvGet: GET "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_get(platform, &params[0]).await;
     DiagKvPut: PUT "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_put(platform, &params[0], &request).await;
     /// Increments a counter row in SQL.
@@ -247,9 +338,10 @@ route_table! {
 
 }
 
-/// The route table as JSON: `[{name, method, path, access}]`, with `access` one of
-/// `public`, `authenticated`, `role:{role}`, `url_token`, `task_token`,
-/// `transcoder_signature`, `diagnostics`.
+/// The route table as JSON: `[{name, method, path, access, summary, body, replies}]`, with
+/// `access` one of `public`, `authenticated`, `role:{role}`, `url_token`, `task_token`,
+/// `transcoder_signature`, `diagnostics`; `body` the request body's schema name or null;
+/// `replies` the success answers as `[{status, content_type, schema}]`.
 pub fn route_table() -> serde_json::Value {
     ROUTES
         .iter()
@@ -263,12 +355,25 @@ pub fn route_table() -> serde_json::Value {
                 Access::TranscoderSignature => "transcoder_signature".to_owned(),
                 Access::Diagnostics => "diagnostics".to_owned(),
             };
+            let replies: Vec<serde_json::Value> = r
+                .replies
+                .iter()
+                .map(|reply| {
+                    serde_json::json!({
+                        "status": reply.status,
+                        "content_type": reply.content_type,
+                        "schema": reply.schema,
+                    })
+                })
+                .collect();
             serde_json::json!({
                 "name": format!("{:?}", r.name),
                 "method": r.method.as_str(),
                 "path": r.path,
                 "access": access,
                 "summary": r.summary.trim(),
+                "body": r.body,
+                "replies": replies,
             })
         })
         .collect()

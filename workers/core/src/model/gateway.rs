@@ -115,6 +115,7 @@ fn port(authority: &str) -> Result<Option<u16>, &'static str> {
 
 /// RTMP or RTMPS settings: OBS's Server and Stream Key, or the one URL ffmpeg and Larix take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RtmpSettings {
     /// The server, `rtmp://host[:port]/app` (OBS: Server).
     pub server: String,
@@ -126,6 +127,7 @@ pub struct RtmpSettings {
 
 /// SRT settings: the server and stream id apart (Larix), or in one URL (OBS, ffmpeg).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SrtSettings {
     /// `srt://host:port` (Larix: URL).
     pub server: String,
@@ -138,6 +140,7 @@ pub struct SrtSettings {
 /// What a broadcaster types for each protocol the gateway offers; absent ones are skipped
 /// when serialised.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GatewaySettings {
     /// RTMP, when offered.
     #[serde(skip_serializing_if = "Option::is_none")]

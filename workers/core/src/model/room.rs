@@ -291,6 +291,7 @@ pub struct RecordedRendition {
 
 /// A channel's status as the room knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoomStatus {
     /// The live broadcast, if any.
     pub live: Option<LiveSummary>,
@@ -304,6 +305,7 @@ pub struct RoomStatus {
 
 /// The live broadcast in a status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LiveSummary {
     /// The broadcast.
     pub broadcast_id: String,
@@ -317,6 +319,7 @@ pub struct LiveSummary {
 
 /// The last ended broadcast in a status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct LastSummary {
     /// The broadcast.
     pub broadcast_id: String,
@@ -330,6 +333,7 @@ pub struct LastSummary {
 
 /// A refused ingest request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Refusal {
     /// Why.
     pub reason: String,

@@ -1,10 +1,13 @@
 //! Videos as the catalogue stores them: the [`VideoStatus`] they move through and the rows
-//! the services read ([`Video`] for playback, [`VideoDetails`] for plugins).
+//! the services read ([`Video`] for playback, [`VideoDetails`] for plugins: the same columns
+//! and what plugins are shown besides). The catalogue's listing and detail rows, which join
+//! the channel's name, are [`crate::store::catalogue`]'s.
 
 use serde::{Deserialize, Serialize};
 
 /// Where a video is in its life. Stored and sent as the lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum VideoStatus {
     /// Recorded; plays as VOD HLS while the transcoder works.
@@ -73,35 +76,23 @@ pub struct Video {
     pub created_at: i64,
 }
 
-/// A video with what plugins are shown of it (its texts, tags, metadata and dimensions).
+/// A video with what plugins are shown of it besides the [`Video`] columns: its texts, tags,
+/// metadata and dimensions.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct VideoDetails {
-    /// Identifier.
-    pub id: String,
-    /// The channel it was broadcast on.
-    pub channel_id: String,
-    /// The broadcast whose segments are its HLS recording, if any.
-    pub broadcast_id: Option<String>,
-    /// The channel's owner.
-    pub owner_id: String,
-    /// Where it is in its life.
-    pub status: VideoStatus,
-    /// Title.
-    pub title: String,
+    /// The columns playback reads.
+    #[serde(flatten)]
+    pub video: Video,
     /// Description.
     pub description: String,
     /// Tags, a JSON array.
     pub tags: String,
     /// Metadata, a JSON object.
     pub metadata: String,
-    /// Duration in ms, when known.
-    pub duration_ms: Option<i64>,
     /// Width in pixels, once transcoded.
     pub width: Option<i64>,
     /// Height in pixels, once transcoded.
     pub height: Option<i64>,
-    /// The MP4's blob key, once transcoded.
-    pub mp4_key: Option<String>,
 }
 
 /// What a finished transcode adds to a video that becomes [`VideoStatus::Ready`].

@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
+use crate::config::MIN_PART_BYTES;
 use crate::error::StoreError;
 use crate::ports::{
     Blobs, ByteRange, CachedObject, EdgeCache, Kv, Platform, Sql, SqlValue, Statement,
-    MIN_PART_BYTES,
 };
 
 /// The outcome of one suite.

@@ -193,11 +193,10 @@ pub struct Blob {
     pub bytes: Vec<u8>,
 }
 
-pub use crate::config::MIN_PART_BYTES;
-
 /// A stored part of a multipart upload: its number and the store's tag for it, both needed
 /// to complete the upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UploadedPart {
     /// 1-based position of the part in the object.
     pub number: u16,
@@ -240,7 +239,8 @@ pub trait Blobs {
 
     /// Starts a multipart upload to `key`, for objects larger than one request can carry;
     /// returns the upload's id. Every part but the last must have the same size, at least
-    /// [`MIN_PART_BYTES`]. Nothing is visible under `key` before [`Blobs::complete_upload`].
+    /// [`crate::config::MIN_PART_BYTES`]. Nothing is visible under `key` before
+    /// [`Blobs::complete_upload`].
     ///
     /// # Errors
     /// `Backend` when the store refuses.

@@ -10,6 +10,7 @@ use crate::store::users::User;
 
 /// The public view of a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UserView {
     /// Identifier.
     pub id: String,

@@ -17,9 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{ApiError, StoreError};
 use crate::ports::{Blobs, Kv, Sql};
 use crate::services::videos;
-use crate::store::catalogue::{self as store, ListFilter};
-pub use crate::store::catalogue::{
-    delete_video as delete_rows, video_detail, Position, VideoDetailRow, VideoRow,
+use crate::store::catalogue::{
+    self as store, ListFilter, Position, VideoColumns, VideoDetailRow, VideoRow,
 };
 
 /// Videos per page when the request does not say.
@@ -238,34 +237,164 @@ pub fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, Cat
     }
 }
 
-impl VideoRow {
-    /// The listing's JSON for this video.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "channel_id": self.channel_id,
-            "channel_name": self.channel_name,
-            "owner_id": self.owner_id,
-            "status": self.status,
-            "visibility": self.visibility,
-            "title": self.title,
-            "description": self.description,
-            "tags": parse_json_or(&self.tags, json!([])),
-            "duration_ms": self.duration_ms,
-            "width": self.width,
-            "height": self.height,
-            "has_poster": self.has_poster.unwrap_or(0) != 0,
-            "views": self.views.unwrap_or(0),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        })
-    }
+/// What a listing and a detail both show of a video: its stored columns, tags parsed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct VideoSummary {
+    /// Identifier (`vid_...`).
+    pub id: String,
+    /// The channel it was broadcast on.
+    pub channel_id: String,
+    /// The channel's name (null once the channel is gone).
+    pub channel_name: Option<String>,
+    /// The channel's owner.
+    pub owner_id: String,
+    /// Where it is in its life.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "crate::model::video::VideoStatus")
+    )]
+    pub status: String,
+    /// `public` or `private`.
+    pub visibility: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Tags.
+    #[cfg_attr(feature = "schema", schemars(with = "Vec<String>"))]
+    pub tags: Value,
+    /// Duration in ms, when known.
+    pub duration_ms: Option<i64>,
+    /// Width in pixels, once transcoded.
+    pub width: Option<i64>,
+    /// Height in pixels, once transcoded.
+    pub height: Option<i64>,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
 
-    fn position(&self) -> Position {
-        Position {
-            created_at: self.created_at,
-            id: self.id.clone(),
+impl From<&VideoColumns> for VideoSummary {
+    fn from(row: &VideoColumns) -> Self {
+        VideoSummary {
+            id: row.id.clone(),
+            channel_id: row.channel_id.clone(),
+            channel_name: row.channel_name.clone(),
+            owner_id: row.owner_id.clone(),
+            status: row.status.clone(),
+            visibility: row.visibility.clone(),
+            title: row.title.clone(),
+            description: row.description.clone(),
+            tags: parse_json_or(&row.tags, json!([])),
+            duration_ms: row.duration_ms,
+            width: row.width,
+            height: row.height,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         }
+    }
+}
+
+/// A video in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct VideoCard {
+    /// What every view of a video shows.
+    #[serde(flatten)]
+    pub video: VideoSummary,
+    /// Whether a poster exists.
+    pub has_poster: bool,
+    /// Viewers who played it (one per viewer session).
+    pub views: i64,
+    /// A signed URL of the poster, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<String>,
+}
+
+impl From<&VideoRow> for VideoCard {
+    fn from(row: &VideoRow) -> Self {
+        VideoCard {
+            video: VideoSummary::from(&row.video),
+            has_poster: row.has_poster.unwrap_or(0) != 0,
+            views: row.views.unwrap_or(0),
+            poster_url: None,
+        }
+    }
+}
+
+/// A video's detail: the stored columns with tags and metadata parsed, and the transcript
+/// (text or URL) lifted out of the metadata.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct VideoDetail {
+    /// What every view of a video shows.
+    #[serde(flatten)]
+    pub video: VideoSummary,
+    /// The broadcast it records.
+    pub broadcast_id: Option<String>,
+    /// Metadata merged from plugins.
+    #[cfg_attr(feature = "schema", schemars(with = "serde_json::Map<String, Value>"))]
+    pub metadata: Value,
+    /// `metadata.transcript`, if any.
+    pub transcript: Value,
+    /// `metadata.transcript_url`, if any.
+    pub transcript_url: Value,
+    /// Size of the MP4 in bytes, once transcoded.
+    pub size_bytes: Option<i64>,
+    /// Whether the MP4 exists.
+    pub has_mp4: bool,
+    /// Whether the poster exists.
+    pub has_poster: bool,
+    /// Why a plugin rejected it.
+    pub reject_reason: Option<String>,
+    /// Whether the caller may change or delete it.
+    pub may_manage: bool,
+}
+
+impl VideoDetail {
+    /// The detail of `row` for a caller who may (or may not) manage it.
+    pub fn new(row: &VideoDetailRow, may_manage: bool) -> Self {
+        let metadata = parse_json_or(&row.metadata, json!({}));
+        let transcript = metadata.get("transcript").cloned().unwrap_or(Value::Null);
+        let transcript_url = metadata
+            .get("transcript_url")
+            .cloned()
+            .unwrap_or(Value::Null);
+        VideoDetail {
+            video: VideoSummary::from(&row.video),
+            broadcast_id: row.broadcast_id.clone(),
+            metadata,
+            transcript,
+            transcript_url,
+            size_bytes: row.size_bytes,
+            has_mp4: row.mp4_key.is_some(),
+            has_poster: row.poster_key.is_some(),
+            reject_reason: row.reject_reason.clone(),
+            may_manage,
+        }
+    }
+}
+
+/// One entry of a video's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct HistoryEvent {
+    /// Insertion order.
+    pub id: i64,
+    /// What happened (`broadcast.ended`, `plugin.preValidate`, ...).
+    pub kind: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// Details: the stored JSON, or its text when it is not JSON.
+    pub detail: Value,
+}
+
+fn position(row: &VideoRow) -> Position {
+    Position {
+        created_at: row.video.created_at,
+        id: row.video.id.clone(),
     }
 }
 
@@ -302,65 +431,26 @@ pub async fn list_videos<S: Sql>(
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next = if more {
-        rows.last().map(VideoRow::position)
+        rows.last().map(position)
     } else {
         None
     };
     Ok((rows, next))
 }
 
-impl VideoDetailRow {
-    /// The detail JSON: the stored columns with tags and metadata parsed, and the
-    /// transcript (text or URL) lifted out of the metadata.
-    pub fn to_json(&self) -> Value {
-        let metadata = parse_json_or(&self.metadata, json!({}));
-        let transcript = metadata.get("transcript").cloned().unwrap_or(Value::Null);
-        let transcript_url = metadata
-            .get("transcript_url")
-            .cloned()
-            .unwrap_or(Value::Null);
-        json!({
-            "id": self.id,
-            "channel_id": self.channel_id,
-            "channel_name": self.channel_name,
-            "broadcast_id": self.broadcast_id,
-            "owner_id": self.owner_id,
-            "status": self.status,
-            "visibility": self.visibility,
-            "title": self.title,
-            "description": self.description,
-            "tags": parse_json_or(&self.tags, json!([])),
-            "metadata": metadata,
-            "transcript": transcript,
-            "transcript_url": transcript_url,
-            "duration_ms": self.duration_ms,
-            "width": self.width,
-            "height": self.height,
-            "size_bytes": self.size_bytes,
-            "has_mp4": self.mp4_key.is_some(),
-            "has_poster": self.poster_key.is_some(),
-            "reject_reason": self.reject_reason,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        })
-    }
-}
-
 /// The history of a video, oldest first: every `video_events` row with its detail parsed.
 ///
 /// # Errors
 /// `Backend` when the query fails.
-pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<Value>, StoreError> {
+pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<HistoryEvent>, StoreError> {
     let rows = store::history(sql, video_id).await?;
     Ok(rows
         .into_iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "kind": r.kind,
-                "at_ms": r.created_at,
-                "detail": parse_json_or(&r.detail, Value::String(r.detail.clone())),
-            })
+        .map(|r| HistoryEvent {
+            id: r.id,
+            kind: r.kind,
+            at_ms: r.created_at,
+            detail: parse_json_or(&r.detail, Value::String(r.detail.clone())),
         })
         .collect())
 }
@@ -379,11 +469,11 @@ pub async fn delete_media<B: Blobs>(
     if let Some(broadcast_id) = &video.broadcast_id {
         keys.extend(
             blobs
-                .list(&format!("live/{}/{broadcast_id}/", video.channel_id))
+                .list(&format!("live/{}/{broadcast_id}/", video.video.channel_id))
                 .await?,
         );
     }
-    keys.extend(blobs.list(&videos::files_prefix(&video.id)).await?);
+    keys.extend(blobs.list(&videos::files_prefix(&video.video.id)).await?);
     keys.extend(video.mp4_key.iter().cloned());
     keys.extend(video.poster_key.iter().cloned());
     keys.sort();

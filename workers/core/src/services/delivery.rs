@@ -11,13 +11,13 @@ use crate::error::StoreError;
 use crate::model::job::{Job, JobError};
 use crate::model::{ids, keyed};
 use crate::ports::{Jobs as _, Outbound as _, OutboundError, OutboundRequest, Platform, Sql as _};
-use crate::services::plugins::{self, Plugin};
+use crate::services::plugins;
 use crate::services::sealed;
 use crate::store::deliveries::{self, AttemptRecord, DeliveryStatus, Outgoing};
-use crate::store::plugins as stored_plugins;
+use crate::store::plugins::{self as stored_plugins, Plugin};
 use crate::webhooks;
 
-pub use crate::store::deliveries::{Attempt, Delivery};
+use crate::store::deliveries::Delivery;
 
 fn rfc3339(ms: u64) -> String {
     chrono::DateTime::from_timestamp_millis(ms as i64)

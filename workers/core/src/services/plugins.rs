@@ -6,13 +6,14 @@
 use super::url_policy::{check_host, HostError};
 use serde::Serialize;
 
-pub use crate::store::plugins::Plugin;
+use crate::store::plugins::Plugin;
 
 /// How long a rotated-out secret keeps signing, in ms.
 pub const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
 
 /// The public view of a plugin (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PluginView {
     /// Identifier.
     pub id: String,

@@ -54,9 +54,10 @@ pub fn like_pattern(text: &str) -> String {
     out
 }
 
-/// A video as listings show it.
+/// The columns every catalogue read of a video selects (a listing's and a detail's), with
+/// the channel's name joined in.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct VideoRow {
+pub struct VideoColumns {
     /// Identifier.
     pub id: String,
     /// Channel.
@@ -81,48 +82,35 @@ pub struct VideoRow {
     pub width: Option<i64>,
     /// Height in pixels, once transcoded.
     pub height: Option<i64>,
-    /// Whether a poster exists.
-    pub has_poster: Option<i64>,
-    /// Viewers who played it (one per viewer session row).
-    #[serde(default)]
-    pub views: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
     /// Last change, Unix ms.
     pub updated_at: i64,
 }
 
-/// Every column of a video, for its detail page.
+/// A row of a video listing ([`list`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VideoRow {
+    /// The shared columns.
+    #[serde(flatten)]
+    pub video: VideoColumns,
+    /// Whether a poster exists.
+    pub has_poster: Option<i64>,
+    /// Viewers who played it (one per viewer session row).
+    #[serde(default)]
+    pub views: Option<i64>,
+}
+
+/// A video's detail row ([`video_detail`]): every column.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct VideoDetailRow {
-    /// Identifier.
-    pub id: String,
-    /// Channel.
-    pub channel_id: String,
-    /// The channel's name.
-    pub channel_name: Option<String>,
+    /// The shared columns.
+    #[serde(flatten)]
+    pub video: VideoColumns,
     /// The broadcast it records.
     pub broadcast_id: Option<String>,
-    /// Owner.
-    pub owner_id: String,
-    /// Status.
-    pub status: String,
-    /// `public` or `private`.
-    pub visibility: String,
-    /// Title.
-    pub title: String,
-    /// Description.
-    pub description: String,
-    /// Tags (JSON text).
-    pub tags: String,
     /// Metadata merged from plugins (JSON text).
     pub metadata: String,
-    /// Duration, ms.
-    pub duration_ms: Option<i64>,
-    /// Width.
-    pub width: Option<i64>,
-    /// Height.
-    pub height: Option<i64>,
     /// MP4 size.
     pub size_bytes: Option<i64>,
     /// MP4 blob key.
@@ -131,10 +119,6 @@ pub struct VideoDetailRow {
     pub poster_key: Option<String>,
     /// Why a plugin rejected it.
     pub reject_reason: Option<String>,
-    /// Creation, Unix ms.
-    pub created_at: i64,
-    /// Last change, Unix ms.
-    pub updated_at: i64,
 }
 
 const LIST_SQL: &str = "SELECT v.id, v.channel_id, c.name AS channel_name, v.owner_id, v.status, \

@@ -32,8 +32,10 @@ pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<Video>, StoreErro
 /// `Backend` when the query fails.
 pub async fn details<S: Sql>(sql: &S, id: &str) -> Result<Option<VideoDetails>, StoreError> {
     sql.query_one(&Statement::new(
-        "SELECT id, channel_id, broadcast_id, owner_id, status, title, description, tags, \
-         metadata, duration_ms, width, height, mp4_key FROM videos WHERE id = ?1",
+        format!(
+            "SELECT {COLUMNS}, description, tags, metadata, width, height FROM videos \
+             WHERE id = ?1"
+        ),
         vec![SqlValue::from(id)],
     ))
     .await

@@ -3,11 +3,10 @@
 
 use http::header::SET_COOKIE;
 use http::{HeaderValue, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::api::auth::{self, password, session, SESSION_COOKIE};
-use crate::api::{self, Request, Response};
+use crate::api::{self, Acknowledged, Request, Response};
 use crate::config::LOGIN_WINDOW_SECONDS;
 use crate::error::{ApiError, StoreError};
 use crate::model::ids;
@@ -22,11 +21,43 @@ const SIGNUP_WINDOW_SECONDS: u64 = 3600;
 
 /// Body of signup and login.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Credentials {
     /// Email address.
     pub email: String,
     /// Password.
     pub password: String,
+}
+
+/// A new session: the answer of signup (201) and login (200). The token is also set as the
+/// `ev_session` cookie.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SessionIssued {
+    /// The session token (JWT), for `Authorization: Bearer`.
+    pub token: String,
+    /// When it expires, Unix seconds.
+    pub expires_at: u64,
+    /// The signed-in user.
+    pub user: UserView,
+}
+
+/// The signed-in user and the role their token was issued with.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CurrentUser {
+    /// The user as stored now.
+    pub user: UserView,
+    /// The role in the token (the stored role decides access).
+    pub token_role: Role,
+}
+
+/// A user after a change.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct UpdatedUser {
+    /// The user as stored now.
+    pub user: UserView,
 }
 
 fn now_s<P: Platform>(p: &P) -> u64 {
@@ -55,7 +86,11 @@ fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Resp
     );
     let mut response = api::json(
         status,
-        &json!({ "token": token, "expires_at": claims.exp, "user": UserView::from(user) }),
+        &SessionIssued {
+            expires_at: claims.exp,
+            token,
+            user: UserView::from(user),
+        },
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(SET_COOKIE, value);
@@ -143,11 +178,14 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     Ok(session_response(p, StatusCode::OK, &user))
 }
 
+/// The optional body of logout.
 #[derive(Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct LogoutBody {
+pub struct LogoutOptions {
+    /// Also end every other session of the user.
     #[serde(default)]
-    everywhere: bool,
+    pub everywhere: bool,
 }
 
 /// `POST /api/auth/logout [{everywhere}]`: revokes the caller's session (its token stops
@@ -157,8 +195,8 @@ struct LogoutBody {
 /// # Errors
 /// 400/415 for a body that is not `{"everywhere": bool}`; `Store` when KV fails.
 pub async fn logout<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
-    let body: LogoutBody = if request.body().is_empty() {
-        LogoutBody::default()
+    let body: LogoutOptions = if request.body().is_empty() {
+        LogoutOptions::default()
     } else {
         api::parse_json(request)?
     };
@@ -170,7 +208,7 @@ pub async fn logout<P: Platform>(p: &P, request: &Request) -> Result<Response, A
             sessions::revoke_all(p.kv(), &claims.sub, now_ms).await?;
         }
     }
-    let mut response = api::json(StatusCode::OK, &json!({ "ok": true }));
+    let mut response = api::json(StatusCode::OK, &Acknowledged { ok: true });
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(SET_COOKIE, value);
@@ -185,13 +223,20 @@ pub async fn me<P: Platform>(p: &P, principal: &Principal) -> Result<Response, A
         .ok_or_else(|| ApiError::Unauthorized("the session's user no longer exists".into()))?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "user": UserView::from(&user), "token_role": principal.role }),
+        &CurrentUser {
+            user: UserView::from(&user),
+            token_role: principal.role,
+        },
     ))
 }
 
+/// The body of a role change.
 #[derive(Deserialize)]
-struct RoleBody {
-    role: String,
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RoleChange {
+    /// `viewer`, `broadcaster`, `developer` or `admin`.
+    #[cfg_attr(feature = "schema", schemars(with = "Role"))]
+    pub role: String,
 }
 
 /// `PUT /api/users/{id}/role {role}` (admin): grants or revokes a role. It takes effect with
@@ -204,7 +249,7 @@ pub async fn set_role<P: Platform>(
     if !ids::is_id(user_id, "usr") {
         return Err(ApiError::NotFound(format!("no user {user_id}")));
     }
-    let body: RoleBody = api::parse_json(request)?;
+    let body: RoleChange = api::parse_json(request)?;
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_role",
@@ -218,6 +263,8 @@ pub async fn set_role<P: Platform>(
         .ok_or_else(|| ApiError::NotFound(format!("no user {user_id}")))?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "user": UserView::from(&user) }),
+        &UpdatedUser {
+            user: UserView::from(&user),
+        },
     ))
 }

@@ -4,7 +4,8 @@
 
 use http::header::HeaderName;
 use http::{HeaderValue, StatusCode};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::api::auth;
 use crate::api::links;
@@ -13,12 +14,13 @@ use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
-use crate::model::room::{RoomRequest, RoomResponse, LOBBY};
+use crate::model::room::{LiveSummary, RoomRequest, RoomResponse, LOBBY};
 use crate::ports::{Kv as _, Live as _, Platform};
 use crate::services::catalogue::{
-    self, Position, VideoDetailRow, VideoFilter, Viewer, DEFAULT_LIMIT, FIRST_PAGE_CACHE_KEY,
-    HOT_TTL_S, MAX_LIMIT, PREVIEW_CACHE_KEY, PREVIEW_SIZE,
+    self, HistoryEvent, VideoCard, VideoDetail, VideoFilter, Viewer, DEFAULT_LIMIT,
+    FIRST_PAGE_CACHE_KEY, HOT_TTL_S, MAX_LIMIT, PREVIEW_CACHE_KEY, PREVIEW_SIZE,
 };
+use crate::store::catalogue::{self as store_catalogue, Position, VideoDetailRow, VideoRow};
 use crate::store::channels::{self as store_channels, Channel};
 use crate::store::users;
 
@@ -26,6 +28,82 @@ use crate::store::users;
 pub const CACHE_HEADER: &str = "x-edgevideo-cache";
 /// Most channels per page.
 const MAX_CHANNELS: u32 = 50;
+
+/// A page of a video listing.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct VideoPage {
+    /// Newest first.
+    pub videos: Vec<VideoCard>,
+    /// Continues the same listing; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The newest published videos.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PreviewPage {
+    /// Newest first.
+    pub videos: Vec<VideoCard>,
+}
+
+/// A video's timeline.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct History {
+    /// The video.
+    pub video_id: String,
+    /// Its status now.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "crate::model::video::VideoStatus")
+    )]
+    pub status: String,
+    /// Everything that happened to it, oldest first.
+    pub events: Vec<HistoryEvent>,
+}
+
+/// A deleted video.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DeletedVideo {
+    /// The video.
+    pub deleted: String,
+    /// How many media objects were removed.
+    pub objects_removed: usize,
+}
+
+/// A page of the channel list.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ChannelPage {
+    /// Newest first.
+    pub channels: Vec<ListedChannel>,
+    /// Continues the same listing; null on the last page (and with `live=true`).
+    pub next_cursor: Option<String>,
+}
+
+/// A channel in [`ChannelPage`].
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ListedChannel {
+    /// Identifier (`ch_...`).
+    pub id: String,
+    /// Owner.
+    pub owner_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Whether a broadcast is live.
+    pub live: bool,
+    /// The live broadcast.
+    pub broadcast: Option<LiveSummary>,
+    /// Connected viewers.
+    pub viewers: u64,
+}
 
 /// Decodes `%XX` escapes and `+` (form encoding) of one query component.
 fn percent_decode(raw: &str) -> Result<String, ApiError> {
@@ -121,10 +199,10 @@ fn with_cache_header(mut response: Response, hit: bool) -> Response {
 }
 
 /// A JSON body served from the KV cache under `key`, or built by `build` and cached.
-async fn cached<P: Platform>(
+async fn cached<P: Platform, T: Serialize>(
     p: &P,
     key: &str,
-    build: impl std::future::Future<Output = Result<Value, ApiError>>,
+    build: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<Response, ApiError> {
     if let Some(bytes) = p.kv().get(key).await? {
         if serde_json::from_slice::<Value>(&bytes).is_ok() {
@@ -141,13 +219,13 @@ async fn cached<P: Platform>(
     ))
 }
 
-/// The listing's JSON of `rows`, each with a signed `poster_url` once it has a poster.
-fn cards<P: Platform>(p: &P, rows: &[catalogue::VideoRow]) -> Vec<Value> {
+/// The listing's cards of `rows`, each with a signed `poster_url` once it has a poster.
+fn cards<P: Platform>(p: &P, rows: &[VideoRow]) -> Vec<VideoCard> {
     rows.iter()
         .map(|row| {
-            let mut card = row.to_json();
-            if row.has_poster.unwrap_or(0) != 0 {
-                card["poster_url"] = links::poster_url(p, &row.id, &row.channel_id).into();
+            let mut card = VideoCard::from(row);
+            if card.has_poster {
+                card.poster_url = Some(links::poster_url(p, &row.video.id, &row.video.channel_id));
             }
             card
         })
@@ -159,7 +237,7 @@ async fn page<P: Platform>(
     viewer: &Viewer,
     filter: &VideoFilter,
     params: &[(String, String)],
-) -> Result<Value, ApiError> {
+) -> Result<VideoPage, ApiError> {
     filter.validate()?;
     let limit = catalogue::parse_limit(param(params, "limit"), DEFAULT_LIMIT, MAX_LIMIT)?;
     let key = p.config().url_signing_secret.as_bytes();
@@ -169,10 +247,10 @@ async fn page<P: Platform>(
         .transpose()?;
     let (rows, next) =
         catalogue::list_videos(p.sql(), viewer, filter, after.as_ref(), limit).await?;
-    Ok(json!({
-        "videos": cards(p, &rows),
-        "next_cursor": next.map(|n: Position| catalogue::encode_cursor(&n, &fingerprint, key)),
-    }))
+    Ok(VideoPage {
+        videos: cards(p, &rows),
+        next_cursor: next.map(|n: Position| catalogue::encode_cursor(&n, &fingerprint, key)),
+    })
 }
 
 fn filter_from(
@@ -246,7 +324,9 @@ pub async fn preview<P: Platform>(p: &P) -> Result<Response, ApiError> {
         let (rows, _) =
             catalogue::list_videos(p.sql(), &Viewer::default(), &filter, None, PREVIEW_SIZE)
                 .await?;
-        Ok(json!({ "videos": cards(p, &rows) }))
+        Ok(PreviewPage {
+            videos: cards(p, &rows),
+        })
     })
     .await
 }
@@ -260,14 +340,15 @@ async fn visible_video<P: Platform>(
     if !ids::is_id(id, "vid") {
         return Err(not_found());
     }
-    let video = catalogue::video_detail(p.sql(), id)
+    let row = store_catalogue::video_detail(p.sql(), id)
         .await?
         .ok_or_else(not_found)?;
     // Videos the caller may not see do not exist for them.
+    let video = &row.video;
     if !viewer.may_see(&video.owner_id, &video.status, &video.visibility) {
         return Err(not_found());
     }
-    Ok(video)
+    Ok(row)
 }
 
 /// `GET /api/videos/{id}`: the video with its tags, metadata merged from plugins and
@@ -278,9 +359,8 @@ pub async fn get_video<P: Platform>(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let (viewer, _) = viewer(p, request).await?;
-    let video = visible_video(p, &viewer, id).await?;
-    let mut body = video.to_json();
-    body["may_manage"] = Value::Bool(viewer.may_manage(&video.owner_id));
+    let row = visible_video(p, &viewer, id).await?;
+    let body = VideoDetail::new(&row, viewer.may_manage(&row.video.owner_id));
     Ok(api::json(StatusCode::OK, &body))
 }
 
@@ -292,11 +372,15 @@ pub async fn history<P: Platform>(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let (viewer, _) = viewer(p, request).await?;
-    let video = visible_video(p, &viewer, id).await?;
-    let events = catalogue::history(p.sql(), &video.id).await?;
+    let row = visible_video(p, &viewer, id).await?;
+    let events = catalogue::history(p.sql(), &row.video.id).await?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "video_id": video.id, "status": video.status, "events": events }),
+        &History {
+            video_id: row.video.id,
+            status: row.video.status,
+            events,
+        },
     ))
 }
 
@@ -314,9 +398,10 @@ pub async fn delete_video<P: Platform>(
     if !ids::is_id(id, "vid") {
         return Err(ApiError::NotFound(format!("no video {id}")));
     }
-    let video = catalogue::video_detail(p.sql(), id)
+    let row = store_catalogue::video_detail(p.sql(), id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no video {id}")))?;
+    let video = &row.video;
     if !viewer.may_manage(&video.owner_id) {
         if viewer.may_see(&video.owner_id, &video.status, &video.visibility) {
             return Err(ApiError::Forbidden(
@@ -325,27 +410,30 @@ pub async fn delete_video<P: Platform>(
         }
         return Err(ApiError::NotFound(format!("no video {id}")));
     }
-    let removed = catalogue::delete_media(p.blobs(), &video).await?;
-    playback::purge_video(p, request, &video, &removed).await;
-    catalogue::delete_rows(p.sql(), &video.id).await?;
+    let removed = catalogue::delete_media(p.blobs(), &row).await?;
+    playback::purge_video(p, request, &row, &removed).await;
+    store_catalogue::delete_video(p.sql(), &row.video.id).await?;
     catalogue::invalidate(p.kv()).await?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "deleted": video.id, "objects_removed": removed.len() }),
+        &DeletedVideo {
+            deleted: row.video.id.clone(),
+            objects_removed: removed.len(),
+        },
     ))
 }
 
-fn channel_json(channel: &Channel, live: Option<Value>, viewers: u64) -> Value {
-    json!({
-        "id": channel.id,
-        "owner_id": channel.owner_id,
-        "name": channel.name,
-        "description": channel.description,
-        "created_at": channel.created_at,
-        "live": live.is_some(),
-        "broadcast": live,
-        "viewers": viewers,
-    })
+fn listed_channel(channel: Channel, live: Option<LiveSummary>, viewers: u64) -> ListedChannel {
+    ListedChannel {
+        id: channel.id,
+        owner_id: channel.owner_id,
+        name: channel.name,
+        description: channel.description,
+        created_at: channel.created_at,
+        live: live.is_some(),
+        broadcast: live,
+        viewers,
+    }
 }
 
 /// `GET /api/channels?live=&mine=&limit=&cursor=`: channels newest first with their live
@@ -388,18 +476,17 @@ pub async fn list_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
         (rows, next)
     };
     let mut out = Vec::with_capacity(listed.len());
-    for channel in &listed {
+    for channel in listed {
         let status = channels::status(p, &channel.id).await?;
-        let live = status
-            .live
-            .as_ref()
-            .and_then(|l| serde_json::to_value(l).ok());
-        out.push(channel_json(channel, live, status.viewers));
+        out.push(listed_channel(channel, status.live, status.viewers));
     }
     let next_cursor = next.map(|n| catalogue::encode_cursor(&n, &fingerprint, key));
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "channels": out, "next_cursor": next_cursor }),
+        &ChannelPage {
+            channels: out,
+            next_cursor,
+        },
     ))
 }
 

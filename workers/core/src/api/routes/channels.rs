@@ -4,8 +4,7 @@
 //! channel's (or the lobby's) WebSocket.
 
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::api::edge::{cache_key, from_cache};
 use crate::api::links;
@@ -14,17 +13,98 @@ use crate::error::ApiError;
 use crate::model::gateway::GatewaySettings;
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
-use crate::model::room::{RoomRequest, RoomResponse, RoomStatus, LOBBY};
+use crate::model::room::{
+    LastSummary, LiveSummary, Refusal, RoomRequest, RoomResponse, RoomStatus, LOBBY,
+};
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{CachedObject, Live as _, Platform};
 use crate::services::edge_cache;
 use crate::store::channels::{self, Channel};
 
+/// The body of `POST /api/channels`.
 #[derive(Deserialize)]
-struct CreateChannel {
-    name: String,
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct NewChannel {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// At most 2000 characters.
     #[serde(default)]
-    description: String,
+    pub description: String,
+}
+
+/// A channel with its live status.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ChannelView {
+    /// Identifier (`ch_...`).
+    pub id: String,
+    /// Owner.
+    pub owner_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Whether a broadcast is live.
+    pub live: bool,
+    /// The live broadcast.
+    pub broadcast: Option<LiveSummary>,
+    /// Connected viewers.
+    pub viewers: u64,
+    /// The last ingest refusal, if recent.
+    pub ingest_refused: Option<Refusal>,
+    /// The last ended broadcast, once its video exists.
+    pub last_broadcast: Option<LastSummary>,
+}
+
+/// The new stream-key version after a rotation.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct StreamKeyVersion {
+    /// The version ingest URLs must now carry.
+    pub stream_key_version: i64,
+}
+
+/// A signed ingest URL, the ffmpeg command that pushes to it, and the gateway's settings.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct IngestSettings {
+    /// Where to `PUT` segments and playlists (`.../index.m3u8`).
+    pub ingest_url: String,
+    /// When the URL expires, Unix seconds.
+    pub expires_at: u64,
+    /// An ffmpeg command that pushes HLS to the URL.
+    pub ffmpeg_command: String,
+    /// The ingest gateway's RTMP(S) and SRT settings, for the protocols it offers.
+    #[serde(flatten)]
+    pub gateway: GatewaySettings,
+}
+
+/// The channels live now.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LiveList {
+    /// Newest first.
+    pub channels: Vec<LiveChannel>,
+}
+
+/// A live channel in [`LiveList`].
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LiveChannel {
+    /// The channel.
+    pub channel_id: String,
+    /// Its name.
+    pub name: String,
+    /// The live broadcast.
+    pub broadcast_id: String,
+    /// Start, Unix ms.
+    pub started_at_ms: u64,
+    /// Connected viewers.
+    pub viewers: u64,
+    /// A signed URL of its thumbnail.
+    pub thumbnail_url: String,
 }
 
 fn now_ms<P: Platform>(p: &P) -> u64 {
@@ -72,19 +152,19 @@ pub async fn status<P: Platform>(p: &P, channel_id: &str) -> Result<RoomStatus, 
     }
 }
 
-fn channel_json(channel: &Channel, status: &RoomStatus) -> serde_json::Value {
-    json!({
-        "id": channel.id,
-        "owner_id": channel.owner_id,
-        "name": channel.name,
-        "description": channel.description,
-        "created_at": channel.created_at,
-        "live": status.live.is_some(),
-        "broadcast": status.live,
-        "viewers": status.viewers,
-        "ingest_refused": status.ingest_refused,
-        "last_broadcast": status.last_broadcast,
-    })
+fn channel_view(channel: Channel, status: RoomStatus) -> ChannelView {
+    ChannelView {
+        id: channel.id,
+        owner_id: channel.owner_id,
+        name: channel.name,
+        description: channel.description,
+        created_at: channel.created_at,
+        live: status.live.is_some(),
+        broadcast: status.live,
+        viewers: status.viewers,
+        ingest_refused: status.ingest_refused,
+        last_broadcast: status.last_broadcast,
+    }
 }
 
 /// `POST /api/channels {name, description?}` (broadcaster): 201 with the channel.
@@ -93,7 +173,7 @@ pub async fn create<P: Platform>(
     principal: &Principal,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let body: CreateChannel = api::parse_json(request)?;
+    let body: NewChannel = api::parse_json(request)?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::bad_request(
@@ -130,7 +210,7 @@ pub async fn create<P: Platform>(
     };
     Ok(api::json(
         StatusCode::CREATED,
-        &channel_json(&channel, &status),
+        &channel_view(channel, status),
     ))
 }
 
@@ -139,7 +219,7 @@ pub async fn create<P: Platform>(
 pub async fn get<P: Platform>(p: &P, id: &str) -> Result<Response, ApiError> {
     let channel = load(p, id).await?;
     let status = status(p, &channel.id).await?;
-    Ok(api::json(StatusCode::OK, &channel_json(&channel, &status)))
+    Ok(api::json(StatusCode::OK, &channel_view(channel, status)))
 }
 
 /// `POST /api/channels/{id}/stream-key/rotate` (owner): invalidates every ingest URL issued
@@ -158,7 +238,9 @@ pub async fn rotate_stream_key<P: Platform>(
         .await?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "stream_key_version": version }),
+        &StreamKeyVersion {
+            stream_key_version: version,
+        },
     ))
 }
 
@@ -191,12 +273,12 @@ pub async fn ingest_url<P: Platform>(
          -sc_threshold 0 -c:a aac -ar 48000 -b:a 128k -f hls -hls_time 2 -hls_list_size 6 \
          -method PUT '{url}'"
     );
-    let mut body = json!({ "ingest_url": url, "expires_at": exp, "ffmpeg_command": command });
-    let gateway = serde_json::to_value(GatewaySettings::for_key(&p.config().gateway, &token))
-        .map_err(|e| ApiError::Internal(format!("response encoding: {e}")))?;
-    if let (Some(fields), serde_json::Value::Object(settings)) = (body.as_object_mut(), gateway) {
-        fields.extend(settings);
-    }
+    let body = IngestSettings {
+        gateway: GatewaySettings::for_key(&p.config().gateway, &token),
+        ingest_url: url,
+        expires_at: exp,
+        ffmpeg_command: command,
+    };
     Ok(api::json(StatusCode::OK, &body))
 }
 
@@ -216,16 +298,16 @@ pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
         let mut out = Vec::with_capacity(channels.len());
         for entry in channels {
             let viewers = status(p, &entry.channel_id).await?.viewers;
-            out.push(json!({
-                "channel_id": entry.channel_id,
-                "name": entry.name,
-                "broadcast_id": entry.broadcast_id,
-                "started_at_ms": entry.started_at_ms,
-                "viewers": viewers,
-                "thumbnail_url": links::thumbnail_url(p, &entry.channel_id),
-            }));
+            out.push(LiveChannel {
+                thumbnail_url: links::thumbnail_url(p, &entry.channel_id),
+                channel_id: entry.channel_id,
+                name: entry.name,
+                broadcast_id: entry.broadcast_id,
+                started_at_ms: entry.started_at_ms,
+                viewers,
+            });
         }
-        let body = serde_json::to_vec(&json!({ "channels": out }))
+        let body = serde_json::to_vec(&LiveList { channels: out })
             .map_err(|e| ApiError::Internal(format!("response encoding: {e}")))?;
         Ok(CachedObject {
             content_type: "application/json".into(),
@@ -250,7 +332,10 @@ fn upgrade(request: &Request, room: String) -> Result<Response, ApiError> {
             "this route upgrades to a WebSocket",
         ));
     }
-    let mut response = api::json(StatusCode::SWITCHING_PROTOCOLS, &json!({ "room": room }));
+    let mut response = api::json(
+        StatusCode::SWITCHING_PROTOCOLS,
+        &serde_json::json!({ "room": room }),
+    );
     response.extensions_mut().insert(RoomUpgrade { room });
     Ok(response)
 }

@@ -12,6 +12,7 @@ use crate::store::diag;
 
 /// The outcome of one binding check.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Check {
     /// Whether the binding answered.
     pub ok: bool,
@@ -24,6 +25,7 @@ pub struct Check {
 
 /// The health report.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Health {
     /// `ok` when every check passed, `degraded` otherwise.
     pub status: &'static str,
@@ -34,6 +36,24 @@ pub struct Health {
     /// One entry per binding: `kv`, `sql`, `blobs`, `live`. The queue producer has no
     /// side-effect-free probe; its binding is checked when the platform is built.
     pub checks: std::collections::BTreeMap<&'static str, Check>,
+}
+
+/// The body of `GET /api/version`.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct VersionInfo {
+    /// The workers' version.
+    pub version: &'static str,
+}
+
+/// `GET /api/version`: the version alone, touching no binding.
+pub fn version() -> Response {
+    api::json(
+        http::StatusCode::OK,
+        &VersionInfo {
+            version: crate::VERSION,
+        },
+    )
 }
 
 async fn timed<F: std::future::Future<Output = Result<(), StoreError>>>(

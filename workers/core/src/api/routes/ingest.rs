@@ -7,7 +7,7 @@
 //! broadcaster can be told about are also recorded in the channel's status.
 
 use http::StatusCode;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::api::{self, Request, Response};
 use crate::error::ApiError;
@@ -26,6 +26,29 @@ const MAX_PLAYLIST_BYTES: usize = 256 * 1024;
 const THUMBNAIL_FILE: &str = "thumb.jpg";
 /// Largest thumbnail accepted, in bytes.
 const MAX_THUMBNAIL_BYTES: usize = 256 * 1024;
+
+/// A stored segment (201) or live thumbnail (201).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct IngestStored {
+    /// The broadcast the segment belongs to (absent for a thumbnail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broadcast_id: Option<String>,
+    /// The file name stored.
+    pub file: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A playlist taken (200).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PlaylistTaken {
+    /// Segments listed in the live window so far.
+    pub listed: u64,
+    /// Whether it ended the broadcast (`#EXT-X-ENDLIST`).
+    pub ended: bool,
+}
 
 /// A verified ingest request's channel, stream-key version and session.
 struct Ingest {
@@ -192,7 +215,11 @@ async fn put_thumbnail<P: Platform>(
         .await?;
     Ok(api::json(
         StatusCode::CREATED,
-        &json!({ "file": THUMBNAIL_FILE, "size": body.len() }),
+        &IngestStored {
+            broadcast_id: None,
+            file: THUMBNAIL_FILE.to_owned(),
+            size: body.len() as u64,
+        },
     ))
 }
 
@@ -270,7 +297,11 @@ async fn put_segment<P: Platform>(
     }
     Ok(api::json(
         StatusCode::CREATED,
-        &json!({ "broadcast_id": broadcast_id, "file": file, "size": size }),
+        &IngestStored {
+            broadcast_id: Some(broadcast_id),
+            file: file.to_owned(),
+            size,
+        },
     ))
 }
 
@@ -326,6 +357,9 @@ async fn put_playlist<P: Platform>(
     }
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "listed": listed, "ended": ended.is_some() }),
+        &PlaylistTaken {
+            listed,
+            ended: ended.is_some(),
+        },
     ))
 }

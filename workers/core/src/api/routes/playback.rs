@@ -10,19 +10,20 @@
 
 use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderValue, StatusCode};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::api::auth;
+use crate::api::chunked::{ChunkedBody, CHUNK_BYTES};
 use crate::api::edge::{cache_key, from_cache};
 use crate::api::routes::channels;
-use crate::api::{self, ChunkedBody, Request, Response, CHUNK_BYTES};
+use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::hls::{self, ListedSegment, PLAYLIST_CONTENT_TYPE};
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken};
-use crate::model::video::Video;
+use crate::model::video::{Video, VideoStatus};
 use crate::ports::{Blobs as _, CachedObject, EdgeCache as _, Live as _, Platform};
 use crate::services::edge_cache;
 use crate::services::videos;
@@ -57,6 +58,36 @@ const LADDER_TTL_MS: u64 = 2_000;
 
 fn now_s<P: Platform>(p: &P) -> u64 {
     p.clock().now_ms() / 1000
+}
+
+/// A signed URL of a channel's live playlist.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LivePlayback {
+    /// The live playlist (`/play/{token}/live.m3u8`).
+    pub url: String,
+    /// When the URL expires, Unix seconds.
+    pub expires_at: u64,
+    /// Whether this request counted a new view (once per viewer session).
+    pub view_counted: bool,
+}
+
+/// Signed URLs of a video.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct VodPlayback {
+    /// The VOD playlist (`/play/{token}/index.m3u8`).
+    pub hls_url: String,
+    /// The MP4, once transcoded.
+    pub mp4_url: Option<String>,
+    /// The poster, once transcoded.
+    pub poster_url: Option<String>,
+    /// Where the video is in its life.
+    pub status: VideoStatus,
+    /// When the URLs expire, Unix seconds.
+    pub expires_at: u64,
+    /// Whether this request counted a new view (once per viewer session).
+    pub view_counted: bool,
 }
 
 fn sign<P: Platform>(p: &P, scope: Scope, viewer: Option<&Principal>) -> (String, u64) {
@@ -97,11 +128,11 @@ pub async fn channel_url<P: Platform>(
     );
     let response = api::json(
         StatusCode::OK,
-        &json!({
-            "url": format!("{}/play/{token}/live.m3u8", api::origin(request)),
-            "expires_at": exp,
-            "view_counted": recorded.counted,
-        }),
+        &LivePlayback {
+            url: format!("{}/play/{token}/live.m3u8", api::origin(request)),
+            expires_at: exp,
+            view_counted: recorded.counted,
+        },
     );
     Ok(auth::with_viewer_cookie(response, &recorded))
 }
@@ -163,14 +194,17 @@ pub async fn video_url<P: Platform>(
     let base = format!("{}/play/{token}", api::origin(request));
     let response = api::json(
         StatusCode::OK,
-        &json!({
-            "hls_url": format!("{base}/index.m3u8"),
-            "mp4_url": video.mp4_key.as_ref().map(|_| format!("{base}/video.mp4")),
-            "poster_url": video.poster_key.as_ref().map(|_| format!("{base}/poster.jpg")),
-            "status": video.status,
-            "expires_at": exp,
-            "view_counted": recorded.counted,
-        }),
+        &VodPlayback {
+            hls_url: format!("{base}/index.m3u8"),
+            mp4_url: video.mp4_key.as_ref().map(|_| format!("{base}/video.mp4")),
+            poster_url: video
+                .poster_key
+                .as_ref()
+                .map(|_| format!("{base}/poster.jpg")),
+            status: video.status,
+            expires_at: exp,
+            view_counted: recorded.counted,
+        },
     );
     Ok(auth::with_viewer_cookie(response, &recorded))
 }
@@ -604,7 +638,7 @@ pub async fn purge_video<P: Platform>(
     let mut keys = Vec::new();
     if let Some(broadcast_id) = video.broadcast_id.as_deref() {
         keys.push(cache_key(request, &format!("vod/{broadcast_id}.m3u8")));
-        let prefix = format!("live/{}/{broadcast_id}/vod_", video.channel_id);
+        let prefix = format!("live/{}/{broadcast_id}/vod_", video.video.channel_id);
         for rendition in removed
             .iter()
             .filter_map(|key| key.strip_prefix(&prefix)?.strip_suffix(".m3u8"))
@@ -615,10 +649,10 @@ pub async fn purge_video<P: Platform>(
             ));
         }
     }
-    if let Some((key, _)) = videos::file_key(&video.id, "mp4") {
+    if let Some((key, _)) = videos::file_key(&video.video.id, "mp4") {
         keys.push(cache_key(request, &format!("size/{key}")));
     }
-    if let Some((key, _)) = videos::file_key(&video.id, "poster") {
+    if let Some((key, _)) = videos::file_key(&video.video.id, "poster") {
         keys.push(cache_key(request, &key));
     }
     for key in keys {

@@ -3,8 +3,8 @@
 //! (`/api/plugins/tasks/{id}/success|failure`, authorised by the task's single-use token).
 
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::api::{self, Request, Response};
 use crate::error::{ApiError, StoreError};
@@ -14,28 +14,106 @@ use crate::model::role::{Principal, Role};
 use crate::model::text;
 use crate::ports::{Platform, Sql as _};
 use crate::services::lifecycle::{self, Answer};
-use crate::services::plugins::{self, Plugin, PluginView, ROTATION_GRACE_MS};
+use crate::services::plugins::{self, PluginView, ROTATION_GRACE_MS};
 use crate::services::{delivery, ratelimit, sealed};
 use crate::store::counters;
-use crate::store::plugins::{self as stored, PluginChange};
+use crate::store::plugins::{self as stored, Plugin, PluginChange};
 use crate::webhooks;
 
+/// The body of `POST /api/plugins`.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct CreatePlugin {
-    name: String,
-    hook: String,
-    url: String,
+pub struct NewPlugin {
+    /// 1 to 40 of `a-z 0-9 -`.
+    pub name: String,
+    /// A lifecycle hook (`preValidate`, `postValidate`, `preMetadata`, `postMetadata`) or an
+    /// event to subscribe to.
+    pub hook: String,
+    /// The HTTPS endpoint deliveries go to.
+    pub url: String,
+    /// Description.
     #[serde(default)]
-    description: String,
+    pub description: String,
 }
 
+/// The body of `PATCH /api/plugins/{id}`: the fields to change.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-struct UpdatePlugin {
-    url: Option<String>,
-    description: Option<String>,
-    enabled: Option<bool>,
+pub struct PluginUpdate {
+    /// A new endpoint.
+    pub url: Option<String>,
+    /// A new description.
+    pub description: Option<String>,
+    /// Whether deliveries are sent.
+    pub enabled: Option<bool>,
+}
+
+/// A new plugin and its signing secret (shown once).
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CreatedPlugin {
+    /// The plugin.
+    pub plugin: PluginView,
+    /// Its Standard Webhooks signing secret (`whsec_...`).
+    pub secret: String,
+}
+
+/// The caller's plugins.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PluginList {
+    /// Every plugin of the caller (admins: all).
+    pub plugins: Vec<PluginView>,
+}
+
+/// One plugin.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct OnePlugin {
+    /// The plugin.
+    pub plugin: PluginView,
+}
+
+/// A rotated signing secret.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RotatedSecret {
+    /// The new secret (shown once).
+    pub secret: String,
+    /// Until when the previous secret still signs, Unix ms.
+    pub previous_secret_valid_until_ms: i64,
+}
+
+/// A plugin's delivery log.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DeliveryLog {
+    /// The last deliveries, newest first, each with its `attempt_log`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Vec<serde_json::Map<String, Value>>")
+    )]
+    pub deliveries: Value,
+}
+
+/// A redelivery queued.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Redelivery {
+    /// The delivery sent again.
+    pub delivery_id: String,
+}
+
+/// A task answer recorded.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TaskRecorded {
+    /// The task.
+    pub task_id: String,
+    /// Always `true`.
+    pub recorded: bool,
 }
 
 fn now_ms<P: Platform>(p: &P) -> i64 {
@@ -100,7 +178,7 @@ pub async fn create<P: Platform>(
     principal: &Principal,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let body: CreatePlugin = api::parse_json(request)?;
+    let body: NewPlugin = api::parse_json(request)?;
     check_name(&body.name)?;
     check_hook(&body.hook)?;
     check_url(p, &body.url)?;
@@ -144,7 +222,10 @@ pub async fn create<P: Platform>(
     p.sql().execute(&counters::bump("plugins.added", 1)).await?;
     Ok(api::json(
         StatusCode::CREATED,
-        &json!({ "plugin": PluginView::from(&plugin), "secret": secret }),
+        &CreatedPlugin {
+            plugin: PluginView::from(&plugin),
+            secret,
+        },
     ))
 }
 
@@ -156,7 +237,7 @@ pub async fn list<P: Platform>(p: &P, principal: &Principal) -> Result<Response,
         .iter()
         .map(PluginView::from)
         .collect();
-    Ok(api::json(StatusCode::OK, &json!({ "plugins": list })))
+    Ok(api::json(StatusCode::OK, &PluginList { plugins: list }))
 }
 
 /// `GET /api/plugins/{id}`.
@@ -168,7 +249,9 @@ pub async fn get<P: Platform>(
     let plugin = owned(p, principal, id).await?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "plugin": PluginView::from(&plugin) }),
+        &OnePlugin {
+            plugin: PluginView::from(&plugin),
+        },
     ))
 }
 
@@ -180,7 +263,7 @@ pub async fn update<P: Platform>(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let plugin = owned(p, principal, id).await?;
-    let body: UpdatePlugin = api::parse_json(request)?;
+    let body: PluginUpdate = api::parse_json(request)?;
     if let Some(url) = &body.url {
         check_url(p, url)?;
     }
@@ -222,7 +305,10 @@ pub async fn rotate_secret<P: Platform>(
     stored::rotate_secret(p.sql(), &plugin.id, &sealed, until, now_ms(p)).await?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "secret": secret, "previous_secret_valid_until_ms": until }),
+        &RotatedSecret {
+            secret,
+            previous_secret_valid_until_ms: until,
+        },
     ))
 }
 
@@ -234,7 +320,7 @@ pub async fn deliveries<P: Platform>(
 ) -> Result<Response, ApiError> {
     let plugin = owned(p, principal, id).await?;
     let log = delivery::log(p, &plugin.id, 100).await?;
-    Ok(api::json(StatusCode::OK, &json!({ "deliveries": log })))
+    Ok(api::json(StatusCode::OK, &DeliveryLog { deliveries: log }))
 }
 
 /// Redeliveries a plugin may ask for per minute (the delivery log must not become a way to
@@ -262,17 +348,28 @@ pub async fn redeliver<P: Platform>(
     }
     Ok(api::json(
         StatusCode::ACCEPTED,
-        &json!({ "delivery_id": delivery_id }),
+        &Redelivery {
+            delivery_id: delivery_id.to_owned(),
+        },
     ))
 }
 
+/// The body of a task answer.
 #[derive(Deserialize)]
-struct TaskAnswer {
-    token: String,
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct TaskAnswer {
+    /// The task's single-use token, from its delivery.
+    pub token: String,
+    /// A success's result, a JSON object (`{}` when absent).
     #[serde(default)]
-    result: Option<Value>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<serde_json::Map<String, Value>>")
+    )]
+    pub result: Option<Value>,
+    /// A failure's message.
     #[serde(default)]
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 /// `POST /api/plugins/tasks/{id}/success {token, result}` and `.../failure {token, error}`:
@@ -303,7 +400,10 @@ pub async fn answer_task<P: Platform>(
     lifecycle::answer(p, task_id, &body.token, answer).await?;
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "task_id": task_id, "recorded": true }),
+        &TaskRecorded {
+            task_id: task_id.to_owned(),
+            recorded: true,
+        },
     ))
 }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use http::StatusCode;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::api::routes::catalogue;
@@ -16,6 +17,53 @@ use crate::store::{counters, stats};
 
 /// The plugin hooks, in lifecycle order.
 pub const HOOKS: [&str; 4] = ["preValidate", "postValidate", "preMetadata", "postMetadata"];
+
+/// The body of `GET /api/stats`.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Stats {
+    /// Broadcasts started.
+    pub broadcasts: i64,
+    /// Views counted (once per viewer session).
+    pub views: ViewCounts,
+    /// Plugins registered.
+    pub plugins_added: i64,
+    /// Published videos.
+    pub videos_published: i64,
+    /// Hours of video in the catalogue (not rejected or failed), to three decimals.
+    pub hours_of_video: f64,
+    /// For admins (stored role) only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<StatsDetail>,
+}
+
+/// Views by kind.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ViewCounts {
+    /// Live joins.
+    pub live: i64,
+    /// VOD plays.
+    pub vod: i64,
+    /// Both.
+    pub total: i64,
+}
+
+/// The admins' part of [`Stats`].
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct StatsDetail {
+    /// Videos by status (every status, 0 when none).
+    pub videos_by_status: BTreeMap<String, i64>,
+    /// Plugin outcomes by hook, then outcome ([`plugin_outcomes`]).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "BTreeMap<String, BTreeMap<String, i64>>")
+    )]
+    pub plugins: Value,
+    /// Every raw counter.
+    pub counters: BTreeMap<String, i64>,
+}
 
 /// Per-hook plugin outcomes from counters named `plugins.{hook}.{outcome}`: every hook of
 /// [`HOOKS`] with `succeeded` and `failed` (0 when never counted), plus any other hook or
@@ -63,24 +111,26 @@ pub async fn get<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiE
         .filter(|s| matches!(s.status.as_str(), "processing" | "ready" | "published"))
         .map(|s| s.duration_ms.unwrap_or(0))
         .sum();
-    let mut body = json!({
-        "broadcasts": counter(counters::BROADCASTS),
-        "views": { "live": live, "vod": vod, "total": live + vod },
-        "plugins_added": counter("plugins.added"),
-        "videos_published": count_of("published"),
-        "hours_of_video": (video_ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0,
-    });
-    if viewer.admin {
-        let by_status: Map<String, Value> = crate::services::catalogue::STATUSES
+    let detail = viewer.admin.then(|| StatsDetail {
+        videos_by_status: crate::services::catalogue::STATUSES
             .iter()
-            .map(|s| ((*s).to_owned(), json!(count_of(s))))
-            .collect();
-        body["detail"] = json!({
-            "videos_by_status": by_status,
-            "plugins": plugin_outcomes(&counters),
-            "counters": counters,
-        });
-    }
+            .map(|s| ((*s).to_owned(), count_of(s)))
+            .collect(),
+        plugins: plugin_outcomes(&counters),
+        counters: counters.clone(),
+    });
+    let body = Stats {
+        broadcasts: counter(counters::BROADCASTS),
+        views: ViewCounts {
+            live,
+            vod,
+            total: live + vod,
+        },
+        plugins_added: counter("plugins.added"),
+        videos_published: count_of("published"),
+        hours_of_video: (video_ms as f64 / 3_600_000.0 * 1000.0).round() / 1000.0,
+        detail,
+    };
     Ok(crate::api::json(StatusCode::OK, &body))
 }
 

@@ -5,7 +5,7 @@
 
 use edgevideo_protocol::transcode::{CallbackType, TranscodeCallback};
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::api::{self, Request, Response};
@@ -78,12 +78,9 @@ pub async fn upload<P: Platform>(
 ) -> Result<Response, ApiError> {
     let (key, content_type) = upload_target(p, token).await?;
     let body = upload_body(request)?;
-    let size = body.len();
+    let size = body.len() as u64;
     p.blobs().put(&key, body, content_type).await?;
-    Ok(api::json(
-        StatusCode::CREATED,
-        &json!({ "key": key, "size": size }),
-    ))
+    Ok(api::json(StatusCode::CREATED, &StoredUpload { key, size }))
 }
 
 /// `POST /upload/{token}/parts`: starts a multipart upload of the URL's object, for files
@@ -94,7 +91,10 @@ pub async fn begin_parts<P: Platform>(p: &P, token: &str) -> Result<Response, Ap
     let upload_id = p.blobs().begin_upload(&key, content_type).await?;
     Ok(api::json(
         StatusCode::CREATED,
-        &json!({ "upload_id": upload_id, "part_bytes": p.config().upload_part_bytes }),
+        &UploadStarted {
+            upload_id,
+            part_bytes: p.config().upload_part_bytes,
+        },
     ))
 }
 
@@ -126,10 +126,48 @@ pub async fn put_part<P: Platform>(
     Ok(api::json(StatusCode::OK, &part))
 }
 
+/// The body of `POST /upload/{token}/parts/complete`.
 #[derive(Deserialize)]
-struct Completion {
-    upload_id: String,
-    parts: Vec<UploadedPart>,
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct PartsCompletion {
+    /// The upload, from `POST /upload/{token}/parts`.
+    pub upload_id: String,
+    /// Every part, in ascending order of number.
+    pub parts: Vec<UploadedPart>,
+}
+
+/// An object stored through an upload URL.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct StoredUpload {
+    /// Its blob key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A multipart upload begun.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct UploadStarted {
+    /// The upload, for its parts and its completion.
+    pub upload_id: String,
+    /// The size of every part but the last, in bytes.
+    pub part_bytes: u64,
+}
+
+/// The answer to a transcoder callback.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct CallbackAnswer {
+    /// Always `true`.
+    pub ok: bool,
+    /// `deleted` when the video was deleted meanwhile (its uploads are dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<&'static str>,
+    /// How many uploaded objects were dropped, for a deleted video.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_removed: Option<usize>,
 }
 
 /// `POST /upload/{token}/parts/complete` with `{"upload_id", "parts": [{"number", "etag"}]}`:
@@ -140,7 +178,7 @@ pub async fn complete_parts<P: Platform>(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let (key, _) = upload_target(p, token).await?;
-    let completion: Completion = api::parse_json(request)?;
+    let completion: PartsCompletion = api::parse_json(request)?;
     let ascending = completion
         .parts
         .windows(2)
@@ -155,10 +193,7 @@ pub async fn complete_parts<P: Platform>(
         .complete_upload(&key, &completion.upload_id, &completion.parts)
         .await?;
     let size = p.blobs().head(&key).await?.map_or(0, |m| m.size);
-    Ok(api::json(
-        StatusCode::CREATED,
-        &json!({ "key": key, "size": size }),
-    ))
+    Ok(api::json(StatusCode::CREATED, &StoredUpload { key, size }))
 }
 
 /// Handles the transcoder's callback.
@@ -191,7 +226,14 @@ pub async fn callback<P: Platform>(p: &P, request: &Request) -> Result<Response,
                 .await?;
         }
     }
-    Ok(api::json(StatusCode::OK, &json!({ "ok": true })))
+    Ok(api::json(
+        StatusCode::OK,
+        &CallbackAnswer {
+            ok: true,
+            video: None,
+            objects_removed: None,
+        },
+    ))
 }
 
 /// A callback for a video deleted while it was being transcoded: drop what the job uploaded
@@ -203,7 +245,11 @@ async fn drop_uploads<P: Platform>(p: &P, video_id: &str) -> Result<Response, Ap
     }
     Ok(api::json(
         StatusCode::OK,
-        &json!({ "ok": true, "video": "deleted", "objects_removed": keys.len() }),
+        &CallbackAnswer {
+            ok: true,
+            video: Some("deleted"),
+            objects_removed: Some(keys.len()),
+        },
     ))
 }
 
