@@ -162,15 +162,15 @@ def test_wrong_rotated_or_playing_srt_callers_are_rejected(api, gateway):
 def test_an_srt_encoder_that_dies_and_calls_again_continues_one_broadcast(api, gateway):
     """The encoder dies (SIGKILL: no SRT shutdown) and calls again, retrying as encoders do:
     once its old connection has been silent for the takeover time, the new call takes the
-    key over, the old stream is parked and the new session resumes it. Without B-frames:
-    a session cut after a P-frame whose B-frames never came ends with a picture presented
-    later than the resumed session's first keyframe (the resume timeline follows decode
-    times), which the decoder reports."""
+    key over, the old stream is parked and the new session resumes it. With B-frames, as
+    OBS's x264 sends them: a session cut after a P-frame whose B-frames never came ends with
+    a picture presented late, and the resumed keyframe is placed after it
+    (`stream::Timeline`), so the stitched recording decodes clean."""
     user, ch = broadcaster(api)
     key = token_of(ingest_url(api, user, ch))
     reconnects = gateway.metrics()["gateway_reconnects_total"]
     started = time.monotonic()
-    first = publish_srt(gateway.srt_url(key), 30, bframes=0)
+    first = publish_srt(gateway.srt_url(key), 30)
     try:
         wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 3,
                    timeout_s=30)
@@ -184,7 +184,7 @@ def test_an_srt_encoder_that_dies_and_calls_again_continues_one_broadcast(api, g
     second_s = 8
     second = None
     for _ in range(40):
-        call = publish_srt(gateway.srt_url(key), second_s, bframes=0)
+        call = publish_srt(gateway.srt_url(key), second_s)
         try:
             # Rejected calls fail at the handshake, within a second or two.
             call.wait(timeout=3)
