@@ -339,10 +339,11 @@ def test_production_refuses_to_serve_without_its_own_secrets_key(tmp_path):
 
 
 def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_secret(tmp_path_factory, transcoder):
-    """An upgrade as an operator does it, on one database: a plugin registered while the
-    session secret sealed its secret; SECRETS_KEY set (the old value still signs, and the
-    delivery seals it again); then SESSION_SECRET rotated, which logs everyone out but leaves
-    the plugin's deliveries verifying with the secret it was given."""
+    """An upgrade as an operator does it, on one database: two plugins registered while the
+    session secret sealed their secrets, one of them disabled; SECRETS_KEY set (the old value
+    still signs, and the delivery seals both plugins' secrets again); then SESSION_SECRET
+    rotated, which logs everyone out but leaves both plugins' deliveries verifying with the
+    secrets they were given."""
     from conftest import TEST_VARS, Api, Worker
 
     state = tmp_path_factory.mktemp("upgrade-state")
@@ -358,10 +359,10 @@ def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_se
         w.extra_vars["PUBLIC_URL"] = w.url
         return w.start()
 
-    receiver = Receiver()
+    receiver, idle = Receiver(), Receiver()
 
-    def delivered_about(video_id):
-        return [e for e in receiver.events("video.ready") if e["data"]["video_id"] == video_id]
+    def delivered_about(video_id, to=receiver):
+        return [e for e in to.events("video.ready") if e["data"]["video_id"] == video_id]
 
     worker = start(SECRETS_KEY="")  # as before SECRETS_KEY existed
     try:
@@ -371,10 +372,14 @@ def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_se
         r = api.put(f"/api/users/{developer['user']['id']}/role", json={"role": "developer"},
                     headers=bearer(admin["token"]))
         assert r.status_code == 200, r.text
-        r = api.post("/api/plugins", headers=bearer(developer["token"]),
-                     json={"name": "upgrade-watcher", "hook": "video.ready", "url": receiver.url})
-        assert r.status_code == 201, r.text
-        receiver.secret = r.json()["secret"]
+        for name, endpoint in (("upgrade-watcher", receiver), ("upgrade-idle", idle)):
+            r = api.post("/api/plugins", headers=bearer(developer["token"]),
+                         json={"name": name, "hook": "video.ready", "url": endpoint.url})
+            assert r.status_code == 201, r.text
+            endpoint.secret = r.json()["secret"]
+            endpoint.plugin = r.json()["plugin"]["id"]
+        r = api.patch(f"/api/plugins/{idle.plugin}", json={"enabled": False}, headers=bearer(developer["token"]))
+        assert r.status_code == 200, r.text
     finally:
         worker.stop()
 
@@ -383,6 +388,10 @@ def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_se
         api = Api(worker.url)
         first = broadcast_video(api)
         wait_until(lambda: delivered_about(first), timeout_s=60)
+        assert not idle.verified, "disabled"
+        # Enabled again only now: its secret was sealed again by the other plugin's delivery.
+        r = api.patch(f"/api/plugins/{idle.plugin}", json={"enabled": True}, headers=bearer(developer["token"]))
+        assert r.status_code == 200, r.text
     finally:
         worker.stop()
 
@@ -392,8 +401,9 @@ def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_se
         r = api.get("/api/me", headers=bearer(developer["token"]))
         assert r.status_code == 401, "a token of the old session secret no longer signs in"
         second = broadcast_video(api)
-        wait_until(lambda: delivered_about(second), timeout_s=60)
+        wait_until(lambda: delivered_about(second) and delivered_about(second, to=idle), timeout_s=60)
     finally:
         worker.stop()
         receiver.close()
-    assert receiver.rejected_signatures == 0
+        idle.close()
+    assert receiver.rejected_signatures == 0 and idle.rejected_signatures == 0
