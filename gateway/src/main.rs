@@ -128,7 +128,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         ));
     }
     let tls = match (&settings.tls_cert, &settings.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Certificate::load(cert, key)?)),
         (None, None) => None,
         _ => {
             return Err(StartError::Config(
@@ -137,7 +137,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         }
     };
     let rtmps = match tls {
-        Some(acceptor) => Some((bind(&settings.rtmps_listen).await?, acceptor)),
+        Some(certificate) => Some((bind(&settings.rtmps_listen).await?, certificate)),
         None => None,
     };
     let metrics = Arc::new(Metrics::default());
@@ -184,7 +184,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         tokio::spawn(srt::serve(srt_settings, bound, Arc::clone(&gateway)));
     }
     tokio::spawn(http::serve(ops, metrics));
-    if let Some((listener, acceptor)) = rtmps {
+    if let Some((listener, certificate)) = rtmps {
         info!(
             "RTMPS listening",
             rtmps = listener
@@ -192,7 +192,8 @@ async fn run(settings: Settings) -> Result<(), StartError> {
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        tokio::spawn(tls::serve(listener, acceptor, Arc::clone(&gateway)));
+        tokio::spawn(reload_on_sighup(Arc::clone(&certificate)));
+        tokio::spawn(tls::serve(listener, certificate, Arc::clone(&gateway)));
     }
     tokio::select! {
         () = server::serve(rtmp, Arc::clone(&gateway)) => {}
@@ -205,6 +206,28 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         }
     }
     Ok(())
+}
+
+/// Reads the RTMPS certificate files again at each SIGHUP (after a renewal).
+async fn reload_on_sighup(certificate: Arc<tls::Certificate>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match certificate.reload() {
+                Ok(()) => info!("TLS certificate reloaded"),
+                Err(e) => edgevideo_gateway::warn!(
+                    "TLS certificate reload failed; the one in use is kept",
+                    error = e.to_string()
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = certificate;
 }
 
 /// Completes on SIGTERM (a container stop) or SIGINT (Ctrl-C).

@@ -6,10 +6,14 @@
 //! or slow one closes that connection only, and the RTMP connection ([`server::connection`])
 //! then runs over the TLS stream like over TCP.
 //!
+//! A renewed certificate is taken without a restart: [`Certificate::reload`] (on SIGHUP)
+//! reads the files again and new connections get it; connections already open keep theirs;
+//! files that do not load leave the certificate in use as it was.
+//!
 //! [`server::connection`]: crate::server::connection
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -29,6 +33,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLS server set-up of `cert` (a PEM certificate chain, the server's certificate first)
 /// and `key` (a PEM private key: PKCS#8, PKCS#1 or SEC1).
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    server_config(cert, key).map(TlsAcceptor::from)
+}
+
+fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certificates(cert)?;
     let key = private_key(key)?;
     let config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
@@ -37,7 +45,46 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
+}
+
+/// The certificate RTMPS serves, from its files, reloadable.
+#[derive(Debug)]
+pub struct Certificate {
+    cert: PathBuf,
+    key: PathBuf,
+    config: RwLock<Arc<ServerConfig>>,
+}
+
+impl Certificate {
+    /// The certificate of the files `cert` and `key` (see [`acceptor`]).
+    ///
+    /// # Errors
+    /// A file that cannot be read, or that holds no usable certificate or key.
+    pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        Ok(Self {
+            config: RwLock::new(server_config(cert, key)?),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// What new connections are accepted with.
+    pub fn current(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(
+            &self.config.read().unwrap_or_else(PoisonError::into_inner),
+        ))
+    }
+
+    /// Reads the files again; new connections get what they hold.
+    ///
+    /// # Errors
+    /// As [`Certificate::load`]; the certificate in use is then kept.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = server_config(&self.cert, &self.key)?;
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -79,7 +126,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// Accepts RTMPS connections forever: a TLS handshake (at most [`HANDSHAKE_TIMEOUT`]), then
 /// the RTMP connection over it.
-pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, gateway: Arc<Gateway>) {
+pub async fn serve(listener: TcpListener, certificate: Arc<Certificate>, gateway: Arc<Gateway>) {
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
@@ -88,7 +135,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, gateway: Arc<Ga
                     continue;
                 };
                 let gateway = Arc::clone(&gateway);
-                let acceptor = acceptor.clone();
+                let acceptor = certificate.current();
                 tokio::spawn(async move {
                     let _slot = slot;
                     let _ = socket.set_nodelay(true);

@@ -415,3 +415,35 @@ def test_stopping_the_gateway_ends_its_broadcasts_cleanly(api, worker, tmp_path)
         assert decode_errors(vod["hls_url"]) == ""
         kept = stored(api, ch["id"])
         assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
+
+
+def test_a_renewed_certificate_is_served_after_sighup(worker, tmp_path):
+    """RTMPS takes a renewed certificate without a restart: SIGHUP reads the files again;
+    files that do not load leave the certificate in use as it was."""
+    import ssl
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    cert, key = self_signed(first)
+    renewed_cert, renewed_key = self_signed(second)
+    g = Gateway(tmp_path, worker.url).start(["--tls-cert", str(cert), "--tls-key", str(key)])
+    try:
+        def served() -> str:
+            return ssl.get_server_certificate(("127.0.0.1", g.rtmps_port), timeout=5)
+
+        assert served().strip() == cert.read_text().strip()
+        # The renewal replaces the files, then the gateway is told.
+        cert.write_text(renewed_cert.read_text())
+        key.write_text(renewed_key.read_text())
+        os.killpg(g.process.pid, signal.SIGHUP)
+        wait_until(lambda: "TLS certificate reloaded" in g.log(), timeout_s=10)
+        assert served().strip() == renewed_cert.read_text().strip()
+
+        key.write_text("not a key\n")
+        os.killpg(g.process.pid, signal.SIGHUP)
+        wait_until(lambda: "reload failed" in g.log(), timeout_s=10)
+        assert served().strip() == renewed_cert.read_text().strip()
+        assert g.process.poll() is None
+    finally:
+        g.stop()
