@@ -38,6 +38,14 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Times the SRT listener stopped and was bound again.
     pub srt_listener_restarts: AtomicU64,
+    /// SRT data packets the receiver found missing (lost on the way; most are recovered).
+    pub srt_packets_lost: AtomicU64,
+    /// SRT data packets received again after a loss report.
+    pub srt_packets_retransmitted: AtomicU64,
+    /// SRT data packets given up on: not recovered within the latency (media lost).
+    pub srt_packets_dropped: AtomicU64,
+    /// SRT data packets that did not decrypt.
+    pub srt_packets_undecrypted: AtomicU64,
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -150,6 +158,30 @@ impl Metrics {
             "counter",
             "Times the SRT listener stopped and was bound again.",
             get(&self.srt_listener_restarts),
+        );
+        metric(
+            "gateway_srt_packets_lost_total",
+            "counter",
+            "SRT data packets found missing at the receiver (most are recovered).",
+            get(&self.srt_packets_lost),
+        );
+        metric(
+            "gateway_srt_packets_retransmitted_total",
+            "counter",
+            "SRT data packets received again after a loss report.",
+            get(&self.srt_packets_retransmitted),
+        );
+        metric(
+            "gateway_srt_packets_dropped_total",
+            "counter",
+            "SRT data packets not recovered within the latency.",
+            get(&self.srt_packets_dropped),
+        );
+        metric(
+            "gateway_srt_packets_undecrypted_total",
+            "counter",
+            "SRT data packets that did not decrypt.",
+            get(&self.srt_packets_undecrypted),
         );
         let name = "gateway_push_latency_seconds";
         let _ = writeln!(

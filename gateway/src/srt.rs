@@ -10,12 +10,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use srt_protocol::packet::CoreRejectReason;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::{KeySize, Passphrase};
-use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+use srt_tokio::{ConnectionRequest, SocketStatistics, SrtIncoming, SrtListener};
 
 use crate::stream::{key_label, Gateway, Stream};
 use crate::tsin::TsInput;
@@ -264,6 +264,46 @@ enum Ending {
     Stopping,
 }
 
+/// What a connection's SRT link counters have added to the gateway's metrics so far (SRT
+/// reports running totals per connection).
+#[derive(Debug, Default)]
+struct LinkCounts {
+    lost: u64,
+    retransmitted: u64,
+    dropped: u64,
+    undecrypted: u64,
+}
+
+impl LinkCounts {
+    /// Adds what `latest` counted since the last call to the gateway's totals.
+    fn add_to(&mut self, metrics: &crate::metrics::Metrics, latest: &SocketStatistics) {
+        let add = |seen: &mut u64, now: u64, total: &std::sync::atomic::AtomicU64| {
+            total.fetch_add(now.saturating_sub(*seen), Ordering::Relaxed);
+            *seen = (*seen).max(now);
+        };
+        add(
+            &mut self.lost,
+            latest.rx_loss_data,
+            &metrics.srt_packets_lost,
+        );
+        add(
+            &mut self.retransmitted,
+            latest.rx_retransmit_data,
+            &metrics.srt_packets_retransmitted,
+        );
+        add(
+            &mut self.dropped,
+            latest.rx_dropped_data,
+            &metrics.srt_packets_dropped,
+        );
+        add(
+            &mut self.undecrypted,
+            latest.rx_decrypt_errors,
+            &metrics.srt_packets_undecrypted,
+        );
+    }
+}
+
 /// Feeds a publishing stream from its SRT socket until the caller leaves, goes silent, sends
 /// what cannot be taken, or the edge stops taking it.
 async fn publish(
@@ -272,6 +312,8 @@ async fn publish(
     gateway: &Arc<Gateway>,
 ) -> Result<(), String> {
     let mut input = TsInput::new();
+    let mut statistics = socket.statistics().clone();
+    let mut counted = LinkCounts::default();
     let mut last_data = Instant::now();
     let ending = loop {
         if let Some(failure) = stream.failure() {
@@ -297,6 +339,10 @@ async fn publish(
             .metrics
             .bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        // The link's newest statistics, if they changed (never waits).
+        while let Some(Some(latest)) = statistics.next().now_or_never() {
+            counted.add_to(&gateway.metrics, &latest);
+        }
         if let Err(e) = input.push(&bytes, &mut |media| stream.media(media)) {
             break Ending::Ended(e.to_string());
         }
@@ -338,6 +384,33 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_counters_add_each_connections_increase_once() {
+        let metrics = crate::metrics::Metrics::default();
+        let stats = |lost, retransmitted, dropped| {
+            // Non-exhaustive: built by assignment.
+            let mut stats = SocketStatistics::default();
+            stats.rx_loss_data = lost;
+            stats.rx_retransmit_data = retransmitted;
+            stats.rx_dropped_data = dropped;
+            stats
+        };
+        let (mut a, mut b) = (LinkCounts::default(), LinkCounts::default());
+        a.add_to(&metrics, &stats(5, 4, 1));
+        // The same totals again add nothing; running totals add their increase.
+        a.add_to(&metrics, &stats(5, 4, 1));
+        a.add_to(&metrics, &stats(8, 7, 1));
+        b.add_to(&metrics, &stats(2, 2, 0));
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(get(&metrics.srt_packets_lost), 10);
+        assert_eq!(get(&metrics.srt_packets_retransmitted), 9);
+        assert_eq!(get(&metrics.srt_packets_dropped), 1);
+        assert_eq!(get(&metrics.srt_packets_undecrypted), 0);
+        assert!(metrics
+            .render()
+            .contains("\ngateway_srt_packets_lost_total 10\n"));
+    }
 
     #[test]
     fn reads_plain_keys_and_access_control_stream_ids() {

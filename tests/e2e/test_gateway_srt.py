@@ -104,6 +104,9 @@ def test_srt_publish_plays_live_then_on_demand(api, gateway):
     assert metrics["gateway_streams_active"] == 0
     assert metrics["gateway_bytes_in_total"] > 1_000_000
     assert metrics["gateway_publishes_refused_total"] >= 1
+    # The link's counters are exported (loopback loses little, so no value is asserted).
+    for name in ("lost", "retransmitted", "dropped", "undecrypted"):
+        assert f"gateway_srt_packets_{name}_total" in metrics, metrics
 
 
 def test_srt_publish_with_a_plain_key(api, gateway):
