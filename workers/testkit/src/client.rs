@@ -3,7 +3,7 @@
 //! accounts, channels, a recording pushed as ffmpeg pushes it, the transcoder's signed
 //! callback. Every step goes through the public routes.
 
-use edgevideo_core::ports::Entropy as _;
+use edgevideo_core::ports::{Entropy as _, Sql as _, SqlValue, Statement};
 use edgevideo_core::webhooks;
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
@@ -396,17 +396,41 @@ impl TestPlatform {
     }
 
     /// Registers a plugin named `name` for `hook` (a hook or an event) as `developer`, at
-    /// `https://plugins.test/{name}`.
+    /// `https://plugins.test/{user}/{name}`, with scope `all`, approved (so it acts on every
+    /// video, as the lifecycle tests need: developers own no channels). The approval is
+    /// written to the catalogue directly, as `POST /api/plugins/{id}/approve` would, so that
+    /// many registrations need no admin logins (the login limit would refuse them).
+    ///
+    /// # Panics
+    /// When the registration or the approval is refused.
+    pub fn register_plugin(&self, developer: &Session, name: &str, hook: &str) -> RegisteredPlugin {
+        let plugin = self.register_scoped_plugin(developer, name, hook, "all");
+        block_on(self.sql.execute(&Statement::new(
+            "UPDATE plugins SET approved_at = 1, approved_by = 'test' WHERE id = ?1",
+            vec![SqlValue::from(plugin.id.as_str())],
+        )))
+        .unwrap_or_else(|e| panic!("approve: {e}"));
+        plugin
+    }
+
+    /// Registers a plugin as [`Self::register_plugin`] does, with scope `scope` (`own` or
+    /// `all`) and no approval.
     ///
     /// # Panics
     /// When the registration is refused.
-    pub fn register_plugin(&self, developer: &Session, name: &str, hook: &str) -> RegisteredPlugin {
-        let url = format!("https://plugins.test/{name}");
+    pub fn register_scoped_plugin(
+        &self,
+        owner: &Session,
+        name: &str,
+        hook: &str,
+        scope: &str,
+    ) -> RegisteredPlugin {
+        let url = format!("https://plugins.test/{}/{name}", owner.user_id);
         let reply = self.call(
             Method::POST,
             "/api/plugins",
-            Some(&developer.token),
-            Some(&json!({ "name": name, "hook": hook, "url": url })),
+            Some(&owner.token),
+            Some(&json!({ "name": name, "hook": hook, "url": url, "scope": scope })),
         );
         assert_eq!(
             reply.status,

@@ -60,6 +60,11 @@ fn events(p: &TestPlatform, video: &str, kind: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Where a plugin's result is kept in `pluginData` and the video's metadata: under its id.
+fn key(plugin: &RegisteredPlugin) -> String {
+    format!("plugin-{}", plugin.id)
+}
+
 fn developer_plugins(
     p: &TestPlatform,
     plugins: &[(&str, &str)],
@@ -139,11 +144,11 @@ fn hooks_run_in_order_with_parallel_plugins_and_the_results_merge_into_the_publi
     let task = only_task(&p, &transcript);
     let post = &p.delivered_to(&transcript.url)[0]["data"];
     assert_eq!(
-        post["pluginData"]["plugin-validator"],
+        post["pluginData"][key(&validator)],
         json!({ "valid": true })
     );
-    assert_eq!(post["pluginData"]["plugin-checker-a"], json!({ "ok": 1 }));
-    assert!(post["pluginData"].get("plugin-checker-b").is_none());
+    assert_eq!(post["pluginData"][key(&checker_a)], json!({ "ok": 1 }));
+    assert!(post["pluginData"].get(key(&checker_b)).is_none());
     assert_eq!(post["video"]["title"], "Merged title");
     assert_eq!(
         status(&p, &video),
@@ -184,9 +189,9 @@ fn hooks_run_in_order_with_parallel_plugins_and_the_results_merge_into_the_publi
     tags.sort_unstable();
     assert_eq!(tags, ["cats", "live"]);
     assert_eq!(stored["metadata"]["transcript_url"], transcript_url);
-    assert_eq!(stored["metadata"]["plugin-transcript"]["words"], 3);
+    assert_eq!(stored["metadata"][key(&transcript)]["words"], 3);
     assert_eq!(
-        stored["metadata"]["plugin-validator"],
+        stored["metadata"][key(&validator)],
         json!({ "valid": true })
     );
     assert_eq!(events(&p, &video, "plugin.failed").len(), 1);
@@ -205,15 +210,12 @@ fn hooks_run_in_order_with_parallel_plugins_and_the_results_merge_into_the_publi
         .keys()
         .collect();
     keys.sort_unstable();
-    assert_eq!(
-        keys,
-        [
-            "plugin-checker-a",
-            "plugin-titler",
-            "plugin-transcript",
-            "plugin-validator"
-        ]
-    );
+    let mut expected: Vec<String> = [&checker_a, &titler, &transcript, &validator]
+        .into_iter()
+        .map(key)
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(keys, expected.iter().collect::<Vec<_>>());
     let public = p.get(&format!("/api/videos/{video}")).json();
     assert_eq!(public["status"], "published");
 }
@@ -267,7 +269,7 @@ fn racing_answers_to_one_task_record_one_result() {
             .iter()
             .collect::<Vec<_>>()
     );
-    assert_eq!(stored["metadata"]["plugin-racer"], *winner);
+    assert_eq!(stored["metadata"][key(&plugins[0])], *winner);
     assert_eq!(events(&p, &video, "plugin.succeeded").len(), 1);
     assert_eq!(events(&p, &video, "lifecycle.completed").len(), 1);
     let counter = block_on(p.sql.query(&Statement::new(

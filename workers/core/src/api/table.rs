@@ -288,6 +288,14 @@ route_table! {
         routes::plugins::update(platform, who()?, &params[0], &request).await
     };
     DeletePlugin: DELETE "/api/plugins/{id}", Role(Developer), empty 204 => routes::plugins::delete(platform, who()?, &params[0]).await;
+    /// Approves a plugin of scope `all`: it acts on every video from now on (admins only).
+    ApprovePlugin: POST "/api/plugins/{id}/approve", Role(Admin), json 200 OnePlugin => {
+        routes::plugins::approve(platform, who()?, &params[0]).await
+    };
+    /// Withdraws a plugin's approval: it acts on its owner's channels only again (admins only).
+    RevokePlugin: POST "/api/plugins/{id}/revoke", Role(Admin), json 200 OnePlugin => {
+        routes::plugins::revoke(platform, who()?, &params[0]).await
+    };
     RotatePluginSecret: POST "/api/plugins/{id}/secret/rotate", Role(Developer), json 200 RotatedSecret => {
         routes::plugins::rotate_secret(platform, who()?, &params[0]).await
     };

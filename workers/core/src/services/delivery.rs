@@ -88,13 +88,19 @@ pub async fn send<P: Platform>(
     Ok(delivery.id)
 }
 
-/// Notifies every plugin subscribed to `event_type` (fire-and-forget, same signing and
-/// retries).
+/// Notifies every plugin subscribed to `event_type` that may act on video `video_id` (its
+/// channel's owner's plugins, and approved plugins of scope `all`; see
+/// [`stored_plugins::enabled_for`]), fire-and-forget, same signing and retries.
 ///
 /// # Errors
 /// Whatever the ports report.
-pub async fn notify<P: Platform>(p: &P, event_type: &str, data: Value) -> Result<(), StoreError> {
-    for plugin in stored_plugins::enabled_for(p.sql(), event_type).await? {
+pub async fn notify<P: Platform>(
+    p: &P,
+    event_type: &str,
+    video_id: &str,
+    data: Value,
+) -> Result<(), StoreError> {
+    for plugin in stored_plugins::enabled_for(p.sql(), event_type, video_id).await? {
         send(p, &plugin, event_type, data.clone()).await?;
     }
     Ok(())

@@ -90,7 +90,8 @@ async fn video_payload<P: Platform>(p: &P, video_id: &str) -> Result<Value, Stor
     }))
 }
 
-/// The outputs of the video's answered tasks so far, keyed `plugin-{name}`.
+/// The outputs of the video's answered tasks so far, keyed `plugin-{id}` (by the plugin's
+/// id, not its name: names are unique per owner only, so another developer may reuse one).
 ///
 /// # Errors
 /// `Backend` when the query fails.
@@ -103,7 +104,7 @@ pub async fn outputs<P: Platform>(p: &P, video_id: &str) -> Result<Map<String, V
                 .result
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or(Value::Null);
-            (format!("plugin-{}", r.name), result)
+            (format!("plugin-{}", r.plugin_id), result)
         })
         .collect())
 }
@@ -122,7 +123,13 @@ pub async fn start<P: Platform>(p: &P, video_id: &str) -> Result<(), StoreError>
         .execute(&events::record(video_id, started, &json!({}), now))
         .await?;
     let video = video_payload(p, video_id).await?;
-    delivery::notify(p, started, json!({ "video": video, "pluginData": {} })).await?;
+    delivery::notify(
+        p,
+        started,
+        video_id,
+        json!({ "video": video, "pluginData": {} }),
+    )
+    .await?;
     advance(p, video_id, None).await
 }
 
@@ -138,7 +145,7 @@ pub async fn advance<P: Platform>(
     current: Option<Hook>,
 ) -> Result<(), StoreError> {
     for &hook in Hook::after(current) {
-        let hook_plugins = plugins::enabled_for(p.sql(), hook.as_str()).await?;
+        let hook_plugins = plugins::enabled_for(p.sql(), hook.as_str(), video_id).await?;
         if hook_plugins.is_empty() {
             continue;
         }
@@ -286,10 +293,11 @@ async fn complete<P: Platform>(
     delivery::notify(
         p,
         completed,
+        video_id,
         json!({ "video": video, "status": "completed", "pluginData": outputs }),
     )
     .await?;
-    delivery::notify(p, published, json!({ "video": video })).await?;
+    delivery::notify(p, published, video_id, json!({ "video": video })).await?;
     poster_as_thumbnail(p, video_id).await?;
     announce_published(p, video_id, &video).await
 }
@@ -362,6 +370,7 @@ async fn reject<P: Platform>(p: &P, video_id: &str, reason: &str) -> Result<(), 
     delivery::notify(
         p,
         completed,
+        video_id,
         json!({ "video": video, "status": "rejected", "reason": reason, "pluginData": outputs }),
     )
     .await
@@ -369,13 +378,13 @@ async fn reject<P: Platform>(p: &P, video_id: &str, reason: &str) -> Result<(), 
 
 /// The statements that merge a plugin's result into its video: `title`, `description`,
 /// `tags` (union), `transcript`/`transcript_url` into the metadata, and the whole result
-/// under `plugin-{name}` in the metadata. Each is one atomic update, so concurrent results
-/// of one hook do not overwrite each other; each waits for the answer guard that
-/// `finish_task` fills in.
-fn merge(video_id: &str, plugin_name: &str, result: &Value, now: i64) -> Vec<Statement> {
+/// under `plugin-{id}` (the plugin's id) in the metadata. Each is one atomic update, so
+/// concurrent results of one hook do not overwrite each other; each waits for the answer
+/// guard that `finish_task` fills in.
+fn merge(video_id: &str, plugin_id: &str, result: &Value, now: i64) -> Vec<Statement> {
     let mut statements = vec![videos::merge_metadata(
         video_id,
-        &format!("$.\"plugin-{plugin_name}\""),
+        &format!("$.\"plugin-{plugin_id}\""),
         &result.to_string(),
         Some(now),
     )];
@@ -439,6 +448,7 @@ impl Ending<'_> {
         let detail = match self {
             Ending::Answered(_) => json!({
                 "task_id": task.id,
+                "plugin_id": task.plugin_id,
                 "plugin": plugin_name,
                 "hook": task.hook,
                 "latency_ms": now - task.created_at,
@@ -446,7 +456,12 @@ impl Ending<'_> {
                 "error": error,
             }),
             Ending::TimedOut => {
-                json!({ "task_id": task.id, "plugin": plugin_name, "hook": task.hook })
+                json!({
+                    "task_id": task.id,
+                    "plugin_id": task.plugin_id,
+                    "plugin": plugin_name,
+                    "hook": task.hook,
+                })
             }
         };
         (kind, detail)
@@ -492,7 +507,7 @@ async fn finish_task<P: Platform>(
         )),
     ];
     if let Some(result) = result {
-        let merged = merge(&task.video_id, plugin_name, result, now);
+        let merged = merge(&task.video_id, &task.plugin_id, result, now);
         statements.extend(merged.into_iter().map(guarded));
     }
     statements.push(lifecycles::answer_state_query(

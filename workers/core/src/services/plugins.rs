@@ -2,11 +2,47 @@
 //! event, with a signing secret shown once; secrets rotate with a grace period during which
 //! the old and new both sign. Plugins are stored by [`crate::store::plugins`]; the hooks and
 //! events they subscribe to are [`crate::model::hook`]'s.
+//!
+//! Scope: a plugin acts (lifecycle tasks, event deliveries) only on videos of channels its
+//! owner owns ([`PluginScope::Own`], the default). One registered with
+//! [`PluginScope::All`] acts on every video once an admin approves it; until then (and after
+//! a revocation, or a change of its URL) it acts on its owner's channels only.
 
 use super::url_policy::{check_host, HostError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::store::plugins::Plugin;
+use crate::store::plugins::{Plugin, SCOPE_ALL, SCOPE_OWN};
+
+/// Which videos a plugin acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PluginScope {
+    /// Videos of channels its owner owns.
+    #[default]
+    Own,
+    /// Every video, once an admin approves the plugin (its owner's channels until then).
+    All,
+}
+
+impl PluginScope {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginScope::Own => SCOPE_OWN,
+            PluginScope::All => SCOPE_ALL,
+        }
+    }
+
+    /// The scope of a stored name (anything but `all` is `own`).
+    pub fn parse(stored: &str) -> Self {
+        if stored == SCOPE_ALL {
+            PluginScope::All
+        } else {
+            PluginScope::Own
+        }
+    }
+}
 
 /// How long a rotated-out secret keeps signing, in ms.
 pub const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
@@ -29,6 +65,14 @@ pub struct PluginView {
     pub description: String,
     /// Whether deliveries are sent.
     pub enabled: bool,
+    /// Which videos it acts on: `own` (its owner's channels) or `all` (every video, once
+    /// approved).
+    pub scope: PluginScope,
+    /// Whether an admin approved scope `all` (always `false` for `own`); an unapproved `all`
+    /// plugin acts on its owner's channels only.
+    pub approved: bool,
+    /// When it was approved, Unix ms.
+    pub approved_at: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
 }
@@ -43,6 +87,9 @@ impl From<&Plugin> for PluginView {
             url: p.url.clone(),
             description: p.description.clone(),
             enabled: p.enabled != 0,
+            scope: PluginScope::parse(&p.scope),
+            approved: p.scope == SCOPE_ALL && p.approved_at.is_some(),
+            approved_at: p.approved_at,
             created_at: p.created_at,
         }
     }

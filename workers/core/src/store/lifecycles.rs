@@ -180,11 +180,11 @@ pub async fn stalled<S: Sql>(sql: &S, video_id: &str, hook: Hook) -> Result<bool
     Ok(!rows.is_empty())
 }
 
-/// A succeeded task's result, with the name of its plugin.
+/// A succeeded task's result, with the id of its plugin (results are keyed by it).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TaskOutput {
-    /// The plugin's name.
-    pub name: String,
+    /// The plugin's id.
+    pub plugin_id: String,
     /// The result, JSON text.
     pub result: Option<String>,
 }
@@ -195,15 +195,14 @@ pub struct TaskOutput {
 /// `Backend` when the query fails.
 pub async fn outputs<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<TaskOutput>, StoreError> {
     sql.query_as(&Statement::new(
-        "SELECT p.name AS name, t.result AS result FROM plugin_tasks t \
-         JOIN plugins p ON p.id = t.plugin_id \
+        "SELECT t.plugin_id AS plugin_id, t.result AS result FROM plugin_tasks t \
          WHERE t.video_id = ?1 AND t.status = 'succeeded' ORDER BY t.created_at, t.id",
         vec![SqlValue::from(video_id)],
     ))
     .await
 }
 
-/// A task, with the name of its plugin (results are keyed by it).
+/// A task, with its plugin's id (results are keyed by it) and name (a label in messages).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Task {
     /// Identifier.
@@ -220,6 +219,8 @@ pub struct Task {
     pub deadline_at: i64,
     /// Creation time, Unix ms.
     pub created_at: i64,
+    /// The plugin that answers it.
+    pub plugin_id: String,
     /// The plugin's name (`None` when the plugin row is gone).
     pub plugin_name: Option<String>,
 }
@@ -232,7 +233,7 @@ pub async fn task<S: Sql>(sql: &S, task_id: &str) -> Result<Option<Task>, StoreE
     sql.query_one(&Statement::new(
         "SELECT t.id AS id, t.video_id AS video_id, t.hook AS hook, \
          t.token_hash AS token_hash, t.status AS status, t.deadline_at AS deadline_at, \
-         t.created_at AS created_at, p.name AS plugin_name \
+         t.created_at AS created_at, t.plugin_id AS plugin_id, p.name AS plugin_name \
          FROM plugin_tasks t LEFT JOIN plugins p ON p.id = t.plugin_id WHERE t.id = ?1",
         vec![SqlValue::from(task_id)],
     ))

@@ -12,7 +12,7 @@ pub struct Plugin {
     pub id: String,
     /// The developer who owns it.
     pub owner_id: String,
-    /// Name, unique per owner; results are keyed `plugin-{name}`.
+    /// Name, unique per owner (only a label: results are keyed `plugin-{id}`).
     pub name: String,
     /// A [`crate::model::hook::Hook`] or [`crate::model::hook::Event`] name.
     pub hook: String,
@@ -30,10 +30,19 @@ pub struct Plugin {
     pub previous_secret_until: Option<i64>,
     /// Creation time, Unix ms.
     pub created_at: i64,
+    /// `own` (videos of its owner's channels) or `all` (every video, once approved).
+    pub scope: String,
+    /// When an admin approved scope `all`, Unix ms; `None` while pending or revoked.
+    pub approved_at: Option<i64>,
 }
 
+/// Scope `own`: the plugin acts on videos of its owner's channels only.
+pub const SCOPE_OWN: &str = "own";
+/// Scope `all`: the plugin acts on every video once an admin approves it.
+pub const SCOPE_ALL: &str = "all";
+
 const COLUMNS: &str = "id, owner_id, name, hook, url, description, enabled, secret, \
-                       previous_secret, previous_secret_until, created_at";
+                       previous_secret, previous_secret_until, created_at, scope, approved_at";
 
 /// Inserts a plugin unless its owner already has `limit` (not deleted) plugins, checked in
 /// the same statement; `false` when at the limit.
@@ -44,7 +53,7 @@ pub async fn create<S: Sql>(sql: &S, plugin: &Plugin, limit: u64) -> Result<bool
     let inserted = sql
         .execute(&Statement::new(
             "INSERT INTO plugins (id, owner_id, name, hook, url, description, enabled, secret, \
-             created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8 \
+             created_at, updated_at, scope) SELECT ?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8, ?10 \
              WHERE (SELECT COUNT(*) FROM plugins WHERE owner_id = ?2 AND deleted_at IS NULL) < ?9",
             vec![
                 SqlValue::from(plugin.id.as_str()),
@@ -56,6 +65,7 @@ pub async fn create<S: Sql>(sql: &S, plugin: &Plugin, limit: u64) -> Result<bool
                 SqlValue::from(plugin.secret.as_str()),
                 SqlValue::Integer(plugin.created_at),
                 SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)),
+                SqlValue::from(plugin.scope.as_str()),
             ],
         ))
         .await?;
@@ -98,19 +108,49 @@ pub async fn list<S: Sql>(sql: &S, owner_id: Option<&str>) -> Result<Vec<Plugin>
     sql.query_as(&statement).await
 }
 
-/// The enabled plugins of a hook or event, oldest first.
+/// The enabled plugins of a hook or event that may act on video `video_id`, oldest first:
+/// those whose owner owns the video's channel, and those of scope `all` an admin approved.
 ///
 /// # Errors
 /// `Backend` when the query fails.
-pub async fn enabled_for<S: Sql>(sql: &S, hook: &str) -> Result<Vec<Plugin>, StoreError> {
+pub async fn enabled_for<S: Sql>(
+    sql: &S,
+    hook: &str,
+    video_id: &str,
+) -> Result<Vec<Plugin>, StoreError> {
     sql.query_as(&Statement::new(
         format!(
             "SELECT {COLUMNS} FROM plugins WHERE hook = ?1 AND enabled = 1 AND deleted_at IS NULL \
+             AND (owner_id = (SELECT c.owner_id FROM videos v JOIN channels c \
+             ON c.id = v.channel_id WHERE v.id = ?2) \
+             OR (scope = 'all' AND approved_at IS NOT NULL)) \
              ORDER BY created_at, id"
         ),
-        vec![SqlValue::from(hook)],
+        vec![SqlValue::from(hook), SqlValue::from(video_id)],
     ))
     .await
+}
+
+/// Approves (`Some(admin)`) or revokes (`None`) a plugin's scope `all`.
+///
+/// # Errors
+/// `Backend` when the statement fails.
+pub async fn set_approval<S: Sql>(
+    sql: &S,
+    id: &str,
+    approved_by: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let (at, by) = match approved_by {
+        Some(admin) => (SqlValue::Integer(now_ms), SqlValue::from(admin)),
+        None => (SqlValue::Null, SqlValue::Null),
+    };
+    sql.execute(&Statement::new(
+        "UPDATE plugins SET approved_at = ?2, approved_by = ?3, updated_at = ?4 WHERE id = ?1",
+        vec![SqlValue::from(id), at, by, SqlValue::Integer(now_ms)],
+    ))
+    .await
+    .map(drop)
 }
 
 /// What an owner may change of a plugin.

@@ -1,6 +1,7 @@
 //! Plugins: the registry (`/api/plugins`, developers manage their own, admins see all), the
 //! delivery log and redelivery, secret rotation, and the task callbacks plugins answer at
-//! (`/api/plugins/tasks/{id}/success|failure`, authorised by the task's single-use token).
+//! (`/api/plugins/tasks/{id}/success|failure`, authorised by the task's single-use token),
+//! and the admins' approval of plugins that ask to act on every video (scope `all`).
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use crate::model::role::{Principal, Role};
 use crate::model::text;
 use crate::ports::{Platform, Sql as _};
 use crate::services::lifecycle::{self, Answer};
-use crate::services::plugins::{self, PluginView, ROTATION_GRACE_MS};
+use crate::services::plugins::{self, PluginScope, PluginView, ROTATION_GRACE_MS};
 use crate::services::{delivery, ratelimit, sealed};
 use crate::store::counters;
 use crate::store::plugins::{self as stored, Plugin, PluginChange};
@@ -35,6 +36,11 @@ pub struct NewPlugin {
     /// Description.
     #[serde(default)]
     pub description: String,
+    /// `own` (the default): the plugin acts on videos of the caller's channels only. `all`:
+    /// on every video once an admin approves it (`POST /api/plugins/{id}/approve`); until
+    /// then on the caller's channels only.
+    #[serde(default)]
+    pub scope: PluginScope,
 }
 
 /// The body of `PATCH /api/plugins/{id}`: the fields to change.
@@ -202,6 +208,8 @@ pub async fn create<P: Platform>(
         previous_secret: None,
         previous_secret_until: None,
         created_at: now_ms(p),
+        scope: body.scope.as_str().to_owned(),
+        approved_at: None,
     };
     let limit = p.config().max_plugins_per_user;
     match stored::create(p.sql(), &plugin, limit).await {
@@ -273,6 +281,41 @@ pub async fn update<P: Platform>(
         enabled: body.enabled.unwrap_or(plugin.enabled != 0),
     };
     stored::update(p.sql(), &plugin.id, &change, now_ms(p)).await?;
+    if plugin.approved_at.is_some() && change.url != plugin.url {
+        // An admin approved the endpoint it had: a new one waits for a new approval.
+        stored::set_approval(p.sql(), &plugin.id, None, now_ms(p)).await?;
+    }
+    get(p, principal, id).await
+}
+
+/// `POST /api/plugins/{id}/approve` (admin): a plugin of scope `all` acts on every video
+/// from now on; 409 for a plugin of scope `own`.
+pub async fn approve<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    if PluginScope::parse(&plugin.scope) != PluginScope::All {
+        return Err(ApiError::Conflict(format!(
+            "plugin {id} has scope own: it acts on its owner's channels only"
+        )));
+    }
+    if plugin.approved_at.is_none() {
+        stored::set_approval(p.sql(), &plugin.id, Some(&principal.user_id), now_ms(p)).await?;
+    }
+    get(p, principal, id).await
+}
+
+/// `POST /api/plugins/{id}/revoke` (admin): a plugin's approval is withdrawn; it acts on
+/// its owner's channels only again.
+pub async fn revoke<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let plugin = owned(p, principal, id).await?;
+    stored::set_approval(p.sql(), &plugin.id, None, now_ms(p)).await?;
     get(p, principal, id).await
 }
 

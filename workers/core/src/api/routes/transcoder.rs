@@ -301,6 +301,7 @@ async fn completed<P: Platform>(p: &P, body: TranscodeCallback, now: i64) -> Res
         delivery::notify(
             p,
             Event::VideoReady.as_str(),
+            &body.video_id,
             json!({ "video_id": body.video_id, "mp4": detail }),
         )
         .await?;
