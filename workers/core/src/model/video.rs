@@ -1,7 +1,7 @@
-//! Videos as the catalogue stores them: the [`VideoStatus`] they move through and the rows
-//! the services read ([`Video`] for playback, [`VideoDetails`] for plugins: the same columns
-//! and what plugins are shown besides). The catalogue's listing and detail rows, which join
-//! the channel's name, are [`crate::store::catalogue`]'s.
+//! Videos as the catalogue stores them: the [`VideoStatus`] they move through and the
+//! [`Video`] columns playback reads. The catalogue's listing and detail rows (the detail is
+//! also what plugins are shown) flatten [`Video`] and add what they select besides; they are
+//! [`crate::store::catalogue`]'s.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,25 +74,6 @@ pub struct Video {
     pub poster_key: Option<String>,
     /// Creation time, Unix ms.
     pub created_at: i64,
-}
-
-/// A video with what plugins are shown of it besides the [`Video`] columns: its texts, tags,
-/// metadata and dimensions.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct VideoDetails {
-    /// The columns playback reads.
-    #[serde(flatten)]
-    pub video: Video,
-    /// Description.
-    pub description: String,
-    /// Tags, a JSON array.
-    pub tags: String,
-    /// Metadata, a JSON object.
-    pub metadata: String,
-    /// Width in pixels, once transcoded.
-    pub width: Option<i64>,
-    /// Height in pixels, once transcoded.
-    pub height: Option<i64>,
 }
 
 /// What a finished transcode adds to a video that becomes [`VideoStatus::Ready`].

@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, StoreError};
+use crate::model::video::{Video, VideoStatus};
 use crate::ports::{Blobs, Kv, Sql};
 use crate::services::videos;
 use crate::store::catalogue::{
-    self as store, ListFilter, Position, VideoColumns, VideoDetailRow, VideoRow,
+    self as store, CatalogueColumns, ListFilter, Position, VideoDetailRow, VideoRow,
 };
 
 /// Videos per page when the request does not say.
@@ -250,11 +251,7 @@ pub struct VideoSummary {
     /// The channel's owner.
     pub owner_id: String,
     /// Where it is in its life.
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "crate::model::video::VideoStatus")
-    )]
-    pub status: String,
+    pub status: VideoStatus,
     /// `public` or `private`.
     pub visibility: String,
     /// Title.
@@ -276,23 +273,24 @@ pub struct VideoSummary {
     pub updated_at: i64,
 }
 
-impl From<&VideoColumns> for VideoSummary {
-    fn from(row: &VideoColumns) -> Self {
+impl VideoSummary {
+    /// The summary of a video's stored columns and what the catalogue shows besides.
+    pub fn new(video: &Video, shown: &CatalogueColumns) -> Self {
         VideoSummary {
-            id: row.id.clone(),
-            channel_id: row.channel_id.clone(),
-            channel_name: row.channel_name.clone(),
-            owner_id: row.owner_id.clone(),
-            status: row.status.clone(),
-            visibility: row.visibility.clone(),
-            title: row.title.clone(),
-            description: row.description.clone(),
-            tags: parse_json_or(&row.tags, json!([])),
-            duration_ms: row.duration_ms,
-            width: row.width,
-            height: row.height,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
+            id: video.id.clone(),
+            channel_id: video.channel_id.clone(),
+            channel_name: shown.channel_name.clone(),
+            owner_id: video.owner_id.clone(),
+            status: video.status,
+            visibility: video.visibility.clone(),
+            title: video.title.clone(),
+            description: shown.description.clone(),
+            tags: parse_json_or(&shown.tags, json!([])),
+            duration_ms: video.duration_ms,
+            width: shown.width,
+            height: shown.height,
+            created_at: video.created_at,
+            updated_at: shown.updated_at,
         }
     }
 }
@@ -316,8 +314,8 @@ pub struct VideoCard {
 impl From<&VideoRow> for VideoCard {
     fn from(row: &VideoRow) -> Self {
         VideoCard {
-            video: VideoSummary::from(&row.video),
-            has_poster: row.has_poster.unwrap_or(0) != 0,
+            video: VideoSummary::new(&row.video, &row.shown),
+            has_poster: row.video.poster_key.is_some(),
             views: row.views.unwrap_or(0),
             poster_url: None,
         }
@@ -363,14 +361,14 @@ impl VideoDetail {
             .cloned()
             .unwrap_or(Value::Null);
         VideoDetail {
-            video: VideoSummary::from(&row.video),
-            broadcast_id: row.broadcast_id.clone(),
+            video: VideoSummary::new(&row.video, &row.shown),
+            broadcast_id: row.video.broadcast_id.clone(),
             metadata,
             transcript,
             transcript_url,
             size_bytes: row.size_bytes,
-            has_mp4: row.mp4_key.is_some(),
-            has_poster: row.poster_key.is_some(),
+            has_mp4: row.video.mp4_key.is_some(),
+            has_poster: row.video.poster_key.is_some(),
             reject_reason: row.reject_reason.clone(),
             may_manage,
         }
@@ -466,7 +464,7 @@ pub async fn delete_media<B: Blobs>(
     video: &VideoDetailRow,
 ) -> Result<Vec<String>, StoreError> {
     let mut keys: Vec<String> = Vec::new();
-    if let Some(broadcast_id) = &video.broadcast_id {
+    if let Some(broadcast_id) = &video.video.broadcast_id {
         keys.extend(
             blobs
                 .list(&format!("live/{}/{broadcast_id}/", video.video.channel_id))
@@ -474,8 +472,8 @@ pub async fn delete_media<B: Blobs>(
         );
     }
     keys.extend(blobs.list(&videos::files_prefix(&video.video.id)).await?);
-    keys.extend(video.mp4_key.iter().cloned());
-    keys.extend(video.poster_key.iter().cloned());
+    keys.extend(video.video.mp4_key.iter().cloned());
+    keys.extend(video.video.poster_key.iter().cloned());
     keys.sort();
     keys.dedup();
     for key in &keys {

@@ -27,6 +27,7 @@ use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{Blobs as _, Jobs as _, Live as _, Platform, Sql as _, Statement};
 use crate::room::ServerMessage;
 use crate::services::delivery;
+use crate::store::catalogue;
 use crate::store::lifecycles::{self, NewTask, Task, TaskEnd};
 use crate::store::plugins::Plugin;
 use crate::store::videos::{self, TextField};
@@ -58,10 +59,10 @@ fn deadline_s<P: Platform>(p: &P, hook: Hook) -> u64 {
 
 /// The video as plugins see it, with signed playback URLs.
 async fn video_payload<P: Platform>(p: &P, video_id: &str) -> Result<Value, StoreError> {
-    let details = videos::details(p.sql(), video_id)
+    let row = catalogue::video_detail(p.sql(), video_id)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("video {video_id}")))?;
-    let video = &details.video;
+    let (video, shown) = (&row.video, &row.shown);
     let token = UrlToken {
         scope: Scope::PlayVideo {
             video_id: video.id.clone(),
@@ -79,12 +80,12 @@ async fn video_payload<P: Platform>(p: &P, video_id: &str) -> Result<Value, Stor
         "owner_id": video.owner_id,
         "status": video.status,
         "title": video.title,
-        "description": details.description,
-        "tags": serde_json::from_str::<Value>(&details.tags).unwrap_or(json!([])),
-        "metadata": serde_json::from_str::<Value>(&details.metadata).unwrap_or(json!({})),
+        "description": shown.description,
+        "tags": serde_json::from_str::<Value>(&shown.tags).unwrap_or(json!([])),
+        "metadata": serde_json::from_str::<Value>(&row.metadata).unwrap_or(json!({})),
         "duration_ms": video.duration_ms,
-        "width": details.width,
-        "height": details.height,
+        "width": shown.width,
+        "height": shown.height,
         "hls_url": format!("{base}/index.m3u8"),
         "mp4_url": video.mp4_key.as_ref().map(|_| format!("{base}/video.mp4")),
     }))

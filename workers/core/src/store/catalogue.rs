@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use crate::error::StoreError;
+use crate::model::video::Video;
 use crate::ports::{Sql, SqlExt as _, SqlValue, Statement};
 
 /// A position in a newest-first listing: the last item of a page.
@@ -54,36 +55,20 @@ pub fn like_pattern(text: &str) -> String {
     out
 }
 
-/// The columns every catalogue read of a video selects (a listing's and a detail's), with
-/// the channel's name joined in.
+/// What the catalogue shows of a video besides its [`Video`] columns, in listings and in its
+/// detail alike: the channel's name (joined in), its texts, dimensions and last change.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct VideoColumns {
-    /// Identifier.
-    pub id: String,
-    /// Channel.
-    pub channel_id: String,
-    /// The channel's name.
+pub struct CatalogueColumns {
+    /// The channel's name (null once the channel is gone).
     pub channel_name: Option<String>,
-    /// Owner.
-    pub owner_id: String,
-    /// Status.
-    pub status: String,
-    /// `public` or `private`.
-    pub visibility: String,
-    /// Title.
-    pub title: String,
     /// Description.
     pub description: String,
     /// Tags, as stored JSON text.
     pub tags: String,
-    /// Duration, ms.
-    pub duration_ms: Option<i64>,
     /// Width in pixels, once transcoded.
     pub width: Option<i64>,
     /// Height in pixels, once transcoded.
     pub height: Option<i64>,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
     /// Last change, Unix ms.
     pub updated_at: i64,
 }
@@ -91,39 +76,37 @@ pub struct VideoColumns {
 /// A row of a video listing ([`list`]).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct VideoRow {
-    /// The shared columns.
+    /// The columns playback reads.
     #[serde(flatten)]
-    pub video: VideoColumns,
-    /// Whether a poster exists.
-    pub has_poster: Option<i64>,
+    pub video: Video,
+    /// What the catalogue shows besides.
+    #[serde(flatten)]
+    pub shown: CatalogueColumns,
     /// Viewers who played it (one per viewer session row).
     #[serde(default)]
     pub views: Option<i64>,
 }
 
-/// A video's detail row ([`video_detail`]): every column.
+/// A video's detail row ([`video_detail`]): every column; also what plugins are shown.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct VideoDetailRow {
-    /// The shared columns.
+    /// The columns playback reads.
     #[serde(flatten)]
-    pub video: VideoColumns,
-    /// The broadcast it records.
-    pub broadcast_id: Option<String>,
+    pub video: Video,
+    /// What the catalogue shows besides.
+    #[serde(flatten)]
+    pub shown: CatalogueColumns,
     /// Metadata merged from plugins (JSON text).
     pub metadata: String,
     /// MP4 size.
     pub size_bytes: Option<i64>,
-    /// MP4 blob key.
-    pub mp4_key: Option<String>,
-    /// Poster blob key.
-    pub poster_key: Option<String>,
     /// Why a plugin rejected it.
     pub reject_reason: Option<String>,
 }
 
-const LIST_SQL: &str = "SELECT v.id, v.channel_id, c.name AS channel_name, v.owner_id, v.status, \
-     v.visibility, v.title, v.description, v.tags, v.duration_ms, v.width, v.height, \
-     (v.poster_key IS NOT NULL) AS has_poster, \
+const LIST_SQL: &str = "SELECT v.id, v.channel_id, v.broadcast_id, c.name AS channel_name, \
+     v.owner_id, v.status, v.visibility, v.title, v.description, v.tags, v.duration_ms, \
+     v.width, v.height, v.mp4_key, v.poster_key, \
      (SELECT COUNT(*) FROM view_sessions s WHERE s.scope = v.id) AS views, \
      v.created_at, v.updated_at \
      FROM videos v LEFT JOIN channels c ON c.id = v.channel_id \

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::error::StoreError;
 use crate::model::hls::ListedSegment;
-use crate::model::video::{Transcoded, Video, VideoDetails};
+use crate::model::video::{Transcoded, Video};
 use crate::ports::{Sql, SqlExt as _, SqlValue, Statement};
 use crate::store::lifecycles::ANSWERED;
 
@@ -21,21 +21,6 @@ const COLUMNS: &str =
 pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<Video>, StoreError> {
     sql.query_one(&Statement::new(
         format!("SELECT {COLUMNS} FROM videos WHERE id = ?1"),
-        vec![SqlValue::from(id)],
-    ))
-    .await
-}
-
-/// A video with what plugins are shown of it.
-///
-/// # Errors
-/// `Backend` when the query fails.
-pub async fn details<S: Sql>(sql: &S, id: &str) -> Result<Option<VideoDetails>, StoreError> {
-    sql.query_one(&Statement::new(
-        format!(
-            "SELECT {COLUMNS}, description, tags, metadata, width, height FROM videos \
-             WHERE id = ?1"
-        ),
         vec![SqlValue::from(id)],
     ))
     .await

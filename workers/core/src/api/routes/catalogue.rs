@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::model::room::{LiveSummary, RoomRequest, RoomResponse, LOBBY};
+use crate::model::video::VideoStatus;
 use crate::ports::{Kv as _, Live as _, Platform};
 use crate::services::catalogue::{
     self, HistoryEvent, VideoCard, VideoDetail, VideoFilter, Viewer, DEFAULT_LIMIT,
@@ -54,11 +55,7 @@ pub struct History {
     /// The video.
     pub video_id: String,
     /// Its status now.
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "crate::model::video::VideoStatus")
-    )]
-    pub status: String,
+    pub status: VideoStatus,
     /// Everything that happened to it, oldest first.
     pub events: Vec<HistoryEvent>,
 }
@@ -345,7 +342,7 @@ async fn visible_video<P: Platform>(
         .ok_or_else(not_found)?;
     // Videos the caller may not see do not exist for them.
     let video = &row.video;
-    if !viewer.may_see(&video.owner_id, &video.status, &video.visibility) {
+    if !viewer.may_see(&video.owner_id, video.status.as_str(), &video.visibility) {
         return Err(not_found());
     }
     Ok(row)
@@ -403,7 +400,7 @@ pub async fn delete_video<P: Platform>(
         .ok_or_else(|| ApiError::NotFound(format!("no video {id}")))?;
     let video = &row.video;
     if !viewer.may_manage(&video.owner_id) {
-        if viewer.may_see(&video.owner_id, &video.status, &video.visibility) {
+        if viewer.may_see(&video.owner_id, video.status.as_str(), &video.visibility) {
             return Err(ApiError::Forbidden(
                 "only the video's owner or an admin may delete it".into(),
             ));

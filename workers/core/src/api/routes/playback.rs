@@ -636,7 +636,7 @@ pub async fn purge_video<P: Platform>(
     removed: &[String],
 ) {
     let mut keys = Vec::new();
-    if let Some(broadcast_id) = video.broadcast_id.as_deref() {
+    if let Some(broadcast_id) = video.video.broadcast_id.as_deref() {
         keys.push(cache_key(request, &format!("vod/{broadcast_id}.m3u8")));
         let prefix = format!("live/{}/{broadcast_id}/vod_", video.video.channel_id);
         for rendition in removed
