@@ -44,6 +44,9 @@ function pluginItem(plugin) {
     h("span", { class: "tag" }, plugin.hook),
     h("span", { class: "meta mono" }, plugin.url),
     plugin.enabled === false ? h("span", { class: "status failed" }, "disabled") : null,
+    plugin.scope === "all"
+      ? h("span", { class: "tag" }, plugin.approved ? "every video" : "every video: awaiting approval")
+      : h("span", { class: "tag" }, "my channels"),
     h("button", { type: "button", onclick: load }, "Deliveries"),
     log);
 }
@@ -58,7 +61,8 @@ document.getElementById("register").addEventListener("submit", async (event) => 
   const form = event.target;
   try {
     const r = await api("/api/plugins", { method: "POST", body: {
-      name: form.name.value, hook: form.hook.value, url: form.url.value, description: form.description.value } });
+      name: form.name.value, hook: form.hook.value, url: form.url.value, description: form.description.value,
+      scope: form.scope.value } });
     fill(secretBox,
       h("p", {}, h("strong", {}, "Signing secret of ", r.plugin.name, ": copy it now, it is shown only once.")),
       h("pre", { class: "plugin-secret" }, r.secret),

@@ -331,6 +331,15 @@ def bearer(token: str) -> dict:
     return {"authorization": f"Bearer {token}"}
 
 
+def approve_plugin(api, admin_token: str, plugin_id: str) -> dict:
+    """An admin approves a plugin registered with scope `all`, so that it acts on every
+    video (without it, a plugin acts on videos of its owner's channels only); returns it."""
+    r = api.post(f"/api/plugins/{plugin_id}/approve", headers=bearer(admin_token))
+    assert r.status_code == 200, r.text
+    assert r.json()["plugin"]["approved"] is True
+    return r.json()["plugin"]
+
+
 def wait_until(predicate, timeout_s: float = 15.0, interval_s: float = 0.2):
     """Polls `predicate` until it returns a truthy value; returns it, or fails on timeout."""
     deadline = time.monotonic() + timeout_s

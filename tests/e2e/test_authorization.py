@@ -29,7 +29,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 import conftest
-from conftest import DEV_ENV, PASSWORD, Api, bearer, new_email, signup, start_worker, wait_until
+from conftest import DEV_ENV, PASSWORD, Api, approve_plugin, bearer, new_email, signup, start_worker, wait_until
 from media import push_recording, ts_segment
 from receivers import Receiver
 from test_live import sign_url_token
@@ -145,6 +145,9 @@ RULES: dict[str, Rule] = {
     "UpdatePlugin": Rule("role:developer", params=p("plugin_keep"), owner="plugin", non_owner=404,
                          body=lambda w, c: {"description": f"patched by {c}"}),
     "DeletePlugin": Rule("role:developer", params=victim("plugin"), owner="plugin", non_owner=404, ok=204),
+    # Admins only approve a plugin of scope `all` and revoke the approval.
+    "ApprovePlugin": Rule("role:admin", params=p("plugin_keep")),
+    "RevokePlugin": Rule("role:admin", params=p("plugin_keep")),
     "RotatePluginSecret": Rule("role:developer", params=p("plugin_keep"), owner="plugin", non_owner=404),
     "PluginDeliveries": Rule("role:developer", params=p("plugin_keep"), owner="plugin", non_owner=404),
     "Redeliver": Rule("role:developer", params=p("plugin_keep", "delivery"), owner="plugin", non_owner=404,
@@ -301,10 +304,11 @@ def world(worker):
 
     def create_plugin(name, hook):
         r = api.post("/api/plugins", headers=bearer(plugin_owner["token"]),
-                     json={"name": name, "hook": hook, "url": receiver.url})
+                     json={"name": name, "hook": hook, "url": receiver.url, "scope": "all"})
         assert r.status_code == 201, r.text
         receiver.secret = r.json()["secret"]
-        return r.json()["plugin"]["id"]
+        # Approved, so that the owner's videos below reach it (a developer owns no channel).
+        return approve_plugin(api, admin["token"], r.json()["plugin"]["id"])["id"]
 
     # Registered first, so the videos below give it a delivery to redeliver.
     plugin_keep = create_plugin("keep", "video.ready")

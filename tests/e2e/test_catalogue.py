@@ -10,7 +10,7 @@ import time
 
 import conftest
 import pytest
-from conftest import PASSWORD, Api, bearer, new_email, signup, wait_until
+from conftest import PASSWORD, Api, approve_plugin, bearer, new_email, signup, wait_until
 from media import push_recording
 from receivers import Receiver, answer_task
 
@@ -147,8 +147,9 @@ def lifecycle_plugins(api):
     for name, hook, receiver in (("catalogue-validator", "preValidate", validator),
                                  ("catalogue-tagger", "preMetadata", tagger)):
         r = api.post("/api/plugins", headers=bearer(token), json={
-            "name": f"{name}-{secrets.token_hex(3)}", "hook": hook, "url": receiver.url})
+            "name": f"{name}-{secrets.token_hex(3)}", "hook": hook, "url": receiver.url, "scope": "all"})
         assert r.status_code == 201, r.text
+        approve_plugin(api, admin["token"], r.json()["plugin"]["id"])
         receiver.secret = r.json()["secret"]
         created.append(r.json()["plugin"]["id"])
     yield {"tag": tag, "word": word, "admin": admin}
@@ -203,7 +204,7 @@ def test_visibility_filters_search_detail_history_and_preview(api, lifecycle_plu
     video = fresh(api).get(f"/api/videos/{a1}").json()
     assert video["status"] == "published" and video["channel_name"] == keep["name"]
     assert {tag, "catalogue"} <= set(video["tags"])
-    assert any(k.startswith("plugin-catalogue-tagger") for k in video["metadata"])
+    assert any(k.startswith("plugin-plg_") for k in video["metadata"])
     assert video["has_mp4"] is True and video["width"] == 320 and video["height"] == 180
     assert video["may_manage"] is False
 

@@ -21,7 +21,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 import conftest
-from conftest import DEV_ENV, TEST_VARS, Api, bearer, free_port, new_email, signup, start_worker, wait_until
+from conftest import DEV_ENV, TEST_VARS, Api, approve_plugin, bearer, free_port, new_email, signup, start_worker, wait_until
 from media import decode_errors, push, push_recording, recording
 from receivers import Receiver
 
@@ -207,8 +207,10 @@ def test_a_plugin_endpoint_down_at_first_gets_retries_then_exactly_one_delivery(
                    headers=bearer(admin["token"])).status_code == 200
     port = free_port()  # nothing listens here yet: connections are refused
     r = api.post("/api/plugins", headers=bearer(developer["token"]),
-                 json={"name": "down-at-first", "hook": "video.ready", "url": f"http://127.0.0.1:{port}/hook"})
+                 json={"name": "down-at-first", "hook": "video.ready", "url": f"http://127.0.0.1:{port}/hook",
+                       "scope": "all"})
     assert r.status_code == 201, r.text
+    approve_plugin(api, admin["token"], r.json()["plugin"]["id"])
     plugin, secret = r.json()["plugin"]["id"], r.json()["secret"]
     receiver = None
     try:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import pytest
 
-from conftest import ROOT, bearer, new_email, signup, start_worker, wait_until
+from conftest import ROOT, approve_plugin, bearer, new_email, signup, start_worker, wait_until
 from media import decode_errors, probe, push_recording
 from receivers import Receiver, answer_task
 
@@ -39,23 +39,25 @@ def developer(api):
     r = api.put(f"/api/users/{user['user']['id']}/role", json={"role": "developer"}, headers=bearer(admin["token"]))
     assert r.status_code == 200
     token = api.post("/api/auth/login", json={"email": user["user"]["email"], "password": "correct horse battery staple"}).json()["token"]
-    return {"token": token, "id": user["user"]["id"]}
+    return {"token": token, "id": user["user"]["id"], "admin_token": admin["token"]}
 
 
 @pytest.fixture
 def register(api, developer):
-    """Registers plugins for the test and deletes them afterwards (plugins are global)."""
+    """Registers plugins for the test, of scope `all` and approved by the admin (the videos
+    are other users'), and deletes them afterwards."""
     created = []
 
     def _register(name: str, hook: str, receiver) -> dict:
         r = api.post("/api/plugins", headers=bearer(developer["token"]),
-                     json={"name": name, "hook": hook, "url": receiver.url, "description": f"test {name}"})
+                     json={"name": name, "hook": hook, "url": receiver.url, "description": f"test {name}",
+                           "scope": "all"})
         assert r.status_code == 201, r.text
         body = r.json()
         assert body["secret"].startswith("whsec_")
         receiver.secret = body["secret"]
         created.append(body["plugin"]["id"])
-        return body["plugin"]
+        return approve_plugin(api, developer["admin_token"], body["plugin"]["id"])
 
     yield _register
     for plugin_id in created:
@@ -85,14 +87,15 @@ def test_full_lifecycle_publishes_with_merged_metadata(api, register):
     transcript = Receiver(on_task=lambda task, _: answer_task(task, {"transcript_url": "https://example.com/t.vtt", "words": 3}))
     watcher = Receiver()
     lifecycle_watcher = Receiver()
-    register("validator", "preValidate", validator)
+    keys = {}
+    keys["validator"] = "plugin-" + register("validator", "preValidate", validator)["id"]
     # The shipped example plugin, run as its own server with the secret it was given.
     example = title_and_tags.Plugin(DUMMY_SECRET)
     example_server = title_and_tags.serve(example, 0)
     endpoint = type("Endpoint", (), {"url": f"http://127.0.0.1:{example_server.server_address[1]}/", "secret": None})()
-    register("title-and-tags", "preMetadata", endpoint)
+    keys["title-and-tags"] = "plugin-" + register("title-and-tags", "preMetadata", endpoint)["id"]
     example.webhook = Webhook(endpoint.secret)
-    register("transcript", "postMetadata", transcript)
+    keys["transcript"] = "plugin-" + register("transcript", "postMetadata", transcript)["id"]
     register("watcher", "video.published", watcher)
     register("lifecycle-watcher", "lifecycle.completed", lifecycle_watcher)
     try:
@@ -107,8 +110,8 @@ def test_full_lifecycle_publishes_with_merged_metadata(api, register):
     assert video["title"].startswith("Plugin channel: 4 s in 320x180"), video["title"]
     assert {"live", "sd", "180p", "short"} <= set(video["tags"])
     assert video["metadata"]["transcript_url"] == "https://example.com/t.vtt"
-    assert video["metadata"]["plugin-validator"] == {"valid": True}
-    assert video["metadata"]["plugin-transcript"]["words"] == 3
+    assert video["metadata"][keys["validator"]] == {"valid": True}
+    assert video["metadata"][keys["transcript"]]["words"] == 3
     assert video["width"] == 320 and video["height"] == 180
 
     # Every delivery verified with the reference library and matches the published schema;
@@ -121,13 +124,13 @@ def test_full_lifecycle_publishes_with_merged_metadata(api, register):
     pre = validator.events("plugin.preValidate")[0]["data"]
     post = transcript.events("plugin.postMetadata")[0]["data"]
     assert pre["pluginData"] == {}
-    assert post["pluginData"]["plugin-validator"] == {"valid": True}
-    assert "plugin-title-and-tags" in post["pluginData"]
+    assert post["pluginData"][keys["validator"]] == {"valid": True}
+    assert keys["title-and-tags"] in post["pluginData"]
     def about(receiver, kind):
         return [e for e in receiver.events(kind) if e["data"]["video"]["id"] == video_id]
 
     completed = wait_until(lambda: about(lifecycle_watcher, "lifecycle.completed"))[0]["data"]
-    assert set(completed["pluginData"]) == {"plugin-validator", "plugin-title-and-tags", "plugin-transcript"}
+    assert set(completed["pluginData"]) == set(keys.values())
     assert wait_until(lambda: about(watcher, "video.published"))
 
     # The transcoder's MP4 plays, with Range support, and the poster is a JPEG.
@@ -269,7 +272,7 @@ def test_racing_answers_record_one_result(api, register):
     the others get 409 and change nothing."""
     tasks = []
     holder = Receiver(on_task=lambda task, _: tasks.append(task))
-    register("racer", "preValidate", holder)
+    racer = register("racer", "preValidate", holder)
     video_id = broadcast_video(api)
     task = wait_until(lambda: tasks and tasks[0], timeout_s=60)
     results = [{"valid": True, "title": f"race {i}", "tags": [f"race{i}"]} for i in range(8)]
@@ -281,7 +284,7 @@ def test_racing_answers_record_one_result(api, register):
     winner = results[statuses.index(200)]
     assert video["title"] == winner["title"]
     assert [t for t in video["tags"] if t.startswith("race")] == winner["tags"]
-    assert video["metadata"]["plugin-racer"] == winner
+    assert video["metadata"][f"plugin-{racer['id']}"] == winner
     recorded = [e for e in video["events"] if e["kind"] == "plugin.succeeded"]
     assert len(recorded) == 1, recorded
 
@@ -374,10 +377,10 @@ def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_se
         assert r.status_code == 200, r.text
         for name, endpoint in (("upgrade-watcher", receiver), ("upgrade-idle", idle)):
             r = api.post("/api/plugins", headers=bearer(developer["token"]),
-                         json={"name": name, "hook": "video.ready", "url": endpoint.url})
+                         json={"name": name, "hook": "video.ready", "url": endpoint.url, "scope": "all"})
             assert r.status_code == 201, r.text
             endpoint.secret = r.json()["secret"]
-            endpoint.plugin = r.json()["plugin"]["id"]
+            endpoint.plugin = approve_plugin(api, admin["token"], r.json()["plugin"]["id"])["id"]
         r = api.patch(f"/api/plugins/{idle.plugin}", json={"enabled": False}, headers=bearer(developer["token"]))
         assert r.status_code == 200, r.text
     finally:
@@ -407,3 +410,83 @@ def test_plugin_secrets_survive_setting_secrets_key_then_rotating_the_session_se
         receiver.close()
         idle.close()
     assert receiver.rejected_signatures == 0 and idle.rejected_signatures == 0
+
+
+def channel_developer(api, admin_token: str, name: str) -> dict:
+    """A broadcaster with a channel whom the admin makes a developer. Roles are exclusive, so
+    the ingest URL is taken while still a broadcaster (it is checked against the stream key,
+    not the role, and keeps working)."""
+    user = signup(api, new_email("broadcast.test"))
+    channel = api.post("/api/channels", json={"name": name}, headers=bearer(user["token"])).json()["id"]
+    url = api.post(f"/api/channels/{channel}/ingest", headers=bearer(user["token"])).json()["ingest_url"]
+    r = api.put(f"/api/users/{user['user']['id']}/role", json={"role": "developer"}, headers=bearer(admin_token))
+    assert r.status_code == 200, r.text
+    return {"token": user["token"], "channel": channel, "ingest_url": url}
+
+
+def channel_video(api, owner: dict) -> str:
+    push_recording(api, owner["ingest_url"])
+    return api.get(f"/api/channels/{owner['channel']}").json()["last_broadcast"]["video_id"]
+
+
+def test_plugins_act_on_their_owners_channels_until_an_admin_approves_scope_all(api, developer):
+    """Two developers with a channel each and a plugin of the same name: Alice's (scope
+    `own`) hears of her videos only; Bob's (scope `all`) acts on his own videos while pending
+    and on Alice's once approved, and its result is kept under its id, not the shared name."""
+    admin_token = developer["admin_token"]
+    alice = channel_developer(api, admin_token, "Alice's plugin channel")
+    bob = channel_developer(api, admin_token, "Bob's plugin channel")
+    alice_hears = Receiver()
+    bob_validates = Receiver(on_task=lambda task, _: answer_task(task, {"valid": True, "by": "bob"}))
+    created = []
+
+    def register(owner, hook, receiver, scope):
+        r = api.post("/api/plugins", headers=bearer(owner["token"]),
+                     json={"name": "scoped", "hook": hook, "url": receiver.url, "scope": scope})
+        assert r.status_code == 201, r.text
+        receiver.secret = r.json()["secret"]
+        created.append((owner, r.json()["plugin"]["id"]))
+        return r.json()["plugin"]
+
+    def about(receiver, video_id):
+        return [e for _, e in receiver.verified
+                if video_id in (e["data"].get("video_id"), e["data"].get("video", {}).get("id"))]
+
+    try:
+        alices_plugin = register(alice, "video.ready", alice_hears, "own")
+        bobs_plugin = register(bob, "preValidate", bob_validates, "all")
+        assert (alices_plugin["scope"], alices_plugin["approved"]) == ("own", False)
+        assert (bobs_plugin["scope"], bobs_plugin["approved"]) == ("all", False)
+
+        # Bob's plugin is pending: it validates Bob's video, and Alice's plugin hears nothing of it.
+        bobs_video = channel_video(api, bob)
+        wait_until(lambda: video_status(api, bobs_video) == "published", timeout_s=90)
+        assert len(about(bob_validates, bobs_video)) == 1
+        assert stored_video(api, bobs_video)["metadata"][f"plugin-{bobs_plugin['id']}"]["by"] == "bob"
+
+        # Alice's video: only her own plugin hears of it; Bob's pending one is not asked.
+        first = channel_video(api, alice)
+        wait_until(lambda: video_status(api, first) == "published", timeout_s=90)
+        wait_until(lambda: about(alice_hears, first), timeout_s=30)
+        assert about(bob_validates, first) == []
+        assert about(alice_hears, bobs_video) == []
+
+        # Only an admin approves (Alice, Bob: 403); approved, Bob's plugin acts on Alice's video.
+        for owner in (alice, bob):
+            r = api.post(f"/api/plugins/{bobs_plugin['id']}/approve", headers=bearer(owner["token"]))
+            assert r.status_code == 403, r.text
+        approved = approve_plugin(api, admin_token, bobs_plugin["id"])
+        assert approved["scope"] == "all" and approved["approved_at"]
+        second = channel_video(api, alice)
+        wait_until(lambda: video_status(api, second) == "published", timeout_s=90)
+        assert len(about(bob_validates, second)) == 1
+        metadata = stored_video(api, second)["metadata"]
+        assert metadata[f"plugin-{bobs_plugin['id']}"] == {"valid": True, "by": "bob"}
+        assert "plugin-scoped" not in metadata
+        # Every delivery verified with the reference library.
+        assert alice_hears.rejected_signatures == 0 and bob_validates.rejected_signatures == 0
+    finally:
+        for owner, plugin_id in created:
+            api.delete(f"/api/plugins/{plugin_id}", headers=bearer(owner["token"]))
+        alice_hears.close()
+        bob_validates.close()

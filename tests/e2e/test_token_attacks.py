@@ -20,7 +20,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import DEV_ENV, PASSWORD, ROOT, Api, b64url, bearer, new_email, sign_url, signup, start_worker, wait_until
+from conftest import DEV_ENV, PASSWORD, ROOT, Api, approve_plugin, b64url, bearer, new_email, sign_url, signup, start_worker, wait_until
 from media import push_recording, ts_segment
 from receivers import Receiver, answer_task
 
@@ -259,8 +259,10 @@ def test_forged_transcoder_callbacks_and_task_tokens_are_refused(recorded, worke
     for name in ("first", "second"):
         receivers[name] = Receiver(on_task=lambda task, _, name=name: tasks.setdefault(name, task))
         r = api.post("/api/plugins", headers=bearer(developer["token"]),
-                     json={"name": f"attack-{name}", "hook": "preValidate", "url": receivers[name].url})
+                     json={"name": f"attack-{name}", "hook": "preValidate", "url": receivers[name].url,
+                           "scope": "all"})
         assert r.status_code == 201, r.text
+        approve_plugin(api, admin["token"], r.json()["plugin"]["id"])
         receivers[name].secret = r.json()["secret"]
 
     # A callback as the transcoder sends it (schema/transcode-callback.schema.json).
