@@ -27,7 +27,6 @@ use edgevideo_core::api::chunked::ChunkedBody;
 use edgevideo_core::api::{InternalError, RoomUpgrade};
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ports::Platform as _;
-use futures_util::future::join_all;
 
 use crate::platform::CloudflarePlatform;
 
@@ -95,22 +94,17 @@ async fn queue(
             return Ok(());
         }
     };
-    // The messages of a batch are independent (deliveries to different plugins): run them
-    // concurrently, so one slow receiver does not hold the others back.
+    // The core runs the batch: its views in one SQL batch, the other jobs (deliveries to
+    // different plugins) concurrently, so one slow receiver does not hold the others back.
     let messages = batch.messages()?;
     // Through the same counting wrapper as requests: one instantiation of the core's
     // services, and the counters see the consumer's calls too.
     let platform = Metered::new(&platform);
-    let outcomes = join_all(messages.iter().map(|message| {
-        let platform = &platform;
-        async move {
-            match edgevideo_core::model::job::decode(message.body().clone()) {
-                Ok(job) => edgevideo_core::queue::run(platform, job).await,
-                Err(err) => Err(err),
-            }
-        }
-    }))
-    .await;
+    let jobs = messages
+        .iter()
+        .map(|message| edgevideo_core::model::job::decode(message.body().clone()))
+        .collect();
+    let outcomes = edgevideo_core::queue::run_batch(&platform, jobs).await;
     for (message, outcome) in messages.iter().zip(outcomes) {
         match outcome {
             Ok(()) => message.ack(),

@@ -321,6 +321,28 @@ impl TestPlatform {
         runs
     }
 
+    /// Takes every due job off the queue, earliest first, and runs them as one batch through
+    /// the core's batch consumer ([`queue::run_batch`]), as the Cloudflare host runs a queue
+    /// batch; returns each job with its outcome. Jobs the batch enqueues wait for the next
+    /// call.
+    pub fn run_due_batch(&self) -> Vec<JobRun> {
+        let mut jobs = Vec::new();
+        while let Some(next) = self.jobs.take_due(self.now_ms()) {
+            jobs.push(next.job);
+        }
+        let outcomes = block_on(queue::run_batch(
+            self,
+            jobs.iter().cloned().map(Ok).collect(),
+        ));
+        jobs.into_iter()
+            .zip(outcomes)
+            .map(|(job, outcome)| JobRun {
+                job,
+                result: outcome.map_err(|e| e.to_string()),
+            })
+            .collect()
+    }
+
     /// [`TestPlatform::run_due_jobs`], asserting that every job succeeded.
     ///
     /// # Panics

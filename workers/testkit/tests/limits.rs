@@ -94,6 +94,8 @@ fn finished_viewer_sessions_are_swept() {
         );
         assert_eq!(reply.status, StatusCode::OK);
     }
+    // The joins queued their views; the consumer opens the sessions.
+    p.settle();
     assert_eq!(sessions(), 3);
     block_on(queue::run(&p, Job::SweepViewSessions)).unwrap();
     assert_eq!(sessions(), 3, "sessions still open stay");
@@ -105,6 +107,7 @@ fn finished_viewer_sessions_are_swept() {
         None,
     );
     assert_eq!(reply.status, StatusCode::OK);
+    p.settle();
     block_on(queue::run(&p, Job::SweepViewSessions)).unwrap();
     assert_eq!(sessions(), 1, "finished ones go, the new one stays");
 }

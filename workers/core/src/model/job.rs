@@ -38,6 +38,23 @@ pub enum Job {
     /// Deletes a batch of finished viewer sessions (queued now and then by a counted view,
     /// so the table stays the size of the current audience).
     SweepViewSessions,
+    /// A viewer asked for a playback URL of `scope`: open a viewer session, and count a view
+    /// under `counter` when it opens one and `may_count` allows it. Sent by the request, so
+    /// the join writes nothing to the catalogue; the consumer applies a batch of them
+    /// together ([`crate::services::views::apply`]).
+    CountView {
+        /// The channel or video watched.
+        scope: String,
+        /// The viewer: a user id, or an anonymous viewer's `vw_` id.
+        viewer: String,
+        /// The counter a new session adds one to.
+        counter: String,
+        /// Whether a new session may count (false for an anonymous viewer over its
+        /// address's cap: the session opens, uncounted).
+        may_count: bool,
+        /// When the viewer asked, Unix ms (a session's start).
+        at_ms: u64,
+    },
 }
 
 /// Why a job failed.

@@ -2,9 +2,13 @@
 //! starts watching something, not on every playback-URL refresh or page reload within
 //! [`SESSION_MS`]. A viewer is a signed-in user, or an anonymous browser recognised by the
 //! [`VIEWER_COOKIE`] — signed, so made-up ids are not viewers; clients without a valid
-//! cookie count up to [`NEW_VIEWERS_PER_ADDRESS`] per network address. Sessions are rows of `view_sessions` ([`crate::store::views`]); the upsert that
-//! opens one tells whether it was new, in the same statement, so concurrent requests count
-//! once.
+//! cookie count up to [`NEW_VIEWERS_PER_ADDRESS`] per network address.
+//!
+//! Counting is off the request's path: [`record`] identifies the viewer and queues a
+//! [`Job::CountView`] (no catalogue query, no write); the queue consumer applies a whole
+//! batch of them with [`apply`] in one SQL batch. Sessions are rows of `view_sessions`
+//! ([`crate::store::views`]); whether a view opens one is decided inside that batch's
+//! transaction, so concurrent batches, and a batch delivered again, count a session once.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -13,9 +17,11 @@ use crate::error::StoreError;
 use crate::model::job::Job;
 use crate::model::role::Principal;
 use crate::model::{ids, keyed};
-use crate::ports::{JobsExt as _, Platform, Sql as _};
+use crate::ports::{JobsExt as _, Platform};
 use crate::services::ratelimit;
-use crate::store::{counters, views};
+use crate::store::views;
+use crate::store::views::SessionStart;
+use std::collections::HashMap;
 
 /// How long one viewer session lasts, in ms: watching the same thing again within it is not
 /// another view.
@@ -60,7 +66,7 @@ fn address_key(secret: &[u8], address: &str) -> String {
     URL_SAFE_NO_PAD.encode(tag)[..SIGNATURE_CHARS].to_owned()
 }
 
-/// Chance in 256 that opening a session queues a sweep (about one in 64).
+/// Chance in 256, per view applied, that a batch of views queues a sweep (about one in 64).
 const SWEEP_CHANCE: u8 = 4;
 /// Sessions deleted per sweep at most (D1 statements should stay short).
 const SWEEP_BATCH: u32 = 500;
@@ -82,21 +88,26 @@ pub async fn sweep<P: Platform>(p: &P) -> Result<u64, StoreError> {
 /// What [`record`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
-    /// Whether this request started a session (and was counted).
+    /// Whether this request certainly starts a counted view: a new anonymous viewer within
+    /// its address's cap (its id is new, so its session is). The view is counted when the
+    /// queue applies it. A known viewer's request is `false` here: whether its session is
+    /// still open is decided by the consumer, which counts it if not (answering on the request
+    /// would cost a catalogue read per join).
     pub counted: bool,
     /// A `Set-Cookie` value for a newly identified anonymous viewer.
     pub set_cookie: Option<String>,
 }
 
-/// Counts a view of `scope` (a channel or video id) under `counter` if it starts a viewer
-/// session. `cookie` is the viewer cookie's value as sent, `address` the client's network
+/// Records a view of `scope` (a channel or video id) to be counted under `counter` if it
+/// starts a viewer session: queues a [`Job::CountView`], so the request costs no catalogue
+/// query. `cookie` is the viewer cookie's value as sent, `address` the client's network
 /// address. An anonymous caller without a valid signed cookie gets a new viewer id (and its
-/// cookie, returned); its session opens at once, but it counts only while its address has
-/// started fewer than [`NEW_VIEWERS_PER_ADDRESS`] viewers of `scope` in [`SESSION_MS`] — a
-/// script that drops its cookies cannot count a view per request.
+/// cookie, returned); its session opens, but it counts only while its address has started
+/// fewer than [`NEW_VIEWERS_PER_ADDRESS`] viewers of `scope` in [`SESSION_MS`] (a KV
+/// counter) — a script that drops its cookies cannot count a view per request.
 ///
 /// # Errors
-/// `Backend` when the catalogue or the KV store fails.
+/// `Backend` when the KV store or the queue fails.
 pub async fn record<P: Platform>(
     p: &P,
     cookie: Option<&str>,
@@ -130,32 +141,64 @@ pub async fn record<P: Platform>(
             (id, Some(cookie), may_count)
         }
     };
-    let now_ms = now_ms as i64;
-    let opened = views::open_session(
-        p.sql(),
-        scope,
-        &viewer_id,
-        now_ms,
-        now_ms - SESSION_MS as i64,
-    )
-    .await?;
-    let counted = opened && may_count;
-    if counted {
-        p.sql().execute(&counters::bump(counter, 1)).await?;
-    }
-    if opened {
-        // About one new session in SWEEP_EVERY queues a sweep of finished ones (a queue
-        // message, off the request's path), so the table holds the current audience only.
-        let mut roll = [0u8; 1];
-        p.entropy().fill(&mut roll);
-        if roll[0] < SWEEP_CHANCE {
-            p.jobs().enqueue(&Job::SweepViewSessions).await?;
-        }
-    }
+    // A new anonymous viewer's session is new for certain; a known viewer's is decided by
+    // the consumer.
+    let counted = set_cookie.is_some() && may_count;
+    p.jobs()
+        .enqueue(&Job::CountView {
+            scope: scope.to_owned(),
+            viewer: viewer_id,
+            counter: counter.to_owned(),
+            may_count,
+            at_ms: now_ms,
+        })
+        .await?;
     Ok(Recorded {
         counted,
         set_cookie,
     })
+}
+
+/// The session starts of a batch of views worth applying, in time order: of one viewer's
+/// views of one scope, only those [`SESSION_MS`] or more after the previous one kept (the
+/// others fall within its session and cannot count).
+pub fn dedup(mut starts: Vec<SessionStart>) -> Vec<SessionStart> {
+    starts.sort_by_key(|start| start.at_ms);
+    let mut last: HashMap<(String, String), i64> = HashMap::new();
+    starts.retain(|start| {
+        let key = (start.scope.clone(), start.viewer.clone());
+        match last.get(&key) {
+            Some(&opened) if start.at_ms - opened < SESSION_MS as i64 => false,
+            _ => {
+                last.insert(key, start.at_ms);
+                true
+            }
+        }
+    });
+    starts
+}
+
+/// Applies a batch of views ([`Job::CountView`]s, as [`SessionStart`]s): deduplicated
+/// ([`dedup`]), then one SQL batch opens the sessions and counts those that open. Now and
+/// then (about one start in 64) queues a sweep of finished sessions, so the table holds the
+/// current audience only.
+///
+/// # Errors
+/// `Backend` when the catalogue or the queue fails; nothing of the batch is applied then, and
+/// applying it again is safe.
+pub async fn apply<P: Platform>(p: &P, starts: Vec<SessionStart>) -> Result<(), StoreError> {
+    let starts = dedup(starts);
+    if starts.is_empty() {
+        return Ok(());
+    }
+    views::open_sessions(p.sql(), &starts, SESSION_MS as i64).await?;
+    let mut roll = [0u8; 1];
+    p.entropy().fill(&mut roll);
+    let chance = u64::from(SWEEP_CHANCE).saturating_mul(starts.len() as u64);
+    if u64::from(roll[0]) < chance {
+        p.jobs().enqueue(&Job::SweepViewSessions).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -179,6 +222,28 @@ mod tests {
         assert_eq!(verify_viewer(b"secret", &tampered), None);
         assert_eq!(verify_viewer(b"secret", "usr_abcdefgh12345678.x"), None);
         assert_eq!(verify_viewer(b"secret", ""), None);
+    }
+
+    #[test]
+    fn a_batch_keeps_one_start_per_viewer_session() {
+        let start = |viewer: &str, at_ms: i64| SessionStart {
+            scope: "ch_1".into(),
+            viewer: viewer.into(),
+            counter: "views.live".into(),
+            may_count: true,
+            at_ms,
+        };
+        let session = SESSION_MS as i64;
+        let kept = dedup(vec![
+            start("a", 10),
+            start("b", 5),
+            start("a", 0),
+            start("a", session - 1),
+            start("a", session),
+            start("a", session + 1),
+        ]);
+        let kept: Vec<(&str, i64)> = kept.iter().map(|s| (s.viewer.as_str(), s.at_ms)).collect();
+        assert_eq!(kept, vec![("a", 0), ("b", 5), ("a", session)]);
     }
 
     #[test]

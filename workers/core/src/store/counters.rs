@@ -9,6 +9,29 @@ pub const VIEWS_LIVE: &str = "views.live";
 /// VOD plays: playback URLs issued for a video.
 pub const VIEWS_VOD: &str = "views.vod";
 
+/// The statement that adds one to counter `name` unless `viewer` has a session of `scope`
+/// that started after `expired_before_ms` (see [`crate::store::views`]): run just before the
+/// upsert that opens that session, in the same batch, it counts the view exactly when the
+/// upsert opens a session, also when the batch is delivered again.
+pub fn bump_unless_session_open(
+    name: &str,
+    scope: &str,
+    viewer: &str,
+    expired_before_ms: i64,
+) -> Statement {
+    Statement::new(
+        "INSERT INTO counters (name, value) SELECT ?1, 1 WHERE NOT EXISTS \
+         (SELECT 1 FROM view_sessions WHERE scope = ?2 AND viewer = ?3 AND started_at > ?4) \
+         ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+        vec![
+            SqlValue::from(name),
+            SqlValue::from(scope),
+            SqlValue::from(viewer),
+            SqlValue::Integer(expired_before_ms),
+        ],
+    )
+}
+
 /// The statement that adds `delta` to counter `name`, creating it at need.
 pub fn bump(name: &str, delta: i64) -> Statement {
     Statement::new(

@@ -3,6 +3,22 @@
 
 use crate::error::StoreError;
 use crate::ports::{Sql, SqlValue, Statement};
+use crate::store::counters;
+
+/// A viewer session to open, and the view it counts when it opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStart {
+    /// The channel or video watched.
+    pub scope: String,
+    /// The viewer (a user id or an anonymous `vw_` id).
+    pub viewer: String,
+    /// The counter a new session adds one to.
+    pub counter: String,
+    /// Whether a new session counts.
+    pub may_count: bool,
+    /// The session's start, Unix ms.
+    pub at_ms: i64,
+}
 
 /// The statement that opens a session of `viewer` on `scope` at `now_ms` unless one started
 /// after `expired_before_ms` is open: it changes one row when a session starts and none
@@ -26,27 +42,42 @@ fn open_session_statement(
     )
 }
 
-/// Opens a session of `viewer` on `scope` at `now_ms` unless one started after
-/// `expired_before_ms` is open; `true` when a session started.
+/// Opens the sessions of `starts` (in order; each one unless a session of its viewer and
+/// scope started less than `session_ms` before it) and counts a view for each one it opens
+/// whose `may_count` is set: one batch, one transaction, two statements per start. Whether a
+/// start opens a session is decided inside the transaction, so concurrent batches and a batch
+/// delivered twice count each session once.
 ///
 /// # Errors
-/// `Backend` when the statement fails.
-pub async fn open_session<S: Sql>(
+/// `Backend` when the batch fails (nothing of it is applied).
+pub async fn open_sessions<S: Sql>(
     sql: &S,
-    scope: &str,
-    viewer: &str,
-    now_ms: i64,
-    expired_before_ms: i64,
-) -> Result<bool, StoreError> {
-    let changed = sql
-        .execute(&open_session_statement(
-            scope,
-            viewer,
-            now_ms,
+    starts: &[SessionStart],
+    session_ms: i64,
+) -> Result<(), StoreError> {
+    let mut statements = Vec::with_capacity(starts.len() * 2);
+    for start in starts {
+        let expired_before_ms = start.at_ms - session_ms;
+        if start.may_count {
+            statements.push(counters::bump_unless_session_open(
+                &start.counter,
+                &start.scope,
+                &start.viewer,
+                expired_before_ms,
+            ));
+        }
+        statements.push(open_session_statement(
+            &start.scope,
+            &start.viewer,
+            start.at_ms,
             expired_before_ms,
-        ))
-        .await?;
-    Ok(changed > 0)
+        ));
+    }
+    if statements.is_empty() {
+        return Ok(());
+    }
+    sql.batch(&statements).await?;
+    Ok(())
 }
 
 /// Deletes up to `batch` sessions that started before `expired_before_ms` (the oldest

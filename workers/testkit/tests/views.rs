@@ -1,0 +1,214 @@
+//! Views off the join's path: a join queues its view (no catalogue write, at most one read),
+//! and the queue consumer applies a batch of views in one SQL batch, counting each viewer
+//! session once — within a batch, across concurrent batches and when a batch is delivered
+//! again.
+
+use edgevideo_core::model::job::Job;
+use edgevideo_core::ports::{Sql as _, Statement};
+use edgevideo_core::queue;
+use edgevideo_testkit::client::{request, Reply};
+use edgevideo_testkit::exec::{block_on, join_all};
+use edgevideo_testkit::TestPlatform;
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderValue, Method, StatusCode};
+
+/// `POST /api/channels/{channel}/playback` with the viewer cookie `cookie` (a `name=value`
+/// pair), as an anonymous viewer.
+fn join(p: &TestPlatform, channel: &str, cookie: Option<&str>) -> Reply {
+    let mut req = request(
+        Method::POST,
+        &format!("/api/channels/{channel}/playback"),
+        None,
+        None,
+    );
+    if let Some(cookie) = cookie {
+        req.headers_mut()
+            .insert(COOKIE, HeaderValue::from_str(cookie).unwrap());
+    }
+    let reply = p.send(req);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply
+}
+
+/// The `name=value` part of the viewer cookie a reply set.
+fn cookie_of(reply: &Reply) -> String {
+    let set = reply.headers[SET_COOKIE].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
+fn live_views(p: &TestPlatform) -> i64 {
+    let rows = block_on(p.sql.query(&Statement::new(
+        "SELECT COALESCE((SELECT value FROM counters WHERE name = 'views.live'), 0) AS n",
+        vec![],
+    )))
+    .unwrap();
+    rows[0]["n"].as_i64().unwrap()
+}
+
+fn sessions(p: &TestPlatform) -> i64 {
+    let rows = block_on(p.sql.query(&Statement::new(
+        "SELECT COUNT(*) AS n FROM view_sessions",
+        vec![],
+    )))
+    .unwrap();
+    rows[0]["n"].as_i64().unwrap()
+}
+
+/// The view jobs waiting on the queue.
+fn queued_views(p: &TestPlatform) -> Vec<Job> {
+    p.jobs
+        .waiting()
+        .into_iter()
+        .map(|j| j.job)
+        .filter(|job| matches!(job, Job::CountView { .. }))
+        .collect()
+}
+
+#[test]
+fn a_join_reads_at_most_once_and_writes_nothing() {
+    let p = TestPlatform::new();
+    let (_, channel) = p.broadcaster("Joined");
+    p.settle();
+    p.sql.reset_counts();
+    let first = join(&p, &channel, None);
+    let counts = p.sql.counts();
+    println!("join: {counts:?}");
+    assert!(counts.statements <= 1, "{counts:?}");
+    assert_eq!(counts.writes, 0, "{counts:?}");
+    assert!(counts.round_trips <= 1, "{counts:?}");
+    // A new viewer: its session is new for certain, so the response says it counts.
+    assert_eq!(first.json()["view_counted"], true);
+    assert_eq!(live_views(&p), 0, "not counted on the request");
+    assert_eq!(queued_views(&p).len(), 1);
+    // A returning viewer costs the same.
+    let cookie = cookie_of(&first);
+    p.sql.reset_counts();
+    let again = join(&p, &channel, Some(&cookie));
+    let counts = p.sql.counts();
+    assert!(counts.statements <= 1 && counts.writes == 0, "{counts:?}");
+    assert_eq!(
+        again.json()["view_counted"],
+        false,
+        "not known on the request"
+    );
+    assert!(!again.headers.contains_key(SET_COOKIE));
+    // The consumer counts them: one viewer, one session, one view.
+    let runs = p.run_due_batch();
+    assert!(runs.iter().all(|r| r.result.is_ok()), "{runs:?}");
+    assert_eq!(live_views(&p), 1);
+    assert_eq!(sessions(&p), 1);
+}
+
+#[test]
+fn a_batch_counts_each_viewer_session_once() {
+    let p = TestPlatform::new();
+    let (_, channel) = p.broadcaster("Batched");
+    p.settle();
+    let a = cookie_of(&join(&p, &channel, None));
+    join(&p, &channel, Some(&a));
+    join(&p, &channel, Some(&a));
+    let b = cookie_of(&join(&p, &channel, None));
+    join(&p, &channel, Some(&b));
+    assert_eq!(queued_views(&p).len(), 5);
+    p.sql.reset_counts();
+    let runs = p.run_due_batch();
+    assert!(runs.iter().all(|r| r.result.is_ok()), "{runs:?}");
+    let counts = p.sql.counts();
+    println!("a batch of 5 views of 2 viewers: {counts:?}");
+    assert_eq!(counts.round_trips, 1, "one SQL batch: {counts:?}");
+    assert_eq!(live_views(&p), 2, "two viewers");
+    assert_eq!(sessions(&p), 2);
+
+    // Within the session: nothing more. After it: the viewer counts again.
+    join(&p, &channel, Some(&a));
+    p.run_due_batch();
+    assert_eq!(live_views(&p), 2);
+    p.advance_ms(31 * 60 * 1000);
+    join(&p, &channel, Some(&a));
+    join(&p, &channel, Some(&a));
+    p.run_due_batch();
+    assert_eq!(live_views(&p), 3, "one more view, for the new session");
+}
+
+#[test]
+fn concurrent_and_redelivered_batches_do_not_double_count() {
+    let p = TestPlatform::new();
+    let (_, channel) = p.broadcaster("Concurrent");
+    p.settle();
+    let a = cookie_of(&join(&p, &channel, None));
+    p.jobs.take_due(p.now_ms()).unwrap();
+    join(&p, &channel, Some(&a));
+    join(&p, &channel, Some(&a));
+    let views = queued_views(&p);
+    assert_eq!(views.len(), 2);
+    // The two views of one viewer in two batches consumed at the same time.
+    let outcomes = join_all(vec![
+        queue::run_batch(&p, vec![Ok(views[0].clone())]),
+        queue::run_batch(&p, vec![Ok(views[1].clone())]),
+    ]);
+    assert!(outcomes.iter().flatten().all(Result::is_ok));
+    assert_eq!(live_views(&p), 1);
+    // A batch delivered again (acknowledgement lost): the session is open, nothing counts.
+    let again = block_on(queue::run_batch(&p, views.into_iter().map(Ok).collect()));
+    assert!(again.iter().all(Result::is_ok));
+    assert_eq!(live_views(&p), 1);
+    assert_eq!(sessions(&p), 1);
+}
+
+#[test]
+fn an_anonymous_viewer_over_the_address_cap_opens_a_session_uncounted() {
+    let p = TestPlatform::new();
+    let (_, channel) = p.broadcaster("Capped");
+    p.settle();
+    let cap = edgevideo_core::services::views::NEW_VIEWERS_PER_ADDRESS;
+    let mut over = None;
+    for i in 0..=cap {
+        let reply = join(&p, &channel, None);
+        assert_eq!(reply.json()["view_counted"], i < cap, "join {i}");
+        over = Some(cookie_of(&reply));
+    }
+    p.run_due_batch();
+    assert_eq!(live_views(&p), cap as i64);
+    assert_eq!(sessions(&p), cap as i64 + 1);
+    // The capped viewer's cookie, within its session: still not counted.
+    join(&p, &channel, over.as_deref());
+    p.run_due_batch();
+    assert_eq!(live_views(&p), cap as i64);
+}
+
+#[test]
+fn a_join_and_a_play_each_count_under_their_counter() {
+    let p = TestPlatform::new();
+    let (owner, channel) = p.broadcaster("Both");
+    let video = p.published_video(&owner, &channel);
+    p.settle();
+    let reply = p.call(
+        Method::POST,
+        &format!("/api/videos/{video}/playback"),
+        None,
+        None,
+    );
+    assert_eq!(reply.status, StatusCode::OK);
+    join(&p, &channel, None);
+    // Spin runs jobs one by one: the same outcome.
+    let runs = p.run_due_jobs();
+    assert!(runs.iter().all(|r| r.result.is_ok()), "{runs:?}");
+    let rows = block_on(p.sql.query(&Statement::new(
+        "SELECT name, value FROM counters WHERE name LIKE 'views.%' ORDER BY name",
+        vec![],
+    )))
+    .unwrap();
+    let got: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["value"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![("views.live".to_owned(), 1), ("views.vod".to_owned(), 1)]
+    );
+}
