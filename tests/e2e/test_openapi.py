@@ -208,5 +208,5 @@ def test_real_answers_validate_against_the_documented_schemas(api):
     assert contract.checked >= {
         "Signup", "Login", "Me", "SetUserRole", "CreateChannel", "GetChannel", "ListChannels",
         "IngestUrl", "IngestPut", "ChannelPlayback", "VideoPlayback", "ListVideos", "GetVideo",
-        "VideoHistory", "DeleteVideo", "CreatePlugin", "ListPlugins", "TaskSuccess", "Stats",
+        "VideoHistory", "DeleteVideo", "CreatePlugin", "ApprovePlugin", "ListPlugins", "TaskSuccess", "Stats",
     }
