@@ -17,17 +17,20 @@
 //! - this module: the entry points a host calls ([`handle`], [`alarm`], and the socket
 //!   events [`on_join`], [`on_leave`], [`on_message`]) and the dispatch of each request;
 //! - `state`: what the room stores and under which keys;
-//! - `ingest`: segments, playlists, refusals, the live window, the end of a broadcast and
-//!   the alarm's work;
+//! - `ingest`: segments, playlists, the ladder, refusals and the stream-key check;
+//! - `ending`: the end of a broadcast (`ENDLIST`, silence, the alarm's work) and its recording;
+//! - `status`: what readers get: the channel's status and a rendition's live window;
 //! - `lobby`: the lobby's list of live channels;
 //! - `sockets`: joining, leaving, pings and reactions ([`SocketState`]);
 //! - [`messages`]: every message pushed to browsers ([`ServerMessage`]).
 
+mod ending;
 mod ingest;
 mod lobby;
 pub mod messages;
 mod sockets;
 mod state;
+mod status;
 
 use crate::error::StoreError;
 use crate::model::room::{EndedBroadcast, RoomRequest, RoomResponse};
@@ -138,15 +141,15 @@ pub async fn handle<S: RoomStore>(
         RoomRequest::IngestRefused { reason, now_ms } => {
             ingest::ingest_refused(store, sockets, &reason, now_ms).await
         }
-        RoomRequest::Finished { broadcast_id } => ingest::finished(store, &broadcast_id).await,
-        RoomRequest::Status { now_ms } => ingest::status(store, sockets, now_ms)
+        RoomRequest::Finished { broadcast_id } => ending::finished(store, &broadcast_id).await,
+        RoomRequest::Status { now_ms } => status::status(store, sockets, now_ms)
             .await
             .map(RoomResponse::Status),
         RoomRequest::Window {
             max_segments,
             rendition,
             now_ms,
-        } => ingest::window(store, max_segments, rendition.as_deref(), now_ms)
+        } => status::window(store, max_segments, rendition.as_deref(), now_ms)
             .await
             .map(|window| RoomResponse::Window { window }),
         RoomRequest::Notify { message } => {
@@ -183,7 +186,7 @@ pub async fn alarm<S: RoomStore>(
 ) -> Result<AlarmOutcome, StoreError> {
     let viewers = sockets::presence_due(store, sockets, now_ms).await?;
     sockets::reactions_due(store, sockets, now_ms).await?;
-    let ended = ingest::alarm(store, sockets, now_ms).await?;
+    let ended = ending::alarm(store, sockets, now_ms).await?;
     Ok(AlarmOutcome { ended, viewers })
 }
 

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::ports::{RoomSockets, RoomStore};
 
-use super::ingest;
 use super::messages::{ServerMessage, SocketErrorCode};
 use super::state::{load, save, schedule, PendingReactions, PRESENCE_DUE_KEY, REACTIONS_KEY};
+use super::status;
 
 /// The emoji a viewer may react with.
 pub const REACTIONS: [&str; 8] = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "👍", "💯"];
@@ -63,7 +63,7 @@ pub async fn on_join<S: RoomStore>(
         count: sockets.count(),
     }
     .to_json();
-    let status = ingest::status(store, sockets, now_ms).await?;
+    let status = status::status(store, sockets, now_ms).await?;
     Ok(vec![viewers, ServerMessage::Hello { status }.to_json()])
 }
 
