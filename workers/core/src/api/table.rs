@@ -261,19 +261,19 @@ route_table! {
         routes::ingest::put(platform, &params[0], &params[1], request).await
     };
     IngestDelete: DELETE "/ingest/{token}/{file}", UrlToken, empty 204 => routes::ingest::delete(platform, &params[0]).await;
-    PlayLive: GET "/play/{token}/live.m3u8", UrlToken, media 200 "application/vnd.apple.mpegurl" => routes::playback::live_playlist(platform, &params[0], &request).await;
-    PlayVod: GET "/play/{token}/index.m3u8", UrlToken, media 200 "application/vnd.apple.mpegurl" => routes::playback::vod_playlist(platform, &params[0], &request).await;
+    PlayLive: GET "/play/{token}/live.m3u8", UrlToken, media 200 "application/vnd.apple.mpegurl" => routes::play::live_playlist(platform, &params[0], &request).await;
+    PlayVod: GET "/play/{token}/index.m3u8", UrlToken, media 200 "application/vnd.apple.mpegurl" => routes::play::vod_playlist(platform, &params[0], &request).await;
     /// One rendition's live playlist (the variants of a multivariant `live.m3u8`).
     PlayLiveRendition: GET "/play/{token}/live/{file}", UrlToken, media 200 "application/vnd.apple.mpegurl" => {
-        routes::playback::live_rendition(platform, &params[0], &params[1], &request).await
+        routes::play::live_rendition(platform, &params[0], &params[1], &request).await
     };
     /// One rendition's VOD playlist (the variants of a multivariant `index.m3u8`).
     PlayVodRendition: GET "/play/{token}/vod/{file}", UrlToken, media 200 "application/vnd.apple.mpegurl" => {
-        routes::playback::vod_rendition(platform, &params[0], &params[1], &request).await
+        routes::play::vod_rendition(platform, &params[0], &params[1], &request).await
     };
-    PlayMp4: GET "/play/{token}/video.mp4", UrlToken, media 200 "video/mp4", media 206 "video/mp4" => routes::playback::mp4(platform, &params[0], &request).await;
+    PlayMp4: GET "/play/{token}/video.mp4", UrlToken, media 200 "video/mp4", media 206 "video/mp4" => routes::play::mp4(platform, &params[0], &request).await;
     PlaySegment: GET "/play/{token}/seg/{broadcast}/{file}", UrlToken, media 200 "video/mp2t", media 200 "video/mp4", media 206 "video/mp2t", media 206 "video/mp4" => {
-        routes::playback::segment(platform, &params[0], &params[1], &params[2], &request).await
+        routes::play::segment(platform, &params[0], &params[1], &params[2], &request).await
     };
     CreatePlugin: POST "/api/plugins", Role(Developer), body NewPlugin, json 201 CreatedPlugin => routes::plugins::create(platform, who()?, &request).await;
     ListPlugins: GET "/api/plugins", Role(Developer), json 200 PluginList => routes::plugins::list(platform, who()?).await;
@@ -314,9 +314,9 @@ route_table! {
     UploadComplete: POST "/upload/{token}/parts/complete", UrlToken, body PartsCompletion, json 201 StoredUpload => {
         routes::transcoder::complete_parts(platform, &params[0], &request).await
     };
-    PlayPoster: GET "/play/{token}/poster.jpg", UrlToken, media 200 "image/jpeg" => routes::playback::poster(platform, &params[0], &request).await;
+    PlayPoster: GET "/play/{token}/poster.jpg", UrlToken, media 200 "image/jpeg" => routes::play::poster(platform, &params[0], &request).await;
     /// A channel's thumbnail: its live picture, else its latest recording's poster.
-    PlayThumbnail: GET "/play/{token}/thumb.jpg", UrlToken, media 200 "image/jpeg" => routes::playback::thumbnail(platform, &params[0], &request).await;
+    PlayThumbnail: GET "/play/{token}/thumb.jpg", UrlToken, media 200 "image/jpeg" => routes::play::thumbnail(platform, &params[0], &request).await;
     /// The embeddable player of a channel (live) or a video, for an iframe on any site.
     Embed: GET "/embed/{id}", Public, media 200 "text/html; charset=utf-8" => routes::embed::page(&params[0]);
     DiagKvGet: GET "/api/_diag/kv/{key}", Diagnostics => routes::diag::kv_get(platform, &params[0]).await;

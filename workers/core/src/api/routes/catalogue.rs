@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::api::auth;
 use crate::api::links;
-use crate::api::routes::{channels, playback};
+use crate::api::routes::{channels, play};
 use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::ids;
@@ -408,7 +408,7 @@ pub async fn delete_video<P: Platform>(
         return Err(ApiError::NotFound(format!("no video {id}")));
     }
     let removed = catalogue::delete_media(p.blobs(), &row).await?;
-    playback::purge_video(p, request, &row, &removed).await;
+    play::purge_video(p, request, &row, &removed).await;
     store_catalogue::delete_video(p.sql(), &row.video.id).await?;
     catalogue::invalidate(p.kv()).await?;
     Ok(api::json(

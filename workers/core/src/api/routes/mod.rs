@@ -8,6 +8,7 @@ pub mod diag;
 pub mod embed;
 pub mod health;
 pub mod ingest;
+pub mod play;
 pub mod playback;
 pub mod plugins;
 pub mod stats;
