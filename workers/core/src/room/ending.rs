@@ -209,7 +209,9 @@ fn recording(
 }
 
 /// Ends the live broadcast: keeps its summary and last windows, keeps it as unfinished
-/// until the catalogue confirms it (alarm set), and pushes `ended`.
+/// until the catalogue confirms it (alarm set), and pushes `ended`. Longer than most
+/// functions here: it is one transaction over the room state (what it keeps, what it
+/// announces and the alarm must change together), read top to bottom.
 async fn finalize<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,

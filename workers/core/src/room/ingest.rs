@@ -396,6 +396,7 @@ fn codecs_mismatch(
 
 /// The multivariant playlist: the first one declares the renditions; a later one may drop
 /// some (they are no longer offered to viewers) but not add any or change their codecs.
+/// Longer than most: each refusal is a few lines of its own, in the order the checks apply.
 pub(super) async fn ladder<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,

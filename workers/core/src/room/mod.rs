@@ -51,7 +51,9 @@ pub const WINDOW_KEEP: usize = 10;
 /// in ms; then the channel is not live and the recording plays as a video.
 pub const ENDED_LISTED_MS: u64 = 2 * 60_000;
 
-/// Handles one request inside the room whose storage is `store`.
+/// Handles one request inside the room whose storage is `store`. Long only because it is
+/// the dispatch: one arm per [`RoomRequest`], each a call into `ingest`, `ending`, `status`
+/// or `lobby`.
 ///
 /// # Errors
 /// Whatever the room's storage reports.
