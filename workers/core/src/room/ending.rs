@@ -10,12 +10,12 @@ use crate::model::hls::{ListedSegment, Variant};
 use crate::model::room::{EndedBroadcast, LastSummary, RecordedRendition, RoomResponse};
 use crate::ports::{RoomSockets, RoomStore};
 
-use super::ingest::{DEFAULT_RENDITION, DEFAULT_TARGET_MS, ENDING_GRACE_MS, FINISH_RETRY_MS};
 use super::messages::ServerMessage;
 use super::state::{
     backend, load, load_segment, save, schedule, segment_key, segments_prefix, video_id_for,
     LastBroadcast, RoomState, SegmentRecord, Unfinished, STATE_KEY,
 };
+use super::state::{DEFAULT_RENDITION, DEFAULT_TARGET_MS, ENDING_GRACE_MS, FINISH_RETRY_MS};
 use super::status::resolved;
 use super::WINDOW_KEEP;
 

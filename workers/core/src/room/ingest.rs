@@ -17,22 +17,13 @@ use super::state::{
     load, load_segment, save, schedule, segment_key, EarlyLadder, LiveState, Rendition, RoomState,
     SegmentRecord, STATE_KEY,
 };
+use super::state::{DEFAULT_TARGET_MS, ENDING_GRACE_MS};
 use super::WINDOW_KEEP;
 
 /// How long an unstored playlist entry may hold back later stored ones, in ms.
 const SKIP_MISSING_AFTER_MS: u64 = 10_000;
-/// How long after `#EXT-X-ENDLIST` the room waits for uploads still in flight, in ms.
-pub(super) const ENDING_GRACE_MS: u64 = 5_000;
-/// How often an unconfirmed ended broadcast is re-announced, in ms.
-pub(super) const FINISH_RETRY_MS: u64 = 30_000;
-/// How long an ingest refusal stays in the channel status, in ms.
-pub(super) const REFUSAL_SHOWN_MS: u64 = 10 * 60_000;
-/// The segment duration assumed until a playlist names one, in ms.
-pub(super) const DEFAULT_TARGET_MS: u64 = 2000;
 /// How long a multivariant playlist pushed before its broadcast's first segment is kept.
 const EARLY_LADDER_MS: u64 = 60_000;
-/// The rendition of a plain push (ffmpeg's `index.m3u8`).
-pub(super) const DEFAULT_RENDITION: &str = "index";
 /// Why a second pusher is refused.
 const ANOTHER_BROADCAST: &str = "another broadcast is live on this channel";
 

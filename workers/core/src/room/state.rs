@@ -33,6 +33,17 @@ pub(super) struct PendingReactions {
     pub counts: BTreeMap<String, u32>,
 }
 
+/// How long after `#EXT-X-ENDLIST` the room waits for uploads still in flight, in ms.
+pub(super) const ENDING_GRACE_MS: u64 = 5_000;
+/// How often an unconfirmed ended broadcast is re-announced, in ms.
+pub(super) const FINISH_RETRY_MS: u64 = 30_000;
+/// How long an ingest refusal stays in the channel status, in ms.
+pub(super) const REFUSAL_SHOWN_MS: u64 = 10 * 60_000;
+/// The segment duration assumed until a playlist names one, in ms.
+pub(super) const DEFAULT_TARGET_MS: u64 = 2000;
+/// The rendition of a plain push (ffmpeg's `index.m3u8`).
+pub(super) const DEFAULT_RENDITION: &str = "index";
+
 /// A channel room's state, saved whole after each change.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct RoomState {

@@ -8,7 +8,7 @@ use crate::model::isobmff::InitInfo;
 use crate::model::room::{LiveSummary, LiveWindow, RoomStatus};
 use crate::ports::{RoomSockets, RoomStore};
 
-use super::ingest::REFUSAL_SHOWN_MS;
+use super::state::REFUSAL_SHOWN_MS;
 use super::state::{load, LiveState, RoomState, STATE_KEY};
 use super::ENDED_LISTED_MS;
 
