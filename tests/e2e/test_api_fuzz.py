@@ -50,6 +50,8 @@ def test_fuzzing_the_documented_api_finds_no_server_error_and_no_undocumented_an
                          "content_type_conformance,response_schema_conformance",
              "--phases", "coverage,fuzzing,stateful", "--max-examples", "25",
              "--seed", "20261203", "--workers", "1", "--no-color"],
+            # Its own working directory: Schemathesis keeps state in `.schemathesis/` there.
+            cwd=tmp_path_factory.mktemp("schemathesis"),
             capture_output=True, text=True, timeout=900)
         out = run.stdout + run.stderr
         assert run.returncode == 0, out[-8000:]
