@@ -9,8 +9,12 @@ use worker::{FixedLengthStream, Headers, Method, ResponseBody};
 
 use crate::platform::CloudflarePlatform;
 
-fn method(method: &Method) -> http::Method {
-    http::Method::from_bytes(method.as_ref().as_bytes()).unwrap_or(http::Method::GET)
+/// The request's method as the client sent it. `worker::Method` reads a method it does not
+/// know (e.g. `QUERY`) as GET, which would serve a GET route's answer to it; the raw name is
+/// taken from the underlying request instead, so the router answers 405.
+fn method(request: &worker::Request) -> Result<http::Method, ApiError> {
+    http::Method::from_bytes(request.inner().method().as_bytes())
+        .map_err(|e| ApiError::bad_request("invalid_method", e.to_string()))
 }
 
 /// Reads a Workers request, body included, into the core's request type (with the absolute
@@ -30,7 +34,7 @@ pub async fn to_core_request(
         .url()
         .map_err(|e| ApiError::bad_request("invalid_url", e.to_string()))?;
     let mut builder = http::Request::builder()
-        .method(method(&request.method()))
+        .method(method(request)?)
         .uri(url.as_str());
     for (name, value) in request.headers().entries() {
         builder = builder.header(name, value);
