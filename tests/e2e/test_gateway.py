@@ -142,6 +142,39 @@ def check_recording(api, channel_id: str, pushed_s: float) -> tuple[dict, dict]:
     return mp4, stored(api, channel_id)
 
 
+def segments_stored(api, channel_id: str) -> int:
+    """Media segments the edge has stored for the channel."""
+    return sum(b.endswith(".m4s") for b in stored(api, channel_id)["blobs"])
+
+
+def kill_after_segments(api, channel_id: str, encoder: subprocess.Popen, segments: int) -> None:
+    """Kills `encoder` (SIGKILL: no unpublish, no SRT shutdown) once the edge has stored
+    `segments` media segments of the channel."""
+    try:
+        wait_until(lambda: segments_stored(api, channel_id) >= segments, timeout_s=30)
+        encoder.send_signal(signal.SIGKILL)
+        encoder.wait(timeout=10)
+    finally:
+        if encoder.poll() is None:
+            encoder.kill()
+
+
+def check_stitched(api, channel_id: str, min_s: float, max_s: float) -> dict:
+    """The channel's one broadcast ended with ENDLIST and became one video whose published
+    MP4 lasts `min_s` to `max_s` and decodes clean. Answers what the channel has stored."""
+    last = wait_until(lambda: channel(api, channel_id)["last_broadcast"], timeout_s=30)
+    assert last["reason"] == "endlist", last
+    kept = stored(api, channel_id)
+    assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
+    video = last["video_id"]
+    wait_until(lambda: api.get(f"/api/_diag/video/{video}").json()["status"] == "published", timeout_s=120)
+    mp4_url = api.post(f"/api/videos/{video}/playback").json()["mp4_url"]
+    duration = float(probe(mp4_url)["format"]["duration"])
+    assert min_s <= duration <= max_s, (duration, min_s, max_s)
+    assert decode_errors(mp4_url) == ""
+    return kept
+
+
 def token_of(url: str) -> str:
     """The stream key: the token segment of `{origin}/ingest/{TOKEN}/index.m3u8`."""
     return url.rsplit("/", 2)[1]
@@ -276,16 +309,9 @@ def test_a_reconnect_within_the_window_continues_one_broadcast(api, gateway):
     reconnects = gateway.metrics()["gateway_reconnects_total"]
     started = time.monotonic()
     first = publish(gateway.rtmp_url(key), 30)
-    try:
-        # About 8 s published (four 2 s segments at the edge), then the encoder dies.
-        wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 4,
-                   timeout_s=30)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-        first_s = time.monotonic() - started
-    finally:
-        if first.poll() is None:
-            first.kill()
+    # About 8 s published (four 2 s segments at the edge), then the encoder dies.
+    kill_after_segments(api, ch["id"], first, 4)
+    first_s = time.monotonic() - started
     wait_until(lambda: "stream parked" in gateway.log(), timeout_s=10)
     time.sleep(1)  # the encoder's reconnect delay (an outage, not a condition to wait for)
 
@@ -297,19 +323,9 @@ def test_a_reconnect_within_the_window_continues_one_broadcast(api, gateway):
     assert "stream resumed" in log, log
     assert gateway.metrics()["gateway_reconnects_total"] == reconnects + 1
 
-    last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=30)
-    assert last["reason"] == "endlist", last
-    kept = stored(api, ch["id"])
-    assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
-    assert sum(b.endswith("index_init.mp4") for b in kept["blobs"]) == 1, kept["blobs"]
-
-    video = last["video_id"]
-    wait_until(lambda: api.get(f"/api/_diag/video/{video}").json()["status"] == "published", timeout_s=120)
-    mp4_url = api.post(f"/api/videos/{video}/playback").json()["mp4_url"]
-    duration = float(probe(mp4_url)["format"]["duration"])
     # ffmpeg sent at most `first_s` of media before it was killed (less its start-up).
-    assert first_s + second_s - 3.0 <= duration <= wall_s, (duration, first_s, second_s, wall_s)
-    assert decode_errors(mp4_url) == ""
+    kept = check_stitched(api, ch["id"], first_s + second_s - 3.0, wall_s)
+    assert sum(b.endswith("index_init.mp4") for b in kept["blobs"]) == 1, kept["blobs"]
 
 
 def test_a_publish_after_the_window_is_a_new_broadcast(api, gateway):
@@ -317,14 +333,7 @@ def test_a_publish_after_the_window_is_a_new_broadcast(api, gateway):
     key = token_of(ingest_url(api, user, ch))
     reconnects = gateway.metrics()["gateway_reconnects_total"]
     first = publish(gateway.rtmp_url(key), 30)
-    try:
-        wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 2,
-                   timeout_s=30)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    kill_after_segments(api, ch["id"], first, 2)
     # The window passes: the parked stream ends cleanly (ENDLIST).
     last = wait_until(lambda: channel(api, ch["id"])["last_broadcast"], timeout_s=GRACE_S + 20)
     assert last["reason"] == "endlist", last
@@ -386,11 +395,8 @@ def test_stopping_the_gateway_ends_its_broadcasts_cleanly(api, worker, tmp_path)
         live = publish(g.rtmp_url(token_of(ingest_url(api, user_a, ch_a))), 60)
         lost = publish(g.rtmp_url(token_of(ingest_url(api, user_b, ch_b))), 60)
         encoders = [live, lost]
-        for ch in (ch_a, ch_b):
-            wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 2,
-                       timeout_s=30)
-        lost.send_signal(signal.SIGKILL)
-        lost.wait(timeout=10)
+        wait_until(lambda: segments_stored(api, ch_a["id"]) >= 2, timeout_s=30)
+        kill_after_segments(api, ch_b["id"], lost, 2)
         # Parked within the window (120 s); stopped before the edge's idle timeout (6 s).
         wait_until(lambda: "stream parked" in g.log(), timeout_s=5)
         os.killpg(g.process.pid, signal.SIGTERM)
