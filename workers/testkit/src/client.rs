@@ -395,6 +395,14 @@ impl TestPlatform {
         self.get(&format!("/api/_diag/video/{video_id}")).json()
     }
 
+    /// The stored status of video `video_id` (empty when it has none).
+    pub fn video_status(&self, video_id: &str) -> String {
+        self.stored_video(video_id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
     /// Registers a plugin named `name` for `hook` (a hook or an event) as `developer`, at
     /// `https://plugins.test/{user}/{name}`, with scope `all`, approved (so it acts on every
     /// video, as the lifecycle tests need: developers own no channels). The approval is

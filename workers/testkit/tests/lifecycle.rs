@@ -21,13 +21,6 @@ fn ready_video(p: &TestPlatform) -> String {
     video
 }
 
-fn status(p: &TestPlatform, video: &str) -> String {
-    p.stored_video(video)["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// The only task delivered to `plugin` so far.
 fn only_task(p: &TestPlatform, plugin: &RegisteredPlugin) -> Value {
     let tasks = p.tasks_of(&plugin.url);
@@ -95,7 +88,7 @@ fn hooks_run_in_order_with_parallel_plugins_and_the_results_merge_into_the_publi
     let [validator, checker_a, checker_b, titler, transcript, watcher, lifecycle_watcher] =
         <[RegisteredPlugin; 7]>::try_from(plugins).unwrap();
     let video = ready_video(&p);
-    assert_eq!(status(&p, &video), "ready");
+    assert_eq!(p.video_status(&video), "ready");
 
     // preValidate first, alone.
     let task = only_task(&p, &validator);
@@ -151,7 +144,7 @@ fn hooks_run_in_order_with_parallel_plugins_and_the_results_merge_into_the_publi
     assert!(post["pluginData"].get(key(&checker_b)).is_none());
     assert_eq!(post["video"]["title"], "Merged title");
     assert_eq!(
-        status(&p, &video),
+        p.video_status(&video),
         "ready",
         "not published before the last hook"
     );
@@ -315,7 +308,7 @@ fn task_answers_are_checked() {
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        status(&p, &video),
+        p.video_status(&video),
         "ready",
         "refused answers change nothing"
     );
@@ -331,7 +324,7 @@ fn task_answers_are_checked() {
         StatusCode::CONFLICT
     );
     p.settle();
-    assert_eq!(status(&p, &video), "published");
+    assert_eq!(p.video_status(&video), "published");
 }
 
 #[test]
@@ -362,7 +355,7 @@ fn prevalidate_invalid_rejects_the_video_and_no_later_hook_runs() {
         p.tasks_of(&plugins[1].url).is_empty(),
         "no hook runs after a rejection"
     );
-    assert_eq!(status(&p, &video), "rejected");
+    assert_eq!(p.video_status(&video), "rejected");
     assert!(p
         .get(&format!("/api/videos/{video}"))
         .status
@@ -397,8 +390,8 @@ fn a_published_videos_poster_becomes_its_channels_thumbnail_a_rejected_ones_neve
         p.settle();
         videos.push(video);
     }
-    assert_eq!(status(&p, &videos[0]), "rejected");
-    assert_eq!(status(&p, &videos[1]), "published");
+    assert_eq!(p.video_status(&videos[0]), "rejected");
+    assert_eq!(p.video_status(&videos[1]), "published");
     assert_eq!(thumbnail(&p, &videos[1]).as_deref(), Some(JPEG));
     // Each video has its own channel here: the rejected one's shows nothing.
     assert_eq!(thumbnail(&p, &videos[0]), None);
@@ -432,13 +425,13 @@ fn a_passed_deadline_times_the_task_out_and_the_lifecycle_goes_on() {
     // Just before the deadline nothing happens.
     p.advance_ms(deadline_s * 1000 - 1000);
     p.settle();
-    assert_eq!(status(&p, &video), "ready");
+    assert_eq!(p.video_status(&video), "ready");
     assert!(events(&p, &video, "plugin.timed_out").is_empty());
     p.advance_ms(2000);
     p.settle();
     assert_eq!(events(&p, &video, "plugin.timed_out").len(), 1);
     assert_eq!(
-        status(&p, &video),
+        p.video_status(&video),
         "published",
         "postValidate timeouts do not reject"
     );
@@ -484,7 +477,7 @@ fn a_long_multibyte_failure_text_is_cut_without_a_panic() {
     assert_eq!(p.fail_task(&task, &error).status, StatusCode::OK);
     p.settle();
     assert_eq!(
-        status(&p, &video),
+        p.video_status(&video),
         "rejected",
         "a preValidate failure rejects"
     );

@@ -58,13 +58,6 @@ fn ready_video(p: &TestPlatform, owner: &ChannelDeveloper) -> String {
     video
 }
 
-fn status(p: &TestPlatform, video: &str) -> String {
-    p.stored_video(video)["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// The tasks of `plugin` for `video`.
 fn tasks_for(p: &TestPlatform, plugin: &RegisteredPlugin, video: &str) -> Vec<Value> {
     p.delivered_to(&plugin.url)
@@ -120,7 +113,7 @@ fn an_own_plugin_acts_on_its_owners_channels_only() {
     let bobs = ready_video(&p, &bob);
     assert!(deliveries_for(&p, &checker, &bobs).is_empty());
     assert!(deliveries_for(&p, &watcher, &bobs).is_empty());
-    assert_eq!(status(&p, &bobs), "published");
+    assert_eq!(p.video_status(&bobs), "published");
 
     // Alice's video: her plugins act on it.
     let alices = ready_video(&p, &alice);
@@ -128,7 +121,7 @@ fn an_own_plugin_acts_on_its_owners_channels_only() {
     let tasks = tasks_for(&p, &checker, &alices);
     assert_eq!(tasks.len(), 1);
     assert_eq!(
-        status(&p, &alices),
+        p.video_status(&alices),
         "ready",
         "waits for her preValidate plugin"
     );
@@ -137,7 +130,7 @@ fn an_own_plugin_acts_on_its_owners_channels_only() {
         StatusCode::OK
     );
     p.settle();
-    assert_eq!(status(&p, &alices), "published");
+    assert_eq!(p.video_status(&alices), "published");
     assert!(deliveries_for(&p, &checker, &bobs).is_empty());
 }
 
@@ -162,7 +155,7 @@ fn an_all_plugin_acts_on_every_video_only_while_approved() {
     // Pending: it acts on no one else's video.
     let first = ready_video(&p, &bob);
     assert!(deliveries_for(&p, &moderator, &first).is_empty());
-    assert_eq!(status(&p, &first), "published");
+    assert_eq!(p.video_status(&first), "published");
 
     // Only an admin approves (its owner and other developers get 403).
     for who in [&carol, &bob.session] {
@@ -190,7 +183,7 @@ fn an_all_plugin_acts_on_every_video_only_while_approved() {
         StatusCode::OK
     );
     p.settle();
-    assert_eq!(status(&p, &second), "rejected");
+    assert_eq!(p.video_status(&second), "rejected");
 
     // Revoked: other people's videos are closed to it again.
     let (revoked, body) = plugin_call(&p, &admin, &moderator, "revoke");
@@ -198,7 +191,7 @@ fn an_all_plugin_acts_on_every_video_only_while_approved() {
     assert_eq!(body["plugin"]["approved"], false);
     let third = ready_video(&p, &bob);
     assert!(deliveries_for(&p, &moderator, &third).is_empty());
-    assert_eq!(status(&p, &third), "published");
+    assert_eq!(p.video_status(&third), "published");
 
     // A plugin of scope `own` has nothing to approve.
     let own = p.register_scoped_plugin(&carol, "own-one", "preValidate", "own");
