@@ -14,7 +14,7 @@ use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
-use crate::model::room::{LiveSummary, RoomRequest, RoomResponse, LOBBY};
+use crate::model::room::{RoomRequest, RoomResponse, LOBBY};
 use crate::model::video::VideoStatus;
 use crate::ports::{Kv as _, Live as _, Platform};
 use crate::services::catalogue::{
@@ -75,31 +75,9 @@ pub struct DeletedVideo {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ChannelPage {
     /// Newest first.
-    pub channels: Vec<ListedChannel>,
+    pub channels: Vec<channels::ListedChannel>,
     /// Continues the same listing; null on the last page (and with `live=true`).
     pub next_cursor: Option<String>,
-}
-
-/// A channel in [`ChannelPage`].
-#[derive(Debug, Serialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct ListedChannel {
-    /// Identifier (`ch_...`).
-    pub id: String,
-    /// Owner.
-    pub owner_id: String,
-    /// Name.
-    pub name: String,
-    /// Description.
-    pub description: String,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
-    /// Whether a broadcast is live.
-    pub live: bool,
-    /// The live broadcast.
-    pub broadcast: Option<LiveSummary>,
-    /// Connected viewers.
-    pub viewers: u64,
 }
 
 /// Decodes `%XX` escapes and `+` (form encoding) of one query component.
@@ -420,19 +398,6 @@ pub async fn delete_video<P: Platform>(
     ))
 }
 
-fn listed_channel(channel: Channel, live: Option<LiveSummary>, viewers: u64) -> ListedChannel {
-    ListedChannel {
-        id: channel.id,
-        owner_id: channel.owner_id,
-        name: channel.name,
-        description: channel.description,
-        created_at: channel.created_at,
-        live: live.is_some(),
-        broadcast: live,
-        viewers,
-    }
-}
-
 /// `GET /api/channels?live=&mine=&limit=&cursor=`: channels newest first with their live
 /// status and viewer count; `live=true` lists only the channels live now (no paging).
 pub async fn list_channels<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
@@ -475,7 +440,11 @@ pub async fn list_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
     let mut out = Vec::with_capacity(listed.len());
     for channel in listed {
         let status = channels::status(p, &channel.id).await?;
-        out.push(listed_channel(channel, status.live, status.viewers));
+        out.push(channels::listed_channel(
+            channel,
+            status.live,
+            status.viewers,
+        ));
     }
     let next_cursor = next.map(|n| catalogue::encode_cursor(&n, &fingerprint, key));
     Ok(api::json(

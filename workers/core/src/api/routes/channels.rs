@@ -32,10 +32,10 @@ pub struct NewChannel {
     pub description: String,
 }
 
-/// A channel with its live status.
+/// A channel with its live status, as the catalogue's channel pages list it.
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct ChannelView {
+pub struct ListedChannel {
     /// Identifier (`ch_...`).
     pub id: String,
     /// Owner.
@@ -52,6 +52,15 @@ pub struct ChannelView {
     pub broadcast: Option<LiveSummary>,
     /// Connected viewers.
     pub viewers: u64,
+}
+
+/// A channel with its live status, its last ingest refusal and its last broadcast.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ChannelView {
+    /// The channel and its live status.
+    #[serde(flatten)]
+    pub channel: ListedChannel,
     /// The last ingest refusal, if recent.
     pub ingest_refused: Option<Refusal>,
     /// The last ended broadcast, once its video exists.
@@ -152,16 +161,23 @@ pub async fn status<P: Platform>(p: &P, channel_id: &str) -> Result<RoomStatus, 
     }
 }
 
-fn channel_view(channel: Channel, status: RoomStatus) -> ChannelView {
-    ChannelView {
+/// `channel` as listings show it, with `live` (the broadcast, if any) and `viewers`.
+pub fn listed_channel(channel: Channel, live: Option<LiveSummary>, viewers: u64) -> ListedChannel {
+    ListedChannel {
         id: channel.id,
         owner_id: channel.owner_id,
         name: channel.name,
         description: channel.description,
         created_at: channel.created_at,
-        live: status.live.is_some(),
-        broadcast: status.live,
-        viewers: status.viewers,
+        live: live.is_some(),
+        broadcast: live,
+        viewers,
+    }
+}
+
+fn channel_view(channel: Channel, status: RoomStatus) -> ChannelView {
+    ChannelView {
+        channel: listed_channel(channel, status.live, status.viewers),
         ingest_refused: status.ingest_refused,
         last_broadcast: status.last_broadcast,
     }
