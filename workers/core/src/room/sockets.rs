@@ -9,7 +9,9 @@ use crate::error::StoreError;
 use crate::ports::{RoomSockets, RoomStore};
 
 use super::messages::{ServerMessage, SocketErrorCode};
-use super::state::{load, save, schedule, PendingReactions, PRESENCE_DUE_KEY, REACTIONS_KEY};
+use super::state::{
+    load, save, schedule, take_due, PendingReactions, PRESENCE_DUE_KEY, REACTIONS_KEY,
+};
 use super::status;
 
 /// The emoji a viewer may react with.
@@ -97,21 +99,15 @@ pub(super) async fn presence_due<S: RoomStore>(
     sockets: &dyn RoomSockets,
     now_ms: u64,
 ) -> Result<Option<usize>, StoreError> {
-    let due: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
-    match due {
-        Some(at_ms) if at_ms <= now_ms => {
-            store.delete(&[PRESENCE_DUE_KEY.to_owned()]).await?;
-            let count = sockets.count();
-            ServerMessage::Viewers { count }.send_to(sockets);
-            Ok(Some(count))
-        }
-        // Not yet (an earlier deadline woke the room): ask again for it.
-        Some(at_ms) => {
-            schedule(store, at_ms).await?;
-            Ok(None)
-        }
-        None => Ok(None),
+    if take_due(store, PRESENCE_DUE_KEY, now_ms, |at_ms: &u64| *at_ms)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
     }
+    let count = sockets.count();
+    ServerMessage::Viewers { count }.send_to(sockets);
+    Ok(Some(count))
 }
 
 /// The alarm's reaction work: when a push is due, everyone gets the reactions counted since
@@ -124,20 +120,18 @@ pub(super) async fn reactions_due<S: RoomStore>(
     sockets: &dyn RoomSockets,
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    let pending: Option<PendingReactions> = load(store, REACTIONS_KEY).await?;
-    match pending {
-        Some(pending) if pending.due_ms <= now_ms => {
-            store.delete(&[REACTIONS_KEY.to_owned()]).await?;
-            ServerMessage::Reactions {
-                counts: pending.counts,
-                at_ms: now_ms,
-            }
-            .send_to(sockets);
-            Ok(())
+    let due = take_due(store, REACTIONS_KEY, now_ms, |r: &PendingReactions| {
+        r.due_ms
+    })
+    .await?;
+    if let Some(pending) = due {
+        ServerMessage::Reactions {
+            counts: pending.counts,
+            at_ms: now_ms,
         }
-        Some(pending) => schedule(store, pending.due_ms).await,
-        None => Ok(()),
+        .send_to(sockets);
     }
+    Ok(())
 }
 
 /// An `error` reply for the sender.

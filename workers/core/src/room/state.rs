@@ -266,6 +266,27 @@ pub(super) async fn save<S: RoomStore, T: Serialize>(
         .await
 }
 
+/// The pending push under `key` (a [`PRESENCE_DUE_KEY`] time, [`PendingReactions`]) once it
+/// is due at `now_ms`, taken out of storage. Not yet due (an earlier deadline woke the room):
+/// the alarm is asked again for it, and `None`. Nothing pending: `None`.
+pub(super) async fn take_due<S: RoomStore, T: for<'de> Deserialize<'de>>(
+    store: &S,
+    key: &str,
+    now_ms: u64,
+    due_ms: impl Fn(&T) -> u64,
+) -> Result<Option<T>, StoreError> {
+    let Some(pending) = load::<S, Option<T>>(store, key).await? else {
+        return Ok(None);
+    };
+    let due = due_ms(&pending);
+    if due > now_ms {
+        schedule(store, due).await?;
+        return Ok(None);
+    }
+    store.delete(&[key.to_owned()]).await?;
+    Ok(Some(pending))
+}
+
 /// Asks for the alarm at `at_ms`, or earlier when a viewer-count or reaction push is due
 /// before it: the one alarm serves the broadcast's deadlines and the sockets' pushes
 /// ([`super::sockets`]).
