@@ -31,7 +31,8 @@ pub mod names {
     pub const PASSWORD_ITERATIONS: &str = "PASSWORD_ITERATIONS";
     /// Lifetime of session tokens, in seconds.
     pub const SESSION_TTL_SECONDS: &str = "SESSION_TTL_SECONDS";
-    /// Login attempts allowed per email per window.
+    /// Failed logins on one account before its attempts back off (1 s, doubling, at most
+    /// 5 minutes).
     pub const LOGIN_LIMIT_PER_EMAIL: &str = "LOGIN_LIMIT_PER_EMAIL";
     /// Login attempts allowed per client IP per window.
     pub const LOGIN_LIMIT_PER_IP: &str = "LOGIN_LIMIT_PER_IP";
@@ -161,7 +162,7 @@ pub struct Config {
     pub broadcaster_domains: Vec<String>,
     /// Emails (lower-case) that are admins.
     pub admin_emails: Vec<String>,
-    /// Login attempts allowed per email per window.
+    /// Failed logins on one account before its attempts back off.
     pub login_limit_per_email: u64,
     /// Login attempts allowed per client IP per window.
     pub login_limit_per_ip: u64,

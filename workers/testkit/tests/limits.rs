@@ -1,8 +1,9 @@
 //! Limits that keep the catalogue bounded: an account has at most `MAX_CHANNELS_PER_USER`
 //! channels and a developer at most `MAX_PLUGINS_PER_USER` plugins (deleted ones do not
 //! count), past which the API answers 422 `quota_exceeded` and stores nothing; finished
-//! viewer sessions are swept; signups per network address are limited; concurrent wrong
-//! logins get no more password checks than the per-email limit.
+//! viewer sessions are swept; signups and logins per network address are limited; failed
+//! logins on an account delay its next attempt (doubling, capped) without locking it out,
+//! and concurrent wrong logins get no more password checks than the free failures.
 
 use edgevideo_testkit::TestPlatform;
 use http::{Method, StatusCode};
@@ -140,18 +141,41 @@ fn signups_per_address_are_limited() {
     );
 }
 
+/// A login of `email` with `password`.
+fn login(p: &TestPlatform, email: &str, password: &str) -> edgevideo_testkit::client::Reply {
+    p.call(
+        Method::POST,
+        "/api/auth/login",
+        None,
+        Some(&json!({ "email": email, "password": password })),
+    )
+}
+
+/// The `Retry-After` of a reply, in seconds.
+fn retry_after(reply: &edgevideo_testkit::client::Reply) -> Option<u64> {
+    reply
+        .headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+const WRONG: &str = "wrong password!";
+
 #[test]
-fn concurrent_wrong_logins_get_no_more_password_checks_than_the_limit() {
+fn concurrent_wrong_logins_get_no_more_password_checks_than_the_free_failures() {
     use edgevideo_testkit::client::request;
     use edgevideo_testkit::exec::join_all;
 
     let p = TestPlatform::with_vars(&[("LOGIN_LIMIT_PER_EMAIL", "5")]).unwrap();
     let email = p.new_email("example.com");
     p.signup(&email);
-    let wrong = json!({ "email": email, "password": "wrong password!" });
-    // Twenty at once, interleaved at every SQL round trip: a counter read then written
-    // would let all of them read the same count.
-    let statuses: Vec<StatusCode> = join_all(
+    let wrong = json!({ "email": email, "password": WRONG });
+    // Twenty at once, interleaved at every SQL round trip: a state read then written
+    // would let all of them pass.
+    let replies: Vec<_> = join_all(
         (0..20)
             .map(|_| {
                 edgevideo_core::handle(
@@ -162,27 +186,176 @@ fn concurrent_wrong_logins_get_no_more_password_checks_than_the_limit() {
             .collect(),
     )
     .into_iter()
-    .map(|r| r.status())
+    .map(edgevideo_testkit::client::reply)
     .collect();
+    let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
     // A 401 is a password check; a 429 was refused before one.
     let checked = statuses
         .iter()
         .filter(|s| **s == StatusCode::UNAUTHORIZED)
         .count();
-    let limited = statuses
+    let limited: Vec<_> = replies
         .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
-    assert_eq!((checked, limited), (5, 15), "{statuses:?}");
-    // The window is spent for the right password too; a new window opens again.
-    let right = json!({ "email": email, "password": edgevideo_testkit::client::PASSWORD });
-    let login = || {
-        p.call(Method::POST, "/api/auth/login", None, Some(&right))
-            .status
+        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!((checked, limited.len()), (5, 15), "{statuses:?}");
+    for reply in &limited {
+        assert_eq!(reply.error_code().as_deref(), Some("rate_limited"));
+        assert_eq!(retry_after(reply), Some(1), "the fifth failure earned 1 s");
+    }
+    // The right password waits too, without being checked; once the delay passed it works.
+    let early = login(&p, &email, edgevideo_testkit::client::PASSWORD);
+    assert_eq!(early.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&early), Some(1));
+    p.advance_ms(1000);
+    assert_eq!(
+        login(&p, &email, edgevideo_testkit::client::PASSWORD).status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn wrong_passwords_delay_the_account_but_never_lock_its_owner_out() {
+    let p = TestPlatform::with_vars(&[
+        ("LOGIN_LIMIT_PER_EMAIL", "3"),
+        ("LOGIN_LIMIT_PER_IP", "1000"),
+    ])
+    .unwrap();
+    let email = p.new_email("example.com");
+    p.signup(&email);
+    for _ in 0..3 {
+        assert_eq!(login(&p, &email, WRONG).status, StatusCode::UNAUTHORIZED);
+    }
+    // The attacker keeps guessing, each time as soon as the account lets them: every
+    // failure doubles the delay, up to five minutes.
+    let mut delays = Vec::new();
+    for _ in 0..12 {
+        let refused = login(&p, &email, WRONG);
+        assert_eq!(
+            refused.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            refused.text()
+        );
+        assert_eq!(refused.error_code().as_deref(), Some("rate_limited"));
+        let wait = retry_after(&refused).unwrap();
+        // Attempts while the delay runs are refused and do not lengthen it.
+        p.advance_ms(wait * 1000 - 500);
+        assert_eq!(retry_after(&login(&p, &email, WRONG)), Some(1));
+        p.advance_ms(500);
+        assert_eq!(login(&p, &email, WRONG).status, StatusCode::UNAUTHORIZED);
+        delays.push(wait);
+    }
+    assert_eq!(
+        delays,
+        vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+    );
+    // The owner, after the delay, gets in with one attempt.
+    let wait = retry_after(&login(&p, &email, edgevideo_testkit::client::PASSWORD)).unwrap();
+    assert_eq!(wait, 300);
+    p.advance_ms(wait * 1000);
+    let owner = login(&p, &email, edgevideo_testkit::client::PASSWORD);
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.text());
+}
+
+#[test]
+fn a_successful_login_resets_the_backoff_and_old_failures_are_forgotten() {
+    use edgevideo_core::services::ratelimit::{LOGIN_BACKOFF_CAP_MS, LOGIN_BACKOFF_FORGET_MS};
+
+    let p = TestPlatform::with_vars(&[("LOGIN_LIMIT_PER_EMAIL", "2")]).unwrap();
+    let email = p.new_email("example.com");
+    p.signup(&email);
+    let failures_until_refused = || {
+        let mut failures = 0;
+        while login(&p, &email, WRONG).status == StatusCode::UNAUTHORIZED {
+            failures += 1;
+            assert!(failures < 10, "never refused");
+        }
+        failures
     };
-    assert_eq!(login(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(failures_until_refused(), 2);
+    p.advance_ms(1000);
+    assert_eq!(
+        login(&p, &email, edgevideo_testkit::client::PASSWORD).status,
+        StatusCode::OK
+    );
+    // Only failures count: after the success the free failures are free again.
+    assert_eq!(failures_until_refused(), 2);
+    // Failures are forgotten a while after their delay ended.
+    p.advance_ms(LOGIN_BACKOFF_CAP_MS + LOGIN_BACKOFF_FORGET_MS);
+    assert_eq!(failures_until_refused(), 2);
+    // Another account is not slowed down by this one's failures.
+    let other = p.new_email("example.com");
+    p.signup(&other);
+    assert_eq!(login(&p, &other, WRONG).status, StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn logins_per_address_stay_limited_by_window() {
+    let p = TestPlatform::with_vars(&[("LOGIN_LIMIT_PER_IP", "3")]).unwrap();
+    let email = p.new_email("example.com");
+    p.signup(&email);
+    for _ in 0..3 {
+        assert_eq!(login(&p, &email, WRONG).status, StatusCode::UNAUTHORIZED);
+    }
+    let refused = login(&p, &email, edgevideo_testkit::client::PASSWORD);
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error_code().as_deref(), Some("rate_limited"));
     p.advance_ms(edgevideo_core::config::LOGIN_WINDOW_SECONDS * 1000);
-    assert_eq!(login(), StatusCode::OK);
+    assert_eq!(
+        login(&p, &email, edgevideo_testkit::client::PASSWORD).status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn forgotten_login_failures_are_swept() {
+    use edgevideo_core::ports::{Sql as _, Statement};
+    use edgevideo_core::store::ratelimits::{self, LoginBackoff};
+    use edgevideo_testkit::exec::block_on;
+
+    let p = TestPlatform::new();
+    let rules = LoginBackoff {
+        free_failures: 1,
+        base_ms: 1000,
+        cap_ms: 4000,
+        forget_ms: 10_000,
+    };
+    let claim = |scope: &str, now_ms: i64| {
+        let rows = block_on(p.sql.query(&ratelimits::claim_login(scope, now_ms, &rules))).unwrap();
+        (
+            rows[0]["granted"].as_i64().unwrap(),
+            rows[0]["next_at"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(claim("a", 0), (1, 1000));
+    assert_eq!(claim("a", 500), (0, 1000), "refused, unchanged");
+    assert_eq!(claim("a", 1000), (1, 3000));
+    assert_eq!(claim("a", 3000), (1, 7000), "capped at 4 s");
+    assert_eq!(claim("b", 0), (1, 1000));
+    let scopes = || {
+        block_on(p.sql.query(&Statement::new(
+            "SELECT scope FROM login_failures ORDER BY scope",
+            vec![],
+        )))
+        .unwrap()
+        .iter()
+        .map(|r| r["scope"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+    };
+    block_on(
+        p.sql
+            .execute(&ratelimits::sweep_login_failures(12_000, 500)),
+    )
+    .unwrap();
+    assert_eq!(scopes(), vec!["a"], "b was forgotten at 11 s");
+    assert_eq!(
+        claim("a", 17_000),
+        (1, 18_000),
+        "a forgotten row counts from 0"
+    );
+    block_on(p.sql.execute(&ratelimits::login_succeeded("a"))).unwrap();
+    assert!(scopes().is_empty());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Accounts: `POST /api/auth/signup`, `POST /api/auth/login`, `POST /api/auth/logout`,
 //! `GET /api/me`, and `PUT /api/users/{id}/role` for admins.
 
-use http::header::SET_COOKIE;
+use http::header::{RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,19 @@ fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Resp
     response
 }
 
+/// A 429 `rate_limited` for an account whose backoff delay has `retry_after_ms` to run, with
+/// `Retry-After` in whole seconds (rounded up).
+fn retry_later(retry_after_ms: u64) -> Response {
+    let seconds = retry_after_ms.div_ceil(1000).max(1);
+    let mut response = api::error(&ApiError::TooManyRequests(format!(
+        "too many failed logins for this account; try again in {seconds} s"
+    )));
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
 /// `POST /api/auth/signup {email, password}`: 201 `{token, user}`; 409 when the email is
 /// taken; 400 for an invalid email or a password outside the policy; 429 past
 /// `SIGNUP_LIMIT_PER_IP` accounts per address per hour (which also slows probing which
@@ -136,22 +149,31 @@ pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, A
 }
 
 /// `POST /api/auth/login {email, password}`: 200 `{token, user}`; the same 401 for an
-/// unknown email and a wrong password; 429 past the per-email or per-IP attempt limit.
+/// unknown email and a wrong password; 429 past the per-address attempt limit, and 429 with
+/// `Retry-After` (seconds) while the account's backoff delay runs (failed logins make its
+/// next attempt wait: [`ratelimit::claim_login`]), in both cases without a password check.
+/// A successful login resets the account's backoff.
 pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let body: Credentials = api::parse_json(request)?;
     let config = p.config();
     let email = body.email.trim().to_ascii_lowercase();
-    let now = now_s(p);
     let by_ip = format!("login-ip:{}", auth::client_address(request));
-    let by_email = format!("login-email:{email}");
-    let scopes = [
-        (by_ip.as_str(), config.login_limit_per_ip),
-        (by_email.as_str(), config.login_limit_per_email),
-    ];
-    if !ratelimit::hit_counted(p, &scopes, LOGIN_WINDOW_SECONDS, now).await? {
+    let by_ip = [(by_ip.as_str(), config.login_limit_per_ip)];
+    if !ratelimit::hit_counted(p, &by_ip, LOGIN_WINDOW_SECONDS, now_s(p)).await? {
         return Err(ApiError::TooManyRequests(
             "too many login attempts; try again later".into(),
         ));
+    }
+    let account = format!("login-email:{email}");
+    let claim = ratelimit::claim_login(
+        p,
+        &account,
+        config.login_limit_per_email,
+        p.clock().now_ms(),
+    )
+    .await?;
+    if let ratelimit::LoginClaim::Wait { retry_after_ms } = claim {
+        return Ok(retry_later(retry_after_ms));
     }
     let invalid = || ApiError::Unauthorized("invalid email or password".into());
     if body.password.len() > password::MAX_PASSWORD_LEN {
@@ -169,6 +191,7 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     if !password::verify(&body.password, &user.password_hash) {
         return Err(invalid());
     }
+    ratelimit::login_succeeded(p, &account).await?;
     // Emails listed in ADMIN_EMAILS become admins at their next login.
     if user.role != Role::Admin && accounts::role_for_email(config, &user.email) == Role::Admin {
         let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
