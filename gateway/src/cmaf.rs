@@ -2,8 +2,19 @@
 //! `mp4a`/`esds`), and media segments (`styp` + `moof` + `mdat`) cut at video keyframes once
 //! the target duration is reached. Boxes are written with `mp4-atom`.
 //!
+//! Parts (low-latency HLS partial segments), when on: each segment is written as a run of
+//! `moof` + `mdat` fragments of at most the part target each, every one handed out as a
+//! [`Part`] as soon as it is complete, the segment's first starting with the `styp`. A
+//! segment's bytes are exactly its parts' bytes one after the other. A part ends before the
+//! video frame that would take it past the target (that frame's duration foreseen from the
+//! last few frame intervals; when a frame turns out longer, the part ends one frame earlier,
+//! so only a single frame longer than the target makes a longer part) and always where its
+//! segment ends; it carries the audio frames that start before its end.
+//!
 //! Timescales: video 90 kHz (RTMP's millisecond timestamps times 90), audio the AAC sample
 //! rate (each frame 1024 samples, its first decode time from the RTMP timestamp).
+
+use std::collections::VecDeque;
 
 use mp4_atom::{
     Atom, Audio, Avc1, Avcc, Dinf, Dref, Encode, Esds, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf,
@@ -28,6 +39,8 @@ const NON_SYNC: u32 = 0x0101_0000;
 const MAX_SEGMENT_SAMPLES: usize = 20_000;
 /// Bytes held for one segment at most.
 const MAX_SEGMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Video frame intervals remembered to foresee the next frame's duration.
+const RECENT_INTERVALS: usize = 4;
 
 /// One media sample.
 #[derive(Debug, Clone)]
@@ -43,11 +56,30 @@ struct Sample {
 /// A finished media segment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
-    /// 1-based sequence number (also the `mfhd` sequence).
+    /// 1-based sequence number (without parts, also the `mfhd` sequence).
     pub sequence: u32,
     /// Duration in seconds.
     pub duration: f64,
-    /// `styp` + `moof` + `mdat`.
+    /// `styp` + `moof` + `mdat` (with parts: its parts' bytes, one after the other).
+    pub bytes: Vec<u8>,
+}
+
+/// A finished part (a low-latency HLS partial segment): one `moof` + `mdat` fragment of a
+/// segment, the segment's first part starting with the `styp`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    /// Sequence number of the segment it belongs to.
+    pub segment: u32,
+    /// 0-based index within the segment.
+    pub index: u32,
+    /// Duration in microseconds; a segment's parts add up to its duration (rounded to the
+    /// microsecond).
+    pub duration_us: u64,
+    /// The part target it was cut to, in microseconds.
+    pub target_us: u64,
+    /// Whether its first video sample is a keyframe.
+    pub independent: bool,
+    /// (`styp` +) `moof` + `mdat`.
     pub bytes: Vec<u8>,
 }
 
@@ -56,8 +88,15 @@ pub struct Segment {
 pub enum Output {
     /// The init segment: written once, before the first media segment.
     Init(Vec<u8>),
+    /// A part of the segment being written, before that segment's [`Output::Segment`].
+    Part(Part),
     /// A media segment.
     Segment(Segment),
+}
+
+/// Microseconds in `ticks` of 90 kHz, rounded to the nearest.
+fn micros(ticks: u64) -> u64 {
+    ticks.saturating_mul(100).saturating_add(4) / 9
 }
 
 /// Cuts one RTMP stream into CMAF segments.
@@ -82,6 +121,22 @@ pub struct Segmenter {
     last_video_duration: u64,
     /// Decode time (90 kHz) of the last video sample taken, across cuts.
     last_video_dts: Option<u64>,
+    /// Samples held for the segment being gathered (its parts written or not).
+    held_samples: usize,
+    /// The last few video frame intervals (90 kHz).
+    recent_intervals: VecDeque<u64>,
+    /// Part target in 90 kHz ticks; 0: no parts.
+    part_ticks: u64,
+    /// Part target in microseconds, as configured.
+    part_target_us: u64,
+    /// The `mfhd` sequence of the last part written (parts count across the stream).
+    fragments: u32,
+    /// Index of the next part of the segment being gathered.
+    part_index: u32,
+    /// The bytes of the parts of the segment being gathered.
+    segment_bytes: Vec<u8>,
+    /// Duration (90 kHz) of the parts of the segment being gathered.
+    segment_ticks: u64,
 }
 
 impl Segmenter {
@@ -102,7 +157,23 @@ impl Segmenter {
             next_audio_dts: None,
             last_video_duration: 3000,
             last_video_dts: None,
+            held_samples: 0,
+            recent_intervals: VecDeque::with_capacity(RECENT_INTERVALS),
+            part_ticks: 0,
+            part_target_us: 0,
+            fragments: 0,
+            part_index: 0,
+            segment_bytes: Vec::new(),
+            segment_ticks: 0,
         }
+    }
+
+    /// The same segmenter also writing parts of at most `part_ms` (0: no parts, one
+    /// fragment per segment).
+    pub fn with_parts(mut self, part_ms: u64) -> Self {
+        self.part_ticks = part_ms.saturating_mul(90);
+        self.part_target_us = part_ms.saturating_mul(1000);
+        self
     }
 
     /// The picture size from the stream's metadata, used when the SPS cannot be read.
@@ -183,22 +254,32 @@ impl Segmenter {
             out.push(Output::Init(self.init_segment()?));
             self.started = true;
             self.segment_start = dts;
-        } else if keyframe && dts.saturating_sub(self.segment_start) >= self.target_ms * 90 {
-            if let Some(segment) = self.cut(dts)? {
-                out.push(Output::Segment(segment));
+        } else {
+            if let Some(last) = self.video_samples.last() {
+                if dts < last.dts {
+                    return Err(MediaError::Invalid(format!(
+                        "video timestamps go back ({} ms after {} ms)",
+                        dts_ms,
+                        last.dts / 90
+                    )));
+                }
             }
-            self.segment_start = dts;
-        }
-        if let Some(last) = self.video_samples.last() {
-            if dts < last.dts {
-                return Err(MediaError::Invalid(format!(
-                    "video timestamps go back ({} ms after {} ms)",
-                    dts_ms,
-                    last.dts / 90
-                )));
+            if keyframe
+                && dts.saturating_sub(self.segment_start) >= self.target_ms.saturating_mul(90)
+            {
+                self.cut_segment(dts, false, &mut out)?;
+                self.segment_start = dts;
+            } else if self.part_ticks > 0 {
+                self.cut_part_before(dts, &mut out)?;
             }
         }
         self.hold(dts_ms, data.len())?;
+        if let Some(last) = self.last_video_dts.filter(|last| dts > *last) {
+            if self.recent_intervals.len() == RECENT_INTERVALS {
+                self.recent_intervals.pop_front();
+            }
+            self.recent_intervals.push_back(dts - last);
+        }
         self.last_video_dts = Some(dts);
         self.video_samples.push(Sample {
             dts,
@@ -239,20 +320,22 @@ impl Segmenter {
         Ok(())
     }
 
-    /// The end of the stream: the last segment, if any samples are held.
-    pub fn finish(&mut self) -> Result<Option<Segment>, MediaError> {
-        let Some(last) = self.video_samples.last() else {
-            return Ok(None);
-        };
-        let end = last.dts + self.last_video_duration;
-        self.cut(end)
+    /// The end of the stream: the last segment (after its last parts), if any samples are
+    /// held.
+    pub fn finish(&mut self) -> Result<Vec<Output>, MediaError> {
+        let mut out = Vec::new();
+        if let Some(last) = self.video_samples.last() {
+            let end = last.dts + self.last_video_duration;
+            self.cut_segment(end, true, &mut out)?;
+        }
+        Ok(out)
     }
 
     fn hold(&mut self, dts_ms: u32, len: usize) -> Result<(), MediaError> {
         self.held_bytes += len;
-        if self.held_bytes > MAX_SEGMENT_BYTES
-            || self.video_samples.len() + self.audio_samples.len() >= MAX_SEGMENT_SAMPLES
-        {
+        let samples = self.held_samples;
+        self.held_samples += 1;
+        if self.held_bytes > MAX_SEGMENT_BYTES || samples >= MAX_SEGMENT_SAMPLES {
             return Err(MediaError::Invalid(format!(
                 "no keyframe to cut at by {dts_ms} ms: the segment outgrew its limits"
             )));
@@ -260,18 +343,84 @@ impl Segmenter {
         Ok(())
     }
 
-    /// Writes the held samples before `end` (90 kHz) as one segment.
-    fn cut(&mut self, end: u64) -> Result<Option<Segment>, MediaError> {
-        if self.video_samples.is_empty() {
-            return Ok(None);
+    /// Ends the segment being gathered at `end` (90 kHz): its last parts (with parts on) and
+    /// the segment, into `out`. `all_audio`: every audio frame held goes in (the stream's end).
+    fn cut_segment(
+        &mut self,
+        end: u64,
+        all_audio: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<(), MediaError> {
+        if self.part_ticks == 0 {
+            if let Some(segment) = self.cut(end)? {
+                out.push(Output::Segment(segment));
+            }
+            return Ok(());
         }
-        let video = std::mem::take(&mut self.video_samples);
-        let audio = std::mem::take(&mut self.audio_samples);
-        self.held_bytes = 0;
+        if let Some(first) = self.video_samples.first() {
+            let count = self.video_samples.len();
+            if end.saturating_sub(first.dts) > self.part_ticks && count >= 2 {
+                let last = self.video_samples[count - 1].dts;
+                self.write_part(count - 1, last, false, out)?;
+            }
+            let count = self.video_samples.len();
+            self.write_part(count, end, all_audio, out)?;
+        }
+        if self.part_index == 0 {
+            return Ok(());
+        }
         self.sequence += 1;
-        let start = video[0].dts;
-        let mut durations: Vec<u64> = video.windows(2).map(|w| w[1].dts - w[0].dts).collect();
-        let last = end.saturating_sub(video[video.len() - 1].dts);
+        let duration = self.segment_ticks.max(1) as f64 / f64::from(VIDEO_TIMESCALE);
+        let bytes = std::mem::take(&mut self.segment_bytes);
+        self.part_index = 0;
+        self.segment_ticks = 0;
+        // Audio frames after the end (audio ahead of video) go into the next segment.
+        self.held_samples = self.audio_samples.len();
+        self.held_bytes = self.audio_samples.iter().map(|s| s.data.len()).sum();
+        out.push(Output::Segment(Segment {
+            sequence: self.sequence,
+            duration,
+            bytes,
+        }));
+        Ok(())
+    }
+
+    /// With the video frame at `dts` (90 kHz) next, ends the part being gathered when that
+    /// frame would take it past the part target (or the frame before it already has).
+    fn cut_part_before(&mut self, dts: u64, out: &mut Vec<Output>) -> Result<(), MediaError> {
+        let Some(first) = self.video_samples.first() else {
+            return Ok(());
+        };
+        let count = self.video_samples.len();
+        if dts.saturating_sub(first.dts) > self.part_ticks && count >= 2 {
+            // The last frame lasted longer than foreseen: the part ends before it.
+            let last = self.video_samples[count - 1].dts;
+            self.write_part(count - 1, last, false, out)?;
+        }
+        let Some(first) = self.video_samples.first() else {
+            return Ok(());
+        };
+        let foreseen = self
+            .recent_intervals
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.last_video_duration)
+            .max(1);
+        if dts.saturating_sub(first.dts).saturating_add(foreseen) > self.part_ticks {
+            let count = self.video_samples.len();
+            self.write_part(count, dts, false, out)?;
+        }
+        Ok(())
+    }
+
+    /// Per-sample durations of `video` (90 kHz), the last one up to `end`.
+    fn durations(&mut self, video: &[Sample], end: u64) -> Vec<u64> {
+        let mut durations: Vec<u64> = video
+            .windows(2)
+            .map(|w| w[1].dts.saturating_sub(w[0].dts))
+            .collect();
+        let last = video.last().map_or(0, |s| end.saturating_sub(s.dts));
         let last = if last == 0 {
             self.last_video_duration
         } else {
@@ -281,6 +430,70 @@ impl Segmenter {
         if let Some(d) = durations.iter().rev().find(|d| **d > 0) {
             self.last_video_duration = *d;
         }
+        durations
+    }
+
+    /// Writes the first `count` video samples held, ending at `end` (90 kHz), and the audio
+    /// frames that start before `end` (every one held with `all_audio`) as the next part.
+    fn write_part(
+        &mut self,
+        count: usize,
+        end: u64,
+        all_audio: bool,
+        out: &mut Vec<Output>,
+    ) -> Result<(), MediaError> {
+        let count = count.min(self.video_samples.len());
+        if count == 0 {
+            return Ok(());
+        }
+        let video: Vec<Sample> = self.video_samples.drain(..count).collect();
+        let durations = self.durations(&video, end);
+        let audio_count = if all_audio {
+            self.audio_samples.len()
+        } else {
+            let rate = u128::from(self.audio.as_ref().map_or(1, |a| a.sample_rate.max(1)));
+            let end = u128::from(end) * rate;
+            self.audio_samples
+                .iter()
+                .take_while(|s| u128::from(s.dts) * u128::from(VIDEO_TIMESCALE) < end)
+                .count()
+        };
+        let audio: Vec<Sample> = self.audio_samples.drain(..audio_count).collect();
+        self.fragments = self.fragments.wrapping_add(1);
+        let mut bytes = if self.part_index == 0 {
+            styp()?
+        } else {
+            Vec::new()
+        };
+        bytes.extend_from_slice(&fragment(self.fragments, &video, &durations, &audio)?);
+        self.segment_bytes.extend_from_slice(&bytes);
+        let ticks: u64 = durations.iter().sum();
+        let start_us = micros(self.segment_ticks);
+        self.segment_ticks = self.segment_ticks.saturating_add(ticks);
+        out.push(Output::Part(Part {
+            segment: self.sequence.wrapping_add(1),
+            index: self.part_index,
+            duration_us: micros(self.segment_ticks) - start_us,
+            target_us: self.part_target_us,
+            independent: video[0].keyframe,
+            bytes,
+        }));
+        self.part_index += 1;
+        Ok(())
+    }
+
+    /// Writes the held samples before `end` (90 kHz) as one segment (parts off).
+    fn cut(&mut self, end: u64) -> Result<Option<Segment>, MediaError> {
+        if self.video_samples.is_empty() {
+            return Ok(None);
+        }
+        let video = std::mem::take(&mut self.video_samples);
+        let audio = std::mem::take(&mut self.audio_samples);
+        self.held_bytes = 0;
+        self.held_samples = 0;
+        self.sequence += 1;
+        let start = video[0].dts;
+        let durations = self.durations(&video, end);
         let duration = (end.max(start + 1) - start) as f64 / f64::from(VIDEO_TIMESCALE);
         let bytes = media_segment(self.sequence, &video, &durations, &audio)?;
         Ok(Some(Segment {
@@ -511,8 +724,34 @@ fn traf(track_id: u32, base: u64, entries: Vec<TrunEntry>, data_offset: i32) -> 
     }
 }
 
+/// The `styp` a media segment starts with.
+fn styp() -> Result<Vec<u8>, MediaError> {
+    let mut out = Vec::new();
+    Styp {
+        major_brand: b"msdh".into(),
+        minor_version: 0,
+        compatible_brands: vec![b"msdh".into(), b"msix".into()],
+    }
+    .encode(&mut out)
+    .map_err(encode_err)?;
+    Ok(out)
+}
+
 /// `styp` + `moof` + `mdat`: the video samples (with their durations), then the audio ones.
 fn media_segment(
+    sequence: u32,
+    video: &[Sample],
+    durations: &[u64],
+    audio: &[Sample],
+) -> Result<Vec<u8>, MediaError> {
+    let mut out = styp()?;
+    out.extend_from_slice(&fragment(sequence, video, durations, audio)?);
+    Ok(out)
+}
+
+/// `moof` (with `mfhd` `sequence`) + `mdat`: the video samples (with their durations), then
+/// the audio ones.
+fn fragment(
     sequence: u32,
     video: &[Sample],
     durations: &[u64],
@@ -574,14 +813,7 @@ fn media_segment(
     for s in video.iter().chain(audio) {
         data.extend_from_slice(&s.data);
     }
-    let mut out = Vec::with_capacity(data.len() + moof_size + 64);
-    Styp {
-        major_brand: b"msdh".into(),
-        minor_version: 0,
-        compatible_brands: vec![b"msdh".into(), b"msix".into()],
-    }
-    .encode(&mut out)
-    .map_err(encode_err)?;
+    let mut out = Vec::with_capacity(data.len() + moof_size + 16);
     moof.encode(&mut out).map_err(encode_err)?;
     if data.len() + 8 > u32::MAX as usize {
         return Err(MediaError::Invalid("segment too large".into()));
@@ -605,6 +837,11 @@ mod tests {
 
     /// 30 fps video with a keyframe every second, AAC frames in between, for `seconds`.
     fn feed(seg: &mut Segmenter, seconds: u32) -> Vec<Output> {
+        feed_gop(seg, seconds, 30)
+    }
+
+    /// 30 fps video with a keyframe every `gop` frames, AAC frames in between, for `seconds`.
+    fn feed_gop(seg: &mut Segmenter, seconds: u32, gop: u32) -> Vec<Output> {
         let mut out = Vec::new();
         let mut audio_ms = 0.0f64;
         for i in 0..seconds * 30 {
@@ -613,7 +850,7 @@ mod tests {
                 seg.audio_frame(audio_ms as u32, &[0xAA; 7]).unwrap();
                 audio_ms += 1024.0 * 1000.0 / 48000.0;
             }
-            out.extend(seg.video_frame(ms, 66, i % 30 == 0, &frame(i)).unwrap());
+            out.extend(seg.video_frame(ms, 66, i % gop == 0, &frame(i)).unwrap());
         }
         out
     }
@@ -636,7 +873,7 @@ mod tests {
             .iter()
             .filter_map(|o| match o {
                 Output::Segment(s) => Some(s),
-                Output::Init(_) => None,
+                Output::Init(_) | Output::Part(_) => None,
             })
             .collect();
         assert_eq!(segments.len(), 2, "cut at 2 s and 4 s");
@@ -646,7 +883,9 @@ mod tests {
             "{}",
             segments[0].duration
         );
-        let last = seg.finish().unwrap().unwrap();
+        let Some(Output::Segment(last)) = seg.finish().unwrap().pop() else {
+            panic!("no last segment");
+        };
         assert_eq!(last.sequence, 3);
         assert!((last.duration - 1.0).abs() < 0.001, "{}", last.duration);
         assert_eq!(seg.codecs().as_deref(), Some("avc1.64001e,mp4a.40.2"));
@@ -663,7 +902,7 @@ mod tests {
             let key = i == 0 || i == 6;
             out.extend(seg.video_frame(*ms, 0, key, &frame(i as u32)).unwrap());
         }
-        out.extend(seg.finish().unwrap().map(Output::Segment));
+        out.extend(seg.finish().unwrap());
         let mut dts = Vec::new();
         for output in &out {
             let Output::Segment(segment) = output else {
@@ -788,6 +1027,303 @@ mod tests {
         seg.video_frame(u32::MAX, i32::MIN >> 8, true, &frame(0))
             .unwrap();
         seg.audio_frame(u32::MAX, &[1]).unwrap();
-        assert!(seg.finish().unwrap().is_some());
+        assert!(!seg.finish().unwrap().is_empty());
+    }
+
+    /// What one fragment (`moof` + `mdat`) holds.
+    #[derive(Debug)]
+    struct Fragment {
+        sequence: u32,
+        /// Video `tfdt` and the video samples' (duration, flags, first bytes).
+        video_start: u64,
+        video: Vec<(u64, u32, Vec<u8>)>,
+        /// Audio `tfdt` and sample durations.
+        audio_start: Option<u64>,
+        audio: Vec<u64>,
+    }
+
+    /// Parses `bytes` as an optional `styp` then `moof` + `mdat` pairs, checking that each
+    /// data offset lands inside its `mdat`.
+    fn fragments(bytes: &[u8]) -> (bool, Vec<Fragment>) {
+        let mut buf = bytes;
+        let styp = buf.starts_with(&[0, 0, 0, 24]) && &buf[4..8] == b"styp";
+        if styp {
+            Styp::decode(&mut buf).unwrap();
+        }
+        let mut out = Vec::new();
+        while !buf.is_empty() {
+            let moof_start = bytes.len() - buf.len();
+            let moof = Moof::decode(&mut buf).unwrap();
+            let mdat_start = bytes.len() - buf.len();
+            let mdat = Mdat::decode(&mut buf).unwrap();
+            let mdat_end = bytes.len() - buf.len();
+            let video = &moof.traf[0];
+            assert_eq!(video.tfhd.track_id, VIDEO_TRACK);
+            let trun = &video.trun[0];
+            let mut at = moof_start + trun.data_offset.unwrap() as usize;
+            assert!(at >= mdat_start + 8, "video data before the mdat");
+            let mut samples = Vec::new();
+            for sample in trun.samples.iter() {
+                let size = sample.size.unwrap() as usize;
+                assert!(at + size <= mdat_end, "a video sample past the mdat");
+                samples.push((
+                    u64::from(sample.duration.unwrap()),
+                    sample.flags.unwrap(),
+                    bytes[at..at + size].to_vec(),
+                ));
+                at += size;
+            }
+            let (audio_start, audio) = match moof.traf.get(1) {
+                Some(audio) => {
+                    assert_eq!(audio.tfhd.track_id, AUDIO_TRACK);
+                    let trun = &audio.trun[0];
+                    let offset = moof_start + trun.data_offset.unwrap() as usize;
+                    let size: usize = trun.samples.iter().map(|s| s.size.unwrap() as usize).sum();
+                    assert!(offset + size <= mdat_end, "audio past the mdat");
+                    (
+                        Some(audio.tfdt.as_ref().unwrap().base_media_decode_time),
+                        trun.samples
+                            .iter()
+                            .map(|s| u64::from(s.duration.unwrap()))
+                            .collect(),
+                    )
+                }
+                None => (None, Vec::new()),
+            };
+            assert!(!mdat.data.is_empty());
+            out.push(Fragment {
+                sequence: moof.mfhd.sequence_number,
+                video_start: video.tfdt.as_ref().unwrap().base_media_decode_time,
+                video: samples,
+                audio_start,
+                audio,
+            });
+        }
+        (styp, out)
+    }
+
+    /// The parts of each segment (in order) and the segments, checking that every part
+    /// comes before its segment and right after the part before it.
+    fn grouped(out: &[Output]) -> Vec<(Segment, Vec<Part>)> {
+        let mut groups = Vec::new();
+        let mut parts: Vec<Part> = Vec::new();
+        for output in out {
+            match output {
+                Output::Init(_) => assert!(groups.is_empty() && parts.is_empty()),
+                Output::Part(part) => {
+                    assert_eq!(part.index as usize, parts.len(), "parts in order");
+                    parts.push(part.clone());
+                }
+                Output::Segment(segment) => {
+                    for part in &parts {
+                        assert_eq!(part.segment, segment.sequence);
+                    }
+                    groups.push((segment.clone(), std::mem::take(&mut parts)));
+                }
+            }
+        }
+        assert!(parts.is_empty(), "parts after the last segment: {parts:?}");
+        groups
+    }
+
+    #[test]
+    fn segments_are_their_parts_one_after_the_other() {
+        let mut seg = started().with_parts(334);
+        // A keyframe every 2 s: the segments' only keyframes are their first frames.
+        let mut out = feed_gop(&mut seg, 7, 60);
+        out.extend(seg.finish().unwrap());
+        let groups = grouped(&out);
+        assert_eq!(groups.len(), 4, "cut at 2, 4 and 6 s, then the end");
+        let mut last_sequence = 0;
+        let mut video_end = 0;
+        let mut audio_end: Option<u64> = None;
+        for (segment, parts) in &groups {
+            // 2 s of 30 fps in parts of at most 334 ms: 10 frames (333 ms) each.
+            let expected = if segment.sequence == 4 { 3 } else { 6 };
+            assert_eq!(parts.len(), expected, "segment {}", segment.sequence);
+            let joined: Vec<u8> = parts.iter().flat_map(|p| p.bytes.clone()).collect();
+            assert_eq!(joined, segment.bytes, "segment {}", segment.sequence);
+            let mut ticks = 0;
+            for part in parts {
+                assert_eq!(part.target_us, 334_000);
+                assert!(part.duration_us <= 334_000, "{} us", part.duration_us);
+                let (styp, fragments) = fragments(&part.bytes);
+                assert_eq!(styp, part.index == 0, "styp only in the first part");
+                assert_eq!(fragments.len(), 1, "one moof + mdat per part");
+                let fragment = &fragments[0];
+                assert!(
+                    fragment.sequence > last_sequence,
+                    "mfhd {} after {last_sequence}",
+                    fragment.sequence
+                );
+                last_sequence = fragment.sequence;
+                assert_eq!(fragment.video_start, video_end, "video continues");
+                let part_ticks: u64 = fragment.video.iter().map(|(d, ..)| d).sum();
+                assert!(part_ticks <= 334 * 90, "{part_ticks} ticks");
+                assert!(part.duration_us.abs_diff(part_ticks * 100 / 9) <= 1);
+                video_end += part_ticks;
+                ticks += part_ticks;
+                let first_sync = fragment.video[0].1 == SYNC;
+                assert_eq!(part.independent, first_sync);
+                assert_eq!(part.independent, part.index == 0);
+                for (_, flags, _) in &fragment.video[1..] {
+                    assert_eq!(*flags, NON_SYNC);
+                }
+                if let Some(start) = fragment.audio_start {
+                    if let Some(end) = audio_end {
+                        assert_eq!(start, end, "audio continues");
+                    }
+                    audio_end = Some(start + fragment.audio.iter().sum::<u64>());
+                    // The part's audio starts within its video span.
+                    let audio_at = start * 90_000 / 48_000;
+                    assert!(
+                        audio_at < video_end,
+                        "audio at {audio_at}, video to {video_end}"
+                    );
+                }
+            }
+            let seconds = ticks as f64 / 90_000.0;
+            assert!((seconds - segment.duration).abs() < 1e-9, "{seconds}");
+            let sum_us: u64 = parts.iter().map(|p| p.duration_us).sum();
+            assert_eq!(sum_us, (segment.duration * 1e6).round() as u64);
+        }
+        // The last frame (at 6966 ms) lasts as long as the one before it (33 ms).
+        assert_eq!(video_end, 6999 * 90);
+    }
+
+    #[test]
+    fn a_part_comes_out_with_the_first_frame_after_it() {
+        let mut seg = started().with_parts(334);
+        let mut parts = 0;
+        for i in 0..150u32 {
+            let ms = i * 100 / 3;
+            for output in seg.video_frame(ms, 0, i % 60 == 0, &frame(i)).unwrap() {
+                let Output::Part(part) = output else {
+                    continue;
+                };
+                let (_, fragments) = fragments(&part.bytes);
+                let fragment = &fragments[0];
+                let end = fragment.video_start + fragment.video.iter().map(|v| v.0).sum::<u64>();
+                assert_eq!(end, u64::from(ms) * 90, "part {} late", part.index);
+                parts += 1;
+            }
+        }
+        assert_eq!(parts, 14, "10 frames each");
+    }
+
+    #[test]
+    fn a_keyframe_inside_a_segment_makes_its_part_independent() {
+        let mut seg = started().with_parts(500);
+        // Keyframes every second; parts of 15 frames (500 ms): every other part starts on one.
+        let mut out = feed_gop(&mut seg, 5, 30);
+        out.extend(seg.finish().unwrap());
+        for (segment, parts) in grouped(&out) {
+            let joined: Vec<u8> = parts.iter().flat_map(|p| p.bytes.clone()).collect();
+            assert_eq!(joined, segment.bytes);
+            for part in parts {
+                let (_, fragments) = fragments(&part.bytes);
+                assert_eq!(part.independent, fragments[0].video[0].1 == SYNC);
+                assert!(part.duration_us <= 500_000);
+            }
+        }
+        let independent = out
+            .iter()
+            .filter(|o| matches!(o, Output::Part(p) if p.independent))
+            .count();
+        assert_eq!(independent, 5, "one per keyframe");
+    }
+
+    #[test]
+    fn without_parts_each_segment_is_one_fragment_as_before() {
+        let mut off = started().with_parts(0);
+        let mut out = feed_gop(&mut off, 7, 60);
+        out.extend(off.finish().unwrap());
+        let mut plain = started();
+        let mut before = feed_gop(&mut plain, 7, 60);
+        before.extend(plain.finish().unwrap());
+        assert_eq!(out, before);
+        assert!(out.iter().all(|o| !matches!(o, Output::Part(_))));
+        let segments: Vec<&Segment> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Segment(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(segments.len(), 4);
+        for segment in segments {
+            let (styp, fragments) = fragments(&segment.bytes);
+            assert!(styp);
+            assert_eq!(fragments.len(), 1, "one moof");
+            assert_eq!(fragments[0].sequence, segment.sequence);
+        }
+        // The bytes written before parts existed (FNV-1a of every output's bytes).
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for output in &out {
+            let bytes = match output {
+                Output::Init(b) => b,
+                Output::Segment(s) => &s.bytes,
+                Output::Part(p) => &p.bytes,
+            };
+            for b in bytes {
+                hash = (hash ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        assert_eq!(hash, 0xe8b6_fe18_000d_3bf8, "{hash:#x}");
+    }
+
+    #[test]
+    fn irregular_frames_keep_parts_within_the_target() {
+        let mut seg = started().with_parts(334);
+        let mut out = Vec::new();
+        // Frame intervals wandering between 20 and 60 ms, one 700 ms stall, a keyframe every
+        // 2 s or so.
+        let mut ms = 0u32;
+        let mut last_key = 0u32;
+        for i in 0..400u32 {
+            let key = i == 0 || ms - last_key >= 2000;
+            if key {
+                last_key = ms;
+            }
+            out.extend(seg.video_frame(ms, 0, key, &frame(i)).unwrap());
+            ms += if i == 200 { 700 } else { 20 + (i * 7919) % 41 };
+        }
+        out.extend(seg.finish().unwrap());
+        let mut long = 0;
+        for (segment, parts) in grouped(&out) {
+            let joined: Vec<u8> = parts.iter().flat_map(|p| p.bytes.clone()).collect();
+            assert_eq!(joined, segment.bytes);
+            let sum_us: u64 = parts.iter().map(|p| p.duration_us).sum();
+            assert_eq!(sum_us, (segment.duration * 1e6).round() as u64);
+            for part in parts {
+                let (_, fragments) = fragments(&part.bytes);
+                if part.duration_us > 334_000 {
+                    // Only a single frame longer than the target makes a longer part.
+                    assert_eq!(fragments[0].video.len(), 1, "{part:?}");
+                    long += 1;
+                }
+            }
+        }
+        assert_eq!(long, 1, "the stall");
+    }
+
+    #[test]
+    fn hostile_streams_with_parts_are_errors_not_panics() {
+        let mut seg = started().with_parts(100);
+        seg.video_frame(u32::MAX - 100, i32::MIN >> 8, true, &frame(0))
+            .unwrap();
+        seg.audio_frame(u32::MAX, &[1]).unwrap();
+        seg.video_frame(u32::MAX, 0, false, &frame(1)).unwrap();
+        seg.video_frame(u32::MAX, 0, true, &frame(2)).unwrap();
+        assert!(!seg.finish().unwrap().is_empty());
+        assert!(seg.finish().unwrap().is_empty());
+
+        let mut seg = started().with_parts(1);
+        let out = feed(&mut seg, 2);
+        assert!(out.iter().filter(|o| matches!(o, Output::Part(_))).count() >= 59);
+        assert!(
+            seg.video_frame(0, 0, false, &frame(0)).is_err(),
+            "time goes back"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The RTMP ingest gateway: OBS, phone apps and ffmpeg publish RTMP to it
 //! (`rtmp://host:1935/live`, the stream key being the channel's signed ingest token), and it
-//! pushes CMAF (an init segment, ~2 s media segments cut at keyframes, a media playlist) to
-//! the edge's ingest URL, as the ingest contract in `docs/ARCHITECTURE.md` says. No
-//! re-encoding: H.264 and AAC in, the same out.
+//! pushes CMAF (an init segment, ~2 s media segments cut at keyframes, each also pushed as
+//! low-latency parts while it is made, a media playlist) to the edge's ingest URL, as the
+//! ingest contract in `docs/ARCHITECTURE.md` says. No re-encoding: H.264 and AAC in, the
+//! same out.
 //!
 //! * [`server`]: RTMP connections (`rml_rtmp`, sans-IO, over tokio);
 //! * [`tls`]: RTMPS, the same connections over TLS (`tokio-rustls`);
@@ -31,3 +32,6 @@ pub mod srt;
 pub mod stream;
 pub mod tls;
 pub mod tsin;
+
+#[cfg(test)]
+mod testing;

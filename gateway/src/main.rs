@@ -34,7 +34,13 @@ struct Settings {
     /// Target segment duration in seconds (segments are cut at the next keyframe after it).
     #[arg(long, env = "GATEWAY_SEGMENT_SECONDS", default_value_t = 2.0)]
     segment_seconds: f64,
-    /// Uploads that may wait per stream before new segments are dropped.
+    /// Low-latency HLS part target in milliseconds (0: no parts; else 100 to the segment
+    /// target): each segment is also pushed while it is made, as parts of at most this much
+    /// media (index_00001.part0.m4s, ...), before the whole segment.
+    #[arg(long, env = "GATEWAY_PART_MS", default_value_t = 334)]
+    part_ms: u64,
+    /// Uploads that may wait per stream before new segments are dropped (parts have as many
+    /// places of their own).
     #[arg(long, env = "GATEWAY_QUEUE_SEGMENTS", default_value_t = 4)]
     queue_segments: usize,
     /// Attempts per file on 5xx and network errors.
@@ -87,6 +93,16 @@ struct Settings {
     max_connections_per_address: usize,
 }
 
+/// `--part-ms`: 0 (no parts) or 100 ms to the segment target.
+fn check_part_ms(part_ms: u64, segment_ms: u64) -> Result<(), StartError> {
+    if part_ms != 0 && !(100..=segment_ms).contains(&part_ms) {
+        return Err(StartError::Config(format!(
+            "--part-ms must be 0 (no parts) or 100 to the segment target ({segment_ms} ms), not {part_ms}"
+        )));
+    }
+    Ok(())
+}
+
 async fn bind(address: &str) -> Result<TcpListener, StartError> {
     TcpListener::bind(address)
         .await
@@ -102,6 +118,8 @@ async fn run(settings: Settings) -> Result<(), StartError> {
             "--segment-seconds must be 0.1 to 60".into(),
         ));
     }
+    let segment_ms = (settings.segment_seconds * 1000.0) as u64;
+    check_part_ms(settings.part_ms, segment_ms)?;
     let edge = Edge::new(
         &settings.edge,
         settings.push_attempts,
@@ -148,7 +166,8 @@ async fn run(settings: Settings) -> Result<(), StartError> {
             edge,
             Arc::clone(&metrics),
             StreamSettings {
-                segment_ms: (settings.segment_seconds * 1000.0) as u64,
+                segment_ms,
+                part_ms: settings.part_ms,
                 queue: settings.queue_segments,
             },
         )
@@ -160,7 +179,8 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         "gateway listening",
         rtmp = rtmp.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         http = ops.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        edge = settings.edge
+        edge = settings.edge,
+        part_ms = settings.part_ms
     );
     // SRT is bound before /healthz answers, so a healthy gateway takes SRT callers.
     let srt_listen = settings.srt_listen.trim();
@@ -251,5 +271,26 @@ async fn main() {
     if let Err(e) = run(settings).await {
         edgevideo_gateway::log::line("error", &e.to_string(), &[]);
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_targets_are_off_or_within_the_segment_target() {
+        assert!(check_part_ms(0, 2000).is_ok());
+        assert!(check_part_ms(100, 2000).is_ok());
+        assert!(check_part_ms(334, 2000).is_ok());
+        assert!(check_part_ms(2000, 2000).is_ok());
+        for wrong in [1, 99, 2001] {
+            let error = check_part_ms(wrong, 2000).unwrap_err().to_string();
+            assert!(error.contains("--part-ms must be 0"), "{error}");
+        }
+        // The default (334 ms) with the default segment target.
+        let settings = Settings::parse_from(["gateway", "--edge", "http://x"]);
+        assert_eq!(settings.part_ms, 334);
+        assert!(check_part_ms(settings.part_ms, 2000).is_ok());
     }
 }

@@ -24,6 +24,11 @@ pub struct Metrics {
     pub playlists_pushed: AtomicU64,
     /// Segments dropped because the edge was too slow (the queue was full).
     pub segments_dropped: AtomicU64,
+    /// Parts (low-latency partial segments) the edge took.
+    pub parts_pushed: AtomicU64,
+    /// Parts not pushed: dropped for a slow edge, failed, or skipped after an earlier part of
+    /// their segment was.
+    pub parts_dropped: AtomicU64,
     /// Failed push attempts (each retry counts).
     pub push_errors: AtomicU64,
     /// Streams ended by an error (bad media, the edge refusing).
@@ -116,6 +121,18 @@ impl Metrics {
             "counter",
             "Segments dropped for a slow edge.",
             get(&self.segments_dropped),
+        );
+        metric(
+            "gateway_parts_pushed_total",
+            "counter",
+            "Parts (low-latency partial segments) the edge took.",
+            get(&self.parts_pushed),
+        );
+        metric(
+            "gateway_parts_dropped_total",
+            "counter",
+            "Parts not pushed: a slow edge, a failure, or an earlier part of the segment not pushed.",
+            get(&self.parts_dropped),
         );
         metric(
             "gateway_push_errors_total",

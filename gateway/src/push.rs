@@ -2,8 +2,15 @@
 //! media playlist naming them) over one keep-alive HTTP client, with retries and backoff on
 //! 5xx and network errors, through a bounded queue per stream: when the edge falls behind,
 //! new segments are dropped (and counted), never buffered without bound.
+//!
+//! Parts (low-latency HLS partial segments) go through the same queue, each segment's parts
+//! before the segment: `{stem}.part{index}.m4s?duration_us=..&part_target_us=..&independent=1|0`
+//! ([`part_target`]). They have as many places of their own in the queue as segments, so that
+//! parts never crowd a segment out; a part that fails or is dropped never ends the stream,
+//! and the rest of its segment's parts are skipped (an edge has a prefix of each segment's
+//! parts), the segment itself still pushed.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +18,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::cmaf::Segment;
+use crate::cmaf::{Part, Segment};
 use crate::error::{PushError, StartError};
 use crate::metrics::Metrics;
 use crate::{info, warn};
@@ -24,10 +31,34 @@ pub const PLAYLIST_FILE: &str = "index.m3u8";
 pub const LIVE_WINDOW: usize = 6;
 /// A request that takes longer than this counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Attempts per part at most: a part is stale soon, and its segment follows anyway.
+const PART_ATTEMPTS: u32 = 2;
+/// The content type of media segments and parts.
+const SEGMENT_TYPE: &str = "video/iso.segment";
 
 /// The file name of media segment `sequence`.
 pub fn segment_file(sequence: u32) -> String {
     format!("index_{sequence:05}.m4s")
+}
+
+/// The file name of part `index` (0-based) of media segment `segment`:
+/// `index_00004.part2.m4s`.
+pub fn part_file(segment: u32, index: u32) -> String {
+    let file = segment_file(segment);
+    let stem = file.strip_suffix(".m4s").unwrap_or(&file);
+    format!("{stem}.part{index}.m4s")
+}
+
+/// What a part is PUT to under the ingest URL: its file name and the query the edge lists
+/// it with (`?duration_us=..&part_target_us=..&independent=1|0`).
+pub fn part_target(part: &Part) -> String {
+    format!(
+        "{}?duration_us={}&part_target_us={}&independent={}",
+        part_file(part.segment, part.index),
+        part.duration_us,
+        part.target_us,
+        u8::from(part.independent)
+    )
 }
 
 /// The edge's ingest endpoint.
@@ -80,7 +111,7 @@ impl Edge {
     /// reason otherwise. Retried like a PUT on 5xx and network errors.
     pub async fn check_key(&self, key: &str) -> Result<(), PushError> {
         let url = self.url(key, "index0.ts");
-        self.send("key check", || self.client.delete(&url))
+        self.send("key check", self.attempts, || self.client.delete(&url))
             .await
             .map(|_| ())
     }
@@ -94,9 +125,23 @@ impl Edge {
         content_type: &'static str,
         metrics: &Metrics,
     ) -> Result<Duration, PushError> {
+        self.put_within(key, file, body, content_type, metrics, self.attempts)
+            .await
+    }
+
+    /// [`Edge::put`] with at most `attempts` attempts.
+    async fn put_within(
+        &self,
+        key: &str,
+        file: &str,
+        body: Bytes,
+        content_type: &'static str,
+        metrics: &Metrics,
+        attempts: u32,
+    ) -> Result<Duration, PushError> {
         let url = self.url(key, file);
         let result = self
-            .send(file, || {
+            .send(file, attempts, || {
                 self.client
                     .put(&url)
                     .header("content-type", content_type)
@@ -120,11 +165,13 @@ impl Edge {
     async fn send(
         &self,
         file: &str,
+        attempts: u32,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Duration, PushError> {
+        let attempts = attempts.clamp(1, self.attempts);
         let mut backoff = self.first_backoff;
         let mut last = String::new();
-        for attempt in 1..=self.attempts {
+        for attempt in 1..=attempts {
             let started = Instant::now();
             match request().send().await {
                 Ok(answer) if answer.status().is_success() => {
@@ -146,7 +193,7 @@ impl Edge {
                 }
                 Err(e) => last = e.to_string(),
             }
-            if attempt < self.attempts {
+            if attempt < attempts {
                 warn!(
                     "push failed; retrying",
                     file = file,
@@ -159,7 +206,7 @@ impl Edge {
         }
         Err(PushError::GaveUp {
             file: file.to_owned(),
-            attempts: self.attempts,
+            attempts,
             last,
         })
     }
@@ -170,6 +217,8 @@ impl Edge {
 pub enum Upload {
     /// The init segment.
     Init(Vec<u8>),
+    /// A part of the media segment that follows.
+    Part(Part),
     /// A media segment.
     Segment(Segment),
     /// The stream ended cleanly: push the playlist with `ENDLIST`.
@@ -206,27 +255,61 @@ pub struct StreamPush {
     tx: mpsc::Sender<Upload>,
     failed: watch::Receiver<Option<String>>,
     metrics: Arc<Metrics>,
+    /// Uploads other than parts that may wait.
+    queue: usize,
+    /// Parts waiting in the queue now.
+    parts_waiting: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 impl StreamPush {
-    /// Starts the pusher of the stream with ingest token `key`; at most `queue` uploads wait.
+    /// Starts the pusher of the stream with ingest token `key`; at most `queue` uploads wait,
+    /// and besides them at most `queue` parts.
     pub fn start(edge: Arc<Edge>, key: String, metrics: Arc<Metrics>, queue: usize) -> Self {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        let queue = queue.max(1);
+        let (tx, rx) = mpsc::channel(queue * 2);
         let (failed_tx, failed) = watch::channel(None);
-        let task = tokio::spawn(run(edge, key, Arc::clone(&metrics), rx, failed_tx));
+        let parts_waiting = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(run(
+            edge,
+            key,
+            Arc::clone(&metrics),
+            rx,
+            failed_tx,
+            Arc::clone(&parts_waiting),
+        ));
         Self {
             tx,
             failed,
             metrics,
+            queue,
+            parts_waiting,
             task,
         }
     }
 
-    /// Queues an upload; a media segment is dropped (and counted) when the queue is full.
-    /// False when the pusher has stopped.
+    /// Queues an upload; a media segment or a part is dropped (and counted) when the queue
+    /// has no room for it. False when the pusher has stopped.
     pub fn send(&self, upload: Upload) -> bool {
-        match self.tx.try_send(upload) {
+        let waiting = self.tx.max_capacity() - self.tx.capacity();
+        let parts = self.parts_waiting.load(Ordering::Relaxed);
+        let room = match &upload {
+            Upload::Part(_) => parts < self.queue,
+            _ => waiting.saturating_sub(parts) < self.queue,
+        };
+        let is_part = matches!(upload, Upload::Part(_));
+        if is_part && room {
+            self.parts_waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        let result = if room {
+            self.tx.try_send(upload)
+        } else {
+            Err(mpsc::error::TrySendError::Full(upload))
+        };
+        if is_part && room && result.is_err() {
+            self.parts_waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        match result {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(Upload::Segment(segment))) => {
                 self.metrics
@@ -235,6 +318,15 @@ impl StreamPush {
                 warn!(
                     "the edge is behind: segment dropped",
                     sequence = segment.sequence
+                );
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(Upload::Part(part))) => {
+                self.metrics.parts_dropped.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    "the edge is behind: part dropped",
+                    segment = part.segment,
+                    part = part.index
                 );
                 true
             }
@@ -251,14 +343,19 @@ impl StreamPush {
         self.failed.borrow().clone()
     }
 
-    /// Ends the stream: queues its `last` segment and the end (waiting for room rather than
-    /// dropping them), then waits (at most `wait` in all) for the last playlist.
-    pub async fn end(self, last: Option<Segment>, clean: bool, wait: Duration) {
+    /// Ends the stream: queues its `last` uploads (the last segment's last parts and the
+    /// segment) and the end (waiting for room rather than dropping them), then waits (at
+    /// most `wait` in all) for the last playlist.
+    pub async fn end(self, last: Vec<Upload>, clean: bool, wait: Duration) {
         if clean {
             let tx = &self.tx;
+            let parts_waiting = &self.parts_waiting;
             let _ = tokio::time::timeout(wait, async move {
-                if let Some(segment) = last {
-                    tx.send(Upload::Segment(segment)).await?;
+                for upload in last {
+                    if matches!(upload, Upload::Part(_)) {
+                        parts_waiting.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tx.send(upload).await?;
                 }
                 tx.send(Upload::End).await
             })
@@ -272,22 +369,70 @@ impl StreamPush {
     }
 }
 
+/// Pushes one part, unless an earlier part of its segment did not reach the edge (`last`:
+/// the segment and index of the last part pushed). Never ends the stream.
+async fn push_part(
+    edge: &Edge,
+    key: &str,
+    metrics: &Metrics,
+    part: Part,
+    last: &mut Option<(u32, u32)>,
+) {
+    let follows = part.index == 0 || *last == Some((part.segment, part.index.wrapping_sub(1)));
+    if !follows {
+        metrics.parts_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let target = part_target(&part);
+    let attempts = edge.attempts.min(PART_ATTEMPTS);
+    match edge
+        .put_within(
+            key,
+            &target,
+            Bytes::from(part.bytes),
+            SEGMENT_TYPE,
+            metrics,
+            attempts,
+        )
+        .await
+    {
+        Ok(_) => {
+            metrics.parts_pushed.fetch_add(1, Ordering::Relaxed);
+            *last = Some((part.segment, part.index));
+        }
+        Err(e) => {
+            metrics.parts_dropped.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                "part not pushed; the rest of its segment's parts are skipped",
+                error = e.to_string()
+            );
+        }
+    }
+}
+
 async fn run(
     edge: Arc<Edge>,
     key: String,
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Upload>,
     failed: watch::Sender<Option<String>>,
+    parts_waiting: Arc<AtomicUsize>,
 ) {
     let mut window: Vec<(u32, f64)> = Vec::new();
     let mut have_init = false;
+    let mut last_part: Option<(u32, u32)> = None;
     while let Some(upload) = rx.recv().await {
         let (file, body, content_type, entry, ended) = match upload {
+            Upload::Part(part) => {
+                parts_waiting.fetch_sub(1, Ordering::Relaxed);
+                push_part(&edge, &key, &metrics, part, &mut last_part).await;
+                continue;
+            }
             Upload::Init(bytes) => (INIT_FILE.to_owned(), bytes, "video/mp4", None, false),
             Upload::Segment(segment) => (
                 segment_file(segment.sequence),
                 segment.bytes,
-                "video/iso.segment",
+                SEGMENT_TYPE,
                 Some((segment.sequence, segment.duration)),
                 false,
             ),
@@ -358,6 +503,7 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::FakeEdge;
 
     #[test]
     fn playlists_are_cmaf_media_playlists() {
@@ -408,7 +554,196 @@ mod tests {
         let dropped = metrics.segments_dropped.load(Ordering::Relaxed);
         assert!((7..=8).contains(&dropped), "{dropped} dropped");
         assert_eq!(push.failure(), None);
-        push.end(None, false, Duration::from_millis(100)).await;
+        push.end(Vec::new(), false, Duration::from_millis(100))
+            .await;
+        held.abort();
+    }
+
+    fn part(segment: u32, index: u32, independent: bool) -> Part {
+        Part {
+            segment,
+            index,
+            duration_us: 333_333 + u64::from(index),
+            target_us: 334_000,
+            independent,
+            bytes: vec![index as u8; 64],
+        }
+    }
+
+    #[test]
+    fn parts_are_named_after_their_segment() {
+        assert_eq!(part_file(4, 2), "index_00004.part2.m4s");
+        assert_eq!(
+            part_target(&part(4, 0, true)),
+            "index_00004.part0.m4s?duration_us=333333&part_target_us=334000&independent=1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_segment_is_pushed_after_its_parts_and_before_its_playlist() {
+        let (edge, client) = FakeEdge::start().await;
+        let metrics = Arc::new(Metrics::default());
+        let push = StreamPush::start(Arc::new(client), "key".into(), Arc::clone(&metrics), 4);
+        assert!(push.send(Upload::Init(vec![1; 16])));
+        for index in 0..3 {
+            assert!(push.send(Upload::Part(part(1, index, index == 0))));
+        }
+        let segment = Segment {
+            sequence: 1,
+            duration: 1.0,
+            bytes: vec![9; 192],
+        };
+        assert!(push.send(Upload::Segment(segment)));
+        assert!(push.send(Upload::Part(part(2, 0, true))));
+        let last = vec![
+            Upload::Part(part(2, 1, false)),
+            Upload::Segment(Segment {
+                sequence: 2,
+                duration: 0.5,
+                bytes: vec![8; 128],
+            }),
+        ];
+        push.end(last, true, Duration::from_secs(10)).await;
+        let requests = edge.requests();
+        let puts: Vec<(&str, Option<&str>)> = requests
+            .iter()
+            .map(|r| {
+                assert_eq!(r.method, "PUT");
+                (r.file.as_str(), r.content_type.as_deref())
+            })
+            .collect();
+        let segment = Some("video/iso.segment");
+        let playlist = Some("application/vnd.apple.mpegurl");
+        assert_eq!(
+            puts,
+            [
+                ("index_init.mp4", Some("video/mp4")),
+                (
+                    "index_00001.part0.m4s?duration_us=333333&part_target_us=334000&independent=1",
+                    segment
+                ),
+                (
+                    "index_00001.part1.m4s?duration_us=333334&part_target_us=334000&independent=0",
+                    segment
+                ),
+                (
+                    "index_00001.part2.m4s?duration_us=333335&part_target_us=334000&independent=0",
+                    segment
+                ),
+                ("index_00001.m4s", segment),
+                ("index.m3u8", playlist),
+                (
+                    "index_00002.part0.m4s?duration_us=333333&part_target_us=334000&independent=1",
+                    segment
+                ),
+                (
+                    "index_00002.part1.m4s?duration_us=333334&part_target_us=334000&independent=0",
+                    segment
+                ),
+                ("index_00002.m4s", segment),
+                ("index.m3u8", playlist),
+                // The end: the playlist again, with ENDLIST.
+                ("index.m3u8", playlist),
+            ]
+        );
+        assert_eq!(requests[2].body, vec![1; 64]);
+        // The playlists are as without parts.
+        let text = String::from_utf8(requests[9].body.clone()).unwrap();
+        assert_eq!(text, super::playlist(&[(1, 1.0), (2, 0.5)], false));
+        let text = String::from_utf8(requests[10].body.clone()).unwrap();
+        assert_eq!(text, super::playlist(&[(1, 1.0), (2, 0.5)], true));
+        assert_eq!(metrics.parts_pushed.load(Ordering::Relaxed), 5);
+        assert_eq!(metrics.segments_pushed.load(Ordering::Relaxed), 3);
+        assert!(metrics.render().contains("gateway_parts_pushed_total 5\n"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_skips_the_rest_of_its_segment_and_never_ends_the_stream() {
+        let (edge, client) = FakeEdge::start_with(3).await;
+        edge.answer("index_00001.part1", 500);
+        edge.answer("index_00002.part0", 400);
+        let metrics = Arc::new(Metrics::default());
+        let push = StreamPush::start(Arc::new(client), "key".into(), Arc::clone(&metrics), 8);
+        push.send(Upload::Init(vec![1; 16]));
+        for index in 0..3 {
+            push.send(Upload::Part(part(1, index, index == 0)));
+        }
+        push.send(Upload::Segment(Segment {
+            sequence: 1,
+            duration: 1.0,
+            bytes: vec![9; 192],
+        }));
+        for index in 0..2 {
+            push.send(Upload::Part(part(2, index, index == 0)));
+        }
+        push.send(Upload::Segment(Segment {
+            sequence: 2,
+            duration: 1.0,
+            bytes: vec![9; 192],
+        }));
+        push.send(Upload::Part(part(3, 0, true)));
+        edge.until(|puts| puts.iter().any(|(f, _)| f.starts_with("index_00003.part0")))
+            .await;
+        assert_eq!(push.failure(), None, "a part never ends the stream");
+        let files: Vec<String> = edge
+            .files()
+            .into_iter()
+            .map(|f| f.split('?').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "index_init.mp4",
+                "index_00001.part0.m4s",
+                // Two attempts at most for a part (5xx), then the rest of the segment's
+                // parts are skipped.
+                "index_00001.part1.m4s",
+                "index_00001.part1.m4s",
+                "index_00001.m4s",
+                "index.m3u8",
+                // Refused (4xx): not retried, the next part skipped.
+                "index_00002.part0.m4s",
+                "index_00002.m4s",
+                "index.m3u8",
+                "index_00003.part0.m4s",
+            ]
+        );
+        assert_eq!(metrics.parts_pushed.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.parts_dropped.load(Ordering::Relaxed), 4);
+        assert_eq!(metrics.segments_dropped.load(Ordering::Relaxed), 0);
+        push.end(Vec::new(), false, Duration::from_millis(100))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn parts_waiting_for_a_stalled_edge_never_crowd_segments_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let edge = Arc::new(Edge::new(&origin, 1, Duration::ZERO).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let push = StreamPush::start(edge, "key".into(), Arc::clone(&metrics), 2);
+        let segment = |sequence| Segment {
+            sequence,
+            duration: 2.0,
+            bytes: vec![0; 1024],
+        };
+        assert!(push.send(Upload::Segment(segment(1))));
+        for index in 0..10 {
+            assert!(push.send(Upload::Part(part(2, index, index == 0))));
+        }
+        // Two parts wait (as many as segments may), the other eight are dropped...
+        assert_eq!(metrics.parts_dropped.load(Ordering::Relaxed), 8);
+        // ... and the segment still has room.
+        assert!(push.send(Upload::Segment(segment(2))));
+        assert_eq!(metrics.segments_dropped.load(Ordering::Relaxed), 0);
+        push.end(Vec::new(), false, Duration::from_millis(100))
+            .await;
         held.abort();
     }
 

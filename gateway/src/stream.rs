@@ -58,6 +58,8 @@ const OPENING: u64 = u64::MAX;
 pub struct StreamSettings {
     /// Target segment duration in milliseconds (cut at the next keyframe after it).
     pub segment_ms: u64,
+    /// Part (low-latency partial segment) target in milliseconds; 0: no parts.
+    pub part_ms: u64,
     /// Uploads that may wait for the edge per stream before segments are dropped.
     pub queue: usize,
 }
@@ -513,12 +515,18 @@ impl Pusher {
                     .iter()
                     .filter(|u| matches!(u, Upload::Segment(_)))
                     .count();
+                let parts = held.iter().filter(|u| matches!(u, Upload::Part(_))).count();
                 if matches!(upload, Upload::Segment(_)) && segments + 1 >= gateway.settings.queue {
                     gateway
                         .metrics
                         .segments_dropped
                         .fetch_add(1, Ordering::Relaxed);
                     warn!("the previous broadcast is still ending: segment dropped");
+                } else if matches!(upload, Upload::Part(_)) && parts >= gateway.settings.queue {
+                    gateway
+                        .metrics
+                        .parts_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                 } else {
                     held.push(upload);
                 }
@@ -550,7 +558,7 @@ struct Core {
 impl Core {
     fn new(settings: &StreamSettings, push: Pusher) -> Self {
         Self {
-            segmenter: Segmenter::new(settings.segment_ms),
+            segmenter: Segmenter::new(settings.segment_ms).with_parts(settings.part_ms),
             push,
             timeline: Timeline::default(),
             started: false,
@@ -622,20 +630,33 @@ impl Core {
         video_same && audio_same
     }
 
+    /// The last segment (after its last parts) as uploads, if samples are held.
+    fn finish(&mut self) -> Vec<Upload> {
+        match self.segmenter.finish() {
+            Ok(outputs) => outputs.into_iter().filter_map(upload_of).collect(),
+            Err(e) => {
+                warn!("last segment lost", error = e.to_string());
+                Vec::new()
+            }
+        }
+    }
+
     /// Ends the broadcast: `clean` flushes the last segment and pushes `ENDLIST`.
     async fn end(mut self, gateway: &Gateway, key: &str, clean: bool) {
-        let last = if clean {
-            self.segmenter.finish().unwrap_or_else(|e| {
-                warn!("last segment lost", error = e.to_string());
-                None
-            })
-        } else {
-            None
-        };
+        let last = if clean { self.finish() } else { Vec::new() };
         self.push.settle(gateway, key).await;
         if let Pusher::Live(push) = self.push {
             push.end(last, clean, END_WAIT).await;
         }
+    }
+}
+
+/// The upload of a part or a segment (the init segment is logged where it is queued).
+fn upload_of(output: Output) -> Option<Upload> {
+    match output {
+        Output::Init(_) => None,
+        Output::Part(part) => Some(Upload::Part(part)),
+        Output::Segment(segment) => Some(Upload::Segment(segment)),
     }
 }
 
@@ -788,6 +809,7 @@ impl Stream {
                     );
                     Upload::Init(bytes)
                 }
+                Output::Part(part) => Upload::Part(part),
                 Output::Segment(segment) => {
                     // When the keyframe that closes a segment arrived (the benchmarks time
                     // keyframe -> listed from it).
@@ -910,10 +932,8 @@ impl Stream {
             claim,
             ..
         } = self;
-        match core.segmenter.finish() {
-            Ok(Some(segment)) => core.push.send(Upload::Segment(segment), &gateway, &key),
-            Ok(None) => {}
-            Err(e) => warn!("last segment lost", error = e.to_string()),
+        for upload in core.finish() {
+            core.push.send(upload, &gateway, &key);
         }
         let id = gateway.parkings.fetch_add(1, Ordering::Relaxed);
         let metrics = &gateway.metrics;
@@ -981,8 +1001,8 @@ async fn expire(gateway: Arc<Gateway>, key: String, id: u64, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::FakeEdge;
     use mp4_atom::{Decode, Moof, Styp};
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
     #[test]
     fn keys_are_url_safe_tokens() {
@@ -1063,95 +1083,13 @@ mod tests {
         assert_eq!(t.video(500, 0, false), Some(500));
     }
 
-    /// One request the fake edge got: method, file, body.
-    type Request = (String, String, Vec<u8>);
-
-    /// An edge that takes every request (204) and records it.
-    #[derive(Clone, Default)]
-    struct FakeEdge(Arc<Mutex<Vec<Request>>>);
-
-    impl FakeEdge {
-        async fn start() -> (Self, Edge) {
-            let edge = Self::default();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let origin = format!("http://{}", listener.local_addr().unwrap());
-            let requests = edge.clone();
-            tokio::spawn(async move {
-                while let Ok((socket, _)) = listener.accept().await {
-                    tokio::spawn(requests.clone().serve(socket));
-                }
-            });
-            (edge, Edge::new(&origin, 1, Duration::ZERO).unwrap())
-        }
-
-        async fn serve(self, socket: tokio::net::TcpStream) {
-            let mut socket = BufReader::new(socket);
-            loop {
-                let mut head = Vec::new();
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    head.push(line.trim_end().to_owned());
-                }
-                let length = head
-                    .iter()
-                    .find_map(|h| {
-                        let (name, value) = h.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                let mut body = vec![0; length];
-                socket.read_exact(&mut body).await.unwrap();
-                let mut words = head[0].split(' ');
-                let method = words.next().unwrap().to_owned();
-                let file = words.next().unwrap().rsplit('/').next().unwrap().to_owned();
-                self.0.lock().unwrap().push((method, file, body));
-                socket
-                    .get_mut()
-                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                    .await
-                    .unwrap();
-            }
-        }
-
-        /// The PUTs so far: (file, body).
-        fn puts(&self) -> Vec<(String, Vec<u8>)> {
-            self.0
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(method, ..)| method == "PUT")
-                .map(|(_, file, body)| (file.clone(), body.clone()))
-                .collect()
-        }
-
-        /// Waits (at most 10 s) until `done` holds for the PUTs.
-        async fn until(&self, done: impl Fn(&[(String, Vec<u8>)]) -> bool) {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !done(&self.puts()) {
-                assert!(Instant::now() < deadline, "the edge got {:?}", self.files());
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-
-        fn files(&self) -> Vec<String> {
-            self.puts().into_iter().map(|(file, _)| file).collect()
-        }
-    }
-
     use crate::flv::fixtures::{AAC_LC_48K_STEREO as ASC, AVC_RECORD_640X360 as AVC_RECORD};
     const KEY: &str = "i.ch_test.1.s.1700000000.sig";
 
     fn gateway(edge: Edge, grace: Duration) -> Arc<Gateway> {
         let settings = StreamSettings {
             segment_ms: 2000,
+            part_ms: 0,
             queue: 16,
         };
         Arc::new(
@@ -1371,13 +1309,9 @@ mod tests {
         connection.await.unwrap();
         // Both broadcasts got their last segment and ENDLIST, long before the 300 s window.
         let endlists = edge
-            .0
-            .lock()
-            .unwrap()
+            .puts()
             .iter()
-            .filter(|(method, file, body)| {
-                method == "PUT" && file == "index.m3u8" && body.ends_with(b"#EXT-X-ENDLIST\n")
-            })
+            .filter(|(file, body)| file == "index.m3u8" && body.ends_with(b"#EXT-X-ENDLIST\n"))
             .count();
         assert_eq!(endlists, 2, "{:?}", edge.files());
         assert_eq!(gateway.parked_streams(), 0);
@@ -1398,6 +1332,7 @@ mod tests {
                 Arc::new(Metrics::default()),
                 StreamSettings {
                     segment_ms: 2000,
+                    part_ms: 0,
                     queue: 16,
                 },
             )
@@ -1441,5 +1376,68 @@ mod tests {
         assert_eq!(metrics.takeovers.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.reconnects.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.streams_total.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn parts_reach_the_edge_before_their_segment_and_make_it_up() {
+        let (edge, client) = FakeEdge::start().await;
+        let settings = StreamSettings {
+            segment_ms: 2000,
+            part_ms: 334,
+            queue: 16,
+        };
+        let gateway = Arc::new(
+            Gateway::new(client, Arc::new(Metrics::default()), settings)
+                .with_reconnect_grace(Duration::from_secs(30)),
+        );
+        let mut first = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut first, AVC_RECORD, 0, 5);
+        // Parking flushes the held second as parts and then segment 3.
+        first.disconnected().await;
+        edge.until(|puts| segments(puts).len() == 3).await;
+        let mut second = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut second, AVC_RECORD, 20, 3);
+        second.end(true).await;
+        edge.until(ended).await;
+
+        let mut sequence = 1;
+        let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut pushed = 0;
+        for (file, body) in edge.puts() {
+            if file.contains(".part") {
+                let name = crate::push::part_file(sequence, parts.len() as u32);
+                assert!(file.starts_with(&format!("{name}?duration_us=")), "{file}");
+                assert!(
+                    file.contains("&part_target_us=334000&independent="),
+                    "{file}"
+                );
+                let independent = file.ends_with("independent=1");
+                let mut buf = if parts.is_empty() {
+                    let mut buf = body.as_slice();
+                    Styp::decode(&mut buf).unwrap();
+                    buf
+                } else {
+                    body.as_slice()
+                };
+                let moof = Moof::decode(&mut buf).unwrap();
+                let first_flags = moof.traf[0].trun[0].samples.get(0).unwrap().flags;
+                assert_eq!(first_flags == Some(0x0200_0000), independent, "{file}");
+                parts.push((file, body));
+                pushed += 1;
+            } else if file.ends_with(".m4s") {
+                assert_eq!(file, crate::push::segment_file(sequence));
+                assert!(!parts.is_empty(), "{file} without parts");
+                let joined: Vec<u8> = parts.drain(..).flat_map(|(_, b)| b).collect();
+                assert_eq!(joined, body, "{file} is its parts");
+                sequence += 1;
+            } else {
+                assert!(parts.is_empty(), "{file} between parts and their segment");
+            }
+        }
+        assert_eq!(sequence, 6, "five segments");
+        let metrics = &gateway.metrics;
+        assert_eq!(metrics.parts_pushed.load(Ordering::Relaxed), pushed);
+        assert!(pushed >= 5 * 3, "{pushed} parts");
+        assert_eq!(metrics.parts_dropped.load(Ordering::Relaxed), 0);
     }
 }

@@ -49,6 +49,7 @@ async fn start_with(limit: usize) -> std::net::SocketAddr {
             Arc::new(Metrics::default()),
             StreamSettings {
                 segment_ms: 2000,
+                part_ms: 334,
                 queue: 4,
             },
         )
