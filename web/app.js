@@ -201,9 +201,11 @@ export function videoCard(video, extra = null) {
 
 /** Plays the HLS `url` in `video`: with hls.js (MSE) where it works, else the browser's own
  *  HLS. `report(message, code)` hears of what stops playback: a fatal hls.js error, no HLS
- *  support, or a media the browser cannot decode (attached once per `video`). Returns the
- *  hls.js instance (destroy it before playing another URL), or null. */
-export function playHls(video, url, report) {
+ *  support, or a media the browser cannot decode (attached once per `video`). A live
+ *  playlist with parts plays in hls.js's low-latency mode unless `lowLatency` is false (then
+ *  as ordinary HLS, a few segments behind). Returns the hls.js instance (destroy it before
+ *  playing another URL), or null. */
+export function playHls(video, url, report, { lowLatency = true } = {}) {
   if (!video.dataset.reportsErrors) {
     video.dataset.reportsErrors = "1";
     video.addEventListener("error", () => {
@@ -213,7 +215,7 @@ export function playHls(video, url, report) {
   }
   const Hls = window.Hls;
   if (Hls && Hls.isSupported()) {
-    const hls = new Hls({ liveDurationInfinity: true });
+    const hls = new Hls({ liveDurationInfinity: true, lowLatencyMode: lowLatency });
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (data.fatal) report(`Playback error: ${data.details}`, data.details);
     });
@@ -222,6 +224,11 @@ export function playHls(video, url, report) {
     // and for the benchmarks).
     hls.on(Hls.Events.FRAG_CHANGED, () => {
       if (Number.isFinite(hls.latency)) video.dataset.latency = hls.latency.toFixed(2);
+    });
+    // Whether the playlist has low-latency parts and they are used (for the tests).
+    hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
+      const parts = Boolean(data.details && data.details.partList && data.details.partList.length);
+      video.dataset.lowLatency = parts && lowLatency ? "1" : "0";
     });
     // Which rendition plays (for the curious and for the tests): its picture height.
     hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => {

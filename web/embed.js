@@ -4,6 +4,8 @@
 import { playHls } from "/app.js";
 
 const id = document.body.dataset.id;
+// `?latency=normal` in the iframe's URL plays a live channel as ordinary HLS.
+const lowLatency = new URLSearchParams(location.search).get("latency") !== "normal";
 const video = document.getElementById("video");
 const status = document.getElementById("status");
 
@@ -24,7 +26,7 @@ playbackUrl().then(
   (url) => playHls(video, url, (text, code) => {
     say(text);
     document.body.dataset.playerError = code;
-  }),
+  }, { lowLatency }),
   (err) => {
     say(err.message);
     document.body.dataset.playerError = "no_playback_url";

@@ -11,16 +11,25 @@ const video = document.getElementById("video");
 const playerStatus = document.getElementById("player-status");
 const reactStatus = document.getElementById("react-status");
 const log = document.getElementById("reaction-log");
+const lowLatency = document.getElementById("low-latency");
 let hls = null;
 let room = null;
+let playing = null;
+
+// `?latency=normal` (or unticking the box) plays live channels a few segments behind, as
+// ordinary HLS: steadier on a poor connection.
+lowLatency.checked = params.get("latency") !== "normal";
 
 function play(url) {
   if (hls) { hls.destroy(); hls = null; }
+  playing = url;
   hls = playHls(video, url, (text, code) => {
     say(playerStatus, text, "error");
     document.body.dataset.playerError = code;
-  });
+  }, { lowLatency: lowLatency.checked });
 }
+
+lowLatency.addEventListener("change", () => { if (playing) play(playing); });
 
 video.addEventListener("playing", () => say(playerStatus, ""));
 
@@ -67,6 +76,7 @@ async function watchChannel(id) {
     const { url } = await api(`/api/channels/${encodeURIComponent(id)}/playback`, { method: "POST" });
     play(url);
   };
+  document.getElementById("latency-choice").hidden = false;
   setLive(channel.live);
   if (channel.live) await start();
   else say(playerStatus, "This channel is not live right now; the page starts playing when it goes live.");

@@ -3,12 +3,22 @@
 //! handled by [`edgevideo_core::room`] over the object's storage and its hibernatable
 //! WebSockets; the alarm ends silent broadcasts and records them with
 //! [`edgevideo_core::services::broadcasts::broadcast_ended`].
+//!
+//! A request the room answers [`RoomResponse::Pending`] (a blocking playlist reload, the
+//! next low-latency part) is held: it is asked again after each request that changes the
+//! room, and once its hold is over it gets what the room has. A held request costs no
+//! storage and no CPU while it waits.
 
-use edgevideo_core::model::room::{RoomRequest, LOBBY};
+use std::cell::RefCell;
+use std::time::Duration;
+
+use edgevideo_core::model::room::{RoomRequest, RoomResponse, LOBBY};
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ports::{Live as _, Platform as _, RoomSockets, RoomStore};
 use edgevideo_core::room;
 use edgevideo_core::{ApiError, StoreError};
+use futures_channel::oneshot;
+use futures_util::future::{select, Either};
 use worker::{
     durable_object, DurableObject, Env, ListOptions, Request, Response, State, Storage, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -24,6 +34,8 @@ const WATCHED_CHANNEL_KEY: &str = "watched_channel";
 pub struct ChannelRoom {
     state: State,
     env: Env,
+    /// Wakes the held requests: each waits on one of these until the room changes.
+    held: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 /// [`RoomStore`] over the object's transactional storage and alarm.
@@ -166,6 +178,45 @@ impl ChannelRoom {
         }
     }
 
+    /// Handles a request; holds it while the room answers [`RoomResponse::Pending`] and its
+    /// hold lasts, and wakes the held requests after one that may change the room.
+    async fn answer(&self, mut request: RoomRequest) -> Result<RoomResponse, StoreError> {
+        let store = DurableRoomStore(self.state.storage());
+        let until_ms = request.hold_until_ms();
+        loop {
+            // Listening before asking: a change made while the room answers still wakes it.
+            let (wake, woken) = oneshot::channel();
+            if until_ms.is_some() {
+                self.held.borrow_mut().push(wake);
+            }
+            let answer = room::handle(&store, &self.sockets(None), request.clone()).await;
+            if !request.is_read() {
+                self.wake_held();
+            }
+            if answer != Ok(RoomResponse::Pending) {
+                return answer;
+            }
+            let left_ms = until_ms
+                .unwrap_or_default()
+                .saturating_sub(worker::Date::now().as_millis());
+            if left_ms == 0 {
+                request = request.without_hold();
+                continue;
+            }
+            let timer = worker::Delay::from(Duration::from_millis(left_ms));
+            if let Either::Right(_) = select(woken, timer).await {
+                request = request.without_hold();
+            }
+        }
+    }
+
+    /// Wakes every held request (each asks the room again).
+    fn wake_held(&self) {
+        for wake in self.held.borrow_mut().drain(..) {
+            let _ = wake.send(());
+        }
+    }
+
     /// The channel this room's viewer sockets watch (recorded at their joins), for the lobby.
     async fn watched_channel(&self, store: &DurableRoomStore) -> Option<String> {
         match store.load(WATCHED_CHANNEL_KEY).await {
@@ -193,7 +244,11 @@ impl ChannelRoom {
 
 impl DurableObject for ChannelRoom {
     fn new(state: State, env: Env) -> Self {
-        ChannelRoom { state, env }
+        ChannelRoom {
+            state,
+            env,
+            held: RefCell::new(Vec::new()),
+        }
     }
 
     async fn fetch(&self, mut request: Request) -> worker::Result<Response> {
@@ -218,8 +273,7 @@ impl DurableObject for ChannelRoom {
                 ))
             }
         };
-        let store = DurableRoomStore(self.state.storage());
-        match room::handle(&store, &self.sockets(None), request).await {
+        match self.answer(request).await {
             Ok(answer) => Response::from_json(&answer),
             Err(e) => error_response(&ApiError::from(e)),
         }
@@ -241,6 +295,8 @@ impl DurableObject for ChannelRoom {
                 self.tell_lobby(&channel_id, count).await;
             }
         }
+        // A broadcast that ended answers the held requests (with its `ENDLIST`).
+        self.wake_held();
         let Some(ended) = outcome.ended else {
             return Response::ok("idle");
         };

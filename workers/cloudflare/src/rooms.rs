@@ -36,7 +36,10 @@ pub async fn connect(env: &Env, room: &str, request: Request) -> Result<Response
         .map_err(do_error)
 }
 
+/// A `ChannelRoom` object holds a request that asks to wait (see its `fetch`).
 impl Live for DurableRooms {
+    const HOLDS: bool = true;
+
     async fn call(&self, room: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
         let stub = self
             .0

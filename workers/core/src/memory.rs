@@ -267,10 +267,19 @@ impl MemoryLive {
     }
 }
 
+/// Rooms in memory answer a held request at once with what they have (they do not wait),
+/// so the low-latency playlists they serve can be checked without a clock running.
 impl Live for MemoryLive {
+    const HOLDS: bool = true;
+
     async fn call(&self, name: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
         let room = self.room(name);
-        room::handle(&room.store, &room.sockets, request.clone()).await
+        match room::handle(&room.store, &room.sockets, request.clone()).await? {
+            RoomResponse::Pending => {
+                room::handle(&room.store, &room.sockets, request.clone().without_hold()).await
+            }
+            answer => Ok(answer),
+        }
     }
 }
 

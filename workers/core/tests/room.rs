@@ -52,6 +52,7 @@ impl<'a> Pusher<'a> {
             new_broadcast_id: format!("brd_{now_ms}"),
             now_ms,
             idle_timeout_ms: IDLE_MS,
+            part: false,
         });
         if let RoomResponse::Began { broadcast_id, .. } = &response {
             self.broadcast = Some(broadcast_id.clone());
@@ -152,6 +153,7 @@ impl<'a> Pusher<'a> {
             max_segments: 6,
             rendition: rendition.map(str::to_owned),
             now_ms: 0,
+            block: None,
         }) {
             RoomResponse::Window { window: Some(w) } => {
                 w.segments.into_iter().map(|s| s.file).collect()
@@ -233,6 +235,7 @@ fn endlist_ends_the_broadcast_once_every_listed_segment_is_in() {
         max_segments: 6,
         rendition: None,
         now_ms,
+        block: None,
     }) {
         RoomResponse::Window { window } => window,
         other => panic!("unexpected {other:?}"),
@@ -451,6 +454,7 @@ fn ladder_of(p: &Pusher<'_>) -> Option<Vec<Variant>> {
         max_segments: 6,
         rendition: None,
         now_ms: 0,
+        block: None,
     }) {
         RoomResponse::Window { window: Some(w) } => w.ladder,
         other => panic!("unexpected {other:?}"),
@@ -790,4 +794,125 @@ fn reactions_from_thousands_of_viewers_cost_one_push_per_period() {
     // A quiet room pushes nothing more.
     block_on(room::alarm(&room.store, &room.sockets, 10_000)).unwrap();
     assert_eq!(broadcasts(&room, "reactions").len(), 1);
+}
+
+/// A low-latency part of `hd_{segment}.m4s`, 500 ms.
+fn part(segment: u64, index: u64) -> edgevideo_core::model::room::StoredPart {
+    edgevideo_core::model::room::StoredPart {
+        rendition: "hd".into(),
+        segment: format!("hd_{segment}.m4s"),
+        sequence: segment,
+        index,
+        file: format!("hd_{segment}.part{index}.m4s"),
+        duration_us: 500_000,
+        target_us: 500_000,
+        independent: index == 0,
+    }
+}
+
+#[test]
+fn held_requests_wait_for_the_part_they_ask_for_and_old_parts_go() {
+    let room = MemoryRoom::default();
+    let mut pusher = Pusher::new(&room, "s1");
+    pusher.segment("hd_init.mp4", 0);
+    let store_part = |pusher: &Pusher, segment: u64, index: u64| {
+        let answer = pusher.call(RoomRequest::PartStored {
+            session: "s1".into(),
+            broadcast_id: pusher.broadcast.clone().unwrap(),
+            part: part(segment, index),
+            now_ms: 10,
+        });
+        assert_eq!(answer, RoomResponse::Stored { ended: None });
+    };
+    for index in 0..4 {
+        store_part(&pusher, 0, index);
+    }
+    pusher.segment("hd_0.m4s", 20);
+    pusher.rendition_playlist("hd", 0, 1, false, 20);
+    let window = |pusher: &Pusher, block: Option<(u64, Option<u64>)>| {
+        pusher.call(RoomRequest::Window {
+            max_segments: 6,
+            rendition: Some("hd".into()),
+            now_ms: 30,
+            block: block.map(|(msn, part)| edgevideo_core::model::room::Block {
+                msn,
+                part,
+                until_ms: 5_000,
+            }),
+        })
+    };
+    let await_part = |pusher: &Pusher, file: &str, until_ms: u64| {
+        pusher.call(RoomRequest::AwaitPart {
+            broadcast_id: pusher.broadcast.clone().unwrap(),
+            file: file.into(),
+            until_ms,
+        })
+    };
+    // Segment 0 is complete with its four parts; nothing of segment 1 yet.
+    assert!(matches!(
+        window(&pusher, Some((0, Some(3)))),
+        RoomResponse::Window { .. }
+    ));
+    assert_eq!(window(&pusher, Some((1, Some(0)))), RoomResponse::Pending);
+    assert_eq!(window(&pusher, Some((1, None))), RoomResponse::Pending);
+    assert_eq!(
+        await_part(&pusher, "hd_1.part0.m4s", 5_000),
+        RoomResponse::Pending
+    );
+    // Once the hold is over the answer is what the room has.
+    assert_eq!(await_part(&pusher, "hd_1.part0.m4s", 0), RoomResponse::Done);
+    // Only the hinted next part is waited for.
+    assert_eq!(
+        await_part(&pusher, "hd_1.part1.m4s", 5_000),
+        RoomResponse::Done
+    );
+    assert_eq!(
+        await_part(&pusher, "hd_7.part0.m4s", 5_000),
+        RoomResponse::Done
+    );
+
+    store_part(&pusher, 1, 0);
+    let RoomResponse::Window {
+        window: Some(listed),
+    } = window(&pusher, Some((1, Some(0))))
+    else {
+        panic!("the part is there");
+    };
+    let parts = listed.low_latency.unwrap();
+    assert_eq!(parts.part_target_us, 500_000);
+    let names: Vec<(u64, u64)> = parts.parts.iter().map(|p| (p.msn, p.index)).collect();
+    assert_eq!(names, [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]);
+    assert_eq!(parts.preload_hint.as_deref(), Some("hd_1.part1.m4s"));
+    assert_eq!(
+        await_part(&pusher, "hd_1.part0.m4s", 5_000),
+        RoomResponse::Done
+    );
+    assert_eq!(
+        await_part(&pusher, "hd_1.part1.m4s", 5_000),
+        RoomResponse::Pending
+    );
+
+    // Five more segments: only the parts of the last three listed and the open one remain.
+    for segment in 1..6 {
+        for index in 0..4 {
+            store_part(&pusher, segment, index);
+        }
+        pusher.segment(&format!("hd_{segment}.m4s"), 40 + segment);
+        pusher.rendition_playlist("hd", 0, segment + 1, false, 40 + segment);
+    }
+    store_part(&pusher, 6, 0);
+    let RoomResponse::Window {
+        window: Some(listed),
+    } = window(&pusher, None)
+    else {
+        panic!("live");
+    };
+    let msns: std::collections::BTreeSet<u64> = listed
+        .low_latency
+        .unwrap()
+        .parts
+        .iter()
+        .map(|p| p.msn)
+        .collect();
+    assert_eq!(msns.into_iter().collect::<Vec<_>>(), [3, 4, 5, 6]);
 }

@@ -386,7 +386,8 @@ fn version(segments: &[ListedSegment]) -> usize {
     }
 }
 
-fn target_duration_s(segments: &[ListedSegment]) -> u64 {
+/// `EXT-X-TARGETDURATION` of `segments`: the longest, rounded up to whole seconds.
+pub fn target_duration_s(segments: &[ListedSegment]) -> u64 {
     segments
         .iter()
         .map(|s| s.duration_ms.div_ceil(1000))

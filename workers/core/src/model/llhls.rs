@@ -14,12 +14,16 @@
 //! bad request rather than a wait. [`BlockingReload::satisfied_by`] says whether a playlist
 //! whose newest part is known answers it.
 //!
-//! Nothing serves these playlists yet: parts at ingest, the room's part window, waiting in
-//! the edge and hls.js's low-latency mode are the rest of the low-latency work.
+//! [`PartName`] is how a pushed part is named (`{rendition}_{n}.part{i}.m4s`, part `i` of
+//! segment `{rendition}_{n}.m4s`), and [`from_window`] turns a room's live window with its
+//! parts into the playlist the edge serves.
 
 use std::fmt::Write as _;
 
 use thiserror::Error;
+
+use crate::model::hls::{target_duration_s, ListedSegment};
+use crate::model::room::{LiveWindow, PartWindow};
 
 /// A blocking reload asking for a part this many past the newest one (or more) is a bad
 /// request (RFC 8216bis 6.2.5.2).
@@ -343,6 +347,154 @@ impl LowLatencyPlaylist {
     }
 }
 
+/// The name of a pushed part: `{rendition}_{n}.part{i}.m4s` is part `i` (from 0) of segment
+/// `{rendition}_{n}.m4s`, the pusher's segment number `n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartName {
+    /// The rendition (1 to 32 of `A-Z a-z 0-9 -`, or `_` inside).
+    pub rendition: String,
+    /// The file name of its segment.
+    pub segment: String,
+    /// The pusher's number of that segment.
+    pub sequence: u64,
+    /// The part's index within the segment.
+    pub index: u64,
+}
+
+impl PartName {
+    /// The part a file name names; `None` for any other name.
+    pub fn parse(file: &str) -> Option<Self> {
+        let (stem, index) = file.strip_suffix(".m4s")?.rsplit_once(".part")?;
+        let (rendition, number) = stem.rsplit_once('_')?;
+        let digits = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        let name_ok = !rendition.is_empty()
+            && rendition.len() <= 32
+            && rendition
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !(name_ok && digits(number, 9) && digits(index, 3)) {
+            return None;
+        }
+        Some(Self {
+            rendition: rendition.to_owned(),
+            segment: format!("{stem}.m4s"),
+            sequence: number.parse().ok()?,
+            index: index.parse().ok()?,
+        })
+    }
+
+    /// The file name of part `index` of `segment` (`{stem}.m4s`).
+    pub fn file_of(segment: &str, index: u64) -> String {
+        format!("{}.part{index}.m4s", segment.trim_end_matches(".m4s"))
+    }
+
+    /// The pusher's number `n` of a segment named `{rendition}_{n}.m4s`.
+    pub fn segment_number(segment: &str) -> Option<u64> {
+        let (_, number) = segment.strip_suffix(".m4s")?.rsplit_once('_')?;
+        if number.is_empty() || number.len() > 9 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        number.parse().ok()
+    }
+
+    /// The file name of the segment after `segment` (`{rendition}_{n}.m4s`, `n` written with
+    /// as many digits), when it is named that way.
+    pub fn next_segment(segment: &str) -> Option<String> {
+        let next = Self::segment_number(segment)? + 1;
+        let (rendition, number) = segment.strip_suffix(".m4s")?.rsplit_once('_')?;
+        Some(format!(
+            "{rendition}_{next:0width$}.m4s",
+            width = number.len()
+        ))
+    }
+}
+
+/// The low-latency playlist of a live window whose rendition has parts (`None` when it has
+/// none, no complete segment yet, or has ended: then the ordinary live playlist is served).
+/// URIs are `uri_prefix` + file name.
+pub fn from_window(window: &LiveWindow, uri_prefix: &str) -> Option<LowLatencyPlaylist> {
+    let parts = window.low_latency.as_ref()?;
+    let last = window.segments.last()?;
+    if window.ended {
+        return None;
+    }
+    let part = |p: &crate::model::room::WindowPart| Part {
+        uri: format!("{uri_prefix}{}", p.file),
+        duration: Micros(p.duration_us),
+        independent: p.independent,
+    };
+    let mut previous_map: Option<&str> = None;
+    let segments = window
+        .segments
+        .iter()
+        .map(|s| {
+            let map = s
+                .map
+                .as_deref()
+                .filter(|m| previous_map != Some(*m))
+                .map(|m| format!("{uri_prefix}{m}"));
+            previous_map = s.map.as_deref();
+            Segment {
+                uri: format!("{uri_prefix}{}", s.file),
+                duration: Micros(s.duration_ms * 1000),
+                program_date_ms: Some(s.program_date_ms),
+                map,
+                parts: complete(parts, s).map_or_else(Vec::new, |p| p.map(part).collect()),
+            }
+        })
+        .collect();
+    let part_target = Micros(parts.part_target_us.max(1));
+    Some(LowLatencyPlaylist {
+        target_duration_s: target_duration_s(&window.segments),
+        server_control: ServerControl {
+            can_block_reload: true,
+            part_hold_back: Micros(part_target.0 * 3),
+            can_skip_until: None,
+        },
+        part_target,
+        media_sequence: window.segments.first().map_or(0, |s: &ListedSegment| s.seq),
+        segments,
+        pending_parts: contiguous(parts, last.seq + 1).map(part).collect(),
+        preload_hint: parts
+            .preload_hint
+            .as_ref()
+            .map(|f| format!("{uri_prefix}{f}")),
+        rendition_reports: Vec::new(),
+        ended: false,
+    })
+}
+
+/// Most a complete segment's parts may add up to more or less than its duration, in
+/// microseconds (its `EXTINF` is rounded to the millisecond).
+const PARTS_SUM_SLACK_US: u64 = 50_000;
+
+/// The parts of a complete segment, when all of them are in the window (they add up to its
+/// duration); otherwise it is listed without parts.
+fn complete<'a>(
+    window: &'a PartWindow,
+    segment: &ListedSegment,
+) -> Option<impl Iterator<Item = &'a crate::model::room::WindowPart>> {
+    let total: u64 = contiguous(window, segment.seq).map(|p| p.duration_us).sum();
+    (total > 0 && total.abs_diff(segment.duration_ms * 1000) <= PARTS_SUM_SLACK_US)
+        .then(|| contiguous(window, segment.seq))
+}
+
+/// The parts of segment `msn` from part 0 on, up to the first missing one.
+fn contiguous(
+    window: &PartWindow,
+    msn: u64,
+) -> impl Iterator<Item = &crate::model::room::WindowPart> {
+    window
+        .parts
+        .iter()
+        .filter(move |p| p.msn == msn)
+        .enumerate()
+        .take_while(|(i, p)| p.index == *i as u64)
+        .map(|(_, p)| p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,5 +728,38 @@ fileSequence272.mp4
             .satisfied_by(&ended),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn part_names_parse_and_name_the_next_segment() {
+        let part = PartName::parse("720p_00012.part3.m4s").unwrap();
+        assert_eq!(
+            part,
+            PartName {
+                rendition: "720p".into(),
+                segment: "720p_00012.m4s".into(),
+                sequence: 12,
+                index: 3,
+            }
+        );
+        assert_eq!(PartName::file_of(&part.segment, 4), "720p_00012.part4.m4s");
+        assert_eq!(
+            PartName::next_segment("index_00099.m4s").as_deref(),
+            Some("index_00100.m4s")
+        );
+        assert_eq!(PartName::segment_number("a_b_7.m4s"), Some(7));
+        for bad in [
+            "index_00012.m4s",
+            "index_00012.part.m4s",
+            "index_00012.part-1.m4s",
+            "index_00012.part1234.m4s",
+            "index.part1.m4s",
+            "_1.part1.m4s",
+            "in/dex_1.part1.m4s",
+            "index_1.part1.ts",
+            "index_1234567890.part1.m4s",
+        ] {
+            assert_eq!(PartName::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -32,6 +32,9 @@ pub enum RoomRequest {
         now_ms: u64,
         /// Silence after which the broadcast ends, in ms.
         idle_timeout_ms: u64,
+        /// Whether the file is a low-latency part (no segment record is kept for it).
+        #[serde(default)]
+        part: bool,
     },
     /// A segment is stored in the blob store.
     SegmentStored {
@@ -48,6 +51,27 @@ pub enum RoomRequest {
         init: Option<InitInfo>,
         /// Now, Unix ms.
         now_ms: u64,
+    },
+    /// A low-latency part is stored in the blob store: listed in its rendition's part window.
+    PartStored {
+        /// The ingest session.
+        session: String,
+        /// The broadcast it belongs to.
+        broadcast_id: String,
+        /// The part.
+        part: StoredPart,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// Waits until a part of the live broadcast is stored, if it is the next one expected
+    /// (answers [`RoomResponse::Pending`] until then, [`RoomResponse::Done`] otherwise).
+    AwaitPart {
+        /// The broadcast.
+        broadcast_id: String,
+        /// The part's file name.
+        file: String,
+        /// Until when a host that holds requests keeps this one waiting, Unix ms.
+        until_ms: u64,
     },
     /// The pusher sent the media playlist of one rendition.
     Playlist {
@@ -115,6 +139,10 @@ pub enum RoomRequest {
         /// The time of the request (an ended broadcast is listed for a while only).
         #[serde(default)]
         now_ms: u64,
+        /// A blocking playlist reload: answer [`RoomResponse::Pending`] until the window
+        /// holds this segment or part.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        block: Option<Block>,
     },
     /// Pushes a message to every connected client.
     Notify {
@@ -139,6 +167,8 @@ impl RoomRequest {
             RoomRequest::Ping => "ping",
             RoomRequest::BeginSegment { .. } => "begin_segment",
             RoomRequest::SegmentStored { .. } => "segment_stored",
+            RoomRequest::PartStored { .. } => "part_stored",
+            RoomRequest::AwaitPart { .. } => "await_part",
             RoomRequest::Playlist { .. } => "playlist",
             RoomRequest::Ladder { .. } => "ladder",
             RoomRequest::SetKeyVersion { .. } => "set_key_version",
@@ -152,6 +182,90 @@ impl RoomRequest {
             RoomRequest::LobbyList => "lobby_list",
         }
     }
+
+    /// Whether the request only reads the room (a held request waits for one that does not).
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self,
+            RoomRequest::Ping
+                | RoomRequest::Status { .. }
+                | RoomRequest::Window { .. }
+                | RoomRequest::AwaitPart { .. }
+                | RoomRequest::CheckKey { .. }
+                | RoomRequest::LobbyList
+        )
+    }
+
+    /// Until when a host that holds requests may keep this one waiting (Unix ms), when it
+    /// may wait at all.
+    pub fn hold_until_ms(&self) -> Option<u64> {
+        match self {
+            RoomRequest::Window {
+                block: Some(block), ..
+            } => Some(block.until_ms),
+            RoomRequest::AwaitPart { until_ms, .. } => Some(*until_ms),
+            _ => None,
+        }
+    }
+
+    /// The request that answers at once with what the room has (the hold is over).
+    #[must_use]
+    pub fn without_hold(self) -> Self {
+        match self {
+            RoomRequest::Window {
+                max_segments,
+                rendition,
+                now_ms,
+                ..
+            } => RoomRequest::Window {
+                max_segments,
+                rendition,
+                now_ms,
+                block: None,
+            },
+            RoomRequest::AwaitPart {
+                broadcast_id, file, ..
+            } => RoomRequest::AwaitPart {
+                broadcast_id,
+                file,
+                until_ms: 0,
+            },
+            other => other,
+        }
+    }
+}
+
+/// What a blocking playlist reload waits for: segment `msn`, or part `part` of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// `_HLS_msn`.
+    pub msn: u64,
+    /// `_HLS_part`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u64>,
+    /// Until when a host that holds requests keeps the request waiting, Unix ms.
+    pub until_ms: u64,
+}
+
+/// A low-latency part as its upload describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPart {
+    /// The rendition.
+    pub rendition: String,
+    /// The file name of the segment it is part of.
+    pub segment: String,
+    /// The pusher's sequence number of that segment.
+    pub sequence: u64,
+    /// Its index within the segment, from 0.
+    pub index: u64,
+    /// Its file name.
+    pub file: String,
+    /// Its duration, in microseconds.
+    pub duration_us: u64,
+    /// The pusher's part target duration, in microseconds.
+    pub target_us: u64,
+    /// Whether it starts with a keyframe.
+    pub independent: bool,
 }
 
 /// A room's answer.
@@ -213,6 +327,9 @@ pub enum RoomResponse {
     },
     /// Done.
     Done,
+    /// A held request cannot be answered yet: a host that holds requests asks again after
+    /// the room changed or once the hold is over (then with [`RoomRequest::without_hold`]).
+    Pending,
     /// The live channels.
     Lobby {
         /// One entry per live channel.
@@ -354,6 +471,37 @@ pub struct LiveWindow {
     /// multivariant one (then `segments` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ladder: Option<Vec<Variant>>,
+    /// The rendition's recent parts, when the pusher sends low-latency parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_latency: Option<PartWindow>,
+}
+
+/// The parts a low-latency playlist lists: those of its last few segments and of the
+/// segment being made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartWindow {
+    /// `PART-TARGET`, in microseconds.
+    pub part_target_us: u64,
+    /// The parts, in order; a part of the segment being made has the sequence number after
+    /// the window's last segment.
+    pub parts: Vec<WindowPart>,
+    /// The file name of the next part, before it exists.
+    pub preload_hint: Option<String>,
+}
+
+/// One part in a [`PartWindow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowPart {
+    /// The sequence number of its segment (our numbering, as [`ListedSegment::seq`]).
+    pub msn: u64,
+    /// Its index within the segment.
+    pub index: u64,
+    /// Its file name.
+    pub file: String,
+    /// Its duration, in microseconds.
+    pub duration_us: u64,
+    /// Whether it starts with a keyframe.
+    pub independent: bool,
 }
 
 /// A live channel in the lobby.

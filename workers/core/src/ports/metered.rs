@@ -153,6 +153,8 @@ impl<B: Blobs> Blobs for Counted<'_, B> {
 }
 
 impl<L: Live> Live for Counted<'_, L> {
+    const HOLDS: bool = L::HOLDS;
+
     async fn call(&self, room: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
         count("live.call");
         count(&format!("live.call.{}", request.op()));

@@ -275,6 +275,11 @@ pub trait Blobs {
 /// The live rooms: one stateful, single-threaded object per channel that keeps the live
 /// window and the presence. Cloudflare: a Durable Object per channel.
 pub trait Live {
+    /// Whether a room holds a request that asks to wait ([`RoomRequest::hold_until_ms`]:
+    /// a blocking playlist reload, the next low-latency part) until it can answer, instead
+    /// of answering at once. Low-latency playlists are served only where rooms hold.
+    const HOLDS: bool = false;
+
     /// Sends a request to the room named `room` and returns its answer.
     ///
     /// # Errors

@@ -71,10 +71,12 @@ pub(super) struct Begin {
     pub new_broadcast_id: String,
     pub now_ms: u64,
     pub idle_timeout_ms: u64,
+    /// A low-latency part: no segment record, no check for a file already received.
+    pub part: bool,
 }
 
-/// A segment upload begins: starts a broadcast if none is live (pushing `live`), refuses
-/// another session or a file already received.
+/// A segment (or part) upload begins: starts a broadcast if none is live (pushing `live`),
+/// refuses another session or a segment already received.
 pub(super) async fn begin_segment<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
@@ -116,8 +118,10 @@ pub(super) async fn begin_segment<S: RoomStore>(
     };
     live.last_activity_ms = now_ms;
     let broadcast_id = live.broadcast_id.clone();
-    let record = SegmentRecord::new(begin.file.clone(), 0, false, now_ms);
-    save(store, &segment_key(&broadcast_id, &begin.file), &record).await?;
+    if !begin.part {
+        let record = SegmentRecord::new(begin.file.clone(), 0, false, now_ms);
+        save(store, &segment_key(&broadcast_id, &begin.file), &record).await?;
+    }
     schedule(store, now_ms + live.idle_timeout_ms).await?;
     save(store, STATE_KEY, &state).await?;
     Ok(RoomResponse::Began {
@@ -135,6 +139,9 @@ async fn second_pusher<S: RoomStore>(
 ) -> Result<Option<String>, StoreError> {
     if live.session != begin.session {
         return Ok(Some(ANOTHER_BROADCAST.to_owned()));
+    }
+    if begin.part {
+        return Ok(None);
     }
     let key = segment_key(&live.broadcast_id, &begin.file);
     Ok(store.load(&key).await?.is_some().then(|| {
@@ -161,6 +168,7 @@ fn new_live(begin: &Begin) -> LiveState {
         inits: BTreeMap::new(),
         stored: BTreeMap::new(),
         ending_since_ms: None,
+        parts: BTreeMap::new(),
     }
 }
 
@@ -297,6 +305,7 @@ pub(super) async fn playlist<S: RoomStore>(
         schedule(store, now_ms + ENDING_GRACE_MS).await?;
     }
     advance_all(store, live, now_ms).await?;
+    super::parts::prune_all(live);
     let listed = live.renditions.get(&rendition).map_or(0, |r| r.listed);
     let ended = settle(store, sockets, &mut state, now_ms).await?;
     save(store, STATE_KEY, &state).await?;

@@ -18,6 +18,7 @@
 //!   events [`on_join`], [`on_leave`], [`on_message`]) and the dispatch of each request;
 //! - `state`: what the room stores and under which keys;
 //! - `ingest`: segments, playlists, the ladder, refusals and the stream-key check;
+//! - `parts`: low-latency parts, the part window and what held requests wait for;
 //! - `ending`: the end of a broadcast (`ENDLIST`, silence, the alarm's work) and its recording;
 //! - `status`: what readers get: the channel's status and a rendition's live window;
 //! - `lobby`: the lobby's list of live channels;
@@ -28,6 +29,7 @@ mod ending;
 mod ingest;
 mod lobby;
 pub mod messages;
+mod parts;
 mod sockets;
 mod state;
 mod status;
@@ -95,6 +97,7 @@ pub async fn handle<S: RoomStore>(
             new_broadcast_id,
             now_ms,
             idle_timeout_ms,
+            part,
             ..
         } => {
             let begin = ingest::Begin {
@@ -104,6 +107,7 @@ pub async fn handle<S: RoomStore>(
                 new_broadcast_id,
                 now_ms,
                 idle_timeout_ms,
+                part,
             };
             ingest::begin_segment(store, sockets, begin).await
         }
@@ -125,6 +129,17 @@ pub async fn handle<S: RoomStore>(
             };
             ingest::segment_stored(store, sockets, stored).await
         }
+        RoomRequest::PartStored {
+            session,
+            broadcast_id,
+            part,
+            now_ms,
+        } => parts::part_stored(store, &session, &broadcast_id, part, now_ms).await,
+        RoomRequest::AwaitPart {
+            broadcast_id,
+            file,
+            until_ms,
+        } => parts::await_part(store, &broadcast_id, &file, until_ms).await,
         RoomRequest::Playlist {
             session,
             rendition,
@@ -151,9 +166,18 @@ pub async fn handle<S: RoomStore>(
             max_segments,
             rendition,
             now_ms,
-        } => status::window(store, max_segments, rendition.as_deref(), now_ms)
-            .await
-            .map(|window| RoomResponse::Window { window }),
+            block,
+        } => {
+            let window = status::window(store, max_segments, rendition.as_deref(), now_ms).await?;
+            let wait = block
+                .zip(window.as_ref())
+                .is_some_and(|(block, window)| parts::must_wait(window, &block));
+            Ok(if wait {
+                RoomResponse::Pending
+            } else {
+                RoomResponse::Window { window }
+            })
+        }
         RoomRequest::Notify { message } => {
             sockets.send_all(&message.to_string());
             Ok(RoomResponse::Done)

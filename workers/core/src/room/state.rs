@@ -98,6 +98,9 @@ pub(super) struct LiveState {
     pub stored: BTreeMap<String, u64>,
     /// When the pusher's first `ENDLIST` was seen.
     pub ending_since_ms: Option<u64>,
+    /// Each rendition's recent low-latency parts, by name.
+    #[serde(default)]
+    pub parts: BTreeMap<String, super::parts::PartTrack>,
 }
 
 /// One rendition's live window.

@@ -62,6 +62,7 @@ pub(super) async fn window<S: RoomStore>(
         segments,
         ended,
         ladder: None,
+        low_latency: None,
     };
     Ok(match (&state.live, &state.last) {
         (Some(live), _) => match rendition {
@@ -70,17 +71,14 @@ pub(super) async fn window<S: RoomStore>(
                 ..window(&live.broadcast_id, Vec::new(), false)
             }),
             // Live before its first playlist: an empty window (players retry).
-            None => Some(window(
-                &live.broadcast_id,
-                live.primary_rendition()
-                    .map(|r| tail(&r.window))
-                    .unwrap_or_default(),
-                false,
-            )),
+            None => Some(match live.primary() {
+                Some(name) => live_window(live, name, &tail),
+                None => window(&live.broadcast_id, Vec::new(), false),
+            }),
             Some(name) => live
                 .renditions
-                .get(name)
-                .map(|r| window(&live.broadcast_id, tail(&r.window), false)),
+                .contains_key(name)
+                .then(|| live_window(live, name, &tail)),
         },
         (None, Some(last)) if now_ms.saturating_sub(last.summary.ended_at_ms) < ENDED_LISTED_MS => {
             let id = &last.summary.broadcast_id;
@@ -95,6 +93,26 @@ pub(super) async fn window<S: RoomStore>(
         }
         (None, _) => None,
     })
+}
+
+/// Rendition `name`'s window of the live broadcast, with its parts when it has some.
+fn live_window(
+    live: &LiveState,
+    name: &str,
+    tail: &dyn Fn(&[ListedSegment]) -> Vec<ListedSegment>,
+) -> LiveWindow {
+    let segments = live
+        .renditions
+        .get(name)
+        .map(|r| tail(&r.window))
+        .unwrap_or_default();
+    LiveWindow {
+        broadcast_id: live.broadcast_id.clone(),
+        low_latency: super::parts::window(live, name, &segments),
+        segments,
+        ended: false,
+        ladder: None,
+    }
 }
 
 /// The ladder viewers are offered: the pushed one's renditions that have listed a segment,

@@ -1,7 +1,9 @@
-//! Ingest: what `ffmpeg -f hls -method PUT` and the broadcast page send to a signed ingest
-//! URL. Segments — MPEG-TS (`*.ts`), CMAF media (`*.m4s`) and init (`*.mp4`) segments — are
-//! checked (container, size; an init segment is read for its codecs) and stored under
-//! `live/{channel}/{broadcast}/{file}`. A media playlist (`{rendition}.m3u8`) is parsed with
+//! Ingest: what `ffmpeg -f hls -method PUT`, the ingest gateway and the broadcast page send
+//! to a signed ingest URL. Segments — MPEG-TS (`*.ts`), CMAF media (`*.m4s`) and init
+//! (`*.mp4`) segments — are checked (container, size; an init segment is read for its
+//! codecs) and stored under `live/{channel}/{broadcast}/{file}`. Low-latency parts
+//! (`{rendition}_{n}.part{i}.m4s?duration_us=..&part_target_us=..&independent=1`, see
+//! [`PartName`]) are stored beside them and listed in the room's part window at once. A media playlist (`{rendition}.m3u8`) is parsed with
 //! `m3u8-rs` and moves that rendition's live window; a multivariant playlist sets the
 //! ladder. A refused request stores nothing. ffmpeg ignores 401/403, so refusals the
 //! broadcaster can be told about are also recorded in the channel's status.
@@ -13,7 +15,8 @@ use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::hls::{self, MediaError, Pushed, SegmentKind};
 use crate::model::isobmff;
-use crate::model::room::{Contradiction, RoomRequest, RoomResponse};
+use crate::model::llhls::PartName;
+use crate::model::room::{Contradiction, RoomRequest, RoomResponse, StoredPart};
 use crate::model::signed_url::{Scope, UrlToken, UrlTokenError};
 use crate::ports::{Blobs as _, Live as _, Platform};
 use crate::services::broadcasts;
@@ -134,6 +137,9 @@ pub async fn put<P: Platform>(
     let ingest = authorize(p, token).await?;
     if file == THUMBNAIL_FILE {
         put_thumbnail(p, &ingest, request.body()).await
+    } else if let Some(name) = PartName::parse(file) {
+        let part = part_of(name, file, request.uri().query().unwrap_or_default())?;
+        put_part(p, &ingest, part, request.into_body()).await
     } else if [".ts", ".m4s", ".mp4"]
         .iter()
         .any(|ext| file.ends_with(ext))
@@ -257,6 +263,7 @@ async fn put_segment<P: Platform>(
         new_broadcast_id: p.entropy().new_id("brd"),
         now_ms,
         idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
+        part: false,
     };
     let (broadcast_id, started) = match call_room(p, ingest, &begin).await? {
         RoomResponse::Began {
@@ -300,6 +307,112 @@ async fn put_segment<P: Platform>(
         &IngestStored {
             broadcast_id: Some(broadcast_id),
             file: file.to_owned(),
+            size,
+        },
+    ))
+}
+
+/// Longest part accepted, in microseconds.
+const MAX_PART_US: u64 = 10_000_000;
+
+/// The part a file name and its query describe (`duration_us`, `part_target_us`,
+/// `independent`); a 400 `invalid_part` when the query is missing or out of range.
+fn part_of(name: PartName, file: &str, query: &str) -> Result<StoredPart, ApiError> {
+    let invalid = |message: &str| ApiError::bad_request("invalid_part", message.to_owned());
+    let (mut duration_us, mut target_us, mut independent) = (None, None, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let micros = || {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|v| (1..=MAX_PART_US).contains(v))
+                .ok_or_else(|| invalid("part durations are whole microseconds, 1 to 10000000"))
+        };
+        match key {
+            "duration_us" => duration_us = Some(micros()?),
+            "part_target_us" => target_us = Some(micros()?),
+            "independent" => {
+                independent = match value {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => return Err(invalid("independent is 1 or 0")),
+                }
+            }
+            _ => {}
+        }
+    }
+    let duration_us = duration_us.ok_or_else(|| invalid("a part needs ?duration_us="))?;
+    Ok(StoredPart {
+        rendition: name.rendition,
+        segment: name.segment,
+        sequence: name.sequence,
+        index: name.index,
+        file: file.to_owned(),
+        duration_us,
+        target_us: target_us.unwrap_or(duration_us).max(duration_us),
+        independent,
+    })
+}
+
+/// A low-latency part: checked like a CMAF segment, stored, and listed in the room's part
+/// window (it may start the broadcast; it is not part of the recording, whose segments
+/// are pushed whole).
+async fn put_part<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    part: StoredPart,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let limit = p.config().max_segment_bytes;
+    if body.len() as u64 > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "part is {} bytes; the limit is {limit}",
+            body.len()
+        )));
+    }
+    isobmff::check_media_segment(&body).map_err(unprocessable)?;
+    let begin = RoomRequest::BeginSegment {
+        channel_id: ingest.channel_id.clone(),
+        session: ingest.session.clone(),
+        key_version: ingest.key_version,
+        file: part.file.clone(),
+        new_broadcast_id: p.entropy().new_id("brd"),
+        now_ms: p.clock().now_ms(),
+        idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
+        part: true,
+    };
+    let (broadcast_id, started) = match call_room(p, ingest, &begin).await? {
+        RoomResponse::Began {
+            broadcast_id,
+            started,
+        } => (broadcast_id, started),
+        RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unexpected room answer {other:?}"
+            )))
+        }
+    };
+    let size = body.len() as u64;
+    let file = part.file.clone();
+    let key = videos::segment_key(&ingest.channel_id, &broadcast_id, &file);
+    p.blobs().put(&key, body, hls::CMAF_CONTENT_TYPE).await?;
+    let stored = RoomRequest::PartStored {
+        session: ingest.session.clone(),
+        broadcast_id: broadcast_id.clone(),
+        part,
+        now_ms: p.clock().now_ms(),
+    };
+    p.live().call(&ingest.channel_id, &stored).await?;
+    if let Some(started) = started {
+        broadcasts::broadcast_started(p, &started).await?;
+    }
+    Ok(api::json(
+        StatusCode::CREATED,
+        &IngestStored {
+            broadcast_id: Some(broadcast_id),
+            file,
             size,
         },
     ))

@@ -5,6 +5,12 @@
 //! Every route verifies its token (no I/O), then reads through the edge cache under a key
 //! without the token ([`edge_cache::get_or_fill`]): viewers with different tokens share one
 //! cached object, and a hit touches neither the catalogue, the room nor the blob store.
+//!
+//! Low latency: where rooms hold requests ([`Live::HOLDS`]), a rendition with parts is
+//! served as a low-latency playlist ([`llhls`]); a blocking reload (`_HLS_msn`, `_HLS_part`)
+//! is cached under its own key, so one room call per location answers every viewer waiting
+//! for that part, and a request for the hinted next part waits in the room until it is
+//! stored.
 
 use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderValue, StatusCode};
@@ -15,9 +21,10 @@ use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::hls::{self, ListedSegment, PLAYLIST_CONTENT_TYPE};
 use crate::model::ids;
-use crate::model::room::{RoomRequest, RoomResponse};
+use crate::model::llhls::{self, BlockingReload, PartName};
+use crate::model::room::{Block, LiveWindow, RoomRequest, RoomResponse};
 use crate::model::signed_url::{Scope, UrlToken};
-use crate::ports::{Blobs as _, CachedObject, EdgeCache as _, Live as _, Platform};
+use crate::ports::{Blobs as _, CachedObject, EdgeCache as _, Live, Platform};
 use crate::services::edge_cache;
 use crate::services::videos;
 use crate::store::catalogue::VideoDetailRow;
@@ -28,6 +35,14 @@ use super::playback::now_s;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Cache policy of live playlists: they change every segment.
 const LIVE_PLAYLIST: &str = "public, max-age=1";
+/// Cache policy of low-latency playlists: they change every part (and a blocking reload
+/// answered when its hold ran out must not be kept for the same URL).
+const LOW_LATENCY_PLAYLIST: &str = "no-cache";
+/// How long a room holds a blocking reload or a request for the next part, in ms.
+const HOLD_MS: u64 = 4_000;
+/// How long a blocking reload's answer that holds what it asked for stays in the edge
+/// cache (it stays a right answer to that reload).
+const BLOCKED_TTL_MS: u64 = 10_000;
 /// Cache-Control of a live channel's thumbnail.
 const THUMBNAIL: &str = "public, max-age=10";
 /// How long a thumbnail stays in the edge cache (the page sends one about every 10 s).
@@ -106,17 +121,33 @@ async fn live<P: Platform>(
             "this URL plays a video, not a channel".into(),
         ));
     };
-    let path = match rendition {
+    // Spin's rooms cannot hold a request: there the playlists stay ordinary ones and a
+    // blocking reload's parameters are ignored.
+    let reload = if <P::Live as Live>::HOLDS {
+        BlockingReload::parse(request.uri().query().unwrap_or_default())
+            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?
+    } else {
+        None
+    };
+    let mut path = match rendition {
         None => format!("live/{channel_id}.m3u8"),
         Some(r) => format!("live/{channel_id}/{r}.m3u8"),
     };
+    if let Some(reload) = reload {
+        path.push_str(&format!("?msn={}&part={:?}", reload.msn, reload.part));
+    }
     let key = cache_key(request, &path);
     let (object, status) = edge_cache::get_or_fill(p, &key, || async {
-        let max_segments = usize::try_from(p.config().live_window_segments).unwrap_or(6);
+        let now_ms = p.clock().now_ms();
         let ask = RoomRequest::Window {
-            max_segments,
+            max_segments: usize::try_from(p.config().live_window_segments).unwrap_or(6),
             rendition: rendition.map(str::to_owned),
-            now_ms: p.clock().now_ms(),
+            now_ms,
+            block: reload.map(|r| Block {
+                msn: r.msn,
+                part: r.part,
+                until_ms: now_ms + HOLD_MS,
+            }),
         };
         let window = match p.live().call(&channel_id, &ask).await? {
             RoomResponse::Window {
@@ -134,18 +165,7 @@ async fn live<P: Platform>(
                 )))
             }
         };
-        let segments = format!("seg/{}/", window.broadcast_id);
-        let (body, ttl_ms) = match (&window.ladder, rendition) {
-            (Some(ladder), _) => (hls::multivariant_playlist(ladder, "live/"), LADDER_TTL_MS),
-            (None, None) => (
-                hls::live_playlist(&window.segments, &segments, window.ended),
-                live_playlist_ttl_ms(&window.segments),
-            ),
-            (None, Some(_)) => (
-                hls::live_playlist(&window.segments, &format!("../{segments}"), window.ended),
-                live_playlist_ttl_ms(&window.segments),
-            ),
-        };
+        let (body, ttl_ms) = live_body::<P>(&window, rendition, reload)?;
         // What segments this playlist lets channel URLs read, at least as fresh as it.
         let named = broadcast_object(p, Some(&window.broadcast_id), ttl_ms);
         let _ = p
@@ -162,7 +182,46 @@ async fn live<P: Platform>(
         })
     })
     .await?;
-    Ok(from_cache(object, status, LIVE_PLAYLIST))
+    let part_inf = b"#EXT-X-PART-INF:";
+    let low_latency = object.body.windows(part_inf.len()).any(|w| w == part_inf);
+    let policy = if low_latency {
+        LOW_LATENCY_PLAYLIST
+    } else {
+        LIVE_PLAYLIST
+    };
+    Ok(from_cache(object, status, policy))
+}
+
+/// A live playlist's text and how long it stays fresh in the edge cache: the multivariant
+/// playlist of a ladder, a low-latency playlist when the rendition has parts (and rooms
+/// hold requests), else the ordinary live playlist.
+fn live_body<P: Platform>(
+    window: &LiveWindow,
+    rendition: Option<&str>,
+    reload: Option<BlockingReload>,
+) -> Result<(Vec<u8>, u64), ApiError> {
+    if let Some(ladder) = &window.ladder {
+        return Ok((hls::multivariant_playlist(ladder, "live/"), LADDER_TTL_MS));
+    }
+    let segments = match rendition {
+        None => format!("seg/{}/", window.broadcast_id),
+        Some(_) => format!("../seg/{}/", window.broadcast_id),
+    };
+    let low_latency = llhls::from_window(window, &segments).filter(|_| <P::Live as Live>::HOLDS);
+    let Some(playlist) = low_latency else {
+        return Ok((
+            hls::live_playlist(&window.segments, &segments, window.ended),
+            live_playlist_ttl_ms(&window.segments),
+        ));
+    };
+    // Half a part: a new part is listed within one part duration.
+    let fresh_ms = (playlist.part_target.0 / 2000).clamp(100, 1_000);
+    let ttl_ms = match reload.map(|r| r.satisfied_by(&playlist)) {
+        Some(Err(e)) => return Err(ApiError::bad_request(e.code(), e.to_string())),
+        Some(Ok(true)) => BLOCKED_TTL_MS,
+        Some(Ok(false)) | None => fresh_ms,
+    };
+    Ok((playlist.render().into_bytes(), ttl_ms))
 }
 
 /// The edge-cache path of the broadcast a channel's URLs may read segments of.
@@ -194,6 +253,7 @@ async fn channel_broadcast<P: Platform>(
             max_segments: 0,
             rendition: None,
             now_ms: p.clock().now_ms(),
+            block: None,
         };
         let named = match p.live().call(channel_id, &ask).await? {
             RoomResponse::Window { window } => window.map(|w| w.broadcast_id),
@@ -309,7 +369,9 @@ pub async fn segment<P: Platform>(
     file: &str,
     request: &Request,
 ) -> Result<Response, ApiError> {
-    let Some(kind) = hls::SegmentKind::of(file).filter(|_| ids::is_id(broadcast_id, "brd")) else {
+    let part = PartName::parse(file).is_some();
+    let kind = hls::SegmentKind::of(file).or(part.then_some(hls::SegmentKind::Cmaf));
+    let Some(kind) = kind.filter(|_| ids::is_id(broadcast_id, "brd")) else {
         return Err(ApiError::NotFound("no such segment".into()));
     };
     let channel_id = match verify(p, token)?.scope {
@@ -340,9 +402,21 @@ pub async fn segment<P: Platform>(
         }
     };
     let key = videos::segment_key(&channel_id, broadcast_id, file);
+    // The next part (a playlist's preload hint) may be asked for before it is stored: the
+    // room holds the request until it is.
+    let awaited = (part && <P::Live as Live>::HOLDS).then(|| {
+        (
+            channel_id.as_str(),
+            RoomRequest::AwaitPart {
+                broadcast_id: broadcast_id.to_owned(),
+                file: file.to_owned(),
+                until_ms: p.clock().now_ms() + HOLD_MS,
+            },
+        )
+    });
     serve_whole(
         p,
-        &key,
+        (&key, awaited),
         &cache_key(request, &key),
         (kind.content_type(), IMMUTABLE),
         IMMUTABLE_TTL_MS,
@@ -431,7 +505,7 @@ pub async fn poster<P: Platform>(
         .ok_or_else(|| ApiError::Internal("no poster key".into()))?;
     serve_whole(
         p,
-        &key,
+        (&key, None),
         &cache_key(request, &key),
         (content_type, IMMUTABLE),
         VOD_PLAYLIST_TTL_MS,
@@ -455,7 +529,7 @@ pub async fn thumbnail<P: Platform>(
     let key = videos::thumbnail_key(&channel_id);
     serve_whole(
         p,
-        &key,
+        (&key, None),
         &cache_key(request, &key),
         ("image/jpeg", THUMBNAIL),
         THUMBNAIL_TTL_MS,
@@ -506,21 +580,24 @@ fn with_ranges(mut response: Response) -> Response {
 }
 
 /// A small blob (a segment, a poster, a thumbnail) from the edge cache, whole or one range
-/// of it: kept `ttl_ms` at the edge, `policy` is what browsers are told.
+/// of it: kept `ttl_ms` at the edge, `policy` is what browsers are told. When the blob is
+/// not stored yet and `awaited` names a room and a held request, the room is asked to wait
+/// for it first.
 async fn serve_whole<P: Platform>(
     p: &P,
-    key: &str,
+    (key, awaited): (&str, Option<(&str, RoomRequest)>),
     cache_key: &str,
     (content_type, policy): (&'static str, &'static str),
     ttl_ms: u64,
     request: &Request,
 ) -> Result<Response, ApiError> {
     let (object, status) = edge_cache::get_or_fill(p, cache_key, || async {
-        let blob = p
-            .blobs()
-            .get(key, None)
-            .await?
-            .ok_or_else(|| ApiError::NotFound("no such object".into()))?;
+        let mut blob = p.blobs().get(key, None).await?;
+        if let (None, Some((room, ask))) = (&blob, &awaited) {
+            p.live().call(room, ask).await?;
+            blob = p.blobs().get(key, None).await?;
+        }
+        let blob = blob.ok_or_else(|| ApiError::NotFound("no such object".into()))?;
         Ok(CachedObject {
             content_type: content_type.to_owned(),
             body: blob.bytes,

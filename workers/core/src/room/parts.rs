@@ -1,0 +1,197 @@
+//! The channel room's low-latency parts: each rendition's recent parts (those of its last
+//! few listed segments and of the segment being made), the part window a low-latency
+//! playlist lists, and what a held request for the next part or playlist waits for.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::model::hls::ListedSegment;
+use crate::model::llhls::{self, BlockingReload, PartName};
+use crate::model::room::{Block, LiveWindow, PartWindow, RoomResponse, StoredPart, WindowPart};
+use crate::ports::RoomStore;
+
+use super::state::{load, save, LiveState, Rendition, RoomState, STATE_KEY};
+
+/// Listed segments whose parts are kept (RFC 8216bis: parts older than three target
+/// durations may go).
+const SEGMENTS_WITH_PARTS: u64 = 3;
+/// Most parts kept per rendition (a pusher whose playlists never come cannot grow it).
+const MAX_PARTS: usize = 64;
+
+/// One rendition's recent parts, ordered by segment and index.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct PartTrack {
+    /// The largest part target a part declared, in microseconds.
+    pub target_us: u64,
+    pub parts: Vec<StoredPart>,
+}
+
+/// A part is stored: kept in its rendition's parts (a late copy of one already kept, or one
+/// of a broadcast that ended, changes nothing).
+pub(super) async fn part_stored<S: RoomStore>(
+    store: &S,
+    session: &str,
+    broadcast_id: &str,
+    part: StoredPart,
+    now_ms: u64,
+) -> Result<RoomResponse, StoreError> {
+    let mut state: RoomState = load(store, STATE_KEY).await?;
+    let Some(live) = state
+        .live
+        .as_mut()
+        .filter(|l| l.broadcast_id == broadcast_id && l.session == session)
+    else {
+        return Ok(RoomResponse::Stored { ended: None });
+    };
+    live.last_activity_ms = now_ms;
+    let listed = live.renditions.get(&part.rendition).and_then(last_listed);
+    let track = live.parts.entry(part.rendition.clone()).or_default();
+    track.target_us = track.target_us.max(part.target_us).max(part.duration_us);
+    let at = track
+        .parts
+        .partition_point(|p| (p.sequence, p.index) < (part.sequence, part.index));
+    if track
+        .parts
+        .get(at)
+        .is_none_or(|p| (p.sequence, p.index) != (part.sequence, part.index))
+    {
+        track.parts.insert(at, part);
+    }
+    prune(track, listed);
+    save(store, STATE_KEY, &state).await?;
+    Ok(RoomResponse::Stored { ended: None })
+}
+
+/// The pusher's number of the last segment a rendition listed (parts name their segment by
+/// that number, whatever the pusher's playlist numbering).
+fn last_listed(rendition: &Rendition) -> Option<u64> {
+    rendition
+        .window
+        .last()
+        .and_then(|s| PartName::segment_number(&s.file))
+}
+
+/// Drops the parts of segments listed more than [`SEGMENTS_WITH_PARTS`] ago, and the oldest
+/// beyond [`MAX_PARTS`].
+fn prune(track: &mut PartTrack, last_listed: Option<u64>) {
+    if let Some(listed) = last_listed {
+        track
+            .parts
+            .retain(|p| p.sequence + SEGMENTS_WITH_PARTS > listed);
+    }
+    let extra = track.parts.len().saturating_sub(MAX_PARTS);
+    track.parts.drain(..extra);
+}
+
+/// Keeps each rendition's parts bounded once its playlist listed more segments.
+pub(super) fn prune_all(live: &mut LiveState) {
+    for (name, track) in &mut live.parts {
+        let listed = live.renditions.get(name).and_then(last_listed);
+        prune(track, listed);
+    }
+}
+
+/// The part window of rendition `name` for a playlist listing `tail` (its last segments):
+/// the parts of those segments and of the one being made, and the next part's name.
+pub(super) fn window(live: &LiveState, name: &str, tail: &[ListedSegment]) -> Option<PartWindow> {
+    let track = live.parts.get(name).filter(|t| !t.parts.is_empty())?;
+    let rendition = live.renditions.get(name)?;
+    let by_file: BTreeMap<&str, u64> = tail.iter().map(|s| (s.file.as_str(), s.seq)).collect();
+    let mut parts: Vec<WindowPart> = track
+        .parts
+        .iter()
+        .filter_map(|p| {
+            let msn = *by_file.get(p.segment.as_str())?;
+            Some(window_part(p, msn))
+        })
+        .collect();
+    // The segment being made: the first one with parts after the last listed one.
+    let open = track
+        .parts
+        .iter()
+        .map(|p| p.sequence)
+        .find(|s| last_listed(rendition).is_none_or(|l| *s > l));
+    let mut hint = rendition
+        .window
+        .last()
+        .and_then(|s| PartName::next_segment(&s.file))
+        .map(|next| PartName::file_of(&next, 0));
+    if let Some(open) = open {
+        let made: Vec<&StoredPart> = track.parts.iter().filter(|p| p.sequence == open).collect();
+        let contiguous = made
+            .iter()
+            .enumerate()
+            .take_while(|(i, p)| p.index == *i as u64)
+            .count();
+        parts.extend(
+            made.iter()
+                .take(contiguous)
+                .map(|p| window_part(p, rendition.listed)),
+        );
+        if let Some(first) = made.first() {
+            hint = Some(PartName::file_of(&first.segment, contiguous as u64));
+        }
+    }
+    Some(PartWindow {
+        part_target_us: track.target_us,
+        parts,
+        preload_hint: hint,
+    })
+}
+
+fn window_part(p: &StoredPart, msn: u64) -> WindowPart {
+    WindowPart {
+        msn,
+        index: p.index,
+        file: p.file.clone(),
+        duration_us: p.duration_us,
+        independent: p.independent,
+    }
+}
+
+/// Whether a held playlist reload must keep waiting for `window` to hold what it asks for.
+pub(super) fn must_wait(window: &LiveWindow, block: &Block) -> bool {
+    let Some(playlist) = llhls::from_window(window, "") else {
+        // No parts (or ended): an ordinary playlist answers at once.
+        return false;
+    };
+    let reload = BlockingReload {
+        msn: block.msn,
+        part: block.part,
+    };
+    // A reload too far ahead is answered at once (the edge refuses it).
+    reload.satisfied_by(&playlist) == Ok(false)
+}
+
+/// A held request for a part: [`RoomResponse::Pending`] while `file` is the next part of
+/// the live broadcast (the one its playlists hint), else [`RoomResponse::Done`].
+pub(super) async fn await_part<S: RoomStore>(
+    store: &S,
+    broadcast_id: &str,
+    file: &str,
+    until_ms: u64,
+) -> Result<RoomResponse, StoreError> {
+    if until_ms == 0 {
+        return Ok(RoomResponse::Done);
+    }
+    let state: RoomState = load(store, STATE_KEY).await?;
+    let Some(live) = state.live.filter(|l| l.broadcast_id == broadcast_id) else {
+        return Ok(RoomResponse::Done);
+    };
+    let Some(name) = PartName::parse(file) else {
+        return Ok(RoomResponse::Done);
+    };
+    let tail = live
+        .renditions
+        .get(&name.rendition)
+        .map(|r| r.window.clone())
+        .unwrap_or_default();
+    let next = window(&live, &name.rendition, &tail).and_then(|w| w.preload_hint);
+    Ok(if next.as_deref() == Some(file) {
+        RoomResponse::Pending
+    } else {
+        RoomResponse::Done
+    })
+}
