@@ -34,6 +34,7 @@ STATUS_TEXT = {
     202: "Accepted",
     204: "No content",
     206: "Partial content (a Range request)",
+    400: "Bad request",
     503: "Degraded: a binding failed its check",
 }
 
@@ -88,7 +89,13 @@ def operation(r: dict) -> dict:
     for reply in r.get("replies", []):
         answer = responses.setdefault(str(reply["status"]), {"description": STATUS_TEXT[reply["status"]]})
         if reply["content_type"]:
-            schema = ref(reply["schema"]) if reply["schema"] else {"type": "string", "format": "binary"}
+            if reply["schema"]:
+                schema = ref(reply["schema"])
+            elif reply["content_type"] == "application/json":
+                # A JSON answer without a type of its own is the error body.
+                schema = ref("Error")
+            else:
+                schema = {"type": "string", "format": "binary"}
             answer.setdefault("content", {})[reply["content_type"]] = {"schema": schema}
     responses["default"] = {
         "description": "An error" if responses else "The result, or an error",

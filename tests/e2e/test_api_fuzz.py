@@ -2,7 +2,9 @@
 `schema/openapi.yaml` gets generated requests (the coverage phase's boundary and invalid
 values, random ones, and stateful sequences that follow the operations' links) as a signed-in
 admin, and every answer must be no server error, a documented status code and content type,
-and a body matching its documented schema.
+and a body matching its documented schema; a request valid by the schema must not be refused
+as invalid (so the request schemas carry the bounds the handlers check), and a method a path
+does not document must answer 405 with an `Allow` naming exactly the documented ones.
 
 The worker is its own (fresh state): fuzzing trips the login and signup limits of its
 address, which must not reach the other tests. The seed is fixed, so a run is repeatable;
@@ -20,6 +22,18 @@ import conftest
 from conftest import ROOT, Api, start_worker
 
 ADMIN = "admin@edgevideo.test"
+# A valid request is answered 2xx, or refused for the caller's rights (401, 403), missing
+# data (404), the state (409 conflict, 422 quota) or a limit (429), never as invalid (400).
+# The WebSocket routes answer 400 without `Upgrade: websocket` (documented), a header the
+# schema cannot ask a generated request for; 404 for a channel that does not exist.
+CONFIG = """
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-path-regex = "/ws$"
+checks.positive_data_acceptance.expected-statuses = ["101", "400", "404", "429"]
+"""
 PASSWORD = "correct horse battery staple"
 SCHEMATHESIS = pathlib.Path(sys.executable).parent / "schemathesis"
 
@@ -42,16 +56,20 @@ def test_fuzzing_the_documented_api_finds_no_server_error_and_no_undocumented_an
         excluded = r"^/api/_diag|^/api/auth/logout$|^/api/users/\{id\}/role$"
         if conftest.HOST == "spin":
             excluded += r"|/ws$"
+        # Its own working directory: Schemathesis keeps state in `.schemathesis/` there.
+        cwd = tmp_path_factory.mktemp("schemathesis")
+        (cwd / "schemathesis.toml").write_text(CONFIG)
         run = subprocess.run(
-            [str(SCHEMATHESIS), "run", str(ROOT / "schema" / "openapi.yaml"),
+            [str(SCHEMATHESIS), "--config-file", str(cwd / "schemathesis.toml"),
+             "run", str(ROOT / "schema" / "openapi.yaml"),
              "--url", worker.url, "-H", f"Authorization: Bearer {token}",
              "--exclude-path-regex", excluded,
              "--checks", "not_a_server_error,status_code_conformance,"
-                         "content_type_conformance,response_schema_conformance",
+                         "content_type_conformance,response_schema_conformance,"
+                         "unsupported_method,allow_header_conformance,positive_data_acceptance",
              "--phases", "coverage,fuzzing,stateful", "--max-examples", "25",
              "--seed", "20261203", "--workers", "1", "--no-color"],
-            # Its own working directory: Schemathesis keeps state in `.schemathesis/` there.
-            cwd=tmp_path_factory.mktemp("schemathesis"),
+            cwd=cwd,
             capture_output=True, text=True, timeout=900)
         out = run.stdout + run.stderr
         assert run.returncode == 0, out[-8000:]

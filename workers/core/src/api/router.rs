@@ -24,7 +24,7 @@ fn match_path(pattern: &str, path: &str) -> Option<Vec<String>> {
     loop {
         match (pattern_parts.next(), path_parts.next()) {
             (None, None) => return Some(params),
-            (Some(p), Some(s)) if p.starts_with('{') && p.ends_with('}') => {
+            (Some(p), Some(s)) if is_param(p) => {
                 if s.is_empty() {
                     return None;
                 }
@@ -45,26 +45,48 @@ pub struct Matched {
     pub params: Vec<String>,
 }
 
-/// Finds the route for `method` and `path`.
+/// Whether a pattern segment is a `{x}` parameter.
+fn is_param(segment: &str) -> bool {
+    segment.starts_with('{') && segment.ends_with('}')
+}
+
+/// How specifically `pattern` names a path, for comparing patterns that match the same path:
+/// segment by segment, a literal beats a parameter at the first segment where they differ.
+fn specificity(pattern: &str) -> impl Iterator<Item = bool> + '_ {
+    pattern.split('/').map(|segment| !is_param(segment))
+}
+
+/// Finds the route for `method` and `path`. A path is the resource of its most specific
+/// patterns only: `/upload/{token}/parts/complete` is not also `/upload/{token}/parts/{number}`,
+/// so a method of the latter is not routed there and is not in its `Allow`.
 ///
 /// # Errors
-/// 404 when no pattern matches the path; 405 (with the allowed methods) when patterns match
-/// only with other methods.
+/// 404 when no pattern matches the path; 405 (with the allowed methods) when its patterns
+/// match only with other methods.
 pub fn resolve(method: &Method, path: &str) -> Result<Matched, ApiError> {
-    let mut allowed = Vec::new();
+    let mut best: Option<&'static str> = None;
+    let mut matches = Vec::new();
     for spec in ROUTES {
         if let Some(params) = match_path(spec.path, path) {
-            if spec.method == *method || (*method == Method::HEAD && spec.method == Method::GET) {
-                return Ok(Matched { spec, params });
+            if best.is_none_or(|b| specificity(spec.path).cmp(specificity(b)).is_gt()) {
+                best = Some(spec.path);
             }
-            allowed.push(spec.method.clone());
+            matches.push(Matched { spec, params });
         }
     }
-    if allowed.is_empty() {
-        Err(ApiError::NotFound(format!("no route for {path}")))
-    } else {
-        Err(ApiError::MethodNotAllowed(allowed))
+    let Some(best) = best else {
+        return Err(ApiError::NotFound(format!("no route for {path}")));
+    };
+    matches.retain(|m| specificity(m.spec.path).eq(specificity(best)));
+    let mut allowed = Vec::new();
+    for matched in matches {
+        let spec = matched.spec;
+        if spec.method == *method || (*method == Method::HEAD && spec.method == Method::GET) {
+            return Ok(matched);
+        }
+        allowed.push(spec.method.clone());
     }
+    Err(ApiError::MethodNotAllowed(allowed))
 }
 
 /// Handles one request: resolves the route, checks its access rule, runs the handler, and
@@ -254,6 +276,42 @@ mod tests {
         assert_eq!(
             resolve(&Method::HEAD, "/api/health").unwrap().spec.name,
             RouteName::Health
+        );
+    }
+
+    #[test]
+    fn a_path_belongs_to_its_most_specific_patterns() {
+        // `parts/complete` is not a part number: PUT is not routed there nor allowed.
+        let complete = "/upload/tok/parts/complete";
+        assert_eq!(
+            resolve(&Method::POST, complete).unwrap().spec.name,
+            RouteName::UploadComplete
+        );
+        for method in [Method::PUT, Method::GET, Method::DELETE] {
+            match resolve(&method, complete) {
+                Err(ApiError::MethodNotAllowed(allowed)) => {
+                    assert_eq!(allowed, vec![Method::POST], "{method}");
+                }
+                other => panic!("expected 405 for {method}, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            resolve(&Method::PUT, "/upload/tok/parts/3")
+                .unwrap()
+                .spec
+                .name,
+            RouteName::UploadPart
+        );
+        match resolve(&Method::DELETE, "/api/videos/preview") {
+            Err(ApiError::MethodNotAllowed(allowed)) => assert_eq!(allowed, vec![Method::GET]),
+            other => panic!("expected 405, got {other:?}"),
+        }
+        assert_eq!(
+            resolve(&Method::DELETE, "/api/videos/vid_1")
+                .unwrap()
+                .spec
+                .name,
+            RouteName::DeleteVideo
         );
     }
 

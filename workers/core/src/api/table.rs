@@ -6,15 +6,17 @@
 //!
 //! An entry: doc lines (the route's summary), then
 //! `Name: METHOD "/path/{param}", Access [, body Type] [, json STATUS Type]*
-//! [, media STATUS "content/type"]* [, empty STATUS]* => handler expression;`, where the
-//! expression sees `platform`, `request` (owned), `params` (the `{param}` segments in order)
-//! and `who()` (the caller, for routes whose access needs a session).
+//! [, media STATUS "content/type"]* [, empty STATUS]* [, error STATUS]* => handler expression;`,
+//! where the expression sees `platform`, `request` (owned), `params` (the `{param}` segments
+//! in order) and `who()` (the caller, for routes whose access needs a session).
 //!
 //! `body` names the type the handler parses its JSON request body into, `json` a status and
 //! the type the handler serialises for it, `media` a status with a non-JSON body, `empty` a
-//! status without a body (every other answer is the error body). The names are served with the
-//! table; with the `schema` feature (native builds only) [`register_schemas`] generates the
-//! types' JSON Schemas, which `schema/openapi.yaml` carries as its components.
+//! status without a body, `error` a status answered with the error body that the route's
+//! clients should expect in particular (every answer not listed is the error body too). The
+//! names are served with the table; with the `schema` feature (native builds only)
+//! [`register_schemas`] generates the types' JSON Schemas, which `schema/openapi.yaml`
+//! carries as its components.
 
 use http::Method;
 
@@ -87,8 +89,8 @@ pub struct RouteSpec {
     /// The name of the type its JSON request body is parsed into (a component schema of
     /// `schema/openapi.yaml`), if it takes one.
     pub body: Option<&'static str>,
-    /// Its answers other than the error body (`{"error":{...}}`): the successes, and the
-    /// health report's 503.
+    /// Its documented answers: the successes, the health report's 503, and the errors a
+    /// route lists in particular (every other answer is the error body, `{"error":{...}}`).
     pub replies: &'static [Reply],
 }
 
@@ -99,7 +101,8 @@ pub struct Reply {
     pub status: u16,
     /// The body's media type; `None` for no body.
     pub content_type: Option<&'static str>,
-    /// The name of the type a JSON body is serialised from (a component schema).
+    /// The name of the type a JSON body is serialised from (a component schema); `None`
+    /// with a JSON content type for the error body (`{"error":{"code","message"}}`).
     pub schema: Option<&'static str>,
 }
 
@@ -123,6 +126,7 @@ macro_rules! route_table {
                 $(, json $json_status:literal $json:ident)*
                 $(, media $media_status:literal $media:literal)*
                 $(, empty $empty_status:literal)*
+                $(, error $error_status:literal)*
                 => $handler:expr;
         )*
     ) => {
@@ -154,6 +158,11 @@ macro_rules! route_table {
                         },)*
                         $(Reply { status: $media_status, content_type: Some($media), schema: None },)*
                         $(Reply { status: $empty_status, content_type: None, schema: None },)*
+                        $(Reply {
+                            status: $error_status,
+                            content_type: Some("application/json"),
+                            schema: None,
+                        },)*
                     ],
                 },
             )*
@@ -227,9 +236,11 @@ route_table! {
     ChannelPlayback: POST "/api/channels/{id}/playback", Public, json 200 LivePlayback => {
         routes::playback::channel_url(platform, &params[0], &request).await
     };
-    ChannelSocket: GET "/api/channels/{id}/ws", Public, empty 101 => routes::channels::socket(platform, &params[0], &request).await;
+    /// Answers 400 `websocket_required` to a request without `Upgrade: websocket`.
+    ChannelSocket: GET "/api/channels/{id}/ws", Public, empty 101, error 400 => routes::channels::socket(platform, &params[0], &request).await;
     LiveChannels: GET "/api/live", Public, json 200 LiveList => routes::channels::live_channels(platform, &request).await;
-    LobbySocket: GET "/api/live/ws", Public, empty 101 => routes::channels::lobby_socket(&request);
+    /// Answers 400 `websocket_required` to a request without `Upgrade: websocket`.
+    LobbySocket: GET "/api/live/ws", Public, empty 101, error 400 => routes::channels::lobby_socket(&request);
     VideoPlayback: POST "/api/videos/{id}/playback", Public, json 200 VodPlayback => {
         routes::playback::video_url(platform, &params[0], &request).await
     };
@@ -349,7 +360,8 @@ route_table! {
 /// The route table as JSON: `[{name, method, path, access, summary, body, replies}]`, with
 /// `access` one of `public`, `authenticated`, `role:{role}`, `url_token`, `task_token`,
 /// `transcoder_signature`, `diagnostics`; `body` the request body's schema name or null;
-/// `replies` the success answers as `[{status, content_type, schema}]`.
+/// `replies` the documented answers as `[{status, content_type, schema}]` (`schema` null
+/// with a JSON content type: the error body).
 pub fn route_table() -> serde_json::Value {
     ROUTES
         .iter()

@@ -23,9 +23,11 @@ const SIGNUP_WINDOW_SECONDS: u64 = 3600;
 #[derive(Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Credentials {
-    /// Email address.
+    /// Email address (at most 254 characters).
+    #[cfg_attr(feature = "schema", schemars(email, length(min = 5, max = 254)))]
     pub email: String,
-    /// Password.
+    /// Password: at least 10 characters, at most 256 bytes (UTF-8).
+    #[cfg_attr(feature = "schema", schemars(length(min = 10, max = 256)))]
     pub password: String,
 }
 

@@ -25,10 +25,15 @@ use crate::store::channels::{self, Channel};
 #[derive(Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct NewChannel {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, not only whitespace (surrounding whitespace is trimmed).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = 100), pattern(r"\S"))
+    )]
     pub name: String,
     /// At most 2000 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = 2000)))]
     pub description: String,
 }
 

@@ -27,14 +27,24 @@ use crate::webhooks;
 #[serde(deny_unknown_fields)]
 pub struct NewPlugin {
     /// 1 to 40 of `a-z 0-9 -`.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(length(min = 1, max = 40), pattern(r"^[a-z0-9-]+$"))
+    )]
     pub name: String,
     /// A lifecycle hook (`preValidate`, `postValidate`, `preMetadata`, `postMetadata`) or an
     /// event to subscribe to.
+    #[cfg_attr(feature = "schema", schemars(schema_with = "hook_schema"))]
     pub hook: String,
-    /// The HTTPS endpoint deliveries go to.
+    /// The HTTPS endpoint deliveries go to (an `http` or `https` URL, at most 2048 bytes).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(url, length(min = 1, max = 2048), pattern(HTTP_URL))
+    )]
     pub url: String,
-    /// Description.
+    /// Description, at most 2000 characters.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(length(max = 2000)))]
     pub description: String,
     /// `own` (the default): the plugin acts on videos of the caller's channels only. `all`:
     /// on every video once an admin approves it (`POST /api/plugins/{id}/approve`); until
@@ -43,12 +53,32 @@ pub struct NewPlugin {
     pub scope: PluginScope,
 }
 
+/// The pattern of a plugin URL in the schemas: `http` or `https` (any case) with an ASCII
+/// host (the handler also refuses private hosts unless `ALLOW_PRIVATE_URLS` is on).
+#[cfg(feature = "schema")]
+const HTTP_URL: &str = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~%!$&'()*+,;=:@\[\]-]+([/?#]\S*)?$";
+
+/// The schema of a plugin's `hook`: a lifecycle hook or an event, by name.
+#[cfg(feature = "schema")]
+fn hook_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Hook::ALL
+        .iter()
+        .map(|h| h.as_str())
+        .chain(Event::ALL.iter().map(|e| e.as_str()))
+        .collect();
+    schemars::json_schema!({ "type": "string", "enum": names })
+}
+
 /// The body of `PATCH /api/plugins/{id}`: the fields to change.
 #[derive(Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PluginUpdate {
-    /// A new endpoint.
+    /// A new endpoint (an `http` or `https` URL, at most 2048 bytes).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(url, length(min = 1, max = 2048), pattern(HTTP_URL))
+    )]
     pub url: Option<String>,
     /// A new description.
     pub description: Option<String>,
