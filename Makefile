@@ -18,6 +18,7 @@ test:
 ## Only the browser tests (Chromium + playwright-core against wrangler dev).
 test-browser: build-worker
 	cargo build --quiet -p edgevideo-transcoder --bin transcoder
+	cargo build --quiet -p edgevideo-gateway --bin gateway
 	. scripts/env.sh && node --test --test-reporter=spec tests/browser/*.test.mjs
 
 ## The set-up; skipped under `make test`'s offline run (EDGEVIDEO_OFFLINE=1), which did it first.

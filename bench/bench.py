@@ -26,6 +26,10 @@ Sections (all by default; pick with --only):
              hls.js's live-latency estimate and glass to glass (the camera is a canvas painting
              the clock into each frame, read back on the watch page), median and p95
              (bench/latency.mjs)
+  llhls      low-latency HLS (bench/llhls.py): 1,000 viewers (--ll-viewers) blocking on the
+             next part, channel-object calls per part and errors; glass to glass through the
+             ingest gateway in hls.js's low-latency mode and at normal latency (bench/latency.mjs
+             --gateway), median and p95
   gateway    the RTMP gateway (bench/gateway.py): keyframe closing a segment to listed in the
              viewer's playlist; CPU and memory per stream at 10, 50, 100 streams of 6 Mbit/s,
              into `wrangler dev` and into a sink edge (bench/sink_edge.py)
@@ -437,6 +441,7 @@ def bench_load(tmp, seconds):
 
 
 VIEWERS = 2000  # --viewers
+LL_VIEWERS = 1000  # --ll-viewers
 
 
 def wrk_paths_script(tmp: pathlib.Path, name: str, paths: list[str]) -> pathlib.Path:
@@ -657,6 +662,11 @@ def bench_gateway(tmp, _seconds):
     gateway.bench_gateway(tmp, Stack, row)
 
 
+def bench_llhls(tmp, _seconds):
+    import llhls
+    llhls.bench_llhls(tmp, Stack, row, LL_VIEWERS)
+
+
 def bench_golive(_tmp, _seconds):
     print("golive (bench/golive.mjs, bench/latency.mjs)")
     subprocess.run(["node", str(ROOT / "bench" / "golive.mjs"), "12"], check=True)
@@ -666,7 +676,7 @@ def bench_golive(_tmp, _seconds):
 SECTIONS = {"routes": bench_routes, "size": bench_size, "ingest": bench_ingest,
             "fanout": bench_fanout, "load": bench_load, "viewers": bench_viewers, "mp4mem": bench_mp4mem,
             "transcoder": bench_transcoder, "golive": bench_golive,
-            "gateway": bench_gateway}
+            "llhls": bench_llhls, "gateway": bench_gateway}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -674,8 +684,11 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per route")
     parser.add_argument("--load-seconds", type=int, default=60)
     parser.add_argument("--viewers", type=int, default=VIEWERS, help="distinct playback tokens (viewers section)")
+    parser.add_argument("--ll-viewers", type=int, default=1000,
+                        help="viewers blocking on the next part (llhls section)")
     args = parser.parse_args()
     VIEWERS = args.viewers
+    LL_VIEWERS = args.ll_viewers
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:

@@ -13,12 +13,21 @@
 //     with its own clock.
 // All clocks are this machine's.
 //
-// Run: node bench/latency.mjs [seconds, default 30] (after scripts/build-worker.sh).
+// With `--gateway`, the broadcaster is an encoder publishing RTMP to the ingest gateway
+// instead (ffmpeg, x264 `zerolatency`, its frames painting the clock the same way when they
+// are made), the gateway pushes low-latency parts, and two viewers watch at once: one in
+// hls.js's low-latency mode, one at normal latency (`?latency=normal`).
+//
+// Run: node bench/latency.mjs [seconds, default 30] [--gateway] (after scripts/build-worker.sh;
+// `--gateway` also needs `cargo build -p edgevideo-gateway`).
 import { chromium } from "playwright-core";
 
-import { cleanup, launchChromium, startWorker, waitFor } from "../tests/browser/harness.mjs";
+import {
+  cleanup, launchChromium, publishRtmp, startGateway, startWorker, streamKey, waitFor,
+} from "../tests/browser/harness.mjs";
 
-const SECONDS = Number(process.argv[2] || 30);
+const SECONDS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) || 30);
+const GATEWAY = process.argv.includes("--gateway");
 const PASSWORD = "correct horse battery staple";
 
 const quantile = (values, q) => {
@@ -86,6 +95,80 @@ function readClock() {
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
+}
+
+/** Signs a broadcaster up through the API and creates a channel; its id and ingest URL. */
+async function apiChannel(base) {
+  const post = async (path, body, token) => {
+    const r = await fetch(`${base}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+    return r.json();
+  };
+  const { token } = await post("/api/auth/signup", { email: `latency-${Date.now()}@broadcast.test`, password: PASSWORD });
+  const { id } = await post("/api/channels", { name: "Latency" }, token);
+  const { ingest_url: ingestUrl } = await post(`/api/channels/${id}/ingest`, null, token);
+  return { id, ingestUrl };
+}
+
+/** Opens the watch page of `channelId` (`query` added) and starts reading the clock. */
+async function watching(browser, base, channelId, query = "") {
+  const watch = await browser.newPage();
+  await watch.goto(`${base}/watch?c=${channelId}${query}`);
+  await watch.waitForFunction(() => document.getElementById("video").currentTime > 0, null,
+    { timeout: 30000 });
+  await watch.evaluate(readClock);
+  return watch;
+}
+
+/** hls.js's latency estimate and the glass-to-glass samples of a watch page (one a second). */
+async function readings(watch) {
+  const glass = (await watch.evaluate(() => window.glassToGlass)).filter((_, i) => i % 30 === 0);
+  return glass.map((ms) => ms / 1000);
+}
+
+if (GATEWAY) {
+  const worker = await startWorker();
+  const gateway = await startGateway(worker.url);
+  // One browser per viewer: a page in the background would get no frame callbacks.
+  const viewers = [await launchChromium(chromium), await launchChromium(chromium)];
+  let encoder = null;
+  try {
+    const { id, ingestUrl } = await apiChannel(worker.url);
+    encoder = publishRtmp(gateway.rtmpUrl(streamKey(ingestUrl)), SECONDS + 60, { clock: true });
+    const { url } = await (await fetch(`${worker.url}/api/channels/${id}/playback`, { method: "POST" })).json();
+    await waitFor(async () => (await (await fetch(url)).text()).includes("#EXT-X-PART:"), 30000,
+      "parts in the live playlist");
+    const low = await watching(viewers[0], worker.url, id);
+    const normal = await watching(viewers[1], worker.url, id, "&latency=normal");
+    const estimates = { low: [], normal: [] };
+    const until = Date.now() + SECONDS * 1000;
+    while (Date.now() < until) {
+      for (const [name, page] of [["low", low], ["normal", normal]]) {
+        const latency = await page.evaluate(() => Number(document.getElementById("video").dataset.latency || 0));
+        if (latency > 0) estimates[name].push(latency);
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const mode = await low.evaluate(() => document.getElementById("video").dataset.lowLatency);
+    console.log(`gateway broadcast (RTMP, x264 zerolatency, 2 s segments, 334 ms parts), ${SECONDS} s:`);
+    console.log(`  LL-HLS (hls.js low-latency mode${mode === "1" ? "" : ", NOT ENGAGED"}):`);
+    console.log(`    glass to glass: ${summary(await readings(low), "s")}`);
+    console.log(`    hls.js live latency: ${summary(estimates.low, "s")}`);
+    console.log("  normal HLS (same stream, ?latency=normal):");
+    console.log(`    glass to glass: ${summary(await readings(normal), "s")}`);
+    console.log(`    hls.js live latency: ${summary(estimates.normal, "s")}`);
+  } finally {
+    if (encoder && encoder.exitCode === null) encoder.kill("SIGKILL");
+    for (const viewer of viewers) await viewer.close();
+    await gateway.stop();
+    await worker.stop();
+    cleanup();
+  }
+  process.exit(0);
 }
 
 const worker = await startWorker();

@@ -215,7 +215,10 @@ export function playHls(video, url, report, { lowLatency = true } = {}) {
   }
   const Hls = window.Hls;
   if (Hls && Hls.isSupported()) {
-    const hls = new Hls({ liveDurationInfinity: true, lowLatencyMode: lowLatency });
+    // In low-latency mode hls.js may play up to 10% faster to get back to the playlist's
+    // PART-HOLD-BACK after a stall (or a late start), instead of staying further behind.
+    const hls = new Hls({ liveDurationInfinity: true, lowLatencyMode: lowLatency,
+      maxLiveSyncPlaybackRate: lowLatency ? 1.1 : 1 });
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (data.fatal) report(`Playback error: ${data.details}`, data.details);
     });

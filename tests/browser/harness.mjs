@@ -181,3 +181,94 @@ export function screenshotPath(name) {
   mkdirSync(SCREENSHOTS, { recursive: true });
   return path.join(SCREENSHOTS, `${name}.png`);
 }
+
+/** The ingest gateway (the debug build, as the end-to-end tests use) pushing to `edgeUrl`,
+ *  RTMP on a free port, SRT off; returns {rtmpUrl(key), metrics(), stop(), log()}. */
+export async function startGateway(edgeUrl, args = []) {
+  const bin = process.env.EDGEVIDEO_GATEWAY || path.join(ROOT, "target", "debug", "gateway");
+  const state = tempDir("edgevideo-gateway-");
+  const [rtmp, http] = [await freePort(), await freePort()];
+  const logPath = path.join(state, "gateway.log");
+  const log = openSync(logPath, "w");
+  const child = spawn(bin, ["--listen", `127.0.0.1:${rtmp}`, "--http-listen", `127.0.0.1:${http}`,
+    "--edge", edgeUrl, "--srt-listen", "off", ...args],
+  { stdio: ["ignore", log, log], detached: true });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const readLog = () => readFileSync(logPath, "utf8");
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`${bin} exited (cargo build -p edgevideo-gateway?):\n${readLog()}`);
+    try {
+      return (await fetch(`http://127.0.0.1:${http}/healthz`)).ok;
+    } catch {
+      return false;
+    }
+  }, 30000, "the gateway answering");
+  return {
+    rtmpUrl: (key) => `rtmp://127.0.0.1:${rtmp}/live/${key}`,
+    metrics: async () => (await (await fetch(`http://127.0.0.1:${http}/metrics`)).text()),
+    log: readLog,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        try { process.kill(-child.pid, "SIGTERM"); } catch { /* already gone */ }
+        await exited;
+      }
+    },
+  };
+}
+
+/** The stream key of a signed ingest URL (`.../ingest/{token}/index.m3u8`): its token. */
+export function streamKey(ingestUrl) {
+  return new URL(ingestUrl).pathname.split("/")[2];
+}
+
+/** The camera of the latency measurements, as an encoder would see it: 320x240 grey frames
+ *  painting this machine's clock at the moment each is made, 30 a second, as 48 black or
+ *  white 40x40 blocks on an 8x6 grid (32 bits of the time in ms mod 2^32, MSB first, then 16
+ *  check bits: `(hi ^ lo ^ 0xa5a5)`); the watch page reads them back (bench/latency.mjs). */
+export function clockFrame(now = Date.now()) {
+  const t = now % 2 ** 32;
+  const check = ((Math.floor(t / 65536) ^ (t % 65536)) ^ 0xa5a5) & 0xffff;
+  const bits = [];
+  for (let i = 31; i >= 0; i--) bits.push(Math.floor(t / 2 ** i) % 2);
+  for (let i = 15; i >= 0; i--) bits.push((check >> i) & 1);
+  const frame = Buffer.alloc(320 * 240);
+  for (let row = 0; row < 6; row++) {
+    const line = Buffer.alloc(320);
+    for (let col = 0; col < 8; col++) line.fill(bits[row * 8 + col] ? 255 : 0, col * 40, col * 40 + 40);
+    for (let y = 0; y < 40; y++) line.copy(frame, (row * 40 + y) * 320);
+  }
+  return frame;
+}
+
+/** ffmpeg publishing RTMP to `url` as an encoder in low-latency settings would (x264
+ *  `zerolatency`, a keyframe every 2 s, AAC): the video is `clockFrame`s made in real time
+ *  (`clock: true`) or a test pattern. Returns the ffmpeg child; kill it to stop. */
+export function publishRtmp(url, seconds, { clock = false } = {}) {
+  const video = clock
+    ? ["-f", "rawvideo", "-pix_fmt", "gray", "-s", "320x240", "-framerate", "30", "-i", "-"]
+    : ["-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"];
+  const child = spawn("ffmpeg", [
+    "-hide_banner", "-loglevel", "error", ...video,
+    "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-t", String(seconds),
+    "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
+    "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+    "-c:a", "aac", "-ar", "48000", "-b:a", "96k", "-f", "flv", url,
+  ], { stdio: [clock ? "pipe" : "ignore", "ignore", "pipe"] });
+  if (clock) {
+    const started = Date.now();
+    let frames = 0;
+    const tick = () => {
+      if (child.exitCode !== null || child.stdin.destroyed) return;
+      // Frames paced by the wall clock: frame n is made at start + n/30 s.
+      while (frames <= ((Date.now() - started) * 30) / 1000) {
+        child.stdin.write(clockFrame());
+        frames++;
+      }
+      setTimeout(tick, 5);
+    };
+    child.stdin.on("error", () => {});
+    tick();
+  }
+  return child;
+}

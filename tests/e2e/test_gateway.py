@@ -142,9 +142,14 @@ def check_recording(api, channel_id: str, pushed_s: float) -> tuple[dict, dict]:
     return mp4, stored(api, channel_id)
 
 
+def is_segment(blob: str) -> bool:
+    """A whole media segment (not a low-latency part, `*.part{i}.m4s`)."""
+    return blob.endswith(".m4s") and ".part" not in blob.rsplit("/", 1)[-1]
+
+
 def segments_stored(api, channel_id: str) -> int:
     """Media segments the edge has stored for the channel."""
-    return sum(b.endswith(".m4s") for b in stored(api, channel_id)["blobs"])
+    return sum(is_segment(b) for b in stored(api, channel_id)["blobs"])
 
 
 def kill_after_segments(api, channel_id: str, encoder: subprocess.Popen, segments: int) -> None:
@@ -206,8 +211,11 @@ def test_rtmp_publish_plays_live_then_on_demand(api, gateway):
 
     _, kept = check_recording(api, ch["id"], pushed_s)
     assert kept["broadcasts"] == 1 and kept["videos"] == 1, kept
-    files = sorted(p.rsplit("/", 1)[1] for p in kept["blobs"])
+    files = sorted(p.rsplit("/", 1)[1] for p in kept["blobs"] if ".part" not in p)
     assert files[-1] == "index_init.mp4" and len(files) >= pushed_s // 2, files
+    # Low-latency parts came before each segment (about six a 2 s segment).
+    parts = [p for p in kept["blobs"] if ".part" in p]
+    assert len(parts) >= 4 * (len(files) - 1), (len(parts), files)
 
     metrics = gateway.metrics()
     assert metrics["gateway_streams_active"] == 0
@@ -355,8 +363,7 @@ def test_a_new_publisher_takes_over_a_silent_connection(api, gateway):
     before = gateway.metrics()
     first = publish(gateway.rtmp_url(key), 30)
     try:
-        wait_until(lambda: sum(b.endswith(".m4s") for b in stored(api, ch["id"])["blobs"]) >= 2,
-                   timeout_s=30)
+        wait_until(lambda: segments_stored(api, ch["id"]) >= 2, timeout_s=30)
         first.send_signal(signal.SIGSTOP)
         stopped = time.monotonic()
         refused = 0

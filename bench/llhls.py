@@ -1,0 +1,122 @@
+"""The `llhls` section of bench/bench.py: low-latency HLS.
+
+  blocking viewers   N viewers (--ll-viewers, 1000), each with its own playback token, doing
+                     what hls.js does in low-latency mode against one channel in `wrangler
+                     dev`: a blocking playlist reload for the next part (`_HLS_msn`,
+                     `_HLS_part`), again and again, while a pusher stores a part every 334 ms
+                     (six per 2 s segment, then the segment and its playlist, as the ingest
+                     gateway does). Reported: the channel-object calls per part (the worker's
+                     own counters), the time from a part stored to the last viewer answered
+                     (median, p95), answers per second, errors.
+  glass to glass     `node bench/latency.mjs 60 --gateway`: an encoder publishing RTMP to the
+                     ingest gateway (its frames paint the clock), two viewers in Chromium,
+                     hls.js in low-latency mode and at normal latency: median and p95, and
+                     hls.js's own latency estimate."""
+
+import json
+import os
+import pathlib
+import statistics
+import struct
+import subprocess
+import threading
+import time
+
+import requests
+
+import conftest
+from media import cmaf_recording
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PART_S = 0.334
+PARTS = 6
+SECONDS = 20
+
+
+def mp4_box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body) + 8) + kind + body
+
+
+def part_bytes(segment: int, index: int) -> bytes:
+    tag = bytes([segment % 256, index])
+    head = mp4_box(b"styp", b"msdhcmfs") if index == 0 else b""
+    return head + mp4_box(b"moof", mp4_box(b"mfhd", b"\0" * 6 + tag)) + mp4_box(b"mdat", tag * 4096)
+
+
+def bench_llhls(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
+    print(f"llhls ({viewers} viewers blocking on the next part; bench/latency.mjs --gateway)")
+    s = stack_class(tmp, "llhls")
+    try:
+        ch, base, play = s.channel()
+        http = requests.Session()
+        http.put(f"{base}/index_init.mp4", data=cmaf_recording()["init.mp4"]).raise_for_status()
+        stored_at: dict[tuple[int, int], float] = {}
+        stop = threading.Event()
+
+        def push_part(segment: int, index: int) -> None:
+            http.put(f"{base}/index_{segment:05d}.part{index}.m4s",
+                     params={"duration_us": int(PART_S * 1e6), "part_target_us": int(PART_S * 1e6),
+                             "independent": int(index == 0)},
+                     data=part_bytes(segment, index)).raise_for_status()
+            stored_at[(segment, index)] = time.time()
+
+        def push_segment(segment: int) -> None:
+            http.put(f"{base}/index_{segment:05d}.m4s",
+                     data=b"".join(part_bytes(segment, i) for i in range(PARTS))).raise_for_status()
+            first = max(0, segment - 5)
+            text = ("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n"
+                    f"#EXT-X-MEDIA-SEQUENCE:{first}\n" '#EXT-X-MAP:URI="index_init.mp4"\n')
+            text += "".join(f"#EXTINF:{PARTS * PART_S:.6f},\nindex_{i:05d}.m4s\n"
+                            for i in range(first, segment + 1))
+            http.put(f"{base}/index.m3u8", data=text.encode()).raise_for_status()
+
+        # One complete segment first, so that players have a playlist to start from.
+        for index in range(PARTS):
+            push_part(0, index)
+        push_segment(0)
+
+        def pusher() -> None:
+            segment, index, next_at = 1, 0, time.monotonic()
+            while not stop.is_set():
+                next_at += PART_S
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                push_part(segment, index)
+                index += 1
+                if index == PARTS:
+                    push_segment(segment)
+                    segment, index = segment + 1, 0
+
+        exp, channel_id = int(time.time()) + 3600, ch["id"]
+        urls = [f"{s.url}/play/{conftest.sign_url(f'c.{channel_id}.usr_ll{i:06d}.{exp}')}/live.m3u8"
+                for i in range(viewers)]
+        urls_file = tmp / "llhls-urls.txt"
+        urls_file.write_text("\n".join(urls))
+        s.http.delete(s.url + "/api/_diag/metrics")
+        threading.Thread(target=pusher, daemon=True).start()
+        started = time.monotonic()
+        # The viewers run in Node (one event loop, 1,000 requests in flight), not in threads here.
+        out = subprocess.run(["node", str(ROOT / "bench" / "llhls-viewers.mjs"), str(SECONDS), str(urls_file)],
+                             capture_output=True, text=True, check=True, timeout=SECONDS + 60)
+        stop.set()
+        elapsed = time.monotonic() - started
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        answered = {tuple(int(x) for x in key.split(".")): ms / 1000 for key, ms in result["answered"].items()}
+        errors, answers = [result["errors"]], [result["answers"]]
+        counts = s.http.get(s.url + "/api/_diag/metrics").json()["counts"]
+        parts = sum(1 for key in stored_at if key[0] >= 1)
+        calls = counts.get("live.call.window", 0)
+        waits = [answered[k] - stored_at[k] for k in answered if k in stored_at and answered[k] >= stored_at[k]]
+        row(f"LL-HLS, {viewers} viewers blocking, {parts} parts in {elapsed:.0f} s",
+            f"{calls} playlist room calls, {errors[0]} errors, {answers[0] / elapsed:.0f} answers/s",
+            f"{calls / max(parts, 1):.2f} room calls per part")
+        if waits:
+            waits.sort()
+            row("  part stored -> last viewer answered",
+                f"median {statistics.median(waits) * 1000:.0f} ms, "
+                f"p95 {waits[int(0.95 * (len(waits) - 1))] * 1000:.0f} ms (n={len(waits)})")
+    finally:
+        s.stop()
+
+    gateway = ROOT / "target" / "gateway" / "gateway"
+    env = {**os.environ, **({"EDGEVIDEO_GATEWAY": str(gateway)} if gateway.exists() else {})}
+    subprocess.run(["node", str(ROOT / "bench" / "latency.mjs"), "60", "--gateway"], check=True, env=env)
