@@ -798,12 +798,21 @@ fn reactions_from_thousands_of_viewers_cost_one_push_per_period() {
 
 /// A low-latency part of `hd_{segment}.m4s`, 500 ms.
 fn part(segment: u64, index: u64) -> edgevideo_core::model::room::StoredPart {
+    rendition_part("hd", segment, index)
+}
+
+/// A low-latency part of `{rendition}_{segment}.m4s`, 500 ms.
+fn rendition_part(
+    rendition: &str,
+    segment: u64,
+    index: u64,
+) -> edgevideo_core::model::room::StoredPart {
     edgevideo_core::model::room::StoredPart {
-        rendition: "hd".into(),
-        segment: format!("hd_{segment}.m4s"),
+        rendition: rendition.into(),
+        segment: format!("{rendition}_{segment}.m4s"),
         sequence: segment,
         index,
-        file: format!("hd_{segment}.part{index}.m4s"),
+        file: format!("{rendition}_{segment}.part{index}.m4s"),
         duration_us: 500_000,
         target_us: 500_000,
         independent: index == 0,
@@ -915,4 +924,52 @@ fn held_requests_wait_for_the_part_they_ask_for_and_old_parts_go() {
         .map(|p| p.msn)
         .collect();
     assert_eq!(msns.into_iter().collect::<Vec<_>>(), [3, 4, 5, 6]);
+}
+
+#[test]
+fn each_rendition_reports_where_the_others_newest_part_is() {
+    let room = MemoryRoom::default();
+    let mut pusher = Pusher::new(&room, "s1");
+    pusher.segment("hd_init.mp4", 0);
+    pusher.stored("sd_init.mp4", 0);
+    pusher.ladder(&[("hd", 2_000_000, None), ("sd", 500_000, None)], 0);
+    let store = |rendition: &str, segment: u64, index: u64| {
+        pusher.call(RoomRequest::PartStored {
+            session: "s1".into(),
+            broadcast_id: pusher.broadcast.clone().unwrap(),
+            part: rendition_part(rendition, segment, index),
+            now_ms: 10,
+        })
+    };
+    for rendition in ["hd", "sd"] {
+        for index in 0..4 {
+            store(rendition, 0, index);
+        }
+        pusher.stored(&format!("{rendition}_0.m4s"), 20);
+        pusher.rendition_playlist(rendition, 0, 1, false, 20);
+    }
+    store("sd", 1, 0);
+    store("sd", 1, 1);
+    let reports = |rendition: &str| match pusher.call(RoomRequest::Window {
+        max_segments: 6,
+        rendition: Some(rendition.into()),
+        now_ms: 30,
+        block: None,
+    }) {
+        RoomResponse::Window {
+            window: Some(window),
+        } => window.low_latency.unwrap().reports,
+        other => panic!("unexpected {other:?}"),
+    };
+    let hd = reports("hd");
+    assert_eq!(hd.len(), 1);
+    assert_eq!(
+        (hd[0].rendition.as_str(), hd[0].last_msn, hd[0].last_part),
+        ("sd", 1, Some(1))
+    );
+    let sd = reports("sd");
+    assert_eq!(
+        (sd[0].rendition.as_str(), sd[0].last_msn, sd[0].last_part),
+        ("hd", 0, Some(3))
+    );
 }

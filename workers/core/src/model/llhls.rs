@@ -461,7 +461,16 @@ pub fn from_window(window: &LiveWindow, uri_prefix: &str) -> Option<LowLatencyPl
             .preload_hint
             .as_ref()
             .map(|f| format!("{uri_prefix}{f}")),
-        rendition_reports: Vec::new(),
+        // Renditions are siblings: `live/{r}.m3u8` beside `live/{this}.m3u8`.
+        rendition_reports: parts
+            .reports
+            .iter()
+            .map(|r| RenditionReport {
+                uri: format!("{}.m3u8", r.rendition),
+                last_msn: r.last_msn,
+                last_part: r.last_part,
+            })
+            .collect(),
         ended: false,
     })
 }

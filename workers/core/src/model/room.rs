@@ -487,6 +487,21 @@ pub struct PartWindow {
     pub parts: Vec<WindowPart>,
     /// The file name of the next part, before it exists.
     pub preload_hint: Option<String>,
+    /// Where the ladder's other renditions with parts are (`EXT-X-RENDITION-REPORT`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<PartReport>,
+}
+
+/// Where another rendition's newest segment and part are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartReport {
+    /// The rendition.
+    pub rendition: String,
+    /// The sequence number of its newest segment with parts (the one being made, when it
+    /// has parts).
+    pub last_msn: u64,
+    /// The index of its newest part in that segment.
+    pub last_part: Option<u64>,
 }
 
 /// One part in a [`PartWindow`].

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::StoreError;
 use crate::model::hls::ListedSegment;
 use crate::model::llhls::{self, BlockingReload, PartName};
-use crate::model::room::{Block, LiveWindow, PartWindow, RoomResponse, StoredPart, WindowPart};
+use crate::model::room::{
+    Block, LiveWindow, PartReport, PartWindow, RoomResponse, StoredPart, WindowPart,
+};
 use crate::ports::RoomStore;
 
 use super::state::{load, save, LiveState, Rendition, RoomState, STATE_KEY};
@@ -138,6 +140,19 @@ pub(super) fn window(live: &LiveState, name: &str, tail: &[ListedSegment]) -> Op
         part_target_us: track.target_us,
         parts,
         preload_hint: hint,
+        reports: Vec::new(),
+    })
+}
+
+/// Where rendition `name`'s newest part is, for the other renditions' playlists.
+pub(super) fn report(live: &LiveState, name: &str) -> Option<PartReport> {
+    let rendition = live.renditions.get(name)?;
+    let window = window(live, name, &rendition.window)?;
+    let newest = window.parts.last()?;
+    Some(PartReport {
+        rendition: name.to_owned(),
+        last_msn: newest.msn,
+        last_part: Some(newest.index),
     })
 }
 

@@ -106,9 +106,20 @@ fn live_window(
         .get(name)
         .map(|r| tail(&r.window))
         .unwrap_or_default();
+    let mut low_latency = super::parts::window(live, name, &segments);
+    if let Some(parts) = low_latency.as_mut() {
+        // The ladder's other renditions, for a player switching between them.
+        parts.reports = live
+            .ladder
+            .iter()
+            .flatten()
+            .filter(|v| v.rendition != name)
+            .filter_map(|v| super::parts::report(live, &v.rendition))
+            .collect();
+    }
     LiveWindow {
         broadcast_id: live.broadcast_id.clone(),
-        low_latency: super::parts::window(live, name, &segments),
+        low_latency,
         segments,
         ended: false,
         ladder: None,
