@@ -6,7 +6,16 @@
 //!
 //! Waiters poll the isolate's table of fills on their own timer ([`Platform::sleep`]) rather
 //! than being woken by the filling request: in workerd a request woken from another
-//! request's callback runs in that request's context, and I/O done there is refused.
+//! request's callback runs in that request's context, and I/O done there is refused. The
+//! poll backs off (5 ms doubling to 40 ms): a low-latency viewer's blocking reload waits on a
+//! fill the channel's room holds for up to a part's duration, and a thousand waiters polling
+//! every 5 ms would spend the isolate's CPU on timers.
+//!
+//! A fill's result stays in the table for a second ([`RESULT_KEPT_MS`], at most until it
+//! expires); a request finding it there is answered from it without asking the edge cache,
+//! and a request for a key this isolate is filling waits for that fill without asking the
+//! edge cache either (a thousand viewers blocked on the next part cost one lookup, not a
+//! thousand).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -16,8 +25,10 @@ use crate::error::ApiError;
 use crate::ports::metered::count;
 use crate::ports::{CachedObject, EdgeCache as _, Platform};
 
-/// How often a waiting request looks for the fill's result, in ms.
+/// How soon a waiting request first looks for the fill's result, in ms.
 const POLL_MS: u64 = 5;
+/// The longest a waiting request's poll interval grows to, in ms.
+const MAX_POLL_MS: u64 = 40;
 /// How long a request waits for another's fill before filling itself, in ms.
 const WAIT_MS: u64 = 5_000;
 /// How long a failed fill's error is handed to requests that arrive after it, in ms.
@@ -32,7 +43,7 @@ const KEEP_MAX_BYTES: usize = 256 * 1024;
 /// How an object was obtained; answered in the `X-Edge-Cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
-    /// Found fresh in the edge cache.
+    /// Found fresh in the edge cache (or in this isolate's copy of a fill that just ended).
     Hit,
     /// Produced by another request of this isolate that was already producing it.
     Shared,
@@ -126,6 +137,22 @@ impl Drop for Leader {
     }
 }
 
+/// The object of a fill of `key` that ended in this isolate and is still fresh, if any.
+fn recent(key: &str, now_ms: u64) -> Option<CachedObject> {
+    FILLS.with(|fills| match fills.borrow().get(key) {
+        Some(Fill::Done {
+            result: Some(Ok(object)),
+            until_ms,
+        }) if *until_ms > now_ms => Some(object.clone()),
+        _ => None,
+    })
+}
+
+/// Whether a request of this isolate is filling `key`.
+fn filling(key: &str) -> bool {
+    FILLS.with(|fills| matches!(fills.borrow().get(key), Some(Fill::Running { .. })))
+}
+
 fn role(key: &str, now_ms: u64, waited_ms: u64) -> Role {
     FILLS.with(|fills| {
         let mut fills = fills.borrow_mut();
@@ -168,13 +195,19 @@ where
         count("edge_cache.bypass");
         return fill().await.map(|object| (object, CacheStatus::Miss));
     }
-    if let Ok(Some(object)) = p.edge_cache().get(key).await {
-        if object.expires_at_ms > p.clock().now_ms() {
-            count("edge_cache.hit");
-            return Ok((object, CacheStatus::Hit));
+    if let Some(object) = recent(key, p.clock().now_ms()) {
+        count("edge_cache.hit");
+        return Ok((object, CacheStatus::Hit));
+    }
+    if !filling(key) {
+        if let Ok(Some(object)) = p.edge_cache().get(key).await {
+            if object.expires_at_ms > p.clock().now_ms() {
+                count("edge_cache.hit");
+                return Ok((object, CacheStatus::Hit));
+            }
         }
     }
-    let mut waited_ms = 0;
+    let (mut waited_ms, mut poll_ms) = (0, POLL_MS);
     let leader = loop {
         match role(key, p.clock().now_ms(), waited_ms) {
             Role::Lead(leader) => break Some(leader),
@@ -191,8 +224,9 @@ where
                 _ => break None,
             },
             Role::Wait => {
-                p.sleep(POLL_MS).await;
-                waited_ms += POLL_MS;
+                p.sleep(poll_ms).await;
+                waited_ms += poll_ms;
+                poll_ms = (poll_ms * 2).min(MAX_POLL_MS);
             }
         }
     };
