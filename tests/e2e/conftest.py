@@ -216,11 +216,14 @@ TRANSCODER = pathlib.Path(os.environ.get(
 class Transcoder:
     """`transcoder serve` as a plain local process, as `make run` starts it."""
 
-    def __init__(self, state_dir: pathlib.Path):
+    def __init__(self, state_dir: pathlib.Path, port: int | None = None, env: dict | None = None):
+        """`port`: a given one (a restart where the last one listened), else a free one;
+        `env`: more variables (`TRANSCODER_WORKERS`, ...)."""
         self.state_dir = state_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = state_dir / "transcoder.log"
+        self.env = env or {}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Transcoder":
@@ -228,7 +231,7 @@ class Transcoder:
             pytest.fail(f"{TRANSCODER} is missing: cargo build -p edgevideo-transcoder")
         env = dict(os.environ, TRANSCODER_SECRET=DEV_ENV["TRANSCODER_SECRET"],
                    TRANSCODER_STATE_DIR=str(self.state_dir / "jobs"),
-                   TRANSCODER_STORE=str(self.state_dir / "store"))
+                   TRANSCODER_STORE=str(self.state_dir / "store"), **self.env)
         (self.state_dir / "store").mkdir(exist_ok=True)
         self.process = subprocess.Popen(
             [str(TRANSCODER), "serve", "--listen", f"127.0.0.1:{self.port}"], env=env,

@@ -363,3 +363,123 @@ def test_a_burst_of_concurrent_segment_puts_and_playlist_reads_loses_and_reorder
     assert sorted(k.rsplit("/", 1)[1] for k in stored["blobs"]) == sorted(names)
     assert stored["broadcasts"] == 1 and stored["videos"] == 1
     assert decode_errors(hls) == ""
+
+
+# --- the transcoder killed with a backlog ----------------------------------------------------
+
+class HoldProxy:
+    """A TCP forwarder to `target` whose connections wait until `open()`: the origin as a
+    transcoder sees it, held so that the transcoder is caught in the middle of its jobs."""
+
+    def __init__(self, target_port: int):
+        import socket
+        self.target_port = target_port
+        self.gate = threading.Event()
+        self.held = 0
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import socket
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.forward, args=(client, socket), daemon=True).start()
+
+    def forward(self, client, socket):
+        with self.lock:
+            self.held += 1
+        self.gate.wait(120)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            client.close()
+            return
+
+        def pump(a, b):
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+
+    def open(self):
+        self.gate.set()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_transcoder_killed_with_a_backlog_loses_no_job(tmp_path_factory):
+    """Three recordings end while the transcoder (one job at a time) is stuck in the first:
+    it is killed (SIGKILL) with all three accepted and none done, and replaced by a fresh one
+    (an empty disk, as a replaced container has) on the same address. The edge's re-drive
+    sends each lost job again (same job id) and the replacement completes every one."""
+    state = tmp_path_factory.mktemp("redrive")
+    (state / "first").mkdir()
+    (state / "second").mkdir()
+    first = conftest.Transcoder(state / "first", env={"TRANSCODER_WORKERS": "1"}).start()
+    second = None
+    worker = conftest.Worker(state / "worker", extra_vars=dict(
+        TEST_VARS, TRANSCODER_URL=first.url, TRANSCODE_REDRIVE_SECONDS="3"))
+    proxy = HoldProxy(worker.port)
+    # The transcoder reaches the origin through the held proxy (inputs, uploads, callback).
+    worker.extra_vars["PUBLIC_URL"] = proxy.url
+    worker.start()
+    try:
+        api = Api(worker.url)
+        owners = []
+        for _ in range(3):
+            user, channel, url = broadcaster(api)
+            push_recording(api, url)
+            owners.append((user, channel))
+
+        def videos():
+            found = []
+            for user, channel in owners:
+                listed = api.get(f"/api/channels/{channel}/videos", headers=bearer(user["token"])).json()["videos"]
+                found += [(user, v["id"]) for v in listed]
+            return found if len(found) == 3 else None
+
+        recorded = wait_until(videos, timeout_s=30)
+        job_ids = ["tr_" + video.removeprefix("vid_") for _, video in recorded]
+        # All three accepted by the first transcoder, none finished (its first job waits on
+        # the held origin).
+        wait_until(lambda: all(job_status(first, j).status_code == 200 for j in job_ids), timeout_s=30)
+        statuses = [job_status(first, j).json()["status"] for j in job_ids]
+        assert "completed" not in statuses and proxy.held >= 1, statuses
+        kill(first)
+
+        second = conftest.Transcoder(state / "second", port=first.port).start()
+        proxy.open()
+
+        def published():
+            states = [api.get(f"/api/videos/{video}", headers=bearer(user["token"])).json()["status"]
+                      for user, video in recorded]
+            return states if all(s == "published" for s in states) else None
+
+        wait_until(published, timeout_s=90)
+        for job_id in job_ids:
+            status = job_status(second, job_id).json()
+            assert status["status"] == "completed", status
+        print(f"\nredrive: {len(job_ids)} jobs lost with the killed transcoder, all completed by its replacement")
+    finally:
+        proxy.open()
+        for t in (second, first):
+            if t:
+                t.stop()
+        worker.stop()
+        proxy.close()

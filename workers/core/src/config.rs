@@ -50,6 +50,9 @@ pub mod names {
     pub const PLAYBACK_URL_TTL_SECONDS: &str = "PLAYBACK_URL_TTL_SECONDS";
     /// Segments in the live playlist's window.
     pub const LIVE_WINDOW_SEGMENTS: &str = "LIVE_WINDOW_SEGMENTS";
+    /// Seconds after sending a transcode job at which, if its video is still processing, the
+    /// job is sent again (the transcoder lost it); 0 turns re-sending off (default 900).
+    pub const TRANSCODE_REDRIVE_SECONDS: &str = "TRANSCODE_REDRIVE_SECONDS";
     /// The public origin of this deployment (`https://...`), for URLs handed to plugins and
     /// the transcoder outside a request.
     pub const PUBLIC_URL: &str = "PUBLIC_URL";
@@ -170,6 +173,9 @@ pub struct Config {
     pub signup_limit_per_ip: u64,
     /// Silence after which a live broadcast ends, in seconds.
     pub live_idle_timeout_s: u64,
+    /// When a transcode job whose video is still processing is sent again, in seconds
+    /// (0: never).
+    pub transcode_redrive_s: u64,
     /// Largest segment accepted, in bytes.
     pub max_segment_bytes: u64,
     /// Part size of the transcoder's multipart uploads, in bytes.
@@ -276,6 +282,9 @@ impl Config {
             login_limit_per_ip: vars.number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
             signup_limit_per_ip: vars.number(names::SIGNUP_LIMIT_PER_IP, 20, 1)?,
             live_idle_timeout_s: vars.number(names::LIVE_IDLE_TIMEOUT_SECONDS, 30, 1)?,
+            transcode_redrive_s: vars
+                .number(names::TRANSCODE_REDRIVE_SECONDS, 900, 0)?
+                .min(12 * 3600),
             max_segment_bytes: vars.number(names::MAX_SEGMENT_BYTES, 32 * 1024 * 1024, 188)?,
             upload_part_bytes: vars.upload_part_bytes()?,
             ingest_url_ttl_s: vars.number(names::INGEST_URL_TTL_SECONDS, 24 * 3600, 60)?,

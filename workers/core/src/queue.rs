@@ -104,8 +104,14 @@ pub async fn run<P: Platform>(platform: &P, job: Job) -> Result<(), JobError> {
             video_id,
             channel_id,
             broadcast_id,
+            attempt,
         } => {
-            crate::services::transcode::send(platform, &video_id, &channel_id, &broadcast_id).await
+            let recording = crate::services::transcode::Recording {
+                video_id: &video_id,
+                channel_id: &channel_id,
+                broadcast_id: &broadcast_id,
+            };
+            crate::services::transcode::run(platform, &recording, attempt).await
         }
         Job::CountView { .. } => {
             let start = session_start(&job).into_iter().collect();

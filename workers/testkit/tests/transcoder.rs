@@ -250,3 +250,76 @@ fn a_failed_transcode_marks_the_video_failed() {
     // The callback is a typed message (edgevideo-protocol): an unknown type does not parse.
     assert_eq!(unknown.error_code().as_deref(), Some("invalid_json"));
 }
+
+/// The job requests sent to the transcoder so far.
+fn transcoder_sends(p: &TestPlatform) -> usize {
+    p.outbound
+        .sent
+        .borrow()
+        .iter()
+        .filter(|r| r.url.starts_with(TRANSCODER_URL))
+        .count()
+}
+
+/// The re-drive delay of the default configuration, in ms.
+const REDRIVE_MS: u64 = 900_000;
+
+#[test]
+fn a_lost_transcode_job_is_sent_again_until_answered() {
+    let p = TestPlatform::new();
+    let (_, video) = processing_video(&p);
+    assert_eq!(transcoder_sends(&p), 1);
+    // Before the re-drive deadline nothing is sent again.
+    p.advance_ms(REDRIVE_MS - 1_000);
+    p.settle();
+    assert_eq!(transcoder_sends(&p), 1);
+    // The transcoder lost the job (no answer by the deadline): it is sent again, same job id.
+    p.advance_ms(1_000);
+    p.settle();
+    let sent = p.outbound.sent.borrow().clone();
+    let jobs: Vec<Value> = sent
+        .iter()
+        .filter(|r| r.url.starts_with(TRANSCODER_URL))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0]["job_id"], jobs[1]["job_id"]);
+    assert_eq!(p.stored_video(&video)["status"], "processing");
+    // Answered now: the next check sends nothing and queues nothing.
+    let reply = p.transcode_completed(&video);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    p.settle();
+    p.advance_ms(REDRIVE_MS);
+    p.settle();
+    assert_eq!(transcoder_sends(&p), 2);
+    p.advance_ms(10 * REDRIVE_MS);
+    assert!(p.settle().is_empty(), "no further checks");
+    assert_eq!(p.stored_video(&video)["status"], "published");
+}
+
+#[test]
+fn a_transcoder_that_never_answers_leaves_the_video_failed() {
+    let p = TestPlatform::new();
+    let (_, video) = processing_video(&p);
+    for _ in 0..10 {
+        p.advance_ms(REDRIVE_MS);
+        p.settle();
+    }
+    assert_eq!(
+        transcoder_sends(&p),
+        edgevideo_core::services::transcode::MAX_SENDS as usize
+    );
+    let stored = p.stored_video(&video);
+    assert_eq!(stored["status"], "failed");
+    assert!(events(&p, &video).contains(&"transcode.failed".to_owned()));
+}
+
+#[test]
+fn a_redrive_of_zero_sends_once() {
+    let p = TestPlatform::with_vars(&[("TRANSCODE_REDRIVE_SECONDS", "0")]).unwrap();
+    let (_, video) = processing_video(&p);
+    p.advance_ms(10 * REDRIVE_MS);
+    assert!(p.settle().is_empty());
+    assert_eq!(transcoder_sends(&p), 1);
+    assert_eq!(p.stored_video(&video)["status"], "processing");
+}

@@ -34,6 +34,10 @@ pub enum Job {
         channel_id: String,
         /// The broadcast whose segments make the video.
         broadcast_id: String,
+        /// Which sending this is: 0 the first; a later one is the re-drive check, which
+        /// sends again only while the video is still processing.
+        #[serde(default)]
+        attempt: u32,
     },
     /// Deletes a batch of finished viewer sessions (queued now and then by a counted view,
     /// so the table stays the size of the current audience).

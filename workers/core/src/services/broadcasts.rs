@@ -95,6 +95,7 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
                 video_id: video_id.clone(),
                 channel_id: ended.channel_id.clone(),
                 broadcast_id: ended.broadcast_id.clone(),
+                attempt: 0,
             })
             .await?;
     }

@@ -5,20 +5,97 @@
 //! /upload/{token}`, or in parts through `/upload/{token}/parts` above `UPLOAD_PART_BYTES`),
 //! because locally R2 lives inside the Workers runtime. The transcoder's answer to a job id it has
 //! seen is idempotent, so a retried job never runs twice.
+//!
+//! **Re-drive.** A sent job is followed by a check `TRANSCODE_REDRIVE_SECONDS` later (a
+//! delayed queue message, as durable as the queue): if the video is still `processing` the
+//! transcoder lost the job (a container killed with its backlog, or replaced), so it is
+//! sent again under the same job id — a job the transcoder still has is not run twice —
+//! and checked again; after [`MAX_SENDS`] sendings without an answer the video is `failed`.
 
 use edgevideo_protocol::transcode::TranscodeJob;
 
 use crate::error::StoreError;
-use crate::model::job::JobError;
+use crate::model::job::{Job, JobError};
 use crate::model::signed_url::{Scope, UrlToken};
-use crate::ports::{Outbound as _, OutboundRequest, Platform};
+use crate::model::video::VideoStatus;
+use crate::ports::{Jobs as _, Outbound as _, OutboundRequest, Platform, Sql as _};
 use crate::services::videos;
+use crate::store::{events, videos as stored_videos};
 use crate::webhooks;
+
+/// Most times one recording's job is sent before its video is given up as `failed`.
+pub const MAX_SENDS: u32 = 5;
+
+/// The recording a transcode job makes a video of.
+#[derive(Debug, Clone, Copy)]
+pub struct Recording<'a> {
+    /// The video to produce.
+    pub video_id: &'a str,
+    /// Its channel.
+    pub channel_id: &'a str,
+    /// The broadcast whose segments make it.
+    pub broadcast_id: &'a str,
+}
+
+/// Runs a [`Job::Transcode`]: the first sending (`attempt` 0), or a re-drive check, which
+/// sends again only while the video is still `processing` (and gives it up as `failed`
+/// after [`MAX_SENDS`]); after each sending the next check is queued.
+///
+/// # Errors
+/// As [`send`]; the queue retries a [`JobError::Store`].
+pub async fn run<P: Platform>(
+    p: &P,
+    recording: &Recording<'_>,
+    attempt: u32,
+) -> Result<(), JobError> {
+    if attempt > 0 {
+        let video = stored_videos::by_id(p.sql(), recording.video_id).await?;
+        if video.is_none_or(|v| v.status != VideoStatus::Processing) {
+            // Answered (or deleted) since: nothing was lost.
+            return Ok(());
+        }
+        if attempt >= MAX_SENDS {
+            let now = p.clock().now_ms() as i64;
+            let error = serde_json::json!({
+                "code": "no_answer",
+                "message": format!("the transcoder did not answer after {MAX_SENDS} sendings"),
+            });
+            p.sql()
+                .batch(&[
+                    stored_videos::mark_failed(recording.video_id, now),
+                    events::record(recording.video_id, "transcode.failed", &error, now),
+                ])
+                .await?;
+            return Ok(());
+        }
+    }
+    let sent = send(
+        p,
+        recording.video_id,
+        recording.channel_id,
+        recording.broadcast_id,
+    )
+    .await?;
+    let redrive_s = p.config().transcode_redrive_s;
+    if sent && redrive_s > 0 {
+        let check = Job::Transcode {
+            video_id: recording.video_id.to_owned(),
+            channel_id: recording.channel_id.to_owned(),
+            broadcast_id: recording.broadcast_id.to_owned(),
+            attempt: attempt + 1,
+        };
+        p.jobs()
+            .enqueue_after(&check, u32::try_from(redrive_s).unwrap_or(u32::MAX))
+            .await?;
+    }
+    Ok(())
+}
 
 /// Lifetime of the URLs handed to the transcoder, in seconds.
 const JOB_URL_TTL_S: u64 = 6 * 3600;
 
-/// Sends the transcode job of `video_id` (the recording of `broadcast_id`).
+/// Sends the transcode job of `video_id` (the recording of `broadcast_id`); `false` when
+/// no transcoder is configured (nothing was sent).
 ///
 /// # Errors
 /// [`JobError::Invalid`] when the transcoder refuses the job or nothing is configured to
@@ -28,12 +105,12 @@ pub async fn send<P: Platform>(
     video_id: &str,
     channel_id: &str,
     broadcast_id: &str,
-) -> Result<(), JobError> {
+) -> Result<bool, JobError> {
     let config = p.config();
     let (Some(transcoder_url), Some(secret)) = (&config.transcoder_url, &config.transcoder_secret)
     else {
         // No transcoder: the video stays `processing` and plays as VOD HLS.
-        return Ok(());
+        return Ok(false);
     };
     let key = webhooks::WebhookKey::from_secret(secret)
         .map_err(|_| JobError::Invalid("TRANSCODER_SECRET is not a whsec_ secret".into()))?;
@@ -65,7 +142,7 @@ pub async fn send<P: Platform>(
         .await
         .map_err(|e| StoreError::backend("transcoder", e))?;
     match response.status {
-        200..=299 => Ok(()),
+        200..=299 => Ok(true),
         408 | 429 | 500..=599 => {
             Err(StoreError::backend("transcoder", format!("answered {}", response.status)).into())
         }
