@@ -1,9 +1,11 @@
 // Latency of a browser broadcast, end to end on this machine: the broadcast page (Debian's
-// Chromium, fake camera) goes live in `wrangler dev` and a viewer plays the channel on the
-// watch page (hls.js). Prints, as median and p95:
-//   - segment end to listed: from the page starting the PUT of a segment (Mediabunny hands
-//     over a segment when it is complete) to the segment appearing in its rendition's live
-//     playlist as a viewer gets it (through the edge cache);
+// Chromium, fake camera) goes live in `wrangler dev`, pushing low-latency parts, and two
+// viewers play the channel on the watch page (hls.js), each in its own Chromium: one in
+// hls.js's low-latency mode (the default), one at normal latency (`?latency=normal`).
+// Prints, as median and p95:
+//   - segment (part) end to listed: from the page starting the PUT of a segment (of a part:
+//     each is handed over when complete) to it appearing in its rendition's live playlist as
+//     a viewer gets it (through the edge cache);
 //   - hls.js's own live-latency estimate (`hls.latency`: the live edge to the playhead),
 //     sampled once a second while it plays;
 //   - glass to glass: the broadcast page's camera is a canvas that paints this machine's clock
@@ -28,6 +30,9 @@ import {
 
 const SECONDS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) || 30);
 const GATEWAY = process.argv.includes("--gateway");
+// Browser broadcast only: which viewers watch (`--viewer=low` or `--viewer=normal`; default
+// both). On a small machine three Chromiums (one encoding the ladder) starve each other.
+const MODES = (process.argv.find((a) => a.startsWith("--viewer="))?.slice(9) || "low,normal").split(",");
 const PASSWORD = "correct horse battery staple";
 
 const quantile = (values, q) => {
@@ -72,6 +77,8 @@ function clockCamera() {
  *  `window.glassToGlass` (ms from paint to presentation), skipping frames that fail the check. */
 function readClock() {
   window.glassToGlass = [];
+  window.stalls = 0;
+  document.getElementById("video").addEventListener("waiting", () => { window.stalls++; });
   const canvas = Object.assign(document.createElement("canvas"), { width: 64, height: 48 });
   const g = canvas.getContext("2d", { willReadFrequently: true });
   const video = document.getElementById("video");
@@ -134,7 +141,8 @@ if (GATEWAY) {
   const worker = await startWorker();
   const gateway = await startGateway(worker.url);
   // One browser per viewer: a page in the background would get no frame callbacks.
-  const viewers = [await launchChromium(chromium), await launchChromium(chromium)];
+  const viewers = [];
+for (const _ of MODES) viewers.push(await launchChromium(chromium));
   let encoder = null;
   try {
     const { id, ingestUrl } = await apiChannel(worker.url);
@@ -153,8 +161,7 @@ if (GATEWAY) {
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
-    const mode = await low.evaluate(() => document.getElementById("video").dataset.lowLatency);
-    console.log(`gateway broadcast (RTMP, x264 zerolatency, 2 s segments, 334 ms parts), ${SECONDS} s:`);
+      console.log(`gateway broadcast (RTMP, x264 zerolatency, 2 s segments, 334 ms parts), ${SECONDS} s:`);
     console.log(`  LL-HLS (hls.js low-latency mode${mode === "1" ? "" : ", NOT ENGAGED"}):`);
     console.log(`    glass to glass: ${summary(await readings(low), "s")}`);
     console.log(`    hls.js live latency: ${summary(estimates.low, "s")}`);
@@ -173,7 +180,9 @@ if (GATEWAY) {
 
 const worker = await startWorker();
 const broadcaster = await launchChromium(chromium, { width: 1280, height: 800 }, { fakeMedia: true });
-const viewer = await launchChromium(chromium);
+// One browser per viewer: a page in the background would get no frame callbacks.
+const viewers = [];
+for (const _ of MODES) viewers.push(await launchChromium(chromium));
 try {
   const page = await broadcaster.newPage();
   await page.addInitScript(clockCamera);
@@ -190,8 +199,17 @@ try {
   // When each segment's upload starts on the page: the segment's end, as near as it shows.
   const ended = new Map();
   page.on("request", (request) => {
-    const name = request.url().split("/").pop();
+    const name = request.url().split("/").pop().split("?")[0];
     if (request.method() === "PUT" && name.endsWith(".m4s")) ended.set(name, Date.now());
+  });
+  // How long the page's PUTs take, by kind (with --trace).
+  const puts = { part: [], segment: [], playlist: [] };
+  page.on("requestfinished", (request) => {
+    if (request.method() !== "PUT") return;
+    const name = request.url().split("/").pop().split("?")[0];
+    const kind = name.includes(".part") ? "part" : name.endsWith(".m4s") ? "segment" : name.endsWith(".m3u8") ? "playlist" : null;
+    const timing = request.timing();
+    if (kind && timing.responseEnd > 0) puts[kind].push(timing.responseEnd / 1000);
   });
   await page.click(`#channels li[data-channel="${channelId}"] button.go-live`);
   await page.waitForSelector("#golive[data-state=preview]", { timeout: 20000 });
@@ -205,41 +223,67 @@ try {
     return text.split("\n").find((line) => line.startsWith("live/")) || null;
   }, 30000, "the multivariant playlist");
 
-  const watch = await viewer.newPage();
-  await watch.goto(`${worker.url}/watch?c=${channelId}`);
-  await watch.waitForFunction(() => document.getElementById("video").currentTime > 0, null,
-    { timeout: 30000 });
-  await watch.evaluate(readClock);
+  await waitFor(async () => (await (await fetch(base + rendition)).text()).includes("#EXT-X-PART:"), 30000,
+    "parts in the live playlist");
+  const watches = {};
+  for (const [i, mode] of MODES.entries()) {
+    watches[mode] = await watching(viewers[i], worker.url, channelId, mode === "normal" ? "&latency=normal" : "");
+  }
   const listed = new Map();
-  const latencies = [];
+  const estimates = { low: [], normal: [] };
   const until = Date.now() + SECONDS * 1000;
-  while (Date.now() < until) {
+  for (let tick = 0; Date.now() < until; tick++) {
     // Poll as a player would, a few times a second.
     const text = await (await fetch(base + rendition)).text();
     const now = Date.now();
     for (const line of text.split("\n")) {
-      const name = line.split("/").pop();
+      if (line.startsWith("#EXT-X-PRELOAD-HINT")) continue; // hinted, not there yet
+      const uri = /URI="([^"]+)"/.exec(line);
+      const name = (uri ? uri[1] : line).split("/").pop();
       if (name.endsWith(".m4s") && !listed.has(name)) listed.set(name, now);
     }
-    const latency = await watch.evaluate(() => Number(document.getElementById("video").dataset.latency || 0));
-    if (latency > 0) latencies.push(latency);
+    if (tick % 4 === 0) {
+      // One sample a second of hls.js's estimate.
+      for (const [name, watch] of Object.entries(watches)) {
+        const latency = await watch.evaluate(() => Number(document.getElementById("video").dataset.latency || 0));
+        if (latency > 0) estimates[name].push(latency);
+      }
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
-  const toListed = [...listed].filter(([name]) => ended.has(name))
+  const toListed = (part) => [...listed].filter(([name]) => ended.has(name) && name.includes(".part") === part)
     .map(([name, at]) => (at - ended.get(name)) / 1000).filter((s) => s >= 0);
-  // Sampled every 250 ms: one sample a second for hls.js's estimate.
-  const perSecond = latencies.filter((_, i) => i % 4 === 0);
-  console.log(`browser broadcast, ${SECONDS} s, rendition ${rendition}:`);
-  console.log(`  segment end to listed: ${summary(toListed, "s")}`);
-  console.log(`  hls.js live latency: ${summary(perSecond, "s")}`);
-  // Presented frames (about 30 a second): one sample per second of playback.
-  const glass = (await watch.evaluate(() => window.glassToGlass)).filter((_, i) => i % 30 === 0);
-  console.log(`  glass to glass (normal HLS): ${summary(glass.map((ms) => ms / 1000), "s")}`);
+  const parts = await page.evaluate(() => [...document.querySelectorAll("#golive-health dt")]
+    .find((dt) => dt.textContent === "Parts")?.nextElementSibling.textContent || "none");
+  console.log(`browser broadcast (Mediabunny, 2 s segments; parts ${parts}), ${SECONDS} s, rendition ${rendition}:`);
+  console.log(`  segment end to listed: ${summary(toListed(false), "s")}`);
+  console.log(`  part end to listed: ${summary(toListed(true), "s")}`);
+  if (process.argv.includes("--trace")) {
+    for (const [kind, times] of Object.entries(puts)) {
+      console.log(`  ${kind} PUT: ${summary(times, "s")}, max ${Math.max(...times, 0).toFixed(2)} s`);
+    }
+  }
+  for (const [name, watch] of Object.entries(watches)) {
+    if (name === "low") {
+      const mode = await watch.evaluate(() => document.getElementById("video").dataset.lowLatency);
+      console.log(`  LL-HLS (hls.js low-latency mode${mode === "1" ? "" : ", NOT ENGAGED"}):`);
+    } else {
+      console.log("  normal HLS (same stream, ?latency=normal):");
+    }
+    const glass = await readings(watch);
+    console.log(`    glass to glass: ${summary(glass, "s")}`);
+    if (process.argv.includes("--trace")) {
+      console.log(`    per second: ${glass.map((x) => x.toFixed(1)).join(" ")}`);
+      const stalls = await watch.evaluate(() => window.stalls || 0);
+      console.log(`    stalls (waiting events): ${stalls}`);
+    }
+    console.log(`    hls.js live latency: ${summary(estimates[name], "s")}`);
+  }
   await page.click("#golive-stop");
   await page.waitForSelector("#golive[data-state=ended]", { timeout: 40000 });
 } finally {
   await broadcaster.close();
-  await viewer.close();
+  for (const viewer of viewers) await viewer.close();
   await worker.stop();
   cleanup();
 }

@@ -4,10 +4,14 @@
 // names a file the edge lacks, and playlists keep flowing when uploads lag). The
 // multivariant playlist waits until every rendition it names has a media playlist up.
 // 5xx and network errors are retried with backoff; 403 and 409 stop everything.
+// Low-latency parts (`{r}_{n}.part{i}.m4s?...`) go on their rendition's lane before their
+// segment, each tried once: a part that fails, or waits longer than PART_LAG_MS behind
+// other uploads, is dropped with the rest of its segment's parts (the segment still goes).
 
 const MAX_SEGMENTS = 24; // queued segments over all lanes; beyond, the broadcast cannot keep up
 const PLAYLIST_LAG_MS = 4000; // when segments queue up, playlists go at least this often
 const KEEPALIVE_BUDGET = 60 * 1024; // browsers allow 64 KiB of keepalive bodies in flight
+const PART_LAG_MS = 1000; // a part not sent by then is useless to low-latency viewers
 
 /** An answer from the edge that stops or skips an upload: `status`, `code`, plain `message`. */
 export class UploadError extends Error {
@@ -18,12 +22,17 @@ export class UploadError extends Error {
   }
 }
 
-/** What a file is, from its name: `master.m3u8`, `{r}.m3u8`, `{r}_init.mp4`, `{r}_{n}.m4s`. */
+/** What a file is, from its name: `master.m3u8`, `{r}.m3u8`, `{r}_init.mp4`, `{r}_{n}.m4s`,
+ *  or a part `{r}_{n}.part{i}.m4s` (with its query; `segment` names its segment). */
 export function describeFile(name) {
   if (name === "master.m3u8") return { kind: "master", lane: "master" };
-  const m = /^([A-Za-z0-9-]+)(?:_(init|\d+))?\.(m3u8|mp4|m4s)$/.exec(name);
-  if (!m) return null;
-  const kind = m[3] === "m3u8" ? "playlist" : m[2] === "init" ? "init" : "segment";
+  const m = /^([A-Za-z0-9-]+)(?:_(init|\d+))?(?:\.part(\d+))?\.(m3u8|mp4|m4s)(\?.*)?$/.exec(name);
+  if (!m || (m[5] && m[3] === undefined)) return null;
+  if (m[3] !== undefined) {
+    if (m[4] !== "m4s" || !m[2] || m[2] === "init") return null;
+    return { kind: "part", lane: m[1], segment: `${m[1]}_${m[2]}.m4s`, index: Number(m[3]) };
+  }
+  const kind = m[4] === "m3u8" ? "playlist" : m[2] === "init" ? "init" : "segment";
   return { kind, lane: m[1] };
 }
 
@@ -94,19 +103,22 @@ export class Uploader {
     this.lastLatency = null;
     this.failures = 0;
     this.uploaded = 0; // segments
+    this.parts = { up: 0, dropped: 0 };
     this.stopped = false;
     this.idle = [];
   }
 
   lane(name) {
     if (!this.lanes.has(name)) {
-      this.lanes.set(name, { jobs: [], busy: false, up: new Set(), playlist: null, sent: null, sentAt: 0 });
+      this.lanes.set(name, { jobs: [], busy: false, up: new Set(), playlist: null, sent: null, sentAt: 0,
+        noParts: new Set() }); // noParts: segments whose (further) parts are not sent
     }
     return this.lanes.get(name);
   }
 
   /** Queues `PUT {base}/{name}`; `body` is an ArrayBuffer or a string. A media playlist
-   *  replaces the previous one and goes up as far as its segments are up. */
+   *  replaces the previous one and goes up as far as its segments are up. A part is left
+   *  out when its segment is already queued or its parts are being skipped. */
   put(name, body) {
     const file = describeFile(name);
     if (!file) throw new Error(`not an ingest file name: ${name}`);
@@ -114,6 +126,12 @@ export class Uploader {
     const lane = this.lane(file.lane);
     if (file.kind === "playlist") {
       lane.playlist = body;
+    } else if (file.kind === "part") {
+      if (lane.noParts.has(file.segment)) {
+        this.parts.dropped++;
+        return;
+      }
+      lane.jobs.push({ name, body, kind: "part", lane: file.lane, segment: file.segment, at: performance.now() });
     } else {
       if (file.kind === "segment" && this.segmentsQueued() >= MAX_SEGMENTS) {
         this.fail(new UploadError(0, "queue_full",
@@ -121,6 +139,7 @@ export class Uploader {
         return;
       }
       if (file.kind === "master") lane.jobs = lane.jobs.filter((j) => j === lane.sending);
+      if (file.kind === "segment") lane.noParts.add(name); // its parts come before it or not at all
       lane.jobs.push({ name, body, kind: file.kind, lane: file.lane, at: performance.now() });
     }
     this.pump();
@@ -158,8 +177,17 @@ export class Uploader {
    *  at most every PLAYLIST_LAG_MS, segments first), else its next file (the multivariant
    *  playlist once the renditions it names are up). */
   next(name, lane) {
+    // Parts that waited too long are dropped, and with them the rest of their segment's.
+    for (let i = 0; i < lane.jobs.length; i++) {
+      const job = lane.jobs[i];
+      if (job.kind !== "part" || job === lane.sending) continue;
+      if (performance.now() - job.at > PART_LAG_MS) {
+        this.skipParts(lane, job.segment);
+        break;
+      }
+    }
     const text = lane.playlist && publishable(lane.playlist, lane.up);
-    const behind = lane.jobs.length > 0 && performance.now() - lane.sentAt < PLAYLIST_LAG_MS;
+    const behind = lane.jobs.some((j) => j.kind === "segment") && performance.now() - lane.sentAt < PLAYLIST_LAG_MS;
     if (text && text !== lane.sent && !behind) {
       return { name: `${name}.m3u8`, body: text, kind: "playlist", lane: name };
     }
@@ -187,14 +215,26 @@ export class Uploader {
     if (this.busyLanes() === 0) this.idle.splice(0).forEach((resolve) => resolve());
   }
 
+  /** Sends no more parts of `segment` (those queued are forgotten). */
+  skipParts(lane, segment) {
+    lane.noParts.add(segment);
+    const before = lane.jobs.length;
+    lane.jobs = lane.jobs.filter((j) => j.kind !== "part" || j.segment !== segment || j === lane.sending);
+    this.parts.dropped += before - lane.jobs.length;
+  }
+
   busyLanes() {
     let n = 0;
     for (const [name, lane] of this.lanes) if (lane.busy || this.next(name, lane)) n++;
     return n;
   }
 
-  /** Sends one job until it succeeds, is refused, or the uploader stops. */
+  /** Sends one job until it succeeds, is refused, or the uploader stops (a part: once). */
   async send(job) {
+    if (job.kind === "part") {
+      await this.sendPart(job);
+      return;
+    }
     for (let attempt = 0; !this.stopped && !this.dropped.has(job.lane); attempt++) {
       const started = performance.now();
       try {
@@ -228,6 +268,31 @@ export class Uploader {
       this.failures++;
       await sleep(Math.min(500 * 2 ** attempt, 8000));
     }
+  }
+
+  /** One try; on any failure but 403/409 (which stop everything) the segment's later parts
+   *  are skipped. */
+  async sendPart(job) {
+    if (this.stopped || this.dropped.has(job.lane)) return;
+    try {
+      const response = await fetch(this.base + job.name, {
+        method: "PUT", body: job.body, credentials: "omit", headers: { "content-type": "video/mp4" },
+      });
+      if (response.ok) {
+        this.parts.up++;
+        this.history.push([performance.now(), job.body.byteLength]);
+        return;
+      }
+      if (response.status === 403 || response.status === 409) {
+        this.fail(await errorOf(response));
+        return;
+      }
+    } catch {
+      // A network error: the part is dropped, the segment will carry its media.
+    }
+    const lane = this.lanes.get(job.lane);
+    if (lane) this.skipParts(lane, job.segment);
+    this.parts.dropped++;
   }
 
   fail(error) {

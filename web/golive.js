@@ -2,13 +2,15 @@
 // device with WebCodecs through Mediabunny into a ladder of up to 3 renditions, each its own
 // CMAF media playlist with its video AND the audio muxed in the same segments (the edge has
 // no separate audio playlists), under a multivariant playlist; every file is PUT to the
-// channel's signed ingest URL (golive-upload.js).
+// channel's signed ingest URL (golive-upload.js). While a segment is being made, its
+// low-latency parts (about a third of a second each) go up as soon as they are complete.
 //
 // Codecs: video H.264 wherever VideoEncoder has it (Chrome and Edge on every OS, Safari;
 // Debian's Chromium encodes it in software). Audio AAC (mp4a.40.2) where AudioEncoder has it
 // (Chrome on Android, macOS and Windows, Safari); otherwise Opus in CMAF (Chromium on Linux
 // and Firefox have no AAC encoder), which hls.js and Chrome's MSE play.
 import { api, fill, h, say } from "/app.js";
+import { PartCutter, concat, describeFragment, readInit } from "/cmaf-parts.js";
 import { Uploader, describeFile, variantsOf, withoutVariants } from "/golive-upload.js";
 
 // The ladder, top first, by the short side of the picture (portrait phones too).
@@ -24,6 +26,12 @@ const MASTER_EVERY_MS = 30000; // re-push the multivariant playlist (BANDWIDTH r
 const THUMB_FIRST_MS = 3000; // the first thumbnail, once the picture has settled
 const THUMB_EVERY_MS = 10000; // then one this often
 const [THUMB_WIDTH, THUMB_HEIGHT] = [320, 180];
+// Low-latency parts: PART-TARGET (constant for the broadcast; viewers sit 3 of them behind
+// the live edge), and where a part ends: before the frame that would take it past PART_SOFT
+// (10 frames, 333 ms, at 30 fps; the margin absorbs the jitter of camera frame times).
+const PART_TARGET = 0.35;
+const PART_SOFT = 0.34;
+const PART_WAIT_MS = 700; // a finished segment waits at most this long for its last parts
 
 const el = (id) => document.getElementById(id);
 const section = el("golive");
@@ -386,6 +394,7 @@ class Broadcast {
   addRendition(r) {
     const mb = mediabunny;
     const group = new mb.OutputTrackGroup();
+    r.parts = new PartMaker(this, r);
     const size = this.scales
       ? { sizeChangeBehavior: "passThrough",
         onEncoderConfig: (config) => { config.width = r.width; config.height = r.height; } }
@@ -395,15 +404,17 @@ class Broadcast {
       quality: new mb.Quality({ bitrate: r.video }),
       keyFrameInterval: SEGMENT_SECONDS,
       ...size,
-      onEncodedPacket: (_packet, meta) => {
+      onEncodedPacket: (packet, meta) => {
         r.frames++;
         if (meta && meta.decoderConfig) describePicture(meta.decoderConfig, r);
+        r.parts.video(packet, meta);
       },
     }, { frameRate: this.fps });
     r.audioSource = new mb.MediaStreamAudioTrackSource(this.audio, {
       codec: this.audioCodec.codec,
       quality: new mb.Quality({ bitrate: r.audio }),
       transform: this.audioCodec.resample ? { sampleRate: this.audioCodec.resample } : undefined,
+      onEncodedPacket: (packet, meta) => r.parts.audio(packet, meta),
     });
     for (const source of [r.videoSource, r.audioSource]) {
       this.bySource.set(source, r.name);
@@ -418,8 +429,17 @@ class Broadcast {
   written(name, buffer) {
     const file = describeFile(name);
     if (!file || this.state === "failed") return;
-    if (file.kind === "init" || file.kind === "segment") {
+    if (file.kind === "init") {
       this.uploader.put(name, buffer);
+      return;
+    }
+    if (file.kind === "segment") {
+      // After its parts (they are made from the same packets at the same time).
+      const r = this.rungs.find((x) => x.name === file.lane);
+      const n = Number(/_(\d+)\.m4s$/.exec(name)[1]);
+      (r ? r.parts.through(n) : Promise.resolve()).then(() => {
+        if (this.state !== "failed") this.uploader.put(name, buffer);
+      });
       return;
     }
     const text = new TextDecoder().decode(buffer);
@@ -476,6 +496,7 @@ class Broadcast {
     top.active = false;
     this.dropped.add(top.name);
     this.uploader.drop(top.name);
+    top.parts.stop();
     top.videoSource.close();
     top.audioSource.close();
     this.lastDrop = performance.now();
@@ -492,6 +513,7 @@ class Broadcast {
         `${r.name} ${r.width}×${r.height} ${kbps(r.video)} · ${Math.round(r.rate)} fps`).join("; ")],
       ["Codecs", [...new Set(this.active().map((r) => r.codec).filter(Boolean))]
         .concat(this.audioCodec.codec === "aac" ? "AAC" : "Opus").join(", ")],
+      ["Parts", partsRow(this.active(), this.uploader.parts)],
       ["Segments waiting", `${stats.queued}${stats.oldestMs > 1000 ? ` (oldest ${(stats.oldestMs / 1000).toFixed(1)} s)` : ""}`],
       ["Last upload", stats.latencyMs === null ? "—" : `${Math.round(stats.latencyMs)} ms`],
       ["Upload rate", kbps(stats.bitsPerSecond)],
@@ -500,6 +522,7 @@ class Broadcast {
     if (stats.failures) rows.push(["Retried uploads", String(stats.failures)]);
     fill(health, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     health.dataset.segments = String(this.uploader.uploaded);
+    health.dataset.parts = String(this.uploader.parts.up);
     health.dataset.ladder = this.active().map((r) => r.name).join(",");
   }
 
@@ -509,6 +532,7 @@ class Broadcast {
     this.state = "stopping";
     clearInterval(this.timer);
     this.stopThumbnails();
+    this.rungs.forEach((r) => r.parts.stop()); // the last segments go without waiting for parts
     try {
       await this.output.finalize();
     } catch {
@@ -528,6 +552,7 @@ class Broadcast {
     this.state = "failed";
     clearInterval(this.timer);
     this.stopThumbnails();
+    this.rungs.forEach((r) => r.parts.stop());
     this.uploader.stop();
     if (this.output && this.output.state !== "finalized") this.output.cancel().catch(() => {});
     if (wasRunning) ended(failureMessage(error), "error");
@@ -542,6 +567,149 @@ class Broadcast {
     this.uploader.endWithKeepalive();
     if (this.output && this.output.state === "started") this.output.cancel().catch(() => {});
   }
+}
+
+/** One rendition's low-latency parts. Mediabunny's HLS muxer writes a segment only once it
+ *  is complete, so the parts are made beside it from the same encoded packets: a
+ *  `PartCutter` follows its segmentation, and one CMAF output per segment (Mediabunny's
+ *  CMAF writer, the one that writes the segments, with the same tracks in the same order
+ *  and the same time scales) turns each part's packets into a `moof` + `mdat` fragment when
+ *  the part is complete (`forceFragmentFinalization`, which Mediabunny's own single-file
+ *  HLS mode uses). A part's fragment holds the same samples with the same times as its span
+ *  of the segment; its duration and independence are read back from its `moof`. */
+class PartMaker {
+  constructor(broadcast, r) {
+    this.broadcast = broadcast;
+    this.r = r;
+    this.cutter = new PartCutter({ target: PART_TARGET, soft: PART_SOFT, segment: SEGMENT_SECONDS });
+    this.configs = { video: null, audio: null }; // the first packets' decoder configs, as the muxer keeps
+    this.outputs = new Map(); // segment number -> its CMAF output
+    this.chain = Promise.resolve();
+    this.done = 0; // segments whose parts are all made
+    this.waiters = [];
+    this.stopped = false;
+    this.durations = []; // the last parts' durations (s)
+  }
+
+  video(packet, meta) {
+    if (this.stopped) return;
+    if (meta && meta.decoderConfig) this.configs.video ??= meta.decoderConfig;
+    this.cutter.addVideo(packet);
+    this.schedule();
+  }
+
+  audio(packet, meta) {
+    if (this.stopped) return;
+    if (meta && meta.decoderConfig) this.configs.audio ??= meta.decoderConfig;
+    this.cutter.addAudio(packet);
+    this.schedule();
+  }
+
+  schedule() {
+    const parts = this.cutter.take();
+    if (!parts.length) return;
+    const through = this.cutter.n - 1;
+    this.chain = this.chain.then(async () => {
+      for (const part of parts) {
+        if (this.stopped) return;
+        await this.make(part);
+      }
+      this.done = Math.max(this.done, through);
+      for (const [n, segment] of this.outputs) {
+        if (n <= through) {
+          this.outputs.delete(n);
+          segment.output.cancel().catch(() => {});
+        }
+      }
+      this.wake();
+    }).catch((e) => {
+      // The broadcast goes on without parts for this rendition.
+      console.warn(`parts of ${this.r.name} stopped:`, e);
+      this.stop();
+    });
+  }
+
+  async open(n) {
+    const mb = mediabunny;
+    const segment = { chunks: [], tracks: null, started: { video: false, audio: false } };
+    segment.output = new mb.Output({
+      format: new mb.CmafOutputFormat({
+        onMoov: (data) => { segment.tracks = readInit(data); },
+        onMoof: (data) => segment.chunks.push(data.slice()),
+        onMdat: (data) => segment.chunks.push(data.slice()),
+      }),
+      target: new mb.NullTarget(),
+      initTarget: new mb.NullTarget(),
+    });
+    segment.videoSource = new mb.EncodedVideoPacketSource("avc");
+    segment.audioSource = new mb.EncodedAudioPacketSource(this.broadcast.audioCodec.codec);
+    segment.output.addVideoTrack(segment.videoSource, { frameRate: this.broadcast.fps });
+    segment.output.addAudioTrack(segment.audioSource);
+    await segment.output.start();
+    this.outputs.set(n, segment);
+    return segment;
+  }
+
+  async make(part) {
+    const segment = this.outputs.get(part.n) || await this.open(part.n);
+    const end = part.start + part.duration;
+    for (const [i, packet] of part.video.entries()) {
+      // The last frame lasts until the next part starts (Mediabunny would guess its duration).
+      const p = i === part.video.length - 1 ? packet.clone({ duration: end - packet.timestamp }) : packet;
+      await segment.videoSource.add(p, segment.started.video ? undefined : { decoderConfig: this.configs.video });
+      segment.started.video = true;
+    }
+    for (const packet of part.audio) {
+      await segment.audioSource.add(packet, segment.started.audio ? undefined : { decoderConfig: this.configs.audio });
+      segment.started.audio = true;
+    }
+    segment.chunks = [];
+    await segment.output._muxer.forceFragmentFinalization();
+    const bytes = concat(segment.chunks);
+    const info = describeFragment(bytes, segment.tracks);
+    const target = Math.round(PART_TARGET * 1e6);
+    const duration = Math.min(info.durationUs, target);
+    this.durations.push(duration / 1e6);
+    if (this.durations.length > 30) this.durations.shift();
+    const query = `duration_us=${duration}&part_target_us=${target}&independent=${info.independent ? 1 : 0}`;
+    this.broadcast.uploader.put(`${this.r.name}_${String(part.n).padStart(5, "0")}.part${part.index}.m4s?${query}`,
+      bytes);
+  }
+
+  /** Resolves once segment `n`'s parts are all queued, or PART_WAIT_MS from now. */
+  through(n) {
+    if (this.stopped || this.done >= n) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiter = { n, resolve };
+      this.waiters.push(waiter);
+      setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve();
+      }, PART_WAIT_MS);
+    });
+  }
+
+  wake() {
+    const ready = this.waiters.filter((w) => this.stopped || this.done >= w.n);
+    this.waiters = this.waiters.filter((w) => !ready.includes(w));
+    ready.forEach((w) => w.resolve());
+  }
+
+  stop() {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const segment of this.outputs.values()) segment.output.cancel().catch(() => {});
+    this.outputs.clear();
+    this.wake();
+  }
+}
+
+function partsRow(rungs, counts) {
+  const durations = rungs.flatMap((r) => r.parts.durations);
+  if (!durations.length) return "—";
+  const ms = (s) => Math.round(s * 1000);
+  return `${counts.up} up${counts.dropped ? `, ${counts.dropped} dropped` : ""}; `
+    + `${ms(Math.min(...durations))}–${ms(Math.max(...durations))} ms (target ${ms(PART_TARGET)} ms)`;
 }
 
 /** Makes the decoder config (which the muxer reads next, for the init segment and the

@@ -1,14 +1,19 @@
 // Go live from the broadcast page, in the browser (Debian's Chromium with a fake camera and
 // microphone): the page encodes an adaptive ladder with WebCodecs (Mediabunny) and PUTs CMAF
-// renditions and a multivariant playlist to the signed ingest URL; ffprobe reads every
-// rendition at the channel's playback URL, the watch page plays it with hls.js and switches
-// rendition when its bandwidth is capped; the page's thumbnail shows on the home page; Stop
+// renditions and a multivariant playlist to the signed ingest URL, with low-latency parts
+// while each segment is made; ffprobe reads every rendition at the channel's playback URL,
+// each rendition's live playlist lists the page's parts (which hold the same packets as their
+// segment), the watch page plays it with hls.js in low-latency mode and switches rendition
+// when its bandwidth is capped; the page's thumbnail shows on the home page; Stop
 // ends it, and the recording becomes a published MP4 shown as a card with its poster.
 // Screenshots (desktop and 375 px) go to target/screenshots/.
 //
 // Run: node --test tests/browser/golive.test.mjs (after scripts/build-worker.sh).
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { chromium } from "playwright-core";
@@ -35,6 +40,33 @@ after(async () => {
   await worker?.stop();
   cleanup();
 });
+
+const PART_TARGET = 0.35; // web/golive.js
+
+/** The packets ffprobe reads from `bytes` (an init segment and fragments), one line each:
+ *  stream, pts, dts, size, flags (not the duration: a part's last frame lasts until the
+ *  next part, where a segment's last one has the encoder's duration). */
+async function packets(bytes) {
+  const dir = mkdtempSync(path.join(tmpdir(), "golive-parts-"));
+  try {
+    const file = path.join(dir, "media.mp4");
+    writeFileSync(file, bytes);
+    const { stdout } = await run("ffprobe", ["-v", "error", "-show_entries", "packet=stream_index,pts,dts,size,flags",
+      "-of", "csv=p=0", file], { timeout: 30000 });
+    // By stream, then decode time: a segment's one fragment has its video then its audio, its
+    // parts each a little of both.
+    const key = (line) => line.split(",").map(Number);
+    return stdout.trim().split("\n").sort((a, b) => key(a)[0] - key(b)[0] || key(a)[2] - key(b)[2]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const bytesOf = async (url) => {
+  const r = await fetch(url);
+  assert.equal(r.status, 200, url);
+  return Buffer.from(await r.arrayBuffer());
+};
 
 /** What the broadcast page says about itself: state, status text, ladder, segments up. */
 async function pageState(page) {
@@ -114,6 +146,51 @@ test("Go live pushes a ladder that ffprobe reads and the watch page plays", asyn
   assert.ok(audios.length >= ladder.length && audios.every((s) => ["aac", "opus"].includes(s.codec_name)),
     "every rendition carries the audio");
 
+  // Low-latency parts: each rendition's live playlist lists the page's parts of its newest
+  // segments and hints the next one.
+  const base = url.replace(/live\.m3u8$/, "");
+  for (const name of ladder) {
+    const variant = new URL(`live/${name}.m3u8`, base).href;
+    const text = await waitFor(async () => {
+      const body = await (await fetch(variant)).text();
+      // At least one complete segment listed with its parts.
+      return /#EXT-X-PART:[^\n]*\n(#EXT-X-PROGRAM-DATE-TIME[^\n]*\n)?#EXTINF/.test(body) ? body : null;
+    }, 30000, `parts in ${name}'s live playlist`);
+    assert.match(text, /#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1\.05\b/);
+    assert.match(text, /#EXT-X-PART-INF:PART-TARGET=0\.35\b/);
+    assert.match(text, new RegExp(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="\\.\\./seg/[^/"]+/${name}_\\d{5}\\.part\\d+\\.m4s"`));
+    const parts = [...text.matchAll(/#EXT-X-PART:DURATION=([\d.]+),URI="([^"]+)"(,INDEPENDENT=YES)?/g)]
+      .map(([, duration, uri, independent]) => ({ duration: Number(duration), uri, independent: Boolean(independent) }));
+    assert.ok(parts.length >= 3, text);
+    for (const part of parts) {
+      assert.match(part.uri, new RegExp(`/${name}_\\d{5}\\.part\\d+\\.m4s$`));
+      assert.ok(part.duration > 0 && part.duration <= PART_TARGET, `part duration ${part.duration}`);
+      if (/\.part0\.m4s$/.test(part.uri)) assert.ok(part.independent, `${part.uri} starts with a key frame`);
+    }
+    console.log(`# ${name} parts: ${parts.map((p) => p.duration).join(" ")} s`);
+
+    // A complete segment's parts hold the same packets as the segment itself.
+    const lines = text.split("\n");
+    const map = /#EXT-X-MAP:URI="([^"]+)"/.exec(text)[1];
+    let group = [];
+    let checked = null;
+    for (const line of lines) {
+      const part = /^#EXT-X-PART:.*URI="([^"]+)"/.exec(line);
+      if (part) group.push(part[1]);
+      if (line.startsWith("#") || !line.trim()) continue;
+      if (group.length && /\.part0\.m4s$/.test(group[0]) && !checked) checked = { segment: line.trim(), parts: group };
+      group = [];
+    }
+    assert.ok(checked, `a complete segment with its parts in ${text}`);
+    const init = await bytesOf(new URL(map, variant).href);
+    const whole = await packets(Buffer.concat([init, await bytesOf(new URL(checked.segment, variant).href)]));
+    const pieces = [];
+    for (const uri of checked.parts) pieces.push(await bytesOf(new URL(uri, variant).href));
+    const fromParts = await packets(Buffer.concat([init, ...pieces]));
+    assert.ok(whole.length > 10, whole.join("; "));
+    assert.deepEqual(fromParts, whole, `the parts of ${checked.segment} hold its packets`);
+  }
+
   // The watch page (hls.js) plays it.
   const watch = await viewerBrowser.newPage();
   state.watch = watch;
@@ -128,7 +205,10 @@ test("Go live pushes a ladder that ffprobe reads and the watch page plays", asyn
     const v = document.getElementById("video");
     return v.currentTime > start + 2 ? v.currentTime : 0;
   }, t0), 20000, "currentTime advances");
-  console.log(`# watch page: currentTime ${t0.toFixed(2)} -> ${t1.toFixed(2)} s`);
+  const watching = await watch.evaluate(() => ({ ...document.getElementById("video").dataset }));
+  console.log(`# watch page: currentTime ${t0.toFixed(2)} -> ${t1.toFixed(2)} s, `
+    + `low latency ${watching.lowLatency}, hls.js latency ${watching.latency} s`);
+  assert.equal(watching.lowLatency, "1", "hls.js plays the parts in low-latency mode");
 
   // hls.js climbs to the top rendition, and switches down when the viewer's bandwidth is
   // capped (Chromium's network emulation: 400 kb/s, below the top rendition's bitrate).
@@ -177,6 +257,8 @@ test("Go live pushes a ladder that ffprobe reads and the watch page plays", asyn
     if (s.state !== "live") throw new Error(`the broadcast stopped: ${s.status}`);
     return s.segments >= 10 * ladder.length;
   }, 40000, "20 s of segments");
+  const partsUp = await page.evaluate(() => Number(document.getElementById("golive-health").dataset.parts || 0));
+  assert.ok(partsUp >= 30 * ladder.length, `parts uploaded: ${partsUp}`);
   await page.screenshot({ path: screenshotPath("golive-02-live"), fullPage: true });
   await watch.screenshot({ path: screenshotPath("golive-03-watch"), fullPage: true });
 });
