@@ -20,6 +20,10 @@
 // are made), the gateway pushes low-latency parts, and two viewers watch at once: one in
 // hls.js's low-latency mode, one at normal latency (`?latency=normal`).
 //
+// `--viewer=low` or `--viewer=normal` (browser broadcast): only that viewer (three Chromiums,
+// one encoding the ladder, starve each other on a small machine); `--trace`: the glass-to-glass
+// samples second by second and the viewers' stalls.
+//
 // Run: node bench/latency.mjs [seconds, default 30] [--gateway] (after scripts/build-worker.sh;
 // `--gateway` also needs `cargo build -p edgevideo-gateway`).
 import { chromium } from "playwright-core";
@@ -202,15 +206,7 @@ try {
     const name = request.url().split("/").pop().split("?")[0];
     if (request.method() === "PUT" && name.endsWith(".m4s")) ended.set(name, Date.now());
   });
-  // How long the page's PUTs take, by kind (with --trace).
-  const puts = { part: [], segment: [], playlist: [] };
-  page.on("requestfinished", (request) => {
-    if (request.method() !== "PUT") return;
-    const name = request.url().split("/").pop().split("?")[0];
-    const kind = name.includes(".part") ? "part" : name.endsWith(".m4s") ? "segment" : name.endsWith(".m3u8") ? "playlist" : null;
-    const timing = request.timing();
-    if (kind && timing.responseEnd > 0) puts[kind].push(timing.responseEnd / 1000);
-  });
+
   await page.click(`#channels li[data-channel="${channelId}"] button.go-live`);
   await page.waitForSelector("#golive[data-state=preview]", { timeout: 20000 });
   await page.click("#golive-start");
@@ -258,11 +254,6 @@ try {
   console.log(`browser broadcast (Mediabunny, 2 s segments; parts ${parts}), ${SECONDS} s, rendition ${rendition}:`);
   console.log(`  segment end to listed: ${summary(toListed(false), "s")}`);
   console.log(`  part end to listed: ${summary(toListed(true), "s")}`);
-  if (process.argv.includes("--trace")) {
-    for (const [kind, times] of Object.entries(puts)) {
-      console.log(`  ${kind} PUT: ${summary(times, "s")}, max ${Math.max(...times, 0).toFixed(2)} s`);
-    }
-  }
   for (const [name, watch] of Object.entries(watches)) {
     if (name === "low") {
       const mode = await watch.evaluate(() => document.getElementById("video").dataset.lowLatency);
