@@ -20,13 +20,16 @@ Sections (all by default; pick with --only):
   mp4mem     runtime memory (RSS) while a ~300 MB MP4 is downloaded with `Range: bytes=0-`
              (as Chrome asks first), which the worker streams in cached chunks; MB/s
   transcoder bench/transcoder.sh (ours vs ffmpeg vs raw copy), MPEG-TS and CMAF recordings
+  backlog    20 recordings (20 s each) ending together through `wrangler dev`: the time until
+             every one is published with the transcoder running 1, 2 and 4 jobs at once
+             (TRANSCODER_WORKERS), as a ratio to one
   golive     the broadcast page in Chromium with a fake camera: frames encoded per second per
              rendition and which ladders it sustains in real time (bench/golive.mjs); then a
              browser broadcast in `wrangler dev` watched with hls.js: segment end to listed,
              hls.js's live-latency estimate and glass to glass (the camera is a canvas painting
              the clock into each frame, read back on the watch page), median and p95
              (bench/latency.mjs)
-  llhls      low-latency HLS (bench/llhls.py): 1,000 viewers (--ll-viewers) blocking on the
+  llhls      low-latency HLS (bench/llhls.py): 150 and 1,000 viewers (--ll-viewers) blocking on the
              next part, channel-object calls per part and errors; glass to glass through the
              ingest gateway in hls.js's low-latency mode and at normal latency (bench/latency.mjs
              --gateway), median and p95
@@ -72,9 +75,9 @@ class Stack:
     """A transcoder and a worker on fresh state, with benchmark settings."""
 
     def __init__(self, tmp: pathlib.Path, name: str, extra: dict | None = None,
-                 config: pathlib.Path | None = None):
+                 config: pathlib.Path | None = None, transcoder_env: dict | None = None):
         (tmp / name).mkdir(parents=True, exist_ok=True)
-        self.transcoder = conftest.Transcoder(tmp / name).start()
+        self.transcoder = conftest.Transcoder(tmp / name, env=transcoder_env).start()
         self.worker = conftest.Worker(tmp / name, extra_vars={
             **conftest.TEST_VARS, "LIVE_IDLE_TIMEOUT_SECONDS": "600", "LOGIN_LIMIT_PER_IP": "100000",
             **(extra or {})})
@@ -657,6 +660,51 @@ def bench_transcoder(_tmp, _seconds):
     subprocess.run(["bash", str(ROOT / "bench" / "transcoder.sh")], check=True)
 
 
+def bench_backlog(tmp, _seconds):
+    """20 recordings ending together: the time until every one is transcoded, with the
+    transcoder running 1, 2 and 4 jobs at once (TRANSCODER_WORKERS)."""
+    print("backlog (20 recordings ending together, TRANSCODER_WORKERS 1, 2, 4)")
+    segments, _ = recording(20)
+    serial = None
+    for workers in (1, 2, 4):
+        s = Stack(tmp, f"backlog-{workers}", transcoder_env={"TRANSCODER_WORKERS": str(workers)})
+        try:
+            owners = []
+            names = [name for name, _ in segments]
+            for _ in range(20):
+                ch, base, _play = s.channel()
+                for name, data in segments:
+                    s.http.put(f"{base}/{name}", data=data).raise_for_status()
+                owners.append((ch["id"], base))
+            ending = playlist_for(names, 0, True)
+
+            def end(base):
+                r = requests.put(f"{base}/index.m3u8", data=ending, timeout=30)
+                r.raise_for_status()
+
+            started = time.monotonic()
+            threads = [threading.Thread(target=end, args=(base,)) for _, base in owners]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            pending = {channel for channel, _ in owners}
+            while pending and time.monotonic() - started < 300:
+                for channel in list(pending):
+                    videos = s.http.get(f"{s.url}/api/channels/{channel}/videos").json()["videos"]
+                    if videos and all(v["status"] in ("ready", "published") for v in videos):
+                        pending.discard(channel)
+                time.sleep(0.2)
+            elapsed = time.monotonic() - started
+            if pending:
+                row(f"20 recordings ending together, {workers} transcoder worker(s)",
+                    f"{len(pending)} not transcoded after {elapsed:.0f} s", "")
+                continue
+            serial = serial or elapsed
+            row(f"20 recordings (20 s each) ending together, {workers} transcoder worker(s)",
+                f"all published {elapsed:.1f} s after the ends", f"{serial / elapsed:.2f}x one worker")
+        finally:
+            s.stop()
+
+
 def bench_gateway(tmp, _seconds):
     import gateway
     gateway.bench_gateway(tmp, Stack, row)
@@ -675,7 +723,7 @@ def bench_golive(_tmp, _seconds):
 
 SECTIONS = {"routes": bench_routes, "size": bench_size, "ingest": bench_ingest,
             "fanout": bench_fanout, "load": bench_load, "viewers": bench_viewers, "mp4mem": bench_mp4mem,
-            "transcoder": bench_transcoder, "golive": bench_golive,
+            "transcoder": bench_transcoder, "backlog": bench_backlog, "golive": bench_golive,
             "llhls": bench_llhls, "gateway": bench_gateway}
 
 if __name__ == "__main__":

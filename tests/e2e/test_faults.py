@@ -431,6 +431,7 @@ def test_a_transcoder_killed_with_a_backlog_loses_no_job(tmp_path_factory):
     state = tmp_path_factory.mktemp("redrive")
     (state / "first").mkdir()
     (state / "second").mkdir()
+    (state / "worker").mkdir()
     first = conftest.Transcoder(state / "first", env={"TRANSCODER_WORKERS": "1"}).start()
     second = None
     worker = conftest.Worker(state / "worker", extra_vars=dict(

@@ -1,8 +1,9 @@
 //! [`Outbound`] over the runtime's `fetch`, with a timeout that aborts the request (the
 //! answer's body included: a receiver that sends its headers and then stalls times out
 //! too) and a cap on the body read. URLs
-//! `container://transcoder/...` go to the transcoder container's Durable Object instead
-//! (production; see [`crate::transcoder_container`]).
+//! `container://transcoder[-k]/...` go to that transcoder container's Durable Object instead
+//! (production; see [`crate::transcoder_container`]; the core picks `k`,
+//! `services::transcode::instance_url`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,8 +20,20 @@ use worker::{
 /// Largest response body read, in bytes; receivers' answers are small JSON.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-/// The scheme and host that name the transcoder container.
-pub const TRANSCODER_CONTAINER: &str = "container://transcoder";
+/// The scheme of container URLs.
+pub const CONTAINER_SCHEME: &str = "container://";
+
+/// The Durable Object name and the path of a container URL `container://{name}/{path}`, when
+/// `name` is a transcoder container's (`transcoder` or `transcoder-{k}`).
+fn container_target(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix(CONTAINER_SCHEME)?;
+    let (name, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let valid = name == "transcoder"
+        || name.strip_prefix("transcoder-").is_some_and(|k| {
+            !k.is_empty() && k.len() <= 2 && k.bytes().all(|b| b.is_ascii_digit())
+        });
+    valid.then_some((name, path))
+}
 
 /// The outgoing HTTP port over `fetch`; `transcoder` is the container's namespace, when bound.
 pub struct FetchOutbound {
@@ -51,29 +64,32 @@ impl Outbound for FetchOutbound {
         }
         let controller = AbortController::default();
         let signal = controller.signal();
-        let sending: Pin<Box<dyn Future<Output = worker::Result<Response>>>> = match request
-            .url
-            .strip_prefix(TRANSCODER_CONTAINER)
-        {
-            Some(path) => {
-                let namespace = self
-                    .transcoder
-                    .as_ref()
-                    .ok_or_else(|| network("no TRANSCODER binding for container URLs"))?;
-                let stub = namespace
-                    .id_from_name("transcoder")
-                    .and_then(|id| id.get_stub())
-                    .map_err(network)?;
-                let url = format!("https://transcoder.internal{path}");
-                let outgoing = Request::new_with_init(&url, &init).map_err(network)?;
-                Box::pin(async move { stub.fetch_with_request(outgoing).await })
-            }
-            None => {
-                let outgoing = Request::new_with_init(&request.url, &init).map_err(network)?;
-                let signal = signal.clone();
-                Box::pin(async move { Fetch::Request(outgoing).send_with_signal(&signal).await })
-            }
-        };
+        if request.url.starts_with(CONTAINER_SCHEME) && container_target(&request.url).is_none() {
+            return Err(network("not a transcoder container URL"));
+        }
+        let sending: Pin<Box<dyn Future<Output = worker::Result<Response>>>> =
+            match container_target(&request.url) {
+                Some((name, path)) => {
+                    let namespace = self
+                        .transcoder
+                        .as_ref()
+                        .ok_or_else(|| network("no TRANSCODER binding for container URLs"))?;
+                    let stub = namespace
+                        .id_from_name(name)
+                        .and_then(|id| id.get_stub())
+                        .map_err(network)?;
+                    let url = format!("https://transcoder.internal{path}");
+                    let outgoing = Request::new_with_init(&url, &init).map_err(network)?;
+                    Box::pin(async move { stub.fetch_with_request(outgoing).await })
+                }
+                None => {
+                    let outgoing = Request::new_with_init(&request.url, &init).map_err(network)?;
+                    let signal = signal.clone();
+                    Box::pin(
+                        async move { Fetch::Request(outgoing).send_with_signal(&signal).await },
+                    )
+                }
+            };
         let timeout = Box::pin(Delay::from(Duration::from_millis(request.timeout_ms)));
         let (mut response, mut timeout) = match select(sending, timeout).await {
             Either::Left((result, timeout)) => (result.map_err(network)?, timeout),

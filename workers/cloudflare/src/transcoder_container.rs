@@ -2,7 +2,10 @@
 //! Cloudflare container (`transcoder/Dockerfile`, `[[containers]]` in `wrangler.toml`), and
 //! this object starts it on demand and forwards HTTP to its job server on port 8790. The
 //! worker reaches it when `TRANSCODER_URL` is `container://transcoder` (see
-//! [`crate::outbound`]); local runs start `transcoder serve` as a plain process instead.
+//! [`crate::outbound`]): one object, and so one container, per instance name
+//! (`transcoder`, `transcoder-1`, ... up to `TRANSCODER_INSTANCES`), each running up to
+//! `TRANSCODER_WORKERS` jobs at once; local runs start `transcoder serve` as a plain process
+//! instead.
 
 use worker::{
     durable_object, ContainerStartupOptions, DurableObject, Env, Request, Response, State,
@@ -32,8 +35,10 @@ impl DurableObject for TranscoderContainer {
             if let Ok(secret) = self.env.secret("TRANSCODER_SECRET") {
                 options.add_env("TRANSCODER_SECRET", &secret.to_string());
             }
-            if let Ok(store) = self.env.var("TRANSCODER_STORE") {
-                options.add_env("TRANSCODER_STORE", &store.to_string());
+            for name in ["TRANSCODER_STORE", "TRANSCODER_WORKERS"] {
+                if let Ok(value) = self.env.var(name) {
+                    options.add_env(name, &value.to_string());
+                }
             }
             container.start(Some(options))?;
         }

@@ -75,6 +75,9 @@ pub mod names {
     pub const TRANSCODER_URL: &str = "TRANSCODER_URL";
     /// The secret (`whsec_...`) signing jobs to and callbacks from the transcoder.
     pub const TRANSCODER_SECRET: &str = "TRANSCODER_SECRET";
+    /// Transcoder containers jobs are spread over when `TRANSCODER_URL` is
+    /// `container://transcoder` (1-64, default 1; at most the `[[containers]]` `max_instances`).
+    pub const TRANSCODER_INSTANCES: &str = "TRANSCODER_INSTANCES";
     /// The ingest gateway's public RTMP server (`rtmp://host[:port]/app`); unset or empty:
     /// RTMP is not offered to broadcasters.
     pub const GATEWAY_RTMP_URL: &str = "GATEWAY_RTMP_URL";
@@ -207,6 +210,8 @@ pub struct Config {
     pub transcoder_url: Option<String>,
     /// The transcoder's signing secret.
     pub transcoder_secret: Option<String>,
+    /// Transcoder containers to spread jobs over (container URLs only).
+    pub transcoder_instances: u32,
     /// The ingest gateway's public addresses, each checked against its scheme.
     pub gateway: GatewayUrls,
 }
@@ -301,6 +306,10 @@ impl Config {
             webhook_timeout_ms: vars.number(names::WEBHOOK_TIMEOUT_MS, 10_000, 100)?,
             plugin_deadlines_s: deadlines((vars.lookup)(names::PLUGIN_DEADLINES_SECONDS))?,
             transcoder_url: vars.url(names::TRANSCODER_URL),
+            transcoder_instances: u32::try_from(
+                vars.number(names::TRANSCODER_INSTANCES, 1, 1)?.min(64),
+            )
+            .unwrap_or(64),
             transcoder_secret: transcoder_secret(
                 (vars.lookup)(names::TRANSCODER_SECRET),
                 environment,

@@ -134,7 +134,10 @@ pub async fn send<P: Platform>(
         .outbound()
         .send(OutboundRequest {
             method: http::Method::POST,
-            url: format!("{transcoder_url}/jobs"),
+            url: format!(
+                "{}/jobs",
+                instance_url(transcoder_url, video_id, config.transcoder_instances)
+            ),
             headers,
             body,
             timeout_ms: 10_000,
@@ -150,6 +153,27 @@ pub async fn send<P: Platform>(
             "the transcoder refused the job ({status}): {}",
             String::from_utf8_lossy(&response.body)
         ))),
+    }
+}
+
+/// The container URL that names the transcoder's containers (`TRANSCODER_URL`).
+pub const CONTAINER_URL: &str = "container://transcoder";
+
+/// Where the job of `video_id` goes: with `container://transcoder` and several `instances`,
+/// one container chosen by the video (`container://transcoder` for the first,
+/// `container://transcoder-{k}` for the others), so a job and its re-sendings always reach
+/// the same container and the jobs of many recordings spread evenly; any other URL as it is.
+pub fn instance_url(transcoder_url: &str, video_id: &str, instances: u32) -> String {
+    if transcoder_url != CONTAINER_URL || instances <= 1 {
+        return transcoder_url.to_owned();
+    }
+    // FNV-1a: stable across hosts and releases, unlike the standard library's hasher.
+    let hash = video_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    match hash % instances {
+        0 => transcoder_url.to_owned(),
+        k => format!("{transcoder_url}-{k}"),
     }
 }
 
@@ -203,4 +227,36 @@ async fn job<P: Platform>(
         poster_url: Some(upload("poster")),
         upload_part_bytes: Some(config.upload_part_bytes),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_spread_over_the_containers_and_stay_on_theirs() {
+        let mut seen = std::collections::BTreeMap::new();
+        for i in 0..300 {
+            let video = format!("vid_{i:012}");
+            let url = instance_url(CONTAINER_URL, &video, 3);
+            assert_eq!(url, instance_url(CONTAINER_URL, &video, 3), "stable");
+            *seen.entry(url).or_insert(0) += 1;
+        }
+        let urls: Vec<_> = seen.keys().cloned().collect();
+        assert_eq!(
+            urls,
+            [
+                "container://transcoder",
+                "container://transcoder-1",
+                "container://transcoder-2"
+            ]
+        );
+        assert!(seen.values().all(|&n| n > 60), "{seen:?}");
+        // One instance, or a plain URL: unchanged.
+        assert_eq!(instance_url(CONTAINER_URL, "vid_a", 1), CONTAINER_URL);
+        assert_eq!(
+            instance_url("http://127.0.0.1:8790", "vid_a", 3),
+            "http://127.0.0.1:8790"
+        );
+    }
 }
