@@ -165,7 +165,8 @@ for (const _ of MODES) viewers.push(await launchChromium(chromium));
       }
       await new Promise((r) => setTimeout(r, 1000));
     }
-      console.log(`gateway broadcast (RTMP, x264 zerolatency, 2 s segments, 334 ms parts), ${SECONDS} s:`);
+    const mode = await low.evaluate(() => document.getElementById("video").dataset.lowLatency);
+    console.log(`gateway broadcast (RTMP, x264 zerolatency, 2 s segments, 334 ms parts), ${SECONDS} s:`);
     console.log(`  LL-HLS (hls.js low-latency mode${mode === "1" ? "" : ", NOT ENGAGED"}):`);
     console.log(`    glass to glass: ${summary(await readings(low), "s")}`);
     console.log(`    hls.js live latency: ${summary(estimates.low, "s")}`);
