@@ -388,3 +388,64 @@ fn rate_limit_counters_count_per_window_and_ended_windows_are_swept() {
     block_on(p.sql.execute(&ratelimits::sweep(250, 500))).unwrap();
     assert!(rows().is_empty());
 }
+
+#[test]
+fn descriptions_and_passwords_are_bounded_as_the_schema_says() {
+    let p = TestPlatform::new();
+    let dev = p.developer();
+    let plugin = p.register_scoped_plugin(&dev, "bounded", "video.ready", "own");
+    let patch = |description: String| {
+        p.call(
+            Method::PATCH,
+            &format!("/api/plugins/{}", plugin.id),
+            Some(&dev.token),
+            Some(&json!({ "description": description })),
+        )
+    };
+    // 2000 characters (6000 bytes) pass, 2001 are refused and change nothing.
+    assert_eq!(patch("€".repeat(2000)).status, StatusCode::OK);
+    let refused = patch("x".repeat(2001));
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.error_code().as_deref(), Some("invalid_description"));
+    let stored = p.call(
+        Method::GET,
+        &format!("/api/plugins/{}", plugin.id),
+        Some(&dev.token),
+        None,
+    );
+    assert_eq!(
+        stored.json()["plugin"]["description"]
+            .as_str()
+            .map(|d| d.chars().count()),
+        Some(2000)
+    );
+
+    // Passwords are counted in characters, as the schema's maxLength: 256 three-byte
+    // characters sign up and log in; 257 do not.
+    let signup = |email: &str, password: &str| {
+        p.call(
+            Method::POST,
+            "/api/auth/signup",
+            None,
+            Some(&json!({ "email": email, "password": password })),
+        )
+    };
+    let long = "€".repeat(256);
+    assert_eq!(
+        signup("long@example.com", &long).status,
+        StatusCode::CREATED
+    );
+    assert_eq!(login(&p, "long@example.com", &long).status, StatusCode::OK);
+    let too_long = signup("longer@example.com", &"€".repeat(257));
+    assert_eq!(
+        too_long.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        too_long.text()
+    );
+}

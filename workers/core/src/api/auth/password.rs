@@ -13,8 +13,15 @@ pub const SALT_LEN: usize = 16;
 pub const HASH_LEN: usize = 32;
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
-/// Longest password accepted (bounds the hashing work an attacker can ask for).
+/// Longest password accepted, in characters (at most 1 KiB of UTF-8: bounds the hashing
+/// work an attacker can ask for).
 pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// Whether `password` is longer than [`MAX_PASSWORD_LEN`] characters (as the API schema's
+/// `maxLength` counts).
+pub fn too_long(password: &str) -> bool {
+    password.len() > MAX_PASSWORD_LEN && password.chars().count() > MAX_PASSWORD_LEN
+}
 const SCHEME: &str = "pbkdf2-sha256";
 
 /// Hashes `password` with `salt` and `iterations` into the stored form.
@@ -66,8 +73,10 @@ pub fn check_policy(password: &str) -> Result<(), String> {
             "passwords have at least {MIN_PASSWORD_LEN} characters"
         ));
     }
-    if password.len() > MAX_PASSWORD_LEN {
-        return Err(format!("passwords have at most {MAX_PASSWORD_LEN} bytes"));
+    if too_long(password) {
+        return Err(format!(
+            "passwords have at most {MAX_PASSWORD_LEN} characters"
+        ));
     }
     Ok(())
 }
@@ -122,5 +131,8 @@ mod tests {
         assert!(check_policy("short").is_err());
         assert!(check_policy("long enough pw").is_ok());
         assert!(check_policy(&"x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
+        // Characters, not bytes: 256 three-byte characters pass, 257 do not.
+        assert!(check_policy(&"€".repeat(MAX_PASSWORD_LEN)).is_ok());
+        assert!(check_policy(&"€".repeat(MAX_PASSWORD_LEN + 1)).is_err());
     }
 }

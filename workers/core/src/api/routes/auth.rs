@@ -26,7 +26,7 @@ pub struct Credentials {
     /// Email address (at most 254 characters).
     #[cfg_attr(feature = "schema", schemars(email, length(min = 5, max = 254)))]
     pub email: String,
-    /// Password: at least 10 characters, at most 256 bytes (UTF-8).
+    /// Password: 10 to 256 characters.
     #[cfg_attr(feature = "schema", schemars(length(min = 10, max = 256)))]
     pub password: String,
 }
@@ -178,7 +178,7 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
         return Ok(retry_later(retry_after_ms));
     }
     let invalid = || ApiError::Unauthorized("invalid email or password".into());
-    if body.password.len() > password::MAX_PASSWORD_LEN {
+    if password::too_long(&body.password) {
         return Err(invalid());
     }
     let Some(mut user) = users::by_email(p.sql(), &email).await? else {

@@ -80,7 +80,8 @@ pub struct PluginUpdate {
         schemars(url, length(min = 1, max = 2048), pattern(HTTP_URL))
     )]
     pub url: Option<String>,
-    /// A new description.
+    /// A new description, at most 2000 characters.
+    #[cfg_attr(feature = "schema", schemars(length(max = 2000)))]
     pub description: Option<String>,
     /// Whether deliveries are sent.
     pub enabled: Option<bool>,
@@ -218,12 +219,7 @@ pub async fn create<P: Platform>(
     check_name(&body.name)?;
     check_hook(&body.hook)?;
     check_url(p, &body.url)?;
-    if body.description.chars().count() > 2000 {
-        return Err(ApiError::bad_request(
-            "invalid_description",
-            "descriptions have at most 2000 characters",
-        ));
-    }
+    check_description(&body.description)?;
     let id = p.entropy().new_id("plg");
     let secret = new_secret(p);
     let plugin = Plugin {
@@ -293,6 +289,17 @@ pub async fn get<P: Platform>(
     ))
 }
 
+/// Descriptions have at most 2000 characters (400 `invalid_description`).
+fn check_description(description: &str) -> Result<(), ApiError> {
+    if description.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "invalid_description",
+            "descriptions have at most 2000 characters",
+        ));
+    }
+    Ok(())
+}
+
 /// `PATCH /api/plugins/{id} {url?, description?, enabled?}`.
 pub async fn update<P: Platform>(
     p: &P,
@@ -304,6 +311,9 @@ pub async fn update<P: Platform>(
     let body: PluginUpdate = api::parse_json(request)?;
     if let Some(url) = &body.url {
         check_url(p, url)?;
+    }
+    if let Some(description) = &body.description {
+        check_description(description)?;
     }
     let change = PluginChange {
         url: body.url.as_deref().unwrap_or(&plugin.url),
