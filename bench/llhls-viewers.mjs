@@ -1,8 +1,8 @@
 // Viewers of the llhls benchmark (bench/llhls.py): each URL (one per viewer, each with its own
 // token) is polled as hls.js does in low-latency mode, a blocking reload for the next part
 // after the one it has, from part 0 of segment 1 on (six parts a segment), for SECONDS.
-// Prints one JSON line: answers, errors, and for each part `msn.part` when its last viewer
-// had it (Unix ms).
+// Prints one JSON line: answers, errors (not 200, or no answer), stale (200 without the part:
+// the hold ran out first), and for each part `msn.part` when its last viewer had it (Unix ms).
 //
 // Run: node bench/llhls-viewers.mjs SECONDS URLS_FILE
 import { readFileSync } from "node:fs";
@@ -14,6 +14,7 @@ const until = Date.now() + Number(seconds) * 1000;
 const answered = {};
 let answers = 0;
 let errors = 0;
+let stale = 0;
 
 async function viewer(url) {
   let [msn, part] = [1, 0];
@@ -22,14 +23,13 @@ async function viewer(url) {
     try {
       const r = await fetch(`${url}?_HLS_msn=${msn}&_HLS_part=${part}`, { signal: AbortSignal.timeout(15000) });
       const text = await r.text();
-      ok = r.status === 200 && text.includes(`index_${String(msn).padStart(5, "0")}.part${part}.m4s`);
+      if (r.status !== 200) errors++;
+      else if (!text.includes(`index_${String(msn).padStart(5, "0")}.part${part}.m4s`)) stale++;
+      else ok = true;
     } catch {
-      ok = false;
-    }
-    if (!ok) {
       errors++;
-      continue;
     }
+    if (!ok) continue;
     answers++;
     const key = `${msn}.${part}`;
     answered[key] = Math.max(answered[key] || 0, Date.now());
@@ -38,4 +38,4 @@ async function viewer(url) {
 }
 
 await Promise.all(urls.map(viewer));
-console.log(JSON.stringify({ answers, errors, answered }));
+console.log(JSON.stringify({ answers, errors, stale, answered }));
