@@ -35,6 +35,8 @@ STATUS_TEXT = {
     204: "No content",
     206: "Partial content (a Range request)",
     400: "Bad request",
+    401: "Unauthorized",
+    429: "Too many attempts: wait for Retry-After (seconds)",
     503: "Degraded: a binding failed its check",
 }
 

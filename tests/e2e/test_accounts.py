@@ -117,6 +117,31 @@ def test_logout_revokes_the_token_and_everywhere_revokes_every_session(api):
     assert api.post("/api/auth/logout").status_code == 200
 
 
+def test_a_password_change_needs_the_current_password_and_ends_older_sessions(api):
+    address = email()
+    signup(api, address)
+    login = lambda password: api.post("/api/auth/login", json={"email": address, "password": password})  # noqa: E731
+    phone, laptop = login(PASSWORD).json()["token"], login(PASSWORD).json()["token"]
+    api.cookies.clear()
+    new = "an entirely new passphrase"
+    # A stolen session alone cannot change the password: the current one is asked for.
+    r = api.post("/api/auth/password", json={"current_password": "guessed wrong", "new_password": new},
+                 headers=bearer(phone))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+    assert login(PASSWORD).status_code == 200 and login(new).status_code == 401
+    api.cookies.clear()
+    r = api.post("/api/auth/password", json={"current_password": PASSWORD, "new_password": new},
+                 headers=bearer(phone))
+    assert r.status_code == 200, r.text
+    fresh = r.json()["token"]
+    api.cookies.clear()
+    # Every session from before the change ends, the one that made it included.
+    assert api.get("/api/me", headers=bearer(phone)).status_code == 401
+    assert api.get("/api/me", headers=bearer(laptop)).status_code == 401
+    assert api.get("/api/me", headers=bearer(fresh)).status_code == 200
+    assert login(PASSWORD).status_code == 401 and login(new).status_code == 200
+
+
 def test_a_pyjwt_token_with_our_secret_is_accepted(api):
     user = signup(api, email())["user"]
     token = pyjwt_token({"sub": user["id"], "email": user["email"], "role": "viewer"})

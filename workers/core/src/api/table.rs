@@ -28,7 +28,10 @@ use crate::ports::Platform;
 // The types the table names; only the schema generation refers to them.
 #[cfg(feature = "schema")]
 use crate::api::routes::{
-    auth::{Credentials, CurrentUser, LogoutOptions, RoleChange, SessionIssued, UpdatedUser},
+    auth::{
+        Credentials, CurrentUser, LogoutOptions, PasswordChange, RoleChange, SessionIssued,
+        UpdatedUser,
+    },
     catalogue::{ChannelPage, DeletedVideo, History, PreviewPage, VideoPage},
     channels::{ChannelView, IngestSettings, LiveList, NewChannel, StreamKeyVersion},
     health::{Health, VersionInfo},
@@ -220,6 +223,7 @@ route_table! {
     Signup: POST "/api/auth/signup", Public, body Credentials, json 201 SessionIssued => routes::auth::signup(platform, &request).await;
     Login: POST "/api/auth/login", Public, body Credentials, json 200 SessionIssued => routes::auth::login(platform, &request).await;
     Logout: POST "/api/auth/logout", Public, body LogoutOptions, json 200 Acknowledged => routes::auth::logout(platform, &request).await;
+    ChangePassword: POST "/api/auth/password", Authenticated, body PasswordChange, json 200 SessionIssued, error 401, error 429 => routes::auth::change_password(platform, who()?, &request).await;
     Me: GET "/api/me", Authenticated, json 200 CurrentUser => routes::auth::me(platform, who()?).await;
     SetUserRole: PUT "/api/users/{id}/role", Role(Admin), body RoleChange, json 200 UpdatedUser => routes::auth::set_role(platform, &params[0], &request).await;
     CreateChannel: POST "/api/channels", Role(Broadcaster), body NewChannel, json 201 ChannelView => routes::channels::create(platform, who()?, &request).await;

@@ -68,6 +68,32 @@ pub async fn by_id<S: Sql>(sql: &S, id: &str) -> Result<Option<User>, StoreError
     .await
 }
 
+/// Replaces a user's password hash.
+///
+/// # Errors
+/// `NotFound` when there is no such user.
+pub async fn set_password<S: Sql>(
+    sql: &S,
+    id: &str,
+    password_hash: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let changed = sql
+        .execute(&Statement::new(
+            "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+            vec![
+                SqlValue::from(id),
+                SqlValue::from(password_hash),
+                SqlValue::Integer(now_ms),
+            ],
+        ))
+        .await?;
+    if changed == 0 {
+        return Err(StoreError::NotFound(format!("user {id}")));
+    }
+    Ok(())
+}
+
 /// Sets a user's role.
 ///
 /// # Errors

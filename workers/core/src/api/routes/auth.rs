@@ -1,5 +1,5 @@
 //! Accounts: `POST /api/auth/signup`, `POST /api/auth/login`, `POST /api/auth/logout`,
-//! `GET /api/me`, and `PUT /api/users/{id}/role` for admins.
+//! `POST /api/auth/password`, `GET /api/me`, and `PUT /api/users/{id}/role` for admins.
 
 use http::header::{RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
@@ -200,6 +200,72 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
         users::set_role(p.sql(), &user.id, Role::Admin, now_ms).await?;
         user.role = Role::Admin;
     }
+    Ok(session_response(p, StatusCode::OK, &user))
+}
+
+/// Body of a password change.
+#[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The password now.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 256)))]
+    pub current_password: String,
+    /// The new password: 10 to 256 characters.
+    #[cfg_attr(feature = "schema", schemars(length(min = 10, max = 256)))]
+    pub new_password: String,
+}
+
+/// `POST /api/auth/password {current_password, new_password}` (signed in): 200 with a new
+/// session (`{token, user}` and the cookie); every other session of the user, the one making
+/// the change included, stops working. 401 for a wrong current password (it counts toward
+/// the account's login backoff, and while the backoff runs the answer is 429 with
+/// `Retry-After`, as for logins); 400 `weak_password` for a new one outside the policy.
+pub async fn change_password<P: Platform>(
+    p: &P,
+    principal: &Principal,
+    request: &Request,
+) -> Result<Response, ApiError> {
+    let body: PasswordChange = api::parse_json(request)?;
+    let config = p.config();
+    let user = users::by_id(p.sql(), &principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the session's user no longer exists".into()))?;
+    password::check_policy(&body.new_password)
+        .map_err(|m| ApiError::bad_request("weak_password", m))?;
+    // Guessing the current password here is guessing a login: the same backoff applies.
+    let account = format!("login-email:{}", user.email);
+    let claim = ratelimit::claim_login(
+        p,
+        &account,
+        config.login_limit_per_email,
+        p.clock().now_ms(),
+    )
+    .await?;
+    if let ratelimit::LoginClaim::Wait { retry_after_ms } = claim {
+        return Ok(retry_later(retry_after_ms));
+    }
+    if password::too_long(&body.current_password)
+        || !password::verify(&body.current_password, &user.password_hash)
+    {
+        return Err(ApiError::Unauthorized(
+            "the current password is wrong".into(),
+        ));
+    }
+    ratelimit::login_succeeded(p, &account).await?;
+    let mut salt = [0u8; password::SALT_LEN];
+    p.entropy().fill(&mut salt);
+    let hash = password::hash(&body.new_password, &salt, config.password_iterations);
+    let now_ms = p.clock().now_ms();
+    users::set_password(
+        p.sql(),
+        &user.id,
+        &hash,
+        i64::try_from(now_ms).unwrap_or(i64::MAX),
+    )
+    .await?;
+    // Sessions issued before now stop working; the one answered below is issued now.
+    sessions::revoke_all(p.kv(), &user.id, now_ms).await?;
     Ok(session_response(p, StatusCode::OK, &user))
 }
 
