@@ -528,9 +528,9 @@ mod tests {
         assert_eq!(reason_of("plain"), "plain");
     }
 
-    #[tokio::test]
-    async fn a_stalled_edge_drops_segments_instead_of_buffering_them() {
-        // An edge that accepts connections and never answers.
+    /// An edge that accepts connections and never answers: its origin, and the task holding
+    /// the connections (abort it to let them go).
+    async fn stalled_edge() -> (String, tokio::task::JoinHandle<()>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let held = tokio::spawn(async move {
@@ -539,6 +539,12 @@ mod tests {
                 sockets.push(socket);
             }
         });
+        (origin, held)
+    }
+
+    #[tokio::test]
+    async fn a_stalled_edge_drops_segments_instead_of_buffering_them() {
+        let (origin, held) = stalled_edge().await;
         let edge = Arc::new(Edge::new(&origin, 1, Duration::ZERO).unwrap());
         let metrics = Arc::new(Metrics::default());
         let push = StreamPush::start(edge, "key".into(), Arc::clone(&metrics), 2);
@@ -717,14 +723,7 @@ mod tests {
 
     #[tokio::test]
     async fn parts_waiting_for_a_stalled_edge_never_crowd_segments_out() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        let held = tokio::spawn(async move {
-            let mut sockets = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                sockets.push(socket);
-            }
-        });
+        let (origin, held) = stalled_edge().await;
         let edge = Arc::new(Edge::new(&origin, 1, Duration::ZERO).unwrap());
         let metrics = Arc::new(Metrics::default());
         let push = StreamPush::start(edge, "key".into(), Arc::clone(&metrics), 2);

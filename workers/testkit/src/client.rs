@@ -149,6 +149,24 @@ impl TestPlatform {
         reply(block_on(edgevideo_core::handle_buffered(self, request)))
     }
 
+    /// An anonymous viewer's signed live playlist URL of `channel_id`
+    /// (`POST /api/channels/{id}/playback`).
+    ///
+    /// # Panics
+    /// When the answer has no URL.
+    pub fn channel_playback_url(&self, channel_id: &str) -> String {
+        let reply = self.call(
+            Method::POST,
+            &format!("/api/channels/{channel_id}/playback"),
+            None,
+            None,
+        );
+        reply.json()["url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no playback URL: {}", reply.text()))
+            .to_owned()
+    }
+
     /// Sends `method path_or_url` with a bearer token and a JSON body when given.
     pub fn call(
         &self,

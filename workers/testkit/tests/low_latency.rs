@@ -126,17 +126,7 @@ fn parts_are_listed_at_once_and_blocking_reloads_come_from_the_edge_cache() {
         assert_eq!(reply.json()["broadcast_id"], broadcast.as_str());
     }
 
-    let url = p
-        .call(
-            Method::POST,
-            &format!("/api/channels/{channel}/playback"),
-            None,
-            None,
-        )
-        .json()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = p.channel_playback_url(&channel);
     let playlist = p.get(&url);
     assert_eq!(playlist.status, StatusCode::OK);
     assert_eq!(playlist.headers["cache-control"], "no-cache");
@@ -175,20 +165,7 @@ fn parts_are_listed_at_once_and_blocking_reloads_come_from_the_edge_cache() {
 
     // A blocking reload for a part that exists: one room call for every viewer, whatever
     // their token.
-    let tokens: Vec<String> = (0..20)
-        .map(|_| {
-            p.call(
-                Method::POST,
-                &format!("/api/channels/{channel}/playback"),
-                None,
-                None,
-            )
-            .json()["url"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let tokens: Vec<String> = (0..20).map(|_| p.channel_playback_url(&channel)).collect();
     metered::reset();
     for viewer in &tokens {
         let reload = p.get(&format!("{viewer}?_HLS_msn=1&_HLS_part=2"));
@@ -277,17 +254,7 @@ fn ffmpeg_pushes_without_parts_keep_the_ordinary_playlist() {
     let ingest = p.ingest_url(&owner, &channel);
     p.push_segment(&ingest, "index0.ts");
     p.push_playlist(&ingest, &["index0.ts".to_owned()], false);
-    let url = p
-        .call(
-            Method::POST,
-            &format!("/api/channels/{channel}/playback"),
-            None,
-            None,
-        )
-        .json()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let url = p.channel_playback_url(&channel);
     let text = p.get(&url).text();
     assert!(!text.contains("EXT-X-PART"), "{text}");
     assert!(text.contains("index0.ts"), "{text}");

@@ -218,11 +218,7 @@ pub(super) async fn segment_stored<S: RoomStore>(
         now_ms,
     } = stored;
     let mut state: RoomState = load(store, STATE_KEY).await?;
-    let Some(live) = state
-        .live
-        .as_mut()
-        .filter(|l| l.broadcast_id == broadcast_id && l.session == session)
-    else {
+    let Some(live) = state.live_of(&broadcast_id, &session) else {
         // The broadcast ended while this segment was uploading; it is not part of it.
         return Ok(RoomResponse::Stored { ended: None });
     };

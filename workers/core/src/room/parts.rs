@@ -40,11 +40,7 @@ pub(super) async fn part_stored<S: RoomStore>(
     now_ms: u64,
 ) -> Result<RoomResponse, StoreError> {
     let mut state: RoomState = load(store, STATE_KEY).await?;
-    let Some(live) = state
-        .live
-        .as_mut()
-        .filter(|l| l.broadcast_id == broadcast_id && l.session == session)
-    else {
+    let Some(live) = state.live_of(broadcast_id, session) else {
         return Ok(RoomResponse::Stored { ended: None });
     };
     live.last_activity_ms = now_ms;

@@ -61,6 +61,16 @@ pub(super) struct RoomState {
     pub early_ladder: Option<EarlyLadder>,
 }
 
+impl RoomState {
+    /// The live broadcast `broadcast_id` of the ingest session `session`, if it is still the
+    /// live one (an upload that outlived its broadcast, or another pusher's, gets `None`).
+    pub fn live_of(&mut self, broadcast_id: &str, session: &str) -> Option<&mut LiveState> {
+        self.live
+            .as_mut()
+            .filter(|l| l.broadcast_id == broadcast_id && l.session == session)
+    }
+}
+
 /// A multivariant playlist that came before its broadcast.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct EarlyLadder {

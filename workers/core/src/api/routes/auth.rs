@@ -113,6 +113,34 @@ fn retry_later(retry_after_ms: u64) -> Response {
     response
 }
 
+/// The stored form of a new password: a fresh salt, the configured iterations.
+fn new_hash<P: Platform>(p: &P, new_password: &str) -> String {
+    let mut salt = [0u8; password::SALT_LEN];
+    p.entropy().fill(&mut salt);
+    password::hash(new_password, &salt, p.config().password_iterations)
+}
+
+/// The login-backoff scope of the account with (normalised) `email`.
+fn account_scope(email: &str) -> String {
+    format!("login-email:{email}")
+}
+
+/// Claims one password attempt on `account` ([`ratelimit::claim_login`]): `Some` 429 with
+/// `Retry-After` while the account's delay runs (the password must not be checked then).
+async fn claim_attempt<P: Platform>(p: &P, account: &str) -> Result<Option<Response>, ApiError> {
+    let claim = ratelimit::claim_login(
+        p,
+        account,
+        p.config().login_limit_per_email,
+        p.clock().now_ms(),
+    )
+    .await?;
+    Ok(match claim {
+        ratelimit::LoginClaim::Wait { retry_after_ms } => Some(retry_later(retry_after_ms)),
+        ratelimit::LoginClaim::Granted => None,
+    })
+}
+
 /// `POST /api/auth/signup {email, password}`: 201 `{token, user}`; 409 when the email is
 /// taken; 400 for an invalid email or a password outside the policy; 429 past
 /// `SIGNUP_LIMIT_PER_IP` accounts per address per hour (which also slows probing which
@@ -132,13 +160,11 @@ pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, A
         .map_err(|m| ApiError::bad_request("invalid_email", m))?;
     password::check_policy(&body.password)
         .map_err(|m| ApiError::bad_request("weak_password", m))?;
-    let mut salt = [0u8; password::SALT_LEN];
-    p.entropy().fill(&mut salt);
     let user = User {
         id: p.entropy().new_id("usr"),
         role: accounts::role_for_email(p.config(), &email),
         email,
-        password_hash: password::hash(&body.password, &salt, p.config().password_iterations),
+        password_hash: new_hash(p, &body.password),
         created_at: i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX),
     };
     match users::create(p.sql(), &user).await {
@@ -166,16 +192,9 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
             "too many login attempts; try again later".into(),
         ));
     }
-    let account = format!("login-email:{email}");
-    let claim = ratelimit::claim_login(
-        p,
-        &account,
-        config.login_limit_per_email,
-        p.clock().now_ms(),
-    )
-    .await?;
-    if let ratelimit::LoginClaim::Wait { retry_after_ms } = claim {
-        return Ok(retry_later(retry_after_ms));
+    let account = account_scope(&email);
+    if let Some(wait) = claim_attempt(p, &account).await? {
+        return Ok(wait);
     }
     let invalid = || ApiError::Unauthorized("invalid email or password".into());
     if password::too_long(&body.password) {
@@ -227,23 +246,15 @@ pub async fn change_password<P: Platform>(
     request: &Request,
 ) -> Result<Response, ApiError> {
     let body: PasswordChange = api::parse_json(request)?;
-    let config = p.config();
     let user = users::by_id(p.sql(), &principal.user_id)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the session's user no longer exists".into()))?;
     password::check_policy(&body.new_password)
         .map_err(|m| ApiError::bad_request("weak_password", m))?;
     // Guessing the current password here is guessing a login: the same backoff applies.
-    let account = format!("login-email:{}", user.email);
-    let claim = ratelimit::claim_login(
-        p,
-        &account,
-        config.login_limit_per_email,
-        p.clock().now_ms(),
-    )
-    .await?;
-    if let ratelimit::LoginClaim::Wait { retry_after_ms } = claim {
-        return Ok(retry_later(retry_after_ms));
+    let account = account_scope(&user.email);
+    if let Some(wait) = claim_attempt(p, &account).await? {
+        return Ok(wait);
     }
     if password::too_long(&body.current_password)
         || !password::verify(&body.current_password, &user.password_hash)
@@ -253,9 +264,7 @@ pub async fn change_password<P: Platform>(
         ));
     }
     ratelimit::login_succeeded(p, &account).await?;
-    let mut salt = [0u8; password::SALT_LEN];
-    p.entropy().fill(&mut salt);
-    let hash = password::hash(&body.new_password, &salt, config.password_iterations);
+    let hash = new_hash(p, &body.new_password);
     let now_ms = p.clock().now_ms();
     users::set_password(
         p.sql(),

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::model::hls::{self, MediaError, Pushed, SegmentKind};
 use crate::model::isobmff;
 use crate::model::llhls::PartName;
-use crate::model::room::{Contradiction, RoomRequest, RoomResponse, StoredPart};
+use crate::model::room::{Contradiction, RoomRequest, RoomResponse, StartedBroadcast, StoredPart};
 use crate::model::signed_url::{Scope, UrlToken, UrlTokenError};
 use crate::ports::{Blobs as _, Live as _, Platform};
 use crate::services::broadcasts;
@@ -254,29 +254,7 @@ async fn put_segment<P: Platform>(
         SegmentKind::Init => isobmff::read_init(&body).map(Some),
     }
     .map_err(unprocessable)?;
-    let now_ms = p.clock().now_ms();
-    let begin = RoomRequest::BeginSegment {
-        channel_id: ingest.channel_id.clone(),
-        session: ingest.session.clone(),
-        key_version: ingest.key_version,
-        file: file.to_owned(),
-        new_broadcast_id: p.entropy().new_id("brd"),
-        now_ms,
-        idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
-        part: false,
-    };
-    let (broadcast_id, started) = match call_room(p, ingest, &begin).await? {
-        RoomResponse::Began {
-            broadcast_id,
-            started,
-        } => (broadcast_id, started),
-        RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
-        other => {
-            return Err(ApiError::Internal(format!(
-                "unexpected room answer {other:?}"
-            )))
-        }
-    };
+    let (broadcast_id, started) = begin_segment(p, ingest, file, false).await?;
     let size = body.len() as u64;
     let key = videos::segment_key(&ingest.channel_id, &broadcast_id, file);
     p.blobs().put(&key, body, kind.content_type()).await?;
@@ -310,6 +288,36 @@ async fn put_segment<P: Platform>(
             size,
         },
     ))
+}
+
+/// Tells the room a segment (or, with `part`, one of its parts) of `file` is coming: the
+/// live broadcast it belongs to (a new one when it starts one, then also returned).
+async fn begin_segment<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    file: &str,
+    part: bool,
+) -> Result<(String, Option<StartedBroadcast>), ApiError> {
+    let begin = RoomRequest::BeginSegment {
+        channel_id: ingest.channel_id.clone(),
+        session: ingest.session.clone(),
+        key_version: ingest.key_version,
+        file: file.to_owned(),
+        new_broadcast_id: p.entropy().new_id("brd"),
+        now_ms: p.clock().now_ms(),
+        idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
+        part,
+    };
+    match call_room(p, ingest, &begin).await? {
+        RoomResponse::Began {
+            broadcast_id,
+            started,
+        } => Ok((broadcast_id, started)),
+        RoomResponse::Conflict { reason } => Err(ApiError::Conflict(reason)),
+        other => Err(ApiError::Internal(format!(
+            "unexpected room answer {other:?}"
+        ))),
+    }
 }
 
 /// Longest part accepted, in microseconds.
@@ -372,28 +380,7 @@ async fn put_part<P: Platform>(
         )));
     }
     isobmff::check_media_segment(&body).map_err(unprocessable)?;
-    let begin = RoomRequest::BeginSegment {
-        channel_id: ingest.channel_id.clone(),
-        session: ingest.session.clone(),
-        key_version: ingest.key_version,
-        file: part.file.clone(),
-        new_broadcast_id: p.entropy().new_id("brd"),
-        now_ms: p.clock().now_ms(),
-        idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
-        part: true,
-    };
-    let (broadcast_id, started) = match call_room(p, ingest, &begin).await? {
-        RoomResponse::Began {
-            broadcast_id,
-            started,
-        } => (broadcast_id, started),
-        RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
-        other => {
-            return Err(ApiError::Internal(format!(
-                "unexpected room answer {other:?}"
-            )))
-        }
-    };
+    let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true).await?;
     let size = body.len() as u64;
     let file = part.file.clone();
     let key = videos::segment_key(&ingest.channel_id, &broadcast_id, &file);
