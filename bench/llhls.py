@@ -19,7 +19,6 @@ import json
 import os
 import pathlib
 import statistics
-import struct
 import subprocess
 import threading
 import time
@@ -27,22 +26,13 @@ import time
 import requests
 
 import conftest
-from media import cmaf_recording
+from media import cmaf_recording, part_bytes
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PART_S = 0.334
 PARTS = 6
 SECONDS = 20
-
-
-def mp4_box(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body) + 8) + kind + body
-
-
-def part_bytes(segment: int, index: int) -> bytes:
-    tag = bytes([segment % 256, index])
-    head = mp4_box(b"styp", b"msdhcmfs") if index == 0 else b""
-    return head + mp4_box(b"moof", mp4_box(b"mfhd", b"\0" * 6 + tag)) + mp4_box(b"mdat", tag * 4096)
+MDAT_REPEAT = 4096  # 8 KiB parts
 
 
 def bench_llhls(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
@@ -68,12 +58,12 @@ def blocking_viewers(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
             http.put(f"{base}/index_{segment:05d}.part{index}.m4s",
                      params={"duration_us": int(PART_S * 1e6), "part_target_us": int(PART_S * 1e6),
                              "independent": int(index == 0)},
-                     data=part_bytes(segment, index)).raise_for_status()
+                     data=part_bytes(segment, index, MDAT_REPEAT)).raise_for_status()
             stored_at[(segment, index)] = time.time()
 
         def push_segment(segment: int) -> None:
             http.put(f"{base}/index_{segment:05d}.m4s",
-                     data=b"".join(part_bytes(segment, i) for i in range(PARTS))).raise_for_status()
+                     data=b"".join(part_bytes(segment, i, MDAT_REPEAT) for i in range(PARTS))).raise_for_status()
             first = max(0, segment - 5)
             text = ("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n"
                     f"#EXT-X-MEDIA-SEQUENCE:{first}\n" '#EXT-X-MAP:URI="index_init.mp4"\n')

@@ -262,10 +262,10 @@ def transcoder(tmp_path_factory):
     t.stop()
 
 
-def start_worker(tmp_path_factory, transcoder) -> "ProcessWorker":
-    """A worker with the test configuration and a fresh state directory, wired to
-    `transcoder`, started."""
-    w = Worker(tmp_path_factory.mktemp(f"{HOST}-state"), extra_vars=dict(TEST_VARS))
+def start_worker(tmp_path_factory, transcoder, extra_vars: dict[str, str] | None = None) -> "ProcessWorker":
+    """A worker with the test configuration (and `extra_vars` over it) and a fresh state
+    directory, wired to `transcoder`, started."""
+    w = Worker(tmp_path_factory.mktemp(f"{HOST}-state"), extra_vars={**TEST_VARS, **(extra_vars or {})})
     w.extra_vars.update({"PUBLIC_URL": w.url, "TRANSCODER_URL": transcoder.url})
     return w.start()
 
@@ -299,6 +299,11 @@ def api(worker):
     """An [Api] session bound to the worker's URL."""
     with Api(worker.url) as session:
         yield session
+
+
+def metrics(api) -> dict:
+    """The worker's diagnostics counters (`GET /api/_diag/metrics`)."""
+    return api.get("/api/_diag/metrics").json()["counts"]
 
 
 DEV_ENV = dict(

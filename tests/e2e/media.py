@@ -6,6 +6,7 @@ import json
 import subprocess
 import tempfile
 import pathlib
+import struct
 
 
 def push(ingest_url: str, seconds: float, size: str = "640x360") -> subprocess.Popen:
@@ -131,6 +132,19 @@ def cmaf_recording(seconds: int = 2) -> dict[str, bytes]:
 
 
 @functools.cache
+def mp4_box(kind: bytes, body: bytes) -> bytes:
+    """An ISO BMFF box: size, type, body."""
+    return struct.pack(">I", len(body) + 8) + kind + body
+
+
+def part_bytes(segment: int, index: int, repeat: int = 64) -> bytes:
+    """A low-latency part's boxes (`styp` first in a segment's first part), told apart by
+    their bytes (`repeat` copies of the segment and index in its `mdat`); not decodable."""
+    tag = bytes([segment % 256, index])
+    head = mp4_box(b"styp", b"msdhcmfs") if index == 0 else b""
+    return head + mp4_box(b"moof", mp4_box(b"mfhd", b"\0" * 6 + tag)) + mp4_box(b"mdat", tag * repeat)
+
+
 def thumbnail_jpeg() -> bytes:
     """A small JPEG of the test pattern, as the broadcast page sends its camera's picture."""
     out = subprocess.run(

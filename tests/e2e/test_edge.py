@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import TEST_VARS, Api, Worker, bearer, new_email, sign_url, signup, wait_until
+from conftest import bearer, metrics, new_email, sign_url, signup, start_worker, wait_until
 from media import decode_errors, probe, recording, ts_segment
 
 # Counters and the Cache API are the Workers host's; Spin has no edge cache.
@@ -29,21 +29,9 @@ SEGMENT_S = 2.0
 def worker(tmp_path_factory, transcoder):
     # Broadcasts pushed by hand here end by ENDLIST only, so no room alarm adds to the
     # counters while they are read.
-    w = Worker(tmp_path_factory.mktemp("edge-state"),
-               extra_vars={**TEST_VARS, "LIVE_IDLE_TIMEOUT_SECONDS": "600"})
-    w.extra_vars.update({"PUBLIC_URL": w.url, "TRANSCODER_URL": transcoder.url})
-    yield w.start()
+    w = start_worker(tmp_path_factory, transcoder, {"LIVE_IDLE_TIMEOUT_SECONDS": "600"})
+    yield w
     w.stop()
-
-
-@pytest.fixture
-def api(worker):
-    with Api(worker.url) as session:
-        yield session
-
-
-def metrics(api) -> dict:
-    return api.get("/api/_diag/metrics").json()["counts"]
 
 
 def reset_metrics(api):

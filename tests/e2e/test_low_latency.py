@@ -8,14 +8,13 @@ gateway, played by hls.js and ffprobe: `test_gateway_low_latency.py`.)
 This module runs its own worker: the counters are the isolate's."""
 
 import concurrent.futures
-import struct
 import time
 
 import pytest
 import requests
 
-from conftest import TEST_VARS, Api, Worker, bearer, new_email, sign_url, signup, wait_until
-from media import cmaf_recording
+from conftest import bearer, metrics, new_email, sign_url, signup, start_worker, wait_until
+from media import cmaf_recording, part_bytes
 
 # Rooms hold requests on the Workers host only; Spin serves ordinary playlists.
 pytestmark = pytest.mark.cloudflare
@@ -27,32 +26,9 @@ WAITERS = 200
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory, transcoder):
-    w = Worker(tmp_path_factory.mktemp("ll-state"),
-               extra_vars={**TEST_VARS, "LIVE_IDLE_TIMEOUT_SECONDS": "600"})
-    w.extra_vars.update({"PUBLIC_URL": w.url, "TRANSCODER_URL": transcoder.url})
-    yield w.start()
+    w = start_worker(tmp_path_factory, transcoder, {"LIVE_IDLE_TIMEOUT_SECONDS": "600"})
+    yield w
     w.stop()
-
-
-@pytest.fixture
-def api(worker):
-    with Api(worker.url) as session:
-        yield session
-
-
-def metrics(api) -> dict:
-    return api.get("/api/_diag/metrics").json()["counts"]
-
-
-def mp4_box(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body) + 8) + kind + body
-
-
-def part_bytes(segment: int, index: int) -> bytes:
-    """A part's boxes (`styp` first in a segment's first part), told apart by their bytes."""
-    tag = bytes([segment % 256, index])
-    head = mp4_box(b"styp", b"msdhcmfs") if index == 0 else b""
-    return head + mp4_box(b"moof", mp4_box(b"mfhd", b"\0" * 6 + tag)) + mp4_box(b"mdat", tag * 64)
 
 
 class LowLatencyPusher:
