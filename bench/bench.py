@@ -91,11 +91,10 @@ class Stack:
         self.worker.stop()
         self.transcoder.stop()
 
-    def user(self, domain="example.com") -> dict:
-        r = self.http.post(self.url + "/api/auth/signup",
-                           json={"email": conftest.new_email(domain), "password": PASSWORD})
-        r.raise_for_status()
-        return r.json()
+    def user(self, domain="example.com", address: str | None = None) -> dict:
+        """A verified account: signed up, its mailed link opened (conftest.signup)."""
+        with conftest.Api(self.url) as api:
+            return conftest.signup(api, address or conftest.new_email(domain), PASSWORD)
 
     def channel(self) -> tuple[dict, str, str]:
         """A broadcaster's channel, its ingest base URL and its live playlist URL."""
@@ -108,8 +107,7 @@ class Stack:
 
     def developer(self) -> str:
         admin = self.http.post(self.url + "/api/auth/login", json={"email": "admin@edgevideo.test", "password": PASSWORD})
-        admin = admin.json() if admin.ok else self.http.post(
-            self.url + "/api/auth/signup", json={"email": "admin@edgevideo.test", "password": PASSWORD}).json()
+        admin = admin.json() if admin.ok else self.user(address="admin@edgevideo.test")
         dev = self.user()
         self.http.put(self.url + f"/api/users/{dev['user']['id']}/role", json={"role": "developer"},
                       headers={"authorization": f"Bearer {admin['token']}"}).raise_for_status()

@@ -29,7 +29,8 @@
 import { chromium } from "playwright-core";
 
 import {
-  cleanup, launchChromium, publishRtmp, startGateway, startWorker, streamKey, waitFor,
+  cleanup, launchChromium, publishRtmp, signupInBrowser, signupVerified, startGateway, startWorker,
+  streamKey, waitFor,
 } from "../tests/browser/harness.mjs";
 
 const SECONDS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) || 30);
@@ -109,7 +110,8 @@ function readClock() {
 }
 
 /** Signs a broadcaster up through the API and creates a channel; its id and ingest URL. */
-async function apiChannel(base) {
+async function apiChannel(worker) {
+  const base = worker.url;
   const post = async (path, body, token) => {
     const r = await fetch(`${base}${path}`, {
       method: "POST",
@@ -119,7 +121,7 @@ async function apiChannel(base) {
     if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
     return r.json();
   };
-  const { token } = await post("/api/auth/signup", { email: `latency-${Date.now()}@broadcast.test`, password: PASSWORD });
+  const { token } = await signupVerified(worker, `latency-${Date.now()}@broadcast.test`, PASSWORD);
   const { id } = await post("/api/channels", { name: "Latency" }, token);
   const { ingest_url: ingestUrl } = await post(`/api/channels/${id}/ingest`, null, token);
   return { id, ingestUrl };
@@ -149,7 +151,7 @@ if (GATEWAY) {
 for (const _ of MODES) viewers.push(await launchChromium(chromium));
   let encoder = null;
   try {
-    const { id, ingestUrl } = await apiChannel(worker.url);
+    const { id, ingestUrl } = await apiChannel(worker);
     encoder = publishRtmp(gateway.rtmpUrl(streamKey(ingestUrl)), SECONDS + 60, { clock: true });
     const { url } = await (await fetch(`${worker.url}/api/channels/${id}/playback`, { method: "POST" })).json();
     await waitFor(async () => (await (await fetch(url)).text()).includes("#EXT-X-PART:"), 30000,
@@ -191,11 +193,7 @@ for (const _ of MODES) viewers.push(await launchChromium(chromium));
 try {
   const page = await broadcaster.newPage();
   await page.addInitScript(clockCamera);
-  await page.goto(`${worker.url}/login?next=/broadcast`);
-  await page.fill("#signup-email", `latency-${Date.now()}@broadcast.test`);
-  await page.fill("#signup-password", PASSWORD);
-  await page.click("#signup button[type=submit]");
-  await page.waitForURL(`${worker.url}/broadcast`);
+  await signupInBrowser(page, worker, `latency-${Date.now()}@broadcast.test`, PASSWORD, "/broadcast");
   await page.fill("#name", "Latency");
   await page.click("#create button[type=submit]");
   const item = await page.waitForSelector("#channels li[data-channel]");

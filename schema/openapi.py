@@ -36,8 +36,9 @@ STATUS_TEXT = {
     206: "Partial content (a Range request)",
     400: "Bad request",
     401: "Unauthorized",
+    403: "Forbidden (a login: `email_unverified`, a new link was mailed)",
     429: "Too many attempts: wait for Retry-After (seconds)",
-    503: "Degraded: a binding failed its check",
+    503: "Unavailable: a binding failed its check (health), or no mail could be sent (signup)",
 }
 
 ERROR = {

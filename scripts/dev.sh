@@ -3,7 +3,8 @@
 # ingest gateway as plain processes, and the worker in the real Workers runtime (wrangler
 # dev / workerd) on 127.0.0.1 with KV, D1, R2, Durable Objects and Queues persisted under
 # .wrangler/state. PORT (default 8787), TRANSCODER_PORT (default 8790), RTMP_PORT (default
-# 1935), STATE (default .wrangler/state), TRANSCODER_BIN and GATEWAY_BIN (default the
+# 1935), SMTP_PORT (default 8025: aiosmtpd, which prints the verification mail), STATE
+# (default .wrangler/state), TRANSCODER_BIN and GATEWAY_BIN (default the
 # builds of `make build`) can be overridden. Ctrl-C stops them all.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -24,12 +25,16 @@ RTMP_PORT=${RTMP_PORT:-1935}
   --listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$((RTMP_PORT + 8000))" \
   --srt-listen "127.0.0.1:${SRT_PORT:-8890}" &
 gateway_pid=$!
-trap 'kill $transcoder_pid $gateway_pid 2>/dev/null || true' EXIT
+# Verification mail: a local SMTP server that prints every message (open the link from here).
+SMTP_PORT=${SMTP_PORT:-8025}
+"$CACHE/venv/bin/python" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" &
+smtp_pid=$!
+trap 'kill $transcoder_pid $gateway_pid $smtp_pid 2>/dev/null || true' EXIT
 
 # The URLs the worker hands out must name the ports it and the gateway run on.
 overrides="$STATE/dev-overrides.env"
-printf 'PUBLIC_URL=http://127.0.0.1:%s\nTRANSCODER_URL=http://127.0.0.1:%s\nGATEWAY_RTMP_URL=rtmp://127.0.0.1:%s/live\n' \
-  "$PORT" "$TRANSCODER_PORT" "$RTMP_PORT" > "$overrides"
+printf 'PUBLIC_URL=http://127.0.0.1:%s\nTRANSCODER_URL=http://127.0.0.1:%s\nGATEWAY_RTMP_URL=rtmp://127.0.0.1:%s/live\nSMTP_URL=smtp://127.0.0.1:%s\n' \
+  "$PORT" "$TRANSCODER_PORT" "$RTMP_PORT" "$SMTP_PORT" > "$overrides"
 
 echo "edgevideo: http://127.0.0.1:$PORT  (health: http://127.0.0.1:$PORT/api/health; transcoder: 127.0.0.1:$TRANSCODER_PORT; RTMP: rtmp://127.0.0.1:$RTMP_PORT/live; state in $STATE)"
 wrangler dev --ip 127.0.0.1 --port "$PORT" --inspector-ip 127.0.0.1 --inspector-port 0 \

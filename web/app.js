@@ -115,7 +115,7 @@ export async function nav() {
         link("/broadcast", "Broadcast"),
         link("/developer", "Developers"),
         user
-          ? [h("span", { class: "who", title: user.role }, user.email),
+          ? [h("a", { href: "/account", class: "who", title: `${user.role}: your account` }, user.email),
              h("button", { type: "button", class: "link", onclick: signOut }, "Sign out")]
           : link("/login", "Sign in")));
   }

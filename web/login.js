@@ -1,4 +1,4 @@
-// Sign-in and sign-up: the server answers with the session cookie (HttpOnly), which the
+// Sign-in and sign-up: a sign-in is answered with the session cookie (HttpOnly), which the
 // other pages' API calls carry; the token in the answer is for API clients, not kept here.
 import { api, nav, say } from "/app.js";
 
@@ -15,6 +15,8 @@ const next = () => {
   }
 };
 
+// Signing in: home (or `next`). Signing up: the server mails a link (the verify page), and
+// says the same whether or not the address has an account.
 for (const [formId, path] of [["login", "/api/auth/login"], ["signup", "/api/auth/signup"]]) {
   const form = document.getElementById(formId);
   form.addEventListener("submit", async (event) => {
@@ -23,11 +25,16 @@ for (const [formId, path] of [["login", "/api/auth/login"], ["signup", "/api/aut
     const button = form.querySelector("button");
     button.disabled = true;
     try {
-      await api(path, {
+      const answer = await api(path, {
         method: "POST",
         body: { email: data.get("email"), password: data.get("password") },
       });
-      location.href = next();
+      if (formId === "signup") {
+        form.reset();
+        say(status, answer.message, "ok");
+      } else {
+        location.href = next();
+      }
     } catch (e) {
       say(status, e.message, "error");
     } finally {

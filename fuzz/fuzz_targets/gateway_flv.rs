@@ -58,6 +58,16 @@ impl Check {
                     let kinds = boxes(&bytes).expect("init segment boxes tile it");
                     assert_eq!(kinds, [*b"ftyp", *b"moov"]);
                 }
+                Output::Part(part) => {
+                    assert!(self.init, "a part before the init segment");
+                    let kinds = boxes(&part.bytes).expect("part boxes tile it");
+                    let expected: &[[u8; 4]] = if part.index == 0 {
+                        &[*b"styp", *b"moof", *b"mdat"]
+                    } else {
+                        &[*b"moof", *b"mdat"]
+                    };
+                    assert_eq!(kinds, expected);
+                }
                 Output::Segment(segment) => self.segment(segment),
             }
         }
@@ -76,8 +86,13 @@ impl Check {
             "duration {}",
             segment.duration
         );
+        // `styp`, then one `moof` + `mdat` per part (one without parts).
         let kinds = boxes(&segment.bytes).expect("media segment boxes tile it");
-        assert_eq!(kinds, [*b"styp", *b"moof", *b"mdat"]);
+        assert_eq!(kinds.first(), Some(b"styp"));
+        assert!(kinds.len() >= 3 && kinds.len() % 2 == 1, "{} boxes", kinds.len());
+        for pair in kinds[1..].chunks(2) {
+            assert_eq!(pair, [*b"moof", *b"mdat"]);
+        }
     }
 }
 
@@ -142,15 +157,14 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             6 => match segmenter.finish() {
-                Ok(Some(segment)) => check.segment(segment),
-                Ok(None) => {}
+                Ok(outputs) => check.outputs(outputs),
                 Err(_) => check.failed = true,
             },
             _ => clock = u32::from_be_bytes([0, 0, body.first().copied().unwrap_or(0), 0]),
         }
         let _ = segmenter.codecs();
     }
-    if let Ok(Some(segment)) = segmenter.finish() {
-        check.segment(segment);
+    if let Ok(outputs) = segmenter.finish() {
+        check.outputs(outputs);
     }
 });

@@ -18,7 +18,9 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { chromium } from "playwright-core";
 
-import { cleanup, launchChromium, screenshotPath, startWorker, waitFor } from "./harness.mjs";
+import {
+  cleanup, launchChromium, screenshotPath, signupInBrowser, startWorker, waitFor,
+} from "./harness.mjs";
 
 const PASSWORD = "correct horse battery staple";
 const run = promisify(execFile);
@@ -82,12 +84,9 @@ test("a broadcaster opens the camera on the broadcast page at phone width", asyn
   const page = await broadcasterBrowser.newPage();
   state.page = page;
   page.on("pageerror", (e) => console.log(`# page error: ${e.message}`));
-  await page.goto(`${worker.url}/login?next=/broadcast`);
-  // broadcast.test is a broadcaster domain in config/dev.env.
-  await page.fill("#signup-email", `golive-${Date.now()}@broadcast.test`);
-  await page.fill("#signup-password", PASSWORD);
-  await page.click("#signup button[type=submit]");
-  await page.waitForURL(`${worker.url}/broadcast`);
+  // broadcast.test is a broadcaster domain in config/dev.env (the role comes with the
+  // verified address).
+  await signupInBrowser(page, worker, `golive-${Date.now()}@broadcast.test`, PASSWORD, "/broadcast");
   await page.waitForSelector("#content:not([hidden])");
   await page.fill("#name", "Live from a phone");
   await page.click("#create button[type=submit]");

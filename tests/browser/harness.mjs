@@ -2,7 +2,9 @@
 // with a fresh state directory, a real ffmpeg broadcaster, and Debian's Chromium driven by
 // playwright-core (no browser download).
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync, mkdtempSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync,
+} from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -93,19 +95,100 @@ async function startTranscoder(state) {
   return { url, stop };
 }
 
+/** A real SMTP server (aiosmtpd, from the test venv that scripts/env.sh puts first on PATH)
+ *  on a free port, keeping every message in a Maildir under `state`; returns {url,
+ *  count(address), linkToken(address, previous), stop()}. */
+async function startMailSink(state) {
+  const port = await freePort();
+  const dir = path.join(state, "mail");
+  const log = openSync(path.join(state, "smtp.log"), "w");
+  const child = spawn("python3", ["-m", "aiosmtpd", "-n", "-l", `127.0.0.1:${port}`,
+    "-c", "aiosmtpd.handlers.Mailbox", dir], { stdio: ["ignore", log, log], detached: true });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  await waitFor(() => new Promise((resolve) => {
+    if (child.exitCode !== null) throw new Error("aiosmtpd exited (tests/requirements.txt installed?)");
+    const socket = net.connect(port, "127.0.0.1", () => { socket.destroy(); resolve(true); });
+    socket.on("error", () => resolve(false));
+  }), 15000, "the SMTP server answering");
+  /** The messages to `address` (raw text, quoted-printable soft breaks undone), oldest first. */
+  const messages = (address) => {
+    const fresh = path.join(dir, "new");
+    if (!existsSync(fresh)) return [];
+    return readdirSync(fresh)
+      .map((name) => ({ name, at: statSync(path.join(fresh, name)).mtimeMs }))
+      .sort((a, b) => a.at - b.at || a.name.localeCompare(b.name))
+      .map(({ name }) => readFileSync(path.join(fresh, name), "utf8").replace(/=\r?\n/g, ""))
+      .filter((text) => new RegExp(`^To: .*${address.replace(/[.+]/g, "\\$&")}`, "mi").test(text));
+  };
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    count: (address) => messages(address).length,
+    /** The verification token of the newest mail to `address`, once there are more than
+     *  `previous` mails to it. */
+    linkToken: async (address, previous = 0) => {
+      const all = await waitFor(() => {
+        const found = messages(address);
+        return found.length > previous ? found : null;
+      }, 15000, `a mail to ${address}`);
+      const match = all.at(-1).match(/\/verify#([A-Za-z0-9._-]+)/);
+      if (!match) throw new Error(`no link in the mail to ${address}:\n${all.at(-1)}`);
+      return match[1];
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        try { process.kill(-child.pid, "SIGTERM"); } catch { /* already gone */ }
+        await exited;
+      }
+    },
+  };
+}
+
+/** Signs `email` up through the API and opens the mailed link: `{token, user}` of the
+ *  verified account. */
+export async function signupVerified(worker, email, password) {
+  const post = async (p, body) => {
+    const r = await fetch(worker.url + p, { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify(body) });
+    if (!r.ok) throw new Error(`${p}: ${r.status} ${await r.text()}`);
+    return r.json();
+  };
+  const before = worker.mail.count(email);
+  await post("/api/auth/signup", { email, password });
+  return post("/api/auth/verify", { token: await worker.mail.linkToken(email, before), password });
+}
+
+/** Signs `email` up on the login page of `page` and opens the mailed link there, entering
+ *  the password on the verify page; resolves once the verify page has sent the browser on. */
+export async function signupInBrowser(page, worker, email, password, next = "/") {
+  await page.goto(`${worker.url}/login${next === "/" ? "" : `?next=${encodeURIComponent(next)}`}`);
+  const before = worker.mail.count(email);
+  await page.fill("#signup-email", email);
+  await page.fill("#signup-password", password);
+  await page.click("#signup button[type=submit]");
+  const token = await worker.mail.linkToken(email, before);
+  await page.waitForSelector("#status.ok");
+  await page.goto(`${worker.url}/verify#${token}`);
+  await page.fill("#verify-password", password);
+  await page.click("#verify button[type=submit]");
+  await page.waitForURL(`${worker.url}/`);
+  if (next !== "/") await page.goto(worker.url + next);
+}
+
 /** Starts the worker (with `transcoder: true`, beside a transcoder, so that recordings
- *  become MP4s and get their posters); returns {url, stop(), log()}. */
+ *  become MP4s and get their posters) and the SMTP server its mail goes to; returns {url,
+ *  stop(), log(), mail} (`mail`: see startMailSink). */
 export async function startWorker({ transcoder = false } = {}) {
   const state = tempDir("edgevideo-browser-");
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const env = { ...process.env };
   const jobs = transcoder ? await startTranscoder(state) : null;
+  const mail = await startMailSink(state);
   const migrate = spawnSync(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state],
     { cwd: ROOT, env, encoding: "utf8", timeout: 120000 });
   if (migrate.status !== 0) throw new Error(`migrations failed: ${migrate.stdout}${migrate.stderr}`);
   const overrides = path.join(state, "test.env");
-  writeFileSync(overrides, `LIVE_IDLE_TIMEOUT_SECONDS=6\nPUBLIC_URL=${url}\n`
+  writeFileSync(overrides, `LIVE_IDLE_TIMEOUT_SECONDS=6\nPUBLIC_URL=${url}\nSMTP_URL=${mail.url}\n`
     + (jobs ? `TRANSCODER_URL=${jobs.url}\n` : ""));
   const logPath = path.join(state, "wrangler.log");
   const log = openSync(logPath, "w");
@@ -127,6 +210,7 @@ export async function startWorker({ transcoder = false } = {}) {
     clearTimeout(timer);
     signal("SIGKILL"); // anything of the group that outlived wrangler (workerd)
     await jobs?.stop();
+    await mail.stop();
   };
   try {
     await waitFor(async () => {
@@ -141,7 +225,7 @@ export async function startWorker({ transcoder = false } = {}) {
     await stop();
     throw e;
   }
-  return { url, stop, log: readLog };
+  return { url, stop, log: readLog, mail };
 }
 
 /** ffmpeg pushing a live test pattern with a tone to a signed ingest URL (as media.py does). */

@@ -14,7 +14,7 @@ import { promisify } from "node:util";
 import { chromium } from "playwright-core";
 
 import {
-  cleanup, launchChromium, publishRtmp, startGateway, startWorker, streamKey, waitFor,
+  cleanup, launchChromium, publishRtmp, signupVerified, startGateway, startWorker, streamKey, waitFor,
 } from "./harness.mjs";
 
 const PASSWORD = "correct horse battery staple";
@@ -67,7 +67,7 @@ async function plays(channelId, query = "") {
 }
 
 test("the gateway's parts play in hls.js's low-latency mode, and at normal latency on request", async () => {
-  const { token } = await post("/api/auth/signup", { email: `ll-${Date.now()}@broadcast.test`, password: PASSWORD });
+  const { token } = await signupVerified(worker, `ll-${Date.now()}@broadcast.test`, PASSWORD);
   const { id } = await post("/api/channels", { name: "Low latency" }, token);
   const { ingest_url: ingestUrl } = await post(`/api/channels/${id}/ingest`, null, token);
   encoder = publishRtmp(gateway.rtmpUrl(streamKey(ingestUrl)), 120);

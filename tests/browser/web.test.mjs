@@ -11,7 +11,7 @@ import { createServer } from "node:http";
 import { chromium } from "playwright-core";
 
 import {
-  cleanup, freePort, launchChromium, pushLive, screenshotPath, startWorker, waitFor,
+  cleanup, freePort, launchChromium, pushLive, screenshotPath, signupInBrowser, startWorker, waitFor,
 } from "./harness.mjs";
 
 // A channel name that would run script if any page parsed it as HTML.
@@ -139,6 +139,18 @@ test("a broadcaster signs up and creates a channel", async () => {
   await page.fill("#signup-password", PASSWORD);
   await page.screenshot({ path: screenshotPath("01-login"), fullPage: true });
   await page.click("#signup button[type=submit]");
+  // No session yet: the page says where the link went, and the real SMTP server has it.
+  const notice = await page.waitForSelector("#status.ok");
+  assert.match(await notice.textContent(), new RegExp(email.replace(/[.]/g, "\\.")));
+  const link = await worker.mail.linkToken(email);
+  await page.goto(`${worker.url}/verify#${link}`);
+  assert.equal(new URL(page.url()).hash, "", "the token leaves the address bar");
+  await page.fill("#verify-password", "not the password at all");
+  await page.click("#verify button[type=submit]");
+  await page.waitForSelector("#status.error");
+  await page.fill("#verify-password", PASSWORD);
+  await page.screenshot({ path: screenshotPath("01b-verify"), fullPage: true });
+  await page.click("#verify button[type=submit]");
   await page.waitForURL(`${worker.url}/`);
   await page.waitForSelector("header#nav .who");
   assert.equal(await page.textContent("header#nav .who"), email);
@@ -307,11 +319,7 @@ test("a developer registers a plugin, sees its secret once and its deliveries", 
   // The first admin of this fresh deployment (ADMIN_EMAILS in config/dev.env); admins hold
   // every role, the developer role included.
   const page = watchDialogs(await broadcasterBrowser.newPage());
-  await page.goto(`${worker.url}/login?next=/developer`);
-  await page.fill("#signup-email", "admin@edgevideo.test");
-  await page.fill("#signup-password", PASSWORD);
-  await page.click("#signup button[type=submit]");
-  await page.waitForURL(`${worker.url}/developer`);
+  await signupInBrowser(page, worker, "admin@edgevideo.test", PASSWORD, "/developer");
   await page.waitForSelector("#content:not([hidden])");
   await page.fill("#name", `watcher-${Date.now()}`);
   await page.selectOption("#hook", "postMetadata");
@@ -365,4 +373,50 @@ test("pages work at mobile width", async () => {
   await page.waitForSelector("#status:not([hidden])");
   await page.screenshot({ path: screenshotPath("10-developer-mobile"), fullPage: true });
   assert.deepEqual(dialogs, [], "no page ever ran injected script");
+});
+
+test("the account page changes the password and signs the other sessions out", async () => {
+  // Two browsers of one user: the change on the first ends the second's session.
+  const first = await launchChromium(chromium);
+  const second = await launchChromium(chromium);
+  try {
+    const email = `account-${Date.now()}@example.com`;
+    const page = watchDialogs(await first.newPage());
+    await signupInBrowser(page, worker, email, PASSWORD);
+    const other = await second.newPage();
+    await other.goto(`${worker.url}/login`);
+    await other.fill("#login-email", email);
+    await other.fill("#login-password", PASSWORD);
+    await other.click("#login button[type=submit]");
+    await other.waitForURL(`${worker.url}/`);
+    const signedIn = async (p) => (await p.evaluate(async () => (await fetch("/api/me")).status)) === 200;
+    assert.equal(await signedIn(other), true);
+
+    await page.click("header#nav a.who");
+    await page.waitForURL(`${worker.url}/account`);
+    await page.waitForSelector("#content:not([hidden])");
+    assert.match(await page.textContent("#who"), new RegExp(`${email.replace(/[.]/g, "\\.")} · viewer`));
+    // A wrong current password changes nothing.
+    await page.fill("#current-password", "not my password");
+    await page.fill("#new-password", "a brand new passphrase");
+    await page.click("#password button[type=submit]");
+    await page.waitForSelector("#status.error");
+    assert.equal(await signedIn(other), true);
+    await page.fill("#current-password", PASSWORD);
+    await page.fill("#new-password", "a brand new passphrase");
+    await page.click("#password button[type=submit]");
+    await page.waitForSelector("#status.ok");
+    await page.screenshot({ path: screenshotPath("11-account"), fullPage: true });
+    assert.equal(await signedIn(page), true, "this browser got the new session");
+    assert.equal(await signedIn(other), false, "the other one is signed out");
+
+    // Signing out everywhere ends this one too.
+    await page.click("#everywhere");
+    await page.waitForURL(`${worker.url}/`);
+    assert.equal(await signedIn(page), false);
+    assert.deepEqual(dialogs, [], "no page ever ran injected script");
+  } finally {
+    await first.close();
+    await second.close();
+  }
 });

@@ -11,6 +11,8 @@ tests with the runtime's own log."""
 
 import atexit
 import base64
+import email
+import email.policy
 import hashlib
 import hmac
 import os
@@ -25,6 +27,8 @@ import time
 
 import pytest
 import requests
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
@@ -68,6 +72,61 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class MailSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps every message it is
+    given in a Maildir: where the workers under test send their verification mail."""
+
+    def __init__(self, directory: pathlib.Path):
+        self.directory = directory
+        self.port = free_port()
+        self.controller = Controller(Mailbox(str(directory)), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+        self.url = f"smtp://127.0.0.1:{self.port}"
+
+    def ordered_to(self, address: str) -> list:
+        """The messages to `address` (`email.message.EmailMessage`s), oldest first (by the
+        Maildir file's time)."""
+        entries = []
+        new = self.directory / "new"
+        needle = address.lower().encode()
+        for path in list(new.iterdir()) if new.exists() else []:
+            raw = path.read_bytes()
+            if needle not in raw.lower():
+                continue  # cheap: most mails of a long session are to other addresses
+            parsed = email.message_from_bytes(raw, policy=email.policy.default)
+            if address.lower() in str(parsed.get("To", "")).lower():
+                entries.append((path.stat().st_mtime_ns, path.name, parsed))
+        return [parsed for *_, parsed in sorted(entries, key=lambda e: (e[0], e[1]))]
+
+    def link_token(self, address: str, previous: int = 0, timeout_s: float = 15.0) -> str:
+        """The verification token of the newest mail to `address`, waiting until there are
+        more than `previous` mails to it."""
+        def arrived():
+            messages = self.ordered_to(address)
+            return messages if len(messages) > previous else None
+
+        messages = wait_until(arrived, timeout_s)
+        body = messages[-1].get_content()
+        assert "/verify#" in body, body
+        return body.split("/verify#", 1)[1].split()[0]
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+_mail: MailSink | None = None
+
+
+def mail() -> MailSink:
+    """The session's SMTP server, started on first use."""
+    global _mail
+    if _mail is None:
+        # A directory that does not exist yet: the Maildir creates it with its subdirectories.
+        _mail = MailSink(pathlib.Path(tempfile.mkdtemp(prefix="edgevideo-mail-")) / "maildir")
+        atexit.register(_mail.stop)
+    return _mail
+
+
 def Worker(state_dir: pathlib.Path, extra_vars: dict[str, str] | None = None):
     """A worker on the selected host (not started yet): `.start()`, `.url`, `.log()`, `.stop()`.
     `extra_vars` override configuration variables by their core names (`ENVIRONMENT`, ...)."""
@@ -85,7 +144,8 @@ class ProcessWorker:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = state_dir / f"{self.name.split()[0]}.log"
-        self.extra_vars = extra_vars or {}
+        # Verification mail goes to the session's SMTP server unless a test says otherwise.
+        self.extra_vars = {"SMTP_URL": mail().url, **(extra_vars or {})}
         self.process: subprocess.Popen | None = None
         self.started_in_s: float | None = None
 
@@ -330,8 +390,14 @@ def new_email(domain: str = "example.com") -> str:
 
 
 def signup(api, address: str, password: str = PASSWORD) -> dict:
+    """Signs `address` up and opens the link mailed to it (read from the session's SMTP
+    server) with the password: `{token, expires_at, user}` of the verified account."""
+    before = len(mail().ordered_to(address))
     r = api.post("/api/auth/signup", json={"email": address, "password": password})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
+    token = mail().link_token(address, previous=before)
+    r = api.post("/api/auth/verify", json={"token": token, "password": password})
+    assert r.status_code == 200, r.text
     return r.json()
 
 

@@ -5,8 +5,9 @@ import statistics
 import time
 
 import jwt  # PyJWT
+import requests
 
-from conftest import DEV_ENV, PASSWORD, bearer, signup
+from conftest import DEV_ENV, PASSWORD, Worker, bearer, free_port, mail, signup, wait_until
 from conftest import new_email as email
 
 SECRET = DEV_ENV["SESSION_SECRET"]
@@ -19,36 +20,78 @@ def pyjwt_token(claims, key=SECRET, algorithm="HS256"):
     return jwt.encode({**base, **claims}, key, algorithm=algorithm)
 
 
-def test_signup_returns_a_token_that_pyjwt_verifies(api):
-    address = email()
+def test_signup_mails_a_link_that_signs_in_with_a_token_pyjwt_verifies(api, worker):
+    address = email("broadcast.test")
     r = api.post("/api/auth/signup", json={"email": "  " + address.upper() + " ", "password": PASSWORD})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 202, r.text
+    assert r.json()["email"] == address, "emails are normalised"
+    assert "token" not in r.json() and "set-cookie" not in r.headers, "no session before the link"
+
+    # The mail, as the real SMTP server received it.
+    [message] = mail().ordered_to(address)
+    assert message["To"] == f"<{address}>" or address in message["To"]
+    assert message["From"].addresses[0].addr_spec == DEV_ENV["MAIL_FROM"]
+    assert message["Subject"] == "Confirm your email for edgevideo"
+    assert message["Message-ID"] and message["Date"]
+    body = message.get_content()
+    link = next(word for word in body.split() if "/verify#" in word)
+    assert link.startswith(worker.url + "/verify#"), "links point at PUBLIC_URL"
+    token = link.split("#", 1)[1]
+
+    # Until the link is opened: no session, and no broadcaster role from the typed domain.
+    r = api.post("/api/auth/login", json={"email": address, "password": PASSWORD})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "email_unverified", r.text
+    r = api.post("/api/auth/verify", json={"token": token, "password": "somebody else's"})
+    assert r.status_code == 401, r.text
+
+    r = api.post("/api/auth/verify", json={"token": token, "password": PASSWORD})
+    assert r.status_code == 200, r.text
     body = r.json()
-    assert body["user"]["email"] == address, "emails are normalised"
-    assert body["user"]["role"] == "viewer"
+    assert body["user"]["role"] == "broadcaster" and body["user"]["email_verified"] is True
     assert "password" not in r.text and "pbkdf2" not in r.text
     claims = jwt.decode(body["token"], SECRET, algorithms=["HS256"], issuer="edgevideo",
                         options={"require": ["sub", "email", "role", "iat", "exp", "iss"]})
     assert claims["sub"] == body["user"]["id"]
-    assert claims["email"] == address and claims["role"] == "viewer"
-    assert jwt.get_unverified_header(body["token"])["alg"] == "HS256"
+    assert claims["email"] == address and claims["role"] == "broadcaster"
+    header = jwt.get_unverified_header(body["token"])
+    assert header["alg"] == "HS256"
+    # The key id names the signing key (for rotation) without revealing it.
+    assert len(header["kid"]) == 8 and header["kid"] not in DEV_ENV["SESSION_SECRET"]
     cookie = r.headers["set-cookie"]
     assert cookie.startswith("ev_session=" + body["token"])
     for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"]:
         assert attribute in cookie
+    r = api.post("/api/auth/verify", json={"token": token, "password": PASSWORD})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "link_used", "single-use"
 
 
-def test_signup_rejects_duplicates_bad_emails_and_weak_passwords(api):
+def test_signup_answers_the_same_for_taken_addresses_and_rejects_bad_input(api):
     address = email()
-    signup(api, address)
-    r = api.post("/api/auth/signup", json={"email": address.upper(), "password": PASSWORD})
-    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    first = api.post("/api/auth/signup", json={"email": address, "password": PASSWORD})
+    token = mail().link_token(address)
+    assert api.post("/api/auth/verify", json={"token": token, "password": PASSWORD}).status_code == 200
+    # The address has a verified account now: the answer is the same, the mail a notice.
+    again = api.post("/api/auth/signup", json={"email": address.upper(), "password": PASSWORD + "!"})
+    assert (again.status_code, again.json()) == (first.status_code, first.json()) == (202, again.json())
+    notice = wait_until(lambda: (lambda m: m[-1] if len(m) == 2 else None)(mail().ordered_to(address)))
+    assert "already has one" in notice.get_content()
+    assert api.post("/api/auth/login", json={"email": address, "password": PASSWORD + "!"}).status_code == 401
     r = api.post("/api/auth/signup", json={"email": "not-an-email", "password": PASSWORD})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_email"
     r = api.post("/api/auth/signup", json={"email": email(), "password": "short"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "weak_password"
     r = api.post("/api/auth/signup", json={"email": email()})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+def test_without_a_mail_server_nobody_signs_up(tmp_path):
+    dead = Worker(tmp_path, extra_vars={"SMTP_URL": f"smtp://127.0.0.1:{free_port()}"}).start()
+    try:
+        r = requests.post(dead.url + "/api/auth/signup", json={"email": email(), "password": PASSWORD},
+                          timeout=30)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "mail_unavailable", r.text
+    finally:
+        dead.stop()
 
 
 def test_login_and_me_with_bearer_and_cookie(api):

@@ -64,7 +64,8 @@ def serve(tmp_path, args: list[str], env: dict[str, str]) -> None:
 def test_make_run_serves_the_worker_and_the_transcoder(tmp_path):
     # The suite builds the transcoder in debug; `make run` uses the release build by default.
     serve(tmp_path, ["-o", "build", "run"], {
-        "PORT": str(free_port()), "TRANSCODER_PORT": str(free_port()), "STATE": str(tmp_path / "state"),
+        "PORT": str(free_port()), "TRANSCODER_PORT": str(free_port()), "SMTP_PORT": str(free_port()),
+        "STATE": str(tmp_path / "state"),
         "TRANSCODER_BIN": str(ROOT / "target" / "debug" / "transcoder")})
 
 

@@ -2,7 +2,7 @@
 //!
 //! It runs the component the way `spin up` does for the parts edgevideo uses: one fresh
 //! instance per request on wasmtime (`wasi:http/incoming-handler@0.2.0`, WASI 0.2 with
-//! stdio inherited and nothing else), Spin's key-value, SQLite and variables interfaces over
+//! stdio and TCP sockets inherited and nothing else), Spin's key-value, SQLite and variables interfaces over
 //! on-disk SQLite files ([`spin`]), and the variables, stores and databases the manifest
 //! grants ([`manifest`]). It does not enforce `allowed_outbound_hosts`, has no other trigger
 //! types, and has none of Spin's other APIs (Redis, Postgres, LLM, MQTT).
@@ -149,7 +149,15 @@ impl Server {
                     state_dir: self.state_dir.clone(),
                     table: ResourceTable::new(),
                 },
-                wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+                // TCP and name lookups as `allowed_outbound_hosts = ["tcp://..."]` grants
+                // them in Spin (outgoing mail); not restricted to the listed hosts here.
+                wasi: WasiCtx::builder()
+                    .inherit_stdout()
+                    .inherit_stderr()
+                    .inherit_network()
+                    .allow_tcp(true)
+                    .allow_ip_name_lookup(true)
+                    .build(),
                 http: WasiHttpCtx::new(),
             },
         );

@@ -14,6 +14,7 @@ pub mod channel_room;
 pub mod convert;
 pub mod d1;
 pub mod kv;
+pub mod mail;
 pub mod outbound;
 pub mod platform;
 pub mod queue;
@@ -62,7 +63,7 @@ async fn fetch(
     };
     let response = edgevideo_core::handle(&platform, core_request).await;
     if let Some(InternalError(detail)) = response.extensions().get::<InternalError>() {
-        worker::console_error!("edgevideo: internal error: {detail}");
+        worker::console_error!("edgevideo: {detail}");
     }
     if let Some(body) = response.extensions().get::<ChunkedBody>().cloned() {
         return convert::to_streamed_response(response, convert::chunk_stream(platform, body));

@@ -10,6 +10,7 @@ use crate::bindings;
 use crate::cache::WorkersCache;
 use crate::d1::D1Sql;
 use crate::kv::WorkersKv;
+use crate::mail::SocketMailer;
 use crate::outbound::FetchOutbound;
 use crate::queue::QueueJobs;
 use crate::r2::R2Blobs;
@@ -25,6 +26,7 @@ pub struct CloudflarePlatform {
     jobs: QueueJobs,
     outbound: FetchOutbound,
     edge_cache: WorkersCache,
+    mailer: SocketMailer,
 }
 
 fn missing(binding: &str, err: worker::Error) -> ApiError {
@@ -45,7 +47,6 @@ impl CloudflarePlatform {
         })
         .map_err(|e: ConfigError| ApiError::Misconfigured(e.to_string()))?;
         Ok(CloudflarePlatform {
-            config,
             kv: WorkersKv(env.kv(bindings::KV).map_err(|e| missing(bindings::KV, e))?),
             sql: D1Sql(env.d1(bindings::DB).map_err(|e| missing(bindings::DB, e))?),
             blobs: R2Blobs(
@@ -65,6 +66,11 @@ impl CloudflarePlatform {
                 transcoder: env.durable_object(bindings::TRANSCODER).ok(),
             },
             edge_cache: WorkersCache,
+            mailer: SocketMailer {
+                server: config.smtp.clone(),
+                helo: edgevideo_core::smtp::helo_name(config.public_url.as_deref()),
+            },
+            config,
         })
     }
 }
@@ -104,6 +110,7 @@ impl Platform for CloudflarePlatform {
     type Jobs = QueueJobs;
     type Outbound = FetchOutbound;
     type EdgeCache = WorkersCache;
+    type Mailer = SocketMailer;
 
     fn config(&self) -> &Config {
         &self.config
@@ -128,6 +135,9 @@ impl Platform for CloudflarePlatform {
     }
     fn edge_cache(&self) -> &WorkersCache {
         &self.edge_cache
+    }
+    fn mailer(&self) -> &SocketMailer {
+        &self.mailer
     }
     fn clock(&self) -> &dyn Clock {
         &WorkersClock

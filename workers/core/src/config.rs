@@ -5,6 +5,7 @@
 //! deployment refuses to serve with a development secret.
 
 use crate::model::gateway::{self, GatewayUrls, Protocol};
+use crate::model::smtp_server::SmtpServer;
 
 /// Names of the variables and secrets, exactly as declared in `wrangler.toml` and `spin.toml`.
 pub mod names {
@@ -12,6 +13,9 @@ pub mod names {
     pub const ENVIRONMENT: &str = "ENVIRONMENT";
     /// Secret for session tokens (JWT HS256).
     pub const SESSION_SECRET: &str = "SESSION_SECRET";
+    /// The session secret before the last rotation: tokens it signed keep working until they
+    /// expire; new ones are signed with `SESSION_SECRET`. Unset once they have.
+    pub const SESSION_SECRET_PREVIOUS: &str = "SESSION_SECRET_PREVIOUS";
     /// Secret for signed ingest and playback URLs.
     pub const URL_SIGNING_SECRET: &str = "URL_SIGNING_SECRET";
     /// Secret the key that seals plugin signing secrets at rest is derived from, apart from
@@ -78,6 +82,12 @@ pub mod names {
     /// Transcoder containers jobs are spread over when `TRANSCODER_URL` is
     /// `container://transcoder` (1-64, default 1; at most the `[[containers]]` `max_instances`).
     pub const TRANSCODER_INSTANCES: &str = "TRANSCODER_INSTANCES";
+    /// The mail server that sends email-verification links (`smtps://user:password@host[:port]`,
+    /// or `smtp://host[:port]` for a relay on a private network); unset: nobody can sign up.
+    pub const SMTP_URL: &str = "SMTP_URL";
+    /// The sender of our mail (`no-reply@example.com`); required in production with
+    /// `SMTP_URL`.
+    pub const MAIL_FROM: &str = "MAIL_FROM";
     /// The ingest gateway's public RTMP server (`rtmp://host[:port]/app`); unset or empty:
     /// RTMP is not offered to broadcasters.
     pub const GATEWAY_RTMP_URL: &str = "GATEWAY_RTMP_URL";
@@ -110,6 +120,9 @@ pub const DEFAULT_SESSION_TTL_SECONDS: u64 = 7 * 24 * 3600;
 pub const TOKEN_ISSUER: &str = "edgevideo";
 /// Length of a login rate-limit window, in seconds.
 pub const LOGIN_WINDOW_SECONDS: u64 = 900;
+
+/// The sender of our mail when `MAIL_FROM` is unset (development only).
+pub const DEV_MAIL_FROM: &str = "no-reply@edgevideo.invalid";
 
 /// Prefix that marks a secret as a development default; production refuses it.
 pub const DEV_SECRET_PREFIX: &str = "dev-only-";
@@ -149,6 +162,8 @@ pub struct Config {
     pub environment: Environment,
     /// Key for session tokens.
     pub session_secret: String,
+    /// The previous key for session tokens, still accepted ([`names::SESSION_SECRET_PREVIOUS`]).
+    pub session_secret_previous: Option<String>,
     /// Key for signed URLs.
     pub url_signing_secret: String,
     /// The secret that seals stored secrets ([`names::SECRETS_KEY`]); `None` (development
@@ -166,8 +181,12 @@ pub struct Config {
     pub password_iterations: u32,
     /// Email domains (lower-case) whose users become broadcasters at signup.
     pub broadcaster_domains: Vec<String>,
-    /// Emails (lower-case) that are admins.
+    /// Emails (lower-case) whose accounts become admins once the address is verified.
     pub admin_emails: Vec<String>,
+    /// The mail server ([`names::SMTP_URL`]); `None`: no mail, so no signup.
+    pub smtp: Option<SmtpServer>,
+    /// The sender address of our mail.
+    pub mail_from: String,
     /// Failed logins on one account before its attempts back off.
     pub login_limit_per_email: u64,
     /// Login attempts allowed per client IP per window.
@@ -221,6 +240,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("environment", &self.environment)
             .field("session_secret", &"<redacted>")
+            .field(
+                "session_secret_previous",
+                &self.session_secret_previous.as_ref().map(|_| "<redacted>"),
+            )
             .field("url_signing_secret", &"<redacted>")
             .field(
                 "secrets_key",
@@ -258,6 +281,10 @@ impl Config {
         }
         // The secrets first: their refusal is the one an operator must see first.
         let session_secret = vars.secret(names::SESSION_SECRET)?;
+        let session_secret_previous = match (vars.lookup)(names::SESSION_SECRET_PREVIOUS) {
+            Some(v) if !v.is_empty() => Some(vars.secret(names::SESSION_SECRET_PREVIOUS)?),
+            _ => None,
+        };
         let url_signing_secret = vars.secret(names::URL_SIGNING_SECRET)?;
         let secrets_key = vars.secrets_key(&session_secret)?;
         let allow_private_urls = vars.flag(names::ALLOW_PRIVATE_URLS);
@@ -267,9 +294,19 @@ impl Config {
                 reason: "plugin URLs to private addresses are for development only".into(),
             });
         }
+        let smtp = vars.smtp()?;
+        let mail_from = vars.mail_from(smtp.is_some())?;
+        let public_url = vars.url(names::PUBLIC_URL);
+        if smtp.is_some() && public_url.is_none() && environment == Environment::Production {
+            return Err(ConfigError::Invalid {
+                name: names::PUBLIC_URL,
+                reason: "mail links need the public origin: set PUBLIC_URL with SMTP_URL".into(),
+            });
+        }
         Ok(Config {
             environment,
             session_secret,
+            session_secret_previous,
             url_signing_secret,
             secrets_key,
             diagnostics,
@@ -283,6 +320,8 @@ impl Config {
             password_iterations: vars.password_iterations()?,
             broadcaster_domains: vars.list(names::BROADCASTER_DOMAINS),
             admin_emails: vars.list(names::ADMIN_EMAILS),
+            smtp,
+            mail_from,
             login_limit_per_email: vars.number(names::LOGIN_LIMIT_PER_EMAIL, 10, 1)?,
             login_limit_per_ip: vars.number(names::LOGIN_LIMIT_PER_IP, 100, 1)?,
             signup_limit_per_ip: vars.number(names::SIGNUP_LIMIT_PER_IP, 20, 1)?,
@@ -295,7 +334,7 @@ impl Config {
             ingest_url_ttl_s: vars.number(names::INGEST_URL_TTL_SECONDS, 24 * 3600, 60)?,
             playback_url_ttl_s: vars.number(names::PLAYBACK_URL_TTL_SECONDS, 6 * 3600, 60)?,
             live_window_segments: vars.number(names::LIVE_WINDOW_SEGMENTS, 6, 3)?,
-            public_url: vars.url(names::PUBLIC_URL),
+            public_url,
             allow_private_urls,
             max_channels_per_user: vars.number(names::MAX_CHANNELS_PER_USER, 20, 1)?,
             max_plugins_per_user: vars.number(names::MAX_PLUGINS_PER_USER, 20, 1)?,
@@ -402,6 +441,55 @@ impl<L: Fn(&str) -> Option<String>> Vars<L> {
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty())
             .collect()
+    }
+
+    /// `SMTP_URL` ([`SmtpServer::parse`]); production refuses credentials over plain SMTP.
+    fn smtp(&self) -> Result<Option<SmtpServer>, ConfigError> {
+        let Some(raw) = self.url(names::SMTP_URL) else {
+            return Ok(None);
+        };
+        let server = SmtpServer::parse(&raw).map_err(|reason| ConfigError::Invalid {
+            name: names::SMTP_URL,
+            reason,
+        })?;
+        if self.environment == Environment::Production
+            && !server.tls
+            && server.credentials.is_some()
+        {
+            return Err(ConfigError::Invalid {
+                name: names::SMTP_URL,
+                reason: "credentials over plain SMTP: use smtps://".into(),
+            });
+        }
+        Ok(Some(server))
+    }
+
+    /// `MAIL_FROM`: a plain address; required in production when mail is configured.
+    fn mail_from(&self, mail_configured: bool) -> Result<String, ConfigError> {
+        let value = (self.lookup)(names::MAIL_FROM)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        let Some(value) = value else {
+            if mail_configured && self.environment == Environment::Production {
+                return Err(ConfigError::Missing(names::MAIL_FROM));
+            }
+            return Ok(DEV_MAIL_FROM.to_owned());
+        };
+        let plain = value.len() <= 254
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"<>\",;:\\".contains(&b))
+            && value
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+        if plain {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                name: names::MAIL_FROM,
+                reason: "expected a plain address such as no-reply@example.com".into(),
+            })
+        }
     }
 
     /// `on` or anything else.
@@ -595,6 +683,54 @@ mod tests {
                 .unwrap()
                 .allow_private_urls
         );
+    }
+
+    #[test]
+    fn production_mail_needs_tls_for_credentials_a_sender_and_the_public_origin() {
+        let prod = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = vec![
+                ("SESSION_SECRET", STRONG),
+                ("URL_SIGNING_SECRET", STRONG),
+                ("SECRETS_KEY", SEALING),
+            ];
+            pairs.extend_from_slice(extra);
+            Config::from_lookup(lookup(&pairs))
+        };
+        let invalid = |result: Result<Config, ConfigError>| match result {
+            Err(ConfigError::Invalid { name, .. }) => name,
+            Err(ConfigError::Missing(name)) => name,
+            Ok(_) => "accepted",
+        };
+        let full = [
+            ("SMTP_URL", "smtps://user:pa%40ss@smtp.example.com"),
+            ("MAIL_FROM", "no-reply@example.com"),
+            ("PUBLIC_URL", "https://video.example.com"),
+        ];
+        let config = prod(&full).unwrap();
+        let server = config.smtp.unwrap();
+        assert_eq!((server.port, server.tls), (465, true));
+        assert_eq!(server.credentials, Some(("user".into(), "pa@ss".into())));
+        assert_eq!(
+            invalid(prod(&[
+                ("SMTP_URL", "smtp://user:pass@relay"),
+                full[1],
+                full[2]
+            ])),
+            "SMTP_URL"
+        );
+        assert!(prod(&[("SMTP_URL", "smtp://relay.internal"), full[1], full[2]]).is_ok());
+        assert_eq!(invalid(prod(&[full[0], full[2]])), "MAIL_FROM");
+        assert_eq!(invalid(prod(&[full[0], full[1]])), "PUBLIC_URL");
+        assert_eq!(
+            invalid(prod(&[full[0], ("MAIL_FROM", "Name <a@b.c>"), full[2]])),
+            "MAIL_FROM"
+        );
+        assert_eq!(
+            invalid(prod(&[("SMTP_URL", "https://x"), full[1], full[2]])),
+            "SMTP_URL"
+        );
+        // No mail server: no signup, but the deployment serves.
+        assert!(prod(&[]).unwrap().smtp.is_none());
     }
 
     #[test]

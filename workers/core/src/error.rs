@@ -38,6 +38,30 @@ impl StoreError {
     }
 }
 
+/// Why a mail was not handed to the mail server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// No mail server is configured (`SMTP_URL`).
+    #[error("no mail server is configured")]
+    NotConfigured,
+    /// The server could not be reached or the connection broke.
+    #[error("mail server connection: {0}")]
+    Connection(String),
+    /// The server answered a step with an error reply.
+    #[error("mail server refused {step}: {code} {message}")]
+    Refused {
+        /// The step (`MAIL FROM`, `RCPT TO`, ...).
+        step: &'static str,
+        /// The reply code.
+        code: u16,
+        /// The reply text.
+        message: String,
+    },
+    /// The server's replies did not follow the protocol.
+    #[error("mail server protocol: {0}")]
+    Protocol(String),
+}
+
 /// The outcome of a failed request, mapped to a status code and a stable snake_case code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
@@ -84,9 +108,29 @@ pub enum ApiError {
     /// 429: a rate limit was hit.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 403 with its own code: valid credentials of an account that may not do this yet (for
+    /// example `email_unverified`).
+    #[error("{message}")]
+    Refused {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
     /// 503: the deployment is misconfigured (missing binding, unsafe secret).
     #[error("{0}")]
     Misconfigured(String),
+    /// 503 with its own code: a service the request needs (the mail server) did not answer;
+    /// the request can be repeated.
+    #[error("{message}")]
+    Unavailable {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+        /// What the service said, for the operator's log (not the client).
+        detail: String,
+    },
     /// 500: a real fault in a backend or in our code.
     #[error("{0}")]
     Internal(String),
@@ -106,7 +150,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Refused { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -115,7 +159,9 @@ impl ApiError {
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Misconfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Misconfigured(_) | ApiError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,7 +169,10 @@ impl ApiError {
     /// The stable snake_case code of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Unprocessable { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::Refused { code, .. }
+            | ApiError::Unavailable { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",

@@ -11,9 +11,11 @@
 //!
 //! 1. [`error`]: how failures become HTTP answers.
 //! 2. [`model`], [`config`], [`webhooks`]: plain data and pure functions (ids, roles, the
-//!    queue and room messages, playlists, signed URLs, settings, webhook signatures).
+//!    queue and room messages, playlists, signed URLs and links, settings, webhook
+//!    signatures).
 //! 3. [`ports`]: the small async traits a host implements, and their conformance suites.
-//! 4. [`store`] (every SQL statement) and [`room`] (the logic of one live room).
+//! 4. [`store`] (every SQL statement), [`room`] (the logic of one live room) and [`smtp`]
+//!    (the mail dialogue the hosts run over their sockets).
 //! 5. [`services`]: the workflows (accounts, broadcasts, lifecycle, deliveries, transcoding,
 //!    catalogue, views).
 //! 6. [`api`] (route table, handlers) and [`queue`] (the job consumer), the two entry points;
@@ -32,6 +34,7 @@ pub mod ports;
 pub mod queue;
 pub mod room;
 pub mod services;
+pub mod smtp;
 pub mod store;
 pub mod webhooks;
 

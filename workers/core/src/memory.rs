@@ -6,13 +6,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::config::Config;
-use crate::error::StoreError;
+use crate::error::{MailError, StoreError};
 use crate::model::job::Job;
 use crate::model::room::{RoomRequest, RoomResponse};
 use crate::ports::{
     Blob, BlobMeta, Blobs, ByteRange, CachedObject, Clock, EdgeCache, Entropy, Jobs, Kv, Live,
-    Outbound, OutboundError, OutboundRequest, OutboundResponse, Platform, RoomSockets, RoomStore,
-    Row, Sql, Statement, UploadedPart,
+    Mailer, Outbound, OutboundError, OutboundRequest, OutboundResponse, OutgoingMail, Platform,
+    RoomSockets, RoomStore, Row, Sql, Statement, UploadedPart,
 };
 use crate::room;
 
@@ -322,6 +322,26 @@ impl Outbound for MemoryOutbound {
     }
 }
 
+/// [`Mailer`] that keeps the messages it is given (a unit-test double: the hosts speak
+/// SMTP to a real server).
+#[derive(Debug, Default)]
+pub struct MemoryMailer {
+    /// Messages sent so far, first first.
+    pub sent: RefCell<Vec<OutgoingMail>>,
+    /// When set, every send fails with it.
+    pub failure: RefCell<Option<MailError>>,
+}
+
+impl Mailer for MemoryMailer {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError> {
+        if let Some(failure) = self.failure.borrow().clone() {
+            return Err(failure);
+        }
+        self.sent.borrow_mut().push(mail.clone());
+        Ok(())
+    }
+}
+
 /// [`Sql`] that fails every call: the in-memory platform has no SQL engine.
 #[derive(Debug, Default)]
 pub struct UnavailableSql;
@@ -426,6 +446,8 @@ pub struct MemoryPlatform {
     pub outbound: MemoryOutbound,
     /// Edge cache.
     pub edge_cache: MemoryEdgeCache,
+    /// Mail.
+    pub mailer: MemoryMailer,
     /// Clock.
     pub clock: ManualClock,
     /// Randomness.
@@ -457,6 +479,7 @@ impl MemoryPlatform {
             jobs: MemoryJobs::default(),
             outbound: MemoryOutbound::default(),
             edge_cache: MemoryEdgeCache::default(),
+            mailer: MemoryMailer::default(),
             clock: ManualClock::default(),
             entropy: CountingEntropy::default(),
         }
@@ -471,6 +494,7 @@ impl Platform for MemoryPlatform {
     type Jobs = MemoryJobs;
     type Outbound = MemoryOutbound;
     type EdgeCache = MemoryEdgeCache;
+    type Mailer = MemoryMailer;
 
     fn config(&self) -> &Config {
         &self.config
@@ -495,6 +519,9 @@ impl Platform for MemoryPlatform {
     }
     fn edge_cache(&self) -> &MemoryEdgeCache {
         &self.edge_cache
+    }
+    fn mailer(&self) -> &MemoryMailer {
+        &self.mailer
     }
     fn clock(&self) -> &dyn Clock {
         &self.clock

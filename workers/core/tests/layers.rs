@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["model", "webhooks"],
     &["config"],
     &["ports"],
-    &["store", "room"],
+    &["store", "room", "smtp"],
     &["services"],
     &["api", "queue"],
     &["memory"],

@@ -21,6 +21,7 @@ pub mod convert;
 pub mod jobs;
 pub mod kv;
 pub mod live;
+pub mod mail;
 pub mod names;
 pub mod outbound;
 pub mod platform;
@@ -55,7 +56,7 @@ async fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         Err(err) => (edgevideo_core::api::error(&err), None),
     };
     if let Some(InternalError(detail)) = response.extensions().get::<InternalError>() {
-        eprintln!("edgevideo: internal error: {detail}");
+        eprintln!("edgevideo: {detail}");
     }
     if let Err(err) = convert::send(response_out, response).await {
         eprintln!("edgevideo: could not send the response: {err}");

@@ -11,6 +11,7 @@ use crate::blobs::KvBlobs;
 use crate::jobs::SqlJobs;
 use crate::kv::SpinKv;
 use crate::live::SqlLive;
+use crate::mail::SocketMailer;
 use crate::names;
 use crate::outbound::SpinOutbound;
 use crate::sql::{SpinDb, SpinSql};
@@ -73,6 +74,7 @@ pub struct SpinPlatform {
     live: SqlLive,
     jobs: SqlJobs,
     outbound: SpinOutbound,
+    mailer: SocketMailer,
 }
 
 impl SpinPlatform {
@@ -99,13 +101,17 @@ impl SpinPlatform {
             ))
         })?;
         Ok(SpinPlatform {
-            config,
             kv: SpinKv::new(store.clone()),
             sql: SpinSql::new(db.clone()),
             blobs: KvBlobs::new(store),
             live: SqlLive::new(db.clone()),
             jobs: SqlJobs::new(db),
             outbound: SpinOutbound,
+            mailer: SocketMailer {
+                server: config.smtp.clone(),
+                helo: edgevideo_core::smtp::helo_name(config.public_url.as_deref()),
+            },
+            config,
         })
     }
 }
@@ -118,6 +124,7 @@ impl Platform for SpinPlatform {
     type Jobs = SqlJobs;
     type Outbound = SpinOutbound;
     type EdgeCache = NoEdgeCache;
+    type Mailer = SocketMailer;
 
     fn config(&self) -> &Config {
         &self.config
@@ -142,6 +149,9 @@ impl Platform for SpinPlatform {
     }
     fn edge_cache(&self) -> &NoEdgeCache {
         &NoEdgeCache
+    }
+    fn mailer(&self) -> &SocketMailer {
+        &self.mailer
     }
     fn clock(&self) -> &dyn Clock {
         &WasiClock

@@ -191,10 +191,35 @@ impl TestPlatform {
         format!("u{name}@{domain}")
     }
 
-    /// Signs up `email`.
+    /// The token of the latest verification link mailed to `email` (the text after
+    /// `/verify#` in the body, quoted-printable soft breaks undone), if any.
+    pub fn mailed_link_token(&self, email: &str) -> Option<String> {
+        let sent = self.mailer.sent.borrow();
+        sent.iter().rev().filter(|m| m.to == email).find_map(|m| {
+            let text = String::from_utf8_lossy(&m.data).replace("=\r\n", "");
+            let (_, rest) = text.split_once("/verify#")?;
+            let token: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .collect();
+            Some(token)
+        })
+    }
+
+    /// `POST /api/auth/verify {token, password}`.
+    pub fn verify_email(&self, token: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/auth/verify",
+            None,
+            Some(&json!({ "token": token, "password": password })),
+        )
+    }
+
+    /// Signs up `email` and opens the mailed link: a verified account, signed in.
     ///
     /// # Panics
-    /// When the signup is refused.
+    /// When the signup or the verification is refused, or no link was mailed.
     pub fn signup(&self, email: &str) -> Session {
         let reply = self.call(
             Method::POST,
@@ -204,10 +229,15 @@ impl TestPlatform {
         );
         assert_eq!(
             reply.status,
-            StatusCode::CREATED,
+            StatusCode::ACCEPTED,
             "signup: {}",
             reply.text()
         );
+        let token = self
+            .mailed_link_token(email)
+            .unwrap_or_else(|| panic!("no verification link mailed to {email}"));
+        let reply = self.verify_email(&token, PASSWORD);
+        assert_eq!(reply.status, StatusCode::OK, "verify: {}", reply.text());
         let body = reply.json();
         Session {
             token: body["token"].as_str().unwrap_or_default().to_owned(),

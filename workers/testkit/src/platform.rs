@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use edgevideo_core::config::{Config, ConfigError};
-use edgevideo_core::memory::{ManualClock, MemoryBlobs, MemoryEdgeCache, MemoryKv, MemoryLive};
+use edgevideo_core::memory::{
+    ManualClock, MemoryBlobs, MemoryEdgeCache, MemoryKv, MemoryLive, MemoryMailer,
+};
 use edgevideo_core::model::job::Job;
 use edgevideo_core::ports::{
     Clock, Entropy, Jobs, Outbound, OutboundError, OutboundRequest, OutboundResponse, Platform,
@@ -251,6 +253,9 @@ pub struct TestPlatform {
     pub outbound: ScriptedOutbound,
     /// The edge cache (the core's in-memory adapter).
     pub edge_cache: MemoryEdgeCache,
+    /// Outgoing mail, kept (the core's in-memory adapter; the end-to-end tests use a real
+    /// SMTP server).
+    pub mailer: MemoryMailer,
     /// The clock; moves only when told to.
     pub clock: Rc<ManualClock>,
     /// Randomness.
@@ -290,6 +295,7 @@ impl TestPlatform {
             jobs: ScheduledJobs::new(clock.clone()),
             outbound: ScriptedOutbound::default(),
             edge_cache: MemoryEdgeCache::default(),
+            mailer: MemoryMailer::default(),
             clock,
             entropy: SeededEntropy::new(14),
         })
@@ -372,6 +378,7 @@ impl Platform for TestPlatform {
     type Jobs = ScheduledJobs;
     type Outbound = ScriptedOutbound;
     type EdgeCache = MemoryEdgeCache;
+    type Mailer = MemoryMailer;
 
     fn config(&self) -> &Config {
         &self.config
@@ -396,6 +403,9 @@ impl Platform for TestPlatform {
     }
     fn edge_cache(&self) -> &MemoryEdgeCache {
         &self.edge_cache
+    }
+    fn mailer(&self) -> &MemoryMailer {
+        &self.mailer
     }
     fn clock(&self) -> &dyn Clock {
         &*self.clock

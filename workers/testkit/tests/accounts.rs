@@ -44,9 +44,8 @@ fn me(p: &TestPlatform, token: &str) -> StatusCode {
 #[test]
 fn a_password_change_checks_the_current_one_and_ends_every_older_session() {
     let p = TestPlatform::new();
-    let signup = auth(&p, "/api/auth/signup", OLD);
-    assert_eq!(signup.status, StatusCode::CREATED, "{}", signup.text());
-    let first = token(&signup);
+    // The testkit's signup opens the mailed link too (its password is OLD).
+    let first = p.signup(EMAIL).token;
     let second = token(&auth(&p, "/api/auth/login", OLD));
 
     // Refused: a wrong current password, a weak new one, no session. Nothing changes.
@@ -83,7 +82,7 @@ fn a_password_change_checks_the_current_one_and_ends_every_older_session() {
 #[test]
 fn guessing_the_current_password_backs_off_like_logins() {
     let p = TestPlatform::with_vars(&[("LOGIN_LIMIT_PER_EMAIL", "2")]).unwrap();
-    let session = token(&auth(&p, "/api/auth/signup", OLD));
+    let session = p.signup(EMAIL).token;
     for _ in 0..2 {
         assert_eq!(
             change(&p, &session, "guess guess guess", NEW).status,
@@ -101,4 +100,50 @@ fn guessing_the_current_password_backs_off_like_logins() {
     assert!(waiting.headers.get(http::header::RETRY_AFTER).is_some());
     p.advance_ms(1_000);
     assert_eq!(change(&p, &session, OLD, NEW).status, StatusCode::OK);
+}
+
+/// A token of `user` signed with `key`, as a deployment with that session secret issues it.
+fn token_signed_with(p: &TestPlatform, user: &edgevideo_testkit::Session, key: &str) -> String {
+    let now = p.now_ms() / 1000;
+    let claims = edgevideo_core::api::auth::session::Claims {
+        sub: user.user_id.clone(),
+        email: user.email.clone(),
+        role: edgevideo_core::model::role::Role::Viewer,
+        iat: now,
+        exp: now + 3600,
+        iss: "edgevideo".into(),
+        sid: "ses_rotationtest0001".into(),
+        iat_ms: now * 1000,
+    };
+    edgevideo_core::api::auth::session::sign(&claims, key.as_bytes())
+}
+
+#[test]
+fn sessions_outlive_a_secret_rotation_while_the_previous_key_is_kept() {
+    const OLD_KEY: &str = "dev-only-testkit-session-before-rotation";
+    let rotating = TestPlatform::with_vars(&[
+        ("SESSION_SECRET", "dev-only-testkit-session-after-rotation"),
+        ("SESSION_SECRET_PREVIOUS", OLD_KEY),
+    ])
+    .unwrap();
+    let user = rotating.signup(EMAIL);
+    // Issued before the rotation: still accepted; issued now: names the new key.
+    let old = token_signed_with(&rotating, &user, OLD_KEY);
+    assert_eq!(me(&rotating, &old), StatusCode::OK);
+    assert_eq!(me(&rotating, &user.token), StatusCode::OK);
+
+    // Once the previous key is dropped, its tokens stop working; the new ones do not.
+    let rotated =
+        TestPlatform::with_vars(&[("SESSION_SECRET", "dev-only-testkit-session-after-rotation")])
+            .unwrap();
+    let user = rotated.signup(EMAIL);
+    let old = token_signed_with(&rotated, &user, OLD_KEY);
+    let refused = rotated.call(Method::GET, "/api/me", Some(&old), None);
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        refused.text().contains("retired or unknown key"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(me(&rotated, &user.token), StatusCode::OK);
 }

@@ -64,17 +64,17 @@ pub fn with_body(status: StatusCode, content_type: &'static str, body: Vec<u8>) 
     response
 }
 
-/// The detail of a 500, attached to its response for the host to log (the client gets a
-/// generic message).
+/// The detail of a 500 (or of a 503 from a service such as the mail server), attached to its
+/// response for the host to log (the client gets a generic message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternalError(pub String);
 
 /// The response for an error: its status, `{"error":{"code","message"}}`, `Allow` on 405,
-/// and an [`InternalError`] extension on 500.
+/// and an [`InternalError`] extension on 500 and on a service's 503.
 pub fn error(err: &ApiError) -> Response {
     let body = serde_json::to_vec(&err.body()).unwrap_or_default();
     let mut response = with_body(err.status(), "application/json", body);
-    if let ApiError::Internal(detail) = err {
+    if let ApiError::Internal(detail) | ApiError::Unavailable { detail, .. } = err {
         response
             .extensions_mut()
             .insert(InternalError(detail.clone()));

@@ -30,7 +30,7 @@ use crate::ports::Platform;
 use crate::api::routes::{
     auth::{
         Credentials, CurrentUser, LogoutOptions, PasswordChange, RoleChange, SessionIssued,
-        UpdatedUser,
+        SignupAccepted, UpdatedUser, Verification,
     },
     catalogue::{ChannelPage, DeletedVideo, History, PreviewPage, VideoPage},
     channels::{ChannelView, IngestSettings, LiveList, NewChannel, StreamKeyVersion},
@@ -220,8 +220,12 @@ route_table! {
     Version: GET "/api/version", Public, json 200 VersionInfo => Ok(routes::health::version());
     /// This route table, for the authorization matrix test.
     DiagRoutes: GET "/api/_diag/routes", Diagnostics => Ok(api::json(http::StatusCode::OK, &route_table()));
-    Signup: POST "/api/auth/signup", Public, body Credentials, json 201 SessionIssued => routes::auth::signup(platform, &request).await;
-    Login: POST "/api/auth/login", Public, body Credentials, json 200 SessionIssued => routes::auth::login(platform, &request).await;
+    /// Mails a verification link (or, for an address with an account, a notice); the answer
+    /// is the same either way.
+    Signup: POST "/api/auth/signup", Public, body Credentials, json 202 SignupAccepted, error 429, error 503 => routes::auth::signup(platform, &request).await;
+    /// The mailed link's token and the signup's password: verifies the address, signs in.
+    VerifyEmail: POST "/api/auth/verify", Public, body Verification, json 200 SessionIssued, error 401, error 429 => routes::auth::verify(platform, &request).await;
+    Login: POST "/api/auth/login", Public, body Credentials, json 200 SessionIssued, error 401, error 403, error 429 => routes::auth::login(platform, &request).await;
     Logout: POST "/api/auth/logout", Public, body LogoutOptions, json 200 Acknowledged => routes::auth::logout(platform, &request).await;
     ChangePassword: POST "/api/auth/password", Authenticated, body PasswordChange, json 200 SessionIssued, error 401, error 429 => routes::auth::change_password(platform, who()?, &request).await;
     Me: GET "/api/me", Authenticated, json 200 CurrentUser => routes::auth::me(platform, who()?).await;

@@ -8,6 +8,7 @@
 //! through the ingest gateway ([`gateway`]). Nothing here imports another layer of the core except
 //! [`crate::error`].
 
+pub mod email_link;
 pub mod gateway;
 pub mod hls;
 pub mod hook;
@@ -19,5 +20,6 @@ pub mod llhls;
 pub mod role;
 pub mod room;
 pub mod signed_url;
+pub mod smtp_server;
 pub mod text;
 pub mod video;

@@ -187,6 +187,7 @@ impl<'a, P: Platform> Platform for Metered<'a, P> {
     type Jobs = P::Jobs;
     type Outbound = P::Outbound;
     type EdgeCache = Counted<'a, P::EdgeCache>;
+    type Mailer = P::Mailer;
 
     fn config(&self) -> &Config {
         self.inner.config()
@@ -211,6 +212,9 @@ impl<'a, P: Platform> Platform for Metered<'a, P> {
     }
     fn edge_cache(&self) -> &Self::EdgeCache {
         &self.edge_cache
+    }
+    fn mailer(&self) -> &P::Mailer {
+        self.inner.mailer()
     }
     fn clock(&self) -> &dyn Clock {
         self.inner.clock()

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::error::StoreError;
+use crate::error::{MailError, StoreError};
 use crate::model::ids;
 use crate::model::job::Job;
 use crate::model::room::{RoomRequest, RoomResponse};
@@ -464,6 +464,45 @@ pub trait Outbound {
     async fn send(&self, request: OutboundRequest) -> Result<OutboundResponse, OutboundError>;
 }
 
+/// One message for the mail server: the envelope and the RFC 5322 bytes
+/// ([`crate::services::mail`] builds them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    /// Envelope sender (`MAIL FROM`).
+    pub from: String,
+    /// Envelope recipient (`RCPT TO`).
+    pub to: String,
+    /// The message: headers and body, CRLF line ends.
+    pub data: Vec<u8>,
+}
+
+/// Outgoing mail through the deployment's mail server (`SMTP_URL`). Hosts open a
+/// connection ([`MailStream`]) and run [`crate::smtp::deliver`] over it; the in-memory
+/// adapter keeps the messages for unit tests.
+pub trait Mailer {
+    /// Hands one message to the mail server.
+    ///
+    /// # Errors
+    /// [`MailError`] when the server is not configured, not reached or refuses it.
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), MailError>;
+}
+
+/// A connection to a mail server as the SMTP dialogue ([`crate::smtp`]) uses it: the host's
+/// TCP (or TLS) socket.
+pub trait MailStream {
+    /// Reads some bytes into `buf`; `Ok(0)` at the end of the stream.
+    ///
+    /// # Errors
+    /// [`MailError::Connection`] when the connection fails.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, MailError>;
+
+    /// Writes all of `bytes`.
+    ///
+    /// # Errors
+    /// [`MailError::Connection`] when the connection fails.
+    async fn write_all(&mut self, bytes: &[u8]) -> Result<(), MailError>;
+}
+
 /// Wall-clock time.
 pub trait Clock {
     /// Milliseconds since the Unix epoch.
@@ -503,6 +542,8 @@ pub trait Platform {
     type Outbound: Outbound;
     /// The edge cache port.
     type EdgeCache: EdgeCache;
+    /// The outgoing mail port.
+    type Mailer: Mailer;
 
     /// The deployment's configuration.
     fn config(&self) -> &Config;
@@ -520,6 +561,8 @@ pub trait Platform {
     fn outbound(&self) -> &Self::Outbound;
     /// The edge cache.
     fn edge_cache(&self) -> &Self::EdgeCache;
+    /// Outgoing mail.
+    fn mailer(&self) -> &Self::Mailer;
     /// The clock.
     fn clock(&self) -> &dyn Clock;
     /// The randomness source.

@@ -20,6 +20,8 @@ pub struct UserView {
     pub role: Role,
     /// Creation time, Unix ms.
     pub created_at: i64,
+    /// Whether the address was proven by its verification link.
+    pub email_verified: bool,
 }
 
 impl From<&User> for UserView {
@@ -29,6 +31,7 @@ impl From<&User> for UserView {
             email: u.email.clone(),
             role: u.role,
             created_at: u.created_at,
+            email_verified: u.email_verified_at.is_some(),
         }
     }
 }
@@ -39,8 +42,12 @@ impl From<&User> for UserView {
 /// A message for the user when it is not a plausible address.
 pub fn normalise_email(raw: &str) -> Result<String, String> {
     let email = raw.trim().to_ascii_lowercase();
+    // Printable ASCII without the characters that need quoting in an address (quoted local
+    // parts and SMTPUTF8 are not supported): what can stand in an SMTP envelope as it is.
     let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:\"".contains(&b))
         && match email.split_once('@') {
             Some((local, domain)) => {
                 !local.is_empty()
@@ -60,8 +67,9 @@ pub fn normalise_email(raw: &str) -> Result<String, String> {
     }
 }
 
-/// The role a new user with `email` gets: admin for `ADMIN_EMAILS`, broadcaster for an
-/// email domain in `BROADCASTER_DOMAINS`, viewer otherwise.
+/// The role a verified address implies: admin for `ADMIN_EMAILS`, broadcaster for an email
+/// domain in `BROADCASTER_DOMAINS`, viewer otherwise. Only [`role_after_verification`] and
+/// the sign-in of a verified account use it: a typed address proves nothing.
 pub fn role_for_email(config: &Config, email: &str) -> Role {
     if config.admin_emails.iter().any(|a| a == email) {
         return Role::Admin;
@@ -71,6 +79,18 @@ pub fn role_for_email(config: &Config, email: &str) -> Role {
         Role::Broadcaster
     } else {
         Role::Viewer
+    }
+}
+
+/// The role of an account whose address was just verified: what the address implies
+/// ([`role_for_email`]) when that is more than a viewer's or admin, else the stored role
+/// (a role an admin granted is kept).
+pub fn role_after_verification(config: &Config, email: &str, stored: Role) -> Role {
+    let implied = role_for_email(config, email);
+    if implied == Role::Admin || stored == Role::Viewer {
+        implied
+    } else {
+        stored
     }
 }
 
@@ -94,6 +114,10 @@ mod tests {
             "a@b@c.com",
             "ann@.example.com",
             "ann@example..com",
+            "a<b@example.com",
+            "\"a b\"@example.com",
+            "ann@exämple.com",
+            "a,b@example.com",
         ] {
             assert!(normalise_email(bad).is_err(), "{bad}");
         }
@@ -119,5 +143,11 @@ mod tests {
             Role::Viewer
         );
         assert_eq!(role_for_email(&config, "boss@example.com"), Role::Admin);
+        let after = |email, stored| role_after_verification(&config, email, stored);
+        assert_eq!(after("jeff@amazon.com", Role::Viewer), Role::Broadcaster);
+        assert_eq!(after("ann@example.org", Role::Viewer), Role::Viewer);
+        assert_eq!(after("ann@example.org", Role::Developer), Role::Developer);
+        assert_eq!(after("jeff@amazon.com", Role::Developer), Role::Developer);
+        assert_eq!(after("boss@example.com", Role::Broadcaster), Role::Admin);
     }
 }

@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod delivery;
 pub mod edge_cache;
 pub mod lifecycle;
+pub mod mail;
 pub mod plugins;
 pub mod ratelimit;
 pub mod sealed;

@@ -20,9 +20,12 @@ pub struct User {
     pub role: Role,
     /// Creation time, Unix ms.
     pub created_at: i64,
+    /// When the address was proven by a verification link, Unix ms; `None` until then.
+    #[serde(default)]
+    pub email_verified_at: Option<i64>,
 }
 
-const USER_COLUMNS: &str = "id, email, password_hash, role, created_at";
+const USER_COLUMNS: &str = "id, email, password_hash, role, created_at, email_verified_at";
 
 /// Inserts a user.
 ///
@@ -92,6 +95,32 @@ pub async fn set_password<S: Sql>(
         return Err(StoreError::NotFound(format!("user {id}")));
     }
     Ok(())
+}
+
+/// Marks an unverified user's address verified at `now_ms` and gives them `role`: `true`
+/// when this call verified it, `false` when it was verified already (a link is single-use)
+/// or there is no such user.
+///
+/// # Errors
+/// `Backend` when the update fails.
+pub async fn mark_verified<S: Sql>(
+    sql: &S,
+    id: &str,
+    role: Role,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let changed = sql
+        .execute(&Statement::new(
+            "UPDATE users SET email_verified_at = ?3, role = ?2, updated_at = ?3 \
+             WHERE id = ?1 AND email_verified_at IS NULL",
+            vec![
+                SqlValue::from(id),
+                SqlValue::from(role.as_str()),
+                SqlValue::Integer(now_ms),
+            ],
+        ))
+        .await?;
+    Ok(changed > 0)
 }
 
 /// Sets a user's role.

@@ -52,13 +52,12 @@ pub fn session_claims(
 ) -> Result<session::Claims, ApiError> {
     let token = session_token(request)
         .ok_or_else(|| ApiError::Unauthorized("a session token is required".into()))?;
-    session::verify(
-        token,
-        config.session_secret.as_bytes(),
-        &config.token_issuer,
-        now_s,
-    )
-    .map_err(|e| ApiError::Unauthorized(format!("invalid session token: {e}")))
+    let mut keys = vec![config.session_secret.as_bytes()];
+    if let Some(previous) = &config.session_secret_previous {
+        keys.push(previous.as_bytes());
+    }
+    session::verify(token, &keys, &config.token_issuer, now_s)
+        .map_err(|e| ApiError::Unauthorized(format!("invalid session token: {e}")))
 }
 
 /// The caller: a verified session token whose session was not revoked (logged out, or cut

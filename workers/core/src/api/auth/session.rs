@@ -2,6 +2,11 @@
 //! `email`, `role`, `iat`, `exp`, `iss`, `sid` (the session, revocable), `iat_ms`. Any standard JWT library verifies them given the
 //! secret. Verification accepts exactly HS256 (so `alg: none` and key-confusion tricks fail),
 //! compares signatures in constant time, and rejects expired, future-dated and foreign tokens.
+//!
+//! The header's `kid` names the key ([`key_id`]: a keyed hash of the secret, not the secret),
+//! so a deployment can rotate `SESSION_SECRET` while tokens signed with the previous one keep
+//! working until they expire (`SESSION_SECRET_PREVIOUS`): a token is checked against the key
+//! its `kid` names, and one without a `kid` (issued before key ids) against each key.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -75,6 +80,9 @@ pub enum TokenError {
     /// `iss` is not ours.
     #[error("wrong issuer")]
     Issuer,
+    /// The `kid` names none of this deployment's keys (one retired by a rotation).
+    #[error("signed with a retired or unknown key")]
+    UnknownKey,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,6 +90,17 @@ struct Header {
     alg: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     typ: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
+}
+
+/// The key id of `key`: 8 base64url characters of an HMAC of a fixed label under the key
+/// (names the key without revealing it).
+pub fn key_id(key: &[u8]) -> String {
+    let digest = mac(key, b"edgevideo/session-key-id/v1")
+        .finalize()
+        .into_bytes();
+    URL_SAFE_NO_PAD.encode(&digest[..6])
 }
 
 fn mac(key: &[u8], signing_input: &[u8]) -> Hmac<Sha256> {
@@ -91,11 +110,12 @@ fn mac(key: &[u8], signing_input: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// Signs `claims` with `key` into a compact JWT.
+/// Signs `claims` with `key` into a compact JWT whose header names the key (`kid`).
 pub fn sign(claims: &Claims, key: &[u8]) -> String {
     let header = Header {
         alg: "HS256".into(),
         typ: Some("JWT".into()),
+        kid: Some(key_id(key)),
     };
     // Serializing these plain structs cannot fail.
     let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
@@ -105,11 +125,12 @@ pub fn sign(claims: &Claims, key: &[u8]) -> String {
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
-/// Verifies a compact JWT and returns its claims.
+/// Verifies a compact JWT with one of `keys` (the current key first, then any previous one)
+/// and returns its claims.
 ///
 /// # Errors
 /// A [`TokenError`] saying why the token is refused.
-pub fn verify(token: &str, key: &[u8], issuer: &str, now_s: u64) -> Result<Claims, TokenError> {
+pub fn verify(token: &str, keys: &[&[u8]], issuer: &str, now_s: u64) -> Result<Claims, TokenError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -127,10 +148,27 @@ pub fn verify(token: &str, key: &[u8], issuer: &str, now_s: u64) -> Result<Claim
     let signature = URL_SAFE_NO_PAD
         .decode(signature_b64)
         .map_err(|_| TokenError::Malformed)?;
-    let signing_input_len = header_b64.len() + 1 + payload_b64.len();
-    mac(key, &token.as_bytes()[..signing_input_len])
-        .verify_slice(&signature)
-        .map_err(|_| TokenError::Signature)?;
+    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+    let candidates: Vec<&[u8]> = match &header.kid {
+        Some(kid) => {
+            let named: Vec<&[u8]> = keys
+                .iter()
+                .copied()
+                .filter(|key| key_id(key) == *kid)
+                .collect();
+            if named.is_empty() {
+                return Err(TokenError::UnknownKey);
+            }
+            named
+        }
+        None => keys.to_vec(),
+    };
+    if !candidates
+        .iter()
+        .any(|key| mac(key, signing_input).verify_slice(&signature).is_ok())
+    {
+        return Err(TokenError::Signature);
+    }
     let claims: Claims = URL_SAFE_NO_PAD
         .decode(payload_b64)
         .ok()
@@ -175,7 +213,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let token = sign(&claims(), KEY);
-        assert_eq!(verify(&token, KEY, "edgevideo", NOW + 10), Ok(claims()));
+        assert_eq!(verify(&token, &[KEY], "edgevideo", NOW + 10), Ok(claims()));
     }
 
     #[test]
@@ -196,17 +234,20 @@ mod tests {
     fn rejects_expired_future_and_foreign_tokens() {
         let token = sign(&claims(), KEY);
         assert_eq!(
-            verify(&token, KEY, "edgevideo", NOW + 3600),
+            verify(&token, &[KEY], "edgevideo", NOW + 3600),
             Err(TokenError::Expired)
         );
-        assert_eq!(verify(&token, KEY, "other", NOW), Err(TokenError::Issuer));
+        assert_eq!(
+            verify(&token, &[KEY], "other", NOW),
+            Err(TokenError::Issuer)
+        );
         let future = Claims {
             iat: NOW + 600,
             exp: NOW + 7200,
             ..claims()
         };
         assert_eq!(
-            verify(&sign(&future, KEY), KEY, "edgevideo", NOW),
+            verify(&sign(&future, KEY), &[KEY], "edgevideo", NOW),
             Err(TokenError::NotYetValid)
         );
     }
@@ -214,9 +255,10 @@ mod tests {
     #[test]
     fn rejects_wrong_key_and_tampering() {
         let token = sign(&claims(), KEY);
+        // Another deployment's key: its key id is not ours.
         assert_eq!(
-            verify(&token, b"other-key", "edgevideo", NOW),
-            Err(TokenError::Signature)
+            verify(&token, &[b"other-key"], "edgevideo", NOW),
+            Err(TokenError::UnknownKey)
         );
         let (input, sig) = token.rsplit_once('.').unwrap();
         let (header, _) = input.split_once('.').unwrap();
@@ -227,18 +269,57 @@ mod tests {
         .unwrap();
         let forged = format!("{header}.{}.{sig}", b64(&admin));
         assert_eq!(
-            verify(&forged, KEY, "edgevideo", NOW),
+            verify(&forged, &[KEY], "edgevideo", NOW),
             Err(TokenError::Signature)
         );
         // A truncated signature is either undecodable or wrong; never accepted.
-        assert!(verify(&token[..token.len() - 2], KEY, "edgevideo", NOW).is_err());
+        assert!(verify(&token[..token.len() - 2], &[KEY], "edgevideo", NOW).is_err());
         assert_eq!(
-            verify("a.b", KEY, "edgevideo", NOW),
+            verify("a.b", &[KEY], "edgevideo", NOW),
             Err(TokenError::Malformed)
         );
         assert_eq!(
-            verify("", KEY, "edgevideo", NOW),
+            verify("", &[KEY], "edgevideo", NOW),
             Err(TokenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_keeps_its_tokens_until_it_is_retired() {
+        const NEW: &[u8] = b"new-key-0123456789abcdef0123456789";
+        let old_token = sign(&claims(), KEY);
+        let new_token = sign(&claims(), NEW);
+        assert_ne!(key_id(KEY), key_id(NEW));
+        // During the rotation: both verify.
+        for token in [&old_token, &new_token] {
+            assert_eq!(verify(token, &[NEW, KEY], "edgevideo", NOW), Ok(claims()));
+        }
+        // The previous key retired: its tokens name a key the deployment no longer has.
+        assert_eq!(
+            verify(&old_token, &[NEW], "edgevideo", NOW),
+            Err(TokenError::UnknownKey)
+        );
+        // A token without a key id (before key ids) is tried with each key.
+        let (_, rest) = old_token.split_once('.').unwrap();
+        let (payload, _) = rest.split_once('.').unwrap();
+        let header = b64(r#"{"alg":"HS256","typ":"JWT"}"#);
+        let input = format!("{header}.{payload}");
+        let sig = URL_SAFE_NO_PAD.encode(mac(KEY, input.as_bytes()).finalize().into_bytes());
+        let bare = format!("{input}.{sig}");
+        assert_eq!(verify(&bare, &[NEW, KEY], "edgevideo", NOW), Ok(claims()));
+        assert_eq!(
+            verify(&bare, &[NEW], "edgevideo", NOW),
+            Err(TokenError::Signature)
+        );
+        // A kid cannot steer verification to a key it does not sign with.
+        let (_, tail) = old_token.split_once('.').unwrap();
+        let lying = format!(
+            "{}.{tail}",
+            b64(&format!(r#"{{"alg":"HS256","kid":"{}"}}"#, key_id(NEW)))
+        );
+        assert_eq!(
+            verify(&lying, &[NEW, KEY], "edgevideo", NOW),
+            Err(TokenError::Signature)
         );
     }
 
@@ -247,12 +328,12 @@ mod tests {
         let payload = b64(&serde_json::to_string(&claims()).unwrap());
         let none = format!("{}.{payload}.", b64(r#"{"alg":"none","typ":"JWT"}"#));
         assert_eq!(
-            verify(&none, KEY, "edgevideo", NOW),
+            verify(&none, &[KEY], "edgevideo", NOW),
             Err(TokenError::Algorithm)
         );
         let rs = format!("{}.{payload}.c2ln", b64(r#"{"alg":"RS256"}"#));
         assert_eq!(
-            verify(&rs, KEY, "edgevideo", NOW),
+            verify(&rs, &[KEY], "edgevideo", NOW),
             Err(TokenError::Algorithm)
         );
     }

@@ -1,5 +1,6 @@
-//! Accounts: `POST /api/auth/signup`, `POST /api/auth/login`, `POST /api/auth/logout`,
-//! `POST /api/auth/password`, `GET /api/me`, and `PUT /api/users/{id}/role` for admins.
+//! Accounts: `POST /api/auth/signup`, `POST /api/auth/verify` (the mailed link),
+//! `POST /api/auth/login`, `POST /api/auth/logout`, `POST /api/auth/password`, `GET /api/me`,
+//! and `PUT /api/users/{id}/role` for admins.
 
 use http::header::{RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, StatusCode};
@@ -8,11 +9,15 @@ use serde::{Deserialize, Serialize};
 use crate::api::auth::{self, password, session, SESSION_COOKIE};
 use crate::api::{self, Acknowledged, Request, Response};
 use crate::config::LOGIN_WINDOW_SECONDS;
-use crate::error::{ApiError, StoreError};
+use subtle::ConstantTimeEq as _;
+
+use crate::error::{ApiError, MailError, StoreError};
+use crate::model::email_link::{self, EmailLink, EmailLinkError};
 use crate::model::ids;
 use crate::model::role::{Principal, Role};
 use crate::ports::Platform;
 use crate::services::accounts::{self, UserView};
+use crate::services::mail::{self, Notice, SendError};
 use crate::services::{ratelimit, sessions};
 use crate::store::users::{self, User};
 
@@ -141,10 +146,80 @@ async fn claim_attempt<P: Platform>(p: &P, account: &str) -> Result<Option<Respo
     })
 }
 
-/// `POST /api/auth/signup {email, password}`: 201 `{token, user}`; 409 when the email is
-/// taken; 400 for an invalid email or a password outside the policy; 429 past
-/// `SIGNUP_LIMIT_PER_IP` accounts per address per hour (which also slows probing which
-/// emails have accounts).
+/// The answer of a signup: the same for every address, new or not.
+#[derive(Debug, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct SignupAccepted {
+    /// Always `true`.
+    pub ok: bool,
+    /// The address, normalised, that the mail went to.
+    pub email: String,
+    /// What to do next.
+    pub message: String,
+}
+
+/// Body of an email verification.
+#[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Verification {
+    /// The token of the mailed link (what follows `#` in `/verify#...`).
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 512)))]
+    pub token: String,
+    /// The password chosen at signup: proves that whoever opens the link made the signup.
+    #[cfg_attr(feature = "schema", schemars(length(min = 1, max = 256)))]
+    pub password: String,
+}
+
+/// Where mailed links point: `PUBLIC_URL` (production requires it with mail), else, in
+/// development, the request's own origin.
+fn link_base<P: Platform>(p: &P, request: &Request) -> String {
+    p.config()
+        .public_url
+        .clone()
+        .unwrap_or_else(|| api::origin(request))
+}
+
+/// The verification link of `user_id` whose stored password hash is `password_hash`.
+fn verify_link<P: Platform>(p: &P, base: &str, user_id: &str, password_hash: &str) -> String {
+    let secret = p.config().url_signing_secret.as_bytes();
+    let token = EmailLink {
+        user_id: user_id.to_owned(),
+        password_tag: email_link::password_tag(secret, password_hash),
+        exp: now_s(p) + email_link::LINK_TTL_SECONDS,
+    }
+    .sign(secret);
+    format!("{base}/verify#{token}")
+}
+
+/// Sends `notice` to `to` ([`mail::send`], limited per address), as an [`ApiError`]: 503
+/// `mail_not_configured` / `mail_unavailable` when it cannot go (the server's text stays
+/// out of the answer).
+async fn send_notice<P: Platform>(p: &P, to: &str, notice: &Notice) -> Result<(), ApiError> {
+    match mail::send(p, to, notice).await {
+        Ok(_) => Ok(()),
+        Err(SendError::Store(e)) => Err(e.into()),
+        Err(SendError::Mail(MailError::NotConfigured)) => Err(ApiError::Unavailable {
+            code: "mail_not_configured",
+            message: "this deployment sends no mail, so accounts cannot be verified".into(),
+            detail: "SMTP_URL is not set".into(),
+        }),
+        Err(SendError::Mail(e)) => Err(ApiError::Unavailable {
+            code: "mail_unavailable",
+            message: "the mail server did not take the message; try again in a minute".into(),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// `POST /api/auth/signup {email, password}`: 202 `{ok, email, message}` for every valid
+/// address, with a mail to it; 400 for an invalid email or a password outside the policy;
+/// 429 past `SIGNUP_LIMIT_PER_IP` signups per address per hour; 503 when no mail can be sent.
+///
+/// The answer never says whether the address has an account. A new address gets an account
+/// (role `viewer`, unverified) and a verification link; an unverified one takes the new
+/// password and a new link (earlier links stop working); a verified one is mailed that it
+/// has an account. Nobody signs in before the link is used ([`verify`]).
 pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let body: Credentials = api::parse_json(request)?;
     let scope = format!("signup-ip:{}", auth::client_address(request));
@@ -153,34 +228,130 @@ pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, A
         ratelimit::hit_counted(p, &[(&scope, limit)], SIGNUP_WINDOW_SECONDS, now_s(p)).await?;
     if !allowed {
         return Err(ApiError::TooManyRequests(
-            "too many new accounts from this address; try again later".into(),
+            "too many signups from this address; try again later".into(),
         ));
     }
     let email = accounts::normalise_email(&body.email)
         .map_err(|m| ApiError::bad_request("invalid_email", m))?;
     password::check_policy(&body.password)
         .map_err(|m| ApiError::bad_request("weak_password", m))?;
-    let user = User {
-        id: p.entropy().new_id("usr"),
-        role: accounts::role_for_email(p.config(), &email),
-        email,
-        password_hash: new_hash(p, &body.password),
-        created_at: i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX),
+    // Hashed on every path, so that the answer's timing tells as little as its body.
+    let hash = new_hash(p, &body.password);
+    let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+    let user = match users::by_email(p.sql(), &email).await? {
+        Some(user) => user,
+        None => {
+            let user = User {
+                id: p.entropy().new_id("usr"),
+                role: Role::Viewer,
+                email: email.clone(),
+                password_hash: hash.clone(),
+                created_at: now_ms,
+                email_verified_at: None,
+            };
+            match users::create(p.sql(), &user).await {
+                Ok(()) => user,
+                // A concurrent signup of the same address made it first.
+                Err(StoreError::AlreadyExists(_)) => users::by_email(p.sql(), &email)
+                    .await?
+                    .ok_or_else(|| ApiError::Conflict("the account is being created".into()))?,
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
-    match users::create(p.sql(), &user).await {
-        Ok(()) => Ok(session_response(p, StatusCode::CREATED, &user)),
-        Err(StoreError::AlreadyExists(_)) => Err(ApiError::Conflict(
-            "an account with this email exists".into(),
-        )),
-        Err(e) => Err(e.into()),
+    let base = link_base(p, request);
+    let notice = if user.email_verified_at.is_some() {
+        Notice::AccountExists {
+            login: format!("{base}/login"),
+        }
+    } else {
+        if user.password_hash != hash {
+            users::set_password(p.sql(), &user.id, &hash, now_ms).await?;
+        }
+        Notice::Verify {
+            link: verify_link(p, &base, &user.id, &hash),
+        }
+    };
+    send_notice(p, &email, &notice).await?;
+    Ok(api::json(
+        StatusCode::ACCEPTED,
+        &SignupAccepted {
+            ok: true,
+            message: format!(
+                "we sent a mail to {email}: open its link to confirm the address, then sign in"
+            ),
+            email,
+        },
+    ))
+}
+
+/// `POST /api/auth/verify {token, password}`: proves the address of a signup. 200 with a
+/// session (`{token, user}` and the cookie) and the account verified, with the role its
+/// address implies (broadcaster for `BROADCASTER_DOMAINS`, admin for `ADMIN_EMAILS`; a role
+/// it holds already is kept). 400 `invalid_link`, `link_expired` (also when a later signup
+/// replaced the password the link was sent for) or `link_used`; 401 for a wrong password
+/// (an attempt on the account's login backoff; 429 with `Retry-After` while it runs).
+pub async fn verify<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
+    let body: Verification = api::parse_json(request)?;
+    let secret = p.config().url_signing_secret.as_bytes();
+    let invalid = || ApiError::bad_request("invalid_link", "this is not a valid link");
+    let expired = || {
+        ApiError::bad_request(
+            "link_expired",
+            "this link has expired or was replaced by a newer one: sign up again for a new one",
+        )
+    };
+    let link = match EmailLink::verify(body.token.trim(), secret, now_s(p)) {
+        Ok(link) => link,
+        Err(EmailLinkError::Expired) => return Err(expired()),
+        Err(_) => return Err(invalid()),
+    };
+    let Some(user) = users::by_id(p.sql(), &link.user_id).await? else {
+        return Err(invalid());
+    };
+    if user.email_verified_at.is_some() {
+        return Err(ApiError::bad_request(
+            "link_used",
+            "this address is confirmed already: sign in",
+        ));
     }
+    let tag = email_link::password_tag(secret, &user.password_hash);
+    if !bool::from(tag.as_bytes().ct_eq(link.password_tag.as_bytes())) {
+        return Err(expired());
+    }
+    let account = account_scope(&user.email);
+    if let Some(wait) = claim_attempt(p, &account).await? {
+        return Ok(wait);
+    }
+    if password::too_long(&body.password) || !password::verify(&body.password, &user.password_hash)
+    {
+        return Err(ApiError::Unauthorized(
+            "the password is not the one chosen at signup".into(),
+        ));
+    }
+    ratelimit::login_succeeded(p, &account).await?;
+    let role = accounts::role_after_verification(p.config(), &user.email, user.role);
+    let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+    if !users::mark_verified(p.sql(), &user.id, role, now_ms).await? {
+        return Err(ApiError::bad_request(
+            "link_used",
+            "this address is confirmed already: sign in",
+        ));
+    }
+    let user = User {
+        role,
+        email_verified_at: Some(now_ms),
+        ..user
+    };
+    Ok(session_response(p, StatusCode::OK, &user))
 }
 
 /// `POST /api/auth/login {email, password}`: 200 `{token, user}`; the same 401 for an
-/// unknown email and a wrong password; 429 past the per-address attempt limit, and 429 with
-/// `Retry-After` (seconds) while the account's backoff delay runs (failed logins make its
-/// next attempt wait: [`ratelimit::claim_login`]), in both cases without a password check.
-/// A successful login resets the account's backoff.
+/// unknown email and a wrong password; 403 `email_unverified` for the right password of an
+/// account whose address is not verified yet (a new link is mailed); 429 past the
+/// per-address attempt limit, and 429 with `Retry-After` (seconds) while the account's
+/// backoff delay runs (failed logins make its next attempt wait: [`ratelimit::claim_login`]),
+/// in both cases without a password check. A successful login resets the account's backoff.
 pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let body: Credentials = api::parse_json(request)?;
     let config = p.config();
@@ -213,7 +384,20 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
         return Err(invalid());
     }
     ratelimit::login_succeeded(p, &account).await?;
-    // Emails listed in ADMIN_EMAILS become admins at their next login.
+    if user.email_verified_at.is_none() {
+        let base = link_base(p, request);
+        let link = verify_link(p, &base, &user.id, &user.password_hash);
+        send_notice(p, &user.email, &Notice::Verify { link }).await?;
+        return Err(ApiError::Refused {
+            code: "email_unverified",
+            message: format!(
+                "confirm your address first: we sent a link to {}",
+                user.email
+            ),
+        });
+    }
+    // A verified address listed in ADMIN_EMAILS (added after the account was verified)
+    // becomes admin at its next login.
     if user.role != Role::Admin && accounts::role_for_email(config, &user.email) == Role::Admin {
         let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
         users::set_role(p.sql(), &user.id, Role::Admin, now_ms).await?;
