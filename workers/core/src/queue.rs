@@ -121,5 +121,11 @@ pub async fn run<P: Platform>(platform: &P, job: Job) -> Result<(), JobError> {
             crate::services::views::sweep(platform).await?;
             Ok(())
         }
+        Job::DropParts {
+            channel_id,
+            broadcast_id,
+        } => Ok(
+            crate::services::broadcasts::drop_parts(platform, &channel_id, &broadcast_id).await?,
+        ),
     }
 }

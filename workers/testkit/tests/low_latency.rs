@@ -4,8 +4,10 @@
 //! (ffmpeg's push) keeps its ordinary playlist. The in-memory rooms answer a held request at
 //! once; holding is the Workers host's (checked end to end in `tests/e2e`).
 
-use edgevideo_core::ports::metered;
+use edgevideo_core::model::job::Job;
+use edgevideo_core::ports::{metered, Blobs as _};
 use edgevideo_testkit::client::raw_request;
+use edgevideo_testkit::exec::block_on;
 use edgevideo_testkit::TestPlatform;
 use http::{Method, StatusCode};
 
@@ -262,4 +264,57 @@ fn ffmpeg_pushes_without_parts_keep_the_ordinary_playlist() {
     let reload = p.get(&format!("{url}?_HLS_msn=0"));
     assert_eq!(reload.status, StatusCode::OK);
     assert!(reload.text().contains("index0.ts"));
+}
+
+#[test]
+fn a_finished_broadcasts_parts_are_deleted_a_minute_after_it_ends_and_its_segments_stay() {
+    let p = TestPlatform::new();
+    let (owner, channel) = p.broadcaster("Parts cleanup");
+    let ingest = p.ingest_url(&owner, &channel);
+    let pusher = Pusher {
+        p: &p,
+        base: ingest.rsplit_once('/').unwrap().0.to_owned(),
+    };
+    assert_eq!(
+        pusher.put("index_init.mp4", init_bytes()).status,
+        StatusCode::CREATED
+    );
+    let mut broadcast = String::new();
+    for segment in 0..2 {
+        for index in 0..6 {
+            assert_eq!(pusher.part(segment, index).status, StatusCode::CREATED);
+        }
+        let stored = pusher.segment(segment);
+        assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.text());
+        broadcast = stored.json()["broadcast_id"].as_str().unwrap().to_owned();
+        pusher.playlist(segment + 1, segment == 1);
+    }
+    let prefix = format!("live/{channel}/{broadcast}/");
+    let files = || -> Vec<String> {
+        block_on(p.blobs.list(&prefix))
+            .unwrap()
+            .into_iter()
+            .map(|k| k.trim_start_matches(&prefix).to_owned())
+            .collect()
+    };
+    let parts = |files: &[String]| files.iter().filter(|f| f.contains(".part")).count();
+    p.advance_ms(6_000);
+    p.settle();
+    assert_eq!(
+        parts(&files()),
+        12,
+        "kept while players may still fetch the last ones"
+    );
+
+    p.advance_ms(60_000);
+    let ran = p.settle();
+    assert!(
+        ran.iter().any(|job| matches!(job, Job::DropParts { .. })),
+        "{ran:?}"
+    );
+    let left = files();
+    assert_eq!(parts(&left), 0, "{left:?}");
+    for kept in ["index_init.mp4", "index_00000.m4s", "index_00001.m4s"] {
+        assert!(left.iter().any(|f| f == kept), "{kept} in {left:?}");
+    }
 }

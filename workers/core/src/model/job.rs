@@ -39,6 +39,15 @@ pub enum Job {
         #[serde(default)]
         attempt: u32,
     },
+    /// Deletes a finished broadcast's low-latency parts (its segments hold the same media;
+    /// queued when it ends, run [`PARTS_KEPT_AFTER_END_S`] later; a long broadcast's parts
+    /// are deleted a batch per job, each job queueing the next).
+    DropParts {
+        /// The channel.
+        channel_id: String,
+        /// The broadcast.
+        broadcast_id: String,
+    },
     /// Deletes a batch of finished viewer sessions (queued now and then by a counted view,
     /// so the table stays the size of the current audience).
     SweepViewSessions,
@@ -60,6 +69,10 @@ pub enum Job {
         at_ms: u64,
     },
 }
+
+/// Seconds a finished broadcast's low-latency parts are kept: a player that had its last
+/// low-latency playlist may still fetch the last parts; the ended playlist lists none.
+pub const PARTS_KEPT_AFTER_END_S: u32 = 60;
 
 /// Why a job failed.
 #[derive(Debug, thiserror::Error)]

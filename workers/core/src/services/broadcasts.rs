@@ -4,9 +4,10 @@
 
 use crate::error::StoreError;
 use crate::model::hls;
-use crate::model::job::Job;
+use crate::model::job::{Job, PARTS_KEPT_AFTER_END_S};
+use crate::model::llhls::PartName;
 use crate::model::room::{EndedBroadcast, LobbyEntry, RoomRequest, StartedBroadcast, LOBBY};
-use crate::ports::{Blobs as _, JobsExt as _, Live as _, Platform, Sql as _};
+use crate::ports::{Blobs as _, Jobs as _, JobsExt as _, Live as _, Platform, Sql as _};
 use crate::services::videos;
 use crate::store::channels;
 use crate::store::{broadcasts, counters};
@@ -71,8 +72,8 @@ fn default_title(channel_name: &str, started_at_ms: u64) -> String {
 
 /// Records an ended broadcast: closes its row, writes its segment list beside its segments,
 /// creates its video
-/// (`processing`, playable as VOD HLS at once), queues the transcode job and updates the
-/// lobby. The caller then confirms to the room with [`RoomRequest::Finished`] (see
+/// (`processing`, playable as VOD HLS at once), queues the transcode job and the deletion of
+/// its low-latency parts ([`drop_parts`]) and updates the lobby. The caller then confirms to the room with [`RoomRequest::Finished`] (see
 /// [`confirm_ended`]), so that the room may drop its segment list.
 ///
 /// # Errors
@@ -99,6 +100,13 @@ pub async fn broadcast_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Resu
             })
             .await?;
     }
+    let drop_parts = Job::DropParts {
+        channel_id: ended.channel_id.clone(),
+        broadcast_id: ended.broadcast_id.clone(),
+    };
+    p.jobs()
+        .enqueue_after(&drop_parts, PARTS_KEPT_AFTER_END_S)
+        .await?;
     update_lobby(p, channel, &ended.broadcast_id, ended.started_at_ms, false).await
 }
 
@@ -149,4 +157,89 @@ pub async fn confirm_ended<P: Platform>(p: &P, ended: &EndedBroadcast) -> Result
     };
     p.live().call(&ended.channel_id, &finished).await?;
     Ok(())
+}
+
+/// Low-latency parts one [`Job::DropParts`] deletes (one blob-store call each, well inside a
+/// Worker invocation's subrequest budget); the job queues itself again for the rest.
+pub const PARTS_DROPPED_PER_JOB: usize = 200;
+
+/// Deletes up to [`PARTS_DROPPED_PER_JOB`] low-latency parts of a finished broadcast (its
+/// segments, init segments and playlists stay: the recording is made of them), queueing
+/// [`Job::DropParts`] again when more are left. Idempotent.
+///
+/// # Errors
+/// Whatever the blob store or the queue reports (the job is retried).
+pub async fn drop_parts<P: Platform>(
+    p: &P,
+    channel_id: &str,
+    broadcast_id: &str,
+) -> Result<(), StoreError> {
+    let prefix = videos::segment_key(channel_id, broadcast_id, "");
+    let parts: Vec<String> = p
+        .blobs()
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter(|key| {
+            key.strip_prefix(&prefix)
+                .is_some_and(|file| PartName::parse(file).is_some())
+        })
+        .collect();
+    for key in parts.iter().take(PARTS_DROPPED_PER_JOB) {
+        p.blobs().delete(key).await?;
+    }
+    if parts.len() > PARTS_DROPPED_PER_JOB {
+        let next = Job::DropParts {
+            channel_id: channel_id.to_owned(),
+            broadcast_id: broadcast_id.to_owned(),
+        };
+        p.jobs().enqueue(&next).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryPlatform;
+
+    #[test]
+    fn a_long_broadcasts_parts_go_a_batch_per_job_and_nothing_else_goes() {
+        let p = MemoryPlatform::development();
+        let key = |file: &str| videos::segment_key("ch_1", "br_1", file);
+        pollster::block_on(async {
+            for segment in 0..100 {
+                for part in 0..3 {
+                    let file = format!("index_{segment:05}.part{part}.m4s");
+                    p.blobs()
+                        .put(&key(&file), vec![1], "video/mp4")
+                        .await
+                        .unwrap();
+                }
+                let file = format!("index_{segment:05}.m4s");
+                p.blobs()
+                    .put(&key(&file), vec![1], "video/mp4")
+                    .await
+                    .unwrap();
+            }
+            p.blobs()
+                .put(&key("index.m3u8"), vec![1], "x")
+                .await
+                .unwrap();
+            // Another broadcast's parts are not touched.
+            let other = videos::segment_key("ch_1", "br_2", "index_00000.part0.m4s");
+            p.blobs().put(&other, vec![1], "video/mp4").await.unwrap();
+
+            drop_parts(&p, "ch_1", "br_1").await.unwrap();
+            let left = p.blobs().list(&key("")).await.unwrap();
+            assert_eq!(left.len(), 300 + 100 + 1 - PARTS_DROPPED_PER_JOB);
+            assert_eq!(p.jobs.enqueued.borrow().len(), 1, "the rest is queued");
+            drop_parts(&p, "ch_1", "br_1").await.unwrap();
+            let left = p.blobs().list(&key("")).await.unwrap();
+            assert_eq!(left.len(), 101, "segments and the playlist stay: {left:?}");
+            assert!(left.iter().all(|k| !k.contains(".part")));
+            assert_eq!(p.jobs.enqueued.borrow().len(), 1, "nothing more to queue");
+            assert!(p.blobs().head(&other).await.unwrap().is_some());
+        });
+    }
 }
