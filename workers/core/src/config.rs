@@ -65,6 +65,11 @@ pub mod names {
     pub const ALLOW_PRIVATE_URLS: &str = "ALLOW_PRIVATE_URLS";
     /// Most channels one user may have (default 20).
     pub const MAX_CHANNELS_PER_USER: &str = "MAX_CHANNELS_PER_USER";
+    /// Most segments one broadcast may store, all renditions together (default 200,000:
+    /// about 37 hours of a three-rendition ladder of 2 s segments).
+    pub const MAX_BROADCAST_SEGMENTS: &str = "MAX_BROADCAST_SEGMENTS";
+    /// Most bytes one broadcast may store, segments and parts (default 100 GiB).
+    pub const MAX_BROADCAST_BYTES: &str = "MAX_BROADCAST_BYTES";
     /// Most plugins one developer may have registered (default 20).
     pub const MAX_PLUGINS_PER_USER: &str = "MAX_PLUGINS_PER_USER";
     /// Delivery attempts per webhook before it is dead-lettered.
@@ -216,6 +221,10 @@ pub struct Config {
     pub max_channels_per_user: u64,
     /// Most plugins one developer may have registered.
     pub max_plugins_per_user: u64,
+    /// Most segments one broadcast may store.
+    pub max_broadcast_segments: u64,
+    /// Most bytes one broadcast may store.
+    pub max_broadcast_bytes: u64,
     /// Delivery attempts per webhook.
     pub webhook_max_attempts: u32,
     /// First retry delay of a webhook, in seconds.
@@ -338,6 +347,8 @@ impl Config {
             allow_private_urls,
             max_channels_per_user: vars.number(names::MAX_CHANNELS_PER_USER, 20, 1)?,
             max_plugins_per_user: vars.number(names::MAX_PLUGINS_PER_USER, 20, 1)?,
+            max_broadcast_segments: vars.number(names::MAX_BROADCAST_SEGMENTS, 200_000, 1)?,
+            max_broadcast_bytes: vars.number(names::MAX_BROADCAST_BYTES, 100 << 30, 188)?,
             webhook_max_attempts: vars.number(names::WEBHOOK_MAX_ATTEMPTS, 5, 1)?.min(20) as u32,
             webhook_retry_base_s: vars
                 .number(names::WEBHOOK_RETRY_BASE_SECONDS, 30, 1)?

@@ -4,17 +4,23 @@
 use edgevideo_core::memory::MemoryRoom;
 use edgevideo_core::model::hls::{PushedEntry, PushedPlaylist, Variant};
 use edgevideo_core::model::isobmff::InitInfo;
-use edgevideo_core::model::room::{Contradiction, EndedBroadcast, RoomRequest, RoomResponse};
+use edgevideo_core::model::room::{
+    BroadcastLimits, Contradiction, EndedBroadcast, RoomRequest, RoomResponse,
+};
 use edgevideo_core::room::{self, ENDED_LISTED_MS};
 use pollster::block_on;
 
 const IDLE_MS: u64 = 30_000;
+/// The size every test segment declares.
+const SEGMENT_BYTES: u64 = 1000;
 
 struct Pusher<'a> {
     room: &'a MemoryRoom,
     session: &'static str,
     key_version: i64,
     broadcast: Option<String>,
+    /// The broadcast quota every begin carries (none unless a test sets one).
+    limits: BroadcastLimits,
 }
 
 impl<'a> Pusher<'a> {
@@ -25,6 +31,7 @@ impl<'a> Pusher<'a> {
             session,
             key_version: 1,
             broadcast: None,
+            limits: BroadcastLimits::default(),
         };
         assert_eq!(
             pusher.call(RoomRequest::SetKeyVersion { version: 1 }),
@@ -53,6 +60,8 @@ impl<'a> Pusher<'a> {
             now_ms,
             idle_timeout_ms: IDLE_MS,
             part: false,
+            size: SEGMENT_BYTES,
+            limits: self.limits,
         });
         if let RoomResponse::Began { broadcast_id, .. } = &response {
             self.broadcast = Some(broadcast_id.clone());
@@ -972,4 +981,46 @@ fn each_rendition_reports_where_the_others_newest_part_is() {
         (sd[0].rendition.as_str(), sd[0].last_msn, sd[0].last_part),
         ("hd", 0, Some(3))
     );
+}
+
+#[test]
+fn a_broadcast_past_its_quota_is_refused_and_keeps_what_it_stored() {
+    let room = MemoryRoom::default();
+    let mut p = Pusher::new(&room, "s1");
+    p.limits = BroadcastLimits {
+        segments: 3,
+        bytes: 10 * SEGMENT_BYTES,
+    };
+    for (i, file) in ["a.ts", "b.ts", "c.ts"].iter().enumerate() {
+        assert!(matches!(
+            p.begin(file, i as u64 * 2000),
+            RoomResponse::Began { .. }
+        ));
+        assert_eq!(p.stored(file, i as u64 * 2000 + 100), None);
+    }
+    let refused = p.begin("d.ts", 6000);
+    assert!(
+        matches!(&refused, RoomResponse::Invalid { code: Contradiction::QuotaExceeded, reason } if reason.contains("3 segments")),
+        "{refused:?}"
+    );
+    // A byte quota counts sizes: a new broadcast of 3 KB segments with 5 KB allowed.
+    let room = MemoryRoom::default();
+    let mut q = Pusher::new(&room, "s1");
+    q.limits = BroadcastLimits {
+        segments: 100,
+        bytes: 5 * SEGMENT_BYTES,
+    };
+    for i in 0..5 {
+        assert!(matches!(
+            q.begin(&format!("s{i}.ts"), i * 2000),
+            RoomResponse::Began { .. }
+        ));
+    }
+    assert!(matches!(
+        q.begin("s5.ts", 10_000),
+        RoomResponse::Invalid {
+            code: Contradiction::QuotaExceeded,
+            ..
+        }
+    ));
 }

@@ -1,10 +1,13 @@
 //! Limits that keep the catalogue bounded: an account has at most `MAX_CHANNELS_PER_USER`
 //! channels and a developer at most `MAX_PLUGINS_PER_USER` plugins (deleted ones do not
 //! count), past which the API answers 422 `quota_exceeded` and stores nothing; finished
-//! viewer sessions are swept; signups and logins per network address are limited; failed
+//! viewer sessions are swept; a broadcast past `MAX_BROADCAST_SEGMENTS` (or
+//! `MAX_BROADCAST_BYTES`) is refused more and keeps what it stored; signups and logins per network address are limited; failed
 //! logins on an account delay its next attempt (doubling, capped) without locking it out,
 //! and concurrent wrong logins get no more password checks than the free failures.
 
+use edgevideo_core::ports::Blobs as _;
+use edgevideo_testkit::exec::block_on;
 use edgevideo_testkit::TestPlatform;
 use http::{Method, StatusCode};
 use serde_json::json;
@@ -450,4 +453,40 @@ fn descriptions_and_passwords_are_bounded_as_the_schema_says() {
         "{}",
         too_long.text()
     );
+}
+
+#[test]
+fn a_broadcast_past_its_segment_quota_is_refused_and_its_recording_keeps_what_it_stored() {
+    let p = TestPlatform::with_vars(&[("MAX_BROADCAST_SEGMENTS", "3")]).unwrap();
+    let (owner, channel) = p.broadcaster("Quota");
+    let url = p.ingest_url(&owner, &channel);
+    let files: Vec<String> = (0..3).map(|i| format!("index{i}.ts")).collect();
+    for file in &files {
+        assert_eq!(p.push_segment(&url, file).status, StatusCode::CREATED);
+        p.advance_ms(1000);
+    }
+    let refused = p.push_segment(&url, "index3.ts");
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.error_code().as_deref(), Some("quota_exceeded"));
+    // Nothing of the refused segment is stored.
+    let stored = block_on(p.blobs.list(&format!("live/{channel}/"))).unwrap();
+    assert_eq!(
+        stored.iter().filter(|k| k.ends_with(".ts")).count(),
+        3,
+        "{stored:?}"
+    );
+    // The broadcast ends with the segments it stored, and becomes a video of them.
+    let ended = p.push_playlist(&url, &files, true);
+    assert_eq!(ended.status, StatusCode::OK, "{}", ended.text());
+    assert_eq!(ended.json()["ended"], true);
+    let video = p.get(&format!("/api/channels/{channel}")).json()["last_broadcast"]["video_id"]
+        .as_str()
+        .map(str::to_owned)
+        .expect("a video of the stored segments");
+    assert_eq!(p.video_status(&video), "processing");
 }

@@ -35,6 +35,12 @@ pub enum RoomRequest {
         /// Whether the file is a low-latency part (no segment record is kept for it).
         #[serde(default)]
         part: bool,
+        /// The file's size in bytes (counted toward the broadcast's byte quota).
+        #[serde(default)]
+        size: u64,
+        /// The broadcast's quotas.
+        #[serde(default)]
+        limits: BroadcastLimits,
     },
     /// A segment is stored in the blob store.
     SegmentStored {
@@ -349,6 +355,41 @@ pub enum Contradiction {
     CodecsChanged,
     /// The codecs declared for a rendition are not those of its init segment.
     CodecsMismatch,
+    /// The broadcast has had its quota of segments or bytes ([`BroadcastLimits`]).
+    QuotaExceeded,
+}
+
+/// How much one broadcast may store (`MAX_BROADCAST_SEGMENTS`, `MAX_BROADCAST_BYTES`); 0 is
+/// no limit (rooms told by an older worker).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastLimits {
+    /// Segments, all renditions together (parts are not segments).
+    pub segments: u64,
+    /// Bytes of segments and parts.
+    pub bytes: u64,
+}
+
+impl BroadcastLimits {
+    /// Why a broadcast that has begun `segments` segments and `bytes` bytes may not take
+    /// one more file of `size` bytes (a segment unless `part`), if it may not.
+    pub fn refusal(self, segments: u64, bytes: u64, size: u64, part: bool) -> Option<String> {
+        let next_segments = segments + u64::from(!part);
+        if self.segments > 0 && next_segments > self.segments {
+            return Some(format!(
+                "this broadcast has stored its {} segments, the most one broadcast may; \
+                 start a new one",
+                self.segments
+            ));
+        }
+        if self.bytes > 0 && bytes.saturating_add(size) > self.bytes {
+            return Some(format!(
+                "this broadcast has stored {bytes} of its {} bytes, the most one broadcast \
+                 may; start a new one",
+                self.bytes
+            ));
+        }
+        None
+    }
 }
 
 impl Contradiction {
@@ -359,6 +400,7 @@ impl Contradiction {
             Contradiction::TooManyRenditions => "too_many_renditions",
             Contradiction::CodecsChanged => "codecs_changed",
             Contradiction::CodecsMismatch => "codecs_mismatch",
+            Contradiction::QuotaExceeded => "quota_exceeded",
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::error::StoreError;
 use crate::model::hls::{ListedSegment, PushedPlaylist, Variant, MAX_RENDITIONS};
 use crate::model::isobmff::InitInfo;
-use crate::model::room::{Contradiction, Refusal, RoomResponse, StartedBroadcast};
+use crate::model::room::{BroadcastLimits, Contradiction, Refusal, RoomResponse, StartedBroadcast};
 use crate::ports::{RoomSockets, RoomStore};
 
 use super::ending::settle;
@@ -73,10 +73,16 @@ pub(super) struct Begin {
     pub idle_timeout_ms: u64,
     /// A low-latency part: no segment record, no check for a file already received.
     pub part: bool,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The broadcast's quotas.
+    pub limits: BroadcastLimits,
 }
 
 /// A segment (or part) upload begins: starts a broadcast if none is live (pushing `live`),
-/// refuses another session or a segment already received.
+/// refuses another session, a segment already received, or a file past the broadcast's
+/// quota ([`BroadcastLimits`]: nothing is counted or stored then, and what the broadcast
+/// stored stays; it ends when its pusher goes quiet).
 pub(super) async fn begin_segment<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
@@ -85,13 +91,32 @@ pub(super) async fn begin_segment<S: RoomStore>(
     let now_ms = begin.now_ms;
     let mut state: RoomState = load(store, STATE_KEY).await?;
     let mut started = None;
+    let (segments, bytes) = match &state.live {
+        Some(live) if live.session == begin.session => (live.segments, live.bytes),
+        _ => (0, 0),
+    };
+    let quota = begin
+        .limits
+        .refusal(segments, bytes, begin.size, begin.part);
     let live = match state.live.as_mut() {
         Some(live) => {
             if let Some(reason) = second_pusher(store, live, &begin).await? {
                 refuse(store, sockets, &mut state, &reason, now_ms).await?;
                 return Ok(RoomResponse::Conflict { reason });
             }
+            if let Some(reason) = quota {
+                return Ok(RoomResponse::Invalid {
+                    code: Contradiction::QuotaExceeded,
+                    reason,
+                });
+            }
             live
+        }
+        None if quota.is_some() => {
+            return Ok(RoomResponse::Invalid {
+                code: Contradiction::QuotaExceeded,
+                reason: quota.unwrap_or_default(),
+            })
         }
         None => {
             state.refusal = None;
@@ -117,6 +142,8 @@ pub(super) async fn begin_segment<S: RoomStore>(
         }
     };
     live.last_activity_ms = now_ms;
+    live.segments += u64::from(!begin.part);
+    live.bytes = live.bytes.saturating_add(begin.size);
     let broadcast_id = live.broadcast_id.clone();
     if !begin.part {
         let record = SegmentRecord::new(begin.file.clone(), 0, false, now_ms);
@@ -169,6 +196,8 @@ fn new_live(begin: &Begin) -> LiveState {
         stored: BTreeMap::new(),
         ending_since_ms: None,
         parts: BTreeMap::new(),
+        segments: 0,
+        bytes: 0,
     }
 }
 

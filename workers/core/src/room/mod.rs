@@ -98,6 +98,8 @@ pub async fn handle<S: RoomStore>(
             now_ms,
             idle_timeout_ms,
             part,
+            size,
+            limits,
             ..
         } => {
             let begin = ingest::Begin {
@@ -108,6 +110,8 @@ pub async fn handle<S: RoomStore>(
                 now_ms,
                 idle_timeout_ms,
                 part,
+                size,
+                limits,
             };
             ingest::begin_segment(store, sockets, begin).await
         }

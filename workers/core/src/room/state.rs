@@ -111,6 +111,12 @@ pub(super) struct LiveState {
     /// Each rendition's recent low-latency parts, by name.
     #[serde(default)]
     pub parts: BTreeMap<String, super::parts::PartTrack>,
+    /// Segments begun in this broadcast (its quota counts them).
+    #[serde(default)]
+    pub segments: u64,
+    /// Bytes of segments and parts begun in this broadcast.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 /// One rendition's live window.

@@ -16,7 +16,9 @@ use crate::error::ApiError;
 use crate::model::hls::{self, MediaError, Pushed, SegmentKind};
 use crate::model::isobmff;
 use crate::model::llhls::PartName;
-use crate::model::room::{Contradiction, RoomRequest, RoomResponse, StartedBroadcast, StoredPart};
+use crate::model::room::{
+    BroadcastLimits, Contradiction, RoomRequest, RoomResponse, StartedBroadcast, StoredPart,
+};
 use crate::model::signed_url::{Scope, UrlToken, UrlTokenError};
 use crate::ports::{Blobs as _, Live as _, Platform};
 use crate::services::broadcasts;
@@ -254,8 +256,8 @@ async fn put_segment<P: Platform>(
         SegmentKind::Init => isobmff::read_init(&body).map(Some),
     }
     .map_err(unprocessable)?;
-    let (broadcast_id, started) = begin_segment(p, ingest, file, false).await?;
     let size = body.len() as u64;
+    let (broadcast_id, started) = begin_segment(p, ingest, file, false, size).await?;
     let key = videos::segment_key(&ingest.channel_id, &broadcast_id, file);
     p.blobs().put(&key, body, kind.content_type()).await?;
     let stored = RoomRequest::SegmentStored {
@@ -290,13 +292,15 @@ async fn put_segment<P: Platform>(
     ))
 }
 
-/// Tells the room a segment (or, with `part`, one of its parts) of `file` is coming: the
-/// live broadcast it belongs to (a new one when it starts one, then also returned).
+/// Tells the room a segment (or, with `part`, one of its parts) of `file`, `size` bytes, is
+/// coming: the live broadcast it belongs to (a new one when it starts one, then also
+/// returned); 409 for another pusher, 422 `quota_exceeded` past the broadcast's quota.
 async fn begin_segment<P: Platform>(
     p: &P,
     ingest: &Ingest,
     file: &str,
     part: bool,
+    size: u64,
 ) -> Result<(String, Option<StartedBroadcast>), ApiError> {
     let begin = RoomRequest::BeginSegment {
         channel_id: ingest.channel_id.clone(),
@@ -307,6 +311,11 @@ async fn begin_segment<P: Platform>(
         now_ms: p.clock().now_ms(),
         idle_timeout_ms: p.config().live_idle_timeout_s * 1000,
         part,
+        size,
+        limits: BroadcastLimits {
+            segments: p.config().max_broadcast_segments,
+            bytes: p.config().max_broadcast_bytes,
+        },
     };
     match call_room(p, ingest, &begin).await? {
         RoomResponse::Began {
@@ -314,6 +323,7 @@ async fn begin_segment<P: Platform>(
             started,
         } => Ok((broadcast_id, started)),
         RoomResponse::Conflict { reason } => Err(ApiError::Conflict(reason)),
+        RoomResponse::Invalid { code, reason } => Err(refused(code, reason)),
         other => Err(ApiError::Internal(format!(
             "unexpected room answer {other:?}"
         ))),
@@ -380,8 +390,8 @@ async fn put_part<P: Platform>(
         )));
     }
     isobmff::check_media_segment(&body).map_err(unprocessable)?;
-    let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true).await?;
     let size = body.len() as u64;
+    let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true, size).await?;
     let file = part.file.clone();
     let key = videos::segment_key(&ingest.channel_id, &broadcast_id, &file);
     p.blobs().put(&key, body, hls::CMAF_CONTENT_TYPE).await?;
