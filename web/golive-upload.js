@@ -7,6 +7,9 @@
 // Low-latency parts (`{r}_{n}.part{i}.m4s?...`) go on their rendition's lane before their
 // segment, each tried once: a part that fails, or waits longer than PART_LAG_MS behind
 // other uploads, is dropped with the rest of its segment's parts (the segment still goes).
+// A segment all of whose parts went up is committed from them (`PUT {segment}?from_parts=N`,
+// no body: the edge joins the stored parts), so its bytes cross the uplink once; if the
+// commit is refused, the segment's bytes follow as usual.
 
 const MAX_SEGMENTS = 24; // queued segments over all lanes; beyond, the broadcast cannot keep up
 const PLAYLIST_LAG_MS = 4000; // when segments queue up, playlists go at least this often
@@ -103,7 +106,7 @@ export class Uploader {
     this.lastLatency = null;
     this.failures = 0;
     this.uploaded = 0; // segments
-    this.parts = { up: 0, dropped: 0 };
+    this.parts = { up: 0, dropped: 0, committed: 0 }; // committed: segments made of their parts
     this.stopped = false;
     this.idle = [];
   }
@@ -111,15 +114,18 @@ export class Uploader {
   lane(name) {
     if (!this.lanes.has(name)) {
       this.lanes.set(name, { jobs: [], busy: false, up: new Set(), playlist: null, sent: null, sentAt: 0,
-        noParts: new Set() }); // noParts: segments whose (further) parts are not sent
+        noParts: new Set(), // segments whose (further) parts are not sent
+        skipped: new Set(), // segments some of whose parts were dropped
+        partsUp: new Map() }); // segment -> indexes of its parts that went up
     }
     return this.lanes.get(name);
   }
 
   /** Queues `PUT {base}/{name}`; `body` is an ArrayBuffer or a string. A media playlist
    *  replaces the previous one and goes up as far as its segments are up. A part is left
-   *  out when its segment is already queued or its parts are being skipped. */
-  put(name, body) {
+   *  out when its segment is already queued or its parts are being skipped. A segment's
+   *  `parts` is how many parts it was cut into (0: unknown, never committed from parts). */
+  put(name, body, { parts = 0 } = {}) {
     const file = describeFile(name);
     if (!file) throw new Error(`not an ingest file name: ${name}`);
     if (this.stopped || this.dropped.has(file.lane)) return;
@@ -131,7 +137,8 @@ export class Uploader {
         this.parts.dropped++;
         return;
       }
-      lane.jobs.push({ name, body, kind: "part", lane: file.lane, segment: file.segment, at: performance.now() });
+      lane.jobs.push({ name, body, kind: "part", lane: file.lane, segment: file.segment, index: file.index,
+        at: performance.now() });
     } else {
       if (file.kind === "segment" && this.segmentsQueued() >= MAX_SEGMENTS) {
         this.fail(new UploadError(0, "queue_full",
@@ -140,7 +147,7 @@ export class Uploader {
       }
       if (file.kind === "master") lane.jobs = lane.jobs.filter((j) => j === lane.sending);
       if (file.kind === "segment") lane.noParts.add(name); // its parts come before it or not at all
-      lane.jobs.push({ name, body, kind: file.kind, lane: file.lane, at: performance.now() });
+      lane.jobs.push({ name, body, kind: file.kind, lane: file.lane, parts, at: performance.now() });
     }
     this.pump();
   }
@@ -218,6 +225,7 @@ export class Uploader {
   /** Sends no more parts of `segment` (those queued are forgotten). */
   skipParts(lane, segment) {
     lane.noParts.add(segment);
+    lane.skipped.add(segment);
     const before = lane.jobs.length;
     lane.jobs = lane.jobs.filter((j) => j.kind !== "part" || j.segment !== segment || j === lane.sending);
     this.parts.dropped += before - lane.jobs.length;
@@ -229,12 +237,14 @@ export class Uploader {
     return n;
   }
 
-  /** Sends one job until it succeeds, is refused, or the uploader stops (a part: once). */
+  /** Sends one job until it succeeds, is refused, or the uploader stops (a part: once; a
+   *  segment whose parts all went up: committed from them first). */
   async send(job) {
     if (job.kind === "part") {
       await this.sendPart(job);
       return;
     }
+    if (job.kind === "segment" && await this.commit(job)) return;
     for (let attempt = 0; !this.stopped && !this.dropped.has(job.lane); attempt++) {
       const started = performance.now();
       try {
@@ -270,6 +280,36 @@ export class Uploader {
     }
   }
 
+  /** Commits segment `job` from its parts when every one of them went up: true when the edge
+   *  took it (or refused the broadcast: 403 stops everything), false when its bytes must go. */
+  async commit(job) {
+    const lane = this.lanes.get(job.lane);
+    if (!lane) return false;
+    const up = lane.partsUp.get(job.name);
+    lane.partsUp.delete(job.name);
+    const skipped = lane.skipped.delete(job.name);
+    if (!job.parts || skipped || !up || up.size !== job.parts) return false;
+    const started = performance.now();
+    try {
+      const response = await fetch(`${this.base}${job.name}?from_parts=${job.parts}`, {
+        method: "PUT", credentials: "omit",
+      });
+      if (response.ok) {
+        this.lastLatency = performance.now() - started;
+        this.uploaded++;
+        this.parts.committed++;
+        return true;
+      }
+      if (response.status === 403) {
+        this.fail(await errorOf(response));
+        return true;
+      }
+    } catch {
+      // The bytes follow.
+    }
+    return false;
+  }
+
   /** One try; on any failure but 403/409 (which stop everything) the segment's later parts
    *  are skipped. */
   async sendPart(job) {
@@ -281,6 +321,11 @@ export class Uploader {
       if (response.ok) {
         this.parts.up++;
         this.history.push([performance.now(), job.body.byteLength]);
+        const lane = this.lanes.get(job.lane);
+        if (lane) {
+          if (!lane.partsUp.has(job.segment)) lane.partsUp.set(job.segment, new Set());
+          lane.partsUp.get(job.segment).add(job.index);
+        }
         return;
       }
       if (response.status === 403 || response.status === 409) {

@@ -437,8 +437,10 @@ class Broadcast {
       // After its parts (they are made from the same packets at the same time).
       const r = this.rungs.find((x) => x.name === file.lane);
       const n = Number(/_(\d+)\.m4s$/.exec(name)[1]);
-      (r ? r.parts.through(n) : Promise.resolve()).then(() => {
-        if (this.state !== "failed") this.uploader.put(name, buffer);
+      (r ? r.parts.through(n) : Promise.resolve(false)).then((complete) => {
+        // With all its parts made, the uploader may commit the segment from them instead of
+        // sending its bytes again (when every part went up).
+        if (this.state !== "failed") this.uploader.put(name, buffer, { parts: complete ? r.parts.countOf(n) : 0 });
       });
       return;
     }
@@ -523,6 +525,7 @@ class Broadcast {
     fill(health, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
     health.dataset.segments = String(this.uploader.uploaded);
     health.dataset.parts = String(this.uploader.parts.up);
+    health.dataset.committed = String(this.uploader.parts.committed);
     health.dataset.ladder = this.active().map((r) => r.name).join(",");
   }
 
@@ -586,6 +589,7 @@ class PartMaker {
     this.outputs = new Map(); // segment number -> its CMAF output
     this.chain = Promise.resolve();
     this.done = 0; // segments whose parts are all made
+    this.counts = new Map(); // segment number -> parts made
     this.waiters = [];
     this.stopped = false;
     this.durations = []; // the last parts' durations (s)
@@ -652,6 +656,8 @@ class PartMaker {
 
   async make(part) {
     const segment = this.outputs.get(part.n) || await this.open(part.n);
+    this.counts.set(part.n, Math.max(this.counts.get(part.n) || 0, part.index + 1));
+    for (const n of this.counts.keys()) if (n < part.n - 8) this.counts.delete(n);
     const end = part.start + part.duration;
     for (const [i, packet] of part.video.entries()) {
       // The last frame lasts until the next part starts (Mediabunny would guess its duration).
@@ -676,23 +682,30 @@ class PartMaker {
       bytes);
   }
 
-  /** Resolves once segment `n`'s parts are all queued, or PART_WAIT_MS from now. */
+  /** Resolves once segment `n`'s parts are all queued (true), or PART_WAIT_MS from now or
+   *  when parts stop (false). */
   through(n) {
-    if (this.stopped || this.done >= n) return Promise.resolve();
+    if (this.stopped) return Promise.resolve(false);
+    if (this.done >= n) return Promise.resolve(true);
     return new Promise((resolve) => {
       const waiter = { n, resolve };
       this.waiters.push(waiter);
       setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        resolve();
+        resolve(false);
       }, PART_WAIT_MS);
     });
+  }
+
+  /** How many parts segment `n` was cut into (0 if unknown). */
+  countOf(n) {
+    return this.counts.get(n) || 0;
   }
 
   wake() {
     const ready = this.waiters.filter((w) => this.stopped || this.done >= w.n);
     this.waiters = this.waiters.filter((w) => !ready.includes(w));
-    ready.forEach((w) => w.resolve());
+    ready.forEach((w) => w.resolve(!this.stopped));
   }
 
   stop() {

@@ -62,6 +62,9 @@ pub struct Segment {
     pub duration: f64,
     /// `styp` + `moof` + `mdat` (with parts: its parts' bytes, one after the other).
     pub bytes: Vec<u8>,
+    /// How many parts it was cut into (0 without parts): with all of them at the edge, the
+    /// segment can be committed from them instead of sent again.
+    pub parts: u32,
 }
 
 /// A finished part (a low-latency HLS partial segment): one `moof` + `mdat` fragment of a
@@ -372,6 +375,7 @@ impl Segmenter {
         self.sequence += 1;
         let duration = self.segment_ticks.max(1) as f64 / f64::from(VIDEO_TIMESCALE);
         let bytes = std::mem::take(&mut self.segment_bytes);
+        let parts = self.part_index;
         self.part_index = 0;
         self.segment_ticks = 0;
         // Audio frames after the end (audio ahead of video) go into the next segment.
@@ -381,6 +385,7 @@ impl Segmenter {
             sequence: self.sequence,
             duration,
             bytes,
+            parts,
         }));
         Ok(())
     }
@@ -500,6 +505,7 @@ impl Segmenter {
             sequence: self.sequence,
             duration,
             bytes,
+            parts: 0,
         }))
     }
 

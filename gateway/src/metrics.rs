@@ -26,6 +26,8 @@ pub struct Metrics {
     pub segments_dropped: AtomicU64,
     /// Parts (low-latency partial segments) the edge took.
     pub parts_pushed: AtomicU64,
+    /// Segments committed from their parts at the edge (their bytes not sent again).
+    pub segments_committed: AtomicU64,
     /// Parts not pushed: dropped for a slow edge, failed, or skipped after an earlier part of
     /// their segment was.
     pub parts_dropped: AtomicU64,
@@ -127,6 +129,12 @@ impl Metrics {
             "counter",
             "Parts (low-latency partial segments) the edge took.",
             get(&self.parts_pushed),
+        );
+        metric(
+            "gateway_segments_committed_total",
+            "counter",
+            "Segments the edge made of their parts (sent once, as parts).",
+            get(&self.segments_committed),
         );
         metric(
             "gateway_parts_dropped_total",

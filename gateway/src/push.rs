@@ -410,6 +410,43 @@ async fn push_part(
     }
 }
 
+/// Commits `segment` from its parts at the edge (`PUT {segment}?from_parts=N`, no body)
+/// when every one of them was pushed (`last`: the last part pushed in order): true when the
+/// edge took it, false when its bytes must be sent (one try; any refusal falls back).
+async fn commit(
+    edge: &Edge,
+    key: &str,
+    metrics: &Metrics,
+    segment: &Segment,
+    last: Option<(u32, u32)>,
+) -> bool {
+    if segment.parts == 0 || last != Some((segment.sequence, segment.parts - 1)) {
+        return false;
+    }
+    let target = format!(
+        "{}?from_parts={}",
+        segment_file(segment.sequence),
+        segment.parts
+    );
+    match edge
+        .put_within(key, &target, Bytes::new(), SEGMENT_TYPE, metrics, 1)
+        .await
+    {
+        Ok(_) => {
+            metrics.segments_pushed.fetch_add(1, Ordering::Relaxed);
+            metrics.segments_committed.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            warn!(
+                "segment not committed from its parts; sending its bytes",
+                error = e.to_string()
+            );
+            false
+        }
+    }
+}
+
 async fn run(
     edge: Arc<Edge>,
     key: String,
@@ -429,13 +466,15 @@ async fn run(
                 continue;
             }
             Upload::Init(bytes) => (INIT_FILE.to_owned(), bytes, "video/mp4", None, false),
-            Upload::Segment(segment) => (
-                segment_file(segment.sequence),
-                segment.bytes,
-                SEGMENT_TYPE,
-                Some((segment.sequence, segment.duration)),
-                false,
-            ),
+            Upload::Segment(segment) => {
+                let entry = Some((segment.sequence, segment.duration));
+                if commit(&edge, &key, &metrics, &segment, last_part).await {
+                    (String::new(), Vec::new(), SEGMENT_TYPE, entry, false)
+                } else {
+                    let file = segment_file(segment.sequence);
+                    (file, segment.bytes, SEGMENT_TYPE, entry, false)
+                }
+            }
             Upload::End => (String::new(), Vec::new(), "", None, true),
         };
         if !file.is_empty() {
@@ -553,6 +592,7 @@ mod tests {
                 sequence,
                 duration: 2.0,
                 bytes: vec![0; 1024],
+                parts: 0,
             };
             assert!(push.send(Upload::Segment(segment)));
         }
@@ -594,19 +634,23 @@ mod tests {
         for index in 0..3 {
             assert!(push.send(Upload::Part(part(1, index, index == 0))));
         }
+        // All three parts went up: the segment is committed from them.
         let segment = Segment {
             sequence: 1,
             duration: 1.0,
             bytes: vec![9; 192],
+            parts: 3,
         };
         assert!(push.send(Upload::Segment(segment)));
         assert!(push.send(Upload::Part(part(2, 0, true))));
+        // Two of its three parts went up: its bytes are sent.
         let last = vec![
             Upload::Part(part(2, 1, false)),
             Upload::Segment(Segment {
                 sequence: 2,
                 duration: 0.5,
                 bytes: vec![8; 128],
+                parts: 3,
             }),
         ];
         push.end(last, true, Duration::from_secs(10)).await;
@@ -636,7 +680,7 @@ mod tests {
                     "index_00001.part2.m4s?duration_us=333335&part_target_us=334000&independent=0",
                     segment
                 ),
-                ("index_00001.m4s", segment),
+                ("index_00001.m4s?from_parts=3", segment),
                 ("index.m3u8", playlist),
                 (
                     "index_00002.part0.m4s?duration_us=333333&part_target_us=334000&independent=1",
@@ -653,6 +697,8 @@ mod tests {
             ]
         );
         assert_eq!(requests[2].body, vec![1; 64]);
+        assert!(requests[4].body.is_empty(), "a commit sends no bytes");
+        assert_eq!(requests[8].body, vec![8; 128]);
         // The playlists are as without parts.
         let text = String::from_utf8(requests[9].body.clone()).unwrap();
         assert_eq!(text, super::playlist(&[(1, 1.0), (2, 0.5)], false));
@@ -660,6 +706,7 @@ mod tests {
         assert_eq!(text, super::playlist(&[(1, 1.0), (2, 0.5)], true));
         assert_eq!(metrics.parts_pushed.load(Ordering::Relaxed), 5);
         assert_eq!(metrics.segments_pushed.load(Ordering::Relaxed), 3);
+        assert_eq!(metrics.segments_committed.load(Ordering::Relaxed), 1);
         assert!(metrics.render().contains("gateway_parts_pushed_total 5\n"));
     }
 
@@ -678,6 +725,7 @@ mod tests {
             sequence: 1,
             duration: 1.0,
             bytes: vec![9; 192],
+            parts: 0,
         }));
         for index in 0..2 {
             push.send(Upload::Part(part(2, index, index == 0)));
@@ -686,6 +734,7 @@ mod tests {
             sequence: 2,
             duration: 1.0,
             bytes: vec![9; 192],
+            parts: 0,
         }));
         push.send(Upload::Part(part(3, 0, true)));
         edge.until(|puts| puts.iter().any(|(f, _)| f.starts_with("index_00003.part0")))
@@ -731,6 +780,7 @@ mod tests {
             sequence,
             duration: 2.0,
             bytes: vec![0; 1024],
+            parts: 0,
         };
         assert!(push.send(Upload::Segment(segment(1))));
         for index in 0..10 {

@@ -1146,9 +1146,10 @@ mod tests {
         (start, start + total, first)
     }
 
+    /// The media segments PUT, sent as bytes or committed from their parts.
     fn segments(puts: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
         puts.iter()
-            .filter(|(file, _)| file.ends_with(".m4s"))
+            .filter(|(file, _)| file.ends_with(".m4s") || file.contains(".m4s?from_parts="))
             .cloned()
             .collect()
     }
@@ -1403,6 +1404,7 @@ mod tests {
         let mut sequence = 1;
         let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
         let mut pushed = 0;
+        let mut committed = 0;
         for (file, body) in edge.puts() {
             if file.contains(".part") {
                 let name = crate::push::part_file(sequence, parts.len() as u32);
@@ -1424,6 +1426,14 @@ mod tests {
                 assert_eq!(first_flags == Some(0x0200_0000), independent, "{file}");
                 parts.push((file, body));
                 pushed += 1;
+            } else if let Some((name, count)) = file.split_once("?from_parts=") {
+                // Every part went up: the segment is committed from them, not sent again.
+                assert_eq!(name, crate::push::segment_file(sequence));
+                assert_eq!(count, parts.len().to_string(), "{file}");
+                assert!(body.is_empty(), "{file} carries no bytes");
+                parts.clear();
+                committed += 1;
+                sequence += 1;
             } else if file.ends_with(".m4s") {
                 assert_eq!(file, crate::push::segment_file(sequence));
                 assert!(!parts.is_empty(), "{file} without parts");
@@ -1439,5 +1449,10 @@ mod tests {
         assert_eq!(metrics.parts_pushed.load(Ordering::Relaxed), pushed);
         assert!(pushed >= 5 * 3, "{pushed} parts");
         assert_eq!(metrics.parts_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            committed, 5,
+            "with no part lost, every segment is committed"
+        );
+        assert_eq!(metrics.segments_committed.load(Ordering::Relaxed), 5);
     }
 }

@@ -251,7 +251,7 @@ test("describeFragment reads ffmpeg's fragmented MP4 (1/3 s fragments, a key fra
 
 // --- The uploader's parts ------------------------------------------------------------------
 
-test("the uploader names parts, sends them before their segment, and drops the rest of a segment's parts after a failure", async () => {
+test("the uploader names parts, sends them before their segment, drops the rest of a segment's parts after a failure, and commits a segment whose parts all went up", async () => {
   const { Uploader, describeFile } = await import("../../web/golive-upload.js");
   assert.deepEqual(describeFile("v720_00003.part2.m4s?duration_us=333333&part_target_us=350000&independent=0"),
     { kind: "part", lane: "v720", segment: "v720_00003.m4s", index: 2 });
@@ -261,28 +261,41 @@ test("the uploader names parts, sends them before their segment, and drops the r
 
   const sent = [];
   const realFetch = globalThis.fetch;
-  globalThis.fetch = async (url) => {
-    const name = url.split("/").pop().split("?")[0];
-    sent.push(name);
+  globalThis.fetch = async (url, init) => {
+    const [path, query = ""] = url.split("?");
+    const name = path.split("/").pop() + (query.startsWith("from_parts=") ? `?${query}` : "");
+    sent.push({ name, bytes: init.body ? (init.body.byteLength ?? init.body.length) : 0 });
     // The second part of segment 2 fails once: the edge is briefly unreachable.
     if (name === "v_00002.part1.m4s") return new Response("{}", { status: 503 });
+    // Segment 3's commit is refused (its parts were not all stored): its bytes must follow.
+    if (name === "v_00003.m4s?from_parts=3") return new Response("{}", { status: 422 });
     return new Response("{}", { status: name.endsWith(".m3u8") ? 200 : 201 });
   };
   try {
     const up = new Uploader("https://edge.test/ingest/t/");
     const body = new Uint8Array(8).buffer;
     up.put("v_init.mp4", body);
-    for (const n of ["00001", "00002"]) {
+    for (const n of ["00001", "00002", "00003"]) {
       for (let i = 0; i < 3; i++) up.put(`v_${n}.part${i}.m4s?duration_us=333333&part_target_us=350000&independent=${i ? 0 : 1}`, body);
-      up.put(`v_${n}.m4s`, body);
+      if (n === "00002") up.put("v_00002.part3.m4s?duration_us=1&part_target_us=350000&independent=0", body);
+      up.put(`v_${n}.m4s`, body, { parts: n === "00002" ? 4 : 3 });
     }
     up.put("v_00002.part2.m4s?duration_us=333333&part_target_us=350000&independent=0", body); // after its segment
+    // A segment cut into more parts than went up is sent as bytes.
+    up.put("v_00004.part0.m4s?duration_us=333333&part_target_us=350000&independent=1", body);
+    up.put("v_00004.m4s", body, { parts: 2 });
     assert.equal(await up.drain(5000), true);
-    const media = sent.filter((name) => !name.endsWith(".m3u8"));
-    assert.deepEqual(media, ["v_init.mp4", "v_00001.part0.m4s", "v_00001.part1.m4s", "v_00001.part2.m4s",
-      "v_00001.m4s", "v_00002.part0.m4s", "v_00002.part1.m4s", "v_00002.m4s"]);
-    assert.deepEqual(up.parts, { up: 4, dropped: 3 }, "part1 failed, part2 skipped, the late part2 left out");
-    assert.equal(up.uploaded, 2);
+    const media = sent.filter((s) => !s.name.endsWith(".m3u8"));
+    assert.deepEqual(media.map((s) => s.name), ["v_init.mp4",
+      "v_00001.part0.m4s", "v_00001.part1.m4s", "v_00001.part2.m4s", "v_00001.m4s?from_parts=3",
+      "v_00002.part0.m4s", "v_00002.part1.m4s", "v_00002.m4s",
+      "v_00003.part0.m4s", "v_00003.part1.m4s", "v_00003.part2.m4s", "v_00003.m4s?from_parts=3", "v_00003.m4s",
+      "v_00004.part0.m4s", "v_00004.m4s"]);
+    assert.equal(media.find((s) => s.name === "v_00001.m4s?from_parts=3").bytes, 0, "a commit carries no bytes");
+    assert.equal(media.filter((s) => s.name === "v_00003.m4s")[0].bytes, 8, "a refused commit's bytes follow");
+    assert.deepEqual(up.parts, { up: 8, dropped: 4, committed: 1 },
+      "segment 2's part1 failed, its part2 and part3 skipped, the late part2 left out");
+    assert.equal(up.uploaded, 4);
   } finally {
     globalThis.fetch = realFetch;
   }

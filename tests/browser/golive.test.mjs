@@ -262,6 +262,11 @@ test("Go live pushes a ladder that ffprobe reads and the watch page plays", asyn
   }, 40000, "20 s of segments");
   const partsUp = await page.evaluate(() => Number(document.getElementById("golive-health").dataset.parts || 0));
   assert.ok(partsUp >= 30 * ladder.length, `parts uploaded: ${partsUp}`);
+  // Segments whose parts all went up are committed from them (their bytes cross the uplink
+  // once); the recording below is made of them and must still decode end to end.
+  const committed = await page.evaluate(() => Number(document.getElementById("golive-health").dataset.committed || 0));
+  console.log(`# ${committed} of ${(await pageState(page)).segments} segments committed from their parts`);
+  assert.ok(committed > 0, "no segment was committed from its parts");
   await page.screenshot({ path: screenshotPath("golive-02-live"), fullPage: true });
   await watch.screenshot({ path: screenshotPath("golive-03-watch"), fullPage: true });
 });

@@ -318,3 +318,68 @@ fn a_finished_broadcasts_parts_are_deleted_a_minute_after_it_ends_and_its_segmen
         assert!(left.iter().any(|f| f == kept), "{kept} in {left:?}");
     }
 }
+
+#[test]
+fn a_segment_can_be_committed_from_its_stored_parts_instead_of_sent_again() {
+    let p = TestPlatform::new();
+    let (owner, channel) = p.broadcaster("Commit");
+    let ingest = p.ingest_url(&owner, &channel);
+    let pusher = Pusher {
+        p: &p,
+        base: ingest.rsplit_once('/').unwrap().0.to_owned(),
+    };
+    assert_eq!(
+        pusher.put("index_init.mp4", init_bytes()).status,
+        StatusCode::CREATED
+    );
+    for index in 0..6 {
+        assert_eq!(pusher.part(0, index).status, StatusCode::CREATED);
+    }
+    // Refused shapes: a count out of range, a body with it, a TS segment.
+    for (file, body) in [
+        ("index_00000.m4s?from_parts=0", Vec::new()),
+        ("index_00000.m4s?from_parts=65", Vec::new()),
+        ("index_00000.m4s?from_parts=six", Vec::new()),
+        ("index_00000.m4s?from_parts=6", vec![0; 8]),
+        ("index_00000.ts?from_parts=6", Vec::new()),
+    ] {
+        let refused = pusher.put(file, body);
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{file}: {}",
+            refused.text()
+        );
+    }
+    // A part that was never stored: the pusher is told to send the bytes.
+    let missing = pusher.put("index_00000.m4s?from_parts=7", Vec::new());
+    assert_eq!(
+        missing.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        missing.text()
+    );
+    assert_eq!(missing.error_code().as_deref(), Some("parts_missing"));
+
+    // The six parts make the segment: stored once, byte for byte their concatenation.
+    let committed = pusher.put("index_00000.m4s?from_parts=6", Vec::new());
+    assert_eq!(
+        committed.status,
+        StatusCode::CREATED,
+        "{}",
+        committed.text()
+    );
+    let expected: Vec<u8> = (0..6).flat_map(|i| part_bytes(i == 0, i as u8)).collect();
+    assert_eq!(committed.json()["size"], expected.len());
+    let broadcast = committed.json()["broadcast_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = format!("live/{channel}/{broadcast}/index_00000.m4s");
+    let stored = block_on(p.blobs.get(&key, None)).unwrap().unwrap();
+    assert_eq!(stored.bytes, expected);
+    // A second commit of the same segment is the same duplicate as a second upload.
+    let again = pusher.put("index_00000.m4s?from_parts=6", Vec::new());
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
+    assert_eq!(pusher.playlist(1, false).status, StatusCode::OK);
+}

@@ -146,7 +146,17 @@ pub async fn put<P: Platform>(
         .iter()
         .any(|ext| file.ends_with(ext))
     {
-        put_segment(p, &ingest, file, request.into_body()).await
+        match from_parts(request.uri().query().unwrap_or_default())? {
+            Some(count) if request.body().is_empty() && file.ends_with(".m4s") => {
+                let body = segment_of_parts(p, &ingest, file, count).await?;
+                put_segment(p, &ingest, file, body).await
+            }
+            Some(_) => Err(ApiError::bad_request(
+                "invalid_request",
+                "from_parts is for an empty PUT of a .m4s segment whose parts are stored",
+            )),
+            None => put_segment(p, &ingest, file, request.into_body()).await,
+        }
     } else if file.ends_with(".m3u8") {
         put_playlist(p, &ingest, file, request.body()).await
     } else {
@@ -328,6 +338,62 @@ async fn begin_segment<P: Platform>(
             "unexpected room answer {other:?}"
         ))),
     }
+}
+
+/// Most parts one segment may be assembled from (`?from_parts=`).
+const MAX_PARTS_PER_SEGMENT: u64 = 64;
+
+/// `from_parts=N` of a segment PUT's query: the segment is its `N` stored parts, joined.
+fn from_parts(query: &str) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("from_parts="))
+    else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(n) if (1..=MAX_PARTS_PER_SEGMENT).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("from_parts is a count of parts, 1 to {MAX_PARTS_PER_SEGMENT}"),
+        )),
+    }
+}
+
+/// The bytes of segment `file` made of its `count` stored low-latency parts, joined in
+/// order (a pusher that sent every part sends this instead of the segment's bytes again);
+/// 422 `parts_missing` when one is not stored (the pusher then sends the bytes), 413 past
+/// `MAX_SEGMENT_BYTES`. The segment's own checks follow in [`put_segment`].
+async fn segment_of_parts<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    file: &str,
+    count: u64,
+) -> Result<Vec<u8>, ApiError> {
+    // The live broadcast the parts went to (asked as for a part: no segment record yet).
+    let (broadcast_id, started) = begin_segment(p, ingest, file, true, 0).await?;
+    if let Some(started) = started {
+        broadcasts::broadcast_started(p, &started).await?;
+    }
+    let limit = p.config().max_segment_bytes;
+    let mut body = Vec::new();
+    for index in 0..count {
+        let part = PartName::file_of(file, index);
+        let key = videos::segment_key(&ingest.channel_id, &broadcast_id, &part);
+        let Some(blob) = p.blobs().get(&key, None).await? else {
+            return Err(ApiError::Unprocessable {
+                code: "parts_missing",
+                message: format!("part {part} is not stored: send the segment's bytes"),
+            });
+        };
+        body.extend_from_slice(&blob.bytes);
+        if body.len() as u64 > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the parts of {file} add up to more than {limit} bytes"
+            )));
+        }
+    }
+    Ok(body)
 }
 
 /// Longest part accepted, in microseconds.
