@@ -179,14 +179,45 @@ export async function signupInBrowser(page, worker, email, password, next = "/")
  *  stop(), log(), mail} (`mail`: see startMailSink). */
 export async function startWorker({ transcoder = false } = {}) {
   const state = tempDir("edgevideo-browser-");
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
   const env = { ...process.env };
   const jobs = transcoder ? await startTranscoder(state) : null;
   const mail = await startMailSink(state);
   const migrate = spawnSync(WRANGLER, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state],
     { cwd: ROOT, env, encoding: "utf8", timeout: 120000 });
   if (migrate.status !== 0) throw new Error(`migrations failed: ${migrate.stdout}${migrate.stderr}`);
+  // A free port can be taken by another process (a parallel suite) before wrangler binds it:
+  // then wrangler exits, or another server answers; a new port is tried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const worker = await launchWrangler(state, env, mail, jobs);
+      return { ...worker, stop: async () => { await worker.stop(); await jobs?.stop(); await mail.stop(); }, mail };
+    } catch (e) {
+      if (attempt >= 3) {
+        await jobs?.stop();
+        await mail.stop();
+        throw e;
+      }
+      console.log(`# wrangler dev did not start (${String(e.message).split("\n")[0]}); another port`);
+    }
+  }
+}
+
+/** Whether `response` to /api/health is a worker's (its health, or its JSON error). */
+async function answersAsWorker(response) {
+  try {
+    const body = await response.json();
+    return body !== null && typeof body === "object" && ("version" in body || "error" in body);
+  } catch {
+    return false;
+  }
+}
+
+/** `wrangler dev` on a free port over `state`, with its mail going to `mail` (and its
+ *  transcode jobs to `jobs`, if any); resolves once it answers as a worker; returns {url,
+ *  stop(), log()}. */
+async function launchWrangler(state, env, mail, jobs) {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
   const overrides = path.join(state, "test.env");
   writeFileSync(overrides, `LIVE_IDLE_TIMEOUT_SECONDS=6\nPUBLIC_URL=${url}\nSMTP_URL=${mail.url}\n`
     + (jobs ? `TRANSCODER_URL=${jobs.url}\n` : ""));
@@ -209,14 +240,12 @@ export async function startWorker({ transcoder = false } = {}) {
     await exited;
     clearTimeout(timer);
     signal("SIGKILL"); // anything of the group that outlived wrangler (workerd)
-    await jobs?.stop();
-    await mail.stop();
   };
   try {
     await waitFor(async () => {
       if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${readLog()}`);
       try {
-        return (await fetch(`${url}/api/health`)).status > 0;
+        return await answersAsWorker(await fetch(`${url}/api/health`));
       } catch {
         return false;
       }
@@ -225,7 +254,7 @@ export async function startWorker({ transcoder = false } = {}) {
     await stop();
     throw e;
   }
-  return { url, stop, log: readLog, mail };
+  return { url, stop, log: readLog };
 }
 
 /** ffmpeg pushing a live test pattern with a tone to a signed ingest URL (as media.py does). */

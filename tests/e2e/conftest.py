@@ -134,6 +134,16 @@ def Worker(state_dir: pathlib.Path, extra_vars: dict[str, str] | None = None):
     return host_class(state_dir, extra_vars)
 
 
+def answers_as_worker(response: requests.Response) -> bool:
+    """Whether `response` to `/api/health` is a worker's (its health, or its JSON error when
+    misconfigured), not another local server's that took the free port first."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and ("version" in body or "error" in body)
+
+
 class ProcessWorker:
     """A worker process started in its own process group, answered on /api/health."""
 
@@ -171,11 +181,12 @@ class ProcessWorker:
             if self.process.poll() is not None:
                 pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
             try:
-                requests.get(self.url + "/api/health", timeout=1)
-                self.started_in_s = time.monotonic() - t0
-                return self
+                if answers_as_worker(requests.get(self.url + "/api/health", timeout=1)):
+                    self.started_in_s = time.monotonic() - t0
+                    return self
             except requests.RequestException:
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         self.stop()
         pytest.fail(f"{self.name} did not answer within {START_TIMEOUT_S} s:\n{self.log()}")
 
