@@ -5,7 +5,13 @@ import { api, nav, say } from "/app.js";
 
 const status = document.getElementById("status");
 const form = document.getElementById("verify");
-const token = decodeURIComponent(location.hash.slice(1));
+const token = (() => {
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return ""; // a mangled link: said below
+  }
+})();
 // Out of the address bar and the history once read.
 history.replaceState(null, "", location.pathname);
 

@@ -298,6 +298,32 @@ fn a_lost_transcode_job_is_sent_again_until_answered() {
 }
 
 #[test]
+fn a_resending_the_transcoder_still_has_counts_as_sent_and_the_checks_go_on() {
+    let p = TestPlatform::new();
+    let (_, video) = processing_video(&p);
+    // The transcoder still has the job (stuck on it): the re-sending, whose URLs are signed
+    // afresh, is a conflict with the job it holds.
+    let conflict = edgevideo_core::ports::OutboundResponse {
+        status: 409,
+        body: br#"{"error":{"code":"job_conflict","message":"job_id was used for another job"}}"#
+            .to_vec(),
+    };
+    p.outbound
+        .script(&format!("{TRANSCODER_URL}/jobs"), [Ok(conflict)]);
+    p.advance_ms(REDRIVE_MS);
+    let ran = p.settle(); // a refused job would fail the run here
+    assert!(ran
+        .iter()
+        .any(|j| matches!(j, Job::Transcode { attempt: 1, .. })));
+    assert_eq!(transcoder_sends(&p), 2);
+    // The chain goes on: lost after all (a replaced container), the next check sends again.
+    p.advance_ms(REDRIVE_MS);
+    p.settle();
+    assert_eq!(transcoder_sends(&p), 3);
+    assert_eq!(p.stored_video(&video)["status"], "processing");
+}
+
+#[test]
 fn a_transcoder_that_never_answers_leaves_the_video_failed() {
     let p = TestPlatform::new();
     let (_, video) = processing_video(&p);

@@ -9,8 +9,9 @@
 //! **Re-drive.** A sent job is followed by a check `TRANSCODE_REDRIVE_SECONDS` later (a
 //! delayed queue message, as durable as the queue): if the video is still `processing` the
 //! transcoder lost the job (a container killed with its backlog, or replaced), so it is
-//! sent again under the same job id — a job the transcoder still has is not run twice —
-//! and checked again; after [`MAX_SENDS`] sendings without an answer the video is `failed`.
+//! sent again under the same job id — a job the transcoder still has is not run twice (it
+//! answers the re-sending, whose URLs are signed afresh, `409 job_conflict`, which counts as
+//! sent) — and checked again; after [`MAX_SENDS`] sendings without an answer the video is `failed`.
 
 use edgevideo_protocol::transcode::TranscodeJob;
 
@@ -146,6 +147,10 @@ pub async fn send<P: Platform>(
         .map_err(|e| StoreError::backend("transcoder", e))?;
     match response.status {
         200..=299 => Ok(true),
+        // The transcoder has a job of this id already (a re-sending carries freshly signed
+        // URLs, so its body differs): it runs that one once and calls back; the re-drive
+        // checks go on.
+        409 if error_code(&response.body).as_deref() == Some("job_conflict") => Ok(true),
         408 | 429 | 500..=599 => {
             Err(StoreError::backend("transcoder", format!("answered {}", response.status)).into())
         }
@@ -154,6 +159,12 @@ pub async fn send<P: Platform>(
             String::from_utf8_lossy(&response.body)
         ))),
     }
+}
+
+/// The `error.code` of a JSON error body, if it has one.
+fn error_code(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value["error"]["code"].as_str().map(str::to_owned)
 }
 
 /// The container URL that names the transcoder's containers (`TRANSCODER_URL`).
