@@ -154,7 +154,8 @@ test("Go live pushes a ladder that ffprobe reads and the watch page plays", asyn
       const body = await (await fetch(variant)).text();
       // At least one complete segment listed with its parts.
       return /#EXT-X-PART:[^\n]*\n(#EXT-X-PROGRAM-DATE-TIME[^\n]*\n)?#EXTINF/.test(body) ? body : null;
-    }, 30000, `parts in ${name}'s live playlist`);
+    // A loaded machine drops late parts (their segment then lists none): give it time.
+    }, 60000, `parts in ${name}'s live playlist`);
     assert.match(text, /#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1\.05\b/);
     assert.match(text, /#EXT-X-PART-INF:PART-TARGET=0\.35\b/);
     assert.match(text, new RegExp(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="\\.\\./seg/[^/"]+/${name}_\\d{5}\\.part\\d+\\.m4s"`));
