@@ -15,7 +15,8 @@
 //! at-least-once redelivery) does not run it twice: the answer is the job's current status,
 //! and a finished job's record is kept on disk (`{state_dir}/{job_id}.json`) so that this holds
 //! across restarts. A finished job whose callback could not be delivered is delivered again.
-//! The same id with a different body is refused with `409`. Errors follow the API's
+//! The same id for a different job (another video, outputs or inputs) is refused with `409`;
+//! a re-sending whose URLs are signed afresh is the same job. Errors follow the API's
 //! `{"error":{"code","message"}}` shape.
 
 use std::collections::HashMap;
@@ -370,15 +371,17 @@ fn submit(shared: &Arc<Shared>, request: &mut Request) -> Response<std::io::Curs
 
     let mut jobs = lock(&shared.jobs);
     if let Some(entry) = jobs.get(&job_id) {
-        if entry.job != job {
+        if !same_job(&entry.job, &job) {
             return error_response(409, "job_conflict", "job_id was used for another job");
         }
         return accepted(200, &job_id, entry.status);
     }
-    if let Some(record) = shared.load_record(&job_id) {
-        if record.job != job {
+    if let Some(mut record) = shared.load_record(&job_id) {
+        if !same_job(&record.job, &job) {
             return error_response(409, "job_conflict", "job_id was used for another job");
         }
+        // A re-sending carries freshly signed URLs: an undelivered callback goes to its.
+        record.job = job;
         let status = match record.callback.kind {
             CallbackType::Completed => JobStatus::Completed,
             CallbackType::Failed => JobStatus::Failed,
@@ -406,6 +409,31 @@ fn submit(shared: &Arc<Shared>, request: &mut Request) -> Response<std::io::Curs
         return error_response(503, "unavailable", "no worker is running");
     }
     accepted(202, &job_id, JobStatus::Queued)
+}
+
+/// Whether `a` and `b` are the same job: the same id, video, outputs and inputs, whatever
+/// the signatures in their URLs (the edge signs a re-sending's URLs afresh).
+fn same_job(a: &TranscodeJob, b: &TranscodeJob) -> bool {
+    let unsigned = |url: &str| url.split(['?', '#']).next().unwrap_or_default().to_owned();
+    let paths = |job: &TranscodeJob| -> Vec<String> {
+        // Signed URLs carry their token in the path (`/play/{token}/...`): compare the
+        // file names they end in.
+        job.inputs
+            .iter()
+            .map(|u| {
+                unsigned(u)
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    a.job_id == b.job_id
+        && a.video_id == b.video_id
+        && a.output_key == b.output_key
+        && a.poster_key == b.poster_key
+        && paths(a) == paths(b)
 }
 
 /// Checks the signature of a read (`GET /jobs/{job_id}`): Standard Webhooks headers over

@@ -189,6 +189,16 @@ fn signed_job_runs_once_and_calls_back_signed() -> Result<()> {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(receiver.wait_for(2, Duration::from_millis(10)).len(), 1);
 
+    // A re-sending whose URLs are signed afresh (the edge's re-drive) is the same job: its
+    // status, no second run, no second callback.
+    let mut resent = job.clone();
+    resent["callback_url"] = format!("{}?sig=fresh", receiver.url()).into();
+    let (status, answer) = post_job(server.port, &resent)?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "completed");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.wait_for(2, Duration::from_millis(10)).len(), 1);
+
     // The same id for another job is a conflict.
     let mut other = job.clone();
     other["output_key"] = "videos/other.mp4".into();
