@@ -201,6 +201,14 @@ mod tests {
         }
     }
 
+    /// A server that gives `replies`, one per read.
+    fn script(replies: &[&'static [u8]]) -> Script {
+        Script {
+            replies: replies.iter().copied().collect(),
+            sent: Vec::new(),
+        }
+    }
+
     fn mail() -> OutgoingMail {
         OutgoingMail {
             from: "no-reply@example.com".into(),
@@ -211,21 +219,17 @@ mod tests {
 
     #[test]
     fn a_message_is_delivered_in_order_with_auth_and_dot_stuffing() {
-        let mut server = Script {
-            replies: [
-                &b"220 mail.test ESMTP\r\n"[..],
-                b"250-mail.test\r\n250-AUTH PLAIN\r\n",
-                b"250 8BITMIME\r\n",
-                b"235 2.7.0 ok\r\n",
-                b"250 ok\r\n",
-                b"250 ok\r\n",
-                b"354 go ahead\r\n",
-                b"250 2.0.0 queued as X\r\n",
-                b"221 bye\r\n",
-            ]
-            .into(),
-            sent: Vec::new(),
-        };
+        let mut server = script(&[
+            &b"220 mail.test ESMTP\r\n"[..],
+            b"250-mail.test\r\n250-AUTH PLAIN\r\n",
+            b"250 8BITMIME\r\n",
+            b"235 2.7.0 ok\r\n",
+            b"250 ok\r\n",
+            b"250 ok\r\n",
+            b"354 go ahead\r\n",
+            b"250 2.0.0 queued as X\r\n",
+            b"221 bye\r\n",
+        ]);
         let smtp = SmtpServer::parse("smtps://me:secret@mail.test").unwrap();
         pollster::block_on(deliver(&mut server, &smtp, "edge.test", &mail())).unwrap();
         let sent = String::from_utf8(server.sent).unwrap();
@@ -239,16 +243,12 @@ mod tests {
 
     #[test]
     fn a_refusal_names_the_step_and_stops() {
-        let mut server = Script {
-            replies: [
-                &b"220 hi\r\n"[..],
-                b"250 hi\r\n",
-                b"250 ok\r\n",
-                b"550 5.1.1 no such user\r\n",
-            ]
-            .into(),
-            sent: Vec::new(),
-        };
+        let mut server = script(&[
+            &b"220 hi\r\n"[..],
+            b"250 hi\r\n",
+            b"250 ok\r\n",
+            b"550 5.1.1 no such user\r\n",
+        ]);
         let smtp = SmtpServer::parse("smtp://mail.test").unwrap();
         let err =
             pollster::block_on(deliver(&mut server, &smtp, "edge.test", &mail())).unwrap_err();
@@ -262,10 +262,7 @@ mod tests {
     #[test]
     fn a_closed_connection_or_garbage_is_an_error_not_a_hang() {
         for replies in [vec![], vec![&b"hello\r\n"[..]], vec![&b"220 hi\r\n"[..]]] {
-            let mut server = Script {
-                replies: replies.into(),
-                sent: Vec::new(),
-            };
+            let mut server = script(&replies);
             let smtp = SmtpServer::parse("smtp://mail.test").unwrap();
             let err = pollster::block_on(deliver(&mut server, &smtp, "e", &mail())).unwrap_err();
             assert!(
@@ -277,10 +274,7 @@ mod tests {
 
     #[test]
     fn envelope_addresses_cannot_inject_commands() {
-        let mut server = Script {
-            replies: Default::default(),
-            sent: Vec::new(),
-        };
+        let mut server = script(&[]);
         let smtp = SmtpServer::parse("smtp://mail.test").unwrap();
         let mut evil = mail();
         evil.to = "a@b.c>\r\nRCPT TO:<x@y.z".into();

@@ -58,7 +58,15 @@ struct Pusher<'a> {
     base: String,
 }
 
-impl Pusher<'_> {
+impl<'a> Pusher<'a> {
+    /// A pusher to a new broadcaster's new channel `name`, and the channel's id.
+    fn on_new_channel(p: &'a TestPlatform, name: &str) -> (Self, String) {
+        let (owner, channel) = p.broadcaster(name);
+        let ingest = p.ingest_url(&owner, &channel);
+        let base = ingest.rsplit_once('/').unwrap().0.to_owned();
+        (Pusher { p, base }, channel)
+    }
+
     fn put(&self, file: &str, body: Vec<u8>) -> edgevideo_testkit::client::Reply {
         self.p.send(raw_request(
             Method::PUT,
@@ -106,12 +114,7 @@ impl Pusher<'_> {
 #[test]
 fn parts_are_listed_at_once_and_blocking_reloads_come_from_the_edge_cache() {
     let p = TestPlatform::new();
-    let (owner, channel) = p.broadcaster("Low latency");
-    let ingest = p.ingest_url(&owner, &channel);
-    let pusher = Pusher {
-        p: &p,
-        base: ingest.rsplit_once('/').unwrap().0.to_owned(),
-    };
+    let (pusher, channel) = Pusher::on_new_channel(&p, "Low latency");
     for index in 0..6 {
         assert_eq!(pusher.part(0, index).status, StatusCode::CREATED);
     }
@@ -203,12 +206,7 @@ fn parts_are_listed_at_once_and_blocking_reloads_come_from_the_edge_cache() {
 #[test]
 fn a_part_with_a_bad_query_or_body_is_refused_and_stores_nothing() {
     let p = TestPlatform::new();
-    let (owner, channel) = p.broadcaster("Bad parts");
-    let ingest = p.ingest_url(&owner, &channel);
-    let pusher = Pusher {
-        p: &p,
-        base: ingest.rsplit_once('/').unwrap().0.to_owned(),
-    };
+    let (pusher, channel) = Pusher::on_new_channel(&p, "Bad parts");
     for (file, body, status, code) in [
         (
             "index_00000.part0.m4s",
@@ -269,12 +267,7 @@ fn ffmpeg_pushes_without_parts_keep_the_ordinary_playlist() {
 #[test]
 fn a_finished_broadcasts_parts_are_deleted_a_minute_after_it_ends_and_its_segments_stay() {
     let p = TestPlatform::new();
-    let (owner, channel) = p.broadcaster("Parts cleanup");
-    let ingest = p.ingest_url(&owner, &channel);
-    let pusher = Pusher {
-        p: &p,
-        base: ingest.rsplit_once('/').unwrap().0.to_owned(),
-    };
+    let (pusher, channel) = Pusher::on_new_channel(&p, "Parts cleanup");
     assert_eq!(
         pusher.put("index_init.mp4", init_bytes()).status,
         StatusCode::CREATED
@@ -322,12 +315,7 @@ fn a_finished_broadcasts_parts_are_deleted_a_minute_after_it_ends_and_its_segmen
 #[test]
 fn a_segment_can_be_committed_from_its_stored_parts_instead_of_sent_again() {
     let p = TestPlatform::new();
-    let (owner, channel) = p.broadcaster("Commit");
-    let ingest = p.ingest_url(&owner, &channel);
-    let pusher = Pusher {
-        p: &p,
-        base: ingest.rsplit_once('/').unwrap().0.to_owned(),
-    };
+    let (pusher, channel) = Pusher::on_new_channel(&p, "Commit");
     assert_eq!(
         pusher.put("index_init.mp4", init_bytes()).status,
         StatusCode::CREATED

@@ -71,6 +71,11 @@ fn now_s<P: Platform>(p: &P) -> u64 {
     p.clock().now_ms() / 1000
 }
 
+/// Now, Unix ms, as the catalogue stores times.
+fn now_ms<P: Platform>(p: &P) -> i64 {
+    i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX)
+}
+
 /// A `{token, user}` response with the session cookie set.
 fn session_response<P: Platform>(p: &P, status: StatusCode, user: &User) -> Response {
     let config = p.config();
@@ -237,7 +242,7 @@ pub async fn signup<P: Platform>(p: &P, request: &Request) -> Result<Response, A
         .map_err(|m| ApiError::bad_request("weak_password", m))?;
     // Hashed on every path, so that the answer's timing tells as little as its body.
     let hash = new_hash(p, &body.password);
-    let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+    let now_ms = now_ms(p);
     let user = match users::by_email(p.sql(), &email).await? {
         Some(user) => user,
         None => {
@@ -309,11 +314,9 @@ pub async fn verify<P: Platform>(p: &P, request: &Request) -> Result<Response, A
     let Some(user) = users::by_id(p.sql(), &link.user_id).await? else {
         return Err(invalid());
     };
+    let used = || ApiError::bad_request("link_used", "this address is confirmed already: sign in");
     if user.email_verified_at.is_some() {
-        return Err(ApiError::bad_request(
-            "link_used",
-            "this address is confirmed already: sign in",
-        ));
+        return Err(used());
     }
     let tag = email_link::password_tag(secret, &user.password_hash);
     if !bool::from(tag.as_bytes().ct_eq(link.password_tag.as_bytes())) {
@@ -331,12 +334,9 @@ pub async fn verify<P: Platform>(p: &P, request: &Request) -> Result<Response, A
     }
     ratelimit::login_succeeded(p, &account).await?;
     let role = accounts::role_after_verification(p.config(), &user.email, user.role);
-    let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+    let now_ms = now_ms(p);
     if !users::mark_verified(p.sql(), &user.id, role, now_ms).await? {
-        return Err(ApiError::bad_request(
-            "link_used",
-            "this address is confirmed already: sign in",
-        ));
+        return Err(used());
     }
     let user = User {
         role,
@@ -399,7 +399,7 @@ pub async fn login<P: Platform>(p: &P, request: &Request) -> Result<Response, Ap
     // A verified address listed in ADMIN_EMAILS (added after the account was verified)
     // becomes admin at its next login.
     if user.role != Role::Admin && accounts::role_for_email(config, &user.email) == Role::Admin {
-        let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+        let now_ms = now_ms(p);
         users::set_role(p.sql(), &user.id, Role::Admin, now_ms).await?;
         user.role = Role::Admin;
     }
@@ -540,7 +540,7 @@ pub async fn set_role<P: Platform>(
             "role is one of viewer, broadcaster, developer, admin",
         )
     })?;
-    let now_ms = i64::try_from(p.clock().now_ms()).unwrap_or(i64::MAX);
+    let now_ms = now_ms(p);
     users::set_role(p.sql(), user_id, role, now_ms).await?;
     let user = users::by_id(p.sql(), user_id)
         .await?
