@@ -33,6 +33,12 @@ Sections (all by default; pick with --only):
              next part, channel-object calls per part and errors; glass to glass through the
              ingest gateway in hls.js's low-latency mode and at normal latency (bench/latency.mjs
              --gateway), median and p95
+  presence   4,500 viewer WebSockets (--sockets) joining one live channel at 100/s, spread over
+             presence shards of 1,000: join errors, sockets per object, messages per join,
+             the time until every socket hears the full count; then 500 reactions: the time
+             until every socket heard them all, messages per reaction. (Not 5,000: `wrangler
+             dev`'s workerd takes 4 file descriptors per socket and this machine allows a
+             process 20,000; at ~4,900 it fails and drops every socket.)
   gateway    the RTMP gateway (bench/gateway.py): keyframe closing a segment to listed in the
              viewer's playlist; CPU and memory per stream at 10, 50, 100 streams of 6 Mbit/s,
              into `wrangler dev` and into a sink edge (bench/sink_edge.py)
@@ -443,6 +449,127 @@ def bench_load(tmp, seconds):
 
 VIEWERS = 2000  # --viewers
 LL_VIEWERS = 1000  # --ll-viewers
+SOCKETS = 4500  # --sockets
+JOINS_PER_S = 100
+SHARD_SOCKETS = 1000
+REACTORS = 500
+
+
+async def crowd(url: str, sockets: int) -> bool:
+    """`sockets` WebSockets join `url` at JOINS_PER_S; then REACTORS of them react once.
+    Returns whether every socket stayed open."""
+    import asyncio
+    from collections import Counter
+    from websockets.asyncio.client import connect as ws_connect
+
+    loop = asyncio.get_running_loop()
+    joined: list[dict] = []
+    messages = Counter()
+    failures = Counter()
+    errors = 0
+    readers = []
+
+    async def read(v):
+        try:
+            async for raw in v["ws"]:
+                m = json.loads(raw)
+                messages[m["type"]] += 1
+                if m["type"] == "viewers":
+                    v["count"] = m["count"]
+                elif m["type"] == "hello":
+                    v["shard"] = m["shard"]
+                elif m["type"] == "reactions":
+                    v["reactions"] += sum(m["counts"].values())
+        except Exception as e:
+            failures[type(e).__name__] += 1
+        v["open"] = False
+
+    async def join():
+        nonlocal errors
+        try:
+            ws = await ws_connect(url, open_timeout=60, ping_interval=None, max_queue=None)
+        except Exception as e:
+            errors += 1
+            failures[f"join: {type(e).__name__}: {str(e)[:60]}"] += 1
+            return
+        v = {"ws": ws, "count": 0, "shard": None, "reactions": 0, "open": True}
+        joined.append(v)
+        readers.append(asyncio.create_task(read(v)))
+
+    async def settled(check, timeout_s):
+        start = loop.time()
+        while not check() and loop.time() - start < timeout_s:
+            await asyncio.sleep(0.1)
+        return loop.time() - start if check() else None
+
+    start = loop.time()
+    joins = []
+    for i in range(sockets):
+        joins.append(asyncio.create_task(join()))
+        await asyncio.sleep(max(0.0, start + (i + 1) / JOINS_PER_S - loop.time()))
+    await asyncio.gather(*joins)
+    joining_s = loop.time() - start
+    during = sum(messages.values())
+    n = len(joined)
+    row("sockets joined / errors", f"{n} of {sockets} in {joining_s:.1f} s / {errors}")
+    live = [v for v in joined if v["open"]]
+    row("sockets closed by the server while joining", f"{n - len(live)} ({dict(failures)})")
+    n = len(live)
+    if not live:
+        return False
+    converged = await settled(lambda: all(v["count"] == n for v in live), 60)
+    shards = Counter(v["shard"] for v in live)
+    row("workerd memory (RSS), every socket open", f"{workerd_rss_mib():.0f} MiB ({workerd_rss_mib() * 1024 / n:.0f} KiB per socket)")
+    row("sockets per object (shard: sockets)", ", ".join(f"{k}: {c}" for k, c in sorted(shards.items(), key=str)))
+    row("messages received while joining", f"{during} ({during / max(n, 1):.1f} per join; "
+        f"{during / max(n, 1) / joining_s * 2:.2f} per socket per 2 s)")
+    row("every socket hears the full count", f"{converged:.1f} s after the last join" if converged is not None
+        else f"not within 60 s ({sum(v['count'] == n for v in live)} of {n}; "
+        f"counts heard {sorted(Counter(v['count'] for v in live).items())[:5]})")
+    live = [v for v in live if v["open"]]
+    n = len(live)
+    if not live:
+        row("sockets closed by the server in all", f"{len(joined)} ({dict(failures)})")
+        return False
+    before = sum(messages.values())
+    reactors = live[:: max(1, n // REACTORS)][:REACTORS]
+    for v in reactors:
+        try:
+            await v["ws"].send(json.dumps({"type": "reaction", "emoji": "🔥"}))
+        except Exception as e:
+            failures[f"react: {type(e).__name__}"] += 1
+    heard = await settled(lambda: all(v["reactions"] >= len(reactors) for v in live), 30)
+    pushes = messages["reactions"]
+    row(f"{len(reactors)} reactions reach every socket", f"{heard:.1f} s" if heard is not None
+        else f"not within 30 s ({sum(v['reactions'] >= len(reactors) for v in live)} of {n})")
+    row("messages per reaction", f"{(sum(messages.values()) - before) / len(reactors):.1f} "
+        f"({pushes} reactions pushes to {n} sockets, {pushes / n:.1f} each)")
+    closed = sum(not v["open"] for v in joined)
+    row("sockets closed by the server in all", f"{closed} ({dict(failures)})")
+    for v in joined:
+        await v["ws"].close()
+    for r in readers:
+        r.cancel()
+    return closed == 0 and errors == 0
+
+
+def bench_presence(tmp, _seconds):
+    """SOCKETS viewer WebSockets join one live channel at JOINS_PER_S, with
+    PRESENCE_SHARD_SOCKETS=SHARD_SOCKETS so that they spread over presence shards as the count
+    grows; then REACTORS of them send one reaction each."""
+    import asyncio
+    print(f"presence: {SOCKETS} sockets joining one live channel at {JOINS_PER_S}/s "
+          f"({SHARD_SOCKETS} per shard), then {REACTORS} reactions")
+    s = Stack(tmp, "presence", {"PRESENCE_SHARD_SOCKETS": str(SHARD_SOCKETS)})
+    try:
+        segments, _ = recording(2)
+        ch, base, _ = s.channel()
+        push(s, base, segments, 1, end=False)
+        if not asyncio.run(crowd(s.url.replace("http", "ws") + f"/api/channels/{ch['id']}/ws", SOCKETS)):
+            odd = [line for line in s.worker.log().splitlines() if " 101 Switching Protocols" not in line]
+            print("the worker's log, the 101 answers left out:\n" + "\n".join(odd[-25:]))
+    finally:
+        s.stop()
 
 
 def wrk_paths_script(tmp: pathlib.Path, name: str, paths: list[str]) -> pathlib.Path:
@@ -724,7 +851,7 @@ def bench_golive(_tmp, _seconds):
 SECTIONS = {"routes": bench_routes, "size": bench_size, "ingest": bench_ingest,
             "fanout": bench_fanout, "load": bench_load, "viewers": bench_viewers, "mp4mem": bench_mp4mem,
             "transcoder": bench_transcoder, "backlog": bench_backlog, "golive": bench_golive,
-            "llhls": bench_llhls, "gateway": bench_gateway}
+            "llhls": bench_llhls, "gateway": bench_gateway, "presence": bench_presence}
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -732,11 +859,13 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=10, help="wrk duration per route")
     parser.add_argument("--load-seconds", type=int, default=60)
     parser.add_argument("--viewers", type=int, default=VIEWERS, help="distinct playback tokens (viewers section)")
+    parser.add_argument("--sockets", type=int, default=SOCKETS, help="viewer WebSockets (presence section)")
     parser.add_argument("--ll-viewers", type=int, default=1000,
                         help="viewers blocking on the next part (llhls section)")
     args = parser.parse_args()
     VIEWERS = args.viewers
     LL_VIEWERS = args.ll_viewers
+    SOCKETS = args.sockets
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:

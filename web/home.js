@@ -42,7 +42,7 @@ setInterval(() => { if (live.size && !document.hidden) renderLive(); }, THUMB_RE
 socket("/api/live/ws", (m) => {
   if (m.type === "live") {
     const known = live.get(m.channel_id);
-    live.set(m.channel_id, { name: m.name, viewers: known ? known.viewers : 0,
+    live.set(m.channel_id, { name: m.name, viewers: known ? known.viewers : (m.viewers || 0),
       thumbnail_url: known ? known.thumbnail_url : null });
     // Its thumbnail URL comes with the next snapshot (rebuilt within 2 s).
     if (!known) setTimeout(loadLive, 2500);

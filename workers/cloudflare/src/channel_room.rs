@@ -1,5 +1,7 @@
 //! The `ChannelRoom` Durable Object class (SQLite-backed): one instance per channel, plus the
-//! lobby. It only adapts: JSON requests are decoded into the core's [`RoomRequest`] and
+//! lobby and the presence shards of big channels (`{channel}/presence/{k}`, told by the
+//! worker's [`rooms::SHARD_HEADER`] at each join; their alarm is their tick to the channel's
+//! room). It only adapts: JSON requests are decoded into the core's [`RoomRequest`] and
 //! handled by [`edgevideo_core::room`] over the object's storage and its hibernatable
 //! WebSockets; the alarm ends silent broadcasts and records them with
 //! [`edgevideo_core::services::broadcasts::broadcast_ended`].
@@ -25,6 +27,7 @@ use worker::{
 };
 
 use crate::platform::CloudflarePlatform;
+use crate::rooms;
 
 /// Storage key of the channel whose viewers this room holds (for the lobby's counts).
 const WATCHED_CHANNEL_KEY: &str = "watched_channel";
@@ -133,7 +136,12 @@ impl ChannelRoom {
         }
     }
 
-    async fn join(&self, lobby: bool, channel_id: Option<String>) -> worker::Result<Response> {
+    async fn join(
+        &self,
+        lobby: bool,
+        channel_id: Option<String>,
+        shard: u32,
+    ) -> worker::Result<Response> {
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
         // Per-connection state (reaction rate limit, channel) lives in the socket's
@@ -156,6 +164,14 @@ impl ChannelRoom {
                 .await
             {
                 worker::console_error!("room join: {e}");
+            }
+        }
+        if let (Some(channel_id), true) = (&channel_id, shard > 0) {
+            // A presence shard: the first join hears from the channel's room before greeting.
+            match room::join_shard(&store, &self.sockets(None), channel_id, shard, now_ms).await {
+                Ok(Some(tick)) => self.tick(&store, tick, now_ms).await,
+                Ok(None) => {}
+                Err(e) => worker::console_error!("shard join: {e}"),
             }
         }
         // Everyone else (and the lobby) hears the new count with the next presence push.
@@ -217,6 +233,23 @@ impl ChannelRoom {
         }
     }
 
+    /// A presence shard's tick: sent to the channel's room, its answer passed on to the
+    /// shard's sockets.
+    async fn tick(
+        &self,
+        store: &DurableRoomStore,
+        (room_name, request): (String, RoomRequest),
+        now_ms: u64,
+    ) {
+        let answer = match CloudflarePlatform::from_env(&self.env) {
+            Ok(platform) => platform.live().call(&room_name, &request).await,
+            Err(e) => Err(StoreError::backend("durable_object", e)),
+        };
+        if let Err(e) = room::ticked(store, &self.sockets(None), answer, now_ms).await {
+            worker::console_warn!("presence shard tick: {e}");
+        }
+    }
+
     /// The channel this room's viewer sockets watch (recorded at their joins), for the lobby.
     async fn watched_channel(&self, store: &DurableRoomStore) -> Option<String> {
         match store.load(WATCHED_CHANNEL_KEY).await {
@@ -226,7 +259,7 @@ impl ChannelRoom {
     }
 
     /// Pushes a channel's viewer count to the lobby's sockets (the home page's live list).
-    async fn tell_lobby(&self, channel_id: &str, count: usize) {
+    async fn tell_lobby(&self, channel_id: &str, count: u64) {
         let told = match CloudflarePlatform::from_env(&self.env) {
             Ok(platform) => platform
                 .live()
@@ -262,7 +295,12 @@ impl DurableObject for ChannelRoom {
                 .and_then(|rest| rest.strip_suffix("/ws"))
                 .filter(|id| !id.contains('/'))
                 .map(str::to_owned);
-            return self.join(lobby, channel_id).await;
+            let shard = request
+                .headers()
+                .get(rooms::SHARD_HEADER)?
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0);
+            return self.join(lobby, channel_id, shard).await;
         }
         let request: RoomRequest = match request.json().await {
             Ok(r) => r,
@@ -289,6 +327,10 @@ impl DurableObject for ChannelRoom {
                 return Response::ok("error");
             }
         };
+        if let Some(tick) = outcome.tick {
+            self.tick(&store, tick, now_ms).await;
+            return Response::ok("ticked");
+        }
         if let Some(count) = outcome.viewers {
             if let Some(channel_id) = self.watched_channel(&store).await {
                 // The lobby hears a channel's count once per presence push, not per join.

@@ -4,7 +4,7 @@
 use edgevideo_core::model::room::{RoomRequest, RoomResponse};
 use edgevideo_core::ports::Live;
 use edgevideo_core::StoreError;
-use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Response};
+use worker::{Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response};
 
 use crate::bindings;
 
@@ -18,20 +18,43 @@ fn do_error(err: impl std::fmt::Display) -> StoreError {
 /// The internal URL rooms are called on; only the path matters to the object.
 pub const ROOM_CALL_URL: &str = "https://room.internal/call";
 
-/// Forwards a WebSocket upgrade request to the room's Durable Object and returns its answer
-/// (101 with the client end of the socket).
+/// The header that tells a `ChannelRoom` which presence shard a forwarded socket joins (set
+/// by the worker only: a client's own is replaced).
+pub const SHARD_HEADER: &str = "x-edgevideo-presence-shard";
+
+/// Forwards a WebSocket upgrade request to the room's Durable Object, telling it the presence
+/// shard it is (see [`edgevideo_core::room::shard_room`]), and returns its answer (101 with
+/// the client end of the socket).
 ///
 /// # Errors
 /// `Backend` when the namespace or the object cannot be reached.
-pub async fn connect(env: &Env, room: &str, request: Request) -> Result<Response, StoreError> {
+pub async fn connect(
+    env: &Env,
+    room: &str,
+    shard: u32,
+    request: Request,
+) -> Result<Response, StoreError> {
     let namespace = env
         .durable_object(bindings::CHANNEL_ROOM)
         .map_err(do_error)?;
+    let headers = Headers::new();
+    for (name, value) in request.headers().entries() {
+        if !name.eq_ignore_ascii_case(SHARD_HEADER) {
+            headers.set(&name, &value).map_err(do_error)?;
+        }
+    }
+    headers
+        .set(SHARD_HEADER, &shard.to_string())
+        .map_err(do_error)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let url = request.url().map_err(do_error)?;
+    let forwarded = Request::new_with_init(url.as_str(), &init).map_err(do_error)?;
     namespace
         .id_from_name(room)
         .and_then(|id| id.get_stub())
         .map_err(do_error)?
-        .fetch_with_request(request)
+        .fetch_with_request(forwarded)
         .await
         .map_err(do_error)
 }

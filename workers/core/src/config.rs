@@ -68,6 +68,8 @@ pub mod names {
     /// Most segments one broadcast may store, all renditions together (default 200,000:
     /// about 37 hours of a three-rendition ladder of 2 s segments).
     pub const MAX_BROADCAST_SEGMENTS: &str = "MAX_BROADCAST_SEGMENTS";
+    /// Sockets one presence shard of a channel is meant to hold.
+    pub const PRESENCE_SHARD_SOCKETS: &str = "PRESENCE_SHARD_SOCKETS";
     /// Most bytes one broadcast may store, segments and parts (default 100 GiB).
     pub const MAX_BROADCAST_BYTES: &str = "MAX_BROADCAST_BYTES";
     /// Most plugins one developer may have registered (default 20).
@@ -225,6 +227,9 @@ pub struct Config {
     pub max_broadcast_segments: u64,
     /// Most bytes one broadcast may store.
     pub max_broadcast_bytes: u64,
+    /// Sockets a channel's presence shard is meant to hold: a channel's viewers are spread
+    /// over enough shards for this many each ([`crate::room::shards_for`]).
+    pub presence_shard_sockets: u64,
     /// Delivery attempts per webhook.
     pub webhook_max_attempts: u32,
     /// First retry delay of a webhook, in seconds.
@@ -349,6 +354,7 @@ impl Config {
             max_plugins_per_user: vars.number(names::MAX_PLUGINS_PER_USER, 20, 1)?,
             max_broadcast_segments: vars.number(names::MAX_BROADCAST_SEGMENTS, 200_000, 1)?,
             max_broadcast_bytes: vars.number(names::MAX_BROADCAST_BYTES, 100 << 30, 188)?,
+            presence_shard_sockets: vars.number(names::PRESENCE_SHARD_SOCKETS, 2_000, 1)?,
             webhook_max_attempts: vars.number(names::WEBHOOK_MAX_ATTEMPTS, 5, 1)?.min(20) as u32,
             webhook_retry_base_s: vars
                 .number(names::WEBHOOK_RETRY_BASE_SECONDS, 30, 1)?

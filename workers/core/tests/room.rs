@@ -374,6 +374,7 @@ fn the_lobby_lists_live_channels() {
         name: "A".into(),
         broadcast_id: "brd_1".into(),
         started_at_ms: 5,
+        viewers: 0,
     };
     p.call(RoomRequest::LobbyUpdate {
         entry: entry.clone(),
@@ -385,6 +386,25 @@ fn the_lobby_lists_live_channels() {
             channels: vec![entry.clone()]
         }
     );
+    // The channel's room tells its count: kept with the entry (the live list reads it from
+    // there), also when the broadcast is announced again, and pushed to the home pages.
+    p.call(edgevideo_core::room::lobby_viewers("ch_a", 7));
+    p.call(RoomRequest::LobbyUpdate {
+        entry: entry.clone(),
+        live: true,
+    });
+    let counted = edgevideo_core::model::room::LobbyEntry {
+        viewers: 7,
+        ..entry.clone()
+    };
+    assert_eq!(
+        p.call(RoomRequest::LobbyList),
+        RoomResponse::Lobby {
+            channels: vec![counted]
+        }
+    );
+    // A channel that is not live is not listed for its count.
+    p.call(edgevideo_core::room::lobby_viewers("ch_b", 3));
     p.call(RoomRequest::LobbyUpdate { entry, live: false });
     assert_eq!(
         p.call(RoomRequest::LobbyList),
@@ -397,7 +417,7 @@ fn the_lobby_lists_live_channels() {
         .iter()
         .map(|m| m["type"].clone())
         .collect();
-    assert_eq!(types, vec!["live", "ended"]);
+    assert_eq!(types, vec!["live", "viewers", "live", "viewers", "ended"]);
 }
 
 #[test]

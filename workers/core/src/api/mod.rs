@@ -155,4 +155,7 @@ pub fn origin(request: &Request) -> String {
 pub struct RoomUpgrade {
     /// The room to connect to.
     pub room: String,
+    /// The presence shard it is (0: the channel's room or the lobby; see
+    /// [`crate::room::shard_room`]); the host tells the object.
+    pub shard: u32,
 }

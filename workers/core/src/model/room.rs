@@ -164,6 +164,32 @@ pub enum RoomRequest {
     },
     /// Lobby: the live channels.
     LobbyList,
+    /// From a presence shard of the channel (see [`crate::room::shard_room`]), once per
+    /// tick while it holds sockets: how many it holds and the reactions they sent since its
+    /// last tick. Answered [`RoomResponse::ShardTicked`].
+    ShardTick {
+        /// The shard's number (1 and up; 0 is the room itself).
+        shard: u32,
+        /// The sockets it holds now.
+        sockets: u64,
+        /// Reactions its sockets sent since its last tick, per emoji.
+        #[serde(default)]
+        reactions: std::collections::BTreeMap<String, u32>,
+        /// The first message of the room's relay the shard has not had; `None` for a shard
+        /// that has had none yet (it starts from the next one).
+        #[serde(default)]
+        cursor: Option<u64>,
+        /// The time of the tick.
+        now_ms: u64,
+    },
+    /// Lobby: a channel's connected viewers (told by its room once per presence push);
+    /// kept with the channel's entry and pushed to the lobby's sockets.
+    LobbyViewers {
+        /// The channel.
+        channel_id: String,
+        /// Its connected viewers, over all its presence shards.
+        count: u64,
+    },
 }
 
 impl RoomRequest {
@@ -186,10 +212,14 @@ impl RoomRequest {
             RoomRequest::Notify { .. } => "notify",
             RoomRequest::LobbyUpdate { .. } => "lobby_update",
             RoomRequest::LobbyList => "lobby_list",
+            RoomRequest::LobbyViewers { .. } => "lobby_viewers",
+            RoomRequest::ShardTick { .. } => "shard_tick",
         }
     }
 
-    /// Whether the request only reads the room (a held request waits for one that does not).
+    /// Whether the request leaves the live windows and parts as they were (it only reads
+    /// them): a held request waits for one that does not. Presence (shard ticks, viewer
+    /// counts) never changes what a held request waits for.
     pub fn is_read(&self) -> bool {
         matches!(
             self,
@@ -199,6 +229,8 @@ impl RoomRequest {
                 | RoomRequest::AwaitPart { .. }
                 | RoomRequest::CheckKey { .. }
                 | RoomRequest::LobbyList
+                | RoomRequest::LobbyViewers { .. }
+                | RoomRequest::ShardTick { .. }
         )
     }
 
@@ -341,6 +373,17 @@ pub enum RoomResponse {
         /// One entry per live channel.
         channels: Vec<LobbyEntry>,
     },
+    /// Answer to [`RoomRequest::ShardTick`]: what the shard passes on to its sockets.
+    ShardTicked {
+        /// The channel's status, its viewers counted over every shard (for joiners'
+        /// `hello`).
+        status: RoomStatus,
+        /// The messages the room pushed to its own sockets since the tick's cursor (JSON
+        /// texts, in order; viewer counts excepted: the shard pushes `status.viewers`).
+        messages: Vec<String>,
+        /// The cursor of the shard's next tick.
+        cursor: u64,
+    },
 }
 
 /// How a pushed playlist contradicts the live broadcast.
@@ -449,7 +492,7 @@ pub struct RecordedRendition {
 }
 
 /// A channel's status as the room knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RoomStatus {
     /// The live broadcast, if any.
@@ -572,4 +615,7 @@ pub struct LobbyEntry {
     pub broadcast_id: String,
     /// Start, Unix ms.
     pub started_at_ms: u64,
+    /// Its connected viewers, as its room last told the lobby (0 until it does).
+    #[serde(default)]
+    pub viewers: u64,
 }

@@ -25,7 +25,11 @@ pub(super) async fn update<S: RoomStore>(
         ServerMessage::LobbyEnded(entry.clone())
     };
     if live {
-        channels.insert(entry.channel_id.clone(), entry);
+        // A re-announcement keeps the count the channel's room told.
+        let viewers = channels
+            .get(&entry.channel_id)
+            .map_or(entry.viewers, |known| known.viewers);
+        channels.insert(entry.channel_id.clone(), LobbyEntry { viewers, ..entry });
     } else if channels
         .get(&entry.channel_id)
         .is_some_and(|e| e.broadcast_id == entry.broadcast_id)
@@ -45,14 +49,30 @@ pub(super) async fn list<S: RoomStore>(store: &S) -> Result<RoomResponse, StoreE
     })
 }
 
-/// The request that tells the lobby a channel's viewer count, so that the home page's live
-/// list updates without polling: `{"type":"viewers","channel_id","count"}`.
-pub fn lobby_viewers(channel_id: &str, count: usize) -> RoomRequest {
-    RoomRequest::Notify {
-        message: ServerMessage::LobbyViewers {
-            channel_id: channel_id.to_owned(),
-            count,
+/// A channel's viewer count: kept with its entry when it is live (`/api/live` reads it
+/// from there), and pushed to the home pages as `{"type":"viewers","channel_id","count"}`.
+pub(super) async fn viewers<S: RoomStore>(
+    store: &S,
+    sockets: &dyn RoomSockets,
+    channel_id: String,
+    count: u64,
+) -> Result<RoomResponse, StoreError> {
+    let mut channels: BTreeMap<String, LobbyEntry> = load(store, LOBBY_KEY).await?;
+    if let Some(entry) = channels.get_mut(&channel_id) {
+        if entry.viewers != count {
+            entry.viewers = count;
+            save(store, LOBBY_KEY, &channels).await?;
         }
-        .to_value(),
+    }
+    ServerMessage::LobbyViewers { channel_id, count }.send_to(sockets);
+    Ok(RoomResponse::Done)
+}
+
+/// The request that tells the lobby a channel's viewer count, so that the home page's live
+/// list updates without polling.
+pub fn lobby_viewers(channel_id: &str, count: u64) -> RoomRequest {
+    RoomRequest::LobbyViewers {
+        channel_id: channel_id.to_owned(),
+        count,
     }
 }

@@ -56,8 +56,8 @@ pub enum ServerMessage {
     LobbyEnded(LobbyEntry),
     /// Channel room: the number of connected viewers changed.
     Viewers {
-        /// Connected viewers.
-        count: usize,
+        /// Connected viewers (over all the channel's presence shards).
+        count: u64,
     },
     /// Lobby: a channel's viewer count changed.
     #[serde(rename = "viewers")]
@@ -65,7 +65,7 @@ pub enum ServerMessage {
         /// The channel.
         channel_id: String,
         /// Its connected viewers.
-        count: usize,
+        count: u64,
     },
     /// Channel room: an ingest request was refused (e.g. a second pusher).
     IngestRefused {
@@ -76,6 +76,8 @@ pub enum ServerMessage {
     Hello {
         /// The status, as `GET /api/channels/{id}` reports the live part of it.
         status: RoomStatus,
+        /// The presence shard that holds the connection (0: the channel's room itself).
+        shard: u32,
     },
     /// The answer to a client's ping.
     Pong,
@@ -142,6 +144,7 @@ mod tests {
             name: "A".into(),
             broadcast_id: "brd_1".into(),
             started_at_ms: 5,
+            viewers: 0,
         }
     }
 
@@ -166,7 +169,7 @@ mod tests {
     fn lobby_live() {
         pins(
             ServerMessage::LobbyLive(entry()),
-            r#"{"broadcast_id":"brd_1","channel_id":"ch_a","name":"A","started_at_ms":5,"type":"live"}"#,
+            r#"{"broadcast_id":"brd_1","channel_id":"ch_a","name":"A","started_at_ms":5,"type":"live","viewers":0}"#,
         );
     }
 
@@ -196,7 +199,7 @@ mod tests {
     fn lobby_ended() {
         pins(
             ServerMessage::LobbyEnded(entry()),
-            r#"{"broadcast_id":"brd_1","channel_id":"ch_a","name":"A","started_at_ms":5,"type":"ended"}"#,
+            r#"{"broadcast_id":"brd_1","channel_id":"ch_a","name":"A","started_at_ms":5,"type":"ended","viewers":0}"#,
         );
     }
 
@@ -239,8 +242,9 @@ mod tests {
                     ingest_refused: None,
                     last_broadcast: None,
                 },
+                shard: 0,
             },
-            r#"{"status":{"ingest_refused":null,"last_broadcast":null,"live":null,"viewers":0},"type":"hello"}"#,
+            r#"{"shard":0,"status":{"ingest_refused":null,"last_broadcast":null,"live":null,"viewers":0},"type":"hello"}"#,
         );
         pins(
             ServerMessage::Hello {
@@ -263,9 +267,10 @@ mod tests {
                         reason: "endlist".into(),
                     }),
                 },
+                shard: 3,
             },
             concat!(
-                r#"{"status":{"ingest_refused":{"at_ms":8,"reason":"r"},"#,
+                r#"{"shard":3,"status":{"ingest_refused":{"at_ms":8,"reason":"r"},"#,
                 r#""last_broadcast":{"broadcast_id":"brd_1","ended_at_ms":6,"reason":"endlist","video_id":"vid_1"},"#,
                 r#""live":{"broadcast_id":"brd_2","duration_ms":6000,"segments":3,"started_at_ms":7},"#,
                 r#""viewers":2},"type":"hello"}"#

@@ -23,6 +23,8 @@
 //! - `status`: what readers get: the channel's status and a rendition's live window;
 //! - `lobby`: the lobby's list of live channels;
 //! - `sockets`: joining, leaving, pings and reactions ([`SocketState`]);
+//! - `shards`: presence shards, the objects a big channel's sockets are spread over
+//!   ([`shard_room`], [`join_shard`], [`ticked`]);
 //! - [`messages`]: every message pushed to browsers ([`ServerMessage`]).
 
 mod ending;
@@ -30,6 +32,7 @@ mod ingest;
 mod lobby;
 pub mod messages;
 mod parts;
+mod shards;
 mod sockets;
 mod state;
 mod status;
@@ -40,6 +43,9 @@ use crate::ports::{RoomSockets, RoomStore};
 
 pub use lobby::lobby_viewers;
 pub use messages::{ServerMessage, SocketErrorCode};
+pub use shards::{
+    join_shard, shard_room, shards_for, ticked, MAX_SHARDS, SHARD_REPORT_TTL_MS, SHARD_TICK_MS,
+};
 pub use sockets::{
     on_join, on_leave, on_message, SocketState, PRESENCE_PUSH_MS, REACTIONS, REACTIONS_PER_WINDOW,
     REACTION_PUSH_MS, REACTION_WINDOW_MS,
@@ -60,6 +66,19 @@ pub const ENDED_LISTED_MS: u64 = 2 * 60_000;
 /// # Errors
 /// Whatever the room's storage reports.
 pub async fn handle<S: RoomStore>(
+    store: &S,
+    sockets: &dyn RoomSockets,
+    request: RoomRequest,
+) -> Result<RoomResponse, StoreError> {
+    // What this request pushes to the room's sockets goes to its shards' sockets too.
+    let relayed = shards::Relayed::new(sockets);
+    let answer = dispatch(store, &relayed, request).await?;
+    relayed.relay(store).await?;
+    Ok(answer)
+}
+
+/// [`handle`]'s dispatch.
+async fn dispatch<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
     request: RoomRequest,
@@ -190,6 +209,16 @@ pub async fn handle<S: RoomStore>(
             lobby::update(store, sockets, entry, live).await
         }
         RoomRequest::LobbyList => lobby::list(store).await,
+        RoomRequest::LobbyViewers { channel_id, count } => {
+            lobby::viewers(store, sockets, channel_id, count).await
+        }
+        RoomRequest::ShardTick {
+            shard,
+            sockets: count,
+            reactions,
+            cursor,
+            now_ms,
+        } => shards::tick(store, sockets, shard, count, &reactions, cursor, now_ms).await,
     }
 }
 
@@ -199,12 +228,15 @@ pub struct AlarmOutcome {
     /// A broadcast ended (or an unconfirmed one is re-announced): record it.
     pub ended: Option<EndedBroadcast>,
     /// The viewer count was pushed to the room's sockets: tell the lobby.
-    pub viewers: Option<usize>,
+    pub viewers: Option<u64>,
+    /// A presence shard's tick: the room to send it to and the request; hand the answer to
+    /// [`ticked`].
+    pub tick: Option<(String, RoomRequest)>,
 }
 
-/// The alarm: pushes the gathered viewer-count changes and reactions, ends a broadcast that fell silent
-/// (or whose end grace passed), and re-announces an ended broadcast the catalogue has not
-/// confirmed. The sockets' push is asked for before the broadcast's deadlines, so a
+/// The alarm: in a presence shard, its tick (see `shards`); in a room, pushes the gathered
+/// viewer-count changes and reactions, ends a broadcast that fell silent (or whose end grace
+/// passed), and re-announces an ended broadcast the catalogue has not confirmed. The sockets' push is asked for before the broadcast's deadlines, so a
 /// deadline that replaces it stays the earlier one.
 ///
 /// # Errors
@@ -214,10 +246,23 @@ pub async fn alarm<S: RoomStore>(
     sockets: &dyn RoomSockets,
     now_ms: u64,
 ) -> Result<AlarmOutcome, StoreError> {
+    if let Some(tick) = shards::alarm(store, sockets, now_ms).await? {
+        return Ok(AlarmOutcome {
+            tick: Some(tick),
+            ..AlarmOutcome::default()
+        });
+    }
+    // Shards push their own viewer counts; the rest goes to them too.
     let viewers = sockets::presence_due(store, sockets, now_ms).await?;
-    sockets::reactions_due(store, sockets, now_ms).await?;
-    let ended = ending::alarm(store, sockets, now_ms).await?;
-    Ok(AlarmOutcome { ended, viewers })
+    let relayed = shards::Relayed::new(sockets);
+    sockets::reactions_due(store, &relayed, now_ms).await?;
+    let ended = ending::alarm(store, &relayed, now_ms).await?;
+    relayed.relay(store).await?;
+    Ok(AlarmOutcome {
+        ended,
+        viewers,
+        tick: None,
+    })
 }
 
 /// Liveness probe: counts the pings the room has answered, across requests.

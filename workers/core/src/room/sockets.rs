@@ -3,6 +3,8 @@
 //! connection, counted, and pushed to the whole room as one `reactions` message per
 //! [`REACTION_PUSH_MS`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -12,7 +14,7 @@ use super::messages::{ServerMessage, SocketErrorCode};
 use super::state::{
     load, save, schedule, take_due, PendingReactions, PRESENCE_DUE_KEY, REACTIONS_KEY,
 };
-use super::status;
+use super::{shards, status};
 
 /// The emoji a viewer may react with.
 pub const REACTIONS: [&str; 8] = ["🔥", "❤️", "👏", "😂", "😮", "🎉", "👍", "💯"];
@@ -60,13 +62,17 @@ pub async fn on_join<S: RoomStore>(
     sockets: &dyn RoomSockets,
     now_ms: u64,
 ) -> Result<Vec<String>, StoreError> {
+    if let Some(greeting) = shards::greet(store, sockets, now_ms).await? {
+        return Ok(greeting);
+    }
     presence_changed(store, now_ms).await?;
     let viewers = ServerMessage::Viewers {
-        count: sockets.count(),
+        count: shards::viewers(store, sockets, now_ms).await?,
     }
     .to_json();
     let status = status::status(store, sockets, now_ms).await?;
-    Ok(vec![viewers, ServerMessage::Hello { status }.to_json()])
+    let hello = ServerMessage::Hello { status, shard: 0 };
+    Ok(vec![viewers, hello.to_json()])
 }
 
 /// A client left: everyone hears the new count with the next presence push.
@@ -74,12 +80,18 @@ pub async fn on_join<S: RoomStore>(
 /// # Errors
 /// Whatever the room's storage reports.
 pub async fn on_leave<S: RoomStore>(store: &S, now_ms: u64) -> Result<(), StoreError> {
+    if shards::changed(store, now_ms).await? {
+        return Ok(());
+    }
     presence_changed(store, now_ms).await
 }
 
 /// Gathers a viewer-count change: the first change after a push asks for the alarm in
 /// [`PRESENCE_PUSH_MS`]; later ones wait for the same push.
-async fn presence_changed<S: RoomStore>(store: &S, now_ms: u64) -> Result<(), StoreError> {
+pub(super) async fn presence_changed<S: RoomStore>(
+    store: &S,
+    now_ms: u64,
+) -> Result<(), StoreError> {
     let due: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
     if due.is_none() {
         let at_ms = now_ms + PRESENCE_PUSH_MS;
@@ -90,7 +102,8 @@ async fn presence_changed<S: RoomStore>(store: &S, now_ms: u64) -> Result<(), St
 }
 
 /// The alarm's presence work: when a push is due, everyone gets the current count (one
-/// message per socket), and the count is returned (for the lobby).
+/// message per socket; the room's shards push it to theirs), and the count is returned (for
+/// the lobby).
 ///
 /// # Errors
 /// Whatever the room's storage reports.
@@ -98,14 +111,14 @@ pub(super) async fn presence_due<S: RoomStore>(
     store: &S,
     sockets: &dyn RoomSockets,
     now_ms: u64,
-) -> Result<Option<usize>, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     if take_due(store, PRESENCE_DUE_KEY, now_ms, |at_ms: &u64| *at_ms)
         .await?
         .is_none()
     {
         return Ok(None);
     }
-    let count = sockets.count();
+    let count = shards::viewers(store, sockets, now_ms).await?;
     ServerMessage::Viewers { count }.send_to(sockets);
     Ok(Some(count))
 }
@@ -179,7 +192,8 @@ pub async fn on_message<S: RoomStore>(
             let emoji = message.get("emoji").and_then(|e| e.as_str()).unwrap_or("");
             match accept_reaction(state, emoji, now_ms) {
                 Ok(emoji) => {
-                    count_reaction(store, emoji, now_ms).await?;
+                    let one = BTreeMap::from([(emoji.to_owned(), 1)]);
+                    count_reactions(store, &one, now_ms).await?;
                     Ok(None)
                 }
                 Err(reply) => Ok(Some(reply)),
@@ -192,21 +206,26 @@ pub async fn on_message<S: RoomStore>(
     }
 }
 
-/// Adds an accepted reaction to the next push, asking for the alarm when it is the first
-/// since the last push.
-async fn count_reaction<S: RoomStore>(
+/// Adds accepted reactions (a socket's, or a shard's since its last tick) to the next push,
+/// asking for the alarm when they are the first since the last push.
+pub(super) async fn count_reactions<S: RoomStore>(
     store: &S,
-    emoji: &str,
+    reactions: &BTreeMap<String, u32>,
     now_ms: u64,
 ) -> Result<(), StoreError> {
+    if reactions.is_empty() {
+        return Ok(());
+    }
     let pending: Option<PendingReactions> = load(store, REACTIONS_KEY).await?;
     let first = pending.is_none();
     let mut pending = pending.unwrap_or(PendingReactions {
         due_ms: now_ms + REACTION_PUSH_MS,
         counts: Default::default(),
     });
-    let count = pending.counts.entry(emoji.to_owned()).or_default();
-    *count = count.saturating_add(1);
+    for (emoji, n) in reactions {
+        let count = pending.counts.entry(emoji.clone()).or_default();
+        *count = count.saturating_add(*n);
+    }
     save(store, REACTIONS_KEY, &pending).await?;
     if first {
         schedule(store, pending.due_ms).await?;

@@ -30,7 +30,7 @@ pub(super) async fn status<S: RoomStore>(
                 duration_ms: primary.map_or(0, |r| r.listed_duration_ms),
             }
         }),
-        viewers: sockets.count() as u64,
+        viewers: super::shards::viewers(store, sockets, now_ms).await?,
         ingest_refused: state
             .refusal
             .filter(|r| now_ms.saturating_sub(r.at_ms) < REFUSAL_SHOWN_MS),

@@ -56,6 +56,7 @@ async fn update_lobby<P: Platform>(
         name: channel.name,
         broadcast_id: broadcast_id.to_owned(),
         started_at_ms,
+        viewers: 0,
     };
     p.live()
         .call(LOBBY, &RoomRequest::LobbyUpdate { entry, live })

@@ -3,6 +3,8 @@
 //! and the gateway's RTMP(S) and SRT settings, list live channels, and connect to a
 //! channel's (or the lobby's) WebSocket.
 
+use std::collections::BTreeMap;
+
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,7 @@ use crate::model::room::{
 };
 use crate::model::signed_url::{Scope, UrlToken};
 use crate::ports::{CachedObject, Live as _, Platform};
+use crate::room;
 use crate::services::edge_cache;
 use crate::store::channels::{self, Channel};
 
@@ -307,7 +310,7 @@ pub async fn ingest_url<P: Platform>(
 const LIVE_LIST_TTL_MS: u64 = 2_000;
 
 /// `GET /api/live`: the live channels with their viewer counts; a snapshot from the edge
-/// cache, rebuilt (the lobby and each live channel's status) at most every 2 s per location.
+/// cache, rebuilt from one lobby call at most every 2 s per location.
 pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let key = cache_key(request, "api/live");
     let (object, status) = edge_cache::get_or_fill(p, &key, || async {
@@ -316,18 +319,18 @@ pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
         else {
             return Err(ApiError::Internal("unexpected lobby answer".into()));
         };
-        let mut out = Vec::with_capacity(channels.len());
-        for entry in channels {
-            let viewers = status(p, &entry.channel_id).await?.viewers;
-            out.push(LiveChannel {
+        // One call: the lobby keeps each channel's count as its room tells it.
+        let out: Vec<LiveChannel> = channels
+            .into_iter()
+            .map(|entry| LiveChannel {
                 thumbnail_url: links::thumbnail_url(p, &entry.channel_id),
                 channel_id: entry.channel_id,
                 name: entry.name,
                 broadcast_id: entry.broadcast_id,
                 started_at_ms: entry.started_at_ms,
-                viewers,
-            });
-        }
+                viewers: entry.viewers,
+            })
+            .collect();
         let body = serde_json::to_vec(&LiveList { channels: out })
             .map_err(|e| ApiError::Internal(format!("response encoding: {e}")))?;
         Ok(CachedObject {
@@ -341,7 +344,7 @@ pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
     Ok(from_cache(object, status, "no-store"))
 }
 
-fn upgrade(request: &Request, room: String) -> Result<Response, ApiError> {
+fn upgrade(request: &Request, room: String, shard: u32) -> Result<Response, ApiError> {
     let is_websocket = request
         .headers()
         .get(http::header::UPGRADE)
@@ -357,17 +360,65 @@ fn upgrade(request: &Request, room: String) -> Result<Response, ApiError> {
         StatusCode::SWITCHING_PROTOCOLS,
         &serde_json::json!({ "room": room }),
     );
-    response.extensions_mut().insert(RoomUpgrade { room });
+    response
+        .extensions_mut()
+        .insert(RoomUpgrade { room, shard });
     Ok(response)
 }
 
-/// `GET /api/channels/{id}/ws`: joins the channel's room (viewer count, live/ended pushes).
+/// `GET /api/channels/{id}/ws`: joins the channel's room (viewer count, live/ended pushes),
+/// or one of its presence shards when the channel has many viewers.
 pub async fn socket<P: Platform>(p: &P, id: &str, request: &Request) -> Result<Response, ApiError> {
     let channel = load(p, id).await?;
-    upgrade(request, channel.id)
+    let shard = presence_shard(p, request, &channel.id).await;
+    upgrade(request, room::shard_room(&channel.id, shard), shard)
 }
 
 /// `GET /api/live/ws`: joins the lobby (channels going live and ending).
 pub fn lobby_socket(request: &Request) -> Result<Response, ApiError> {
-    upgrade(request, LOBBY.to_owned())
+    upgrade(request, LOBBY.to_owned(), 0)
+}
+
+/// How long the edge keeps the live channels' presence shard counts, in ms.
+const SHARD_COUNTS_TTL_MS: u64 = 2_000;
+
+/// The presence shard a new socket of `channel_id` joins: for a big channel, a random one of
+/// the shards its last known viewer count needs ([`room::shards_for`] of the lobby's count,
+/// read from an edge-cached map of the big live channels, rebuilt from one lobby call at
+/// most every 2 s per location) other than the room itself, which is left to ingest and the
+/// playlists; 0, the room, for a channel that is not live or not big, or when the lobby
+/// cannot be read (a join never fails on it).
+async fn presence_shard<P: Platform>(p: &P, request: &Request, channel_id: &str) -> u32 {
+    let per_shard = p.config().presence_shard_sockets;
+    let key = cache_key(request, "presence/shards");
+    let filled = edge_cache::get_or_fill(p, &key, || async {
+        let RoomResponse::Lobby { channels } =
+            p.live().call(LOBBY, &RoomRequest::LobbyList).await?
+        else {
+            return Err(ApiError::Internal("unexpected lobby answer".into()));
+        };
+        let big: BTreeMap<String, u32> = channels
+            .into_iter()
+            .map(|entry| (entry.channel_id, room::shards_for(entry.viewers, per_shard)))
+            .filter(|(_, shards)| *shards > 1)
+            .collect();
+        Ok(CachedObject {
+            content_type: "application/json".into(),
+            body: serde_json::to_vec(&big)
+                .map_err(|e| ApiError::Internal(format!("shard counts: {e}")))?,
+            expires_at_ms: p.clock().now_ms() + SHARD_COUNTS_TTL_MS,
+        })
+    })
+    .await;
+    let shards = filled
+        .ok()
+        .and_then(|(object, _)| serde_json::from_slice::<BTreeMap<String, u32>>(&object.body).ok())
+        .and_then(|big| big.get(channel_id).copied())
+        .unwrap_or(1);
+    if shards <= 1 {
+        return 0;
+    }
+    let mut random = [0u8; 4];
+    p.entropy().fill(&mut random);
+    1 + u32::from_le_bytes(random) % (shards - 1)
 }
