@@ -17,12 +17,14 @@ fn session_start(job: &Job) -> Option<SessionStart> {
             counter,
             may_count,
             at_ms,
+            address,
         } => Some(SessionStart {
             scope: scope.clone(),
             viewer: viewer.clone(),
             counter: counter.clone(),
             may_count: *may_count,
             at_ms: i64::try_from(*at_ms).unwrap_or(i64::MAX),
+            address: address.clone(),
         }),
         _ => None,
     }

@@ -212,3 +212,70 @@ fn a_join_and_a_play_each_count_under_their_counter() {
         vec![("views.live".to_owned(), 1), ("views.vod".to_owned(), 1)]
     );
 }
+
+/// `POST /api/channels/{channel}/playback` from network address `address` with the viewer
+/// cookie `cookie`.
+fn join_from(p: &TestPlatform, channel: &str, address: &str, cookie: &str) -> Reply {
+    let mut req = request(
+        Method::POST,
+        &format!("/api/channels/{channel}/playback"),
+        None,
+        None,
+    );
+    let headers = req.headers_mut();
+    headers.insert(COOKIE, HeaderValue::from_str(cookie).unwrap());
+    headers.insert(
+        edgevideo_core::api::auth::CLIENT_ADDRESS_HEADER,
+        HeaderValue::from_str(address).unwrap(),
+    );
+    let reply = p.send(req);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    reply
+}
+
+#[test]
+fn hoarded_viewer_cookies_count_up_to_the_address_cap() {
+    use edgevideo_core::services::views::{sign_viewer, ANONYMOUS_VIEWS_PER_ADDRESS, SESSION_MS};
+    let p = TestPlatform::new();
+    let (_, channel) = p.broadcaster("Hoarded");
+    p.settle();
+    // Cookies are free to collect (every cookieless request gets one); these are as signed.
+    let secret = p.config.url_signing_secret.clone();
+    let cap = ANONYMOUS_VIEWS_PER_ADDRESS as usize;
+    let hoard: Vec<String> = (0..cap + 5)
+        .map(|i| {
+            let id = format!("vw_hoard{i:012}");
+            format!("ev_viewer={}", sign_viewer(secret.as_bytes(), &id))
+        })
+        .collect();
+    for cookie in &hoard {
+        join_from(&p, &channel, "198.51.100.7", cookie);
+    }
+    p.run_due_batch();
+    assert_eq!(
+        live_views(&p),
+        cap as i64,
+        "one address counts at most the cap"
+    );
+    // Another address counts on its own.
+    let fresh: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "ev_viewer={}",
+                sign_viewer(secret.as_bytes(), &format!("vw_other{i:012}"))
+            )
+        })
+        .collect();
+    for cookie in &fresh {
+        join_from(&p, &channel, "198.51.100.8", cookie);
+    }
+    p.run_due_batch();
+    assert_eq!(live_views(&p), cap as i64 + 3);
+    // The next session period, the first address counts again, up to the cap.
+    p.advance_ms(SESSION_MS);
+    for cookie in &hoard {
+        join_from(&p, &channel, "198.51.100.7", cookie);
+    }
+    p.run_due_batch();
+    assert_eq!(live_views(&p), 2 * cap as i64 + 3);
+}

@@ -67,6 +67,10 @@ pub enum Job {
         may_count: bool,
         /// When the viewer asked, Unix ms (a session's start).
         at_ms: u64,
+        /// An anonymous viewer's network address, as a keyed hash: its views of one scope
+        /// count up to a cap per address and session period, whatever cookies it sends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
     },
 }
 

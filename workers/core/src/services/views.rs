@@ -2,7 +2,9 @@
 //! starts watching something, not on every playback-URL refresh or page reload within
 //! [`SESSION_MS`]. A viewer is a signed-in user, or an anonymous browser recognised by the
 //! [`VIEWER_COOKIE`] — signed, so made-up ids are not viewers; clients without a valid
-//! cookie count up to [`NEW_VIEWERS_PER_ADDRESS`] per network address.
+//! cookie count up to [`NEW_VIEWERS_PER_ADDRESS`] per network address, and anonymous
+//! viewers, cookies or not, up to [`ANONYMOUS_VIEWS_PER_ADDRESS`] per address and session
+//! period (so hoarded cookies do not count one view each).
 //!
 //! Counting is off the request's path: [`record`] identifies the viewer and queues a
 //! [`Job::CountView`] (no catalogue query, no write); the queue consumer applies a whole
@@ -33,6 +35,11 @@ const VIEWER_COOKIE_MAX_AGE_S: u64 = 365 * 24 * 3600;
 /// New anonymous viewers one network address may add to one channel or video per
 /// [`SESSION_MS`] (people behind one NAT each count, up to this many).
 pub const NEW_VIEWERS_PER_ADDRESS: u64 = 20;
+/// Views of one channel or video one network address counts per [`SESSION_MS`] slot as an
+/// anonymous viewer, whatever cookies it sends: signed cookies are free to collect (every
+/// cookieless request gets one), so without this cap a script replaying N hoarded cookies
+/// would count N views every session period. Applied by the queue consumer ([`apply`]).
+pub const ANONYMOUS_VIEWS_PER_ADDRESS: i64 = 20;
 /// Signature characters kept in the cookie (base64url of HMAC-SHA256: 128 bits).
 const SIGNATURE_CHARS: usize = 22;
 
@@ -71,13 +78,17 @@ const SWEEP_CHANCE: u8 = 4;
 /// Sessions deleted per sweep at most (D1 statements should stay short).
 const SWEEP_BATCH: u32 = 500;
 
-/// Deletes a batch of finished sessions (started more than [`SESSION_MS`] ago); returns
-/// how many went. A sweep that fills its batch queues the next one.
+/// Deletes a batch of finished sessions (started more than [`SESSION_MS`] ago) and of the
+/// address counts of past slots; returns how many sessions went. A sweep that fills its
+/// batch queues the next one.
 ///
 /// # Errors
 /// Whatever the catalogue or the queue reports.
 pub async fn sweep<P: Platform>(p: &P) -> Result<u64, StoreError> {
-    let expired_before = p.clock().now_ms().saturating_sub(SESSION_MS) as i64;
+    let now_ms = p.clock().now_ms();
+    let expired_before = now_ms.saturating_sub(SESSION_MS) as i64;
+    let slot = (now_ms / SESSION_MS) as i64;
+    views::sweep_addresses(p.sql(), slot, SWEEP_BATCH).await?;
     let deleted = views::sweep(p.sql(), expired_before, SWEEP_BATCH).await?;
     if deleted == u64::from(SWEEP_BATCH) {
         p.jobs().enqueue(&Job::SweepViewSessions).await?;
@@ -118,6 +129,7 @@ pub async fn record<P: Platform>(
 ) -> Result<Recorded, StoreError> {
     let secret = p.config().url_signing_secret.as_bytes();
     let now_ms = p.clock().now_ms();
+    let anonymous = viewer.is_none().then(|| address_key(secret, address));
     let (viewer_id, set_cookie, may_count) = match (
         viewer,
         cookie.and_then(|c| verify_viewer(secret, c)),
@@ -132,7 +144,7 @@ pub async fn record<P: Platform>(
                 );
             let may_count = ratelimit::hit(
                 p.kv(),
-                &format!("views:{scope}:{}", address_key(secret, address)),
+                &format!("views:{scope}:{}", anonymous.as_deref().unwrap_or_default()),
                 NEW_VIEWERS_PER_ADDRESS,
                 SESSION_MS / 1000,
                 now_ms / 1000,
@@ -151,6 +163,7 @@ pub async fn record<P: Platform>(
             counter: counter.to_owned(),
             may_count,
             at_ms: now_ms,
+            address: anonymous,
         })
         .await?;
     Ok(Recorded {
@@ -191,7 +204,11 @@ pub async fn apply<P: Platform>(p: &P, starts: Vec<SessionStart>) -> Result<(), 
     if starts.is_empty() {
         return Ok(());
     }
-    views::open_sessions(p.sql(), &starts, SESSION_MS as i64).await?;
+    let cap = views::AddressCap {
+        views: ANONYMOUS_VIEWS_PER_ADDRESS,
+        slot_ms: SESSION_MS as i64,
+    };
+    views::open_sessions(p.sql(), &starts, SESSION_MS as i64, cap).await?;
     let mut roll = [0u8; 1];
     p.entropy().fill(&mut roll);
     let chance = u64::from(SWEEP_CHANCE).saturating_mul(starts.len() as u64);
@@ -232,6 +249,7 @@ mod tests {
             counter: "views.live".into(),
             may_count: true,
             at_ms,
+            address: None,
         };
         let session = SESSION_MS as i64;
         let kept = dedup(vec![

@@ -18,6 +18,41 @@ pub struct SessionStart {
     pub may_count: bool,
     /// The session's start, Unix ms.
     pub at_ms: i64,
+    /// An anonymous viewer's address key: its new session counts only while the address
+    /// has counted fewer than the cap of views of `scope` in the start's slot.
+    pub address: Option<String>,
+}
+
+/// The cap on anonymous views one address counts per scope and slot ([`open_sessions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressCap {
+    /// Views counted at most per address, scope and slot.
+    pub views: i64,
+    /// The length of a slot, in ms (slot = start time / this).
+    pub slot_ms: i64,
+}
+
+/// The statement that counts a view in the address's slot unless the viewer's session of
+/// `scope` is open (the same guard as the counter's).
+fn address_view_statement(
+    start: &SessionStart,
+    address: &str,
+    slot: i64,
+    expired_before_ms: i64,
+) -> Statement {
+    Statement::new(
+        "INSERT INTO view_addresses (scope, address, slot, views) SELECT ?1, ?2, ?3, 1 \
+         WHERE NOT EXISTS (SELECT 1 FROM view_sessions WHERE scope = ?1 AND viewer = ?4 \
+         AND started_at > ?5) \
+         ON CONFLICT(scope, address, slot) DO UPDATE SET views = views + 1",
+        vec![
+            SqlValue::from(start.scope.as_str()),
+            SqlValue::from(address),
+            SqlValue::Integer(slot),
+            SqlValue::from(start.viewer.as_str()),
+            SqlValue::Integer(expired_before_ms),
+        ],
+    )
 }
 
 /// The statement that opens a session of `viewer` on `scope` at `now_ms` unless one started
@@ -44,9 +79,11 @@ fn open_session_statement(
 
 /// Opens the sessions of `starts` (in order; each one unless a session of its viewer and
 /// scope started less than `session_ms` before it) and counts a view for each one it opens
-/// whose `may_count` is set: one batch, one transaction, two statements per start. Whether a
-/// start opens a session is decided inside the transaction, so concurrent batches and a batch
-/// delivered twice count each session once.
+/// whose `may_count` is set and, for an anonymous start, whose address has counted fewer
+/// than `cap.views` views of the scope in the start's slot: one batch, one transaction, two
+/// statements per start (three for an anonymous one). Whether a start opens a session is
+/// decided inside the transaction, so concurrent batches and a batch delivered twice count
+/// each session once.
 ///
 /// # Errors
 /// `Backend` when the batch fails (nothing of it is applied).
@@ -54,15 +91,30 @@ pub async fn open_sessions<S: Sql>(
     sql: &S,
     starts: &[SessionStart],
     session_ms: i64,
+    cap: AddressCap,
 ) -> Result<(), StoreError> {
-    let mut statements = Vec::with_capacity(starts.len() * 2);
+    let mut statements = Vec::with_capacity(starts.len() * 3);
     for start in starts {
         let expired_before_ms = start.at_ms - session_ms;
+        let slot = start.at_ms / cap.slot_ms.max(1);
         if start.may_count {
+            // The counter first: it reads the address's count before this view adds to it.
             statements.push(counters::bump_unless_session_open(
                 &start.counter,
                 &start.scope,
                 &start.viewer,
+                expired_before_ms,
+                start
+                    .address
+                    .as_deref()
+                    .map(|address| (address, slot, cap.views)),
+            ));
+        }
+        if let Some(address) = &start.address {
+            statements.push(address_view_statement(
+                start,
+                address,
+                slot,
                 expired_before_ms,
             ));
         }
@@ -78,6 +130,19 @@ pub async fn open_sessions<S: Sql>(
     }
     sql.batch(&statements).await?;
     Ok(())
+}
+
+/// Deletes the address counts of slots before `slot` (at most `batch` rows).
+///
+/// # Errors
+/// `Backend` when the statement fails.
+pub async fn sweep_addresses<S: Sql>(sql: &S, slot: i64, batch: u32) -> Result<u64, StoreError> {
+    sql.execute(&Statement::new(
+        "DELETE FROM view_addresses WHERE rowid IN (SELECT rowid FROM view_addresses \
+         WHERE slot < ?1 LIMIT ?2)",
+        vec![SqlValue::Integer(slot), SqlValue::Integer(i64::from(batch))],
+    ))
+    .await
 }
 
 /// Deletes up to `batch` sessions that started before `expired_before_ms` (the oldest
