@@ -26,7 +26,7 @@ use crate::ports::{RoomSockets, RoomStore};
 
 use super::messages::ServerMessage;
 use super::sockets::{self, PRESENCE_PUSH_MS};
-use super::state::{load, save, schedule, PendingReactions, PRESENCE_DUE_KEY, REACTIONS_KEY};
+use super::state::{load, save, PendingReactions, PRESENCE_DUE_KEY, REACTIONS_KEY};
 use super::status;
 
 /// How often a shard holding sockets reports to its channel's room, in ms.
@@ -291,13 +291,7 @@ pub(super) async fn changed<S: RoomStore>(store: &S, now_ms: u64) -> Result<bool
 
 /// Asks for a tick in [`SHARD_TICK_MS`] unless one is due sooner.
 async fn tick_soon<S: RoomStore>(store: &S, now_ms: u64) -> Result<(), StoreError> {
-    let due: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
-    if due.is_none() {
-        let at_ms = now_ms + SHARD_TICK_MS;
-        save(store, PRESENCE_DUE_KEY, &Some(at_ms)).await?;
-        schedule(store, at_ms).await?;
-    }
-    Ok(())
+    sockets::presence_due_in(store, now_ms, SHARD_TICK_MS).await
 }
 
 /// Shard: the alarm. A shard's alarm is its tick: the gathered reactions are taken and the

@@ -92,9 +92,19 @@ pub(super) async fn presence_changed<S: RoomStore>(
     store: &S,
     now_ms: u64,
 ) -> Result<(), StoreError> {
+    presence_due_in(store, now_ms, PRESENCE_PUSH_MS).await
+}
+
+/// Asks for the presence work (a room's count push, a shard's tick) in `delay_ms` unless it
+/// is already asked for.
+pub(super) async fn presence_due_in<S: RoomStore>(
+    store: &S,
+    now_ms: u64,
+    delay_ms: u64,
+) -> Result<(), StoreError> {
     let due: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
     if due.is_none() {
-        let at_ms = now_ms + PRESENCE_PUSH_MS;
+        let at_ms = now_ms + delay_ms;
         save(store, PRESENCE_DUE_KEY, &Some(at_ms)).await?;
         schedule(store, at_ms).await?;
     }
