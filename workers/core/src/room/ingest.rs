@@ -131,6 +131,8 @@ pub(super) async fn begin_segment<S: RoomStore>(
                 started_at_ms: now_ms,
             }
             .send_to(sockets);
+            // The lobby lists the channel now: it hears the audience already waiting.
+            super::sockets::lobby_forget(store, sockets, now_ms).await?;
             let mut live = new_live(&begin);
             if let Some(early) = state.early_ladder.take().filter(|e| {
                 e.session == begin.session && now_ms.saturating_sub(e.at_ms) <= EARLY_LADDER_MS

@@ -47,8 +47,8 @@ pub use shards::{
     join_shard, shard_room, shards_for, ticked, MAX_SHARDS, SHARD_REPORT_TTL_MS, SHARD_TICK_MS,
 };
 pub use sockets::{
-    on_join, on_leave, on_message, SocketState, PRESENCE_PUSH_MS, REACTIONS, REACTIONS_PER_WINDOW,
-    REACTION_PUSH_MS, REACTION_WINDOW_MS,
+    on_join, on_leave, on_message, SocketState, LOBBY_TELL_MS, PRESENCE_PUSH_MS, REACTIONS,
+    REACTIONS_PER_WINDOW, REACTION_PUSH_MS, REACTION_WINDOW_MS,
 };
 pub use state::video_id_for;
 
@@ -227,7 +227,8 @@ async fn dispatch<S: RoomStore>(
 pub struct AlarmOutcome {
     /// A broadcast ended (or an unconfirmed one is re-announced): record it.
     pub ended: Option<EndedBroadcast>,
-    /// The viewer count was pushed to the room's sockets: tell the lobby.
+    /// The viewer count to tell the lobby (at most every few seconds, see
+    /// [`LOBBY_TELL_MS`]).
     pub viewers: Option<u64>,
     /// A presence shard's tick: the room to send it to and the request; hand the answer to
     /// [`ticked`].
@@ -253,7 +254,8 @@ pub async fn alarm<S: RoomStore>(
         });
     }
     // Shards push their own viewer counts; the rest goes to them too.
-    let viewers = sockets::presence_due(store, sockets, now_ms).await?;
+    let pushed = sockets::presence_due(store, sockets, now_ms).await?;
+    let viewers = sockets::lobby_count(store, sockets, pushed, now_ms).await?;
     let relayed = shards::Relayed::new(sockets);
     sockets::reactions_due(store, &relayed, now_ms).await?;
     let ended = ending::alarm(store, &relayed, now_ms).await?;

@@ -1,7 +1,8 @@
 //! What a room keeps in its storage: the channel's state under [`STATE_KEY`], one
 //! [`SegmentRecord`] per segment under [`segment_key`], the lobby's channels under
 //! [`LOBBY_KEY`], the ping counter under [`PINGS_KEY`], and the sockets' pending pushes under
-//! [`PRESENCE_DUE_KEY`] and [`REACTIONS_KEY`], with the typed load/save helpers.
+//! [`PRESENCE_DUE_KEY`], [`REACTIONS_KEY`] and [`LOBBY_DUE_KEY`], with the typed load/save
+//! helpers.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,9 @@ pub(super) const PINGS_KEY: &str = "pings";
 pub(super) const PRESENCE_DUE_KEY: &str = "presence_due_ms";
 /// The reactions gathered since the last push ([`PendingReactions`]); absent when none wait.
 pub(super) const REACTIONS_KEY: &str = "reactions_pending";
+/// When a viewer count held back from the lobby is told after all (Unix ms); absent when
+/// none waits (see `sockets::lobby_count`).
+pub(super) const LOBBY_DUE_KEY: &str = "lobby_due_ms";
 
 /// Reactions accepted since the last push, counted per emoji, and when they are pushed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,7 +316,8 @@ pub(super) async fn take_due<S: RoomStore, T: for<'de> Deserialize<'de>>(
 pub(super) async fn schedule<S: RoomStore>(store: &S, at_ms: u64) -> Result<(), StoreError> {
     let presence: Option<u64> = load(store, PRESENCE_DUE_KEY).await?;
     let reactions: Option<PendingReactions> = load(store, REACTIONS_KEY).await?;
-    let due = [presence, reactions.map(|r| r.due_ms)]
+    let lobby: Option<u64> = load(store, LOBBY_DUE_KEY).await?;
+    let due = [presence, reactions.map(|r| r.due_ms), lobby]
         .into_iter()
         .flatten()
         .fold(at_ms, u64::min);
