@@ -256,6 +256,11 @@ def test_oversized_request_bodies_are_refused(api):
             # under it: refused all the same (what matters is below: nothing stored).
             print(f"\n{label}: connection closed while sending (refused early)")
             continue
+        if r.status_code == 500 and r.text.startswith("Error: Network connection lost"):
+            # The same seen from `wrangler dev`'s proxy (its own text, not the worker's JSON):
+            # the worker answered and closed while the proxy was still forwarding the body.
+            print(f"\n{label}: the local proxy lost the connection while sending (refused early)")
+            continue
         assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", (label, r.text[:200])
         print(f"\n{label}: 413")
     stored = api.get(f"/api/_diag/stored/{channel.id}").json()
