@@ -81,8 +81,11 @@ class Gateway:
 # The reconnect window of the tests' gateway: below the harness's LIVE_IDLE_TIMEOUT_SECONDS
 # (6), as it must be below the edge's in production.
 GRACE_S = 4
-# Media silence after which a new publisher of a key takes it over from its connection.
-TAKEOVER_S = 2
+# Media silence after which a new publisher of a key takes it over from its connection: long
+# enough that the first retry's ffmpeg, starting on a loaded machine, still finds the old
+# connection live (at 2 s it once did not), short enough that the new publisher's first
+# part reaches the edge before its idle timeout (6 s) ends the broadcast.
+TAKEOVER_S = 3
 
 
 def self_signed(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
