@@ -519,7 +519,8 @@ async def crowd(url: str, sockets: int) -> bool:
         return False
     converged = await settled(lambda: all(v["count"] == n for v in live), 60)
     shards = Counter(v["shard"] for v in live)
-    row("workerd memory (RSS), every socket open", f"{workerd_rss_mib():.0f} MiB ({workerd_rss_mib() * 1024 / n:.0f} KiB per socket)")
+    rss = workerd_rss_mib()
+    row("workerd memory (RSS), every socket open", f"{rss:.0f} MiB ({rss * 1024 / n:.0f} KiB per socket)")
     row("sockets per object (shard: sockets)", ", ".join(f"{k}: {c}" for k, c in sorted(shards.items(), key=str)))
     row("messages received while joining", f"{during} ({during / max(n, 1):.1f} per join; "
         f"{during / max(n, 1) / joining_s * 2:.2f} per socket per 2 s)")

@@ -414,18 +414,14 @@ fn submit(shared: &Arc<Shared>, request: &mut Request) -> Response<std::io::Curs
 /// Whether `a` and `b` are the same job: the same id, video, outputs and inputs, whatever
 /// the signatures in their URLs (the edge signs a re-sending's URLs afresh).
 fn same_job(a: &TranscodeJob, b: &TranscodeJob) -> bool {
-    let unsigned = |url: &str| url.split(['?', '#']).next().unwrap_or_default().to_owned();
-    let paths = |job: &TranscodeJob| -> Vec<String> {
-        // Signed URLs carry their token in the path (`/play/{token}/...`): compare the
-        // file names they end in.
+    // Signed URLs carry their token in the path (`/play/{token}/...`) and may carry more in
+    // the query: compare the file names they end in.
+    let files = |job: &'_ TranscodeJob| -> Vec<String> {
         job.inputs
             .iter()
-            .map(|u| {
-                unsigned(u)
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
+            .map(|url| {
+                let path = url.split(['?', '#']).next().unwrap_or_default();
+                path.rsplit('/').next().unwrap_or_default().to_owned()
             })
             .collect()
     };
@@ -433,7 +429,7 @@ fn same_job(a: &TranscodeJob, b: &TranscodeJob) -> bool {
         && a.video_id == b.video_id
         && a.output_key == b.output_key
         && a.poster_key == b.poster_key
-        && paths(a) == paths(b)
+        && files(a) == files(b)
 }
 
 /// Checks the signature of a read (`GET /jobs/{job_id}`): Standard Webhooks headers over

@@ -153,9 +153,10 @@ impl ChannelRoom {
         });
         let store = DurableRoomStore(self.state.storage());
         let now_ms = worker::Date::now().as_millis();
-        if let Some(channel_id) = &channel_id {
-            // Kept for the alarm, which tells the lobby this channel's count (also after the
-            // last viewer left, when no socket remains to name it).
+        if let (Some(channel_id), 0) = (&channel_id, shard) {
+            // Kept for the room's alarm, which tells the lobby this channel's count (also
+            // after the last viewer left, when no socket remains to name it); a shard's alarm
+            // only ticks the room.
             if let Err(e) = store
                 .save(
                     WATCHED_CHANNEL_KEY,

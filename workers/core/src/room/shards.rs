@@ -137,21 +137,20 @@ pub(super) async fn tick<S: RoomStore>(
     now_ms: u64,
 ) -> Result<RoomResponse, StoreError> {
     let mut reports: BTreeMap<u32, Report> = load(store, SHARDS_KEY).await?;
-    let before = reports.clone();
+    let loaded = reports.len();
     fresh(&mut reports, now_ms);
-    let previous = reports.get(&shard).copied().unwrap_or_default();
-    reports.insert(
-        shard,
-        Report {
+    let previous = reports.remove(&shard).unwrap_or_default();
+    if count > 0 {
+        let report = Report {
             sockets: count,
             at_ms: now_ms,
-        },
-    );
-    fresh(&mut reports, now_ms);
+        };
+        reports.insert(shard, report);
+    }
     // The time of a report is refreshed every few ticks, not at each: a write per tick per
     // shard would be most of the room's storage writes.
     let stale = now_ms.saturating_sub(previous.at_ms) >= SHARD_REPORT_TTL_MS / 2;
-    if previous.sockets != count || stale || reports.len() != before.len() {
+    if previous.sockets != count || stale || reports.len() != loaded {
         save(store, SHARDS_KEY, &reports).await?;
     }
     if previous.sockets != count {
