@@ -229,10 +229,13 @@ export function playHls(video, url, report, { lowLatency = true } = {}) {
     hls.on(Hls.Events.FRAG_CHANGED, () => {
       if (Number.isFinite(hls.latency)) video.dataset.latency = hls.latency.toFixed(2);
     });
-    // Whether the playlist has low-latency parts and they are used (for the tests).
+    // Whether the playlist has low-latency parts and they are used, and how many loaded
+    // playlists so far had them (for the tests: a broadcaster on a loaded machine drops late
+    // parts, so one reload may list none while the next does).
     hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
       const parts = Boolean(data.details && data.details.partList && data.details.partList.length);
       video.dataset.lowLatency = parts && lowLatency ? "1" : "0";
+      if (parts && lowLatency) video.dataset.partLoads = String(Number(video.dataset.partLoads || 0) + 1);
     });
     // Which rendition plays (for the curious and for the tests): its picture height.
     hls.on(Hls.Events.LEVEL_SWITCHED, (_event, data) => {
