@@ -383,7 +383,8 @@ fn the_lobby_lists_live_channels() {
     assert_eq!(
         p.call(RoomRequest::LobbyList),
         RoomResponse::Lobby {
-            channels: vec![entry.clone()]
+            channels: vec![entry.clone()],
+            expected: Default::default(),
         }
     );
     // The channel's room tells its count: kept with the entry (the live list reads it from
@@ -400,7 +401,8 @@ fn the_lobby_lists_live_channels() {
     assert_eq!(
         p.call(RoomRequest::LobbyList),
         RoomResponse::Lobby {
-            channels: vec![counted]
+            channels: vec![counted],
+            expected: Default::default(),
         }
     );
     // A channel that is not live is not listed for its count.
@@ -408,7 +410,10 @@ fn the_lobby_lists_live_channels() {
     p.call(RoomRequest::LobbyUpdate { entry, live: false });
     assert_eq!(
         p.call(RoomRequest::LobbyList),
-        RoomResponse::Lobby { channels: vec![] }
+        RoomResponse::Lobby {
+            channels: vec![],
+            expected: Default::default(),
+        }
     );
     let types: Vec<_> = room
         .sockets

@@ -2,6 +2,8 @@
 //! worker asks a channel's room or the lobby ([`RoomRequest`]) and what it answers
 //! ([`RoomResponse`]), with the broadcasts and statuses they carry.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::hls::{ListedSegment, PushedPlaylist, Variant};
@@ -372,6 +374,10 @@ pub enum RoomResponse {
     Lobby {
         /// One entry per live channel.
         channels: Vec<LobbyEntry>,
+        /// The audience expected on live channels that had a big one: the peak viewer count
+        /// of the channel's previous broadcast, by channel id (see `room::lobby`).
+        #[serde(default)]
+        expected: BTreeMap<String, u64>,
     },
     /// Answer to [`RoomRequest::ShardTick`]: what the shard passes on to its sockets.
     ShardTicked {

@@ -41,7 +41,7 @@ use crate::error::StoreError;
 use crate::model::room::{EndedBroadcast, RoomRequest, RoomResponse};
 use crate::ports::{RoomSockets, RoomStore};
 
-pub use lobby::lobby_viewers;
+pub use lobby::{lobby_viewers, BIG_AUDIENCE};
 pub use messages::{ServerMessage, SocketErrorCode};
 pub use shards::{
     join_shard, shard_room, shards_for, ticked, MAX_SHARDS, SHARD_REPORT_TTL_MS, SHARD_TICK_MS,

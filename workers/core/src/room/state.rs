@@ -1,6 +1,7 @@
 //! What a room keeps in its storage: the channel's state under [`STATE_KEY`], one
 //! [`SegmentRecord`] per segment under [`segment_key`], the lobby's channels under
-//! [`LOBBY_KEY`], the ping counter under [`PINGS_KEY`], and the sockets' pending pushes under
+//! [`LOBBY_KEY`] and their big audiences under [`AUDIENCES_KEY`], the ping counter under
+//! [`PINGS_KEY`], and the sockets' pending pushes under
 //! [`PRESENCE_DUE_KEY`], [`REACTIONS_KEY`] and [`LOBBY_DUE_KEY`], with the typed load/save
 //! helpers.
 
@@ -18,6 +19,8 @@ use crate::ports::RoomStore;
 pub(super) const STATE_KEY: &str = "state";
 /// The lobby's live channels, by channel id.
 pub(super) const LOBBY_KEY: &str = "lobby";
+/// The lobby's remembered big audiences, by channel id (see `lobby`).
+pub(super) const AUDIENCES_KEY: &str = "lobby_audiences";
 /// The number of pings the room has answered.
 pub(super) const PINGS_KEY: &str = "pings";
 /// When the gathered viewer-count changes are pushed (Unix ms); absent when none wait.

@@ -458,8 +458,9 @@ pub async fn list_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
 
 /// The channels live now (from the lobby), newest first, optionally only `owner`'s.
 async fn live_channels<P: Platform>(p: &P, owner: Option<&str>) -> Result<Vec<Channel>, ApiError> {
-    let RoomResponse::Lobby { channels: entries } =
-        p.live().call(LOBBY, &RoomRequest::LobbyList).await?
+    let RoomResponse::Lobby {
+        channels: entries, ..
+    } = p.live().call(LOBBY, &RoomRequest::LobbyList).await?
     else {
         return Err(ApiError::Internal("unexpected lobby answer".into()));
     };

@@ -314,7 +314,7 @@ const LIVE_LIST_TTL_MS: u64 = 2_000;
 pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Response, ApiError> {
     let key = cache_key(request, "api/live");
     let (object, status) = edge_cache::get_or_fill(p, &key, || async {
-        let RoomResponse::Lobby { channels } =
+        let RoomResponse::Lobby { channels, .. } =
             p.live().call(LOBBY, &RoomRequest::LobbyList).await?
         else {
             return Err(ApiError::Internal("unexpected lobby answer".into()));
@@ -383,23 +383,29 @@ pub fn lobby_socket(request: &Request) -> Result<Response, ApiError> {
 const SHARD_COUNTS_TTL_MS: u64 = 2_000;
 
 /// The presence shard a new socket of `channel_id` joins: for a big channel, a random one of
-/// the shards its last known viewer count needs ([`room::shards_for`] of the lobby's count,
-/// read from an edge-cached map of the big live channels, rebuilt from one lobby call at
-/// most every 2 s per location) other than the room itself, which is left to ingest and the
-/// playlists; 0, the room, for a channel that is not live or not big, or when the lobby
-/// cannot be read (a join never fails on it).
+/// the shards its audience needs ([`room::shards_for`] of the lobby's count, or of the
+/// previous broadcast's peak while that is larger, so that a big channel going live again is
+/// spread from its first joins; read from an edge-cached map of the big live channels,
+/// rebuilt from one lobby call at most every 2 s per location) other than the room itself,
+/// which is left to ingest and the playlists; 0, the room, for a channel that is not live or
+/// not big, or when the lobby cannot be read (a join never fails on it).
 async fn presence_shard<P: Platform>(p: &P, request: &Request, channel_id: &str) -> u32 {
     let per_shard = p.config().presence_shard_sockets;
     let key = cache_key(request, "presence/shards");
     let filled = edge_cache::get_or_fill(p, &key, || async {
-        let RoomResponse::Lobby { channels } =
+        let RoomResponse::Lobby { channels, expected } =
             p.live().call(LOBBY, &RoomRequest::LobbyList).await?
         else {
             return Err(ApiError::Internal("unexpected lobby answer".into()));
         };
         let big: BTreeMap<String, u32> = channels
             .into_iter()
-            .map(|entry| (entry.channel_id, room::shards_for(entry.viewers, per_shard)))
+            .map(|entry| {
+                let audience = entry
+                    .viewers
+                    .max(expected.get(&entry.channel_id).copied().unwrap_or(0));
+                (entry.channel_id, room::shards_for(audience, per_shard))
+            })
             .filter(|(_, shards)| *shards > 1)
             .collect();
         Ok(CachedObject {

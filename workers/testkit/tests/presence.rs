@@ -1,0 +1,96 @@
+//! Which presence object a viewer's socket joins (`GET /api/channels/{id}/ws`): the channel's
+//! room while its audience is small, one of its presence shards once the lobby's count (or
+//! the audience its previous broadcast drew) needs them.
+
+use edgevideo_core::model::room::{RoomRequest, RoomResponse, LOBBY};
+use edgevideo_core::ports::Live as _;
+use edgevideo_core::room::{lobby_viewers, BIG_AUDIENCE};
+use edgevideo_testkit::exec::block_on;
+use edgevideo_testkit::TestPlatform;
+use http::{Method, Request, StatusCode};
+
+/// The room a new socket of `channel` is handed to (the upgrade answer names it).
+fn joins(p: &TestPlatform, channel: &str) -> String {
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("http://localhost/api/channels/{channel}/ws"))
+        .header("upgrade", "websocket")
+        .body(Vec::new())
+        .unwrap();
+    let reply = p.send(request);
+    assert_eq!(
+        reply.status,
+        StatusCode::SWITCHING_PROTOCOLS,
+        "{}",
+        reply.text()
+    );
+    reply.json()["room"].as_str().unwrap().to_owned()
+}
+
+/// The channel's room tells the lobby its count (as its alarm does).
+fn tell_lobby(p: &TestPlatform, channel: &str, count: u64) {
+    block_on(p.live.call(LOBBY, &lobby_viewers(channel, count))).unwrap();
+}
+
+/// Broadcasts one segment on `channel` and leaves it live.
+fn go_live(p: &TestPlatform, ingest: &str) {
+    let reply = p.push_segment(ingest, "index0.ts");
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+}
+
+#[test]
+fn a_channel_that_drew_a_big_audience_is_spread_over_shards_from_its_next_first_join() {
+    let p = TestPlatform::with_vars(&[("PRESENCE_SHARD_SOCKETS", "2")]).unwrap();
+    let (owner, channel) = p.broadcaster("Big audience");
+    let ingest = p.ingest_url(&owner, &channel);
+
+    // Small and unknown: the room.
+    go_live(&p, &ingest);
+    assert_eq!(joins(&p, &channel), channel);
+    // Once the lobby's count needs shards (and the edge's copy of it expired), a shard.
+    tell_lobby(&p, &channel, BIG_AUDIENCE);
+    p.advance_ms(2_001);
+    let shard = joins(&p, &channel);
+    assert!(
+        shard.starts_with(&format!("{channel}/presence/")),
+        "{shard}"
+    );
+
+    // The broadcast ends; the next one starts with no count yet, but the lobby remembers
+    // the audience of the last one: its first joins already go to shards.
+    let files = vec!["index0.ts".to_owned()];
+    assert_eq!(
+        p.push_playlist(&ingest, &files, true).status,
+        StatusCode::OK
+    );
+    p.settle();
+    p.advance_ms(60_000);
+    let ingest = p.ingest_url(&owner, &channel);
+    go_live(&p, &ingest);
+    p.advance_ms(2_001);
+    let first = joins(&p, &channel);
+    assert!(
+        first.starts_with(&format!("{channel}/presence/")),
+        "{first}"
+    );
+    let RoomResponse::Lobby { channels, expected } =
+        block_on(p.live.call(LOBBY, &RoomRequest::LobbyList)).unwrap()
+    else {
+        panic!("not a lobby list");
+    };
+    assert_eq!(channels[0].viewers, 0, "the new broadcast's own count");
+    assert_eq!(expected.get(&channel), Some(&BIG_AUDIENCE));
+
+    // A small audience this time: the broadcast after it starts in the room again.
+    tell_lobby(&p, &channel, 3);
+    assert_eq!(
+        p.push_playlist(&ingest, &files, true).status,
+        StatusCode::OK
+    );
+    p.settle();
+    p.advance_ms(60_000);
+    let ingest = p.ingest_url(&owner, &channel);
+    go_live(&p, &ingest);
+    p.advance_ms(2_001);
+    assert_eq!(joins(&p, &channel), channel);
+}
