@@ -1,7 +1,7 @@
-// The home page: live channels as cards with their thumbnails (kept current by the lobby
-// WebSocket, viewer counts included), newest videos as cards with their posters, cursor
-// paging, and search.
-import { api, fill, h, nav, say, socket, thumb, videoCard } from "/app.js";
+// The home page: live channels as cards with their thumbnails and viewer counts (the
+// edge-cached live list, read again every few seconds), newest videos as cards with their
+// posters, cursor paging, and search.
+import { api, fill, h, nav, say, thumb, videoCard } from "/app.js";
 
 const liveList = document.getElementById("live-list");
 const liveEmpty = document.getElementById("live-empty");
@@ -11,9 +11,21 @@ const status = document.getElementById("videos-status");
 const live = new Map(); // channel id -> {name, viewers, thumbnail_url}
 // Live thumbnails change about every 10 s; the query makes the browser fetch the new one.
 const THUMB_REFRESH_MS = 10000;
+// How often a visible home page reads the live list again. Every page reads the same
+// snapshot from the edge cache (rebuilt from one lobby call per location at most every 2 s),
+// so open home pages cost the lobby nothing each, however many there are (no WebSocket per
+// page); a channel going live shows within about 7 s.
+const LIVE_POLL_MS = 5000;
+
+const nobodyLive = liveEmpty.textContent;
+let rendered = "";
 
 function renderLive() {
   const tick = Math.floor(Date.now() / THUMB_REFRESH_MS);
+  // Unchanged list, same thumbnails: the cards stay as they are.
+  const shown = JSON.stringify([tick, ...live.entries()]);
+  if (shown === rendered) return;
+  rendered = shown;
   fill(liveList, [...live.entries()].map(([id, c]) =>
     h("li", { class: "card", "data-channel": id },
       h("a", { href: `/watch?c=${encodeURIComponent(id)}`, class: "card-link" },
@@ -26,38 +38,26 @@ function renderLive() {
 
 // The live channels: one cached snapshot (names, viewer counts, thumbnails).
 async function loadLive() {
+  const state = document.getElementById("lobby-state");
   try {
     const { channels } = await api("/api/live");
     live.clear();
     for (const c of channels) {
       live.set(c.channel_id, { name: c.name, viewers: c.viewers, thumbnail_url: c.thumbnail_url });
     }
+    state.textContent = "";
+    liveEmpty.textContent = nobodyLive;
     renderLive();
   } catch (e) {
-    liveEmpty.textContent = `Could not load live channels: ${e.message}`;
+    if (live.size) {
+      state.textContent = "(retrying…)";
+    } else {
+      liveEmpty.textContent = `Could not load live channels: ${e.message}`;
+    }
   }
 }
-setInterval(() => { if (live.size && !document.hidden) renderLive(); }, THUMB_REFRESH_MS);
-
-socket("/api/live/ws", (m) => {
-  if (m.type === "live") {
-    const known = live.get(m.channel_id);
-    live.set(m.channel_id, { name: m.name, viewers: known ? known.viewers : (m.viewers || 0),
-      thumbnail_url: known ? known.thumbnail_url : null });
-    // Its thumbnail URL comes with the next snapshot (rebuilt within 2 s).
-    if (!known) setTimeout(loadLive, 2500);
-  } else if (m.type === "ended") {
-    live.delete(m.channel_id);
-  } else if (m.type === "viewers" && live.has(m.channel_id)) {
-    live.get(m.channel_id).viewers = m.count;
-  } else {
-    return;
-  }
-  renderLive();
-}, (state) => {
-  document.getElementById("lobby-state").textContent = state === "open" ? "" : "(reconnecting…)";
-  if (state === "open") loadLive();
-});
+setInterval(() => { if (!document.hidden) loadLive(); }, LIVE_POLL_MS);
+document.addEventListener("visibilitychange", () => { if (!document.hidden) loadLive(); });
 
 let cursor = null;
 let query = "";

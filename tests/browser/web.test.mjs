@@ -259,8 +259,8 @@ test("two viewers watch: the video plays, the count reaches 2, reactions reach t
       await page.waitForSelector("#viewers[data-count='2']", { timeout: 15000 });
       assert.equal(await page.textContent("#viewers"), "2 watching");
     }
-    // The home page heard the count over the lobby WebSocket (a small change within 10 s of
-    // the last one the lobby was told).
+    // The home page's next read of the live list shows the count (the lobby hears a small
+    // change within 10 s of the last one it was told; the page reads the list every 5 s).
     await state.home.waitForSelector(
       `#live-list li[data-channel="${state.channelId}"] [data-viewers="2"]`, { timeout: 25000 });
 
