@@ -38,6 +38,19 @@ fn go_live(p: &TestPlatform, ingest: &str) {
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
 }
 
+/// Ends the broadcast pushed to `ingest`, and a minute later starts the next one on `next`
+/// (returned); the edge's copy of the lobby's list has expired by then.
+fn next_broadcast(p: &TestPlatform, ingest: &str, next: String) -> String {
+    let files = vec!["index0.ts".to_owned()];
+    let reply = p.push_playlist(ingest, &files, true);
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    p.settle();
+    p.advance_ms(60_000);
+    go_live(p, &next);
+    p.advance_ms(2_001);
+    next
+}
+
 #[test]
 fn a_channel_that_drew_a_big_audience_is_spread_over_shards_from_its_next_first_join() {
     let p = TestPlatform::with_vars(&[("PRESENCE_SHARD_SOCKETS", "2")]).unwrap();
@@ -58,16 +71,7 @@ fn a_channel_that_drew_a_big_audience_is_spread_over_shards_from_its_next_first_
 
     // The broadcast ends; the next one starts with no count yet, but the lobby remembers
     // the audience of the last one: its first joins already go to shards.
-    let files = vec!["index0.ts".to_owned()];
-    assert_eq!(
-        p.push_playlist(&ingest, &files, true).status,
-        StatusCode::OK
-    );
-    p.settle();
-    p.advance_ms(60_000);
-    let ingest = p.ingest_url(&owner, &channel);
-    go_live(&p, &ingest);
-    p.advance_ms(2_001);
+    let ingest = next_broadcast(&p, &ingest, p.ingest_url(&owner, &channel));
     let first = joins(&p, &channel);
     assert!(
         first.starts_with(&format!("{channel}/presence/")),
@@ -83,14 +87,6 @@ fn a_channel_that_drew_a_big_audience_is_spread_over_shards_from_its_next_first_
 
     // A small audience this time: the broadcast after it starts in the room again.
     tell_lobby(&p, &channel, 3);
-    assert_eq!(
-        p.push_playlist(&ingest, &files, true).status,
-        StatusCode::OK
-    );
-    p.settle();
-    p.advance_ms(60_000);
-    let ingest = p.ingest_url(&owner, &channel);
-    go_live(&p, &ingest);
-    p.advance_ms(2_001);
+    next_broadcast(&p, &ingest, p.ingest_url(&owner, &channel));
     assert_eq!(joins(&p, &channel), channel);
 }
