@@ -1,6 +1,6 @@
 //! Which presence object a viewer's socket joins (`GET /api/channels/{id}/ws`): the channel's
 //! room while its audience is small, one of its presence shards once the lobby's count (or
-//! the audience its previous broadcast drew) needs them.
+//! the audience its last big broadcast drew) needs them.
 
 use edgevideo_core::model::room::{RoomRequest, RoomResponse, LOBBY};
 use edgevideo_core::ports::Live as _;
@@ -38,21 +38,25 @@ fn go_live(p: &TestPlatform, ingest: &str) {
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
 }
 
-/// Ends the broadcast pushed to `ingest`, and a minute later starts the next one on `next`
-/// (returned); the edge's copy of the lobby's list has expired by then.
-fn next_broadcast(p: &TestPlatform, ingest: &str, next: String) -> String {
+/// Ends the broadcast pushed to `ingest`; a minute later (the edge's copy of the lobby's
+/// list has expired by then).
+fn end(p: &TestPlatform, ingest: &str) {
     let files = vec!["index0.ts".to_owned()];
     let reply = p.push_playlist(ingest, &files, true);
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     p.settle();
     p.advance_ms(60_000);
-    go_live(p, &next);
+}
+
+/// Starts the next broadcast on `ingest` (returned), 2 s later.
+fn next_broadcast(p: &TestPlatform, ingest: String) -> String {
+    go_live(p, &ingest);
     p.advance_ms(2_001);
-    next
+    ingest
 }
 
 #[test]
-fn a_channel_that_drew_a_big_audience_is_spread_over_shards_from_its_next_first_join() {
+fn a_big_audience_is_spread_over_shards_while_waiting_and_from_the_next_first_join() {
     let p = TestPlatform::with_vars(&[("PRESENCE_SHARD_SOCKETS", "2")]).unwrap();
     let (owner, channel) = p.broadcaster("Big audience");
     let ingest = p.ingest_url(&owner, &channel);
@@ -69,9 +73,16 @@ fn a_channel_that_drew_a_big_audience_is_spread_over_shards_from_its_next_first_
         "{shard}"
     );
 
-    // The broadcast ends; the next one starts with no count yet, but the lobby remembers
-    // the audience of the last one: its first joins already go to shards.
-    let ingest = next_broadcast(&p, &ingest, p.ingest_url(&owner, &channel));
+    // The broadcast ends; the lobby remembers its audience, so the viewers waiting for the
+    // next one are spread over shards, and so are the first joins after it starts, before
+    // the new broadcast has a count of its own.
+    end(&p, &ingest);
+    let waiting = joins(&p, &channel);
+    assert!(
+        waiting.starts_with(&format!("{channel}/presence/")),
+        "{waiting}"
+    );
+    let ingest = next_broadcast(&p, p.ingest_url(&owner, &channel));
     let first = joins(&p, &channel);
     assert!(
         first.starts_with(&format!("{channel}/presence/")),
@@ -85,8 +96,10 @@ fn a_channel_that_drew_a_big_audience_is_spread_over_shards_from_its_next_first_
     assert_eq!(channels[0].viewers, 0, "the new broadcast's own count");
     assert_eq!(expected.get(&channel), Some(&BIG_AUDIENCE));
 
-    // A small audience this time: the broadcast after it starts in the room again.
+    // A small audience this time: after it, the room again.
     tell_lobby(&p, &channel, 3);
-    next_broadcast(&p, &ingest, p.ingest_url(&owner, &channel));
+    end(&p, &ingest);
+    assert_eq!(joins(&p, &channel), channel);
+    next_broadcast(&p, p.ingest_url(&owner, &channel));
     assert_eq!(joins(&p, &channel), channel);
 }

@@ -374,8 +374,9 @@ pub enum RoomResponse {
     Lobby {
         /// One entry per live channel.
         channels: Vec<LobbyEntry>,
-        /// The audience expected on live channels that had a big one: the peak viewer count
-        /// of the channel's previous broadcast, by channel id (see `room::lobby`).
+        /// The audience expected on channels that had a big one, by channel id: while live,
+        /// the peak viewer count of the broadcast before; while not, of the last one (see
+        /// `room::lobby`).
         #[serde(default)]
         expected: BTreeMap<String, u64>,
     },

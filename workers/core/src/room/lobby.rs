@@ -3,9 +3,10 @@
 //! holds.
 //!
 //! The lobby also remembers the channels that drew a big audience ([`BIG_AUDIENCE`] viewers
-//! or more): the peak count of their latest broadcast. When such a channel goes live again,
-//! the list says how many viewers to expect, and the worker spreads the first joins over
-//! presence shards at once instead of sending them to the channel's room until the new
+//! or more): the peak count of their latest broadcast. Until such a channel's next broadcast
+//! has drawn as many, the list says how many viewers to expect, and the worker spreads the
+//! joins over presence shards at once (the audience waiting for the broadcast, and the first
+//! joins after it starts) instead of sending them to the channel's room until the new
 //! broadcast's own count reaches the edge.
 
 use std::collections::BTreeMap;
@@ -92,19 +93,22 @@ async fn new_broadcast<S: RoomStore>(
     save(store, AUDIENCES_KEY, &audiences).await
 }
 
-/// The live channels, by channel id, with the audience expected on those that had a big one.
+/// The live channels, by channel id, with the audience expected on the channels that had a
+/// big one: while live, the peak of the broadcast before; while not, the peak of the last
+/// (its audience waits for the next).
 pub(super) async fn list<S: RoomStore>(store: &S) -> Result<RoomResponse, StoreError> {
     let channels: BTreeMap<String, LobbyEntry> = load(store, LOBBY_KEY).await?;
     let audiences: BTreeMap<String, Audience> = load(store, AUDIENCES_KEY).await?;
     let expected = audiences
         .into_iter()
-        .filter(|(id, a)| {
-            a.previous > 0
-                && channels
-                    .get(id)
-                    .is_some_and(|e| e.broadcast_id == a.broadcast_id)
+        .map(|(id, a)| {
+            let live = channels
+                .get(&id)
+                .is_some_and(|e| e.broadcast_id == a.broadcast_id);
+            let waiting = if a.peak >= BIG_AUDIENCE { a.peak } else { 0 };
+            (id, if live { a.previous } else { waiting })
         })
-        .map(|(id, a)| (id, a.previous))
+        .filter(|(_, viewers)| *viewers > 0)
         .collect();
     Ok(RoomResponse::Lobby {
         channels: channels.into_values().collect(),
@@ -193,7 +197,7 @@ mod tests {
 
     use super::*;
 
-    fn live(store: &MemoryRoomStore, channel: &str, broadcast: &str) {
+    fn announce(store: &MemoryRoomStore, channel: &str, broadcast: &str, live: bool) {
         let entry = LobbyEntry {
             channel_id: channel.into(),
             name: channel.into(),
@@ -201,7 +205,15 @@ mod tests {
             started_at_ms: 0,
             viewers: 0,
         };
-        block_on(update(store, &MemorySockets::default(), entry, true)).unwrap();
+        block_on(update(store, &MemorySockets::default(), entry, live)).unwrap();
+    }
+
+    fn live(store: &MemoryRoomStore, channel: &str, broadcast: &str) {
+        announce(store, channel, broadcast, true);
+    }
+
+    fn ended(store: &MemoryRoomStore, channel: &str, broadcast: &str) {
+        announce(store, channel, broadcast, false);
     }
 
     fn count(store: &MemoryRoomStore, channel: &str, viewers: u64) {
@@ -231,12 +243,17 @@ mod tests {
         // Announced again: still the same broadcast.
         live(&store, "ch_a", "brd_1");
         assert!(expected(&store).is_empty());
-        live(&store, "ch_a", "brd_2");
+        // Ended: its audience waits for the next one.
+        ended(&store, "ch_a", "brd_1");
         assert_eq!(expected(&store).get("ch_a"), Some(&5_000));
         live(&store, "ch_a", "brd_2");
         assert_eq!(expected(&store).get("ch_a"), Some(&5_000));
-        // brd_2 stays small: brd_3 expects nothing.
+        live(&store, "ch_a", "brd_2");
+        assert_eq!(expected(&store).get("ch_a"), Some(&5_000));
+        // brd_2 stays small: nobody is expected after it, nor for brd_3.
         count(&store, "ch_a", BIG_AUDIENCE - 1);
+        ended(&store, "ch_a", "brd_2");
+        assert!(expected(&store).is_empty());
         live(&store, "ch_a", "brd_3");
         assert!(expected(&store).is_empty());
     }

@@ -384,11 +384,12 @@ const SHARD_COUNTS_TTL_MS: u64 = 2_000;
 
 /// The presence shard a new socket of `channel_id` joins: for a big channel, a random one of
 /// the shards its audience needs ([`room::shards_for`] of the lobby's count, or of the
-/// previous broadcast's peak while that is larger, so that a big channel going live again is
-/// spread from its first joins; read from an edge-cached map of the big live channels,
-/// rebuilt from one lobby call at most every 2 s per location) other than the room itself,
-/// which is left to ingest and the playlists; 0, the room, for a channel that is not live or
-/// not big, or when the lobby cannot be read (a join never fails on it).
+/// audience the lobby expects from the channel's last big broadcast while that is larger, so
+/// that the audience waiting for a big channel and its first joins are spread too; read from
+/// an edge-cached map of the big channels, rebuilt from one lobby call at most every 2 s per
+/// location) other than the room itself, which is left to ingest and the playlists; 0, the
+/// room, for a channel that is not big, or when the lobby cannot be read (a join never fails
+/// on it).
 async fn presence_shard<P: Platform>(p: &P, request: &Request, channel_id: &str) -> u32 {
     let per_shard = p.config().presence_shard_sockets;
     let key = cache_key(request, "presence/shards");
@@ -398,14 +399,14 @@ async fn presence_shard<P: Platform>(p: &P, request: &Request, channel_id: &str)
         else {
             return Err(ApiError::Internal("unexpected lobby answer".into()));
         };
-        let big: BTreeMap<String, u32> = channels
+        let mut audiences = expected;
+        for entry in channels {
+            let audience = audiences.entry(entry.channel_id).or_default();
+            *audience = (*audience).max(entry.viewers);
+        }
+        let big: BTreeMap<String, u32> = audiences
             .into_iter()
-            .map(|entry| {
-                let audience = entry
-                    .viewers
-                    .max(expected.get(&entry.channel_id).copied().unwrap_or(0));
-                (entry.channel_id, room::shards_for(audience, per_shard))
-            })
+            .map(|(channel_id, viewers)| (channel_id, room::shards_for(viewers, per_shard)))
             .filter(|(_, shards)| *shards > 1)
             .collect();
         Ok(CachedObject {
