@@ -16,15 +16,34 @@ const WRANGLER = path.join(ROOT, "node_modules", ".bin", "wrangler");
 export const CHROMIUM = process.env.EDGEVIDEO_CHROMIUM || "/usr/bin/chromium";
 
 export async function freePort() {
-  return new Promise((resolve, reject) => {
+  // Drawn at random below the kernel's ephemeral range, as tests/e2e/conftest.py does:
+  // outgoing connections and port-0 binds (of the suites running at the same time) take
+  // their ports from that range, so none of them can take this one before the server binds.
+  let low = 32768;
+  try {
+    low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || low;
+  } catch {
+    // Not Linux: the range's usual start.
+  }
+  const tryPort = (port) => new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
     server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
+    server.listen(port, "127.0.0.1", () => {
+      const { port: bound } = server.address();
+      server.close(() => resolve(bound));
     });
   });
+  if (low > 11000) {
+    for (let i = 0; i < 200; i++) {
+      try {
+        return await tryPort(10000 + Math.floor(Math.random() * (low - 10000)));
+      } catch {
+        // Taken: draw another.
+      }
+    }
+  }
+  return tryPort(0);
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

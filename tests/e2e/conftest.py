@@ -66,7 +66,29 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"{others[0]} only; running against {HOST}"))
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A loopback port free now, for a server a test starts. Drawn at random below the
+    kernel's ephemeral range: outgoing connections and port-0 binds (of the other suites
+    running at the same time) take their ports from that range, so none of them can take
+    this one between this check and the server binding it."""
+    low = _ephemeral_low()
+    if low > 11_000:
+        for _ in range(200):
+            port = secrets.randbelow(low - 10_000) + 10_000
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
