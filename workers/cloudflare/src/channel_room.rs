@@ -259,7 +259,7 @@ impl ChannelRoom {
         }
     }
 
-    /// Pushes a channel's viewer count to the lobby's sockets (the home page's live list).
+    /// Tells the lobby a channel's viewer count (the live list's, and its sockets').
     async fn tell_lobby(&self, channel_id: &str, count: u64) {
         let told = match CloudflarePlatform::from_env(&self.env) {
             Ok(platform) => platform

@@ -388,7 +388,7 @@ fn the_lobby_lists_live_channels() {
         }
     );
     // The channel's room tells its count: kept with the entry (the live list reads it from
-    // there), also when the broadcast is announced again, and pushed to the home pages.
+    // there), also when the broadcast is announced again, and pushed to the lobby's sockets.
     p.call(edgevideo_core::room::lobby_viewers("ch_a", 7));
     p.call(RoomRequest::LobbyUpdate {
         entry: entry.clone(),

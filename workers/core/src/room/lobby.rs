@@ -1,6 +1,6 @@
 //! The lobby room ([`LOBBY`](crate::model::room::LOBBY)): the list of live channels, kept
-//! from the channel rooms' `live`/`ended` updates and counts, and pushed to the home pages it
-//! holds.
+//! from the channel rooms' `live`/`ended` updates and counts (the home page reads it through
+//! `/api/live`), and pushed to the WebSocket clients it holds.
 //!
 //! The lobby also remembers the channels that drew a big audience ([`BIG_AUDIENCE`] viewers
 //! or more): the peak count of their latest broadcast. Until such a channel's next broadcast
@@ -117,7 +117,7 @@ pub(super) async fn list<S: RoomStore>(store: &S) -> Result<RoomResponse, StoreE
 }
 
 /// A channel's viewer count: kept with its entry when it is live (`/api/live` reads it
-/// from there), and pushed to the home pages as `{"type":"viewers","channel_id","count"}`.
+/// from there), and pushed to its sockets as `{"type":"viewers","channel_id","count"}`.
 /// A big count raises the peak the lobby remembers for the channel's next broadcast.
 pub(super) async fn viewers<S: RoomStore>(
     store: &S,
@@ -180,8 +180,8 @@ async fn remember_peak<S: RoomStore>(
     save(store, AUDIENCES_KEY, &audiences).await
 }
 
-/// The request that tells the lobby a channel's viewer count, so that the home page's live
-/// list updates without polling.
+/// The request that tells the lobby a channel's viewer count, for the live list and the
+/// lobby's sockets.
 pub fn lobby_viewers(channel_id: &str, count: u64) -> RoomRequest {
     RoomRequest::LobbyViewers {
         channel_id: channel_id.to_owned(),

@@ -1,5 +1,5 @@
-//! Every message a room pushes to the browsers it holds (the watch page in a channel's room,
-//! the home page in the lobby), as one typed [`ServerMessage`] tagged by `type`.
+//! Every message a room pushes to the sockets it holds (the watch page in a channel's room,
+//! API clients in the lobby), as one typed [`ServerMessage`] tagged by `type`.
 //!
 //! The JSON is the wire contract of `web/*.js` and the end-to-end tests: each variant has a
 //! test below that pins its exact text.
