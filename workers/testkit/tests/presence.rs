@@ -6,17 +6,20 @@ use edgevideo_core::model::room::{RoomRequest, RoomResponse, LOBBY};
 use edgevideo_core::ports::Live as _;
 use edgevideo_core::room::{lobby_viewers, BIG_AUDIENCE};
 use edgevideo_testkit::exec::block_on;
-use edgevideo_testkit::TestPlatform;
-use http::{Method, Request, StatusCode};
+use edgevideo_testkit::{client, TestPlatform};
+use http::{HeaderValue, Method, StatusCode};
 
 /// The room a new socket of `channel` is handed to (the upgrade answer names it).
 fn joins(p: &TestPlatform, channel: &str) -> String {
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("http://localhost/api/channels/{channel}/ws"))
-        .header("upgrade", "websocket")
-        .body(Vec::new())
-        .unwrap();
+    let mut request = client::request(
+        Method::GET,
+        &format!("/api/channels/{channel}/ws"),
+        None,
+        None,
+    );
+    request
+        .headers_mut()
+        .insert("upgrade", HeaderValue::from_static("websocket"));
     let reply = p.send(request);
     assert_eq!(
         reply.status,
