@@ -13,7 +13,10 @@
   glass to glass     `node bench/latency.mjs 60 --gateway`: an encoder publishing RTMP to the
                      ingest gateway (its frames paint the clock), two viewers in Chromium,
                      hls.js in low-latency mode and at normal latency: median and p95, and
-                     hls.js's own latency estimate."""
+                     hls.js's own latency estimate. Then `node bench/latency.mjs 60
+                     --viewer=low`: the broadcast page (Chromium, fake camera painting the
+                     clock, a three-rendition ladder with ~1/3 s parts) and one viewer in
+                     low-latency mode (three Chromiums at once starve a small machine)."""
 
 import json
 import os
@@ -36,12 +39,14 @@ MDAT_REPEAT = 4096  # 8 KiB parts
 
 
 def bench_llhls(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
-    print(f"llhls (150 and {viewers} viewers blocking on the next part; bench/latency.mjs --gateway)")
+    print(f"llhls (150 and {viewers} viewers blocking on the next part; bench/latency.mjs --gateway, "
+          "then --viewer=low)")
     for count in (150, viewers):
         blocking_viewers(tmp, stack_class, row, count)
     gateway = ROOT / "target" / "gateway" / "gateway"
     env = {**os.environ, **({"EDGEVIDEO_GATEWAY": str(gateway)} if gateway.exists() else {})}
     subprocess.run(["node", str(ROOT / "bench" / "latency.mjs"), "60", "--gateway"], check=True, env=env)
+    subprocess.run(["node", str(ROOT / "bench" / "latency.mjs"), "60", "--viewer=low"], check=True, env=env)
 
 
 def blocking_viewers(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:

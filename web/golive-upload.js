@@ -5,7 +5,9 @@
 // multivariant playlist waits until every rendition it names has a media playlist up.
 // 5xx and network errors are retried with backoff; 403 and 409 stop everything.
 // Low-latency parts (`{r}_{n}.part{i}.m4s?...`) go on their rendition's lane before their
-// segment, each tried once: a part that fails, or waits longer than PART_LAG_MS behind
+// segment, up to PARTS_IN_FLIGHT at once (beside the lane's segment or playlist, never
+// before its init is up; the edge lists a segment's parts in index order up to the first
+// one missing), each tried once: a part that fails, or waits longer than PART_LAG_MS behind
 // other uploads, is dropped with the rest of its segment's parts (the segment still goes).
 // A segment all of whose parts went up is committed from them (`PUT {segment}?from_parts=N`,
 // no body: the edge joins the stored parts), so its bytes cross the uplink once; if the
@@ -15,6 +17,9 @@ const MAX_SEGMENTS = 24; // queued segments over all lanes; beyond, the broadcas
 const PLAYLIST_LAG_MS = 4000; // when segments queue up, playlists go at least this often
 const KEEPALIVE_BUDGET = 60 * 1024; // browsers allow 64 KiB of keepalive bodies in flight
 const PART_LAG_MS = 1000; // a part not sent by then is useless to low-latency viewers
+// Parts of one rendition sent at once: a part is made every ~1/3 s, so one at a time falls
+// behind as soon as a PUT takes longer than that (a slow uplink, a busy edge).
+const PARTS_IN_FLIGHT = 3;
 
 /** An answer from the edge that stops or skips an upload: `status`, `code`, plain `message`. */
 export class UploadError extends Error {
@@ -113,7 +118,7 @@ export class Uploader {
 
   lane(name) {
     if (!this.lanes.has(name)) {
-      this.lanes.set(name, { jobs: [], busy: false, up: new Set(), playlist: null, sent: null, sentAt: 0,
+      this.lanes.set(name, { jobs: [], inflight: new Set(), up: new Set(), playlist: null, sent: null, sentAt: 0,
         noParts: new Set(), // segments whose (further) parts are not sent
         skipped: new Set(), // segments some of whose parts were dropped
         partsUp: new Map() }); // segment -> indexes of its parts that went up
@@ -145,7 +150,7 @@ export class Uploader {
           "Your connection is too slow to keep this broadcast going, so it was stopped."));
         return;
       }
-      if (file.kind === "master") lane.jobs = lane.jobs.filter((j) => j === lane.sending);
+      if (file.kind === "master") lane.jobs = lane.jobs.filter((j) => lane.inflight.has(j));
       if (file.kind === "segment") lane.noParts.add(name); // its parts come before it or not at all
       lane.jobs.push({ name, body, kind: file.kind, lane: file.lane, parts, at: performance.now() });
     }
@@ -180,44 +185,51 @@ export class Uploader {
       bitsPerSecond: (bytes * 8) / 10, failures: this.failures };
   }
 
-  /** The job lane `name` sends next, or null: its playlist if it can say more (when behind,
-   *  at most every PLAYLIST_LAG_MS, segments first), else its next file (the multivariant
-   *  playlist once the renditions it names are up). */
+  /** The job lane `name` can start now, or null. Its playlist if it can say more (when
+   *  behind, at most every PLAYLIST_LAG_MS, segments first), else its next file not being
+   *  sent: a part while fewer than PARTS_IN_FLIGHT are and the init is up; any other file
+   *  once the lane's previous one is up (a segment also once its parts are: its commit
+   *  joins them; the multivariant playlist once the renditions it names are up). */
   next(name, lane) {
     // Parts that waited too long are dropped, and with them the rest of their segment's.
-    for (let i = 0; i < lane.jobs.length; i++) {
-      const job = lane.jobs[i];
-      if (job.kind !== "part" || job === lane.sending) continue;
+    for (const job of lane.jobs) {
+      if (job.kind !== "part" || lane.inflight.has(job)) continue;
       if (performance.now() - job.at > PART_LAG_MS) {
         this.skipParts(lane, job.segment);
         break;
       }
     }
-    const text = lane.playlist && publishable(lane.playlist, lane.up);
-    const behind = lane.jobs.some((j) => j.kind === "segment") && performance.now() - lane.sentAt < PLAYLIST_LAG_MS;
-    if (text && text !== lane.sent && !behind) {
-      return { name: `${name}.m3u8`, body: text, kind: "playlist", lane: name };
+    const sending = [...lane.inflight];
+    const file = sending.find((j) => j.kind !== "part");
+    const parts = sending.filter((j) => j.kind === "part");
+    if (!file) {
+      const text = lane.playlist && publishable(lane.playlist, lane.up);
+      const behind = lane.jobs.some((j) => j.kind === "segment") && performance.now() - lane.sentAt < PLAYLIST_LAG_MS;
+      if (text && text !== lane.sent && !behind) {
+        return { name: `${name}.m3u8`, body: text, kind: "playlist", lane: name };
+      }
     }
-    const job = lane.jobs[0];
-    if (!job || (job.kind === "master" && !variantsOf(job.body).every((r) => this.published.has(r)))) return null;
+    const job = lane.jobs.find((j) => !lane.inflight.has(j));
+    if (!job) return null;
+    if (job.kind === "part") return parts.length < PARTS_IN_FLIGHT && file?.kind !== "init" ? job : null;
+    if (file || (job.kind === "segment" && parts.some((p) => p.segment === job.name))) return null;
+    if (job.kind === "master" && !variantsOf(job.body).every((r) => this.published.has(r))) return null;
     return job;
   }
 
   pump() {
     for (const [name, lane] of this.lanes) {
-      if (lane.busy) continue;
-      const job = this.next(name, lane);
-      if (!job) continue;
-      lane.busy = true;
-      lane.sending = job;
-      this.send(job).then(() => {
-        lane.busy = false;
-        lane.sending = null;
-        lane.jobs = lane.jobs.filter((j) => j !== job);
-        if (job.kind === "segment") lane.up.add(job.name);
-        if (job.kind === "playlist") Object.assign(lane, { sent: job.body, sentAt: performance.now() });
-        this.pump();
-      });
+      for (let job = this.next(name, lane); job; job = this.next(name, lane)) {
+        const started = job;
+        lane.inflight.add(started);
+        this.send(started).then(() => {
+          lane.inflight.delete(started);
+          lane.jobs = lane.jobs.filter((j) => j !== started);
+          if (started.kind === "segment") lane.up.add(started.name);
+          if (started.kind === "playlist") Object.assign(lane, { sent: started.body, sentAt: performance.now() });
+          this.pump();
+        });
+      }
     }
     if (this.busyLanes() === 0) this.idle.splice(0).forEach((resolve) => resolve());
   }
@@ -227,13 +239,13 @@ export class Uploader {
     lane.noParts.add(segment);
     lane.skipped.add(segment);
     const before = lane.jobs.length;
-    lane.jobs = lane.jobs.filter((j) => j.kind !== "part" || j.segment !== segment || j === lane.sending);
+    lane.jobs = lane.jobs.filter((j) => j.kind !== "part" || j.segment !== segment || lane.inflight.has(j));
     this.parts.dropped += before - lane.jobs.length;
   }
 
   busyLanes() {
     let n = 0;
-    for (const [name, lane] of this.lanes) if (lane.busy || this.next(name, lane)) n++;
+    for (const [name, lane] of this.lanes) if (lane.inflight.size || this.next(name, lane)) n++;
     return n;
   }
 

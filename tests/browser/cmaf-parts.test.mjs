@@ -259,17 +259,35 @@ test("the uploader names parts, sends them before their segment, drops the rest 
   assert.equal(describeFile("v720_00003.m4s?x=1"), null, "only parts carry a query");
   assert.equal(describeFile("v720_00003.m4s").kind, "segment");
 
-  const sent = [];
+  const started = []; // names, in the order their PUTs started
+  const done = new Set(); // names whose PUT has answered
+  const sending = new Set();
+  let mostParts = 0; // most parts in flight at once
+  const checks = []; // broken ordering rules, seen when a PUT starts
   const realFetch = globalThis.fetch;
   globalThis.fetch = async (url, init) => {
     const [path, query = ""] = url.split("?");
     const name = path.split("/").pop() + (query.startsWith("from_parts=") ? `?${query}` : "");
-    sent.push({ name, bytes: init.body ? (init.body.byteLength ?? init.body.length) : 0 });
-    // The second part of segment 2 fails once: the edge is briefly unreachable.
-    if (name === "v_00002.part1.m4s") return new Response("{}", { status: 503 });
-    // Segment 3's commit is refused (its parts were not all stored): its bytes must follow.
-    if (name === "v_00003.m4s?from_parts=3") return new Response("{}", { status: 422 });
-    return new Response("{}", { status: name.endsWith(".m3u8") ? 200 : 201 });
+    started.push({ name, bytes: init.body ? (init.body.byteLength ?? init.body.length) : 0 });
+    const file = describeFile(path.split("/").pop());
+    if (file.kind === "part" && !done.has("v_init.mp4")) checks.push(`${name} before the init was up`);
+    for (const s of sending) {
+      if (file.kind === "segment" && s.segment === name.split("?")[0]) checks.push(`${name} while ${s.name} was in flight`);
+    }
+    const entry = { name, ...file };
+    sending.add(entry);
+    mostParts = Math.max(mostParts, [...sending].filter((s) => s.kind === "part").length);
+    try {
+      // The second part of segment 2 fails at once: the edge is briefly unreachable.
+      if (name === "v_00002.part1.m4s") return new Response("{}", { status: 503 });
+      await new Promise((r) => setTimeout(r, 20));
+      // Segment 3's commit is refused (its parts were not all stored): its bytes must follow.
+      if (name === "v_00003.m4s?from_parts=3") return new Response("{}", { status: 422 });
+      return new Response("{}", { status: name.endsWith(".m3u8") ? 200 : 201 });
+    } finally {
+      sending.delete(entry);
+      done.add(name);
+    }
   };
   try {
     const up = new Uploader("https://edge.test/ingest/t/");
@@ -285,16 +303,26 @@ test("the uploader names parts, sends them before their segment, drops the rest 
     up.put("v_00004.part0.m4s?duration_us=333333&part_target_us=350000&independent=1", body);
     up.put("v_00004.m4s", body, { parts: 2 });
     assert.equal(await up.drain(5000), true);
-    const media = sent.filter((s) => !s.name.endsWith(".m3u8"));
-    assert.deepEqual(media.map((s) => s.name), ["v_init.mp4",
+    assert.deepEqual(checks, []);
+    assert.equal(mostParts, 3, "a rendition's parts go three at a time");
+    const media = started.filter((s) => !s.name.endsWith(".m3u8")).map((s) => s.name);
+    assert.deepEqual(new Set(media), new Set(["v_init.mp4",
       "v_00001.part0.m4s", "v_00001.part1.m4s", "v_00001.part2.m4s", "v_00001.m4s?from_parts=3",
-      "v_00002.part0.m4s", "v_00002.part1.m4s", "v_00002.m4s",
+      "v_00002.part0.m4s", "v_00002.part1.m4s", "v_00002.part2.m4s", "v_00002.m4s",
       "v_00003.part0.m4s", "v_00003.part1.m4s", "v_00003.part2.m4s", "v_00003.m4s?from_parts=3", "v_00003.m4s",
-      "v_00004.part0.m4s", "v_00004.m4s"]);
-    assert.equal(media.find((s) => s.name === "v_00001.m4s?from_parts=3").bytes, 0, "a commit carries no bytes");
-    assert.equal(media.filter((s) => s.name === "v_00003.m4s")[0].bytes, 8, "a refused commit's bytes follow");
-    assert.deepEqual(up.parts, { up: 8, dropped: 4, committed: 1 },
-      "segment 2's part1 failed, its part2 and part3 skipped, the late part2 left out");
+      "v_00004.part0.m4s", "v_00004.m4s"]));
+    assert.equal(media.length, 16, "each file once (the refused commit's bytes aside)");
+    // Parts start in order, before their segment; segments in order.
+    const at = (name) => media.indexOf(name);
+    for (const n of ["00001", "00002", "00003"]) {
+      assert.ok(at(`v_${n}.part0.m4s`) < at(`v_${n}.part1.m4s`) && at(`v_${n}.part1.m4s`) < at(`v_${n}.part2.m4s`));
+    }
+    assert.ok(at("v_00001.m4s?from_parts=3") < at("v_00002.m4s") && at("v_00002.m4s") < at("v_00003.m4s?from_parts=3"));
+    assert.ok(at("v_00003.m4s?from_parts=3") < at("v_00003.m4s") && at("v_00003.m4s") < at("v_00004.m4s"));
+    assert.equal(started.find((s) => s.name === "v_00001.m4s?from_parts=3").bytes, 0, "a commit carries no bytes");
+    assert.equal(started.find((s) => s.name === "v_00003.m4s").bytes, 8, "a refused commit's bytes follow");
+    assert.deepEqual(up.parts, { up: 9, dropped: 3, committed: 1 },
+      "segment 2's part1 failed (its part2 was already on its way), its part3 skipped, the late part2 left out");
     assert.equal(up.uploaded, 4);
   } finally {
     globalThis.fetch = realFetch;
