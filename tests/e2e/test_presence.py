@@ -1,5 +1,6 @@
 """Presence shards end to end in workerd: a channel's viewer sockets spread over shard objects
-once its audience outgrows one (here, with PRESENCE_SHARD_SOCKETS=2, beyond two viewers), and
+once its audience outgrows one (here, with PRESENCE_SHARD_SOCKETS=2, beyond two viewers: at
+once, as the full room sends joins on, and then as the lobby's count says), and
 every viewer, whichever object holds its socket, hears the whole channel's viewer count, the
 reactions sent on any shard, and the broadcast's end; the lobby and /api/live count them all."""
 
@@ -32,8 +33,8 @@ def worker(tmp_path_factory, transcoder):
 class Viewer:
     """One watch page's socket, keeping what it was sent."""
 
-    def __init__(self, sockets: contextlib.ExitStack, url: str):
-        self.ws = sockets.enter_context(connect(url))
+    def __init__(self, sockets: contextlib.ExitStack, url: str, headers=None):
+        self.ws = sockets.enter_context(connect(url, additional_headers=headers))
         self.messages: list[dict] = []
         self.shard = self.wait_for(lambda m: m["type"] == "hello")["shard"]
 
@@ -91,9 +92,13 @@ def sharded_viewers(api, worker, sockets):
 
     push()
     url = worker.url.replace("http", "ws") + f"/api/channels/{channel['id']}/ws"
-    # A small audience is held by the channel's room itself.
-    viewers = [Viewer(sockets, url) for _ in range(3)]
-    assert [v.shard for v in viewers] == [0, 0, 0]
+    # A small audience is held by the channel's room itself, up to a shard's worth; the full
+    # room sends the next join on to a shard at once, before the lobby knows the audience
+    # (whatever the client's own headers say).
+    viewers = [Viewer(sockets, url) for _ in range(2)]
+    assert [v.shard for v in viewers] == [0, 0]
+    viewers.append(Viewer(sockets, url, {"x-edgevideo-room-sockets": "1000", "x-edgevideo-presence-shard": "0"}))
+    assert viewers[2].shard > 0
     wait_until(lambda: live_viewers(api, channel["id"]) == 3, timeout_s=20)
 
     # Once the lobby knows the audience, new viewers are spread over shards (a random one of

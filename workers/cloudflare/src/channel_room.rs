@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use edgevideo_core::model::room::{RoomRequest, RoomResponse, LOBBY};
 use edgevideo_core::ports::metered::Metered;
-use edgevideo_core::ports::{Live as _, Platform as _, RoomSockets, RoomStore};
+use edgevideo_core::ports::{Entropy as _, Live as _, Platform as _, RoomSockets, RoomStore};
 use edgevideo_core::room;
 use edgevideo_core::{ApiError, StoreError};
 use futures_channel::oneshot;
@@ -301,6 +301,21 @@ impl DurableObject for ChannelRoom {
                 .get(rooms::SHARD_HEADER)?
                 .and_then(|v| v.parse::<u32>().ok())
                 .unwrap_or(0);
+            let room_sockets = request
+                .headers()
+                .get(rooms::ROOM_SOCKETS_HEADER)?
+                .and_then(|v| v.parse::<u64>().ok());
+            if let (Some(_), 0, Some(most)) = (&channel_id, shard, room_sockets) {
+                // A full channel room sends the join on to a shard instead of taking it.
+                let mut random = [0u8; 4];
+                crate::platform::WorkersEntropy.fill(&mut random);
+                let held = self.sockets(None).count();
+                if let Some(to) = room::overflow_shard(held, most, u32::from_le_bytes(random)) {
+                    let headers = worker::Headers::new();
+                    headers.set(rooms::SHARD_HEADER, &to.to_string())?;
+                    return Ok(Response::empty()?.with_headers(headers));
+                }
+            }
             return self.join(lobby, channel_id, shard).await;
         }
         let request: RoomRequest = match request.json().await {

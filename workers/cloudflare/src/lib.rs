@@ -69,7 +69,7 @@ async fn fetch(
         return convert::to_streamed_response(response, convert::chunk_stream(platform, body));
     }
     if let Some(upgrade) = response.extensions().get::<RoomUpgrade>() {
-        return match rooms::connect(&env, &upgrade.room, upgrade.shard, request).await {
+        return match rooms::connect(&env, upgrade, &request).await {
             Ok(response) => Ok(response),
             Err(err) => convert::to_worker_response(edgevideo_core::api::error(
                 &edgevideo_core::ApiError::from(err),

@@ -1,8 +1,10 @@
 //! [`Live`] over the `ChannelRoom` Durable Object namespace: one object per room name, called
 //! with the core's [`RoomRequest`] as JSON.
 
+use edgevideo_core::api::RoomUpgrade;
 use edgevideo_core::model::room::{RoomRequest, RoomResponse};
 use edgevideo_core::ports::Live;
+use edgevideo_core::room;
 use edgevideo_core::StoreError;
 use worker::{Env, Headers, Method, ObjectNamespace, Request, RequestInit, Response};
 
@@ -22,30 +24,71 @@ pub const ROOM_CALL_URL: &str = "https://room.internal/call";
 /// by the worker only: a client's own is replaced).
 pub const SHARD_HEADER: &str = "x-edgevideo-presence-shard";
 
+/// The header that tells a channel's room the most sockets it keeps (set by the worker only).
+/// A full room answers a join with no socket and a [`SHARD_HEADER`] naming the shard to join
+/// instead ([`edgevideo_core::room::overflow_shard`]).
+pub const ROOM_SOCKETS_HEADER: &str = "x-edgevideo-room-sockets";
+
 /// Forwards a WebSocket upgrade request to the room's Durable Object, telling it the presence
-/// shard it is (see [`edgevideo_core::room::shard_room`]), and returns its answer (101 with
-/// the client end of the socket).
+/// shard it is (see [`edgevideo_core::room::shard_room`]) and, for a channel's room, the most
+/// sockets it keeps, and returns its answer (101 with the client end of the socket); a full
+/// room's join goes on to the shard it names.
 ///
 /// # Errors
 /// `Backend` when the namespace or the object cannot be reached.
 pub async fn connect(
     env: &Env,
-    room: &str,
-    shard: u32,
-    request: Request,
+    upgrade: &RoomUpgrade,
+    request: &Request,
 ) -> Result<Response, StoreError> {
     let namespace = env
         .durable_object(bindings::CHANNEL_ROOM)
         .map_err(do_error)?;
+    let response = forward(
+        &namespace,
+        &upgrade.room,
+        upgrade.shard,
+        upgrade.room_sockets,
+        request,
+    )
+    .await?;
+    let sent_on = (response.status_code() != 101)
+        .then(|| response.headers().get(SHARD_HEADER).ok().flatten())
+        .flatten()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|shard| (1..room::MAX_SHARDS).contains(shard));
+    match sent_on {
+        Some(shard) => {
+            let to = room::shard_room(&upgrade.room, shard);
+            forward(&namespace, &to, shard, None, request).await
+        }
+        None => Ok(response),
+    }
+}
+
+async fn forward(
+    namespace: &ObjectNamespace,
+    room: &str,
+    shard: u32,
+    room_sockets: Option<u64>,
+    request: &Request,
+) -> Result<Response, StoreError> {
     let headers = Headers::new();
     for (name, value) in request.headers().entries() {
-        if !name.eq_ignore_ascii_case(SHARD_HEADER) {
+        if !name.eq_ignore_ascii_case(SHARD_HEADER)
+            && !name.eq_ignore_ascii_case(ROOM_SOCKETS_HEADER)
+        {
             headers.set(&name, &value).map_err(do_error)?;
         }
     }
     headers
         .set(SHARD_HEADER, &shard.to_string())
         .map_err(do_error)?;
+    if let Some(most) = room_sockets {
+        headers
+            .set(ROOM_SOCKETS_HEADER, &most.to_string())
+            .map_err(do_error)?;
+    }
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let url = request.url().map_err(do_error)?;

@@ -158,4 +158,7 @@ pub struct RoomUpgrade {
     /// The presence shard it is (0: the channel's room or the lobby; see
     /// [`crate::room::shard_room`]); the host tells the object.
     pub shard: u32,
+    /// For a channel's room: the most sockets it keeps; the host tells the object, which
+    /// past that answers with a shard to join instead ([`crate::room::overflow_shard`]).
+    pub room_sockets: Option<u64>,
 }

@@ -13,7 +13,11 @@
 //! live/ended messages, at most a tick or two later than the room's own sockets.
 //!
 //! How many shards a channel has is the worker's choice at each join ([`shards_for`] of the
-//! channel's last known viewer count); the room counts whichever shards report.
+//! channel's last known viewer count); the room counts whichever shards report. That count
+//! reaches the worker a few seconds late, so the room also keeps at most as many sockets as
+//! a shard: past that it sends a join on to one of [`OVERFLOW_SHARDS`] shards
+//! ([`overflow_shard`]) instead of taking it, and a crowd arriving faster than the count
+//! never piles up in the object that serves ingest and the playlists.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -46,6 +50,26 @@ const SHARDS_KEY: &str = "shards";
 const RELAY_KEY: &str = "relay";
 /// Shard: what it is and what it last heard ([`ShardState`]).
 const SHARD_KEY: &str = "shard";
+
+/// A full room sends its joins on to shards 1 to `OVERFLOW_SHARDS - 1`: 15 shards of a few
+/// thousand sockets take a crowd of tens of thousands until the worker knows its size.
+pub const OVERFLOW_SHARDS: u32 = 16;
+
+/// Shard `k` in `1..shards` for a join, from a random number (0 when `shards` is 1: the room).
+pub fn pick_shard(shards: u32, random: u32) -> u32 {
+    if shards <= 1 {
+        0
+    } else {
+        1 + random % (shards - 1)
+    }
+}
+
+/// The shard a channel's room holding `sockets` sends a new join on to, or `None` while it
+/// holds fewer than `per_shard` (it takes the join itself).
+pub fn overflow_shard(sockets: usize, per_shard: u64, random: u32) -> Option<u32> {
+    (u64::try_from(sockets).unwrap_or(u64::MAX) >= per_shard)
+        .then(|| pick_shard(OVERFLOW_SHARDS, random))
+}
 
 /// The number of shards a channel with `viewers` is spread over: enough for at most
 /// `per_shard` each, rounded up to a power of two, at most [`MAX_SHARDS`].
@@ -395,6 +419,26 @@ mod tests {
     use super::*;
     use crate::memory::MemoryRoom;
     use crate::room::{alarm, handle, on_join, on_message, SocketState, REACTION_PUSH_MS};
+
+    #[test]
+    fn a_full_room_sends_joins_on_to_the_overflow_shards() {
+        assert_eq!(overflow_shard(0, 2_000, 7), None);
+        assert_eq!(overflow_shard(1_999, 2_000, 7), None);
+        let picked: std::collections::BTreeSet<u32> = (0..64)
+            .filter_map(|random| overflow_shard(2_000, 2_000, random))
+            .collect();
+        assert_eq!(
+            picked,
+            (1..OVERFLOW_SHARDS).collect(),
+            "every shard, never the room"
+        );
+        assert_eq!(
+            overflow_shard(5_000, 2_000, u32::MAX).map(|k| k > 0),
+            Some(true)
+        );
+        assert_eq!(pick_shard(1, 9), 0, "one shard is the room");
+        assert_eq!(pick_shard(0, 9), 0);
+    }
 
     /// A shard's tick: built by its alarm (or its first join), sent to the room, answered.
     fn tick_through(room: &MemoryRoom, shard: &MemoryRoom, tick: (String, RoomRequest), now: u64) {

@@ -344,7 +344,12 @@ pub async fn live_channels<P: Platform>(p: &P, request: &Request) -> Result<Resp
     Ok(from_cache(object, status, "no-store"))
 }
 
-fn upgrade(request: &Request, room: String, shard: u32) -> Result<Response, ApiError> {
+fn upgrade(
+    request: &Request,
+    room: String,
+    shard: u32,
+    room_sockets: Option<u64>,
+) -> Result<Response, ApiError> {
     let is_websocket = request
         .headers()
         .get(http::header::UPGRADE)
@@ -360,9 +365,11 @@ fn upgrade(request: &Request, room: String, shard: u32) -> Result<Response, ApiE
         StatusCode::SWITCHING_PROTOCOLS,
         &serde_json::json!({ "room": room }),
     );
-    response
-        .extensions_mut()
-        .insert(RoomUpgrade { room, shard });
+    response.extensions_mut().insert(RoomUpgrade {
+        room,
+        shard,
+        room_sockets,
+    });
     Ok(response)
 }
 
@@ -371,12 +378,19 @@ fn upgrade(request: &Request, room: String, shard: u32) -> Result<Response, ApiE
 pub async fn socket<P: Platform>(p: &P, id: &str, request: &Request) -> Result<Response, ApiError> {
     let channel = load(p, id).await?;
     let shard = presence_shard(p, request, &channel.id).await;
-    upgrade(request, room::shard_room(&channel.id, shard), shard)
+    // The room itself keeps at most a shard's worth and sends further joins on to shards.
+    let room_sockets = (shard == 0).then_some(p.config().presence_shard_sockets);
+    upgrade(
+        request,
+        room::shard_room(&channel.id, shard),
+        shard,
+        room_sockets,
+    )
 }
 
 /// `GET /api/live/ws`: joins the lobby (channels going live and ending).
 pub fn lobby_socket(request: &Request) -> Result<Response, ApiError> {
-    upgrade(request, LOBBY.to_owned(), 0)
+    upgrade(request, LOBBY.to_owned(), 0, None)
 }
 
 /// How long the edge keeps the live channels' presence shard counts, in ms.
@@ -427,5 +441,5 @@ async fn presence_shard<P: Platform>(p: &P, request: &Request, channel_id: &str)
     }
     let mut random = [0u8; 4];
     p.entropy().fill(&mut random);
-    1 + u32::from_le_bytes(random) % (shards - 1)
+    room::pick_shard(shards, u32::from_le_bytes(random))
 }
