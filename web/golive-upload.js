@@ -118,7 +118,7 @@ export class Uploader {
 
   lane(name) {
     if (!this.lanes.has(name)) {
-      this.lanes.set(name, { jobs: [], inflight: new Set(), up: new Set(), playlist: null, sent: null, sentAt: 0,
+      this.lanes.set(name, { jobs: [], inflight: new Set(), up: new Set(), playlist: null, sent: null, sentAt: -Infinity,
         noParts: new Set(), // segments whose (further) parts are not sent
         skipped: new Set(), // segments some of whose parts were dropped
         partsUp: new Map() }); // segment -> indexes of its parts that went up
