@@ -44,8 +44,8 @@ use crate::ports::{RoomSockets, RoomStore};
 pub use lobby::{lobby_viewers, BIG_AUDIENCE};
 pub use messages::{ServerMessage, SocketErrorCode};
 pub use shards::{
-    join_shard, overflow_shard, pick_shard, shard_room, shards_for, ticked, MAX_SHARDS,
-    OVERFLOW_SHARDS, SHARD_REPORT_TTL_MS, SHARD_TICK_MS,
+    join_shard, join_shards, overflow_shard, pick_shard, shard_room, shards_for, ticked,
+    MAX_SHARDS, OVERFLOW_SHARDS, SHARD_REPORT_TTL_MS, SHARD_TICK_MS,
 };
 pub use sockets::{
     on_join, on_leave, on_message, SocketState, LOBBY_TELL_MS, PRESENCE_PUSH_MS, REACTIONS,

@@ -12,7 +12,7 @@
 //! call per shard per tick; and every viewer gets the same counts, reactions and
 //! live/ended messages, at most a tick or two later than the room's own sockets.
 //!
-//! How many shards a channel has is the worker's choice at each join ([`shards_for`] of the
+//! How many shards a channel has is the worker's choice at each join ([`join_shards`] of the
 //! channel's last known viewer count); the room counts whichever shards report. That count
 //! reaches the worker a few seconds late, so the room also keeps at most as many sockets as
 //! a shard: past that it sends a join on to one of [`OVERFLOW_SHARDS`] shards
@@ -69,6 +69,19 @@ pub fn pick_shard(shards: u32, random: u32) -> u32 {
 pub fn overflow_shard(sockets: usize, per_shard: u64, random: u32) -> Option<u32> {
     (u64::try_from(sockets).unwrap_or(u64::MAX) >= per_shard)
         .then(|| pick_shard(OVERFLOW_SHARDS, random))
+}
+
+/// The shards a new join of a channel with `viewers` picks from ([`pick_shard`]): 1, the
+/// room alone, while they fit in one object (`per_shard`); else enough shards besides the
+/// room for `per_shard` each ([`shards_for`] of one share more: the room keeps its own for
+/// ingest and the playlists, and the count the worker knows is a few seconds behind a
+/// growing crowd).
+pub fn join_shards(viewers: u64, per_shard: u64) -> u32 {
+    if viewers <= per_shard {
+        1
+    } else {
+        shards_for(viewers.saturating_add(per_shard), per_shard)
+    }
 }
 
 /// The number of shards a channel with `viewers` is spread over: enough for at most
@@ -438,6 +451,18 @@ mod tests {
         );
         assert_eq!(pick_shard(1, 9), 0, "one shard is the room");
         assert_eq!(pick_shard(0, 9), 0);
+    }
+
+    #[test]
+    fn joins_pick_from_enough_shards_besides_the_room() {
+        assert_eq!(join_shards(0, 1_000), 1);
+        assert_eq!(join_shards(1_000, 1_000), 1, "one object's worth: the room");
+        // 1,001 to 2,000 viewers: three shards besides the room, not one.
+        assert_eq!(join_shards(1_001, 1_000), 4);
+        assert_eq!(join_shards(2_000, 1_000), 4);
+        assert_eq!(join_shards(3_000, 1_000), 4);
+        assert_eq!(join_shards(3_001, 1_000), 8);
+        assert_eq!(join_shards(u64::MAX, 1_000), MAX_SHARDS);
     }
 
     /// A shard's tick: built by its alarm (or its first join), sent to the room, answered.

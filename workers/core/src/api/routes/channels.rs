@@ -397,7 +397,7 @@ pub fn lobby_socket(request: &Request) -> Result<Response, ApiError> {
 const SHARD_COUNTS_TTL_MS: u64 = 2_000;
 
 /// The presence shard a new socket of `channel_id` joins: for a big channel, a random one of
-/// the shards its audience needs ([`room::shards_for`] of the lobby's count, or of the
+/// the shards its audience needs ([`room::join_shards`] of the lobby's count, or of the
 /// audience the lobby expects from the channel's last big broadcast while that is larger, so
 /// that the audience waiting for a big channel and its first joins are spread too; read from
 /// an edge-cached map of the big channels, rebuilt from one lobby call at most every 2 s per
@@ -420,7 +420,7 @@ async fn presence_shard<P: Platform>(p: &P, request: &Request, channel_id: &str)
         }
         let big: BTreeMap<String, u32> = audiences
             .into_iter()
-            .map(|(channel_id, viewers)| (channel_id, room::shards_for(viewers, per_shard)))
+            .map(|(channel_id, viewers)| (channel_id, room::join_shards(viewers, per_shard)))
             .filter(|(_, shards)| *shards > 1)
             .collect();
         Ok(CachedObject {
