@@ -332,47 +332,63 @@ def counts_to(api, read, expected):
     assert read() == expected
 
 
+def channel_views(api, channel_id):
+    """The live views one channel has counted. The totals of `/api/stats` are shared with the
+    tests running beside this one, so exact counts are read per channel and per video."""
+    return api.get(f"/api/_diag/stored/{channel_id}").json()["views"]
+
+
+def video_views(api, owner, channel_id, video_id):
+    """The views a video has counted, as its owner's listing shows them."""
+    page = listing(api, "/api/videos", owner["token"], mine="true", channel=channel_id)
+    return next(v["views"] for v in page["videos"] if v["id"] == video_id)
+
+
 def test_stats_count_views_once_per_viewer_session(api):
     owner, ch = broadcaster(api)
     admin = admin_session(api)
     before = stats(api)
     video_id = new_video(api, owner, ch)
     after_broadcast = stats(api)
-    assert after_broadcast["broadcasts"] == before["broadcasts"] + 1
+    assert api.get(f"/api/_diag/stored/{ch['id']}").json()["broadcasts"] == 1
+    assert after_broadcast["broadcasts"] >= before["broadcasts"] + 1
     assert after_broadcast["hours_of_video"] > before["hours_of_video"]
 
-    vod = lambda: stats(api)["views"]["vod"]  # noqa: E731
-    live = lambda: stats(api)["views"]["live"]  # noqa: E731
-    start_vod, start_live = vod(), live()
+    vod = lambda: video_views(api, owner, ch["id"], video_id)  # noqa: E731
+    live = lambda: channel_views(api, ch["id"])  # noqa: E731
+    start_vod = stats(api)["views"]["vod"]
+    assert (vod(), live()) == (0, 0)
     with fresh(api) as browser:
         # The first play of an anonymous browser counts; reloads and refreshes do not.
         for _ in range(3):
             r = browser.post(f"/api/videos/{video_id}/playback")
             assert r.status_code == 200
         assert "ev_viewer" in browser.cookies
-        counts_to(api, vod, start_vod + 1)
+        counts_to(api, vod, 1)
         for _ in range(2):
             browser.post(f"/api/channels/{ch['id']}/playback")
-        counts_to(api, live, start_live + 1)
+        counts_to(api, live, 1)
     with fresh(api) as second_browser:
         second_browser.post(f"/api/videos/{video_id}/playback")
-    counts_to(api, vod, start_vod + 2)
+    counts_to(api, vod, 2)
     # A signed-in viewer is one viewer across devices (cookie-less clients included).
     viewer = signup(fresh(api), new_email())
     for _ in range(2):
         with fresh(api) as device:
             assert device.post(f"/api/videos/{video_id}/playback", headers=bearer(viewer["token"])).status_code == 200
-    counts_to(api, vod, start_vod + 3)
+    counts_to(api, vod, 3)
 
+    # The totals hold these views (and whatever the tests beside this one counted).
     public = stats(api)
     assert set(public) >= {"broadcasts", "views", "plugins_added", "videos_published", "hours_of_video"}
+    assert public["views"]["vod"] >= start_vod + 3
     assert "detail" not in public
     assert "detail" not in stats(api, owner["token"])
     detail = stats(api, admin["token"])["detail"]
     assert set(detail["videos_by_status"]) == {"processing", "ready", "published", "rejected", "failed"}
     for hook in ("preValidate", "postValidate", "preMetadata", "postMetadata"):
         assert set(detail["plugins"][hook]) >= {"succeeded", "failed"}
-    assert detail["counters"]["views.vod"] == start_vod + 3
+    assert detail["counters"]["views.vod"] >= start_vod + 3
 
 
 def test_views_cannot_be_inflated_by_dropping_or_forging_the_viewer_cookie(api):
@@ -380,8 +396,8 @@ def test_views_cannot_be_inflated_by_dropping_or_forging_the_viewer_cookie(api):
     # but one network address adds at most 20 new viewers of a channel per 30-minute window,
     # whatever address header it sends.
     owner, ch = broadcaster(api)
-    live = lambda: stats(api)["views"]["live"]  # noqa: E731
-    start, window = live(), int(time.time()) // 1800
+    live = lambda: channel_views(api, ch["id"])  # noqa: E731
+    window = int(time.time()) // 1800
     statuses = []
     for i in range(25):
         with fresh(api) as script:
@@ -396,9 +412,9 @@ def test_views_cannot_be_inflated_by_dropping_or_forging_the_viewer_cookie(api):
             if i == 0:
                 signed = r.cookies["ev_viewer"]
     assert statuses == [200] * 25
-    wait_until(lambda: live() - start >= 20)
+    wait_until(lambda: live() >= 20)
     queue_drained(api)
-    added = live() - start
+    added = live()
     if int(time.time()) // 1800 == window:
         assert added == 20, added
     else:  # the fixed window turned during the loop
@@ -419,7 +435,7 @@ def test_hoarded_viewer_cookies_count_no_more_than_one_address(api):
     # counts at most 20 anonymous views of a channel per 30-minute slot, cookies or not.
     _, hoarding = broadcaster(api, "Hoarding")
     _, target = broadcaster(api, "Target")
-    live = lambda: stats(api)["views"]["live"]  # noqa: E731
+    live = lambda: channel_views(api, target["id"])  # noqa: E731
     hoard = []
     for _ in range(25):
         with fresh(api) as script:
@@ -427,13 +443,14 @@ def test_hoarded_viewer_cookies_count_no_more_than_one_address(api):
             assert r.status_code == 200
             hoard.append(r.cookies["ev_viewer"])
     queue_drained(api)
-    start, slot = live(), int(time.time()) // 1800
+    assert live() == 0
+    slot = int(time.time()) // 1800
     for cookie in hoard:
         with fresh(api) as script:
             r = script.post(f"/api/channels/{target['id']}/playback", cookies={"ev_viewer": cookie})
             assert r.status_code == 200 and "ev_viewer" not in r.cookies, "a known viewer"
     queue_drained(api)
-    added = live() - start
+    added = live()
     if int(time.time()) // 1800 == slot:
         assert added == 20, added
     else:  # the slot turned during the replay

@@ -36,10 +36,25 @@ fn cookie_of(reply: &Reply) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
+/// The live views counted, after checking that the global counter and the views of the one
+/// channel watched (`scope_views`) agree.
 fn live_views(p: &TestPlatform) -> i64 {
     let rows = block_on(p.sql.query(&Statement::new(
-        "SELECT COALESCE((SELECT value FROM counters WHERE name = 'views.live'), 0) AS n",
+        "SELECT COALESCE((SELECT value FROM counters WHERE name = 'views.live'), 0) AS n, \
+         (SELECT COALESCE(SUM(views), 0) FROM scope_views) AS scoped",
         vec![],
+    )))
+    .unwrap();
+    let (counted, scoped) = (rows[0]["n"].as_i64(), rows[0]["scoped"].as_i64());
+    assert_eq!(counted, scoped, "the counter and the channel's own count");
+    counted.unwrap()
+}
+
+/// The views `scope` (a channel or a video) has counted.
+fn scope_views(p: &TestPlatform, scope: &str) -> i64 {
+    let rows = block_on(p.sql.query(&Statement::new(
+        "SELECT COALESCE((SELECT views FROM scope_views WHERE scope = ?1), 0) AS n",
+        vec![scope.into()],
     )))
     .unwrap();
     rows[0]["n"].as_i64().unwrap()
@@ -211,6 +226,46 @@ fn a_join_and_a_play_each_count_under_their_counter() {
         got,
         vec![("views.live".to_owned(), 1), ("views.vod".to_owned(), 1)]
     );
+    assert_eq!((scope_views(&p, &channel), scope_views(&p, &video)), (1, 1));
+}
+
+#[test]
+fn a_videos_views_stay_when_its_sessions_are_swept() {
+    use edgevideo_core::services::views::{sweep, SESSION_MS};
+    let p = TestPlatform::new();
+    let (owner, channel) = p.broadcaster("Swept");
+    let video = p.published_video(&owner, &channel);
+    p.settle();
+    for _ in 0..2 {
+        let play = p.call(
+            Method::POST,
+            &format!("/api/videos/{video}/playback"),
+            None,
+            None,
+        );
+        assert_eq!(play.status, StatusCode::OK);
+        let cookie = play.headers[SET_COOKIE].to_str().unwrap().to_owned();
+        assert!(cookie.starts_with("ev_viewer="), "{cookie}");
+    }
+    assert!(p.run_due_jobs().iter().all(|r| r.result.is_ok()));
+    let views_listed = || {
+        let listed = p.call(Method::GET, "/api/videos", None, None);
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+        let items = listed.json()["videos"].clone();
+        let card = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|card| card["id"] == video.as_str())
+            .cloned()
+            .unwrap();
+        card["views"].as_i64().unwrap()
+    };
+    assert_eq!(views_listed(), 2, "two anonymous viewers");
+    p.advance_ms(SESSION_MS + 1);
+    assert!(block_on(sweep(&p)).unwrap() >= 2, "the sessions are swept");
+    assert_eq!(sessions(&p), 0);
+    assert_eq!(views_listed(), 2, "the count stays");
 }
 
 /// `POST /api/channels/{channel}/playback` from network address `address` with the viewer

@@ -304,7 +304,7 @@ pub struct VideoCard {
     pub video: VideoSummary,
     /// Whether a poster exists.
     pub has_poster: bool,
-    /// Viewers who played it (one per viewer session).
+    /// Views counted: one per viewer session that played it, ever.
     pub views: i64,
     /// A signed URL of the poster, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]

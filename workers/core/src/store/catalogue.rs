@@ -107,7 +107,7 @@ pub struct VideoDetailRow {
 const LIST_SQL: &str = "SELECT v.id, v.channel_id, v.broadcast_id, c.name AS channel_name, \
      v.owner_id, v.status, v.visibility, v.title, v.description, v.tags, v.duration_ms, \
      v.width, v.height, v.mp4_key, v.poster_key, \
-     (SELECT COUNT(*) FROM view_sessions s WHERE s.scope = v.id) AS views, \
+     (SELECT s.views FROM scope_views s WHERE s.scope = v.id) AS views, \
      v.created_at, v.updated_at \
      FROM videos v LEFT JOIN channels c ON c.id = v.channel_id \
      WHERE (?1 = 1 OR (v.status = 'published' AND v.visibility = 'public') OR v.owner_id = ?2) \
@@ -195,8 +195,8 @@ pub async fn history<S: Sql>(sql: &S, video_id: &str) -> Result<Vec<VideoEvent>,
     .await
 }
 
-/// Removes a video's catalogue rows in one batch: its events, plugin tasks, lifecycle and
-/// view sessions first (for the foreign keys), then the video.
+/// Removes a video's catalogue rows in one batch: its events, plugin tasks, lifecycle, view
+/// sessions and view count first (for the foreign keys), then the video.
 ///
 /// # Errors
 /// `Backend` when the batch fails; nothing is removed then.
@@ -206,6 +206,7 @@ pub async fn delete_video<S: Sql>(sql: &S, video_id: &str) -> Result<(), StoreEr
         "DELETE FROM plugin_tasks WHERE video_id = ?1",
         "DELETE FROM lifecycles WHERE video_id = ?1",
         "DELETE FROM view_sessions WHERE scope = ?1",
+        "DELETE FROM scope_views WHERE scope = ?1",
         "DELETE FROM videos WHERE id = ?1",
     ]
     .into_iter()

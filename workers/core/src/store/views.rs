@@ -1,5 +1,6 @@
 //! The `view_sessions` table: one row per viewer and watched thing (channel or video), whose
-//! start time decides whether a new view begins.
+//! start time decides whether a new view begins; and `scope_views`, the views each thing
+//! has counted (kept when its sessions are swept).
 
 use crate::error::StoreError;
 use crate::ports::{Sql, SqlValue, Statement};
@@ -80,10 +81,10 @@ fn open_session_statement(
 /// Opens the sessions of `starts` (in order; each one unless a session of its viewer and
 /// scope started less than `session_ms` before it) and counts a view for each one it opens
 /// whose `may_count` is set and, for an anonymous start, whose address has counted fewer
-/// than `cap.views` views of the scope in the start's slot: one batch, one transaction, two
-/// statements per start (three for an anonymous one). Whether a start opens a session is
-/// decided inside the transaction, so concurrent batches and a batch delivered twice count
-/// each session once.
+/// than `cap.views` views of the scope in the start's slot (in the global counter and the
+/// scope's own count): one batch, one transaction, three statements per start (four for an
+/// anonymous one). Whether a start opens a session is decided inside the transaction, so
+/// concurrent batches and a batch delivered twice count each session once.
 ///
 /// # Errors
 /// `Backend` when the batch fails (nothing of it is applied).
@@ -93,13 +94,13 @@ pub async fn open_sessions<S: Sql>(
     session_ms: i64,
     cap: AddressCap,
 ) -> Result<(), StoreError> {
-    let mut statements = Vec::with_capacity(starts.len() * 3);
+    let mut statements = Vec::with_capacity(starts.len() * 4);
     for start in starts {
         let expired_before_ms = start.at_ms - session_ms;
         let slot = start.at_ms / cap.slot_ms.max(1);
         if start.may_count {
-            // The counter first: it reads the address's count before this view adds to it.
-            statements.push(counters::bump_unless_session_open(
+            // The counts first: they read the address's count before this view adds to it.
+            statements.extend(counters::count_view_unless_session_open(
                 &start.counter,
                 &start.scope,
                 &start.viewer,

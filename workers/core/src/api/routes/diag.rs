@@ -195,11 +195,12 @@ pub async fn conformance<P: Platform>(p: &P) -> Response {
 }
 
 /// `GET /api/_diag/stored/{channel}`: the channel's broadcast and video rows, its segment
-/// keys (`blobs`) and its recordings' playlist and segment-list keys (`playlists`), so tests
-/// can prove that a refused request stored nothing.
+/// keys (`blobs`), its recordings' playlist and segment-list keys (`playlists`) and the live
+/// views it has counted (`views`), so tests can prove that a refused request stored nothing
+/// and count one channel's views while other tests add to the totals.
 pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, ApiError> {
     let channel_id = diag_key(channel_id)?;
-    let (broadcasts, videos) = diag::channel_rows(p.sql(), channel_id).await?;
+    let rows = diag::channel_rows(p.sql(), channel_id).await?;
     let (playlists, segments): (Vec<String>, Vec<String>) = p
         .blobs()
         .list(&format!("live/{channel_id}/"))
@@ -209,8 +210,9 @@ pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, Ap
     Ok(api::json(
         StatusCode::OK,
         &json!({
-            "broadcasts": broadcasts,
-            "videos": videos,
+            "broadcasts": rows.broadcasts,
+            "videos": rows.videos,
+            "views": rows.views,
             "blobs": segments,
             "playlists": playlists,
         }),
