@@ -176,6 +176,7 @@ RULES: dict[str, Rule] = {
     "DiagMetrics": Rule("diagnostics"),
     "DiagMetricsReset": Rule("diagnostics"),
     "DiagStored": Rule("diagnostics", params=p("channel")),
+    "DiagViews": Rule("diagnostics", params=p("channel")),
     "DiagVideo": Rule("diagnostics", params=p("video_keep")),
 }
 

@@ -335,13 +335,15 @@ def counts_to(api, read, expected):
 def channel_views(api, channel_id):
     """The live views one channel has counted. The totals of `/api/stats` are shared with the
     tests running beside this one, so exact counts are read per channel and per video."""
-    return api.get(f"/api/_diag/stored/{channel_id}").json()["views"]
+    return api.get(f"/api/_diag/views/{channel_id}").json()["views"]
 
 
 def video_views(api, owner, channel_id, video_id):
-    """The views a video has counted, as its owner's listing shows them."""
+    """The views a video has counted, as its owner's listing shows them (and as stored)."""
     page = listing(api, "/api/videos", owner["token"], mine="true", channel=channel_id)
-    return next(v["views"] for v in page["videos"] if v["id"] == video_id)
+    listed = next(v["views"] for v in page["videos"] if v["id"] == video_id)
+    assert listed == api.get(f"/api/_diag/views/{video_id}").json()["views"]
+    return listed
 
 
 def test_stats_count_views_once_per_viewer_session(api):
@@ -499,11 +501,13 @@ def test_reactions_reach_everyone_and_are_rate_limited(api, worker):
             for _ in range(8):
                 bob.send(json.dumps({"type": "reaction", "emoji": "👏"}))
             assert recv_type(bob, "error")["code"] == "rate_limited"
+            # Alice hears the counted ones in the pushes that follow (every ~500 ms; later on
+            # a busy machine), and never more than the window allows.
             relayed = 0
-            alice_deadline = time.monotonic() + 2
+            alice_deadline = time.monotonic() + 5
             while time.monotonic() < alice_deadline:
                 try:
-                    m = json.loads(alice.recv(timeout=0.5))
+                    m = json.loads(alice.recv(timeout=max(0.1, alice_deadline - time.monotonic())))
                 except TimeoutError:
                     break
                 if m["type"] == "reactions":

@@ -356,6 +356,8 @@ route_table! {
     DiagVideo: GET "/api/_diag/video/{id}", Diagnostics => routes::diag::video(platform, &params[0]).await;
     /// What the catalogue and blob store hold for a channel.
     DiagStored: GET "/api/_diag/stored/{channel}", Diagnostics => routes::diag::stored(platform, &params[0]).await;
+    /// The views a channel or video has counted.
+    DiagViews: GET "/api/_diag/views/{scope}", Diagnostics => routes::diag::views(platform, &params[0]).await;
     /// Port calls counted in this isolate since the last reset, by port and operation.
     DiagMetrics: GET "/api/_diag/metrics", Diagnostics => Ok(routes::diag::metrics());
     /// Sets this isolate's port-call counters to zero.

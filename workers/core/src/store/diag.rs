@@ -54,35 +54,38 @@ struct Count {
     n: i64,
 }
 
-/// What one channel holds, counted row by row ([`channel_rows`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelRows {
-    /// Its `broadcasts` rows.
-    pub broadcasts: i64,
-    /// Its `videos` rows.
-    pub videos: i64,
-    /// The live views it has counted (`scope_views`).
-    pub views: i64,
-}
-
-/// How many `broadcasts` and `videos` rows belong to channel `channel_id`, and how many
-/// live views it has counted (three queries).
+/// How many `broadcasts` and `videos` rows belong to channel `channel_id` (two queries, in
+/// that order).
 ///
 /// # Errors
 /// `Backend` when a query fails.
-pub async fn channel_rows<S: Sql>(sql: &S, channel_id: &str) -> Result<ChannelRows, StoreError> {
-    let count = |sql_text: &'static str| async move {
-        let row: Option<Count> = sql
-            .query_one(&Statement::new(sql_text, vec![SqlValue::from(channel_id)]))
-            .await?;
-        Ok::<i64, StoreError>(row.map_or(0, |c| c.n))
-    };
-    Ok(ChannelRows {
-        broadcasts: count("SELECT count(*) AS n FROM broadcasts WHERE channel_id = ?1").await?,
-        videos: count("SELECT count(*) AS n FROM videos WHERE channel_id = ?1").await?,
-        views: count("SELECT COALESCE(SUM(views), 0) AS n FROM scope_views WHERE scope = ?1")
-            .await?,
-    })
+pub async fn channel_rows<S: Sql>(sql: &S, channel_id: &str) -> Result<(i64, i64), StoreError> {
+    let count = |sql_text: &str| Statement::new(sql_text, vec![SqlValue::from(channel_id)]);
+    let broadcasts: Option<Count> = sql
+        .query_one(&count(
+            "SELECT count(*) AS n FROM broadcasts WHERE channel_id = ?1",
+        ))
+        .await?;
+    let videos: Option<Count> = sql
+        .query_one(&count(
+            "SELECT count(*) AS n FROM videos WHERE channel_id = ?1",
+        ))
+        .await?;
+    Ok((broadcasts.map_or(0, |c| c.n), videos.map_or(0, |c| c.n)))
+}
+
+/// The views channel or video `scope` has counted (`scope_views`; 0 when none).
+///
+/// # Errors
+/// `Backend` when the query fails.
+pub async fn scope_views<S: Sql>(sql: &S, scope: &str) -> Result<i64, StoreError> {
+    let row: Option<Count> = sql
+        .query_one(&Statement::new(
+            "SELECT COALESCE((SELECT views FROM scope_views WHERE scope = ?1), 0) AS n",
+            vec![SqlValue::from(scope)],
+        ))
+        .await?;
+    Ok(row.map_or(0, |c| c.n))
 }
 
 /// The `videos` row `id` with every column as stored.

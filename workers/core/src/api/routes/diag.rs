@@ -195,12 +195,11 @@ pub async fn conformance<P: Platform>(p: &P) -> Response {
 }
 
 /// `GET /api/_diag/stored/{channel}`: the channel's broadcast and video rows, its segment
-/// keys (`blobs`), its recordings' playlist and segment-list keys (`playlists`) and the live
-/// views it has counted (`views`), so tests can prove that a refused request stored nothing
-/// and count one channel's views while other tests add to the totals.
+/// keys (`blobs`) and its recordings' playlist and segment-list keys (`playlists`), so tests
+/// can prove that a refused request stored nothing.
 pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, ApiError> {
     let channel_id = diag_key(channel_id)?;
-    let rows = diag::channel_rows(p.sql(), channel_id).await?;
+    let (broadcasts, videos) = diag::channel_rows(p.sql(), channel_id).await?;
     let (playlists, segments): (Vec<String>, Vec<String>) = p
         .blobs()
         .list(&format!("live/{channel_id}/"))
@@ -210,12 +209,22 @@ pub async fn stored<P: Platform>(p: &P, channel_id: &str) -> Result<Response, Ap
     Ok(api::json(
         StatusCode::OK,
         &json!({
-            "broadcasts": rows.broadcasts,
-            "videos": rows.videos,
-            "views": rows.views,
+            "broadcasts": broadcasts,
+            "videos": videos,
             "blobs": segments,
             "playlists": playlists,
         }),
+    ))
+}
+
+/// `GET /api/_diag/views/{scope}`: the views a channel or video has counted, so tests can
+/// count one channel's or video's views while the tests beside them add to the totals.
+pub async fn views<P: Platform>(p: &P, scope: &str) -> Result<Response, ApiError> {
+    let scope = diag_key(scope)?;
+    let views = diag::scope_views(p.sql(), scope).await?;
+    Ok(api::json(
+        StatusCode::OK,
+        &json!({ "scope": scope, "views": views }),
     ))
 }
 
