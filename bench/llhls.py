@@ -116,12 +116,15 @@ def blocking_viewers(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
         errors, answers, stale = result["errors"], result["answers"], result["stale"]
         counts = s.http.get(s.url + "/api/_diag/metrics").json()["counts"]
         parts = sum(1 for key in stored_at if key[0] >= 1)
+        # The isolate's calls go to the room's relays (data center, then continent), the last
+        # of which asks the room itself.
         calls = counts.get("live.call.window", 0)
+        room_calls = counts.get("live.relayed.window", 0)
         waits = [answered[k] - stored_at[k] for k in answered if k in stored_at and answered[k] >= stored_at[k]]
         row(f"LL-HLS, {viewers} viewers blocking, {parts} parts in {elapsed:.0f} s",
-            f"{calls} playlist room calls, {errors} errors, {stale} without their part, "
-            f"{answers / elapsed:.0f} answers/s",
-            f"{calls / max(parts, 1):.2f} room calls per part")
+            f"{calls} playlist calls from the isolate, {room_calls} reached the room through the relays, "
+            f"{errors} errors, {stale} without their part, {answers / elapsed:.0f} answers/s",
+            f"{calls / max(parts, 1):.2f} isolate calls and {room_calls / max(parts, 1):.2f} room calls per part")
         if push_failures[0]:
             row("  pushes the overloaded runtime refused", str(push_failures[0]))
         if waits:

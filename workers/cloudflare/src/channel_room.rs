@@ -15,7 +15,7 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use edgevideo_core::model::room::{RoomRequest, RoomResponse, LOBBY};
-use edgevideo_core::ports::metered::Metered;
+use edgevideo_core::ports::metered::{self, Metered};
 use edgevideo_core::ports::{Entropy as _, Live as _, Platform as _, RoomSockets, RoomStore};
 use edgevideo_core::room;
 use edgevideo_core::{ApiError, StoreError};
@@ -32,13 +32,16 @@ use crate::rooms;
 /// Storage key of the channel whose viewers this room holds (for the lobby's counts).
 const WATCHED_CHANNEL_KEY: &str = "watched_channel";
 
-/// The Durable Object holding one channel's live state and viewers.
+/// The Durable Object holding one channel's live state and viewers (or, named as a relay,
+/// sharing a room's reads among one location's isolates).
 #[durable_object]
 pub struct ChannelRoom {
     state: State,
     env: Env,
     /// Wakes the held requests: each waits on one of these until the room changes.
     held: RefCell<Vec<oneshot::Sender<()>>>,
+    /// As a relay: the answers being asked for and just given.
+    relay: room::relay::Relay,
 }
 
 /// [`RoomStore`] over the object's transactional storage and alarm.
@@ -227,6 +230,49 @@ impl ChannelRoom {
         }
     }
 
+    /// As the relay of `room_name`: answers a read from what this relay shares, asking
+    /// through the relays of `next` (or the room itself, when none) when no answer is under
+    /// way or fresh.
+    async fn relay(
+        &self,
+        room_name: &str,
+        next: Vec<String>,
+        request: RoomRequest,
+    ) -> worker::Result<Response> {
+        let Some(key) = room::relay::relay_key(room_name, &request) else {
+            return error_response(&ApiError::bad_request(
+                "not_relayed",
+                format!("a relay does not pass on {}", request.op()),
+            ));
+        };
+        let mut platform = match CloudflarePlatform::from_env(&self.env) {
+            Ok(platform) => platform,
+            Err(e) => return error_response(&e),
+        };
+        // Counted apart: the last relay's calls are the room's.
+        let counter = if next.is_empty() {
+            "live.relayed"
+        } else {
+            "live.relayed_up"
+        };
+        platform.set_relays(next);
+        let now_ms = worker::Date::now().as_millis();
+        let asked = self
+            .relay
+            .answer(&key, now_ms, || platform.live().call(room_name, &request))
+            .await;
+        match asked {
+            Ok((answer, asked_room)) => {
+                if asked_room {
+                    metered::count(counter);
+                    metered::count(&format!("{counter}.{}", request.op()));
+                }
+                Response::from_json(&answer)
+            }
+            Err(e) => error_response(&ApiError::from(e)),
+        }
+    }
+
     /// Wakes every held request (each asks the room again).
     fn wake_held(&self) {
         for wake in self.held.borrow_mut().drain(..) {
@@ -282,6 +328,7 @@ impl DurableObject for ChannelRoom {
             state,
             env,
             held: RefCell::new(Vec::new()),
+            relay: room::relay::Relay::new(),
         }
     }
 
@@ -318,6 +365,8 @@ impl DurableObject for ChannelRoom {
             }
             return self.join(lobby, channel_id, shard).await;
         }
+        let relay_for = request.headers().get(rooms::RELAY_FOR_HEADER)?;
+        let relay_next = request.headers().get(rooms::RELAY_NEXT_HEADER)?;
         let request: RoomRequest = match request.json().await {
             Ok(r) => r,
             Err(e) => {
@@ -327,6 +376,15 @@ impl DurableObject for ChannelRoom {
                 ))
             }
         };
+        if let Some(room_name) = relay_for {
+            let next = relay_next
+                .unwrap_or_default()
+                .split(',')
+                .filter(|place| !place.is_empty())
+                .map(str::to_owned)
+                .collect();
+            return self.relay(&room_name, next, request).await;
+        }
         match self.answer(request).await {
             Ok(answer) => Response::from_json(&answer),
             Err(e) => error_response(&ApiError::from(e)),

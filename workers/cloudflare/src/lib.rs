@@ -52,10 +52,12 @@ async fn fetch(
     env: Env,
     _ctx: Context,
 ) -> worker::Result<worker::Response> {
-    let platform = match CloudflarePlatform::from_env(&env) {
+    let mut platform = match CloudflarePlatform::from_env(&env) {
         Ok(platform) => platform,
         Err(err) => return convert::to_worker_response(edgevideo_core::api::error(&err)),
     };
+    // Reads of a live room go through its relays in this data center and continent.
+    platform.set_relays(relay_places(&request));
     let max_body = edgevideo_core::api::max_request_body(platform.config());
     let core_request = match convert::to_core_request(&mut request, max_body).await {
         Ok(core_request) => core_request,
@@ -77,6 +79,19 @@ async fn fetch(
         };
     }
     convert::to_worker_response(response)
+}
+
+/// Where a request arrived, nearest first: its data center and continent (`request.cf`'s
+/// `colo` and `continent`; read directly, as the worker crate's getters panic on a missing
+/// field). Empty when the runtime gives no `cf`.
+fn relay_places(request: &worker::Request) -> Vec<String> {
+    let Ok(cf) = js_sys::Reflect::get(request.inner(), &"cf".into()) else {
+        return Vec::new();
+    };
+    ["colo", "continent"]
+        .into_iter()
+        .filter_map(|field| js_sys::Reflect::get(&cf, &field.into()).ok()?.as_string())
+        .collect()
 }
 
 /// The queue consumer: each message is a core job; failures that may pass on a later try

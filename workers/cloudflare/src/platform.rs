@@ -53,7 +53,7 @@ impl CloudflarePlatform {
                 env.bucket(bindings::BLOBS)
                     .map_err(|e| missing(bindings::BLOBS, e))?,
             ),
-            live: DurableRooms(
+            live: DurableRooms::new(
                 env.durable_object(bindings::CHANNEL_ROOM)
                     .map_err(|e| missing(bindings::CHANNEL_ROOM, e))?,
             ),
@@ -72,6 +72,12 @@ impl CloudflarePlatform {
             },
             config,
         })
+    }
+
+    /// Sends this request's reads of live rooms through their relays in `places`, nearest
+    /// first (see [`DurableRooms::set_relays`]).
+    pub fn set_relays(&mut self, places: Vec<String>) {
+        self.live.set_relays(places);
     }
 }
 

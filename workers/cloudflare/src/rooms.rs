@@ -1,5 +1,8 @@
 //! [`Live`] over the `ChannelRoom` Durable Object namespace: one object per room name, called
-//! with the core's [`RoomRequest`] as JSON.
+//! with the core's [`RoomRequest`] as JSON. A request's reads of a channel's window and parts
+//! go through the room's relays in the data center and the continent the request arrived at
+//! (other `ChannelRoom` objects, named by [`room::relay::relay_room`]), which share one room
+//! call among those places' isolates.
 
 use edgevideo_core::api::RoomUpgrade;
 use edgevideo_core::model::room::{RoomRequest, RoomResponse};
@@ -11,7 +14,67 @@ use worker::{Env, Headers, Method, ObjectNamespace, Request, RequestInit, Respon
 use crate::bindings;
 
 /// The live-room port over Durable Objects.
-pub struct DurableRooms(pub ObjectNamespace);
+pub struct DurableRooms {
+    namespace: ObjectNamespace,
+    /// The places whose relays this request's reads go through, nearest first (the data
+    /// center, then the continent: see [`DurableRooms::set_relays`]). Empty: straight to
+    /// the room (queue batches, alarms, the last relay).
+    relays: Vec<String>,
+}
+
+impl DurableRooms {
+    /// Rooms called directly.
+    pub fn new(namespace: ObjectNamespace) -> Self {
+        DurableRooms {
+            namespace,
+            relays: Vec::new(),
+        }
+    }
+
+    /// Sends the reads a relay shares through the relays of `places`, nearest first: the
+    /// first one's relay asks the next one's, the last one's asks the room. Two tiers (data
+    /// center, continent) keep a room's calls to a few per continent however many data
+    /// centers have viewers.
+    pub fn set_relays(&mut self, places: Vec<String>) {
+        self.relays = places;
+    }
+
+    /// Posts `request` to the object named `object`; as a relay's, with the room it is for
+    /// and the places of the relays after it.
+    async fn post(
+        &self,
+        object: &str,
+        request: &RoomRequest,
+        relay: Option<(&str, &[String])>,
+    ) -> Result<RoomResponse, StoreError> {
+        let stub = self
+            .namespace
+            .id_from_name(object)
+            .and_then(|id| id.get_stub())
+            .map_err(do_error)?;
+        let body = serde_json::to_string(request).map_err(do_error)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.into()));
+        if let Some((room, next)) = relay {
+            let headers = Headers::new();
+            headers.set(RELAY_FOR_HEADER, room).map_err(do_error)?;
+            headers
+                .set(RELAY_NEXT_HEADER, &next.join(","))
+                .map_err(do_error)?;
+            init.with_headers(headers);
+        }
+        let request = Request::new_with_init(ROOM_CALL_URL, &init).map_err(do_error)?;
+        let mut response = stub.fetch_with_request(request).await.map_err(do_error)?;
+        if response.status_code() != 200 {
+            let text = response.text().await.unwrap_or_default();
+            return Err(do_error(format!(
+                "room answered {}: {text}",
+                response.status_code()
+            )));
+        }
+        response.json().await.map_err(do_error)
+    }
+}
 
 fn do_error(err: impl std::fmt::Display) -> StoreError {
     StoreError::backend("durable_object", err)
@@ -23,6 +86,14 @@ pub const ROOM_CALL_URL: &str = "https://room.internal/call";
 /// The header that tells a `ChannelRoom` which presence shard a forwarded socket joins (set
 /// by the worker only: a client's own is replaced).
 pub const SHARD_HEADER: &str = "x-edgevideo-presence-shard";
+
+/// The header that makes a `ChannelRoom` object the relay of the room it names: it answers
+/// the request from what it shares ([`room::relay::Relay`]) or asks that room.
+pub const RELAY_FOR_HEADER: &str = "x-edgevideo-relay-for";
+
+/// The header naming, comma-separated, the places of the relays a relay asks through (empty:
+/// it asks the room).
+pub const RELAY_NEXT_HEADER: &str = "x-edgevideo-relay-next";
 
 /// The header that tells a channel's room the most sockets it keeps (set by the worker only).
 /// A full room answers a join with no socket and a [`SHARD_HEADER`] naming the shard to join
@@ -107,23 +178,16 @@ impl Live for DurableRooms {
     const HOLDS: bool = true;
 
     async fn call(&self, room: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
-        let stub = self
-            .0
-            .id_from_name(room)
-            .and_then(|id| id.get_stub())
-            .map_err(do_error)?;
-        let body = serde_json::to_string(request).map_err(do_error)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(body.into()));
-        let request = Request::new_with_init(ROOM_CALL_URL, &init).map_err(do_error)?;
-        let mut response = stub.fetch_with_request(request).await.map_err(do_error)?;
-        if response.status_code() != 200 {
-            let text = response.text().await.unwrap_or_default();
-            return Err(do_error(format!(
-                "room answered {}: {text}",
-                response.status_code()
-            )));
+        let relayed = room::relay::relay_key(room, request).is_some();
+        if let (true, Some((place, next))) = (relayed, self.relays.split_first()) {
+            if let Some(relay) = room::relay::relay_room(room, place) {
+                match self.post(&relay, request, Some((room, next))).await {
+                    Ok(answer) => return Ok(answer),
+                    // The relay is a shortcut: without it the room still answers.
+                    Err(e) => worker::console_warn!("relay {relay}: {e}; asking the room"),
+                }
+            }
         }
-        response.json().await.map_err(do_error)
+        self.post(room, request, None).await
     }
 }

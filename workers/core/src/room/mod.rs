@@ -25,6 +25,8 @@
 //! - `sockets`: joining, leaving, pings and reactions ([`SocketState`]);
 //! - `shards`: presence shards, the objects a big channel's sockets are spread over
 //!   ([`shard_room`], [`join_shard`], [`ticked`]);
+//! - [`relay`]: a room's relays, one per location, sharing its reads among that location's
+//!   isolates;
 //! - [`messages`]: every message pushed to browsers ([`ServerMessage`]).
 
 mod ending;
@@ -32,6 +34,7 @@ mod ingest;
 mod lobby;
 pub mod messages;
 mod parts;
+pub mod relay;
 mod shards;
 mod sockets;
 mod state;
