@@ -257,17 +257,21 @@ impl ChannelRoom {
         };
         platform.set_relays(next);
         let now_ms = worker::Date::now().as_millis();
-        let asked = self
+        let relayed = self
             .relay
-            .answer(&key, now_ms, || platform.live().call(room_name, &request))
+            .answer(&key, now_ms, || {
+                platform.live().call_relayed(room_name, &request)
+            })
             .await;
-        match asked {
-            Ok((answer, asked_room)) => {
-                if asked_room {
+        match relayed {
+            Ok(relayed) => {
+                if relayed.asked {
                     metered::count(counter);
                     metered::count(&format!("{counter}.{}", request.op()));
                 }
-                Response::from_json(&answer)
+                let headers = worker::Headers::new();
+                headers.set(rooms::RELAY_UNTIL_HEADER, &relayed.until_ms.to_string())?;
+                Ok(Response::from_json(&relayed.answer)?.with_headers(headers))
             }
             Err(e) => error_response(&ApiError::from(e)),
         }

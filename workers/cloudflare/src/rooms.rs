@@ -39,6 +39,30 @@ impl DurableRooms {
         self.relays = places;
     }
 
+    /// Sends `request` to `room`, through its relays when it is a read they share; returns
+    /// the answer and, when a relay gave it, until when relays reuse it
+    /// ([`RELAY_UNTIL_HEADER`]).
+    ///
+    /// # Errors
+    /// `Backend` when the room cannot be reached or answers with something unreadable.
+    pub async fn call_relayed(
+        &self,
+        room: &str,
+        request: &RoomRequest,
+    ) -> Result<(RoomResponse, Option<u64>), StoreError> {
+        let relayed = room::relay::relay_key(room, request).is_some();
+        if let (true, Some((place, next))) = (relayed, self.relays.split_first()) {
+            if let Some(relay) = room::relay::relay_room(room, place) {
+                match self.post(&relay, request, Some((room, next))).await {
+                    Ok(answer) => return Ok(answer),
+                    // The relay is a shortcut: without it the room still answers.
+                    Err(e) => worker::console_warn!("relay {relay}: {e}; asking the room"),
+                }
+            }
+        }
+        self.post(room, request, None).await
+    }
+
     /// Posts `request` to the object named `object`; as a relay's, with the room it is for
     /// and the places of the relays after it.
     async fn post(
@@ -46,7 +70,7 @@ impl DurableRooms {
         object: &str,
         request: &RoomRequest,
         relay: Option<(&str, &[String])>,
-    ) -> Result<RoomResponse, StoreError> {
+    ) -> Result<(RoomResponse, Option<u64>), StoreError> {
         let stub = self
             .namespace
             .id_from_name(object)
@@ -72,7 +96,14 @@ impl DurableRooms {
                 response.status_code()
             )));
         }
-        response.json().await.map_err(do_error)
+        let until_ms = response
+            .headers()
+            .get(RELAY_UNTIL_HEADER)
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse::<u64>().ok());
+        let answer = response.json().await.map_err(do_error)?;
+        Ok((answer, until_ms))
     }
 }
 
@@ -94,6 +125,10 @@ pub const RELAY_FOR_HEADER: &str = "x-edgevideo-relay-for";
 /// The header naming, comma-separated, the places of the relays a relay asks through (empty:
 /// it asks the room).
 pub const RELAY_NEXT_HEADER: &str = "x-edgevideo-relay-next";
+
+/// The header of a relay's answer: until when (Unix ms) relays hand that answer out again, so
+/// the relay that asked keeps it no longer ([`room::relay::Relayed::until_ms`]).
+pub const RELAY_UNTIL_HEADER: &str = "x-edgevideo-relay-until";
 
 /// The header that tells a channel's room the most sockets it keeps (set by the worker only).
 /// A full room answers a join with no socket and a [`SHARD_HEADER`] naming the shard to join
@@ -178,16 +213,8 @@ impl Live for DurableRooms {
     const HOLDS: bool = true;
 
     async fn call(&self, room: &str, request: &RoomRequest) -> Result<RoomResponse, StoreError> {
-        let relayed = room::relay::relay_key(room, request).is_some();
-        if let (true, Some((place, next))) = (relayed, self.relays.split_first()) {
-            if let Some(relay) = room::relay::relay_room(room, place) {
-                match self.post(&relay, request, Some((room, next))).await {
-                    Ok(answer) => return Ok(answer),
-                    // The relay is a shortcut: without it the room still answers.
-                    Err(e) => worker::console_warn!("relay {relay}: {e}; asking the room"),
-                }
-            }
-        }
-        self.post(room, request, None).await
+        self.call_relayed(room, request)
+            .await
+            .map(|(answer, _)| answer)
     }
 }

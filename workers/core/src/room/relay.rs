@@ -9,8 +9,13 @@
 //! not isolates or data centers (`docs/SCALE.md`).
 //!
 //! Only reads whose answer is the same for every asker are relayed ([`relay_key`]): a
-//! rendition's window (with its blocking-reload target) and a part's arrival. The relay keeps
-//! nothing durable: its table lives in memory and a relay that restarts starts empty.
+//! rendition's window (with its blocking-reload target) and a part's arrival. An answer is
+//! reused until [`REUSE_MS`] after the room gave it, not after each tier got it: a relay
+//! hands its callers the time its answer stops being reused, and a relay behind it keeps the
+//! answer no longer than that, so two tiers do not make a window twice as old. A channel
+//! that has never been live is not reused at all (its first playlist must show at once).
+//! The relay keeps nothing durable: its table lives in memory and a relay that restarts
+//! starts empty.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -67,12 +72,33 @@ pub fn relay_key(room: &str, request: &RoomRequest) -> Option<String> {
     }
 }
 
+/// An answer and until when it is reused (Unix ms; no later than the room's answer plus
+/// [`REUSE_MS`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relayed {
+    /// The room's answer.
+    pub answer: RoomResponse,
+    /// Until when relays hand it out again.
+    pub until_ms: u64,
+    /// Whether this call asked the next tier (the room or the next relay) for it.
+    pub asked: bool,
+}
+
+/// What a waiter is handed: the answer and until when it is reused, or the error's text.
+type Handed = Result<(RoomResponse, u64), String>;
+
 /// What the relay knows of one key.
 enum Entry {
     /// An asker is asking the room; these wait for its answer.
-    Asking(Vec<oneshot::Sender<Result<RoomResponse, String>>>),
+    Asking(Vec<oneshot::Sender<Handed>>),
     /// The last answer, handed out until this time (Unix ms).
     Answered { answer: RoomResponse, until_ms: u64 },
+}
+
+/// Whether an answer may be handed to later askers: not "never live" (a channel going live
+/// shows at once).
+fn reusable(answer: &RoomResponse) -> bool {
+    !matches!(answer, RoomResponse::Window { window: None })
 }
 
 /// One relay's table of the answers being asked for and just given. Single-threaded (one
@@ -106,9 +132,9 @@ impl Relay {
         Relay::default()
     }
 
-    /// The answer for `key` at `now_ms`: the one given less than [`REUSE_MS`] ago, the one
-    /// another asker is getting, or else `ask()`'s (the room call), shared with whoever asks
-    /// for `key` meanwhile. Returns the answer and whether this call asked the room.
+    /// The answer for `key` at `now_ms`: one still reused, the one another asker is
+    /// getting, or else `ask()`'s (the next tier's answer, with the time its reuse ends when
+    /// that tier is a relay), shared with whoever asks for `key` meanwhile.
     ///
     /// # Errors
     /// `ask`'s error (also handed to those who waited for it), or `Backend` when the asker
@@ -118,11 +144,23 @@ impl Relay {
         key: &str,
         now_ms: u64,
         ask: F,
-    ) -> Result<(RoomResponse, bool), StoreError>
+    ) -> Result<Relayed, StoreError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<RoomResponse, StoreError>>,
+        Fut: Future<Output = Result<(RoomResponse, Option<u64>), StoreError>>,
     {
+        let asked = |(answer, upstream_until): (RoomResponse, Option<u64>)| {
+            let until_ms = if reusable(&answer) {
+                (now_ms + REUSE_MS).min(upstream_until.unwrap_or(u64::MAX))
+            } else {
+                now_ms
+            };
+            Relayed {
+                answer,
+                until_ms,
+                asked: true,
+            }
+        };
         let waiting = {
             let mut entries = self.entries.borrow_mut();
             entries.retain(|_, entry| match entry {
@@ -130,7 +168,13 @@ impl Relay {
                 Entry::Asking(_) => true,
             });
             match entries.get_mut(key) {
-                Some(Entry::Answered { answer, .. }) => return Ok((answer.clone(), false)),
+                Some(Entry::Answered { answer, until_ms }) => {
+                    return Ok(Relayed {
+                        answer: answer.clone(),
+                        until_ms: *until_ms,
+                        asked: false,
+                    })
+                }
                 Some(Entry::Asking(waiters)) => {
                     let (tx, rx) = oneshot::channel();
                     waiters.push(tx);
@@ -144,10 +188,14 @@ impl Relay {
         };
         if let Some(rx) = waiting {
             return match rx.await {
-                Ok(Ok(answer)) => Ok((answer, false)),
+                Ok(Ok((answer, until_ms))) => Ok(Relayed {
+                    answer,
+                    until_ms,
+                    asked: false,
+                }),
                 Ok(Err(message)) => Err(StoreError::backend("relay", message)),
                 // The asker went away: ask for ourselves.
-                Err(oneshot::Canceled) => ask().await.map(|answer| (answer, true)),
+                Err(oneshot::Canceled) => ask().await.map(asked),
             };
         }
         let mut guard = Asking {
@@ -155,7 +203,7 @@ impl Relay {
             key,
             done: false,
         };
-        let result = ask().await;
+        let result = ask().await.map(asked);
         guard.done = true;
         let waiters = {
             let mut entries = self.entries.borrow_mut();
@@ -163,22 +211,25 @@ impl Relay {
                 Some(Entry::Asking(waiters)) => waiters,
                 _ => Vec::new(),
             };
-            if let Ok(answer) = &result {
+            if let Some(relayed) = result.as_ref().ok().filter(|r| r.until_ms > now_ms) {
                 entries.insert(
                     key.to_owned(),
                     Entry::Answered {
-                        answer: answer.clone(),
-                        until_ms: now_ms + REUSE_MS,
+                        answer: relayed.answer.clone(),
+                        until_ms: relayed.until_ms,
                     },
                 );
             }
             waiters
         };
-        let shared = result.as_ref().map_err(ToString::to_string).cloned();
+        let handed: Handed = match &result {
+            Ok(relayed) => Ok((relayed.answer.clone(), relayed.until_ms)),
+            Err(e) => Err(e.to_string()),
+        };
         for waiter in waiters {
-            let _ = waiter.send(shared.clone());
+            let _ = waiter.send(handed.clone());
         }
-        result.map(|answer| (answer, true))
+        result
     }
 }
 
@@ -257,13 +308,30 @@ mod tests {
         calls: &Cell<u32>,
         gate: &RefCell<Option<oneshot::Receiver<()>>>,
         answer: Result<RoomResponse, StoreError>,
-    ) -> Result<RoomResponse, StoreError> {
+    ) -> Result<(RoomResponse, Option<u64>), StoreError> {
         calls.set(calls.get() + 1);
         let waiting = gate.borrow_mut().take();
         if let Some(waiting) = waiting {
             let _ = waiting.await;
         }
-        answer
+        answer.map(|answer| (answer, None))
+    }
+
+    /// `relay`'s answer for `key` at `now_ms`, counting a call in `calls` when it asks
+    /// (the next tier answering `answer`, reused until `upstream_until`).
+    fn answer_at(
+        relay: &Relay,
+        calls: &Cell<u32>,
+        key: &str,
+        now_ms: u64,
+        answer: RoomResponse,
+        upstream_until: Option<u64>,
+    ) -> Relayed {
+        pollster::block_on(relay.answer(key, now_ms, || async {
+            calls.set(calls.get() + 1);
+            Ok((answer, upstream_until))
+        }))
+        .unwrap()
     }
 
     /// Starts `n` askers of key `k` at `now_ms` (each polled once, so all are under way
@@ -273,7 +341,7 @@ mod tests {
         calls: &Cell<u32>,
         n: usize,
         answer: &Result<RoomResponse, StoreError>,
-    ) -> Vec<Result<(RoomResponse, bool), StoreError>> {
+    ) -> Vec<Result<Relayed, StoreError>> {
         let (open, gate) = oneshot::channel::<()>();
         let gate = RefCell::new(Some(gate));
         let mut askers: Vec<_> = (0..n)
@@ -295,19 +363,14 @@ mod tests {
         let calls = Cell::new(0);
         let answers = ask_together(&relay, &calls, 100, &Ok(RoomResponse::Pending));
         assert_eq!(calls.get(), 1, "one room call for a hundred askers");
-        assert!(answers
-            .iter()
-            .all(|a| matches!(a, Ok((RoomResponse::Pending, _)))));
-        let asked = answers.iter().filter(|a| matches!(a, Ok((_, true))));
+        assert!(answers.iter().all(|a| a
+            .as_ref()
+            .is_ok_and(|r| r.answer == RoomResponse::Pending && r.until_ms == 1_000 + REUSE_MS)));
+        let asked = answers.iter().filter(|a| a.as_ref().is_ok_and(|r| r.asked));
         assert_eq!(asked.count(), 1);
         // Reused within REUSE_MS, asked again after.
         let at = |key: &str, now_ms| {
-            pollster::block_on(relay.answer(key, now_ms, || async {
-                calls.set(calls.get() + 1);
-                Ok(RoomResponse::Pending)
-            }))
-            .unwrap()
-            .1
+            answer_at(&relay, &calls, key, now_ms, RoomResponse::Pending, None).asked
         };
         assert!(!at("k", 1_000 + REUSE_MS - 1));
         assert_eq!(calls.get(), 1);
@@ -316,6 +379,29 @@ mod tests {
         // Another key is its own call.
         assert!(at("other", 1_000));
         assert_eq!(calls.get(), 3);
+    }
+
+    #[test]
+    fn a_relay_behind_another_reuses_no_longer_than_the_one_it_asked() {
+        let relay = Relay::new();
+        let calls = Cell::new(0);
+        // The next tier's answer is reused until 1,100: so here too, not until 1,500.
+        let first = answer_at(&relay, &calls, "k", 1_000, RoomResponse::Done, Some(1_100));
+        assert_eq!((first.until_ms, first.asked), (1_100, true));
+        assert!(!answer_at(&relay, &calls, "k", 1_099, RoomResponse::Done, None).asked);
+        assert!(answer_at(&relay, &calls, "k", 1_100, RoomResponse::Done, None).asked);
+        assert_eq!(calls.get(), 2);
+    }
+
+    #[test]
+    fn a_channel_never_live_is_asked_each_time() {
+        let relay = Relay::new();
+        let calls = Cell::new(0);
+        let never = RoomResponse::Window { window: None };
+        let first = answer_at(&relay, &calls, "k", 1_000, never.clone(), None);
+        assert_eq!((first.until_ms, first.asked), (1_000, true));
+        assert!(answer_at(&relay, &calls, "k", 1_001, never, None).asked);
+        assert_eq!(calls.get(), 2);
     }
 
     #[test]
@@ -328,11 +414,8 @@ mod tests {
         assert!(answers.iter().all(|a| a
             .as_ref()
             .is_err_and(|e| e.to_string().contains("overloaded"))));
-        let again = pollster::block_on(relay.answer("k", 1_001, || async {
-            calls.set(calls.get() + 1);
-            Ok(RoomResponse::Pending)
-        }));
-        assert!(again.unwrap().1, "a failure is not handed to later askers");
+        let again = answer_at(&relay, &calls, "k", 1_001, RoomResponse::Pending, None);
+        assert!(again.asked, "a failure is not handed to later askers");
     }
 
     #[test]
@@ -346,7 +429,7 @@ mod tests {
         }));
         let mut second = Box::pin(relay.answer("k", 1_000, || async {
             calls.set(calls.get() + 1);
-            Ok(RoomResponse::Pending)
+            Ok((RoomResponse::Pending, None))
         }));
         assert!(first.as_mut().now_or_never().is_none(), "asking the room");
         assert!(
@@ -356,7 +439,7 @@ mod tests {
         assert_eq!(calls.get(), 1);
         drop(first);
         let answer = second.as_mut().now_or_never().expect("asks for itself");
-        assert!(answer.unwrap().1);
+        assert!(answer.unwrap().asked);
         assert_eq!(calls.get(), 2);
     }
 }
