@@ -27,7 +27,7 @@ use worker::{
 };
 
 use crate::platform::CloudflarePlatform;
-use crate::rooms;
+use crate::{bindings, rooms};
 
 /// Storage key of the channel whose viewers this room holds (for the lobby's counts).
 const WATCHED_CHANNEL_KEY: &str = "watched_channel";
@@ -245,23 +245,19 @@ impl ChannelRoom {
                 format!("a relay does not pass on {}", request.op()),
             ));
         };
-        let mut platform = match CloudflarePlatform::from_env(&self.env) {
-            Ok(platform) => platform,
-            Err(e) => return error_response(&e),
-        };
+        // Only the rooms are needed: not the whole platform (its configuration) per call.
+        let mut rooms = rooms::DurableRooms::new(self.env.durable_object(bindings::CHANNEL_ROOM)?);
         // Counted apart: the last relay's calls are the room's.
         let counter = if next.is_empty() {
             "live.relayed"
         } else {
             "live.relayed_up"
         };
-        platform.set_relays(next);
+        rooms.set_relays(next);
         let now_ms = worker::Date::now().as_millis();
         let relayed = self
             .relay
-            .answer(&key, now_ms, || {
-                platform.live().call_relayed(room_name, &request)
-            })
+            .answer(&key, now_ms, || rooms.call_relayed(room_name, &request))
             .await;
         match relayed {
             Ok(relayed) => {

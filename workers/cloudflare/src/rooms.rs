@@ -50,7 +50,7 @@ impl DurableRooms {
         room: &str,
         request: &RoomRequest,
     ) -> Result<(RoomResponse, Option<u64>), StoreError> {
-        let relayed = room::relay::relay_key(room, request).is_some();
+        let relayed = room::relay::relayed(request);
         if let (true, Some((place, next))) = (relayed, self.relays.split_first()) {
             if let Some(relay) = room::relay::relay_room(room, place) {
                 match self.post(&relay, request, Some((room, next))).await {

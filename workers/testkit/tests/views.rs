@@ -52,12 +52,7 @@ fn live_views(p: &TestPlatform) -> i64 {
 
 /// The views `scope` (a channel or a video) has counted.
 fn scope_views(p: &TestPlatform, scope: &str) -> i64 {
-    let rows = block_on(p.sql.query(&Statement::new(
-        "SELECT COALESCE((SELECT views FROM scope_views WHERE scope = ?1), 0) AS n",
-        vec![scope.into()],
-    )))
-    .unwrap();
-    rows[0]["n"].as_i64().unwrap()
+    block_on(edgevideo_core::store::diag::scope_views(&p.sql, scope)).unwrap()
 }
 
 fn sessions(p: &TestPlatform) -> i64 {

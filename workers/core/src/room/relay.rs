@@ -46,9 +46,17 @@ pub fn relay_room(room: &str, location: &str) -> Option<String> {
     (!location.is_empty()).then(|| format!("{room}/relay/{location}"))
 }
 
-/// What askers of `request` to `room` share one answer under, when they may: a window (by
-/// rendition, size and blocking-reload target) or a part's arrival; `None` for everything
-/// else (writes, presence, status), which goes to the room itself.
+/// Whether relays pass `request` on (and share its answer): a window or a part's arrival;
+/// writes, presence and status go to the room itself.
+pub fn relayed(request: &RoomRequest) -> bool {
+    matches!(
+        request,
+        RoomRequest::Window { .. } | RoomRequest::AwaitPart { .. }
+    )
+}
+
+/// What askers of `request` to `room` share one answer under, when they may ([`relayed`]): a
+/// window by rendition, size and blocking-reload target, or a part's arrival.
 pub fn relay_key(room: &str, request: &RoomRequest) -> Option<String> {
     match request {
         RoomRequest::Window {
@@ -289,6 +297,9 @@ mod tests {
         assert_eq!(key(&part).unwrap(), "ch_1 part br_1 v720/seg4.1.m4s");
         assert_eq!(key(&RoomRequest::Ping), None);
         assert_eq!(key(&RoomRequest::Status { now_ms: 1 }), None);
+        for request in [window(None), window(Some(2)), part, RoomRequest::Ping] {
+            assert_eq!(relayed(&request), key(&request).is_some(), "{request:?}");
+        }
     }
 
     #[test]
