@@ -102,7 +102,7 @@ def test_blocking_reloads_wait_for_their_part_and_share_one_room_call(api):
         hinted = pool.submit(requests.get, urls[1].replace("live.m3u8", f"{seg}index_00001.part3.m4s"),
                              timeout=30)
         # The room holds the first of them (one call for all); none has an answer yet.
-        wait_until(lambda: metrics(api).get("live.call.await_part", 0) >= 1
+        wait_until(lambda: metrics(api).get("live.call.part_bytes", 0) >= 1
                    and metrics(api).get("live.call.window", 0) >= 1, timeout_s=20)
         assert not any(f.done() for f in waiting) and not hinted.done()
         pushed_at = time.monotonic()
@@ -116,11 +116,11 @@ def test_blocking_reloads_wait_for_their_part_and_share_one_room_call(api):
     counts = metrics(api)
     print(f"\n{WAITERS} viewers held for the next part, answered {answered_after:.2f} s after it was "
           f"stored: {counts.get('live.call.window', 0)} playlist room calls, "
-          f"{counts.get('live.call.await_part', 0)} part room calls")
+          f"{counts.get('live.call.part_bytes', 0)} part room calls")
     assert answered_after < 2.0
     # One waiter per location (this isolate), however many viewers wait.
     assert counts.get("live.call.window", 0) <= 2, counts
-    assert counts.get("live.call.await_part", 0) <= 2, counts
+    assert counts.get("live.call.part_bytes", 0) <= 2, counts
     assert counts.get("sql.query", 0) == 0, counts
 
     # A reload for a part already there is answered at once, from the cache.
@@ -141,3 +141,62 @@ def test_blocking_reloads_wait_for_their_part_and_share_one_room_call(api):
     assert late.status_code == 200 and "index_00001.part5.m4s" not in late.text
     assert time.monotonic() - started >= 3.0
 
+
+
+STREAMING_VIEWERS = 50
+
+
+def test_a_part_sent_in_chunks_reaches_its_viewers_as_it_is_sent(api):
+    """The preload hint's part, pushed as chunks: each viewer holding the part's URL gets
+    every chunk before the next is sent (so before the part is committed), and the viewers
+    of this isolate share one call out of it per chunk."""
+    pusher = LowLatencyPusher(api)
+    for index in range(PARTS):
+        pusher.part(0, index)
+    pusher.segment()
+    urls = pusher.viewer_urls(STREAMING_VIEWERS)
+    file = "index_00001.part0.m4s"
+    hinted = f"seg/{pusher.broadcast}/{file}"
+    assert requests.get(urls[0], timeout=10).text.endswith(f'URI="{hinted}"\n')
+    chunks = [part_bytes(1, 0), part_bytes(1, 1), part_bytes(1, 2)]
+    received = [0] * STREAMING_VIEWERS
+
+    def watch(viewer: int) -> tuple[int, bytes, str]:
+        r = requests.get(urls[viewer].replace("live.m3u8", hinted), stream=True, timeout=30)
+        body = b""
+        for piece in r.iter_content(chunk_size=None):
+            body += piece
+            received[viewer] = len(body)
+        return r.status_code, body, r.headers.get("cache-control", "")
+
+    api.delete("/api/_diag/metrics")
+    with concurrent.futures.ThreadPoolExecutor(STREAMING_VIEWERS) as pool:
+        viewers = [pool.submit(watch, v) for v in range(STREAMING_VIEWERS)]
+        wait_until(lambda: metrics(api).get("live.call.part_bytes", 0) >= 1, timeout_s=20)
+        offset = 0
+        for chunk in chunks:
+            r = api.put(f"{pusher.base}/{file}", params={"offset": offset}, data=chunk)
+            assert r.status_code == 202, r.text
+            offset += len(chunk)
+            # Every viewer has this chunk before the next one is sent.
+            wait_until(lambda: min(received) >= offset, timeout_s=20)
+            assert not any(v.done() for v in viewers)
+        r = api.put(f"{pusher.base}/{file}", data=b"",
+                    params={"from_chunks": offset, "duration_us": PART_US,
+                            "part_target_us": 334000, "independent": 1})
+        assert r.status_code == 201, r.text
+        answers = [v.result() for v in viewers]
+    whole = b"".join(chunks)
+    assert all(status == 200 and body == whole and policy == "no-store"
+               for status, body, policy in answers), {a[0] for a in answers}
+    counts = metrics(api)
+    calls = counts.get("live.call.part_bytes", 0)
+    print(f"\n{STREAMING_VIEWERS} viewers streamed a part of {len(chunks)} chunks: "
+          f"{calls} room calls for its bytes")
+    # One call per chunk (and one for the part's end) for the isolate, not one per viewer.
+    assert 1 <= calls <= len(chunks) + 2, counts
+    assert counts.get("sql.query", 0) == 0, counts
+    # Stored whole: the next viewer reads it from the blob, immutable.
+    stored = requests.get(urls[0].replace("live.m3u8", hinted), timeout=10)
+    assert stored.status_code == 200 and stored.content == whole
+    assert "immutable" in stored.headers["cache-control"]

@@ -1,6 +1,7 @@
 //! Conversion between the Workers request/response types and the core's `http` types.
 
 use edgevideo_core::api::chunked::ChunkedBody;
+use edgevideo_core::api::growing::GrowingPart;
 use edgevideo_core::api::{Request, Response};
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ApiError;
@@ -106,6 +107,42 @@ pub fn chunk_stream(
             }
         },
     )
+}
+
+/// The rest of a [`GrowingPart`], read through the core as the pusher sends it (each pull
+/// waits in the room for the bytes past those sent). A failure ends the stream with an
+/// error, which aborts the response.
+pub fn growing_stream(
+    platform: CloudflarePlatform,
+    part: GrowingPart,
+) -> impl Stream<Item = worker::Result<Vec<u8>>> + 'static {
+    futures_util::stream::unfold(Some((platform, part)), |state| async move {
+        let (platform, mut part) = state?;
+        match part.next(&Metered::new(&platform)).await {
+            Ok(Some(bytes)) => Some((Ok(bytes), Some((platform, part)))),
+            Ok(None) => None,
+            Err(err) => {
+                worker::console_error!("reading part {} as it is made: {err}", part.file);
+                Some((Err(worker::Error::RustError(err.to_string())), None))
+            }
+        }
+    })
+}
+
+/// Turns the core's response into a Workers response whose body is the response's own
+/// bytes followed by `rest`, its length unknown (sent chunked).
+///
+/// # Errors
+/// Only when the runtime refuses to build the response object.
+pub fn to_growing_response(
+    response: Response,
+    rest: impl Stream<Item = worker::Result<Vec<u8>>> + 'static,
+) -> worker::Result<worker::Response> {
+    let (parts, first) = response.into_parts();
+    let body = futures_util::stream::once(async move { Ok(first) }).chain(rest);
+    Ok(worker::Response::from_stream(body)?
+        .with_status(parts.status.as_u16())
+        .with_headers(worker_headers(&parts.headers)?))
 }
 
 /// Turns the core's response into a Workers response whose body is `stream`, of exactly

@@ -25,6 +25,7 @@ pub mod transcoder_container;
 use worker::{event, Context, Env, MessageBatch, MessageExt};
 
 use edgevideo_core::api::chunked::ChunkedBody;
+use edgevideo_core::api::growing::GrowingPart;
 use edgevideo_core::api::{InternalError, RoomUpgrade};
 use edgevideo_core::ports::metered::Metered;
 use edgevideo_core::ports::Platform as _;
@@ -69,6 +70,9 @@ async fn fetch(
     }
     if let Some(body) = response.extensions().get::<ChunkedBody>().cloned() {
         return convert::to_streamed_response(response, convert::chunk_stream(platform, body));
+    }
+    if let Some(part) = response.extensions().get::<GrowingPart>().cloned() {
+        return convert::to_growing_response(response, convert::growing_stream(platform, part));
     }
     if let Some(upgrade) = response.extensions().get::<RoomUpgrade>() {
         return match rooms::connect(&env, upgrade, &request).await {

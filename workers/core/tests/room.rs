@@ -885,9 +885,10 @@ fn held_requests_wait_for_the_part_they_ask_for_and_old_parts_go() {
         })
     };
     let await_part = |pusher: &Pusher, file: &str, until_ms: u64| {
-        pusher.call(RoomRequest::AwaitPart {
+        pusher.call(RoomRequest::PartBytes {
             broadcast_id: pusher.broadcast.clone().unwrap(),
             file: file.into(),
+            from: 0,
             until_ms,
         })
     };
@@ -1048,4 +1049,101 @@ fn a_broadcast_past_its_quota_is_refused_and_keeps_what_it_stored() {
             ..
         }
     ));
+}
+
+#[test]
+fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
+    use base64::Engine as _;
+    use edgevideo_core::ports::RoomStore as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let room = MemoryRoom::default();
+    let mut pusher = Pusher::new(&room, "s1");
+    pusher.segment("hd_init.mp4", 0);
+    for index in 0..4 {
+        pusher.call(RoomRequest::PartStored {
+            session: "s1".into(),
+            broadcast_id: pusher.broadcast.clone().unwrap(),
+            part: part(0, index),
+            now_ms: 10,
+        });
+    }
+    pusher.segment("hd_0.m4s", 20);
+    pusher.rendition_playlist("hd", 0, 1, false, 20);
+    let broadcast = pusher.broadcast.clone().unwrap();
+    let chunk = |file: &str, offset: u64, bytes: &[u8]| {
+        pusher.call(RoomRequest::PartChunk {
+            session: "s1".into(),
+            broadcast_id: broadcast.clone(),
+            file: file.into(),
+            offset,
+            data: b64(bytes),
+            now_ms: 30,
+        })
+    };
+    let bytes = |file: &str, from: u64, until_ms: u64| {
+        pusher.call(RoomRequest::PartBytes {
+            broadcast_id: broadcast.clone(),
+            file: file.into(),
+            from,
+            until_ms,
+        })
+    };
+    let some = |data: &[u8], complete: bool| RoomResponse::PartBytes {
+        data: b64(data),
+        complete,
+    };
+
+    // The hinted part: waited for until its first chunk, then read as it grows.
+    assert_eq!(bytes("hd_1.part0.m4s", 0, 5_000), RoomResponse::Pending);
+    let stored = RoomResponse::Stored { ended: None };
+    assert_eq!(chunk("hd_1.part0.m4s", 0, b"abc"), stored);
+    assert_eq!(bytes("hd_1.part0.m4s", 0, 5_000), some(b"abc", false));
+    assert_eq!(bytes("hd_1.part0.m4s", 3, 5_000), RoomResponse::Pending);
+    assert_eq!(bytes("hd_1.part0.m4s", 3, 0), RoomResponse::Done);
+    // A chunk again, or overlapping with the same bytes, is taken; a gap or other bytes not.
+    assert_eq!(chunk("hd_1.part0.m4s", 0, b"abc"), stored);
+    assert_eq!(chunk("hd_1.part0.m4s", 2, b"cde"), stored);
+    assert!(matches!(
+        chunk("hd_1.part0.m4s", 9, b"x"),
+        RoomResponse::Conflict { .. }
+    ));
+    assert!(matches!(
+        chunk("hd_1.part0.m4s", 1, b"X"),
+        RoomResponse::Conflict { .. }
+    ));
+    assert_eq!(bytes("hd_1.part0.m4s", 3, 5_000), some(b"de", false));
+    // Stored: the rest, and the part is complete; later chunks change nothing.
+    pusher.call(RoomRequest::PartStored {
+        session: "s1".into(),
+        broadcast_id: broadcast.clone(),
+        part: part(1, 0),
+        now_ms: 40,
+    });
+    assert_eq!(bytes("hd_1.part0.m4s", 5, 5_000), some(b"", true));
+    assert_eq!(bytes("hd_1.part0.m4s", 1, 5_000), some(b"bcde", true));
+    assert_eq!(chunk("hd_1.part0.m4s", 5, b"zz"), stored);
+    assert_eq!(bytes("hd_1.part0.m4s", 0, 5_000), some(b"abcde", true));
+    // Another pusher's chunks are not taken.
+    let other = RoomRequest::PartChunk {
+        session: "s2".into(),
+        broadcast_id: broadcast.clone(),
+        file: "hd_1.part1.m4s".into(),
+        offset: 0,
+        data: b64(b"evil"),
+        now_ms: 50,
+    };
+    assert_eq!(pusher.call(other), stored);
+    assert_eq!(bytes("hd_1.part1.m4s", 0, 0), RoomResponse::Done);
+
+    // Only the newest parts' chunks are kept: an older one is read from its blob.
+    for index in 1..10 {
+        assert_eq!(chunk(&format!("hd_1.part{index}.m4s"), 0, b"p"), stored);
+    }
+    assert_eq!(bytes("hd_1.part0.m4s", 0, 5_000), RoomResponse::Done);
+    assert_eq!(bytes("hd_1.part9.m4s", 0, 5_000), some(b"p", false));
+    let kept = || block_on(room.store.list("part_chunks/")).unwrap().len();
+    assert_eq!(kept(), 8);
+    // The broadcast's end forgets them.
+    assert!(ended_of(pusher.rendition_playlist("hd", 0, 1, true, 60)).is_some());
+    assert_eq!(kept(), 0);
 }

@@ -371,3 +371,132 @@ fn a_segment_can_be_committed_from_its_stored_parts_instead_of_sent_again() {
     assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text());
     assert_eq!(pusher.playlist(1, false).status, StatusCode::OK);
 }
+
+/// A chunk of a part: whole `moof` + `mdat` boxes, told apart by `tag`.
+fn chunk_bytes(tag: u8) -> Vec<u8> {
+    part_bytes(false, tag)
+}
+
+#[test]
+fn a_part_sent_in_chunks_reaches_its_viewer_as_it_comes_and_is_stored_once_committed() {
+    use edgevideo_core::api::growing::GrowingPart;
+
+    let p = TestPlatform::new();
+    let (pusher, channel) = Pusher::on_new_channel(&p, "Chunks");
+    assert_eq!(
+        pusher.put("index_init.mp4", init_bytes()).status,
+        StatusCode::CREATED
+    );
+    let file = "index_00000.part0.m4s";
+    let mut first = mp4_box(b"styp", b"msdhcmfs");
+    first.extend(chunk_bytes(1));
+    let sent = pusher.put(&format!("{file}?offset=0"), first.clone());
+    assert_eq!(sent.status, StatusCode::ACCEPTED, "{}", sent.text());
+    assert_eq!(sent.json()["size"], first.len());
+    let broadcast = sent.json()["broadcast_id"].as_str().unwrap().to_owned();
+
+    // The viewer of the part gets the bytes sent so far, and the rest to come.
+    let url = p.channel_playback_url(&channel);
+    let part_url = url.replace("live.m3u8", &format!("seg/{broadcast}/{file}"));
+    let viewer = block_on(edgevideo_core::handle(
+        &p,
+        raw_request(Method::GET, &part_url, None, Vec::new()),
+    ));
+    assert_eq!(viewer.status(), StatusCode::OK);
+    assert_eq!(viewer.headers()["cache-control"], "no-store");
+    assert_eq!(viewer.body(), &first);
+    let mut rest = viewer
+        .extensions()
+        .get::<GrowingPart>()
+        .cloned()
+        .expect("more of the part is to come");
+
+    // Chunks that do not follow the part's bytes are refused; the same one again is taken.
+    let second = chunk_bytes(2);
+    let offset = first.len();
+    for (query, body, status) in [
+        (
+            format!("offset={}", offset + 1),
+            second.clone(),
+            StatusCode::CONFLICT,
+        ),
+        ("offset=0".to_owned(), chunk_bytes(9), StatusCode::CONFLICT),
+        (
+            format!("offset={offset}"),
+            vec![1, 2, 3],
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "offset=x".to_owned(),
+            second.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("offset={offset}&from_chunks=9"),
+            second.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("offset={offset}"),
+            second.clone(),
+            StatusCode::ACCEPTED,
+        ),
+        (
+            format!("offset={offset}"),
+            second.clone(),
+            StatusCode::ACCEPTED,
+        ),
+        ("offset=0".to_owned(), first.clone(), StatusCode::ACCEPTED),
+    ] {
+        let reply = pusher.put(&format!("{file}?{query}"), body);
+        assert_eq!(reply.status, status, "{query}: {}", reply.text());
+    }
+    assert_eq!(block_on(rest.next(&p)).unwrap(), Some(second.clone()));
+
+    // The commit names the part's size: a wrong one is refused, the right one stores it.
+    let meta = "duration_us=333333&part_target_us=334000&independent=1";
+    let total = first.len() + second.len();
+    let short = pusher.put(
+        &format!("{file}?from_chunks={}&{meta}", total - 1),
+        Vec::new(),
+    );
+    assert_eq!(
+        short.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        short.text()
+    );
+    assert_eq!(short.error_code().as_deref(), Some("chunks_missing"));
+    let with_body = pusher.put(&format!("{file}?from_chunks={total}&{meta}"), first.clone());
+    assert_eq!(with_body.status, StatusCode::BAD_REQUEST);
+    let committed = pusher.put(&format!("{file}?from_chunks={total}&{meta}"), Vec::new());
+    assert_eq!(
+        committed.status,
+        StatusCode::CREATED,
+        "{}",
+        committed.text()
+    );
+    assert_eq!(committed.json()["size"], total);
+    let whole = [first.clone(), second].concat();
+    let key = format!("live/{channel}/{broadcast}/{file}");
+    assert_eq!(
+        block_on(p.blobs.get(&key, None)).unwrap().unwrap().bytes,
+        whole
+    );
+
+    // The viewer has had it all; a later viewer reads the stored part, which is immutable.
+    assert_eq!(block_on(rest.next(&p)).unwrap(), None);
+    let later = p.get(&part_url);
+    assert_eq!(later.status, StatusCode::OK);
+    assert_eq!(later.body, whole);
+    assert!(later.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    // A part never sent is not found.
+    let never = url.replace(
+        "live.m3u8",
+        &format!("seg/{broadcast}/index_00007.part0.m4s"),
+    );
+    assert_eq!(p.get(&never).status, StatusCode::NOT_FOUND);
+}

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod chunked;
 pub mod cors;
 pub mod edge;
+pub mod growing;
 pub mod links;
 pub mod router;
 pub mod routes;

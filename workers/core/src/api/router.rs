@@ -93,8 +93,9 @@ pub fn resolve(method: &Method, path: &str) -> Result<Matched, ApiError> {
 /// renders any error as JSON. Never panics on input. Port calls are counted
 /// ([`metered`]); playback answers any origin ([`cors`]).
 ///
-/// A response may carry a [`api::chunked::ChunkedBody`] marker instead of its body: hosts that stream
-/// read it chunk by chunk, the others call [`handle_buffered`].
+/// A response may carry a [`api::chunked::ChunkedBody`] marker instead of its body, or a
+/// [`api::growing::GrowingPart`] after its first bytes: hosts that stream read them as they
+/// come, the others call [`handle_buffered`].
 pub async fn handle<P: Platform>(platform: &P, request: Request) -> Response {
     let platform = Metered::new(platform);
     let playback = is_playback(request.uri().path());
@@ -112,10 +113,13 @@ pub async fn handle<P: Platform>(platform: &P, request: Request) -> Response {
     }
 }
 
-/// [`handle`], with any [`api::chunked::ChunkedBody`] collected into the response body.
+/// [`handle`], with any [`api::chunked::ChunkedBody`] or [`api::growing::GrowingPart`]
+/// collected into the response body.
 pub async fn handle_buffered<P: Platform>(platform: &P, request: Request) -> Response {
     let response = handle(platform, request).await;
-    api::chunked::collect_body(&Metered::new(platform), response).await
+    let platform = Metered::new(platform);
+    let response = api::chunked::collect_body(&platform, response).await;
+    api::growing::collect_body(&platform, response).await
 }
 
 /// Whether `path` is a playback URL (`/play/...`), which players on any origin may read.

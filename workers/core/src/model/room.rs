@@ -71,14 +71,38 @@ pub enum RoomRequest {
         /// Now, Unix ms.
         now_ms: u64,
     },
-    /// Waits until a part of the live broadcast is stored, if it is the next one expected
-    /// (answers [`RoomResponse::Pending`] until then, [`RoomResponse::Done`] otherwise).
-    AwaitPart {
+    /// A chunk of a low-latency part still being made (a pusher that streams its parts
+    /// sends each as chunks, `offset` its first byte's place in the part, then commits the
+    /// part): kept by the room so that viewers of the preload hint get the part's bytes as
+    /// they come (answers [`RoomResponse::Stored`], or [`RoomResponse::Conflict`] for a
+    /// chunk that does not follow the part's bytes).
+    PartChunk {
+        /// The ingest session.
+        session: String,
+        /// The broadcast it belongs to.
+        broadcast_id: String,
+        /// The part's file name.
+        file: String,
+        /// Where the chunk starts in the part.
+        offset: u64,
+        /// The chunk's bytes, base64.
+        data: String,
+        /// Now, Unix ms.
+        now_ms: u64,
+    },
+    /// The bytes of a part of the live broadcast from byte `from` on: the room's chunks
+    /// past `from` ([`RoomResponse::PartBytes`]); [`RoomResponse::Pending`] while the part is
+    /// the next one expected (the one its playlists hint) and nothing past `from` has come
+    /// yet; [`RoomResponse::Done`] when the room keeps no chunks of it (read the blob).
+    PartBytes {
         /// The broadcast.
         broadcast_id: String,
         /// The part's file name.
         file: String,
-        /// Until when a host that holds requests keeps this one waiting, Unix ms.
+        /// The first byte wanted.
+        from: u64,
+        /// Until when a host that holds requests keeps this one waiting, Unix ms (0: answer
+        /// at once).
         until_ms: u64,
     },
     /// The pusher sent the media playlist of one rendition.
@@ -202,7 +226,8 @@ impl RoomRequest {
             RoomRequest::BeginSegment { .. } => "begin_segment",
             RoomRequest::SegmentStored { .. } => "segment_stored",
             RoomRequest::PartStored { .. } => "part_stored",
-            RoomRequest::AwaitPart { .. } => "await_part",
+            RoomRequest::PartChunk { .. } => "part_chunk",
+            RoomRequest::PartBytes { .. } => "part_bytes",
             RoomRequest::Playlist { .. } => "playlist",
             RoomRequest::Ladder { .. } => "ladder",
             RoomRequest::SetKeyVersion { .. } => "set_key_version",
@@ -228,7 +253,7 @@ impl RoomRequest {
             RoomRequest::Ping
                 | RoomRequest::Status { .. }
                 | RoomRequest::Window { .. }
-                | RoomRequest::AwaitPart { .. }
+                | RoomRequest::PartBytes { .. }
                 | RoomRequest::CheckKey { .. }
                 | RoomRequest::LobbyList
                 | RoomRequest::LobbyViewers { .. }
@@ -243,7 +268,7 @@ impl RoomRequest {
             RoomRequest::Window {
                 block: Some(block), ..
             } => Some(block.until_ms),
-            RoomRequest::AwaitPart { until_ms, .. } => Some(*until_ms),
+            RoomRequest::PartBytes { until_ms, .. } => Some(*until_ms),
             _ => None,
         }
     }
@@ -263,11 +288,15 @@ impl RoomRequest {
                 now_ms,
                 block: None,
             },
-            RoomRequest::AwaitPart {
-                broadcast_id, file, ..
-            } => RoomRequest::AwaitPart {
+            RoomRequest::PartBytes {
                 broadcast_id,
                 file,
+                from,
+                ..
+            } => RoomRequest::PartBytes {
+                broadcast_id,
+                file,
+                from,
                 until_ms: 0,
             },
             other => other,
@@ -364,6 +393,15 @@ pub enum RoomResponse {
     Window {
         /// The window; `None` when the channel has never been live.
         window: Option<LiveWindow>,
+    },
+    /// Answer to [`RoomRequest::PartBytes`]: the part's bytes the room has past `from`
+    /// (base64; empty when it has none past it) and whether the part is complete (then
+    /// nothing more comes).
+    PartBytes {
+        /// The bytes, base64.
+        data: String,
+        /// Whether the part is stored whole.
+        complete: bool,
     },
     /// Done.
     Done,

@@ -222,6 +222,7 @@ async fn finalize<S: RoomStore>(
     let Some(live) = state.live.take() else {
         return Err(StoreError::Precondition("no live broadcast".into()));
     };
+    super::parts::forget_chunks(store, &live.broadcast_id, &live.chunked).await?;
     // Durations (and renditions) the last playlists named for segments that were stored
     // but not listed.
     for (name, track) in &live.renditions {

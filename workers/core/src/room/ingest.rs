@@ -184,6 +184,7 @@ async fn second_pusher<S: RoomStore>(
 /// The state of a broadcast that `begin` starts.
 fn new_live(begin: &Begin) -> LiveState {
     LiveState {
+        chunked: Vec::new(),
         channel_id: begin.channel_id.clone(),
         broadcast_id: begin.new_broadcast_id.clone(),
         session: begin.session.clone(),

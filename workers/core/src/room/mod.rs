@@ -162,11 +162,23 @@ async fn dispatch<S: RoomStore>(
             part,
             now_ms,
         } => parts::part_stored(store, &session, &broadcast_id, part, now_ms).await,
-        RoomRequest::AwaitPart {
+        RoomRequest::PartChunk {
+            session,
             broadcast_id,
             file,
+            offset,
+            data,
+            now_ms,
+        } => {
+            let part = (broadcast_id.as_str(), file.as_str());
+            parts::part_chunk(store, &session, part, offset, &data, now_ms).await
+        }
+        RoomRequest::PartBytes {
+            broadcast_id,
+            file,
+            from,
             until_ms,
-        } => parts::await_part(store, &broadcast_id, &file, until_ms).await,
+        } => parts::part_bytes(store, (&broadcast_id, &file), from, until_ms).await,
         RoomRequest::Playlist {
             session,
             rendition,

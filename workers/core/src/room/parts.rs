@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -176,17 +178,110 @@ pub(super) fn must_wait(window: &LiveWindow, block: &Block) -> bool {
     reload.satisfied_by(&playlist) == Ok(false)
 }
 
-/// A held request for a part: [`RoomResponse::Pending`] while `file` is the next part of
-/// the live broadcast (the one its playlists hint), else [`RoomResponse::Done`].
-pub(super) async fn await_part<S: RoomStore>(
+/// Parts whose chunks a room keeps at most (the newest): a viewer of an older one reads
+/// the blob.
+const MAX_CHUNKED_PARTS: usize = 8;
+
+/// Where the chunks of part `file` of `broadcast_id` are kept: its bytes so far, base64.
+fn chunks_key(broadcast_id: &str, file: &str) -> String {
+    format!("part_chunks/{broadcast_id}/{file}")
+}
+
+/// The bytes of a part the room keeps, empty when none.
+async fn load_chunks<S: RoomStore>(store: &S, key: &str) -> Result<Vec<u8>, StoreError> {
+    let encoded: String = load(store, key).await?;
+    STANDARD
+        .decode(encoded)
+        .map_err(|e| StoreError::backend("room_state", e))
+}
+
+/// Deletes the chunks kept of `files` (a broadcast's end, or parts pushed out by newer ones).
+pub(super) async fn forget_chunks<S: RoomStore>(
     store: &S,
     broadcast_id: &str,
-    file: &str,
+    files: &[String],
+) -> Result<(), StoreError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = files.iter().map(|f| chunks_key(broadcast_id, f)).collect();
+    store.delete(&keys).await
+}
+
+/// A chunk of a part being made: appended to the part's bytes when it starts where they
+/// end (a chunk sent again, the same bytes, changes nothing); a chunk past their end, or
+/// other bytes where some already are, is a [`RoomResponse::Conflict`]. A chunk of a part
+/// already stored, or of a broadcast no longer live, changes nothing.
+pub(super) async fn part_chunk<S: RoomStore>(
+    store: &S,
+    session: &str,
+    (broadcast_id, file): (&str, &str),
+    offset: u64,
+    data: &str,
+    now_ms: u64,
+) -> Result<RoomResponse, StoreError> {
+    let conflict = |reason: String| Ok(RoomResponse::Conflict { reason });
+    let mut state: RoomState = load(store, STATE_KEY).await?;
+    let Some(live) = state.live_of(broadcast_id, session) else {
+        return Ok(RoomResponse::Stored { ended: None });
+    };
+    let Some(name) = PartName::parse(file) else {
+        return conflict(format!("{file} is not a part's name"));
+    };
+    if is_stored(live, &name, file) {
+        return Ok(RoomResponse::Stored { ended: None });
+    }
+    let Ok(chunk) = STANDARD.decode(data) else {
+        return conflict("the chunk is not base64".into());
+    };
+    let key = chunks_key(broadcast_id, file);
+    let mut bytes = load_chunks(store, &key).await?;
+    let (Ok(start), held) = (usize::try_from(offset), bytes.len()) else {
+        return conflict("the chunk's offset is out of range".into());
+    };
+    if start > held {
+        return conflict(format!(
+            "{file} has {held} bytes: a chunk at {start} would leave a gap"
+        ));
+    }
+    let overlap = chunk.len().min(held - start);
+    if bytes[start..start + overlap] != chunk[..overlap] {
+        return conflict(format!(
+            "the chunk differs from {file}'s bytes already sent"
+        ));
+    }
+    if overlap < chunk.len() {
+        bytes.extend_from_slice(&chunk[overlap..]);
+        save(store, &key, &STANDARD.encode(&bytes)).await?;
+    }
+    live.last_activity_ms = now_ms;
+    if !live.chunked.iter().any(|f| f == file) {
+        live.chunked.push(file.to_owned());
+        let extra = live.chunked.len().saturating_sub(MAX_CHUNKED_PARTS);
+        let old: Vec<String> = live.chunked.drain(..extra).collect();
+        forget_chunks(store, broadcast_id, &old).await?;
+        save(store, STATE_KEY, &state).await?;
+    }
+    Ok(RoomResponse::Stored { ended: None })
+}
+
+/// Whether part `file` is stored (listed in its rendition's parts).
+fn is_stored(live: &LiveState, name: &PartName, file: &str) -> bool {
+    live.parts
+        .get(&name.rendition)
+        .is_some_and(|t| t.parts.iter().any(|p| p.file == file))
+}
+
+/// The bytes of part `file` from byte `from` on, for a viewer (see
+/// [`crate::model::room::RoomRequest::PartBytes`]): the chunks kept past `from`; else
+/// [`RoomResponse::Pending`] while the part is expected (being made, or the next one the
+/// playlists hint) and the hold lasts; else [`RoomResponse::Done`] (read the blob).
+pub(super) async fn part_bytes<S: RoomStore>(
+    store: &S,
+    (broadcast_id, file): (&str, &str),
+    from: u64,
     until_ms: u64,
 ) -> Result<RoomResponse, StoreError> {
-    if until_ms == 0 {
-        return Ok(RoomResponse::Done);
-    }
     let state: RoomState = load(store, STATE_KEY).await?;
     let Some(live) = state.live.filter(|l| l.broadcast_id == broadcast_id) else {
         return Ok(RoomResponse::Done);
@@ -194,13 +289,28 @@ pub(super) async fn await_part<S: RoomStore>(
     let Some(name) = PartName::parse(file) else {
         return Ok(RoomResponse::Done);
     };
+    let complete = is_stored(&live, &name, file);
+    let kept = live.chunked.iter().any(|f| f == file);
+    if kept {
+        let bytes = load_chunks(store, &chunks_key(broadcast_id, file)).await?;
+        let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
+        if start < bytes.len() || complete {
+            return Ok(RoomResponse::PartBytes {
+                data: STANDARD.encode(&bytes[start..]),
+                complete,
+            });
+        }
+    }
+    if complete || until_ms == 0 {
+        return Ok(RoomResponse::Done);
+    }
     let tail = live
         .renditions
         .get(&name.rendition)
         .map(|r| r.window.clone())
         .unwrap_or_default();
     let next = window(&live, &name.rendition, &tail).and_then(|w| w.preload_hint);
-    Ok(if next.as_deref() == Some(file) {
+    Ok(if kept || next.as_deref() == Some(file) {
         RoomResponse::Pending
     } else {
         RoomResponse::Done

@@ -46,17 +46,20 @@ pub fn relay_room(room: &str, location: &str) -> Option<String> {
     (!location.is_empty()).then(|| format!("{room}/relay/{location}"))
 }
 
-/// Whether relays pass `request` on (and share its answer): a window or a part's arrival;
-/// writes, presence and status go to the room itself.
+/// Whether relays pass `request` on (and share its answer): a window, or a viewer's wait
+/// for a part's bytes; writes, presence, status and the pusher's own reads (a part's bytes
+/// asked with no hold, to commit it) go to the room itself.
 pub fn relayed(request: &RoomRequest) -> bool {
-    matches!(
-        request,
-        RoomRequest::Window { .. } | RoomRequest::AwaitPart { .. }
-    )
+    match request {
+        RoomRequest::Window { .. } => true,
+        RoomRequest::PartBytes { until_ms, .. } => *until_ms > 0,
+        _ => false,
+    }
 }
 
 /// What askers of `request` to `room` share one answer under, when they may ([`relayed`]): a
-/// window by rendition, size and blocking-reload target, or a part's arrival.
+/// window by rendition, size and blocking-reload target, or a part's bytes from one offset
+/// (bytes once sent never change, so every viewer at that offset may share them).
 pub fn relay_key(room: &str, request: &RoomRequest) -> Option<String> {
     match request {
         RoomRequest::Window {
@@ -73,9 +76,12 @@ pub fn relay_key(room: &str, request: &RoomRequest) -> Option<String> {
                 b.part.map_or("-".to_owned(), |p| p.to_string())
             )),
         )),
-        RoomRequest::AwaitPart {
-            broadcast_id, file, ..
-        } => Some(format!("{room} part {broadcast_id} {file}")),
+        RoomRequest::PartBytes {
+            broadcast_id,
+            file,
+            from,
+            ..
+        } => Some(format!("{room} part {broadcast_id} {file} {from}")),
         _ => None,
     }
 }
@@ -289,17 +295,25 @@ mod tests {
             other => other,
         };
         assert_eq!(key(&later), key(&window(Some(2))));
-        let part = RoomRequest::AwaitPart {
+        let part = RoomRequest::PartBytes {
             broadcast_id: "br_1".into(),
             file: "v720/seg4.1.m4s".into(),
+            from: 4096,
             until_ms: 9,
         };
-        assert_eq!(key(&part).unwrap(), "ch_1 part br_1 v720/seg4.1.m4s");
+        assert_eq!(key(&part).unwrap(), "ch_1 part br_1 v720/seg4.1.m4s 4096");
         assert_eq!(key(&RoomRequest::Ping), None);
         assert_eq!(key(&RoomRequest::Status { now_ms: 1 }), None);
-        for request in [window(None), window(Some(2)), part, RoomRequest::Ping] {
+        for request in [
+            window(None),
+            window(Some(2)),
+            part.clone(),
+            RoomRequest::Ping,
+        ] {
             assert_eq!(relayed(&request), key(&request).is_some(), "{request:?}");
         }
+        // The pusher's read of its part's bytes (no hold) goes to the room itself.
+        assert!(!relayed(&part.without_hold()));
     }
 
     #[test]

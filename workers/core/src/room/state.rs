@@ -124,6 +124,9 @@ pub(super) struct LiveState {
     /// Bytes of segments and parts begun in this broadcast.
     #[serde(default)]
     pub bytes: u64,
+    /// The parts whose chunks the room keeps (see `parts::part_chunk`), oldest first.
+    #[serde(default)]
+    pub chunked: Vec<String>,
 }
 
 /// One rendition's live window.

@@ -153,11 +153,13 @@ fn filling(key: &str) -> bool {
     FILLS.with(|fills| matches!(fills.borrow().get(key), Some(Fill::Running { .. })))
 }
 
-fn role(key: &str, now_ms: u64, waited_ms: u64) -> Role {
+fn role(key: &str, now_ms: u64, waited_ms: u64, take_errors: bool) -> Role {
     FILLS.with(|fills| {
         let mut fills = fills.borrow_mut();
         match fills.get(key) {
-            Some(Fill::Done { result, until_ms }) if *until_ms > now_ms => {
+            Some(Fill::Done { result, until_ms })
+                if *until_ms > now_ms && (take_errors || !matches!(result, Some(Err(_)))) =>
+            {
                 return Role::Take(result.clone())
             }
             Some(Fill::Running { since_ms })
@@ -191,6 +193,38 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<CachedObject, ApiError>>,
 {
+    get_or_fill_with(p, key, fill, true).await
+}
+
+/// [`get_or_fill`] for an object known to exist now although a fill of this isolate just
+/// failed (a low-latency part stored since): such an error is not handed on, a fill runs.
+///
+/// # Errors
+/// What `fill` returned.
+pub async fn get_or_refill<P, F, Fut>(
+    p: &P,
+    key: &str,
+    fill: F,
+) -> Result<(CachedObject, CacheStatus), ApiError>
+where
+    P: Platform,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<CachedObject, ApiError>>,
+{
+    get_or_fill_with(p, key, fill, false).await
+}
+
+async fn get_or_fill_with<P, F, Fut>(
+    p: &P,
+    key: &str,
+    fill: F,
+    take_errors: bool,
+) -> Result<(CachedObject, CacheStatus), ApiError>
+where
+    P: Platform,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<CachedObject, ApiError>>,
+{
     if p.config().bypass_edge_cache {
         count("edge_cache.bypass");
         return fill().await.map(|object| (object, CacheStatus::Miss));
@@ -209,7 +243,7 @@ where
     }
     let (mut waited_ms, mut poll_ms) = (0, POLL_MS);
     let leader = loop {
-        match role(key, p.clock().now_ms(), waited_ms) {
+        match role(key, p.clock().now_ms(), waited_ms, take_errors) {
             Role::Lead(leader) => break Some(leader),
             Role::Take(Some(result)) => {
                 count("edge_cache.shared");
@@ -317,6 +351,21 @@ mod tests {
         let (_, status) = pollster::block_on(get_or_fill(&p, "k", ok)).unwrap();
         assert_eq!((status, fills.get()), (CacheStatus::Miss, 1));
         assert!(p.edge_cache.len() == 1, "only the success was stored");
+    }
+
+    #[test]
+    fn a_refill_does_not_take_a_kept_error() {
+        let p = platform();
+        let failing = || async { Err(ApiError::NotFound("nothing yet".into())) };
+        assert!(pollster::block_on(get_or_fill(&p, "k", failing)).is_err());
+        // Stored since: a refill fills (and then shares its object) though the error is kept.
+        let (_, status) = pollster::block_on(get_or_refill(&p, "k", || async {
+            Ok(object("v", 2_000_000))
+        }))
+        .unwrap();
+        assert_eq!(status, CacheStatus::Miss);
+        let (taken, _) = pollster::block_on(get_or_fill(&p, "k", failing)).unwrap();
+        assert_eq!(taken.body, b"v");
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //! (`*.mp4`) segments — are checked (container, size; an init segment is read for its
 //! codecs) and stored under `live/{channel}/{broadcast}/{file}`. Low-latency parts
 //! (`{rendition}_{n}.part{i}.m4s?duration_us=..&part_target_us=..&independent=1`, see
-//! [`PartName`]) are stored beside them and listed in the room's part window at once. A media playlist (`{rendition}.m3u8`) is parsed with
+//! [`PartName`]) are stored beside them and listed in the room's part window at once; a
+//! pusher may send a part as it is made, in chunks (`?offset=N`, handed to the part's
+//! viewers by the room), then commit it (`?from_chunks=SIZE&duration_us=..`, no body). A media playlist (`{rendition}.m3u8`) is parsed with
 //! `m3u8-rs` and moves that rendition's live window; a multivariant playlist sets the
 //! ladder. A refused request stores nothing. ffmpeg ignores 401/403, so refusals the
 //! broadcaster can be told about are also recorded in the channel's status.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use http::StatusCode;
 use serde::Serialize;
 
@@ -140,8 +144,25 @@ pub async fn put<P: Platform>(
     if file == THUMBNAIL_FILE {
         put_thumbnail(p, &ingest, request.body()).await
     } else if let Some(name) = PartName::parse(file) {
-        let part = part_of(name, file, request.uri().query().unwrap_or_default())?;
-        put_part(p, &ingest, part, request.into_body()).await
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        match part_upload(&query)? {
+            PartUpload::Chunk { offset } => {
+                put_part_chunk(p, &ingest, file, offset, request.into_body()).await
+            }
+            PartUpload::Whole => {
+                let part = part_of(name, file, &query)?;
+                put_part(p, &ingest, part, request.into_body(), true).await
+            }
+            PartUpload::FromChunks { size } if request.body().is_empty() => {
+                let part = part_of(name, file, &query)?;
+                let body = part_of_chunks(p, &ingest, file, size).await?;
+                put_part(p, &ingest, part, body, false).await
+            }
+            PartUpload::FromChunks { .. } => Err(ApiError::bad_request(
+                "invalid_part",
+                "from_chunks is for an empty PUT of a part whose chunks were sent",
+            )),
+        }
     } else if [".ts", ".m4s", ".mp4"]
         .iter()
         .any(|ext| file.ends_with(ext))
@@ -439,14 +460,48 @@ fn part_of(name: PartName, file: &str, query: &str) -> Result<StoredPart, ApiErr
     })
 }
 
+/// How a part is uploaded: whole, as one chunk of it (`?offset=N`: its first byte's place
+/// in the part), or committed from the chunks sent (`?from_chunks=SIZE`, no body).
+enum PartUpload {
+    Whole,
+    Chunk { offset: u64 },
+    FromChunks { size: u64 },
+}
+
+/// The [`PartUpload`] a part PUT's query names; 400 `invalid_part` for a bad number.
+fn part_upload(query: &str) -> Result<PartUpload, ApiError> {
+    let number = |key: &str| {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .map(|raw| {
+                raw.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request("invalid_part", format!("{key} is a number of bytes"))
+                })
+            })
+            .transpose()
+    };
+    match (number("offset")?, number("from_chunks")?) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "invalid_part",
+            "a part PUT is a chunk (offset) or a commit (from_chunks), not both",
+        )),
+        (Some(offset), None) => Ok(PartUpload::Chunk { offset }),
+        (None, Some(size)) => Ok(PartUpload::FromChunks { size }),
+        (None, None) => Ok(PartUpload::Whole),
+    }
+}
+
 /// A low-latency part: checked like a CMAF segment, stored, and listed in the room's part
 /// window (it may start the broadcast; it is not part of the recording, whose segments
-/// are pushed whole).
+/// are pushed whole). `count` is whether its bytes count toward the broadcast's quota now
+/// (not when they were counted as its chunks came).
 async fn put_part<P: Platform>(
     p: &P,
     ingest: &Ingest,
     part: StoredPart,
     body: Vec<u8>,
+    count: bool,
 ) -> Result<Response, ApiError> {
     let limit = p.config().max_segment_bytes;
     if body.len() as u64 > limit {
@@ -457,7 +512,8 @@ async fn put_part<P: Platform>(
     }
     isobmff::check_media_segment(&body).map_err(unprocessable)?;
     let size = body.len() as u64;
-    let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true, size).await?;
+    let counted = if count { size } else { 0 };
+    let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true, counted).await?;
     let file = part.file.clone();
     let key = videos::segment_key(&ingest.channel_id, &broadcast_id, &file);
     p.blobs().put(&key, body, hls::CMAF_CONTENT_TYPE).await?;
@@ -479,6 +535,93 @@ async fn put_part<P: Platform>(
             size,
         },
     ))
+}
+
+/// One chunk of a part being made (`?offset=N`), whole boxes with a `moof` and an `mdat`:
+/// handed to the room, which gives the part's bytes to its viewers as they come; the part
+/// is stored once committed (`?from_chunks=`). 409 for a chunk that does not follow the
+/// part's bytes; 413 when the part would pass `MAX_SEGMENT_BYTES`.
+async fn put_part_chunk<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    file: &str,
+    offset: u64,
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let limit = p.config().max_segment_bytes;
+    let end = offset.saturating_add(body.len() as u64);
+    if end > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the part would be {end} bytes; the limit is {limit}"
+        )));
+    }
+    isobmff::check_media_segment(&body).map_err(unprocessable)?;
+    let size = body.len() as u64;
+    let (broadcast_id, started) = begin_segment(p, ingest, file, true, size).await?;
+    let chunk = RoomRequest::PartChunk {
+        session: ingest.session.clone(),
+        broadcast_id: broadcast_id.clone(),
+        file: file.to_owned(),
+        offset,
+        data: STANDARD.encode(&body),
+        now_ms: p.clock().now_ms(),
+    };
+    match p.live().call(&ingest.channel_id, &chunk).await? {
+        RoomResponse::Stored { .. } => {}
+        RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unexpected room answer {other:?}"
+            )))
+        }
+    }
+    if let Some(started) = started {
+        broadcasts::broadcast_started(p, &started).await?;
+    }
+    Ok(api::json(
+        StatusCode::ACCEPTED,
+        &IngestStored {
+            broadcast_id: Some(broadcast_id),
+            file: file.to_owned(),
+            size: end,
+        },
+    ))
+}
+
+/// The bytes of part `file` made of the chunks sent, `size` of them (the commit of a part
+/// sent as chunks); 422 `chunks_missing` when the room does not hold them all (the pusher
+/// then sends the part's bytes).
+async fn part_of_chunks<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    file: &str,
+    size: u64,
+) -> Result<Vec<u8>, ApiError> {
+    // The live broadcast the chunks went to (asked as for a part, counting nothing).
+    let (broadcast_id, _) = begin_segment(p, ingest, file, true, 0).await?;
+    let read = RoomRequest::PartBytes {
+        broadcast_id,
+        file: file.to_owned(),
+        from: 0,
+        until_ms: 0,
+    };
+    let missing = |held: usize| ApiError::Unprocessable {
+        code: "chunks_missing",
+        message: format!("the room holds {held} of {file}'s {size} bytes: send the part's bytes"),
+    };
+    match p.live().call(&ingest.channel_id, &read).await? {
+        RoomResponse::PartBytes { data, .. } => {
+            let bytes = STANDARD
+                .decode(data)
+                .map_err(|e| ApiError::Internal(format!("the room's part bytes: {e}")))?;
+            if bytes.len() as u64 == size {
+                Ok(bytes)
+            } else {
+                Err(missing(bytes.len()))
+            }
+        }
+        _ => Err(missing(0)),
+    }
 }
 
 /// A media playlist (`{rendition}.m3u8`) or the multivariant playlist (any name; told by

@@ -9,14 +9,15 @@
 //! Low latency: where rooms hold requests ([`Live::HOLDS`]), a rendition with parts is
 //! served as a low-latency playlist ([`llhls`]); a blocking reload (`_HLS_msn`, `_HLS_part`)
 //! is cached under its own key, so one room call per location answers every viewer waiting
-//! for that part, and a request for the hinted next part waits in the room until it is
-//! stored.
+//! for that part, and a request for the hinted next part gets its bytes as the pusher
+//! sends them ([`growing`]).
 
 use http::header::{ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{HeaderValue, StatusCode};
 
 use crate::api::chunked::{ChunkedBody, CHUNK_BYTES};
 use crate::api::edge::{cache_key, from_cache};
+use crate::api::growing::{self, GrowingPart};
 use crate::api::{self, Request, Response};
 use crate::error::ApiError;
 use crate::model::hls::{self, ListedSegment, PLAYLIST_CONTENT_TYPE};
@@ -402,27 +403,25 @@ pub async fn segment<P: Platform>(
         }
     };
     let key = videos::segment_key(&channel_id, broadcast_id, file);
-    // The next part (a playlist's preload hint) may be asked for before it is stored: the
-    // room holds the request until it is.
-    let awaited = (part && <P::Live as Live>::HOLDS).then(|| {
-        (
-            channel_id.as_str(),
-            RoomRequest::AwaitPart {
-                broadcast_id: broadcast_id.to_owned(),
-                file: file.to_owned(),
-                until_ms: p.clock().now_ms() + HOLD_MS,
-            },
-        )
-    });
-    serve_whole(
+    let cache_key = cache_key(request, &key);
+    let whole = serve_whole(
         p,
-        (&key, awaited),
-        &cache_key(request, &key),
+        &key,
+        &cache_key,
         (kind.content_type(), IMMUTABLE),
         IMMUTABLE_TTL_MS,
         request,
     )
-    .await
+    .await;
+    match whole {
+        // A part not stored yet (the next one, a playlist's preload hint): its bytes as the
+        // pusher sends them, where rooms hold requests.
+        Err(ApiError::NotFound(_)) if part && <P::Live as Live>::HOLDS => {
+            let place = (channel_id.as_str(), broadcast_id, file);
+            growing::serve(p, GrowingPart::new(place, (&key, &cache_key), HOLD_MS)).await
+        }
+        other => other,
+    }
 }
 
 /// `GET /play/{token}/video.mp4`: the transcoded MP4, with Range support. Read in chunks of
@@ -505,7 +504,7 @@ pub async fn poster<P: Platform>(
         .ok_or_else(|| ApiError::Internal("no poster key".into()))?;
     serve_whole(
         p,
-        (&key, None),
+        &key,
         &cache_key(request, &key),
         (content_type, IMMUTABLE),
         VOD_PLAYLIST_TTL_MS,
@@ -529,7 +528,7 @@ pub async fn thumbnail<P: Platform>(
     let key = videos::thumbnail_key(&channel_id);
     serve_whole(
         p,
-        (&key, None),
+        &key,
         &cache_key(request, &key),
         ("image/jpeg", THUMBNAIL),
         THUMBNAIL_TTL_MS,
@@ -580,23 +579,17 @@ fn with_ranges(mut response: Response) -> Response {
 }
 
 /// A small blob (a segment, a poster, a thumbnail) from the edge cache, whole or one range
-/// of it: kept `ttl_ms` at the edge, `policy` is what browsers are told. When the blob is
-/// not stored yet and `awaited` names a room and a held request, the room is asked to wait
-/// for it first.
+/// of it: kept `ttl_ms` at the edge, `policy` is what browsers are told.
 async fn serve_whole<P: Platform>(
     p: &P,
-    (key, awaited): (&str, Option<(&str, RoomRequest)>),
+    key: &str,
     cache_key: &str,
     (content_type, policy): (&'static str, &'static str),
     ttl_ms: u64,
     request: &Request,
 ) -> Result<Response, ApiError> {
     let (object, status) = edge_cache::get_or_fill(p, cache_key, || async {
-        let mut blob = p.blobs().get(key, None).await?;
-        if let (None, Some((room, ask))) = (&blob, &awaited) {
-            p.live().call(room, ask).await?;
-            blob = p.blobs().get(key, None).await?;
-        }
+        let blob = p.blobs().get(key, None).await?;
         let blob = blob.ok_or_else(|| ApiError::NotFound("no such object".into()))?;
         Ok(CachedObject {
             content_type: content_type.to_owned(),
