@@ -10,6 +10,13 @@
                      (median, p95), answers per second, errors, and answers that came without
                      their part (the hold ran out). `wrangler dev` on this machine answers
                      about 700 playlist requests a second; 1,000 viewers ask about 3,000.
+  hinted parts       100 viewers asking for the next part before it exists (what a player that
+                     loads preload hints does), while the pusher sends it as the ingest gateway
+                     does: three chunks of ~111 ms of media, the last one committing the part,
+                     six parts.
+                     Reported: when the first bytes reached the viewers after the first chunk
+                     was sent, how long before the part was complete they had them, and the
+                     channel-object calls per part.
   glass to glass     `node bench/latency.mjs 60 --gateway`: an encoder publishing RTMP to the
                      ingest gateway (its frames paint the clock), two viewers in Chromium,
                      hls.js in low-latency mode and at normal latency: median and p95, and
@@ -18,6 +25,7 @@
                      clock, a three-rendition ladder with ~1/3 s parts) and one viewer in
                      low-latency mode (three Chromiums at once starve a small machine)."""
 
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -36,6 +44,8 @@ PART_S = 0.334
 PARTS = 6
 SECONDS = 20
 MDAT_REPEAT = 4096  # 8 KiB parts
+HINT_VIEWERS = 100
+CHUNKS = 3
 
 
 def bench_llhls(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
@@ -43,6 +53,7 @@ def bench_llhls(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
           "then --viewer=low)")
     for count in (150, viewers):
         blocking_viewers(tmp, stack_class, row, count)
+    hinted_viewers(tmp, stack_class, row, HINT_VIEWERS)
     gateway = ROOT / "target" / "gateway" / "gateway"
     env = {**os.environ, **({"EDGEVIDEO_GATEWAY": str(gateway)} if gateway.exists() else {})}
     subprocess.run(["node", str(ROOT / "bench" / "latency.mjs"), "60", "--gateway"], check=True, env=env)
@@ -132,5 +143,95 @@ def blocking_viewers(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
             row("  part stored -> last viewer answered",
                 f"median {statistics.median(waits) * 1000:.0f} ms, "
                 f"p95 {waits[int(0.95 * (len(waits) - 1))] * 1000:.0f} ms (n={len(waits)})")
+    finally:
+        s.stop()
+
+
+def part_calls(s) -> int:
+    """The worker's calls for parts' bytes so far."""
+    return s.http.get(s.url + "/api/_diag/metrics").json()["counts"].get("live.call.part_bytes", 0)
+
+
+def hinted_viewers(tmp: pathlib.Path, stack_class, row, viewers: int) -> None:
+    """`viewers` viewers asking for each next part before it exists while it is sent in chunks
+    (see the module's doc)."""
+    s = stack_class(tmp, f"llhls-hinted-{viewers}")
+    try:
+        ch, base, _ = s.channel()
+        http = requests.Session()
+        http.put(f"{base}/index_init.mp4", data=cmaf_recording()["init.mp4"]).raise_for_status()
+        for index in range(PARTS):
+            http.put(f"{base}/index_00000.part{index}.m4s",
+                     params={"duration_us": int(PART_S * 1e6), "part_target_us": int(PART_S * 1e6),
+                             "independent": int(index == 0)},
+                     data=part_bytes(0, index, MDAT_REPEAT)).raise_for_status()
+        r = http.put(f"{base}/index_00000.m4s",
+                     data=b"".join(part_bytes(0, i, MDAT_REPEAT) for i in range(PARTS)))
+        r.raise_for_status()
+        broadcast = r.json()["broadcast_id"]
+        text = ("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                '#EXT-X-MAP:URI="index_init.mp4"\n' f"#EXTINF:{PARTS * PART_S:.6f},\nindex_00000.m4s\n")
+        http.put(f"{base}/index.m3u8", data=text.encode()).raise_for_status()
+        exp, channel_id = int(time.time()) + 3600, ch["id"]
+        tokens = [conftest.sign_url(f"c.{channel_id}.usr_hint{i:06d}.{exp}") for i in range(viewers)]
+
+        def watch(url: str) -> tuple[float, float, int]:
+            with requests.get(url, stream=True, timeout=30) as answer:
+                if answer.status_code != 200:
+                    return 0.0, 0.0, -1
+                times, size = [], 0
+                for piece in answer.iter_content(chunk_size=None):
+                    times.append(time.time())
+                    size += len(piece)
+                return times[0], times[-1], size
+
+        first_after, ahead, errors = [], [], 0
+        s.http.delete(s.url + "/api/_diag/metrics")
+        with concurrent.futures.ThreadPoolExecutor(viewers) as pool:
+            for index in range(PARTS):
+                file = f"index_00001.part{index}.m4s"
+                before = part_calls(s)
+                asked = [pool.submit(watch, f"{s.url}/play/{t}/seg/{broadcast}/{file}") for t in tokens]
+                # The viewers wait in the room before the first chunk is sent.
+                deadline = time.monotonic() + 10
+                while part_calls(s) == before and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                # Each chunk whole boxes (a `moof` and its `mdat`), as the gateway cuts them.
+                chunks = [part_bytes(1, index * CHUNKS + c, MDAT_REPEAT // CHUNKS) for c in range(CHUNKS)]
+                offset, first_sent = 0, 0.0
+                for c, chunk in enumerate(chunks):
+                    params = {"offset": offset}
+                    if c == CHUNKS - 1:
+                        params.update({"from_chunks": offset + len(chunk), "duration_us": int(PART_S * 1e6),
+                                       "part_target_us": int(PART_S * 1e6), "independent": int(index == 0)})
+                    if c == 0:
+                        first_sent = time.time()
+                    http.put(f"{base}/{file}", params=params, data=chunk).raise_for_status()
+                    offset += len(chunk)
+                    if c < CHUNKS - 1:
+                        # The next chunk's media is being made.
+                        time.sleep(PART_S / CHUNKS)
+                complete = time.time()
+                for f in asked:
+                    first, _, size = f.result()
+                    if size != offset:
+                        errors += 1
+                        continue
+                    first_after.append(first - first_sent)
+                    ahead.append(complete - first)
+        counts = s.http.get(s.url + "/api/_diag/metrics").json()["counts"]
+        parts = PARTS
+        calls, room = counts.get("live.call.part_bytes", 0), counts.get("live.relayed.part_bytes", 0)
+        row(f"LL-HLS, {viewers} viewers asking for each of {parts} parts before it exists",
+            f"{calls} calls from the isolate, {room} reached the room, {errors} errors",
+            f"{calls / parts:.1f} isolate and {room / parts:.1f} room calls per part ({CHUNKS} chunks)")
+        if first_after:
+            first_after.sort()
+            ahead.sort()
+            row("  first chunk sent -> viewers' first bytes",
+                f"median {statistics.median(first_after) * 1000:.0f} ms, "
+                f"p95 {first_after[int(0.95 * (len(first_after) - 1))] * 1000:.0f} ms",
+                f"their first bytes {statistics.median(ahead) * 1000:.0f} ms (median) before the part "
+                "was complete")
     finally:
         s.stop()

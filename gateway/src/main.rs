@@ -39,6 +39,11 @@ struct Settings {
     /// media (index_00001.part0.m4s, ...), before the whole segment.
     #[arg(long, env = "GATEWAY_PART_MS", default_value_t = 334)]
     part_ms: u64,
+    /// Chunk target in milliseconds (0: each part is sent once made; else 20 to half the
+    /// part target): each part is sent while it is made, in chunks of at most this much
+    /// media, so the edge hands it to viewers waiting for it as it comes.
+    #[arg(long, env = "GATEWAY_CHUNK_MS", default_value_t = 100)]
+    chunk_ms: u64,
     /// Uploads that may wait per stream before new segments are dropped (parts have as many
     /// places of their own).
     #[arg(long, env = "GATEWAY_QUEUE_SEGMENTS", default_value_t = 4)]
@@ -93,6 +98,17 @@ struct Settings {
     max_connections_per_address: usize,
 }
 
+/// `--chunk-ms`: 0 (parts sent whole) or 20 ms to half the part target (parts on).
+fn check_chunk_ms(chunk_ms: u64, part_ms: u64) -> Result<(), StartError> {
+    if chunk_ms != 0 && part_ms != 0 && !(20..=part_ms / 2).contains(&chunk_ms) {
+        return Err(StartError::Config(format!(
+            "--chunk-ms must be 0 (parts sent whole) or 20 to half the part target ({} ms), not {chunk_ms}",
+            part_ms / 2
+        )));
+    }
+    Ok(())
+}
+
 /// `--part-ms`: 0 (no parts) or 100 ms to the segment target.
 fn check_part_ms(part_ms: u64, segment_ms: u64) -> Result<(), StartError> {
     if part_ms != 0 && !(100..=segment_ms).contains(&part_ms) {
@@ -120,6 +136,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     }
     let segment_ms = (settings.segment_seconds * 1000.0) as u64;
     check_part_ms(settings.part_ms, segment_ms)?;
+    check_chunk_ms(settings.chunk_ms, settings.part_ms)?;
     let edge = Edge::new(
         &settings.edge,
         settings.push_attempts,
@@ -168,6 +185,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
             StreamSettings {
                 segment_ms,
                 part_ms: settings.part_ms,
+                chunk_ms: settings.chunk_ms,
                 queue: settings.queue_segments,
             },
         )
@@ -292,5 +310,21 @@ mod tests {
         let settings = Settings::parse_from(["gateway", "--edge", "http://x"]);
         assert_eq!(settings.part_ms, 334);
         assert!(check_part_ms(settings.part_ms, 2000).is_ok());
+    }
+
+    #[test]
+    fn chunk_targets_are_off_or_at_most_half_a_part() {
+        assert!(check_chunk_ms(0, 334).is_ok());
+        assert!(check_chunk_ms(20, 334).is_ok());
+        assert!(check_chunk_ms(167, 334).is_ok());
+        // Without parts there is nothing to chunk.
+        assert!(check_chunk_ms(100, 0).is_ok());
+        for wrong in [1, 19, 168, 334] {
+            let error = check_chunk_ms(wrong, 334).unwrap_err().to_string();
+            assert!(error.contains("--chunk-ms must be 0"), "{error}");
+        }
+        let settings = Settings::parse_from(["gateway", "--edge", "http://x"]);
+        assert_eq!(settings.chunk_ms, 100);
+        assert!(check_chunk_ms(settings.chunk_ms, settings.part_ms).is_ok());
     }
 }

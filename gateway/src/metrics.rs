@@ -28,6 +28,8 @@ pub struct Metrics {
     pub parts_pushed: AtomicU64,
     /// Segments committed from their parts at the edge (their bytes not sent again).
     pub segments_committed: AtomicU64,
+    /// Chunks of parts the edge took (parts sent as they are made, `--chunk-ms`).
+    pub chunks_pushed: AtomicU64,
     /// Parts not pushed: dropped for a slow edge, failed, or skipped after an earlier part of
     /// their segment was.
     pub parts_dropped: AtomicU64,
@@ -129,6 +131,12 @@ impl Metrics {
             "counter",
             "Parts (low-latency partial segments) the edge took.",
             get(&self.parts_pushed),
+        );
+        metric(
+            "gateway_chunks_pushed_total",
+            "counter",
+            "Chunks of parts the edge took (parts sent as they are made).",
+            get(&self.chunks_pushed),
         );
         metric(
             "gateway_segments_committed_total",

@@ -9,6 +9,14 @@
 //! parts never crowd a segment out; a part that fails or is dropped never ends the stream,
 //! and the rest of its segment's parts are skipped (an edge has a prefix of each segment's
 //! parts), the segment itself still pushed.
+//!
+//! With chunks on ([`Chunking`]), a part is sent while it is made, so that the edge hands
+//! it to the viewers waiting for it as it comes: the segmenter cuts fragments of at most the
+//! chunk target, each sent as soon as it is made as the next chunk of the part being made
+//! (`{part}?offset=N`), and the chunk that fills the part commits it
+//! (`?offset=N&from_chunks=SIZE&duration_us=..&part_target_us=..&independent=..`); a
+//! segment's end commits its open part with no body. A part one of whose chunks failed is
+//! sent whole (its bytes are kept until it is committed).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -257,6 +265,8 @@ pub struct StreamPush {
     metrics: Arc<Metrics>,
     /// Uploads other than parts that may wait.
     queue: usize,
+    /// The segmenter's parts that may wait besides them.
+    part_places: usize,
     /// Parts waiting in the queue now.
     parts_waiting: Arc<AtomicUsize>,
     task: JoinHandle<()>,
@@ -264,10 +274,19 @@ pub struct StreamPush {
 
 impl StreamPush {
     /// Starts the pusher of the stream with ingest token `key`; at most `queue` uploads wait,
-    /// and besides them at most `queue` parts.
-    pub fn start(edge: Arc<Edge>, key: String, metrics: Arc<Metrics>, queue: usize) -> Self {
+    /// and besides them at most `queue` parts' worth of the segmenter's parts (with
+    /// `chunking`, its fragments: as many as make `queue` parts).
+    pub fn start(
+        edge: Arc<Edge>,
+        key: String,
+        metrics: Arc<Metrics>,
+        queue: usize,
+        chunking: Option<Chunking>,
+    ) -> Self {
         let queue = queue.max(1);
-        let (tx, rx) = mpsc::channel(queue * 2);
+        let per_part = chunking.map_or(1, |c| (c.part_us / c.chunk_us.max(1)).clamp(1, 16));
+        let part_places = queue * per_part as usize;
+        let (tx, rx) = mpsc::channel(queue + part_places);
         let (failed_tx, failed) = watch::channel(None);
         let parts_waiting = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(run(
@@ -276,13 +295,14 @@ impl StreamPush {
             Arc::clone(&metrics),
             rx,
             failed_tx,
-            Arc::clone(&parts_waiting),
+            (Arc::clone(&parts_waiting), chunking),
         ));
         Self {
             tx,
             failed,
             metrics,
             queue,
+            part_places,
             parts_waiting,
             task,
         }
@@ -294,7 +314,7 @@ impl StreamPush {
         let waiting = self.tx.max_capacity() - self.tx.capacity();
         let parts = self.parts_waiting.load(Ordering::Relaxed);
         let room = match &upload {
-            Upload::Part(_) => parts < self.queue,
+            Upload::Part(_) => parts < self.part_places,
             _ => waiting.saturating_sub(parts) < self.queue,
         };
         let is_part = matches!(upload, Upload::Part(_));
@@ -410,6 +430,222 @@ async fn push_part(
     }
 }
 
+/// Parts sent as they are made: chunks of at most `chunk_us` (the segmenter's fragments)
+/// gathered into parts of at most `part_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunking {
+    /// The chunk target, in microseconds.
+    pub chunk_us: u64,
+    /// The part target, in microseconds.
+    pub part_us: u64,
+}
+
+/// A part being sent as chunks.
+#[derive(Debug)]
+struct OpenPart {
+    segment: u32,
+    index: u32,
+    /// Its bytes so far (kept to send it whole if a chunk fails).
+    bytes: Vec<u8>,
+    duration_us: u64,
+    independent: bool,
+    /// Whether the parts before it in its segment reached the edge (else it is skipped).
+    follows: bool,
+    /// Whether each of its chunks reached the edge.
+    sent: bool,
+}
+
+impl OpenPart {
+    /// The query the edge lists the part with.
+    fn listing(&self, part_us: u64) -> String {
+        format!(
+            "duration_us={}&part_target_us={}&independent={}",
+            self.duration_us,
+            part_us.max(self.duration_us),
+            u8::from(self.independent)
+        )
+    }
+}
+
+/// The parts of one stream on their way to the edge: each segment's parts in order, the
+/// edge having a prefix of them.
+#[derive(Debug, Default)]
+struct PartPush {
+    chunking: Option<Chunking>,
+    /// The last part the edge took, in order: (segment, index).
+    last: Option<(u32, u32)>,
+    /// With chunks: the part being sent.
+    open: Option<OpenPart>,
+    /// With chunks: the segmenter's next fragment expected (segment, index); a gap (a
+    /// fragment dropped for a slow edge) leaves the rest of the segment's parts unsent.
+    expected: Option<(u32, u32)>,
+    /// With chunks: the parts made of the segment being made (segment, count).
+    made: Option<(u32, u32)>,
+}
+
+impl PartPush {
+    /// How many parts segment `sequence` was cut into (with chunks, the parts made of its
+    /// fragments; else the segmenter's count).
+    fn parts_of(&self, segment: &Segment) -> u32 {
+        match (self.chunking, self.made) {
+            (Some(_), Some((sequence, count))) if sequence == segment.sequence => count,
+            (Some(_), _) => 0,
+            (None, _) => segment.parts,
+        }
+    }
+
+    /// Takes the segmenter's next part: pushed whole, or, with chunks, as the next chunk of
+    /// the part being made.
+    async fn take(&mut self, edge: &Edge, key: &str, metrics: &Metrics, fragment: Part) {
+        let Some(chunking) = self.chunking else {
+            push_part(edge, key, metrics, fragment, &mut self.last).await;
+            return;
+        };
+        let in_order =
+            fragment.index == 0 || self.expected == Some((fragment.segment, fragment.index));
+        self.expected = Some((fragment.segment, fragment.index.wrapping_add(1)));
+        let mut open = match self.open.take() {
+            Some(open) if open.segment == fragment.segment => open,
+            other => {
+                if let Some(open) = other {
+                    self.close(edge, key, metrics, open).await;
+                }
+                self.begin(fragment.segment, fragment.independent)
+            }
+        };
+        open.follows &= in_order;
+        let offset = open.bytes.len();
+        let closes = open.duration_us + fragment.duration_us + chunking.chunk_us > chunking.part_us;
+        open.bytes.extend_from_slice(&fragment.bytes);
+        open.duration_us += fragment.duration_us;
+        if !(open.follows && open.sent) {
+            if closes {
+                self.close(edge, key, metrics, open).await;
+            } else {
+                self.open = Some(open);
+            }
+            return;
+        }
+        let file = part_file(open.segment, open.index);
+        let target = if closes {
+            format!(
+                "{file}?offset={offset}&from_chunks={}&{}",
+                open.bytes.len(),
+                open.listing(chunking.part_us)
+            )
+        } else {
+            format!("{file}?offset={offset}")
+        };
+        let attempts = edge.attempts.min(PART_ATTEMPTS);
+        let body = Bytes::from(fragment.bytes);
+        match edge
+            .put_within(key, &target, body, SEGMENT_TYPE, metrics, attempts)
+            .await
+        {
+            Ok(_) => {
+                metrics.chunks_pushed.fetch_add(1, Ordering::Relaxed);
+                if closes {
+                    metrics.parts_pushed.fetch_add(1, Ordering::Relaxed);
+                    self.last = Some((open.segment, open.index));
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(
+                    "chunk not pushed; its part will be sent whole",
+                    error = e.to_string()
+                );
+                open.sent = false;
+            }
+        }
+        if closes {
+            self.close(edge, key, metrics, open).await;
+        } else {
+            self.open = Some(open);
+        }
+    }
+
+    /// The next part of `segment`, nothing of it sent yet.
+    fn begin(&mut self, segment: u32, independent: bool) -> OpenPart {
+        let index = match self.made {
+            Some((made, count)) if made == segment => count,
+            _ => 0,
+        };
+        self.made = Some((segment, index + 1));
+        let follows = index == 0 || self.last == Some((segment, index - 1));
+        OpenPart {
+            segment,
+            index,
+            bytes: Vec::new(),
+            duration_us: 0,
+            independent,
+            follows,
+            sent: true,
+        }
+    }
+
+    /// Before segment `sequence`: commits its part still open, if any.
+    async fn end_segment(&mut self, edge: &Edge, key: &str, metrics: &Metrics, sequence: u32) {
+        if let Some(open) = self.open.take() {
+            if open.segment == sequence {
+                self.close(edge, key, metrics, open).await;
+            } else {
+                self.open = Some(open);
+            }
+        }
+    }
+
+    /// Ends a part sent as chunks: committed from them (no body) when each went up, else
+    /// sent whole; skipped when an earlier part of its segment did not reach the edge.
+    async fn close(&mut self, edge: &Edge, key: &str, metrics: &Metrics, open: OpenPart) {
+        let Some(chunking) = self.chunking else {
+            return;
+        };
+        if !open.follows || open.bytes.is_empty() {
+            metrics.parts_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let file = part_file(open.segment, open.index);
+        let listing = open.listing(chunking.part_us);
+        let attempts = edge.attempts.min(PART_ATTEMPTS);
+        if open.sent {
+            let target = format!("{file}?from_chunks={}&{listing}", open.bytes.len());
+            let committed = edge
+                .put_within(key, &target, Bytes::new(), SEGMENT_TYPE, metrics, attempts)
+                .await;
+            if committed.is_ok() {
+                metrics.parts_pushed.fetch_add(1, Ordering::Relaxed);
+                self.last = Some((open.segment, open.index));
+                return;
+            }
+        }
+        let target = format!("{file}?{listing}");
+        match edge
+            .put_within(
+                key,
+                &target,
+                Bytes::from(open.bytes),
+                SEGMENT_TYPE,
+                metrics,
+                attempts,
+            )
+            .await
+        {
+            Ok(_) => {
+                metrics.parts_pushed.fetch_add(1, Ordering::Relaxed);
+                self.last = Some((open.segment, open.index));
+            }
+            Err(e) => {
+                metrics.parts_dropped.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    "part not pushed; the rest of its segment's parts are skipped",
+                    error = e.to_string()
+                );
+            }
+        }
+    }
+}
+
 /// Commits `segment` from its parts at the edge (`PUT {segment}?from_parts=N`, no body)
 /// when every one of them was pushed (`last`: the last part pushed in order): true when the
 /// edge took it, false when its bytes must be sent (one try; any refusal falls back).
@@ -418,16 +654,12 @@ async fn commit(
     key: &str,
     metrics: &Metrics,
     segment: &Segment,
-    last: Option<(u32, u32)>,
+    (parts, last): (u32, Option<(u32, u32)>),
 ) -> bool {
-    if segment.parts == 0 || last != Some((segment.sequence, segment.parts - 1)) {
+    if parts == 0 || last != Some((segment.sequence, parts - 1)) {
         return false;
     }
-    let target = format!(
-        "{}?from_parts={}",
-        segment_file(segment.sequence),
-        segment.parts
-    );
+    let target = format!("{}?from_parts={parts}", segment_file(segment.sequence));
     match edge
         .put_within(key, &target, Bytes::new(), SEGMENT_TYPE, metrics, 1)
         .await
@@ -453,22 +685,29 @@ async fn run(
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Upload>,
     failed: watch::Sender<Option<String>>,
-    parts_waiting: Arc<AtomicUsize>,
+    (parts_waiting, chunking): (Arc<AtomicUsize>, Option<Chunking>),
 ) {
     let mut window: Vec<(u32, f64)> = Vec::new();
     let mut have_init = false;
-    let mut last_part: Option<(u32, u32)> = None;
+    let mut parts = PartPush {
+        chunking,
+        ..PartPush::default()
+    };
     while let Some(upload) = rx.recv().await {
         let (file, body, content_type, entry, ended) = match upload {
             Upload::Part(part) => {
                 parts_waiting.fetch_sub(1, Ordering::Relaxed);
-                push_part(&edge, &key, &metrics, part, &mut last_part).await;
+                parts.take(&edge, &key, &metrics, part).await;
                 continue;
             }
             Upload::Init(bytes) => (INIT_FILE.to_owned(), bytes, "video/mp4", None, false),
             Upload::Segment(segment) => {
                 let entry = Some((segment.sequence, segment.duration));
-                if commit(&edge, &key, &metrics, &segment, last_part).await {
+                parts
+                    .end_segment(&edge, &key, &metrics, segment.sequence)
+                    .await;
+                let made = (parts.parts_of(&segment), parts.last);
+                if commit(&edge, &key, &metrics, &segment, made).await {
                     (String::new(), Vec::new(), SEGMENT_TYPE, entry, false)
                 } else {
                     let file = segment_file(segment.sequence);
@@ -586,7 +825,7 @@ mod tests {
         let (origin, held) = stalled_edge().await;
         let edge = Arc::new(Edge::new(&origin, 1, Duration::ZERO).unwrap());
         let metrics = Arc::new(Metrics::default());
-        let push = StreamPush::start(edge, "key".into(), Arc::clone(&metrics), 2);
+        let push = StreamPush::start(edge, "key".into(), Arc::clone(&metrics), 2, None);
         for sequence in 1..=10 {
             let segment = Segment {
                 sequence,
@@ -629,7 +868,13 @@ mod tests {
     async fn a_segment_is_pushed_after_its_parts_and_before_its_playlist() {
         let (edge, client) = FakeEdge::start().await;
         let metrics = Arc::new(Metrics::default());
-        let push = StreamPush::start(Arc::new(client), "key".into(), Arc::clone(&metrics), 4);
+        let push = StreamPush::start(
+            Arc::new(client),
+            "key".into(),
+            Arc::clone(&metrics),
+            4,
+            None,
+        );
         assert!(push.send(Upload::Init(vec![1; 16])));
         for index in 0..3 {
             assert!(push.send(Upload::Part(part(1, index, index == 0))));
@@ -716,7 +961,13 @@ mod tests {
         edge.answer("index_00001.part1", 500);
         edge.answer("index_00002.part0", 400);
         let metrics = Arc::new(Metrics::default());
-        let push = StreamPush::start(Arc::new(client), "key".into(), Arc::clone(&metrics), 8);
+        let push = StreamPush::start(
+            Arc::new(client),
+            "key".into(),
+            Arc::clone(&metrics),
+            8,
+            None,
+        );
         push.send(Upload::Init(vec![1; 16]));
         for index in 0..3 {
             push.send(Upload::Part(part(1, index, index == 0)));
@@ -775,7 +1026,7 @@ mod tests {
         let (origin, held) = stalled_edge().await;
         let edge = Arc::new(Edge::new(&origin, 1, Duration::ZERO).unwrap());
         let metrics = Arc::new(Metrics::default());
-        let push = StreamPush::start(edge, "key".into(), Arc::clone(&metrics), 2);
+        let push = StreamPush::start(edge, "key".into(), Arc::clone(&metrics), 2, None);
         let segment = |sequence| Segment {
             sequence,
             duration: 2.0,

@@ -30,7 +30,7 @@ use crate::cmaf::{Output, Segmenter};
 use crate::error::{MediaError, PushError};
 use crate::limit::{ConnectionLimit, Slot};
 use crate::metrics::Metrics;
-use crate::push::{Edge, StreamPush, Upload};
+use crate::push::{Chunking, Edge, StreamPush, Upload};
 use crate::{info, warn};
 
 /// Longest stream key taken.
@@ -60,8 +60,22 @@ pub struct StreamSettings {
     pub segment_ms: u64,
     /// Part (low-latency partial segment) target in milliseconds; 0: no parts.
     pub part_ms: u64,
+    /// Chunk target in milliseconds: parts are sent as they are made, in chunks of at most
+    /// this much media; 0: each part is sent once made.
+    pub chunk_ms: u64,
     /// Uploads that may wait for the edge per stream before segments are dropped.
     pub queue: usize,
+}
+
+impl StreamSettings {
+    /// How parts are sent in chunks, when they are (parts on, and a chunk target below the
+    /// part target).
+    pub fn chunking(&self) -> Option<Chunking> {
+        (self.part_ms > 0 && self.chunk_ms > 0 && self.chunk_ms < self.part_ms).then(|| Chunking {
+            chunk_us: self.chunk_ms * 1000,
+            part_us: self.part_ms * 1000,
+        })
+    }
 }
 
 /// A stream whose connection was lost, waiting for its publisher to come back.
@@ -476,6 +490,7 @@ impl Pusher {
             key.to_owned(),
             Arc::clone(&gateway.metrics),
             gateway.settings.queue,
+            gateway.settings.chunking(),
         )
     }
 
@@ -558,7 +573,11 @@ struct Core {
 impl Core {
     fn new(settings: &StreamSettings, push: Pusher) -> Self {
         Self {
-            segmenter: Segmenter::new(settings.segment_ms).with_parts(settings.part_ms),
+            segmenter: Segmenter::new(settings.segment_ms).with_parts(
+                settings
+                    .chunking()
+                    .map_or(settings.part_ms, |_| settings.chunk_ms),
+            ),
             push,
             timeline: Timeline::default(),
             started: false,
@@ -1090,6 +1109,7 @@ mod tests {
         let settings = StreamSettings {
             segment_ms: 2000,
             part_ms: 0,
+            chunk_ms: 0,
             queue: 16,
         };
         Arc::new(
@@ -1334,6 +1354,7 @@ mod tests {
                 StreamSettings {
                     segment_ms: 2000,
                     part_ms: 0,
+                    chunk_ms: 0,
                     queue: 16,
                 },
             )
@@ -1385,6 +1406,7 @@ mod tests {
         let settings = StreamSettings {
             segment_ms: 2000,
             part_ms: 334,
+            chunk_ms: 0,
             queue: 16,
         };
         let gateway = Arc::new(
@@ -1454,5 +1476,135 @@ mod tests {
             "with no part lost, every segment is committed"
         );
         assert_eq!(metrics.segments_committed.load(Ordering::Relaxed), 5);
+    }
+
+    /// The value of `key` in `query`.
+    fn query_value(query: &str, key: &str) -> Option<u64> {
+        query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn parts_go_up_in_chunks_as_they_are_made_and_are_committed_from_them() {
+        let (edge, client) = FakeEdge::start().await;
+        let settings = StreamSettings {
+            segment_ms: 2000,
+            part_ms: 334,
+            chunk_ms: 100,
+            // The session below is handed over at once, not in real time: room for all of it.
+            queue: 64,
+        };
+        let gateway = Arc::new(Gateway::new(client, Arc::new(Metrics::default()), settings));
+        let mut stream = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut stream, AVC_RECORD, 0, 5);
+        stream.end(true).await;
+        edge.until(ended).await;
+
+        let (mut sequence, mut index) = (1, 0);
+        let (mut part, mut chunks, mut parts, mut committed) = (Vec::new(), 0u64, 0u64, 0);
+        let mut fragments = 0u32;
+        for (file, body) in edge.puts() {
+            if let Some((name, query)) = file.split_once('?').filter(|(n, _)| n.contains(".part")) {
+                assert_eq!(name, crate::push::part_file(sequence, index), "{file}");
+                // Each chunk starts where the part's bytes end, whole fragments in order.
+                let offset = query_value(query, "offset");
+                if !body.is_empty() {
+                    assert_eq!(offset, Some(part.len() as u64), "{file}");
+                    let mut buf = body.as_slice();
+                    if part.is_empty() && index == 0 {
+                        Styp::decode(&mut buf).unwrap();
+                    }
+                    while !buf.is_empty() {
+                        let moof = Moof::decode(&mut buf).unwrap();
+                        fragments += 1;
+                        assert_eq!(moof.mfhd.sequence_number, fragments, "{file}");
+                        mp4_atom::Mdat::decode(&mut buf).unwrap();
+                    }
+                    part.extend_from_slice(&body);
+                    chunks += 1;
+                }
+                if let Some(size) = query_value(query, "from_chunks") {
+                    // The commit: the part's size and listing; the next part begins.
+                    assert_eq!(size, part.len() as u64, "{file}");
+                    let duration = query_value(query, "duration_us").unwrap();
+                    assert!((60_000..=334_000).contains(&duration), "{file}");
+                    assert_eq!(query_value(query, "part_target_us"), Some(334_000));
+                    assert_eq!(
+                        query_value(query, "independent"),
+                        Some(u64::from(index == 0))
+                    );
+                    part.clear();
+                    parts += 1;
+                    index += 1;
+                } else {
+                    assert!(offset.is_some(), "{file}: no part is sent whole");
+                }
+            } else if let Some((name, count)) = file.split_once("?from_parts=") {
+                assert_eq!(name, crate::push::segment_file(sequence));
+                assert_eq!(count, index.to_string(), "{file}");
+                assert!(part.is_empty(), "{file} before its last part's commit");
+                (sequence, index) = (sequence + 1, 0);
+                committed += 1;
+            } else {
+                assert!(!file.ends_with(".m4s"), "{file}: segments are committed");
+            }
+        }
+        assert_eq!(
+            (sequence, committed),
+            (4, 3),
+            "three segments, each committed"
+        );
+        let metrics = &gateway.metrics;
+        assert_eq!(metrics.chunks_pushed.load(Ordering::Relaxed), chunks);
+        assert_eq!(metrics.parts_pushed.load(Ordering::Relaxed), parts);
+        assert_eq!(metrics.parts_dropped.load(Ordering::Relaxed), 0);
+        // Parts of about 300 ms, each of about three chunks.
+        assert!(parts >= 3 * 6, "{parts} parts");
+        assert!(chunks >= parts * 2, "{chunks} chunks for {parts} parts");
+    }
+
+    #[tokio::test]
+    async fn a_part_whose_chunk_failed_is_sent_whole_and_its_segment_still_committed() {
+        let (edge, client) = FakeEdge::start().await;
+        edge.answer("index_00002.part1.m4s?offset=", 500);
+        let settings = StreamSettings {
+            segment_ms: 2000,
+            part_ms: 334,
+            chunk_ms: 100,
+            queue: 64,
+        };
+        let gateway = Arc::new(Gateway::new(client, Arc::new(Metrics::default()), settings));
+        let mut stream = Stream::open(&gateway, KEY).await.unwrap();
+        session(&mut stream, AVC_RECORD, 0, 5);
+        stream.end(true).await;
+        edge.until(ended).await;
+
+        let puts = edge.puts();
+        let whole: Vec<&(String, Vec<u8>)> = puts
+            .iter()
+            .filter(|(file, _)| file.starts_with("index_00002.part1.m4s?duration_us="))
+            .collect();
+        assert_eq!(whole.len(), 1, "the part sent whole once");
+        // Its bytes are its fragments, in order, as its chunks would have been.
+        let mut buf = whole[0].1.as_slice();
+        let mut fragments = 0;
+        while !buf.is_empty() {
+            Moof::decode(&mut buf).unwrap();
+            mp4_atom::Mdat::decode(&mut buf).unwrap();
+            fragments += 1;
+        }
+        assert!(fragments >= 2, "{fragments} fragments");
+        // The next part goes up in chunks again, and the segment is committed from its parts.
+        assert!(puts
+            .iter()
+            .any(|(file, _)| file.starts_with("index_00002.part2.m4s?offset=0")));
+        assert!(puts
+            .iter()
+            .any(|(file, _)| file.starts_with("index_00002.m4s?from_parts=")));
+        let metrics = &gateway.metrics;
+        assert_eq!(metrics.parts_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.segments_committed.load(Ordering::Relaxed), 3);
     }
 }

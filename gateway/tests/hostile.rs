@@ -50,6 +50,7 @@ async fn start_with(limit: usize) -> std::net::SocketAddr {
             StreamSettings {
                 segment_ms: 2000,
                 part_ms: 334,
+                chunk_ms: 0,
                 queue: 4,
             },
         )

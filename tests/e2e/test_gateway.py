@@ -8,7 +8,9 @@ connection and publishes again within the reconnect window continues the same br
 
 import os
 import pathlib
+import re
 import signal
+import statistics
 import subprocess
 import time
 
@@ -183,6 +185,33 @@ def check_stitched(api, channel_id: str, min_s: float, max_s: float) -> dict:
     return kept
 
 
+def hinted_parts_spreads(playback: str, count: int) -> list[tuple[float, int]]:
+    """Asks for `count` parts in a row, each before it exists, as a player that loads preload
+    hints does: waits (a blocking reload) for the part hinted last to be complete, then asks
+    for the one hinted next. For each: the seconds between the first and the last bytes of
+    its answer (about a part's duration when it comes as the gateway sends it, 0 when it
+    comes once complete), and its size."""
+
+    def hint(text: str) -> tuple[int, str, str]:
+        found = re.search(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]*\.part(\d+)\.m4s)"', text)
+        first = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text).group(1))
+        return first + text.count("#EXTINF"), found.group(2), found.group(1)
+
+    msn, part, _ = hint(requests.get(playback, timeout=10).text)
+    spreads = []
+    for _ in range(count):
+        reload = {"_HLS_msn": msn, "_HLS_part": part}
+        msn, part, uri = hint(requests.get(playback, params=reload, timeout=10).text)
+        answer = requests.get(playback.rsplit("/", 1)[0] + "/" + uri, stream=True, timeout=10)
+        assert answer.status_code == 200, answer.text
+        times, size = [], 0
+        for piece in answer.iter_content(chunk_size=None):
+            times.append(time.monotonic())
+            size += len(piece)
+        spreads.append((times[-1] - times[0], size))
+    return spreads
+
+
 def token_of(url: str) -> str:
     """The stream key: the token segment of `{origin}/ingest/{TOKEN}/index.m3u8`."""
     return url.rsplit("/", 2)[1]
@@ -226,8 +255,29 @@ def test_rtmp_publish_plays_live_then_on_demand(api, gateway):
     # Segments whose parts all went up were committed from them, not sent twice; the
     # recording checked above is made of them.
     assert metrics["gateway_segments_committed_total"] >= 1, metrics
+    # Parts went up as they were made, two chunks or more each.
+    assert metrics["gateway_chunks_pushed_total"] >= 2 * metrics["gateway_parts_pushed_total"], metrics
     assert metrics["gateway_bytes_in_total"] > 1_000_000
     assert metrics["gateway_publishes_refused_total"] >= 1
+
+
+@pytest.mark.cloudflare
+def test_the_next_part_reaches_its_viewers_as_the_gateway_sends_it(api, gateway):
+    """(Rooms hold requests, so low-latency playlists and hinted parts, on Workers only.)"""
+    user, ch = broadcaster(api)
+    ffmpeg = publish(gateway.rtmp_url(token_of(ingest_url(api, user, ch))), 12)
+    try:
+        playback = api.post(f"/api/channels/{ch['id']}/playback").json()["url"]
+        wait_until(lambda: "#EXT-X-PRELOAD-HINT" in api.get(playback).text, timeout_s=30)
+        # In chunks of 100 ms of media: about 200 ms from the first to the last byte of a
+        # 300 ms part; 0 if it came once complete.
+        spreads = hinted_parts_spreads(playback, 5)
+        print(f"\nhinted parts: first to last byte {[round(s, 3) for s, _ in spreads]} s")
+        assert statistics.median(s for s, _ in spreads) >= 0.1, spreads
+        assert all(size > 1000 for _, size in spreads), spreads
+    finally:
+        ffmpeg.kill()
+        ffmpeg.wait(timeout=10)
 
 
 def test_wrong_or_rotated_keys_are_refused_at_publish(api, gateway):

@@ -2,7 +2,8 @@
 the live playlist at once; a blocking playlist reload (`_HLS_msn`, `_HLS_part`) is held by the
 channel's Durable Object until the part it asks for is stored, and answered to every waiting
 viewer (each with a token of their own) from one room call; the hinted next part is held the
-same way and then served. Requests the spec refuses are 400s. (Real parts from the ingest
+same way and then served, and a part pushed in chunks reaches its viewers chunk by chunk.
+Requests the spec refuses are 400s. (Real parts from the ingest
 gateway, played by hls.js and ffprobe: `test_gateway_low_latency.py`.)
 
 This module runs its own worker: the counters are the isolate's."""

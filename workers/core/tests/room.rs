@@ -863,6 +863,7 @@ fn held_requests_wait_for_the_part_they_ask_for_and_old_parts_go() {
             session: "s1".into(),
             broadcast_id: pusher.broadcast.clone().unwrap(),
             part: part(segment, index),
+            from_chunks: false,
             now_ms: 10,
         });
         assert_eq!(answer, RoomResponse::Stored { ended: None });
@@ -973,6 +974,7 @@ fn each_rendition_reports_where_the_others_newest_part_is() {
             session: "s1".into(),
             broadcast_id: pusher.broadcast.clone().unwrap(),
             part: rendition_part(rendition, segment, index),
+            from_chunks: false,
             now_ms: 10,
         })
     };
@@ -1064,6 +1066,7 @@ fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
             session: "s1".into(),
             broadcast_id: pusher.broadcast.clone().unwrap(),
             part: part(0, index),
+            from_chunks: false,
             now_ms: 10,
         });
     }
@@ -1117,6 +1120,7 @@ fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
         session: "s1".into(),
         broadcast_id: broadcast.clone(),
         part: part(1, 0),
+        from_chunks: true,
         now_ms: 40,
     });
     assert_eq!(bytes("hd_1.part0.m4s", 5, 5_000), some(b"", true));
@@ -1143,6 +1147,16 @@ fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
     assert_eq!(bytes("hd_1.part9.m4s", 0, 5_000), some(b"p", false));
     let kept = || block_on(room.store.list("part_chunks/")).unwrap().len();
     assert_eq!(kept(), 8);
+    // A part stored whole, not of its chunks: they go, its viewers read the blob.
+    pusher.call(RoomRequest::PartStored {
+        session: "s1".into(),
+        broadcast_id: broadcast.clone(),
+        part: part(1, 9),
+        from_chunks: false,
+        now_ms: 50,
+    });
+    assert_eq!(bytes("hd_1.part9.m4s", 0, 5_000), RoomResponse::Done);
+    assert_eq!(kept(), 7);
     // The broadcast's end forgets them.
     assert!(ended_of(pusher.rendition_playlist("hd", 0, 1, true, 60)).is_some());
     assert_eq!(kept(), 0);

@@ -68,6 +68,10 @@ pub enum RoomRequest {
         broadcast_id: String,
         /// The part.
         part: StoredPart,
+        /// Whether it was made of the chunks the room holds (else any chunks of it the
+        /// room holds are dropped: its viewers read the blob).
+        #[serde(default)]
+        from_chunks: bool,
         /// Now, Unix ms.
         now_ms: u64,
     },

@@ -160,8 +160,12 @@ async fn dispatch<S: RoomStore>(
             session,
             broadcast_id,
             part,
+            from_chunks,
             now_ms,
-        } => parts::part_stored(store, &session, &broadcast_id, part, now_ms).await,
+        } => {
+            let stored = (part, from_chunks);
+            parts::part_stored(store, &session, &broadcast_id, stored, now_ms).await
+        }
         RoomRequest::PartChunk {
             session,
             broadcast_id,

@@ -33,12 +33,13 @@ pub(super) struct PartTrack {
 }
 
 /// A part is stored: kept in its rendition's parts (a late copy of one already kept, or one
-/// of a broadcast that ended, changes nothing).
+/// of a broadcast that ended, changes nothing). Unless it was made of the chunks the room
+/// holds (`from_chunks`), those are dropped: the stored part may differ from them.
 pub(super) async fn part_stored<S: RoomStore>(
     store: &S,
     session: &str,
     broadcast_id: &str,
-    part: StoredPart,
+    (part, from_chunks): (StoredPart, bool),
     now_ms: u64,
 ) -> Result<RoomResponse, StoreError> {
     let mut state: RoomState = load(store, STATE_KEY).await?;
@@ -46,6 +47,10 @@ pub(super) async fn part_stored<S: RoomStore>(
         return Ok(RoomResponse::Stored { ended: None });
     };
     live.last_activity_ms = now_ms;
+    if !from_chunks && live.chunked.contains(&part.file) {
+        live.chunked.retain(|f| *f != part.file);
+        forget_chunks(store, broadcast_id, std::slice::from_ref(&part.file)).await?;
+    }
     let listed = live.renditions.get(&part.rendition).and_then(last_listed);
     let track = live.parts.entry(part.rendition.clone()).or_default();
     track.target_us = track.target_us.max(part.target_us).max(part.duration_us);

@@ -146,22 +146,24 @@ pub async fn put<P: Platform>(
     } else if let Some(name) = PartName::parse(file) {
         let query = request.uri().query().unwrap_or_default().to_owned();
         match part_upload(&query)? {
+            PartUpload::Whole => {
+                let part = part_of(name, file, &query)?;
+                put_part(p, &ingest, part, request.into_body()).await
+            }
             PartUpload::Chunk { offset } => {
                 put_part_chunk(p, &ingest, file, offset, request.into_body()).await
             }
-            PartUpload::Whole => {
-                let part = part_of(name, file, &query)?;
-                put_part(p, &ingest, part, request.into_body(), true).await
+            PartUpload::Commit { last: None, .. } if !request.body().is_empty() => {
+                Err(ApiError::bad_request(
+                    "invalid_part",
+                    "a commit's body is the part's last chunk: name its offset",
+                ))
             }
-            PartUpload::FromChunks { size } if request.body().is_empty() => {
+            PartUpload::Commit { last, size } => {
                 let part = part_of(name, file, &query)?;
-                let body = part_of_chunks(p, &ingest, file, size).await?;
-                put_part(p, &ingest, part, body, false).await
+                let last = last.map(|offset| (offset, request.into_body()));
+                commit_part(p, &ingest, part, last, size).await
             }
-            PartUpload::FromChunks { .. } => Err(ApiError::bad_request(
-                "invalid_part",
-                "from_chunks is for an empty PUT of a part whose chunks were sent",
-            )),
         }
     } else if [".ts", ".m4s", ".mp4"]
         .iter()
@@ -460,12 +462,13 @@ fn part_of(name: PartName, file: &str, query: &str) -> Result<StoredPart, ApiErr
     })
 }
 
-/// How a part is uploaded: whole, as one chunk of it (`?offset=N`: its first byte's place
-/// in the part), or committed from the chunks sent (`?from_chunks=SIZE`, no body).
+/// How a part is uploaded: whole; as one chunk of it (`?offset=N`: the chunk's first byte's
+/// place in the part); or committed once its chunks are sent (`?from_chunks=SIZE`, the
+/// part's size, with its last chunk and that chunk's `offset`, or with no body).
 enum PartUpload {
     Whole,
     Chunk { offset: u64 },
-    FromChunks { size: u64 },
+    Commit { last: Option<u64>, size: u64 },
 }
 
 /// The [`PartUpload`] a part PUT's query names; 400 `invalid_part` for a bad number.
@@ -481,39 +484,51 @@ fn part_upload(query: &str) -> Result<PartUpload, ApiError> {
             })
             .transpose()
     };
-    match (number("offset")?, number("from_chunks")?) {
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
-            "invalid_part",
-            "a part PUT is a chunk (offset) or a commit (from_chunks), not both",
-        )),
-        (Some(offset), None) => Ok(PartUpload::Chunk { offset }),
-        (None, Some(size)) => Ok(PartUpload::FromChunks { size }),
-        (None, None) => Ok(PartUpload::Whole),
-    }
+    Ok(match (number("offset")?, number("from_chunks")?) {
+        (None, None) => PartUpload::Whole,
+        (Some(offset), None) => PartUpload::Chunk { offset },
+        (last, Some(size)) => PartUpload::Commit { last, size },
+    })
 }
 
-/// A low-latency part: checked like a CMAF segment, stored, and listed in the room's part
-/// window (it may start the broadcast; it is not part of the recording, whose segments
-/// are pushed whole). `count` is whether its bytes count toward the broadcast's quota now
-/// (not when they were counted as its chunks came).
+/// The part's size and the quota: 413 past `MAX_SEGMENT_BYTES`.
+fn check_part_size<P: Platform>(p: &P, size: u64) -> Result<(), ApiError> {
+    let limit = p.config().max_segment_bytes;
+    if size > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the part is {size} bytes; the limit is {limit}"
+        )));
+    }
+    Ok(())
+}
+
+/// A low-latency part sent whole: checked like a CMAF segment, stored, and listed in the
+/// room's part window (it may start the broadcast; it is not part of the recording, whose
+/// segments are pushed whole).
 async fn put_part<P: Platform>(
     p: &P,
     ingest: &Ingest,
     part: StoredPart,
     body: Vec<u8>,
-    count: bool,
 ) -> Result<Response, ApiError> {
-    let limit = p.config().max_segment_bytes;
-    if body.len() as u64 > limit {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "part is {} bytes; the limit is {limit}",
-            body.len()
-        )));
-    }
+    check_part_size(p, body.len() as u64)?;
     isobmff::check_media_segment(&body).map_err(unprocessable)?;
     let size = body.len() as u64;
-    let counted = if count { size } else { 0 };
-    let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true, counted).await?;
+    let begun = begin_segment(p, ingest, &part.file, true, size).await?;
+    store_part(p, ingest, begun, (part, false), body).await
+}
+
+/// Stores a part whose upload began (`begun`: its broadcast, and the broadcast it started
+/// if any) in the blob store and lists it in the room's part window (`from_chunks`: the
+/// part is the chunks the room holds).
+async fn store_part<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    (broadcast_id, started): (String, Option<StartedBroadcast>),
+    (part, from_chunks): (StoredPart, bool),
+    body: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let size = body.len() as u64;
     let file = part.file.clone();
     let key = videos::segment_key(&ingest.channel_id, &broadcast_id, &file);
     p.blobs().put(&key, body, hls::CMAF_CONTENT_TYPE).await?;
@@ -521,6 +536,7 @@ async fn put_part<P: Platform>(
         session: ingest.session.clone(),
         broadcast_id: broadcast_id.clone(),
         part,
+        from_chunks,
         now_ms: p.clock().now_ms(),
     };
     p.live().call(&ingest.channel_id, &stored).await?;
@@ -537,10 +553,36 @@ async fn put_part<P: Platform>(
     ))
 }
 
-/// One chunk of a part being made (`?offset=N`), whole boxes with a `moof` and an `mdat`:
-/// handed to the room, which gives the part's bytes to its viewers as they come; the part
-/// is stored once committed (`?from_chunks=`). 409 for a chunk that does not follow the
-/// part's bytes; 413 when the part would pass `MAX_SEGMENT_BYTES`.
+/// Hands one chunk of a part being made (whole boxes with a `moof` and an `mdat`) to the
+/// room of the broadcast it began in, which gives the part's bytes to its viewers as they
+/// come. 409 for a chunk that does not follow the part's bytes.
+async fn send_chunk<P: Platform>(
+    p: &P,
+    ingest: &Ingest,
+    (broadcast_id, file): (&str, &str),
+    offset: u64,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let chunk = RoomRequest::PartChunk {
+        session: ingest.session.clone(),
+        broadcast_id: broadcast_id.to_owned(),
+        file: file.to_owned(),
+        offset,
+        data: STANDARD.encode(body),
+        now_ms: p.clock().now_ms(),
+    };
+    match p.live().call(&ingest.channel_id, &chunk).await? {
+        RoomResponse::Stored { .. } => Ok(()),
+        RoomResponse::Conflict { reason } => Err(ApiError::Conflict(reason)),
+        other => Err(ApiError::Internal(format!(
+            "unexpected room answer {other:?}"
+        ))),
+    }
+}
+
+/// One chunk of a part being made (`?offset=N`); the part is stored once committed.
+/// 409 for a chunk that does not follow the part's bytes; 413 when the part would pass
+/// `MAX_SEGMENT_BYTES`; 422 for a chunk that is not whole media boxes.
 async fn put_part_chunk<P: Platform>(
     p: &P,
     ingest: &Ingest,
@@ -548,33 +590,11 @@ async fn put_part_chunk<P: Platform>(
     offset: u64,
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
-    let limit = p.config().max_segment_bytes;
     let end = offset.saturating_add(body.len() as u64);
-    if end > limit {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the part would be {end} bytes; the limit is {limit}"
-        )));
-    }
+    check_part_size(p, end)?;
     isobmff::check_media_segment(&body).map_err(unprocessable)?;
-    let size = body.len() as u64;
-    let (broadcast_id, started) = begin_segment(p, ingest, file, true, size).await?;
-    let chunk = RoomRequest::PartChunk {
-        session: ingest.session.clone(),
-        broadcast_id: broadcast_id.clone(),
-        file: file.to_owned(),
-        offset,
-        data: STANDARD.encode(&body),
-        now_ms: p.clock().now_ms(),
-    };
-    match p.live().call(&ingest.channel_id, &chunk).await? {
-        RoomResponse::Stored { .. } => {}
-        RoomResponse::Conflict { reason } => return Err(ApiError::Conflict(reason)),
-        other => {
-            return Err(ApiError::Internal(format!(
-                "unexpected room answer {other:?}"
-            )))
-        }
-    }
+    let (broadcast_id, started) = begin_segment(p, ingest, file, true, body.len() as u64).await?;
+    send_chunk(p, ingest, (&broadcast_id, file), offset, &body).await?;
     if let Some(started) = started {
         broadcasts::broadcast_started(p, &started).await?;
     }
@@ -588,40 +608,51 @@ async fn put_part_chunk<P: Platform>(
     ))
 }
 
-/// The bytes of part `file` made of the chunks sent, `size` of them (the commit of a part
-/// sent as chunks); 422 `chunks_missing` when the room does not hold them all (the pusher
-/// then sends the part's bytes).
-async fn part_of_chunks<P: Platform>(
+/// The commit of a part sent in chunks (`?from_chunks=SIZE`), with its `last` chunk and
+/// that chunk's offset, if any: the part is the room's chunks, `size` bytes (422
+/// `chunks_missing` when the room does not hold them all: the pusher then sends the part's
+/// bytes), checked and stored like a part sent whole.
+async fn commit_part<P: Platform>(
     p: &P,
     ingest: &Ingest,
-    file: &str,
+    part: StoredPart,
+    last: Option<(u64, Vec<u8>)>,
     size: u64,
-) -> Result<Vec<u8>, ApiError> {
-    // The live broadcast the chunks went to (asked as for a part, counting nothing).
-    let (broadcast_id, _) = begin_segment(p, ingest, file, true, 0).await?;
+) -> Result<Response, ApiError> {
+    check_part_size(p, size)?;
+    let last = last.filter(|(_, body)| !body.is_empty());
+    if let Some((_, body)) = &last {
+        isobmff::check_media_segment(body).map_err(unprocessable)?;
+    }
+    let counted = last.as_ref().map_or(0, |(_, body)| body.len() as u64);
+    let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true, counted).await?;
+    if let Some((offset, body)) = &last {
+        send_chunk(p, ingest, (&broadcast_id, &part.file), *offset, body).await?;
+    }
     let read = RoomRequest::PartBytes {
-        broadcast_id,
-        file: file.to_owned(),
+        broadcast_id: broadcast_id.clone(),
+        file: part.file.clone(),
         from: 0,
         until_ms: 0,
     };
-    let missing = |held: usize| ApiError::Unprocessable {
-        code: "chunks_missing",
-        message: format!("the room holds {held} of {file}'s {size} bytes: send the part's bytes"),
+    let held = match p.live().call(&ingest.channel_id, &read).await? {
+        RoomResponse::PartBytes { data, .. } => STANDARD
+            .decode(data)
+            .map_err(|e| ApiError::Internal(format!("the room's part bytes: {e}")))?,
+        _ => Vec::new(),
     };
-    match p.live().call(&ingest.channel_id, &read).await? {
-        RoomResponse::PartBytes { data, .. } => {
-            let bytes = STANDARD
-                .decode(data)
-                .map_err(|e| ApiError::Internal(format!("the room's part bytes: {e}")))?;
-            if bytes.len() as u64 == size {
-                Ok(bytes)
-            } else {
-                Err(missing(bytes.len()))
-            }
-        }
-        _ => Err(missing(0)),
+    if held.len() as u64 != size {
+        return Err(ApiError::Unprocessable {
+            code: "chunks_missing",
+            message: format!(
+                "the edge holds {} of {}'s {size} bytes: send the part's bytes",
+                held.len(),
+                part.file
+            ),
+        });
     }
+    isobmff::check_media_segment(&held).map_err(unprocessable)?;
+    store_part(p, ingest, (broadcast_id, started), (part, true), held).await
 }
 
 /// A media playlist (`{rendition}.m3u8`) or the multivariant playlist (any name; told by
