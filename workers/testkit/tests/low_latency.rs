@@ -431,6 +431,12 @@ fn a_part_sent_in_chunks_reaches_its_viewer_as_it_comes_and_is_stored_once_commi
             second.clone(),
             StatusCode::BAD_REQUEST,
         ),
+        // A part sent in chunks is at most 1 MiB (the room keeps it in one stored value).
+        (
+            "offset=1048576".to_owned(),
+            second.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
         (
             format!("offset={offset}&from_chunks=9&duration_us=1"),
             second.clone(),

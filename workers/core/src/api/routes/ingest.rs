@@ -5,9 +5,9 @@
 //! (`{rendition}_{n}.part{i}.m4s?duration_us=..&part_target_us=..&independent=1`, see
 //! [`PartName`]) are stored beside them and listed in the room's part window at once; a
 //! pusher may send a part as it is made, in chunks (`?offset=N`, handed to the part's
-//! viewers by the room), then commit it (`?from_chunks=SIZE&duration_us=..`, no body). A media playlist (`{rendition}.m3u8`) is parsed with
-//! `m3u8-rs` and moves that rendition's live window; a multivariant playlist sets the
-//! ladder. A refused request stores nothing. ffmpeg ignores 401/403, so refusals the
+//! viewers by the room), then commit it (`?from_chunks=SIZE&duration_us=..`, with its last
+//! chunk or no body). A media playlist (`{rendition}.m3u8`) is parsed with `m3u8-rs` and
+//! moves that rendition's live window; a multivariant playlist sets the ladder. A refused request stores nothing. ffmpeg ignores 401/403, so refusals the
 //! broadcaster can be told about are also recorded in the channel's status.
 
 use base64::engine::general_purpose::STANDARD;
@@ -491,7 +491,12 @@ fn part_upload(query: &str) -> Result<PartUpload, ApiError> {
     })
 }
 
-/// The part's size and the quota: 413 past `MAX_SEGMENT_BYTES`.
+/// The most bytes of a part sent in chunks: the room keeps them in one value of its
+/// storage (2 MB at most on Cloudflare, base64). A part of 1 MiB is 25 Mbit/s at 1/3 s;
+/// a bigger one is sent whole.
+const MAX_CHUNKED_PART_BYTES: u64 = 1024 * 1024;
+
+/// A part of `size` bytes: 413 past `MAX_SEGMENT_BYTES`.
 fn check_part_size<P: Platform>(p: &P, size: u64) -> Result<(), ApiError> {
     let limit = p.config().max_segment_bytes;
     if size > limit {
@@ -582,7 +587,8 @@ async fn send_chunk<P: Platform>(
 
 /// One chunk of a part being made (`?offset=N`); the part is stored once committed.
 /// 409 for a chunk that does not follow the part's bytes; 413 when the part would pass
-/// `MAX_SEGMENT_BYTES`; 422 for a chunk that is not whole media boxes.
+/// [`MAX_CHUNKED_PART_BYTES`] (or `MAX_SEGMENT_BYTES`); 422 for a chunk that is not whole
+/// media boxes.
 async fn put_part_chunk<P: Platform>(
     p: &P,
     ingest: &Ingest,
@@ -592,6 +598,11 @@ async fn put_part_chunk<P: Platform>(
 ) -> Result<Response, ApiError> {
     let end = offset.saturating_add(body.len() as u64);
     check_part_size(p, end)?;
+    if end > MAX_CHUNKED_PART_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a part sent in chunks is at most {MAX_CHUNKED_PART_BYTES} bytes: send it whole"
+        )));
+    }
     isobmff::check_media_segment(&body).map_err(unprocessable)?;
     let (broadcast_id, started) = begin_segment(p, ingest, file, true, body.len() as u64).await?;
     send_chunk(p, ingest, (&broadcast_id, file), offset, &body).await?;
@@ -621,7 +632,12 @@ async fn commit_part<P: Platform>(
 ) -> Result<Response, ApiError> {
     check_part_size(p, size)?;
     let last = last.filter(|(_, body)| !body.is_empty());
-    if let Some((_, body)) = &last {
+    if let Some((offset, body)) = &last {
+        if offset.saturating_add(body.len() as u64) > MAX_CHUNKED_PART_BYTES {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "a part sent in chunks is at most {MAX_CHUNKED_PART_BYTES} bytes: send it whole"
+            )));
+        }
         isobmff::check_media_segment(body).map_err(unprocessable)?;
     }
     let counted = last.as_ref().map_or(0, |(_, body)| body.len() as u64);
