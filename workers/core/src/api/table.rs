@@ -276,7 +276,9 @@ route_table! {
     /// Public headline figures; the handler adds the detailed part for admins (stored role).
     /// KPIs (the detailed part for admins).
     Stats: GET "/api/stats", Public, json 200 Stats => routes::stats::get(platform, &request).await;
-    IngestPut: PUT "/ingest/{token}/{file}", UrlToken, json 200 PlaylistTaken, json 201 IngestStored => {
+    /// A segment, a part or a playlist pushed to a signed ingest URL (202: a chunk of a part
+    /// being made, `size` the part's bytes so far).
+    IngestPut: PUT "/ingest/{token}/{file}", UrlToken, json 200 PlaylistTaken, json 201 IngestStored, json 202 IngestStored => {
         routes::ingest::put(platform, &params[0], &params[1], request).await
     };
     IngestDelete: DELETE "/ingest/{token}/{file}", UrlToken, empty 204 => routes::ingest::delete(platform, &params[0]).await;
