@@ -404,21 +404,29 @@ async fn push_part(
         return;
     }
     let target = part_target(&part);
+    let place = (part.segment, part.index);
+    put_whole_part(edge, (key, &target), metrics, part.bytes, place, last).await;
+}
+
+/// PUTs the whole part `place` (segment, index) to `target` under `key`, recording it as
+/// the `last` part pushed; a failure is counted and logged, never ends the stream.
+async fn put_whole_part(
+    edge: &Edge,
+    (key, target): (&str, &str),
+    metrics: &Metrics,
+    bytes: Vec<u8>,
+    place: (u32, u32),
+    last: &mut Option<(u32, u32)>,
+) {
     let attempts = edge.attempts.min(PART_ATTEMPTS);
+    let body = Bytes::from(bytes);
     match edge
-        .put_within(
-            key,
-            &target,
-            Bytes::from(part.bytes),
-            SEGMENT_TYPE,
-            metrics,
-            attempts,
-        )
+        .put_within(key, target, body, SEGMENT_TYPE, metrics, attempts)
         .await
     {
         Ok(_) => {
             metrics.parts_pushed.fetch_add(1, Ordering::Relaxed);
-            *last = Some((part.segment, part.index));
+            *last = Some(place);
         }
         Err(e) => {
             metrics.parts_dropped.fetch_add(1, Ordering::Relaxed);
@@ -620,29 +628,16 @@ impl PartPush {
             }
         }
         let target = format!("{file}?{listing}");
-        match edge
-            .put_within(
-                key,
-                &target,
-                Bytes::from(open.bytes),
-                SEGMENT_TYPE,
-                metrics,
-                attempts,
-            )
-            .await
-        {
-            Ok(_) => {
-                metrics.parts_pushed.fetch_add(1, Ordering::Relaxed);
-                self.last = Some((open.segment, open.index));
-            }
-            Err(e) => {
-                metrics.parts_dropped.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    "part not pushed; the rest of its segment's parts are skipped",
-                    error = e.to_string()
-                );
-            }
-        }
+        let place = (open.segment, open.index);
+        put_whole_part(
+            edge,
+            (key, &target),
+            metrics,
+            open.bytes,
+            place,
+            &mut self.last,
+        )
+        .await;
     }
 }
 

@@ -1486,14 +1486,18 @@ mod tests {
             .map(|v| v.parse().unwrap())
     }
 
-    #[tokio::test]
-    async fn parts_go_up_in_chunks_as_they_are_made_and_are_committed_from_them() {
+    /// Five seconds pushed with parts of 334 ms sent in chunks of 100 ms, to an edge that
+    /// answers `failing` files 500: the edge, and the gateway (for its counters).
+    async fn chunked_session(failing: Option<&str>) -> (FakeEdge, Arc<Gateway>) {
         let (edge, client) = FakeEdge::start().await;
+        if let Some(text) = failing {
+            edge.answer(text, 500);
+        }
         let settings = StreamSettings {
             segment_ms: 2000,
             part_ms: 334,
             chunk_ms: 100,
-            // The session below is handed over at once, not in real time: room for all of it.
+            // The session is handed over at once, not in real time: room for all of it.
             queue: 64,
         };
         let gateway = Arc::new(Gateway::new(client, Arc::new(Metrics::default()), settings));
@@ -1501,6 +1505,12 @@ mod tests {
         session(&mut stream, AVC_RECORD, 0, 5);
         stream.end(true).await;
         edge.until(ended).await;
+        (edge, gateway)
+    }
+
+    #[tokio::test]
+    async fn parts_go_up_in_chunks_as_they_are_made_and_are_committed_from_them() {
+        let (edge, gateway) = chunked_session(None).await;
 
         let (mut sequence, mut index) = (1, 0);
         let (mut part, mut chunks, mut parts, mut committed) = (Vec::new(), 0u64, 0u64, 0);
@@ -1567,19 +1577,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_part_whose_chunk_failed_is_sent_whole_and_its_segment_still_committed() {
-        let (edge, client) = FakeEdge::start().await;
-        edge.answer("index_00002.part1.m4s?offset=", 500);
-        let settings = StreamSettings {
-            segment_ms: 2000,
-            part_ms: 334,
-            chunk_ms: 100,
-            queue: 64,
-        };
-        let gateway = Arc::new(Gateway::new(client, Arc::new(Metrics::default()), settings));
-        let mut stream = Stream::open(&gateway, KEY).await.unwrap();
-        session(&mut stream, AVC_RECORD, 0, 5);
-        stream.end(true).await;
-        edge.until(ended).await;
+        let (edge, gateway) = chunked_session(Some("index_00002.part1.m4s?offset=")).await;
 
         let puts = edge.puts();
         let whole: Vec<&(String, Vec<u8>)> = puts
