@@ -1055,9 +1055,7 @@ fn a_broadcast_past_its_quota_is_refused_and_keeps_what_it_stored() {
 
 #[test]
 fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
-    use base64::Engine as _;
     use edgevideo_core::ports::RoomStore as _;
-    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let room = MemoryRoom::default();
     let mut pusher = Pusher::new(&room, "s1");
     pusher.segment("hd_init.mp4", 0);
@@ -1079,7 +1077,7 @@ fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
             broadcast_id: broadcast.clone(),
             file: file.into(),
             offset,
-            data: b64(bytes),
+            data: bytes.to_vec(),
             now_ms: 30,
         })
     };
@@ -1092,7 +1090,7 @@ fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
         })
     };
     let some = |data: &[u8], complete: bool| RoomResponse::PartBytes {
-        data: b64(data),
+        data: data.to_vec(),
         complete,
     };
 
@@ -1133,7 +1131,7 @@ fn chunks_of_a_part_reach_its_waiters_and_are_kept_only_while_they_serve() {
         broadcast_id: broadcast.clone(),
         file: "hd_1.part1.m4s".into(),
         offset: 0,
-        data: b64(b"evil"),
+        data: b"evil".to_vec(),
         now_ms: 50,
     };
     assert_eq!(pusher.call(other), stored);

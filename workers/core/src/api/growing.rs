@@ -7,8 +7,6 @@
 //! collect it ([`collect_body`]). Once the part is stored whole the rest comes from the
 //! blob, through the edge cache.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::HeaderValue;
 
@@ -96,10 +94,11 @@ impl GrowingPart {
         .await?;
         let answer: RoomResponse = serde_json::from_slice(&answer.body)
             .map_err(|e| ApiError::Internal(format!("a shared room answer: {e}")))?;
-        if let RoomResponse::PartBytes { data, complete } = answer {
-            let bytes = STANDARD
-                .decode(data)
-                .map_err(|e| ApiError::Internal(format!("the room's part bytes: {e}")))?;
+        if let RoomResponse::PartBytes {
+            data: bytes,
+            complete,
+        } = answer
+        {
             self.read += bytes.len() as u64;
             self.done = complete || bytes.is_empty();
             return Ok((!bytes.is_empty()).then_some(bytes));

@@ -9,6 +9,30 @@ use serde::{Deserialize, Serialize};
 use crate::model::hls::{ListedSegment, PushedPlaylist, Variant};
 use crate::model::isobmff::InitInfo;
 
+/// Bytes that a room message carries (and a room stores) as one base64 string in JSON.
+pub mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    /// Writes `bytes` as a base64 string.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    /// Reads a base64 string.
+    ///
+    /// # Errors
+    /// Not a string, or not base64.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        STANDARD.decode(text).map_err(D::Error::custom)
+    }
+}
+
 /// The name of the lobby room.
 pub const LOBBY: &str = "lobby";
 
@@ -89,8 +113,9 @@ pub enum RoomRequest {
         file: String,
         /// Where the chunk starts in the part.
         offset: u64,
-        /// The chunk's bytes, base64.
-        data: String,
+        /// The chunk's bytes (base64 in JSON).
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
         /// Now, Unix ms.
         now_ms: u64,
     },
@@ -402,8 +427,9 @@ pub enum RoomResponse {
     /// (base64; empty when it has none past it) and whether the part is complete (then
     /// nothing more comes).
     PartBytes {
-        /// The bytes, base64.
-        data: String,
+        /// The bytes (base64 in JSON).
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
         /// Whether the part is stored whole.
         complete: bool,
     },
@@ -667,4 +693,25 @@ pub struct LobbyEntry {
     /// Its connected viewers, as its room last told the lobby (0 until it does).
     #[serde(default)]
     pub viewers: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_bytes_travel_as_one_base64_string() {
+        let answer = RoomResponse::PartBytes {
+            data: b"moof".to_vec(),
+            complete: false,
+        };
+        let json = serde_json::to_value(&answer).unwrap();
+        assert_eq!(json["data"], "bW9vZg==");
+        assert_eq!(
+            serde_json::from_value::<RoomResponse>(json).unwrap(),
+            answer
+        );
+        let bad = serde_json::json!({"op": "part_bytes", "data": "not base64!", "complete": true});
+        assert!(serde_json::from_value::<RoomResponse>(bad).is_err());
+    }
 }

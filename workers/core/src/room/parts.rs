@@ -4,15 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 use crate::model::hls::ListedSegment;
 use crate::model::llhls::{self, BlockingReload, PartName};
 use crate::model::room::{
-    Block, LiveWindow, PartReport, PartWindow, RoomResponse, StoredPart, WindowPart,
+    base64_bytes, Block, LiveWindow, PartReport, PartWindow, RoomResponse, StoredPart, WindowPart,
 };
 use crate::ports::RoomStore;
 
@@ -192,13 +190,10 @@ fn chunks_key(broadcast_id: &str, file: &str) -> String {
     format!("part_chunks/{broadcast_id}/{file}")
 }
 
-/// The bytes of a part the room keeps, empty when none.
-async fn load_chunks<S: RoomStore>(store: &S, key: &str) -> Result<Vec<u8>, StoreError> {
-    let encoded: String = load(store, key).await?;
-    STANDARD
-        .decode(encoded)
-        .map_err(|e| StoreError::backend("room_state", e))
-}
+/// The bytes of a part the room keeps (empty when none), stored as one base64 string.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+struct Chunks(#[serde(with = "base64_bytes")] Vec<u8>);
 
 /// Deletes the chunks kept of `files` (a broadcast's end, or parts pushed out by newer ones).
 pub(super) async fn forget_chunks<S: RoomStore>(
@@ -222,7 +217,7 @@ pub(super) async fn part_chunk<S: RoomStore>(
     session: &str,
     (broadcast_id, file): (&str, &str),
     offset: u64,
-    data: &str,
+    chunk: &[u8],
     now_ms: u64,
 ) -> Result<RoomResponse, StoreError> {
     let conflict = |reason: String| Ok(RoomResponse::Conflict { reason });
@@ -236,11 +231,8 @@ pub(super) async fn part_chunk<S: RoomStore>(
     if is_stored(live, &name, file) {
         return Ok(RoomResponse::Stored { ended: None });
     }
-    let Ok(chunk) = STANDARD.decode(data) else {
-        return conflict("the chunk is not base64".into());
-    };
     let key = chunks_key(broadcast_id, file);
-    let mut bytes = load_chunks(store, &key).await?;
+    let Chunks(mut bytes) = load(store, &key).await?;
     let (Ok(start), held) = (usize::try_from(offset), bytes.len()) else {
         return conflict("the chunk's offset is out of range".into());
     };
@@ -257,7 +249,7 @@ pub(super) async fn part_chunk<S: RoomStore>(
     }
     if overlap < chunk.len() {
         bytes.extend_from_slice(&chunk[overlap..]);
-        save(store, &key, &STANDARD.encode(&bytes)).await?;
+        save(store, &key, &Chunks(bytes)).await?;
     }
     live.last_activity_ms = now_ms;
     if !live.chunked.iter().any(|f| f == file) {
@@ -297,11 +289,11 @@ pub(super) async fn part_bytes<S: RoomStore>(
     let complete = is_stored(&live, &name, file);
     let kept = live.chunked.iter().any(|f| f == file);
     if kept {
-        let bytes = load_chunks(store, &chunks_key(broadcast_id, file)).await?;
+        let Chunks(bytes) = load(store, &chunks_key(broadcast_id, file)).await?;
         let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
         if start < bytes.len() || complete {
             return Ok(RoomResponse::PartBytes {
-                data: STANDARD.encode(&bytes[start..]),
+                data: bytes[start..].to_vec(),
                 complete,
             });
         }

@@ -7,11 +7,10 @@
 //! pusher may send a part as it is made, in chunks (`?offset=N`, handed to the part's
 //! viewers by the room), then commit it (`?from_chunks=SIZE&duration_us=..`, with its last
 //! chunk or no body). A media playlist (`{rendition}.m3u8`) is parsed with `m3u8-rs` and
-//! moves that rendition's live window; a multivariant playlist sets the ladder. A refused request stores nothing. ffmpeg ignores 401/403, so refusals the
-//! broadcaster can be told about are also recorded in the channel's status.
+//! moves that rendition's live window; a multivariant playlist sets the ladder. A refused
+//! request stores nothing. ffmpeg ignores 401/403, so refusals the broadcaster can be told
+//! about are also recorded in the channel's status.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use http::StatusCode;
 use serde::Serialize;
 
@@ -558,6 +557,20 @@ async fn store_part<P: Platform>(
     ))
 }
 
+/// Checks a chunk at `offset` of a part: whole media boxes (422), the part then at most
+/// [`MAX_CHUNKED_PART_BYTES`] and `MAX_SEGMENT_BYTES` (413). Answers where the chunk ends.
+fn check_chunk<P: Platform>(p: &P, offset: u64, body: &[u8]) -> Result<u64, ApiError> {
+    let end = offset.saturating_add(body.len() as u64);
+    check_part_size(p, end)?;
+    if end > MAX_CHUNKED_PART_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a part sent in chunks is at most {MAX_CHUNKED_PART_BYTES} bytes: send it whole"
+        )));
+    }
+    isobmff::check_media_segment(body).map_err(unprocessable)?;
+    Ok(end)
+}
+
 /// Hands one chunk of a part being made (whole boxes with a `moof` and an `mdat`) to the
 /// room of the broadcast it began in, which gives the part's bytes to its viewers as they
 /// come. 409 for a chunk that does not follow the part's bytes.
@@ -573,7 +586,7 @@ async fn send_chunk<P: Platform>(
         broadcast_id: broadcast_id.to_owned(),
         file: file.to_owned(),
         offset,
-        data: STANDARD.encode(body),
+        data: body.to_vec(),
         now_ms: p.clock().now_ms(),
     };
     match p.live().call(&ingest.channel_id, &chunk).await? {
@@ -596,14 +609,7 @@ async fn put_part_chunk<P: Platform>(
     offset: u64,
     body: Vec<u8>,
 ) -> Result<Response, ApiError> {
-    let end = offset.saturating_add(body.len() as u64);
-    check_part_size(p, end)?;
-    if end > MAX_CHUNKED_PART_BYTES {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "a part sent in chunks is at most {MAX_CHUNKED_PART_BYTES} bytes: send it whole"
-        )));
-    }
-    isobmff::check_media_segment(&body).map_err(unprocessable)?;
+    let end = check_chunk(p, offset, &body)?;
     let (broadcast_id, started) = begin_segment(p, ingest, file, true, body.len() as u64).await?;
     send_chunk(p, ingest, (&broadcast_id, file), offset, &body).await?;
     if let Some(started) = started {
@@ -633,12 +639,7 @@ async fn commit_part<P: Platform>(
     check_part_size(p, size)?;
     let last = last.filter(|(_, body)| !body.is_empty());
     if let Some((offset, body)) = &last {
-        if offset.saturating_add(body.len() as u64) > MAX_CHUNKED_PART_BYTES {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "a part sent in chunks is at most {MAX_CHUNKED_PART_BYTES} bytes: send it whole"
-            )));
-        }
-        isobmff::check_media_segment(body).map_err(unprocessable)?;
+        check_chunk(p, *offset, body)?;
     }
     let counted = last.as_ref().map_or(0, |(_, body)| body.len() as u64);
     let (broadcast_id, started) = begin_segment(p, ingest, &part.file, true, counted).await?;
@@ -652,9 +653,7 @@ async fn commit_part<P: Platform>(
         until_ms: 0,
     };
     let held = match p.live().call(&ingest.channel_id, &read).await? {
-        RoomResponse::PartBytes { data, .. } => STANDARD
-            .decode(data)
-            .map_err(|e| ApiError::Internal(format!("the room's part bytes: {e}")))?,
+        RoomResponse::PartBytes { data, .. } => data,
         _ => Vec::new(),
     };
     if held.len() as u64 != size {
